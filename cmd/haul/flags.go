@@ -1,0 +1,185 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/haul/haul/download"
+)
+
+// options is everything the flags say, as plain values; run() never sees cli.
+type options struct {
+	urls           []string
+	input          string // "" none, "-" stdin
+	dir            string
+	jobs, perHost  int
+	retries        int
+	timeout        time.Duration
+	connectTimeout time.Duration
+	limitRate      int64
+	header         http.Header
+	layout         download.Layout
+	manifest       string
+	quiet          bool
+	force          bool
+	hashAll        bool
+	noSync         bool
+	shardK, shardN int
+	cacert         string
+	insecure       bool
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:      "haul",
+		Usage:     "stream lists of URLs to disk, fast, in bounded memory, resumable",
+		UsageText: "haul [flags] [URL...]   (URLs from arguments, -i FILE, -i -, or piped stdin; flags go before URLs)",
+		Version:   version(),
+		Writer:    stderr,
+		ErrWriter: stderr,
+		Flags:     flags(),
+		// haul maps errors to exit codes itself (main.exitCode).
+		ExitErrHandler:  func(*cli.Context, error) {},
+		HideHelpCommand: true,
+		Action: func(c *cli.Context) error {
+			o, err := parseOptions(c)
+			if err != nil {
+				return cli.Exit(err.Error(), exitUsage)
+			}
+			return run(c.Context, o, stdin, stdout, stderr)
+		},
+	}
+}
+
+func flags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "read URLs from `FILE` (- for stdin)"},
+		&cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Value: ".", Usage: "save under `DIR`"},
+		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 16, Usage: "concurrent downloads"},
+		&cli.IntFlag{Name: "per-host", Usage: "cap concurrent connections to one host (0: no cap)"},
+		&cli.StringFlag{Name: "layout", Value: "tree", Usage: "file naming: tree (HOST/PATH), flat (BASENAME) or hash"},
+		&cli.IntFlag{Name: "retries", Value: 5, Usage: "retries of an attempt that received nothing"},
+		&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "abort a transfer that makes no progress for `D`"},
+		&cli.DurationFlag{Name: "connect-timeout", Value: 10 * time.Second, Usage: "TCP connect and TLS handshake timeout"},
+		&cli.StringFlag{Name: "limit-rate", Usage: "cap total bandwidth, e.g. 500K, 20M (bytes/s, K=1024)"},
+		&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "extra request header 'Name: value' (repeatable)"},
+		&cli.StringFlag{Name: "user-agent", Value: "haul/" + version(), Usage: "User-Agent header"},
+		&cli.StringFlag{Name: "manifest", Usage: "write one JSON line per entry to `FILE` (- for stdout)"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "show errors only"},
+		&cli.BoolFlag{Name: "force", Usage: "download even what is already on disk"},
+		&cli.BoolFlag{Name: "sha256", Usage: "compute the SHA-256 of every file (for the manifest)"},
+		&cli.BoolFlag{Name: "no-sync", Usage: "do not flush files to stable storage before renaming (faster, not power-loss safe)"},
+		&cli.StringFlag{Name: "shard", Usage: "keep only shard `K/N` of the list (FNV-1a of the URL mod N)"},
+		&cli.StringFlag{Name: "cacert", Usage: "also trust the CA certificates in PEM `FILE`"},
+		&cli.BoolFlag{Name: "insecure", Aliases: []string{"k"}, Usage: "do not verify TLS certificates"},
+	}
+}
+
+func parseOptions(c *cli.Context) (*options, error) {
+	o := &options{
+		urls: c.Args().Slice(), input: c.String("input"), dir: c.String("dir"),
+		jobs: c.Int("jobs"), perHost: c.Int("per-host"), retries: c.Int("retries"),
+		timeout: c.Duration("timeout"), connectTimeout: c.Duration("connect-timeout"),
+		manifest: c.String("manifest"), quiet: c.Bool("quiet"), force: c.Bool("force"),
+		hashAll: c.Bool("sha256"), noSync: c.Bool("no-sync"),
+		cacert: c.String("cacert"), insecure: c.Bool("insecure"),
+	}
+	if o.jobs < 1 || o.perHost < 0 || o.retries < 0 {
+		return nil, fmt.Errorf("--jobs must be >= 1, --per-host and --retries >= 0")
+	}
+	if o.timeout <= 0 || o.connectTimeout <= 0 {
+		return nil, fmt.Errorf("--timeout and --connect-timeout must be positive")
+	}
+	var err error
+	if o.layout, err = download.ParseLayout(c.String("layout")); err != nil {
+		return nil, err
+	}
+	if o.limitRate, err = parseRate(c.String("limit-rate")); err != nil {
+		return nil, err
+	}
+	if o.shardK, o.shardN, err = parseShard(c.String("shard")); err != nil {
+		return nil, err
+	}
+	if o.header, err = parseHeaders(c.String("user-agent"), c.StringSlice("header")); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// parseRate parses a curl-style rate: bytes per second with an optional K, M or G
+// suffix (powers of 1024). "" means unlimited.
+func parseRate(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	mult := 1.0
+	switch strings.ToUpper(s[len(s)-1:]) {
+	case "K":
+		mult = 1 << 10
+	case "M":
+		mult = 1 << 20
+	case "G":
+		mult = 1 << 30
+	}
+	num := s
+	if mult > 1 {
+		num = s[:len(s)-1]
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || v*mult < 1 || v*mult > 1<<50 {
+		return 0, fmt.Errorf("--limit-rate %q: want a rate like 500K or 20M", s)
+	}
+	return int64(v * mult), nil
+}
+
+// parseShard parses "K/N" with 0 <= K < N; "" means no sharding.
+func parseShard(s string) (k, n int, err error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	a, b, ok := strings.Cut(s, "/")
+	k, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || n < 1 || k < 0 || k >= n {
+		return 0, 0, fmt.Errorf("--shard %q: want K/N with 0 <= K < N", s)
+	}
+	return k, n, nil
+}
+
+// parseHeaders builds the request headers: User-Agent first, then each -H, which
+// may replace it (as with curl).
+func parseHeaders(ua string, hs []string) (http.Header, error) {
+	h := http.Header{}
+	if ua != "" {
+		h.Set("User-Agent", ua)
+	}
+	replaced := map[string]bool{}
+	for _, s := range hs {
+		name, value, ok := strings.Cut(s, ":")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || strings.ContainsAny(name, " \t\r\n") || strings.ContainsAny(value, "\r\n") {
+			return nil, fmt.Errorf("--header %q: want 'Name: value'", s)
+		}
+		key := http.CanonicalHeaderKey(name)
+		if !replaced[key] {
+			h.Del(key)
+			replaced[key] = true
+		}
+		h.Add(key, strings.TrimSpace(value))
+	}
+	return h, nil
+}

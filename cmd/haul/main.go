@@ -1,0 +1,51 @@
+// Command haul streams lists of URLs to disk: fast, in bounded memory, resumable.
+// See README.md for usage; this file only maps the outcome to an exit code.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes, as the spec defines them.
+const (
+	exitOK          = 0
+	exitFailed      = 1   // some entries failed or were invalid
+	exitUsage       = 2   // bad flags, unreadable input file
+	exitFatal       = 3   // the run could not go on (output not writable, disk full)
+	exitInterrupted = 130 // Ctrl-C / SIGTERM before the list was finished
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, restore the default action so a second one
+		// kills the process at once (nothing at a final name can be corrupt).
+		<-ctx.Done()
+		stop()
+	}()
+	err := newApp(os.Stdin, os.Stdout, os.Stderr).RunContext(ctx, os.Args)
+	os.Exit(exitCode(err))
+}
+
+func exitCode(err error) int {
+	var ec cli.ExitCoder
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ec):
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(os.Stderr, "haul:", msg)
+		}
+		return ec.ExitCode()
+	default: // flag parsing errors from urfave/cli
+		fmt.Fprintln(os.Stderr, "haul:", err)
+		return exitUsage
+	}
+}

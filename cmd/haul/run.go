@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/mattn/go-isatty"
+	"github.com/urfave/cli/v2"
+
+	"github.com/haul/haul/download"
+	"github.com/haul/haul/sink"
+)
+
+// run is one haul invocation: open the input, build the sink and the engine, run
+// them, report. It returns nil or a cli.ExitCoder carrying the spec's exit code.
+func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Writer) error {
+	src, closeInput, err := openInput(o, stdin)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	defer closeInput()
+	if o.insecure {
+		fmt.Fprintln(stderr, "haul: warning: --insecure: TLS certificates are not verified")
+	}
+	client, err := download.NewClient(download.ClientOptions{
+		Jobs: o.jobs, PerHost: o.perHost, ConnectTimeout: o.connectTimeout,
+		Timeout: o.timeout, CACert: o.cacert, Insecure: o.insecure,
+	})
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	out, err := sink.NewFile(o.dir, sink.FileOptions{NoSync: o.noSync})
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("output directory: %v", err), exitFatal)
+	}
+	defer out.Close()
+	man, err := openManifest(o.manifest, stdout)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	defer man.close()
+
+	rep := newReporter(stderr, o.quiet, isTerminal(stderr))
+	eng := download.New(client, out, download.Options{
+		Jobs: o.jobs, PerHost: o.perHost, Retries: o.retries, Timeout: o.timeout,
+		LimitRate: o.limitRate, Header: o.header, Layout: o.layout, Force: o.force,
+		HashAll: o.hashAll, ShardK: o.shardK, ShardN: o.shardN,
+		OnResult: func(r *download.Result) {
+			man.write(r)
+			rep.result(r)
+		},
+	})
+	rep.start(eng.Stats())
+	runErr := eng.Run(ctx, src)
+	rep.stop()
+	if err := man.close(); err != nil && runErr == nil {
+		runErr = &download.FatalError{Err: fmt.Errorf("manifest: %w", err)}
+	}
+	rep.summary(runErr)
+	return outcome(runErr, eng.Stats())
+}
+
+// outcome maps the run's end to the spec's exit codes.
+func outcome(err error, st *download.Stats) error {
+	var fe *download.FatalError
+	switch {
+	case errors.As(err, &fe):
+		return cli.Exit(fe.Error(), exitFatal)
+	case errors.Is(err, context.Canceled):
+		return cli.Exit("", exitInterrupted)
+	case err != nil:
+		return cli.Exit(fmt.Sprintf("reading input: %v", err), exitUsage)
+	case st.Failed.Load() > 0 || st.Invalid.Load() > 0:
+		return cli.Exit("", exitFailed)
+	}
+	return nil
+}
+
+// openInput returns the list's source: arguments, -i FILE, -i -, or stdin when
+// it is not a terminal.
+func openInput(o *options, stdin io.Reader) (download.Source, func(), error) {
+	switch {
+	case len(o.urls) > 0 && o.input != "":
+		return nil, nil, errors.New("give URLs as arguments or with -i, not both")
+	case len(o.urls) > 0:
+		return download.NewScanner(strings.NewReader(strings.Join(o.urls, "\n"))), func() {}, nil
+	case o.input == "-":
+		return download.NewScanner(stdin), func() {}, nil
+	case o.input != "":
+		f, err := os.Open(o.input)
+		if err != nil {
+			return nil, nil, err
+		}
+		return download.NewScanner(f), func() { f.Close() }, nil
+	}
+	if f, ok := stdin.(*os.File); ok && isTerminal(f) {
+		return nil, nil, errors.New("no URLs: give them as arguments, with -i FILE, or on standard input (see haul --help)")
+	}
+	return download.NewScanner(stdin), func() {}, nil
+}
+
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+// manifest writes one JSON line per finished entry, as it finishes, so that a
+// run killed half-way still leaves a manifest of what it did.
+type manifest struct {
+	mu  sync.Mutex
+	w   io.Writer
+	c   io.Closer // nil for stdout
+	err error
+}
+
+func openManifest(name string, stdout io.Writer) (*manifest, error) {
+	switch name {
+	case "":
+		return &manifest{}, nil
+	case "-":
+		return &manifest{w: stdout}, nil
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("--manifest: %w", err)
+	}
+	return &manifest{w: f, c: f}, nil
+}
+
+func (m *manifest) write(r *download.Result) {
+	if m.w == nil {
+		return
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(err) // Result always marshals
+	}
+	b = append(b, '\n')
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err == nil {
+		_, m.err = m.w.Write(b)
+	}
+}
+
+func (m *manifest) close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.c != nil {
+		if err := m.c.Close(); m.err == nil {
+			m.err = err
+		}
+		m.c = nil
+	}
+	return m.err
+}

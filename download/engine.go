@@ -1,0 +1,175 @@
+package download
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
+
+	"github.com/haul/haul/sink"
+)
+
+// Source yields entries one at a time; *Scanner is one. Next returns io.EOF at the
+// end, a *LineError for a bad line (and may be called again), any other error to
+// stop reading.
+type Source interface {
+	Next() (Entry, error)
+}
+
+// Options configures an Engine. Zero values mean the defaults documented per field.
+type Options struct {
+	Jobs      int           // concurrent downloads (default 16)
+	Retries   int           // extra attempts after one that received nothing (0: none)
+	Timeout   time.Duration // abort an attempt that receives nothing for this long (default 30s)
+	LimitRate int64         // total bytes per second across all downloads, 0: unlimited
+	Header    http.Header   // sent with every request (User-Agent included)
+	Layout    Layout
+	Force     bool // download even when the final file exists
+	HashAll   bool // compute SHA-256 of every file, not only when sha256= asks
+	// ShardK/ShardN keep only entries whose URL hashes to shard K of N (N=0: all).
+	ShardK, ShardN int
+	// PerHost caps concurrent downloads from one host (0: no cap beyond Jobs).
+	PerHost int
+	// RetryBase is the first backoff delay (default 1s); each retry doubles it, with
+	// jitter, up to RetryMax (default 60s).
+	RetryBase, RetryMax time.Duration
+	// OnResult is called once for every entry and bad line as it finishes, from
+	// any goroutine, possibly concurrently. It must not block for long.
+	OnResult func(*Result)
+}
+
+// Engine downloads entries from a Source into a Sink over one shared HTTP client.
+// It is used for one Run.
+type Engine struct {
+	opts    Options
+	client  HTTPClient
+	sink    sink.Sink
+	stats   Stats
+	hosts   *hosts
+	claims  *claims
+	limiter *rate.Limiter // nil: unlimited
+	start   time.Time
+	bufs    sync.Pool
+}
+
+// bufSize is the chunk in which bodies are read and written: big enough for few
+// syscalls on fast links, small enough that --jobs of them stay cheap.
+const bufSize = 128 << 10
+
+// New returns an Engine. client is shared by every worker.
+func New(client HTTPClient, s sink.Sink, o Options) *Engine {
+	if o.Jobs <= 0 {
+		o.Jobs = 16
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = time.Second
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = time.Minute
+	}
+	if o.OnResult == nil {
+		o.OnResult = func(*Result) {}
+	}
+	e := &Engine{opts: o, client: client, sink: s, hosts: newHosts(o.PerHost), claims: newClaims()}
+	if o.LimitRate > 0 {
+		burst := int(min(max(o.LimitRate/10, 16<<10), bufSize))
+		e.limiter = rate.NewLimiter(rate.Limit(o.LimitRate), burst)
+	}
+	e.bufs.New = func() any { b := make([]byte, bufSize); return &b }
+	return e
+}
+
+// Stats returns the live counters; safe to read while Run is going.
+func (e *Engine) Stats() *Stats { return &e.stats }
+
+// Run reads src to the end, downloading each entry with at most Jobs at a time.
+// Failed entries are results (OnResult), not errors. Run returns ctx's error if it
+// was cancelled before the list was finished (in-flight entries are stopped and
+// reported as interrupted), a *FatalError if the output cannot be written, or a
+// read error of src.
+func (e *Engine) Run(ctx context.Context, src Source) error {
+	e.start = time.Now()
+	g, ctx := errgroup.WithContext(ctx)
+	entries := make(chan Entry, e.opts.Jobs)
+	g.Go(func() error {
+		defer close(entries)
+		defer e.stats.InputDone.Store(true)
+		return e.feed(ctx, src, entries)
+	})
+	for range e.opts.Jobs {
+		g.Go(func() error {
+			for ent := range entries {
+				if ctx.Err() != nil { // cancelled: entries not started are not reported
+					e.stats.Queued.Add(-1)
+					continue
+				}
+				r := e.process(ctx, ent)
+				e.stats.count(r.Status)
+				e.opts.OnResult(r)
+				var fe *FatalError
+				if errors.As(r.Err, &fe) {
+					return fe
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// feed streams entries from src into ch, reporting bad lines and dropping those
+// of other shards. It never holds more than the channel's few entries.
+func (e *Engine) feed(ctx context.Context, src Source, ch chan<- Entry) error {
+	for {
+		ent, err := src.Next()
+		if err == io.EOF {
+			return nil
+		}
+		var le *LineError
+		if errors.As(err, &le) {
+			r := &Result{Entry: Entry{Line: le.Line}, Status: StatusInvalid, Err: le}
+			e.stats.count(r.Status)
+			e.opts.OnResult(r)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !e.inShard(ent.URL) {
+			continue
+		}
+		e.stats.Queued.Add(1)
+		select {
+		case ch <- ent:
+		case <-ctx.Done():
+			e.stats.Queued.Add(-1)
+			return ctx.Err()
+		}
+	}
+}
+
+// inShard reports whether url belongs to this run's shard: FNV-1a 64-bit of the
+// URL as written, modulo N. Fixed forever, so every version of haul splits a list
+// the same way.
+func (e *Engine) inShard(url string) bool {
+	if e.opts.ShardN <= 1 {
+		return true
+	}
+	return ShardOf(url, e.opts.ShardN) == e.opts.ShardK
+}
+
+// ShardOf returns the shard (0..n-1) that url belongs to among n.
+func ShardOf(url string, n int) int {
+	h := fnv.New64a()
+	io.WriteString(h, url)
+	return int(h.Sum64() % uint64(n))
+}

@@ -1,0 +1,120 @@
+package download
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// hosts tracks what the pool shares per host: a cap on concurrent downloads
+// (--per-host) and a pause that a 429 or 503 imposes on every worker, so one
+// overloaded host is backed off as a whole while the others keep going.
+//
+// Entries for idle hosts are dropped once the table grows, so a list touching
+// millions of hosts does not grow memory without bound.
+type hosts struct {
+	cap int // 0: no per-host cap
+
+	mu sync.Mutex
+	m  map[string]*host
+}
+
+type host struct {
+	sem    chan struct{} // nil without a cap
+	users  int           // workers between acquire and release
+	paused time.Time     // no new request before this instant
+}
+
+const maxIdleHosts = 4096
+
+func newHosts(perHost int) *hosts {
+	return &hosts{cap: perHost, m: make(map[string]*host)}
+}
+
+// acquire waits for a per-host slot and returns the host's state. The caller must
+// release it.
+func (hs *hosts) acquire(ctx context.Context, name string) (*host, error) {
+	hs.mu.Lock()
+	h := hs.m[name]
+	if h == nil {
+		if len(hs.m) >= maxIdleHosts {
+			hs.sweepLocked()
+		}
+		h = &host{}
+		if hs.cap > 0 {
+			h.sem = make(chan struct{}, hs.cap)
+		}
+		hs.m[name] = h
+	}
+	h.users++
+	hs.mu.Unlock()
+	if h.sem == nil {
+		return h, nil
+	}
+	select {
+	case h.sem <- struct{}{}:
+		return h, nil
+	case <-ctx.Done():
+		hs.done(h)
+		return nil, ctx.Err()
+	}
+}
+
+func (hs *hosts) release(h *host) {
+	if h.sem != nil {
+		<-h.sem
+	}
+	hs.done(h)
+}
+
+func (hs *hosts) done(h *host) {
+	hs.mu.Lock()
+	h.users--
+	hs.mu.Unlock()
+}
+
+// sweepLocked forgets hosts nobody uses whose pause has ended.
+func (hs *hosts) sweepLocked() {
+	now := time.Now()
+	for k, h := range hs.m {
+		if h.users == 0 && now.After(h.paused) {
+			delete(hs.m, k)
+		}
+	}
+}
+
+// pause backs the host off until d from now (never shortening a longer pause).
+func (hs *hosts) pause(h *host, d time.Duration) {
+	until := time.Now().Add(d)
+	hs.mu.Lock()
+	if until.After(h.paused) {
+		h.paused = until
+	}
+	hs.mu.Unlock()
+}
+
+// wait blocks until the host's pause, if any, is over.
+func (hs *hosts) wait(ctx context.Context, h *host) error {
+	for {
+		hs.mu.Lock()
+		d := time.Until(h.paused)
+		hs.mu.Unlock()
+		if d <= 0 {
+			return nil
+		}
+		if err := sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

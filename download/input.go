@@ -1,0 +1,268 @@
+package download
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// MaxLineLen is the longest accepted input line (64 KiB), excluding the newline.
+const MaxLineLen = 64 << 10
+
+// LineError reports a bad input line. Error() returns "input line N: reason".
+type LineError struct {
+	Line   int
+	Reason string
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("input line %d: %s", e.Line, e.Reason) }
+
+// ParseLine parses one input line (without its newline; a trailing \r is tolerated).
+// It returns ok=false and a nil error for blank lines and comment lines (first non-blank char '#').
+// On a bad line it returns a *LineError whose Line is lineNo.
+func ParseLine(line []byte, lineNo int) (e Entry, ok bool, err error) {
+	fail := func(err error) (Entry, bool, error) {
+		return Entry{}, false, &LineError{Line: lineNo, Reason: err.Error()}
+	}
+	if len(bytes.TrimSuffix(line, []byte("\r"))) > MaxLineLen {
+		return fail(errors.New("line longer than 64 KiB"))
+	}
+	if bytes.IndexByte(line, 0) >= 0 {
+		return fail(errors.New("NUL byte in line"))
+	}
+	s := strings.Trim(string(line), " \t\r")
+	if s == "" || s[0] == '#' {
+		return Entry{}, false, nil
+	}
+	if s[0] == '{' {
+		e, err = parseJSON(s)
+	} else {
+		e, err = parseFields(s)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	e.Line = lineNo
+	return e, true, nil
+}
+
+// parseFields parses the "URL key=value..." form.
+func parseFields(s string) (Entry, error) {
+	f := strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' || r == '\r' })
+	e := Entry{URL: f[0], Size: -1}
+	if err := checkURL(e.URL); err != nil {
+		return Entry{}, err
+	}
+	seen := map[string]bool{}
+	for _, kv := range f[1:] {
+		k, v, found := strings.Cut(kv, "=")
+		switch {
+		case !found:
+			return Entry{}, fmt.Errorf("field %s is not key=value", quoteShort(kv))
+		case k != "out" && k != "sha256" && k != "size":
+			return Entry{}, fmt.Errorf("unknown field %s", quoteShort(k))
+		case seen[k]:
+			return Entry{}, fmt.Errorf("duplicate field %q", k)
+		}
+		seen[k] = true
+		if err := setField(&e, k, v); err != nil {
+			return Entry{}, err
+		}
+	}
+	return e, nil
+}
+
+// parseJSON parses the JSON object form; unknown keys are ignored and null means absent.
+func parseJSON(s string) (Entry, error) {
+	var j struct {
+		URL    *string         `json:"url"`
+		Out    *string         `json:"out"`
+		SHA256 *string         `json:"sha256"`
+		Size   json.RawMessage `json:"size"`
+	}
+	if err := json.Unmarshal([]byte(s), &j); err != nil {
+		return Entry{}, fmt.Errorf("invalid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if j.URL == nil || *j.URL == "" {
+		return Entry{}, errors.New("missing url")
+	}
+	e := Entry{URL: *j.URL, Size: -1}
+	if err := checkURL(e.URL); err != nil {
+		return Entry{}, err
+	}
+	// Empty strings count as absent, like null, so that manifests writing "" parse.
+	fields := []struct{ k, v string }{{"out", derefString(j.Out)}, {"sha256", derefString(j.SHA256)}}
+	if len(j.Size) > 0 && string(j.Size) != "null" {
+		fields = append(fields, struct{ k, v string }{"size", string(j.Size)})
+	}
+	for _, f := range fields {
+		if f.v == "" {
+			continue
+		}
+		if err := setField(&e, f.k, f.v); err != nil {
+			return Entry{}, err
+		}
+	}
+	return e, nil
+}
+
+func derefString(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// setField validates v and stores it in the field of e named by k (out, sha256 or size).
+func setField(e *Entry, k, v string) error {
+	switch k {
+	case "out":
+		out, err := cleanOut(v)
+		e.Out = out
+		return err
+	case "sha256":
+		if len(v) != 64 || strings.IndexFunc(v, notHex) >= 0 {
+			return fmt.Errorf("bad sha256 %s: want 64 hex digits", quoteShort(v))
+		}
+		e.SHA256 = strings.ToLower(v)
+	case "size":
+		n, err := strconv.ParseInt(v, 10, 64)
+		if v == "" || strings.IndexFunc(v, notDigit) >= 0 || err != nil {
+			return fmt.Errorf("bad size %s: want a non-negative integer", quoteShort(v))
+		}
+		e.Size = n
+	}
+	return nil
+}
+
+func notHex(r rune) bool {
+	return !('0' <= r && r <= '9' || 'a' <= r && r <= 'f' || 'A' <= r && r <= 'F')
+}
+
+func notDigit(r rune) bool { return r < '0' || r > '9' }
+
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
+}
+
+// checkURL reports why s is not an absolute http or https URL with a host, or nil.
+func checkURL(s string) error {
+	if hasControl(s) {
+		return fmt.Errorf("invalid URL %s: control character", quoteShort(s))
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("invalid URL %s: %v", quoteShort(s), err)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "http", "https":
+	case "":
+		return fmt.Errorf("invalid URL %s: not absolute (need http:// or https://)", quoteShort(s))
+	default:
+		return fmt.Errorf("unsupported scheme %s", quoteShort(u.Scheme))
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("invalid URL %s: missing host", quoteShort(s))
+	}
+	return nil
+}
+
+// cleanOut validates an out= path and returns it cleaned and slash-separated.
+func cleanOut(p string) (string, error) {
+	switch {
+	case p == "":
+		return "", errors.New("empty out= path")
+	case hasControl(p):
+		return "", fmt.Errorf("out= path %s contains a control character", quoteShort(p))
+	case strings.Contains(p, `\`):
+		return "", fmt.Errorf("out= path %s contains a backslash", quoteShort(p))
+	case path.IsAbs(p):
+		return "", fmt.Errorf("out= path %s is absolute", quoteShort(p))
+	}
+	c := path.Clean(p)
+	if c == "." {
+		return "", fmt.Errorf("out= path %s names no file", quoteShort(p))
+	}
+	if !filepath.IsLocal(filepath.FromSlash(c)) {
+		return "", fmt.Errorf("out= path %s escapes --dir", quoteShort(p))
+	}
+	return c, nil
+}
+
+// quoteShort returns s quoted for an error message, shortened if long.
+func quoteShort(s string) string {
+	if len(s) > 100 {
+		return strconv.Quote(s[:100]) + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// Scanner streams entries from r line by line, never holding more than one line
+// (<= MaxLineLen+some) in memory.
+type Scanner struct {
+	r   *bufio.Reader
+	n   int
+	err error // sticky: io.EOF or a read error
+}
+
+// NewScanner returns a Scanner reading from r.
+func NewScanner(r io.Reader) *Scanner {
+	return &Scanner{r: bufio.NewReaderSize(r, MaxLineLen+2)} // room for the line, "\r" and "\n"
+}
+
+// Next returns the next entry. Blank/comment lines are skipped silently. A bad line
+// returns a *LineError (the caller reports it and calls Next again). A line longer than
+// MaxLineLen is a *LineError and its remainder is discarded without buffering it.
+// At the end it returns io.EOF; a read error is returned as is (not a LineError).
+func (s *Scanner) Next() (Entry, error) {
+	for s.err == nil {
+		line, err := s.r.ReadSlice('\n')
+		if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+			s.err = err // a partial line before a read error is dropped
+			break
+		}
+		if len(line) == 0 {
+			s.err = err
+			break
+		}
+		s.n++
+		if err == bufio.ErrBufferFull {
+			return Entry{}, s.skipLong()
+		}
+		s.err = err // nil, or io.EOF after a final line without newline
+		e, ok, perr := ParseLine(bytes.TrimSuffix(line, []byte("\n")), s.n)
+		if perr != nil || ok {
+			return e, perr
+		}
+	}
+	return Entry{}, s.err
+}
+
+// skipLong discards the rest of an over-long line and returns its LineError.
+// A read error while discarding is returned by the following Next.
+func (s *Scanner) skipLong() error {
+	for {
+		_, err := s.r.ReadSlice('\n')
+		if err != bufio.ErrBufferFull {
+			if err != nil {
+				s.err = err
+			}
+			return &LineError{Line: s.n, Reason: "line longer than 64 KiB"}
+		}
+	}
+}
+
+// Lines returns how many lines have been read so far.
+func (s *Scanner) Lines() int { return s.n }

@@ -1,0 +1,100 @@
+package download
+
+import (
+	"encoding/json"
+	"sync/atomic"
+	"time"
+)
+
+// Status is the outcome of one entry, as the manifest spells it.
+type Status string
+
+// The statuses an entry can end in.
+const (
+	StatusOK      Status = "ok"      // downloaded and verified
+	StatusSkipped Status = "skipped" // already on disk (or listed twice)
+	StatusFailed  Status = "failed"  // gave up; Err says why
+	StatusInvalid Status = "invalid" // the input line could not be used
+)
+
+// Result is the outcome of one entry (or one bad input line).
+type Result struct {
+	Entry      Entry
+	Name       string // path relative to --dir, slash-separated; "" if none was derived
+	Status     Status
+	Size       int64  // bytes stored (from disk for skipped entries)
+	SHA256     string // hex SHA-256 of the stored bytes where computed, else ""
+	HTTPStatus int    // last HTTP status received, 0 if none
+	Err        error
+	Attempts   int
+	Duration   time.Duration
+}
+
+// MarshalJSON writes the manifest line for r. Its keys match the input's JSON
+// lines, so a manifest filtered to failed entries is a valid input list.
+func (r *Result) MarshalJSON() ([]byte, error) {
+	if r.Status == StatusInvalid {
+		return json.Marshal(struct {
+			Line   int    `json:"line"`
+			Status Status `json:"status"`
+			Error  string `json:"error"`
+		}{r.Entry.Line, r.Status, r.Err.Error()})
+	}
+	type manifestLine struct {
+		URL        string  `json:"url"`
+		Out        *string `json:"out"`
+		Status     Status  `json:"status"`
+		Size       *int64  `json:"size"`
+		SHA256     *string `json:"sha256"`
+		HTTPStatus *int    `json:"http_status"`
+		Error      *string `json:"error"`
+		Attempts   int     `json:"attempts"`
+		DurationMS int64   `json:"duration_ms"`
+	}
+	m := manifestLine{URL: r.Entry.URL, Status: r.Status, Attempts: r.Attempts,
+		DurationMS: r.Duration.Milliseconds()}
+	if r.Name != "" {
+		m.Out = &r.Name
+	}
+	if r.Status != StatusFailed || r.Size > 0 {
+		m.Size = &r.Size
+	}
+	if r.SHA256 != "" {
+		m.SHA256 = &r.SHA256
+	}
+	if r.HTTPStatus != 0 {
+		m.HTTPStatus = &r.HTTPStatus
+	}
+	if r.Err != nil {
+		s := r.Err.Error()
+		m.Error = &s
+	}
+	return json.Marshal(m)
+}
+
+// Stats are the run's live counters, updated atomically by the workers and read
+// by progress displays at their own pace.
+type Stats struct {
+	Queued   atomic.Int64 // entries accepted into the pool so far (the known total)
+	OK       atomic.Int64
+	Skipped  atomic.Int64
+	Failed   atomic.Int64
+	Invalid  atomic.Int64
+	Bytes    atomic.Int64 // body bytes received in this run
+	InFlight atomic.Int64
+	// InputDone is set once the whole list has been read: Queued is then final.
+	InputDone atomic.Bool
+}
+
+func (s *Stats) count(st Status) {
+	switch st {
+	case StatusOK:
+		s.OK.Add(1)
+	case StatusSkipped:
+		s.Skipped.Add(1)
+	case StatusFailed:
+		s.Failed.Add(1)
+	case StatusInvalid:
+		s.Invalid.Add(1)
+	}
+}

@@ -1,0 +1,262 @@
+package download
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/haul/haul/sink"
+)
+
+// transfer is the state of one entry's body across attempts: how much is written,
+// the validator that makes appending to it safe, and the running hash.
+type transfer struct {
+	e         *Engine
+	ent       Entry
+	w         sink.Writer
+	written   int64  // bytes in the staging file
+	best      int64  // most bytes ever written (progress, for the retry budget)
+	total     int64  // full length from the server, -1 if unknown
+	validator string // strong ETag or Last-Modified of what is written, "" if none
+	hash      *asyncHash
+	buf       *[]byte
+}
+
+func newTransfer(e *Engine, ent Entry, w sink.Writer) *transfer {
+	t := &transfer{e: e, ent: ent, w: w, total: -1}
+	if ent.SHA256 != "" || e.opts.HashAll {
+		t.hash = newAsyncHash(&e.bufs)
+	} else {
+		t.buf = e.bufs.Get().(*[]byte)
+	}
+	return t
+}
+
+func (t *transfer) close() {
+	if t.hash != nil {
+		t.hash.close()
+	}
+	if t.buf != nil {
+		t.e.bufs.Put(t.buf)
+	}
+}
+
+// attempt makes one request and streams its body to the writer. It resumes with
+// Range + If-Range when bytes are already written and a validator guards them.
+func (t *transfer) attempt(ctx context.Context, r *Result) error {
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timeout := t.e.opts.Timeout
+	stall := time.AfterFunc(timeout, func() { cancel(ErrStalled) })
+	defer stall.Stop()
+
+	req, err := http.NewRequestWithContext(actx, http.MethodGet, t.ent.URL, nil)
+	if err != nil {
+		return err
+	}
+	req.Header = t.e.opts.Header
+	if t.written > 0 && t.validator != "" {
+		req.Header = req.Header.Clone()
+		req.Header.Set("Range", "bytes="+strconv.FormatInt(t.written, 10)+"-")
+		req.Header.Set("If-Range", t.validator)
+	} else if t.written > 0 {
+		if err := t.restart(); err != nil {
+			return err
+		}
+	}
+	resp, err := t.e.client.Do(req)
+	if err != nil {
+		return stallCause(actx, timeout, err)
+	}
+	defer resp.Body.Close()
+	r.HTTPStatus = resp.StatusCode
+	if done, err := t.accept(resp); done || err != nil {
+		return err
+	}
+	return stallCause(actx, timeout, t.copy(actx, resp.Body, stall))
+}
+
+// accept checks the response and positions the writer: append after a matching
+// 206, start over after a 200. done reports that the file was already complete.
+func (t *transfer) accept(resp *http.Response) (done bool, err error) {
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		if t.written > 0 {
+			if err := t.restart(); err != nil {
+				return false, err
+			}
+		}
+		t.total = resp.ContentLength
+		t.validator = validatorOf(resp.Header)
+	case resp.StatusCode == http.StatusPartialContent && t.written > 0:
+		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		if !ok || start != t.written {
+			// Never splice: forget the validator so the next attempt starts over.
+			t.validator = ""
+			return false, fmt.Errorf("unexpected Content-Range %q for offset %d",
+				resp.Header.Get("Content-Range"), t.written)
+		}
+		t.total = total
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && t.written > 0 && t.written == t.total:
+		return true, nil // everything was already here
+	default:
+		return false, &StatusError{Code: resp.StatusCode, RetryAfter: retryAfter(resp.Header)}
+	}
+	if t.ent.Size >= 0 && t.total >= 0 && t.total != t.ent.Size {
+		return false, fmt.Errorf("%w: server announces %d bytes, size= says %d", ErrBadLength, t.total, t.ent.Size)
+	}
+	return false, nil
+}
+
+func (t *transfer) restart() error {
+	if err := t.w.Restart(); err != nil {
+		return &localError{err}
+	}
+	t.written = 0
+	if t.hash != nil {
+		t.hash.reset()
+	}
+	return nil
+}
+
+// copy streams body into the writer chunk by chunk, feeding the hash on another
+// goroutine, pacing by --limit-rate, and pushing the stall deadline back on
+// every chunk that arrives.
+func (t *transfer) copy(ctx context.Context, body io.Reader, stall *time.Timer) error {
+	for {
+		n, rerr := t.chunk(ctx, body, stall)
+		if n < 0 {
+			return rerr
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// chunk moves one read's worth of bytes from body to the writer and the hash.
+// n < 0 means a local failure (err). Every buffer taken is handed back.
+func (t *transfer) chunk(ctx context.Context, body io.Reader, stall *time.Timer) (n int, err error) {
+	buf := t.buffer()
+	if lim := t.e.limiter; lim != nil {
+		buf = buf[:min(len(buf), lim.Burst())]
+	}
+	n, err = body.Read(buf)
+	if t.hash != nil {
+		defer func() { t.hash.submit(buf[:max(n, 0)]) }()
+	}
+	if n == 0 {
+		return 0, err
+	}
+	stall.Reset(t.e.opts.Timeout)
+	if lim := t.e.limiter; lim != nil {
+		if werr := lim.WaitN(ctx, n); werr != nil {
+			return -1, werr
+		}
+	}
+	if _, werr := t.w.Write(buf[:n]); werr != nil {
+		return -1, &localError{werr}
+	}
+	t.written += int64(n)
+	t.best = max(t.best, t.written)
+	t.e.stats.Bytes.Add(int64(n))
+	return n, err
+}
+
+func (t *transfer) buffer() []byte {
+	if t.hash != nil {
+		return t.hash.buffer()
+	}
+	return *t.buf
+}
+
+// verify checks what arrived against Content-Length, size= and sha256=.
+func (t *transfer) verify(r *Result) error {
+	if t.total >= 0 && t.written != t.total {
+		return fmt.Errorf("%w: got %d bytes, Content-Length said %d", ErrBadLength, t.written, t.total)
+	}
+	if t.ent.Size >= 0 && t.written != t.ent.Size {
+		return fmt.Errorf("%w: got %d bytes, size= says %d", ErrBadLength, t.written, t.ent.Size)
+	}
+	if t.hash == nil {
+		return nil
+	}
+	r.SHA256 = hex.EncodeToString(t.hash.sum())
+	if t.ent.SHA256 != "" && r.SHA256 != t.ent.SHA256 {
+		return fmt.Errorf("%w: expected %s, got %s", ErrBadChecksum, t.ent.SHA256, r.SHA256)
+	}
+	return nil
+}
+
+// stallCause turns the cancellation caused by the stall timer into ErrStalled.
+func stallCause(ctx context.Context, timeout time.Duration, err error) error {
+	if err != nil && errors.Is(context.Cause(ctx), ErrStalled) {
+		return fmt.Errorf("%w: no data for %s", ErrStalled, timeout)
+	}
+	return err
+}
+
+// validatorOf returns what If-Range may carry: a strong ETag, else Last-Modified.
+func validatorOf(h http.Header) string {
+	if et := h.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
+		return et
+	}
+	return h.Get("Last-Modified")
+}
+
+// parseContentRange parses "bytes START-END/TOTAL" (TOTAL may be "*").
+func parseContentRange(s string) (start, total int64, ok bool) {
+	rest, found := strings.CutPrefix(s, "bytes ")
+	if !found {
+		return 0, 0, false
+	}
+	rng, tot, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, 0, false
+	}
+	a, b, found := strings.Cut(rng, "-")
+	if !found {
+		return 0, 0, false
+	}
+	start, err1 := strconv.ParseInt(a, 10, 64)
+	end, err2 := strconv.ParseInt(b, 10, 64)
+	if err1 != nil || err2 != nil || start < 0 || end < start {
+		return 0, 0, false
+	}
+	total = -1
+	if tot != "*" {
+		n, err := strconv.ParseInt(tot, 10, 64)
+		if err != nil || n <= end {
+			return 0, 0, false
+		}
+		total = n
+	}
+	return start, total, true
+}
+
+// maxRetryAfter caps what a server can make us wait.
+const maxRetryAfter = 5 * time.Minute
+
+// retryAfter parses Retry-After (seconds or an HTTP date), capped at 5 minutes.
+func retryAfter(h http.Header) time.Duration {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if secs, err := strconv.Atoi(v); err == nil {
+		d = time.Duration(secs) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = time.Until(t)
+	}
+	return max(min(d, maxRetryAfter), 0)
+}

@@ -1,0 +1,57 @@
+// Package sink is where the bytes of one entry go: a staging file that becomes visible
+// under its final name only when it is complete.
+//
+// A Sink never writes outside its directory: every path it is given is resolved with
+// os.Root, so "..", absolute paths and symbolic links that point outside fail instead of
+// escaping. The download engine depends on this package, never the reverse.
+package sink
+
+import (
+	"errors"
+	"io"
+	"time"
+)
+
+// Sink stores the bytes of entries under relative, slash-separated names.
+// Implementations are safe for concurrent use by many workers, provided no two
+// workers use the same name at the same time (the engine guarantees that).
+type Sink interface {
+	// Stat describes the final file for name. It returns an error satisfying
+	// errors.Is(err, fs.ErrNotExist) when there is none.
+	Stat(name string) (Info, error)
+	// Create starts a new staging file for name, recording origin (the source URL)
+	// with it. An existing staging file for name is truncated; the final file, if
+	// any, is left alone until Commit.
+	Create(name, origin string) (Writer, error)
+	// Open opens the final file for name for reading, e.g. to verify its hash.
+	Open(name string) (io.ReadCloser, error)
+}
+
+// Info describes a final file.
+type Info struct {
+	// Size is the number of bytes stored under the final name.
+	Size int64
+	// ModTime is when the file was last written.
+	ModTime time.Time
+	// Origin is the source URL recorded when the file was written, or "" when the
+	// file carries none (written by another tool, or a filesystem without extended
+	// attributes).
+	Origin string
+}
+
+// Writer receives the bytes of one entry. It is used by one goroutine at a time.
+// Exactly one of Commit or Abort must be called, after which the Writer is unusable.
+type Writer interface {
+	io.Writer
+	// Commit makes the written bytes durable (unless the sink was told not to
+	// sync) and then atomically moves them to the final name.
+	Commit() error
+	// Abort discards the staging file; nothing appears at the final name.
+	Abort() error
+	// Restart discards the bytes written so far: the next Write starts the file
+	// over (the server sent the whole body again instead of the rest of it).
+	Restart() error
+}
+
+// ErrNotRegular reports that the final name exists but is not a regular file.
+var ErrNotRegular = errors.New("exists and is not a regular file")

@@ -55,6 +55,7 @@ type Engine struct {
 	claims  *claims
 	limiter *rate.Limiter // nil: unlimited
 	start   time.Time
+	cancel  context.CancelCauseFunc // ends the run early (fatal errors)
 	bufs    sync.Pool
 }
 
@@ -98,32 +99,34 @@ func (e *Engine) Stats() *Stats { return &e.stats }
 // read error of src.
 func (e *Engine) Run(ctx context.Context, src Source) error {
 	e.start = time.Now()
-	g, ctx := errgroup.WithContext(ctx)
+	ctx, e.cancel = context.WithCancelCause(ctx)
+	defer e.cancel(nil)
+	g, gctx := errgroup.WithContext(ctx)
 	entries := make(chan Entry, e.opts.Jobs)
 	g.Go(func() error {
 		defer close(entries)
 		defer e.stats.InputDone.Store(true)
-		return e.feed(ctx, src, entries)
+		return e.feed(gctx, src, entries)
 	})
 	for range e.opts.Jobs {
 		g.Go(func() error {
 			for ent := range entries {
-				if ctx.Err() != nil { // cancelled: entries not started are not reported
+				if gctx.Err() != nil { // stopping: entries not started are not reported
 					e.stats.Queued.Add(-1)
 					continue
 				}
-				r := e.process(ctx, ent)
-				e.stats.count(r.Status)
-				e.opts.OnResult(r)
-				var fe *FatalError
-				if errors.As(r.Err, &fe) {
-					return fe
-				}
+				e.process(ctx, ent)
 			}
 			return nil
 		})
 	}
-	return g.Wait()
+	err := g.Wait()
+	e.sink.Flush() // every result is reported before Run returns
+	var fe *FatalError
+	if errors.As(context.Cause(ctx), &fe) {
+		return fe
+	}
+	return err
 }
 
 // feed streams entries from src into ch, reporting bad lines and dropping those

@@ -15,48 +15,58 @@ import (
 	"github.com/haul/haul/sink"
 )
 
-// process takes one entry from name to final file and returns its result.
-func (e *Engine) process(ctx context.Context, ent Entry) *Result {
+// process takes one entry from name to final file. Its result is reported by
+// finish, maybe after process returns: a download ends when the sink's group
+// commit has made it durable, while the worker is already on its next entry. The
+// entry's name stays claimed until then.
+func (e *Engine) process(ctx context.Context, ent Entry) {
+	r := &Result{Entry: ent, Status: StatusOK}
 	t0 := time.Now()
 	e.stats.InFlight.Add(1)
-	defer e.stats.InFlight.Add(-1)
-	r := &Result{Entry: ent, Status: StatusOK}
-	if err := e.fetch(ctx, ent, r); err != nil {
-		r.Status = StatusFailed
-		var fe *FatalError
-		if ctx.Err() != nil && !errors.As(err, &fe) {
-			err = ErrInterrupted
-		}
-		if !errors.As(err, &fe) {
-			var de *Error
-			if !errors.As(err, &de) {
-				err = &Error{Op: "get", URL: ent.URL, Err: err}
-			}
-		}
-		r.Err = err
-	}
-	r.Duration = time.Since(t0)
-	return r
-}
-
-func (e *Engine) fetch(ctx context.Context, ent Entry, r *Result) error {
+	fail := func(err error) { e.finish(ctx, r, t0, err) }
 	name := ent.Out
 	if name == "" {
 		var err error
 		if name, err = e.opts.Layout.Name(ent.URL); err != nil {
-			return &Error{Op: "name", URL: ent.URL, Err: err}
+			fail(&Error{Op: "name", URL: ent.URL, Err: err})
+			return
 		}
 	}
 	r.Name = name
 	release, err := e.claims.acquire(ctx, name, ent.URL)
 	if err != nil {
-		return &Error{Op: "claim", URL: ent.URL, Err: err}
+		fail(&Error{Op: "claim", URL: ent.URL, Err: err})
+		return
 	}
-	defer release()
+	done := func(err error) {
+		release()
+		e.finish(ctx, r, t0, err)
+	}
 	if skip, err := e.existing(ent, r); skip || err != nil {
-		return err
+		done(err)
+		return
 	}
-	return e.download(ctx, ent, r)
+	e.download(ctx, ent, r, done)
+}
+
+// finish records the outcome of an entry. It is called once per entry, from the
+// worker or from the sink's committer.
+func (e *Engine) finish(ctx context.Context, r *Result, t0 time.Time, err error) {
+	if err != nil {
+		r.Status = StatusFailed
+		var fe *FatalError
+		switch {
+		case errors.As(err, &fe):
+			e.cancel(fe) // no later entry can be written either
+		case ctx.Err() != nil:
+			err = &Error{Op: "get", URL: r.Entry.URL, Err: ErrInterrupted}
+		}
+		r.Err = err
+	}
+	r.Duration = time.Since(t0)
+	e.stats.InFlight.Add(-1)
+	e.stats.count(r.Status)
+	e.opts.OnResult(r)
 }
 
 // existing decides from the final file alone, without asking the server, whether
@@ -123,34 +133,39 @@ func (e *Engine) sinkError(op, rawURL string, err error) error {
 }
 
 // download fetches the body into a new staging file, retrying as the network
-// allows, verifies it and commits it to its final name.
-func (e *Engine) download(ctx context.Context, ent Entry, r *Result) error {
-	hostName := hostOf(ent.URL)
-	h, err := e.hosts.acquire(ctx, hostName)
+// allows, verifies it and commits it to its final name. It calls done once.
+func (e *Engine) download(ctx context.Context, ent Entry, r *Result, done func(error)) {
+	h, err := e.hosts.acquire(ctx, hostOf(ent.URL))
 	if err != nil {
-		return err
+		done(err)
+		return
 	}
 	defer e.hosts.release(h)
 
 	w, err := e.sink.Create(r.Name, ent.URL)
 	if err != nil {
-		return e.sinkError("create", ent.URL, err)
+		done(e.sinkError("create", ent.URL, err))
+		return
 	}
 	t := newTransfer(e, ent, w)
 	defer t.close()
 	if err := e.retry(ctx, h, t, r); err != nil {
 		w.Abort()
-		return err
+		done(err)
+		return
 	}
 	r.Size = t.written
 	if err := t.verify(r); err != nil {
 		w.Abort()
-		return &Error{Op: "verify", URL: ent.URL, Err: err}
+		done(&Error{Op: "verify", URL: ent.URL, Err: err})
+		return
 	}
-	if err := w.Commit(); err != nil {
-		return e.sinkError("commit", ent.URL, err)
-	}
-	return nil
+	w.Commit(func(err error) {
+		if err != nil {
+			err = e.sinkError("commit", ent.URL, err)
+		}
+		done(err)
+	})
 }
 
 // retry runs attempts until one succeeds, one fails for good, or the retries

@@ -2,7 +2,6 @@ package sink
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -23,9 +22,10 @@ const PartSuffix = ".part"
 // File is the plain-file sink: each entry is written to NAME.part beside its final
 // name, made durable, then renamed to NAME.
 type File struct {
-	root   *os.Root
-	dirs   *dirCache
-	noSync bool
+	root      *os.Root
+	dirs      *dirCache
+	committer *committer // nil with NoSync: commits rename at once
+	rootDir   *os.File
 }
 
 var _ Sink = (*File)(nil)
@@ -47,13 +47,33 @@ func NewFile(dir string, opts FileOptions) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &File{root: root, dirs: newDirCache(root, 512), noSync: opts.NoSync}, nil
+	s := &File{root: root, dirs: newDirCache(root, 512)}
+	if !opts.NoSync {
+		if s.rootDir, err = root.Open("."); err != nil {
+			root.Close()
+			return nil, err
+		}
+		s.committer = newCommitter(s.rootDir)
+	}
+	return s, nil
 }
 
-// Close releases the sink's directory handles. No Writer may be in use.
+// Close waits for pending commits and releases the sink's directory handles.
+// No Writer may be in use.
 func (s *File) Close() error {
+	if s.committer != nil {
+		s.committer.close()
+		s.rootDir.Close()
+	}
 	s.dirs.close()
 	return s.root.Close()
+}
+
+// Flush implements Sink.
+func (s *File) Flush() {
+	if s.committer != nil {
+		s.committer.flush()
+	}
 }
 
 // Stat implements Sink. A symbolic link or directory at the final name is reported
@@ -127,24 +147,29 @@ type fileWriter struct {
 
 func (w *fileWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
 
-// Commit implements Writer: fdatasync (unless NoSync), close, rename.
-func (w *fileWriter) Commit() (err error) {
+// Commit implements Writer: close the staging file, then rename it, at once with
+// NoSync, else after the committer's next filesystem flush.
+func (w *fileWriter) Commit(done func(error)) {
+	err := w.f.Close()
+	if w.s.committer == nil || err != nil {
+		done(w.rename(err))
+		return
+	}
+	w.s.committer.submit(commitReq{w: w, done: done})
+}
+
+// rename moves the staging file to the final name unless err says the data may
+// not be safe, in which case the staging file is removed. It releases the
+// directory handle either way.
+func (w *fileWriter) rename(err error) error {
 	defer w.s.dirs.release(w.d)
-	defer func() {
-		if err != nil {
-			w.d.r.Remove(w.part)
-		}
-	}()
-	if !w.s.noSync {
-		if err := fdatasync(w.f); err != nil {
-			w.f.Close()
-			return fmt.Errorf("sync: %w", err)
-		}
+	if err == nil {
+		err = w.d.r.Rename(w.part, w.final)
 	}
-	if err := w.f.Close(); err != nil {
-		return err
+	if err != nil {
+		w.d.r.Remove(w.part)
 	}
-	return w.d.r.Rename(w.part, w.final)
+	return err
 }
 
 // Abort implements Writer: the staging file is removed.
@@ -161,18 +186,6 @@ func (w *fileWriter) Restart() error {
 	}
 	_, err := w.f.Seek(0, io.SeekStart)
 	return err
-}
-
-func fdatasync(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Fdatasync(int(fd)) }); err != nil {
-		return err
-	}
-	return serr
 }
 
 func setOrigin(f *os.File, origin string) error {

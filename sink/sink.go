@@ -25,6 +25,8 @@ type Sink interface {
 	Create(name, origin string) (Writer, error)
 	// Open opens the final file for name for reading, e.g. to verify its hash.
 	Open(name string) (io.ReadCloser, error)
+	// Flush waits until every Commit issued before it has called its done.
+	Flush()
 }
 
 // Info describes a final file.
@@ -43,9 +45,13 @@ type Info struct {
 // Exactly one of Commit or Abort must be called, after which the Writer is unusable.
 type Writer interface {
 	io.Writer
-	// Commit makes the written bytes durable (unless the sink was told not to
-	// sync) and then atomically moves them to the final name.
-	Commit() error
+	// Commit finishes the file: once its bytes are durable (unless the sink was
+	// told not to sync), they are atomically moved to the final name and done is
+	// called with nil, or with the error that prevented it (the staging file is
+	// then removed). done is called exactly once, possibly before Commit returns,
+	// possibly later from another goroutine. Commit blocks while too many commits
+	// are pending, so memory stays bounded.
+	Commit(done func(error))
 	// Abort discards the staging file; nothing appears at the final name.
 	Abort() error
 	// Restart discards the bytes written so far: the next Write starts the file

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -79,8 +81,11 @@ func (s *File) Flush() {
 // Stat implements Sink. A symbolic link or directory at the final name is reported
 // as ErrNotRegular: haul never follows a link it did not create.
 func (s *File) Stat(name string) (Info, error) {
-	dir, base := path.Split(name)
-	d, err := s.dirs.acquire(path.Clean("/" + dir)[1:], false)
+	dir, base, err := split(name)
+	if err != nil {
+		return Info{}, err
+	}
+	d, err := s.dirs.acquire(dir, false)
 	if err != nil {
 		return Info{}, err
 	}
@@ -109,8 +114,11 @@ func (s *File) Open(name string) (io.ReadCloser, error) {
 
 // Create implements Sink.
 func (s *File) Create(name, origin string) (Writer, error) {
-	dir, base := path.Split(name)
-	d, err := s.dirs.acquire(path.Clean("/" + dir)[1:], true)
+	dir, base, err := split(name)
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.dirs.acquire(dir, true)
 	if err != nil {
 		return nil, err
 	}
@@ -135,6 +143,16 @@ func (s *File) Create(name, origin string) (Writer, error) {
 		return nil, err
 	}
 	return &fileWriter{s: s, d: d, f: f, part: part, final: base}, nil
+}
+
+// split checks that name is a clean local path and splits it into its directory
+// ("" for the top) and file name.
+func split(name string) (dir, base string, err error) {
+	if !filepath.IsLocal(name) || path.Clean(name) != name {
+		return "", "", &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
+	}
+	dir, base = path.Split(name)
+	return strings.TrimSuffix(dir, "/"), base, nil
 }
 
 type fileWriter struct {

@@ -1,0 +1,173 @@
+package sink
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func newSink(t *testing.T, opts FileOptions) (*File, string) {
+	t.Helper()
+	dir := t.TempDir()
+	s, err := NewFile(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, dir
+}
+
+func commit(t *testing.T, w Writer) error {
+	t.Helper()
+	ch := make(chan error, 1)
+	w.Commit(func(err error) { ch <- err })
+	return <-ch
+}
+
+func TestFileCommitAndStat(t *testing.T) {
+	for _, noSync := range []bool{false, true} {
+		s, dir := newSink(t, FileOptions{NoSync: noSync})
+		w, err := s.Create("h/a/b.txt", "http://h/a/b.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, "hello ")
+		// Until the commit, nothing exists at the final name.
+		if _, err := s.Stat("h/a/b.txt"); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("final name visible before commit: %v", err)
+		}
+		io.WriteString(w, "world")
+		if err := commit(t, w); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(dir, "h/a/b.txt"))
+		if err != nil || string(got) != "hello world" {
+			t.Fatalf("got %q, %v", got, err)
+		}
+		info, err := s.Stat("h/a/b.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Size != 11 || info.Origin != "http://h/a/b.txt" {
+			t.Errorf("Stat = %+v", info)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "h/a/b.txt"+PartSuffix)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("staging file left behind: %v", err)
+		}
+	}
+}
+
+func TestFileAbortAndRestart(t *testing.T) {
+	s, dir := newSink(t, FileOptions{})
+	w, _ := s.Create("x", "u")
+	io.WriteString(w, "partial")
+	if err := w.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("abort left %v", ents)
+	}
+	w, _ = s.Create("x", "u")
+	io.WriteString(w, "wrong bytes, longer")
+	if err := w.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "right")
+	if err := commit(t, w); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "x")); string(got) != "right" {
+		t.Fatalf("after restart got %q", got)
+	}
+}
+
+// A symbolic link planted in the output directory must never lead a write
+// outside it, nor onto another file inside it.
+func TestFileSymlinks(t *testing.T) {
+	s, dir := newSink(t, FileOptions{NoSync: true})
+	outside := t.TempDir()
+	victim := filepath.Join(outside, "victim")
+	os.WriteFile(victim, []byte("keep"), 0o644)
+	os.Symlink(outside, filepath.Join(dir, "escape"))
+	os.WriteFile(filepath.Join(dir, "inside"), []byte("keep too"), 0o644)
+	os.Symlink("inside", filepath.Join(dir, "y.part"))
+	os.Symlink(victim, filepath.Join(dir, "z"))
+
+	t.Run("DirectoryLinkOutside", func(t *testing.T) {
+		if _, err := s.Create("escape/victim", "u"); err == nil {
+			t.Fatal("Create through a link to outside succeeded")
+		}
+		if _, err := s.Stat("escape/victim"); err == nil {
+			t.Fatal("Stat through a link to outside succeeded")
+		}
+	})
+	t.Run("StagingNameIsLink", func(t *testing.T) {
+		w, err := s.Create("y", "u")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, "new")
+		if err := commit(t, w); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(filepath.Join(dir, "inside")); string(got) != "keep too" {
+			t.Fatalf("write followed the staging link: inside = %q", got)
+		}
+	})
+	t.Run("FinalNameIsLink", func(t *testing.T) {
+		if _, err := s.Stat("z"); !errors.Is(err, ErrNotRegular) {
+			t.Fatalf("Stat of a link = %v, want ErrNotRegular", err)
+		}
+		w, _ := s.Create("z", "u")
+		io.WriteString(w, "new")
+		if err := commit(t, w); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(victim); string(got) != "keep" {
+			t.Fatalf("commit wrote through the link: victim = %q", got)
+		}
+	})
+	t.Run("DotDot", func(t *testing.T) {
+		if _, err := s.Create("../outside", "u"); err == nil {
+			t.Fatal("Create ../outside succeeded")
+		}
+	})
+}
+
+// Group commit: many writers commit at once; every file lands, Flush waits.
+func TestFileGroupCommit(t *testing.T) {
+	s, dir := newSink(t, FileOptions{})
+	const n = 300
+	errs := make(chan error, n)
+	for i := range n {
+		w, err := s.Create(filepath.Join("d", string(rune('a'+i%26)), "f"+string(rune('0'+i%10))+string(rune('A'+i/10))), "u")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(bytes.Repeat([]byte{byte(i)}, i))
+		w.Commit(func(err error) { errs <- err })
+	}
+	s.Flush()
+	if len(errs) != n {
+		t.Fatalf("Flush returned with %d of %d commits done", len(errs), n)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := 0
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if d.Type().IsRegular() {
+			count++
+		}
+		return nil
+	})
+	if count != n {
+		t.Fatalf("%d files on disk, want %d", count, n)
+	}
+}

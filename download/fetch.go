@@ -142,12 +142,17 @@ func (e *Engine) download(ctx context.Context, ent Entry, r *Result, done func(e
 	}
 	defer e.hosts.release(h)
 
-	w, err := e.sink.Create(r.Name, ent.URL)
-	if err != nil {
-		done(e.sinkError("create", ent.URL, err))
+	w, err := e.create(ctx, ent, r)
+	if w == nil || err != nil {
+		done(err) // nil: another process finished the file meanwhile
 		return
 	}
-	t := newTransfer(e, ent, w)
+	t, err := newTransfer(e, ent, w)
+	if err != nil {
+		w.Abort()
+		done(err)
+		return
+	}
 	defer t.close()
 	if err := e.retry(ctx, h, t, r); err != nil {
 		w.Abort()
@@ -156,7 +161,7 @@ func (e *Engine) download(ctx context.Context, ent Entry, r *Result, done func(e
 	}
 	r.Size = t.written
 	if err := t.verify(r); err != nil {
-		w.Abort()
+		w.Discard()
 		done(&Error{Op: "verify", URL: ent.URL, Err: err})
 		return
 	}
@@ -167,6 +172,43 @@ func (e *Engine) download(ctx context.Context, ent Entry, r *Result, done func(e
 		done(err)
 	})
 }
+
+// create opens the entry's staging file. If another haul process is writing it,
+// create waits for that process to let go, then looks at the final file again:
+// it returns a nil Writer when the entry turned out to be done (r says skipped).
+func (e *Engine) create(ctx context.Context, ent Entry, r *Result) (sink.Writer, error) {
+	waited := false
+	for {
+		w, err := e.sink.Create(r.Name, ent.URL)
+		if errors.Is(err, sink.ErrLocked) {
+			waited = true
+			if err := sleep(ctx, lockPoll); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, e.sinkError("create", ent.URL, err)
+		}
+		if waited {
+			if skip, err := e.existing(ent, r); skip || err != nil {
+				w.Abort()
+				return nil, err
+			}
+		}
+		if e.opts.Force && w.Partial().Offset > 0 {
+			if err := w.Restart(); err != nil {
+				w.Abort()
+				return nil, e.sinkError("create", ent.URL, err)
+			}
+		}
+		return w, nil
+	}
+}
+
+// lockPoll is how often a worker checks whether another process let go of a
+// staging file.
+const lockPoll = 250 * time.Millisecond
 
 // retry runs attempts until one succeeds, one fails for good, or the retries
 // are spent. Only an attempt that brought no new bytes counts against --retries,

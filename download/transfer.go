@@ -28,14 +28,42 @@ type transfer struct {
 	buf       *[]byte
 }
 
-func newTransfer(e *Engine, ent Entry, w sink.Writer) *transfer {
+// newTransfer starts from what the writer kept of an earlier run. When a hash is
+// wanted, the kept bytes are hashed first, so the hash covers the whole file.
+func newTransfer(e *Engine, ent Entry, w sink.Writer) (*transfer, error) {
+	p := w.Partial()
 	t := &transfer{e: e, ent: ent, w: w, total: -1}
-	if ent.SHA256 != "" || e.opts.HashAll {
-		t.hash = newAsyncHash(&e.bufs)
-	} else {
-		t.buf = e.bufs.Get().(*[]byte)
+	if p.Offset > 0 {
+		t.written, t.best, t.total, t.validator = p.Offset, p.Offset, p.Total, p.Validator
 	}
-	return t
+	if ent.SHA256 == "" && !e.opts.HashAll {
+		t.buf = e.bufs.Get().(*[]byte)
+		return t, nil
+	}
+	t.hash = newAsyncHash(&e.bufs)
+	if p.Offset > 0 {
+		if err := t.hashPrefix(); err != nil {
+			t.close()
+			return nil, e.sinkError("read", ent.URL, err)
+		}
+	}
+	return t, nil
+}
+
+// hashPrefix feeds the bytes already in the staging file to the hash.
+func (t *transfer) hashPrefix() error {
+	r := t.w.Prefix()
+	for {
+		buf := t.hash.buffer()
+		n, err := io.ReadFull(r, buf)
+		t.hash.submit(buf[:max(n, 0)])
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 func (t *transfer) close() {
@@ -94,11 +122,13 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 		}
 		t.total = resp.ContentLength
 		t.validator = validatorOf(resp.Header)
+		t.w.SetValidator(t.validator, t.total)
 	case resp.StatusCode == http.StatusPartialContent && t.written > 0:
 		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
 		if !ok || start != t.written {
 			// Never splice: forget the validator so the next attempt starts over.
 			t.validator = ""
+			t.w.SetValidator("", -1)
 			return false, fmt.Errorf("unexpected Content-Range %q for offset %d",
 				resp.Header.Get("Content-Range"), t.written)
 		}

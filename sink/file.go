@@ -1,14 +1,12 @@
 package sink
 
 import (
-	"errors"
 	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -103,7 +101,7 @@ func (s *File) Stat(name string) (Info, error) {
 		return Info{}, err
 	}
 	defer f.Close()
-	info.Origin, err = getOrigin(f)
+	info.Origin, err = getXattr(f, OriginAttr)
 	return info, err
 }
 
@@ -112,7 +110,11 @@ func (s *File) Open(name string) (io.ReadCloser, error) {
 	return s.root.OpenFile(name, os.O_RDONLY|unix.O_NOFOLLOW, 0)
 }
 
-// Create implements Sink.
+// Create implements Sink. The staging file NAME.part is locked (flock) for as
+// long as the Writer lives, so another haul process on the same directory never
+// writes it at the same time; a lock dies with its process, so one left by a
+// killed run never blocks a later one. When the file holds bytes an earlier run
+// left with a validator, the Writer reports them as resumable.
 func (s *File) Create(name, origin string) (Writer, error) {
 	dir, base, err := split(name)
 	if err != nil {
@@ -122,27 +124,15 @@ func (s *File) Create(name, origin string) (Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	part := base + PartSuffix
-	// O_EXCL never follows a symbolic link, so a link planted at the staging name
-	// cannot redirect the write, even to another file inside the directory.
-	const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	f, err := d.r.OpenFile(part, flags, 0o644)
-	if errors.Is(err, fs.ErrExist) {
-		if err = d.r.Remove(part); err == nil {
-			f, err = d.r.OpenFile(part, flags, 0o644)
+	w := &fileWriter{s: s, d: d, part: base + PartSuffix, final: base}
+	if err := w.open(origin); err != nil {
+		if w.f != nil {
+			w.f.Close()
 		}
-	}
-	if err != nil {
 		s.dirs.release(d)
 		return nil, err
 	}
-	if err := setOrigin(f, origin); err != nil {
-		f.Close()
-		d.r.Remove(part)
-		s.dirs.release(d)
-		return nil, err
-	}
-	return &fileWriter{s: s, d: d, f: f, part: part, final: base}, nil
+	return w, nil
 }
 
 // split checks that name is a clean local path and splits it into its directory
@@ -155,108 +145,3 @@ func split(name string) (dir, base string, err error) {
 	return strings.TrimSuffix(dir, "/"), base, nil
 }
 
-type fileWriter struct {
-	s     *File
-	d     *dirRef
-	f     *os.File
-	part  string
-	final string
-}
-
-func (w *fileWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
-
-// Commit implements Writer: close the staging file, then rename it, at once with
-// NoSync, else after the committer's next filesystem flush.
-func (w *fileWriter) Commit(done func(error)) {
-	err := w.f.Close()
-	if w.s.committer == nil || err != nil {
-		done(w.rename(err))
-		return
-	}
-	w.s.committer.submit(commitReq{w: w, done: done})
-}
-
-// rename moves the staging file to the final name unless err says the data may
-// not be safe, in which case the staging file is removed. It releases the
-// directory handle either way.
-func (w *fileWriter) rename(err error) error {
-	defer w.s.dirs.release(w.d)
-	if err == nil {
-		err = w.d.r.Rename(w.part, w.final)
-	}
-	if err != nil {
-		w.d.r.Remove(w.part)
-	}
-	return err
-}
-
-// Abort implements Writer: the staging file is removed.
-func (w *fileWriter) Abort() error {
-	defer w.s.dirs.release(w.d)
-	w.f.Close()
-	return w.d.r.Remove(w.part)
-}
-
-// Restart implements Writer.
-func (w *fileWriter) Restart() error {
-	if err := w.f.Truncate(0); err != nil {
-		return err
-	}
-	_, err := w.f.Seek(0, io.SeekStart)
-	return err
-}
-
-func setOrigin(f *os.File, origin string) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.Fsetxattr(int(fd), OriginAttr, []byte(origin), 0)
-	}); err != nil {
-		return err
-	}
-	if xattrUnsupported(serr) {
-		return nil // documented: duplicate detection falls back to existence checks
-	}
-	return serr
-}
-
-func getOrigin(f *os.File) (string, error) {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return "", err
-	}
-	var (
-		buf  [4096]byte
-		n    int
-		serr error
-	)
-	if err := rc.Control(func(fd uintptr) { n, serr = unix.Fgetxattr(int(fd), OriginAttr, buf[:]) }); err != nil {
-		return "", err
-	}
-	if serr == unix.ERANGE { // a URL longer than 4 KiB: ask for the size, then read it
-		var big []byte
-		rc.Control(func(fd uintptr) {
-			if n, serr = unix.Fgetxattr(int(fd), OriginAttr, nil); serr == nil {
-				big = make([]byte, n)
-				n, serr = unix.Fgetxattr(int(fd), OriginAttr, big)
-			}
-		})
-		if serr == nil {
-			return string(big[:n]), nil
-		}
-	}
-	if serr == unix.ENODATA || xattrUnsupported(serr) {
-		return "", nil
-	}
-	if serr != nil {
-		return "", serr
-	}
-	return string(buf[:n]), nil
-}
-
-func xattrUnsupported(err error) bool {
-	return err == unix.ENOTSUP || err == unix.EOPNOTSUPP || err == syscall.EPERM
-}

@@ -19,9 +19,11 @@ type Sink interface {
 	// Stat describes the final file for name. It returns an error satisfying
 	// errors.Is(err, fs.ErrNotExist) when there is none.
 	Stat(name string) (Info, error)
-	// Create starts a new staging file for name, recording origin (the source URL)
-	// with it. An existing staging file for name is truncated; the final file, if
-	// any, is left alone until Commit.
+	// Create opens the staging file for name, for this process alone, recording
+	// origin (the source URL) with it. If an earlier, interrupted run left bytes
+	// for the same origin, the Writer is positioned after them and Partial says
+	// so; otherwise it starts empty. The final file, if any, is left alone until
+	// Commit. Create returns ErrLocked if another process is writing name.
 	Create(name, origin string) (Writer, error)
 	// Open opens the final file for name for reading, e.g. to verify its hash.
 	Open(name string) (io.ReadCloser, error)
@@ -41,10 +43,26 @@ type Info struct {
 	Origin string
 }
 
+// Partial describes the bytes an earlier run left in a staging file.
+type Partial struct {
+	Offset    int64  // bytes kept; the next Write appends after them
+	Validator string // the ETag or Last-Modified that guards them ("" if Offset is 0)
+	Total     int64  // full length announced by the server, -1 if unknown
+}
+
 // Writer receives the bytes of one entry. It is used by one goroutine at a time.
-// Exactly one of Commit or Abort must be called, after which the Writer is unusable.
+// Exactly one of Commit, Abort or Discard must be called, after which the Writer
+// is unusable.
 type Writer interface {
 	io.Writer
+	// Partial reports what was resumable when the Writer was opened.
+	Partial() Partial
+	// Prefix reads the Partial().Offset bytes already stored, e.g. to hash them.
+	Prefix() io.Reader
+	// SetValidator records the validator (strong ETag or Last-Modified) and full
+	// length of the body being written, saved with the progress so that a later
+	// run can resume it with If-Range.
+	SetValidator(validator string, total int64)
 	// Commit finishes the file: once its bytes are durable (unless the sink was
 	// told not to sync), they are atomically moved to the final name and done is
 	// called with nil, or with the error that prevented it (the staging file is
@@ -52,12 +70,19 @@ type Writer interface {
 	// possibly later from another goroutine. Commit blocks while too many commits
 	// are pending, so memory stays bounded.
 	Commit(done func(error))
-	// Abort discards the staging file; nothing appears at the final name.
+	// Abort stops writing and keeps the staging file, with its progress saved,
+	// for a later run to resume (a file with nothing resumable is removed).
+	// Nothing appears at the final name.
 	Abort() error
+	// Discard removes the staging file (its bytes are known to be wrong).
+	Discard() error
 	// Restart discards the bytes written so far: the next Write starts the file
 	// over (the server sent the whole body again instead of the rest of it).
 	Restart() error
 }
+
+// ErrLocked reports that another process is writing the staging file.
+var ErrLocked = errors.New("staging file in use by another process")
 
 // ErrNotRegular reports that the final name exists but is not a regular file.
 var ErrNotRegular = errors.New("exists and is not a regular file")

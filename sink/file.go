@@ -144,4 +144,3 @@ func split(name string) (dir, base string, err error) {
 	dir, base = path.Split(name)
 	return strings.TrimSuffix(dir, "/"), base, nil
 }
-

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# test.sh: the project's test command (CI runs it through .ci/run). Fails fast, in this order:
+#   gofmt -l, go vet, staticcheck (pinned), go test -race, then each fuzz target for $FUZZTIME,
+# and ends with go test's own lines: on success a repeat of go test -race's per-package results,
+# on a failure the failing go test's output (fail fast, nothing printed after it).
+# Env: FUZZTIME (10s; 0 skips fuzzing), STATICCHECK_VERSION (pinned below).
+# A fuzz failure leaves its input under PKG/testdata/fuzz/FuzzName/: commit it as a regression test.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# v0.8.2 = staticcheck 2026.2.2, the newest release when pinned; builds and runs with Go 1.26.
+STATICCHECK_VERSION=${STATICCHECK_VERSION:-v0.8.2}
+FUZZTIME=${FUZZTIME:-10s}
+LOG=$(mktemp "${TMPDIR:-/tmp}/haul-test.XXXXXX")
+trap 'rm -f "$LOG"' EXIT
+section() { printf '\n==== %s\n' "$*"; }
+fail() { printf '\n==== FAIL: %s\n' "$*"; exit 1; }
+
+section "$(go version)"
+
+section "gofmt -l"
+unformatted=$(gofmt -l .) || fail "gofmt (errors above)"
+[[ -z $unformatted ]] || fail "gofmt would change these files (run gofmt -w):"$'\n'"$unformatted"
+echo ok
+
+section "go vet ./..."
+go vet ./... || fail "go vet"
+echo ok
+
+section "staticcheck $STATICCHECK_VERSION ./..."
+go run "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" ./... || fail "staticcheck"
+echo ok
+
+section "go test -race -count=1 ./..."
+# On failure exit at once, so go test's own FAIL lines stay the last ones printed.
+go test -race -count=1 ./... 2>&1 | tee "$LOG" || exit 1
+
+if [[ $FUZZTIME != 0 ]]; then
+  # FILE:FuzzName for every fuzz target. -fuzz takes one target in one package per run.
+  mapfile -t targets < <(grep -rEo --include='*_test.go' --exclude-dir=testdata --exclude-dir=vendor \
+                           --exclude-dir=.git '^func Fuzz[A-Za-z0-9_]*' . |
+                         sed -e 's|^\./||' -e 's|:func |:|' | LC_ALL=C sort)
+  for t in "${targets[@]}"; do
+    pkg=./$(dirname "${t%%:*}") name=${t#*:}
+    section "fuzz $name in $pkg for $FUZZTIME"
+    go test -run '^$' -fuzz "^$name\$" -fuzztime "$FUZZTIME" "$pkg" || exit 1
+  done
+  ((${#targets[@]})) || echo "(no fuzz targets found)"
+fi
+
+section "PASS; go test -race -count=1 ./... said:"
+grep -E '^(ok|FAIL|\?)[[:space:]]' "$LOG"

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -56,7 +57,9 @@ type Engine struct {
 	limiter *rate.Limiter // nil: unlimited
 	start   time.Time
 	cancel  context.CancelCauseFunc // ends the run early (fatal errors)
-	bufs    sync.Pool
+	// interrupted is set when an entry was cut short by cancellation.
+	interrupted atomic.Bool
+	bufs        sync.Pool
 }
 
 // bufSize is the chunk in which bodies are read and written: big enough for few
@@ -97,9 +100,10 @@ func (e *Engine) Stats() *Stats { return &e.stats }
 // was cancelled before the list was finished (in-flight entries are stopped and
 // reported as interrupted), a *FatalError if the output cannot be written, or a
 // read error of src.
-func (e *Engine) Run(ctx context.Context, src Source) error {
+func (e *Engine) Run(parent context.Context, src Source) error {
 	e.start = time.Now()
-	ctx, e.cancel = context.WithCancelCause(ctx)
+	ctx, cancel := context.WithCancelCause(parent)
+	e.cancel = cancel
 	defer e.cancel(nil)
 	g, gctx := errgroup.WithContext(ctx)
 	entries := make(chan Entry, e.opts.Jobs)
@@ -125,6 +129,9 @@ func (e *Engine) Run(ctx context.Context, src Source) error {
 	var fe *FatalError
 	if errors.As(context.Cause(ctx), &fe) {
 		return fe
+	}
+	if err == nil && e.interrupted.Load() {
+		return parent.Err() // the list was read, but not every entry finished
 	}
 	return err
 }

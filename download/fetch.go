@@ -60,6 +60,7 @@ func (e *Engine) finish(ctx context.Context, r *Result, t0 time.Time, err error)
 			e.cancel(fe) // no later entry can be written either
 		case ctx.Err() != nil:
 			err = &Error{Op: "get", URL: r.Entry.URL, Err: ErrInterrupted}
+			e.interrupted.Store(true)
 		}
 		r.Err = err
 	}

@@ -88,7 +88,9 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 	if err != nil {
 		return err
 	}
-	req.Header = t.e.opts.Header
+	if t.e.opts.Header != nil {
+		req.Header = t.e.opts.Header // shared and read-only: cloned before any change
+	}
 	if t.written > 0 && t.validator != "" {
 		req.Header = req.Header.Clone()
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(t.written, 10)+"-")

@@ -33,6 +33,9 @@ type Options struct {
 	Layout    Layout
 	Force     bool // download even when the final file exists
 	HashAll   bool // compute SHA-256 of every file, not only when sha256= asks
+	// Decode asks servers for zstd or gzip transfer encodings (--compressed) and
+	// stores the decoded bytes; without it bodies are stored exactly as sent.
+	Decode bool
 	// ShardK/ShardN keep only entries whose URL hashes to shard K of N (N=0: all).
 	ShardK, ShardN int
 	// PerHost caps concurrent downloads from one host (0: no cap beyond Jobs).

@@ -65,7 +65,8 @@ func retryable(err error) bool {
 		return se.Code == http.StatusRequestTimeout || se.Code == http.StatusTooManyRequests || se.Code >= 500
 	}
 	var le *localError
-	if errors.As(err, &le) || errors.Is(err, ErrCollision) || errors.Is(err, ErrBadChecksum) ||
+	var pe *permanentError
+	if errors.As(err, &le) || errors.As(err, &pe) || errors.Is(err, ErrCollision) || errors.Is(err, ErrBadChecksum) ||
 		errors.Is(err, errBadRedirect) {
 		return false
 	}
@@ -76,6 +77,12 @@ func retryable(err error) bool {
 	}
 	return true // network errors of every kind
 }
+
+// permanentError marks a failure that another attempt cannot fix.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
 
 // localError marks a failure of the local side (sink I/O), never retried.
 type localError struct{ err error }

@@ -117,7 +117,7 @@ func TestResumePlantedPartial(t *testing.T) {
 		s := downloadtest.New(t)
 		url := s.Add("/a", body, downloadtest.ETag("e1"))
 		h := newHarness(t)
-		h.plantPart("x/a", url, body, fmt.Sprintf("v1 %d %d \"e1\"", len(body), len(body)))
+		h.plantPart("x/a", url, body, fmt.Sprintf("v1 %d %d %d \"e1\"", len(body), len(body), len(body)))
 		oc := h.run(download.Options{}, url+" out=x/a sha256="+sha256Hex(body))
 		if r := oc.get(url); r.Status != download.StatusOK || r.SHA256 != sha256Hex(body) {
 			t.Fatalf("got %s %v sha %s", r.Status, r.Err, r.SHA256)
@@ -134,7 +134,7 @@ func TestResumePlantedPartial(t *testing.T) {
 		url := s.Add("/b", body, downloadtest.ETag("e1"))
 		h := newHarness(t)
 		junk := append(append([]byte{}, body[:20_000]...), make([]byte, 10_000)...)
-		h.plantPart("x/b", url, junk, fmt.Sprintf("v1 20000 %d \"e1\"", len(body)))
+		h.plantPart("x/b", url, junk, fmt.Sprintf("v1 20000 20000 %d \"e1\"", len(body)))
 		oc := h.run(download.Options{}, url+" out=x/b sha256="+sha256Hex(body))
 		if r := oc.get(url); r.Status != download.StatusOK {
 			t.Fatalf("got %s %v", r.Status, r.Err)
@@ -149,7 +149,7 @@ func TestResumePlantedPartial(t *testing.T) {
 		s := downloadtest.New(t)
 		url := s.Add("/c", body, downloadtest.ETag("e1"))
 		h := newHarness(t)
-		h.plantPart("x/c", "http://elsewhere/c", body[:20_000], "v1 20000 50000 \"e1\"")
+		h.plantPart("x/c", "http://elsewhere/c", body[:20_000], "v1 20000 20000 50000 \"e1\"")
 		h.run(download.Options{}, url+" out=x/c")
 		h.checkFile("x/c", body)
 		if got := s.RangeRequests("/c"); len(got) != 0 {
@@ -160,7 +160,7 @@ func TestResumePlantedPartial(t *testing.T) {
 		s := downloadtest.New(t)
 		url := s.Add("/d", body, downloadtest.ETag("e1"))
 		h := newHarness(t)
-		h.plantPart("x/d", url, body[:20_000], "v1 20000 50000 \"e1\"")
+		h.plantPart("x/d", url, body[:20_000], "v1 20000 20000 50000 \"e1\"")
 		h.run(download.Options{Force: true}, url+" out=x/d")
 		h.checkFile("x/d", body)
 		if got := s.RangeRequests("/d"); len(got) != 0 {

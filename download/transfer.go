@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/haul/haul/sink"
 )
 
@@ -95,7 +98,13 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		req.Header = req.Header.Clone()
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(t.written, 10)+"-")
 		req.Header.Set("If-Range", t.validator)
-	} else if t.written > 0 {
+		// A range of an encoded body is not a range of the stored bytes: resume
+		// from the identity representation only.
+	} else if t.e.opts.Decode {
+		req.Header = req.Header.Clone()
+		req.Header.Set("Accept-Encoding", "zstd, gzip")
+	}
+	if t.written > 0 && t.validator == "" {
 		if err := t.restart(); err != nil {
 			return err
 		}
@@ -109,7 +118,12 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 	if done, err := t.accept(resp); done || err != nil {
 		return err
 	}
-	return stallCause(actx, timeout, t.copy(actx, resp.Body, stall))
+	body, err := t.decode(resp)
+	if err != nil {
+		return stallCause(actx, timeout, err)
+	}
+	defer body.Close()
+	return stallCause(actx, timeout, t.copy(actx, body, stall))
 }
 
 // accept checks the response and positions the writer: append after a matching
@@ -124,6 +138,11 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 		}
 		t.total = resp.ContentLength
 		t.validator = validatorOf(resp.Header)
+		if resp.Header.Get("Content-Encoding") != "" {
+			// Stored decoded (--compressed): the server's length and validator are
+			// those of the encoded bytes, so neither checks nor resumes the file.
+			t.total, t.validator = -1, ""
+		}
 		t.w.SetValidator(t.validator, t.total)
 	case resp.StatusCode == http.StatusPartialContent && t.written > 0:
 		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
@@ -144,6 +163,27 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 		return false, fmt.Errorf("%w: server announces %d bytes, size= says %d", ErrBadLength, t.total, t.ent.Size)
 	}
 	return false, nil
+}
+
+// decode returns the body to store: as sent, or decoded when --compressed asked
+// for an encoding and the server used one. Go's body reader has already checked
+// the encoded bytes against Content-Length.
+func (t *transfer) decode(resp *http.Response) (io.ReadCloser, error) {
+	ce := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding")))
+	if !t.e.opts.Decode || ce == "" || ce == "identity" {
+		return io.NopCloser(resp.Body), nil
+	}
+	switch ce {
+	case "gzip", "x-gzip":
+		return gzip.NewReader(resp.Body)
+	case "zstd":
+		d, err := zstd.NewReader(resp.Body, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return nil, err
+		}
+		return d.IOReadCloser(), nil
+	}
+	return nil, &permanentError{fmt.Errorf("unsupported Content-Encoding %q", ce)}
 }
 
 func (t *transfer) restart() error {

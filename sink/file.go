@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -22,10 +23,11 @@ const PartSuffix = ".part"
 // File is the plain-file sink: each entry is written to NAME.part beside its final
 // name, made durable, then renamed to NAME.
 type File struct {
-	root      *os.Root
-	dirs      *dirCache
-	committer *committer // nil with NoSync: commits rename at once
-	rootDir   *os.File
+	root       *os.Root
+	dirs       *dirCache
+	committer  *committer // nil with NoSync: commits rename at once
+	checkpoint int64
+	rootDir    *os.File
 }
 
 var _ Sink = (*File)(nil)
@@ -35,6 +37,8 @@ type FileOptions struct {
 	// NoSync skips flushing file data to stable storage before the rename: faster,
 	// but after a power loss a final name may hold a truncated file.
 	NoSync bool
+	// Checkpoint is the progress interval in body bytes (default DefaultCheckpoint).
+	Checkpoint int64
 }
 
 // NewFile returns a sink that writes under dir, creating dir if needed.
@@ -47,7 +51,10 @@ func NewFile(dir string, opts FileOptions) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &File{root: root, dirs: newDirCache(root, 512)}
+	s := &File{root: root, dirs: newDirCache(root, 512), checkpoint: opts.Checkpoint}
+	if s.checkpoint <= 0 {
+		s.checkpoint = DefaultCheckpoint
+	}
 	if !opts.NoSync {
 		if s.rootDir, err = root.Open("."); err != nil {
 			root.Close()
@@ -79,6 +86,12 @@ func (s *File) Flush() {
 // Stat implements Sink. A symbolic link or directory at the final name is reported
 // as ErrNotRegular: haul never follows a link it did not create.
 func (s *File) Stat(name string) (Info, error) {
+	return s.stat(name, false)
+}
+
+// stat is Stat; with plainSize, Info.Size is the body size recorded for a
+// compressed file (sizeAttr), when it has one.
+func (s *File) stat(name string, plainSize bool) (Info, error) {
 	dir, base, err := split(name)
 	if err != nil {
 		return Info{}, err
@@ -101,8 +114,15 @@ func (s *File) Stat(name string) (Info, error) {
 		return Info{}, err
 	}
 	defer f.Close()
-	info.Origin, err = getXattr(f, OriginAttr)
-	return info, err
+	if info.Origin, err = getXattr(f, OriginAttr); err != nil || !plainSize {
+		return info, err
+	}
+	if v, err := getXattr(f, sizeAttr); err == nil && v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+			info.Size = n
+		}
+	}
+	return info, nil
 }
 
 // Open implements Sink.
@@ -116,6 +136,10 @@ func (s *File) Open(name string) (io.ReadCloser, error) {
 // killed run never blocks a later one. When the file holds bytes an earlier run
 // left with a validator, the Writer reports them as resumable.
 func (s *File) Create(name, origin string) (Writer, error) {
+	return s.create(name, origin)
+}
+
+func (s *File) create(name, origin string) (*fileWriter, error) {
 	dir, base, err := split(name)
 	if err != nil {
 		return nil, err

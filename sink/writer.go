@@ -10,10 +10,10 @@ import (
 	"sync/atomic"
 )
 
-// checkpointEvery is how often (in bytes written) a staging file's progress is
+// DefaultCheckpoint is how often (in body bytes) a staging file's progress is
 // made durable and recorded, so that after a crash at most this much is fetched
 // again. The flush runs on another goroutine: the download does not wait for it.
-const checkpointEvery = 32 << 20
+const DefaultCheckpoint = 32 << 20
 
 // fileWriter writes one staging file. See Writer.
 type fileWriter struct {
@@ -24,10 +24,13 @@ type fileWriter struct {
 	final string
 
 	partial   Partial // what was resumable when opened
+	kept      int64   // file bytes kept from an earlier run
 	written   int64   // bytes in the file
+	plain     int64   // body bytes the file holds up to its last frame end (== written when not compressed)
+	manual    bool    // a wrapping writer (compression) calls checkpoint at its frame ends
 	validator string
 	total     int64
-	lastCP    int64 // written at the last checkpoint started
+	lastCP    int64 // plain at the last checkpoint started
 	cp        sync.WaitGroup
 	cpBusy    atomic.Bool
 	cpErr     error // from the last checkpoint, read after cp.Wait
@@ -78,12 +81,14 @@ func (w *fileWriter) adopt(origin string) error {
 	if err != nil {
 		return err
 	}
-	if !ok || got != origin {
-		rs = resumeState{}
+	keep := int64(0)
+	// Durable bytes were flushed before they were recorded, so the file holds at
+	// least that many; bytes past them may be torn by a power loss.
+	if ok && got == origin && fi.Size() >= rs.durable {
+		keep = rs.durable
 	}
-	keep := min(rs.durable, fi.Size())
 	if keep > 0 {
-		w.partial = Partial{Offset: keep, Validator: rs.validator, Total: rs.total}
+		w.partial = Partial{Offset: rs.plain, Validator: rs.validator, Total: rs.total}
 		w.validator, w.total = rs.validator, rs.total
 	}
 	if err := w.f.Truncate(keep); err != nil {
@@ -92,7 +97,7 @@ func (w *fileWriter) adopt(origin string) error {
 	if _, err := w.f.Seek(keep, io.SeekStart); err != nil {
 		return err
 	}
-	w.written, w.lastCP = keep, keep
+	w.kept, w.written, w.plain, w.lastCP = keep, keep, w.partial.Offset, w.partial.Offset
 	if got != origin {
 		return setXattr(w.f, OriginAttr, origin)
 	}
@@ -103,7 +108,7 @@ func (w *fileWriter) adopt(origin string) error {
 func (w *fileWriter) Partial() Partial { return w.partial }
 
 // Prefix implements Writer.
-func (w *fileWriter) Prefix() io.Reader { return io.NewSectionReader(w.f, 0, w.partial.Offset) }
+func (w *fileWriter) Prefix() io.Reader { return io.NewSectionReader(w.f, 0, w.kept) }
 
 // SetValidator implements Writer.
 func (w *fileWriter) SetValidator(validator string, total int64) {
@@ -113,20 +118,24 @@ func (w *fileWriter) SetValidator(validator string, total int64) {
 func (w *fileWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.written += int64(n)
-	if w.written-w.lastCP >= checkpointEvery && w.validator != "" {
-		w.checkpoint()
+	if !w.manual {
+		w.plain = w.written
+		if w.plain-w.lastCP >= w.s.checkpoint {
+			w.checkpoint()
+		}
 	}
 	return n, err
 }
 
 // checkpoint makes the bytes written so far durable and records them, on another
-// goroutine; one checkpoint runs at a time per file.
+// goroutine; one checkpoint runs at a time per file. It must be called at a point
+// where the file is a valid prefix (for compression, a frame end).
 func (w *fileWriter) checkpoint() {
-	if !w.cpBusy.CompareAndSwap(false, true) {
+	if w.validator == "" || !w.cpBusy.CompareAndSwap(false, true) {
 		return
 	}
-	w.lastCP = w.written
-	rs := resumeState{durable: w.written, total: w.total, validator: w.validator}
+	w.lastCP = w.plain
+	rs := w.state()
 	noSync := w.s.committer == nil
 	w.cp.Add(1)
 	go func() {
@@ -141,6 +150,11 @@ func (w *fileWriter) checkpoint() {
 	}()
 }
 
+// state is the resume state for the file as it is now (at a frame end).
+func (w *fileWriter) state() resumeState {
+	return resumeState{durable: w.written, plain: w.plain, total: w.total, validator: w.validator}
+}
+
 // Restart implements Writer.
 func (w *fileWriter) Restart() error {
 	w.cp.Wait()
@@ -150,7 +164,7 @@ func (w *fileWriter) Restart() error {
 	if err := w.f.Truncate(0); err != nil {
 		return err
 	}
-	w.written, w.lastCP, w.partial = 0, 0, Partial{}
+	w.written, w.plain, w.lastCP, w.kept, w.partial = 0, 0, 0, 0, Partial{}
 	_, err := w.f.Seek(0, io.SeekStart)
 	return err
 }
@@ -161,7 +175,7 @@ func (w *fileWriter) Restart() error {
 func (w *fileWriter) Abort() error {
 	defer w.s.dirs.release(w.d)
 	w.cp.Wait()
-	if w.written == 0 || w.validator == "" {
+	if w.plain == 0 || w.validator == "" {
 		w.f.Close()
 		return w.d.r.Remove(w.part)
 	}
@@ -170,8 +184,7 @@ func (w *fileWriter) Abort() error {
 		err = fdatasync(w.f)
 	}
 	if err == nil {
-		rs := resumeState{durable: w.written, total: w.total, validator: w.validator}
-		err = setXattr(w.f, resumeAttr, rs.String())
+		err = setXattr(w.f, resumeAttr, w.state().String())
 	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr

@@ -76,28 +76,37 @@ func xattrUnsupported(err error) bool {
 	return err == unix.ENOTSUP || err == unix.EOPNOTSUPP || err == syscall.EPERM
 }
 
-// resumeState is the value of resumeAttr: "v1 DURABLE TOTAL VALIDATOR".
+// resumeState is the value of resumeAttr: "v1 DURABLE PLAIN TOTAL VALIDATOR".
+// DURABLE counts bytes of the staging file, PLAIN the body bytes they hold (the
+// same unless the file is compressed).
 type resumeState struct {
 	durable   int64
+	plain     int64
 	total     int64 // -1 unknown
 	validator string
 }
 
 func (r resumeState) String() string {
-	return fmt.Sprintf("v1 %d %d %s", r.durable, r.total, r.validator)
+	return fmt.Sprintf("v1 %d %d %d %s", r.durable, r.plain, r.total, r.validator)
 }
 
 func parseResumeState(s string) (resumeState, bool) {
-	f := strings.SplitN(s, " ", 4)
-	if len(f) != 4 || f[0] != "v1" || f[3] == "" {
+	f := strings.SplitN(s, " ", 5)
+	if len(f) != 5 || f[0] != "v1" || f[4] == "" {
 		return resumeState{}, false
 	}
-	d, err1 := strconv.ParseInt(f[1], 10, 64)
-	t, err2 := strconv.ParseInt(f[2], 10, 64)
-	if err1 != nil || err2 != nil || d < 0 || t < -1 {
+	var n [3]int64
+	for i := range n {
+		v, err := strconv.ParseInt(f[i+1], 10, 64)
+		if err != nil || v < -1 {
+			return resumeState{}, false
+		}
+		n[i] = v
+	}
+	if n[0] < 0 || n[1] < 0 {
 		return resumeState{}, false
 	}
-	return resumeState{durable: d, total: t, validator: f[3]}, true
+	return resumeState{durable: n[0], plain: n[1], total: n[2], validator: f[4]}, true
 }
 
 func lock(f *os.File) error {

@@ -31,6 +31,9 @@ type options struct {
 	force          bool
 	hashAll        bool
 	noSync         bool
+	compress       string // "", gzip, zstd
+	compressLevel  int
+	decode         bool // --compressed
 	shardK, shardN int
 	cacert         string
 	insecure       bool
@@ -83,6 +86,9 @@ func flags() []cli.Flag {
 		&cli.BoolFlag{Name: "force", Usage: "download even what is already on disk"},
 		&cli.BoolFlag{Name: "sha256", Usage: "compute the SHA-256 of every file (for the manifest)"},
 		&cli.BoolFlag{Name: "no-sync", Usage: "do not flush files to stable storage before renaming (faster, not power-loss safe)"},
+		&cli.StringFlag{Name: "compress", Usage: "store each file compressed: gzip (NAME.gz) or zstd (NAME.zst)"},
+		&cli.IntFlag{Name: "compress-level", Usage: "compression level (gzip 1-9, zstd 1-22; default 6 / 3)"},
+		&cli.BoolFlag{Name: "compressed", Usage: "ask servers for zstd/gzip transfer encoding and store the decoded bytes"},
 		&cli.StringFlag{Name: "shard", Usage: "keep only shard `K/N` of the list (FNV-1a of the URL mod N)"},
 		&cli.StringFlag{Name: "cacert", Usage: "also trust the CA certificates in PEM `FILE`"},
 		&cli.BoolFlag{Name: "insecure", Aliases: []string{"k"}, Usage: "do not verify TLS certificates"},
@@ -96,6 +102,7 @@ func parseOptions(c *cli.Context) (*options, error) {
 		timeout: c.Duration("timeout"), connectTimeout: c.Duration("connect-timeout"),
 		manifest: c.String("manifest"), quiet: c.Bool("quiet"), force: c.Bool("force"),
 		hashAll: c.Bool("sha256"), noSync: c.Bool("no-sync"),
+		compress: c.String("compress"), compressLevel: c.Int("compress-level"), decode: c.Bool("compressed"),
 		cacert: c.String("cacert"), insecure: c.Bool("insecure"),
 	}
 	if o.jobs < 1 || o.perHost < 0 || o.retries < 0 {
@@ -103,6 +110,11 @@ func parseOptions(c *cli.Context) (*options, error) {
 	}
 	if o.timeout <= 0 || o.connectTimeout <= 0 {
 		return nil, fmt.Errorf("--timeout and --connect-timeout must be positive")
+	}
+	switch o.compress {
+	case "", "gzip", "zstd":
+	default:
+		return nil, fmt.Errorf("--compress %q: want gzip or zstd", o.compress)
 	}
 	var err error
 	if o.layout, err = download.ParseLayout(c.String("layout")); err != nil {

@@ -35,11 +35,17 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
-	out, err := sink.NewFile(o.dir, sink.FileOptions{NoSync: o.noSync})
+	file, err := sink.NewFile(o.dir, sink.FileOptions{NoSync: o.noSync})
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("output directory: %v", err), exitFatal)
 	}
-	defer out.Close()
+	defer file.Close()
+	var out sink.Sink = file
+	if o.compress != "" {
+		if out, err = sink.NewCompressed(file, o.compress, o.compressLevel); err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+	}
 	man, err := openManifest(o.manifest, stdout)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
@@ -50,7 +56,7 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 	eng := download.New(client, out, download.Options{
 		Jobs: o.jobs, PerHost: o.perHost, Retries: o.retries, Timeout: o.timeout,
 		LimitRate: o.limitRate, Header: o.header, Layout: o.layout, Force: o.force,
-		HashAll: o.hashAll, ShardK: o.shardK, ShardN: o.shardN,
+		HashAll: o.hashAll, ShardK: o.shardK, ShardN: o.shardN, Decode: o.decode,
 		OnResult: func(r *download.Result) {
 			man.write(r)
 			rep.result(r)

@@ -1,0 +1,167 @@
+package sink
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// body returns n bytes that compress somewhat (text-like) or not at all.
+func body(n int, compressible bool) []byte {
+	r := rand.New(rand.NewPCG(uint64(n), 1))
+	b := make([]byte, n)
+	for i := range b {
+		if compressible {
+			b[i] = "haul streams URLs to disk\n"[r.IntN(26)]
+		} else {
+			b[i] = byte(r.Uint32())
+		}
+	}
+	return b
+}
+
+// decompress decodes a final file with the standard tool when it is installed,
+// else with the sink's own reader.
+func decompress(t *testing.T, c *Compressed, dir, name string) []byte {
+	t.Helper()
+	tool := map[string][]string{".gz": {"gzip", "-dc"}, ".zst": {"zstd", "-dcq"}}[c.Ext()]
+	if _, err := exec.LookPath(tool[0]); err == nil {
+		out, err := exec.Command(tool[0], append(tool[1:], filepath.Join(dir, name+c.Ext()))...).Output()
+		if err != nil {
+			t.Fatalf("%s: %v", tool[0], err)
+		}
+		return out
+	}
+	r, err := c.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func newCompressed(t *testing.T, codec string) (*Compressed, string) {
+	t.Helper()
+	f, dir := newSink(t, FileOptions{Checkpoint: 64 << 10})
+	c, err := NewCompressed(f, codec, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, dir
+}
+
+func TestCompressedRoundTrip(t *testing.T) {
+	for _, codec := range []string{Gzip, Zstd} {
+		for _, tc := range []struct {
+			name string
+			body []byte
+		}{
+			{"Empty", nil},
+			{"Tiny", []byte("x")},
+			{"Large", body(300_000, true)}, // several frames: checkpoints every 64 KiB
+			{"Incompressible", body(200_000, false)},
+		} {
+			t.Run(codec+"/"+tc.name, func(t *testing.T) {
+				c, dir := newCompressed(t, codec)
+				w, err := c.Create("d/f", "http://h/f")
+				if err != nil {
+					t.Fatal(err)
+				}
+				w.SetValidator(`"e"`, int64(len(tc.body)))
+				for b := tc.body; len(b) > 0; b = b[min(len(b), 10_000):] {
+					if _, err := w.Write(b[:min(len(b), 10_000)]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := commit(t, w); err != nil {
+					t.Fatal(err)
+				}
+				if got := decompress(t, c, dir, "d/f"); !bytes.Equal(got, tc.body) {
+					t.Fatalf("decompressed %d bytes, want %d identical", len(got), len(tc.body))
+				}
+				info, err := c.Stat("d/f")
+				if err != nil || info.Size != int64(len(tc.body)) || info.Origin != "http://h/f" {
+					t.Fatalf("Stat = %+v, %v", info, err)
+				}
+			})
+		}
+	}
+}
+
+// An interrupted compressed download continues where it stopped: after a clean
+// stop (Abort), and after a crash (the process dies after a checkpoint, leaving
+// a torn frame behind it).
+func TestCompressedResume(t *testing.T) {
+	full := body(400_000, true)
+	for _, codec := range []string{Gzip, Zstd} {
+		for _, crash := range []bool{false, true} {
+			name := codec + "/Abort"
+			if crash {
+				name = codec + "/Crash"
+			}
+			t.Run(name, func(t *testing.T) {
+				c, dir := newCompressed(t, codec)
+				w, _ := c.Create("f", "u")
+				w.SetValidator(`"e"`, int64(len(full)))
+				w.Write(full[:150_000])
+				cw := w.(*compWriter)
+				want := int64(150_000)
+				if crash {
+					cw.fw.cp.Wait() // the checkpoint at 128 KiB has landed
+					want = cw.fw.lastCP
+					w.Write(full[150_000:170_000])
+					cw.fw.cp.Wait()
+					cw.fw.f.Close() // the process dies: no Abort, the lock goes with it
+					c.f.dirs.release(cw.fw.d)
+				} else if err := w.Abort(); err != nil {
+					t.Fatal(err)
+				}
+				w, err := c.Create("f", "u")
+				if err != nil {
+					t.Fatal(err)
+				}
+				p := w.Partial()
+				if p.Offset != want || p.Validator != `"e"` {
+					t.Fatalf("Partial = %+v, want offset %d", p, want)
+				}
+				prefix, err := io.ReadAll(w.Prefix())
+				if err != nil || !bytes.Equal(prefix, full[:p.Offset]) {
+					t.Fatalf("Prefix: %d bytes, %v", len(prefix), err)
+				}
+				w.Write(full[p.Offset:])
+				if err := commit(t, w); err != nil {
+					t.Fatal(err)
+				}
+				if got := decompress(t, c, dir, "f"); !bytes.Equal(got, full) {
+					t.Fatalf("decompressed %d bytes, want %d identical", len(got), len(full))
+				}
+			})
+		}
+	}
+}
+
+// Restart drops what the encoder buffered as well as what was written.
+func TestCompressedRestart(t *testing.T) {
+	c, dir := newCompressed(t, Zstd)
+	w, _ := c.Create("f", "u")
+	w.Write(body(100_000, true))
+	w.Restart()
+	w.Write([]byte("fresh"))
+	if err := commit(t, w); err != nil {
+		t.Fatal(err)
+	}
+	if got := decompress(t, c, dir, "f"); string(got) != "fresh" {
+		t.Fatalf("got %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "f.zst.part")); err == nil {
+		t.Fatal("staging file left")
+	}
+}

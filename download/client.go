@@ -3,6 +3,7 @@ package download
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -75,11 +76,11 @@ func NewClient(o ClientOptions) (*http.Client, error) {
 }
 
 func checkRedirect(req *http.Request, via []*http.Request) error {
-	if len(via) >= 10 {
-		return fmt.Errorf("stopped after 10 redirects")
+	if len(via) > 10 {
+		return &permanentError{errors.New("stopped after 10 redirects")}
 	}
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-		return fmt.Errorf("%w: %s", errBadRedirect, req.URL.Redacted())
+		return &permanentError{fmt.Errorf("%w: %s", errBadRedirect, req.URL.Redacted())}
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package download
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -66,8 +68,16 @@ func retryable(err error) bool {
 	}
 	var le *localError
 	var pe *permanentError
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
 	if errors.As(err, &le) || errors.As(err, &pe) || errors.Is(err, ErrCollision) || errors.Is(err, ErrBadChecksum) ||
 		errors.Is(err, errBadRedirect) {
+		return false
+	}
+	// A certificate that does not verify will not verify on the next attempt.
+	if errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) {
 		return false
 	}
 	if errors.Is(err, ErrBadLength) {

@@ -1,0 +1,68 @@
+package download_test
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/haul/haul/download"
+	"github.com/haul/haul/download/downloadtest"
+)
+
+// encodingHandler serves body encoded as the request's Accept-Encoding allows
+// (zstd first, then gzip), and as is otherwise, like a server with compression on.
+func encodingHandler(body []byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ae := r.Header.Get("Accept-Encoding")
+		var buf bytes.Buffer
+		switch {
+		case strings.Contains(ae, "zstd"):
+			enc, _ := zstd.NewWriter(&buf)
+			enc.Write(body)
+			enc.Close()
+			w.Header().Set("Content-Encoding", "zstd")
+		case strings.Contains(ae, "gzip"):
+			enc := gzip.NewWriter(&buf)
+			enc.Write(body)
+			enc.Close()
+			w.Header().Set("Content-Encoding", "gzip")
+		default:
+			buf.Write(body)
+		}
+		w.Header().Set("ETag", `"enc"`)
+		w.Write(buf.Bytes())
+	})
+}
+
+func TestEngineDecode(t *testing.T) {
+	body := bytes.Repeat([]byte("compressible text "), 5000)
+	s := downloadtest.New(t)
+	url := s.Handle("/t.txt", encodingHandler(body))
+
+	t.Run("StoredAsSentByDefault", func(t *testing.T) {
+		// haul sends no Accept-Encoding: the publisher's bytes, not a re-encoding.
+		h := newHarness(t)
+		oc := h.run(download.Options{}, url+" out=a")
+		if r := oc.get(url); r.Status != download.StatusOK {
+			t.Fatalf("%s %v", r.Status, r.Err)
+		}
+		h.checkFile("a", body)
+		if ae := s.Log("/t.txt")[0].Header.Get("Accept-Encoding"); ae != "" {
+			t.Errorf("sent Accept-Encoding %q without --compressed", ae)
+		}
+	})
+	t.Run("Compressed", func(t *testing.T) {
+		// --compressed: zstd on the wire, decoded bytes on disk, hash of the decoded bytes.
+		h := newHarness(t)
+		oc := h.run(download.Options{Decode: true}, url+" out=b sha256="+sha256Hex(body)+" size="+strconv.Itoa(len(body)))
+		if r := oc.get(url); r.Status != download.StatusOK || r.Size != int64(len(body)) {
+			t.Fatalf("%s %v size %d", r.Status, r.Err, r.Size)
+		}
+		h.checkFile("b", body)
+	})
+}

@@ -1,14 +1,29 @@
 package sink
 
 import (
+	"io/fs"
 	"os"
 	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// dirCache keeps directories under the sink's root open as *os.Root handles, so that
-// per-file operations (open, stat, rename) resolve one path component against an
-// open directory instead of walking the whole path again, and so that a directory
-// is created once per run rather than once per file.
+// dirCache keeps directories under the sink's root open, so that per-file
+// operations (open, stat, rename) resolve one path component against an open
+// directory instead of walking the whole path again, and so that a directory is
+// created once per run rather than once per file.
+//
+// Directories are opened through the os.Root, which refuses any path (or
+// symbolic link) that leads outside it. The per-file operations then use the
+// *at system calls on that directory with a single name component, no slash, and
+// never follow a symbolic link at that component (O_NOFOLLOW,
+// AT_SYMLINK_NOFOLLOW; renameat and unlinkat act on links themselves), so they
+// cannot leave the directory either. They also skip what os.Root and os.File
+// would add per call (a second walk, an lstat before rename, a poller
+// registration per file): a few system calls per file, which counts at 10,000
+// small files a second.
 //
 // It holds at most max idle handles; a handle in use is never closed under its user.
 type dirCache struct {
@@ -20,7 +35,8 @@ type dirCache struct {
 }
 
 type dirRef struct {
-	r       *os.Root
+	f       *os.File // the open directory
+	fd      int
 	refs    int
 	evicted bool
 }
@@ -42,26 +58,26 @@ func (c *dirCache) acquire(dir string, create bool) (*dirRef, error) {
 
 	// Open outside the lock: directory creation must not serialize the workers.
 	// Two workers racing for the same new directory both open it; one handle wins.
-	r, err := c.open(dir, create)
+	f, err := c.open(dir, create)
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if d := c.m[dir]; d != nil {
-		r.Close()
+		f.Close()
 		d.refs++
 		return d, nil
 	}
 	if len(c.m) >= c.max {
 		c.evictLocked()
 	}
-	d := &dirRef{r: r, refs: 1}
+	d := &dirRef{f: f, fd: int(f.Fd()), refs: 1}
 	c.m[dir] = d
 	return d, nil
 }
 
-func (c *dirCache) open(dir string, create bool) (*os.Root, error) {
+func (c *dirCache) open(dir string, create bool) (*os.File, error) {
 	if dir == "" {
 		dir = "."
 	} else if create {
@@ -69,7 +85,15 @@ func (c *dirCache) open(dir string, create bool) (*os.Root, error) {
 			return nil, err
 		}
 	}
-	return c.root.OpenRoot(dir)
+	f, err := c.root.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !fi.IsDir() {
+		f.Close()
+		return nil, &fs.PathError{Op: "open", Path: dir, Err: syscall.ENOTDIR}
+	}
+	return f, nil
 }
 
 // evictLocked drops about half of the cached handles; the ones still in use are
@@ -79,7 +103,7 @@ func (c *dirCache) evictLocked() {
 		delete(c.m, k)
 		d.evicted = true
 		if d.refs == 0 {
-			d.r.Close()
+			d.f.Close()
 		}
 		if len(c.m) <= c.max/2 {
 			return
@@ -91,7 +115,7 @@ func (c *dirCache) release(d *dirRef) {
 	c.mu.Lock()
 	d.refs--
 	if d.refs == 0 && d.evicted {
-		d.r.Close()
+		d.f.Close()
 	}
 	c.mu.Unlock()
 }
@@ -102,6 +126,57 @@ func (c *dirCache) close() {
 	defer c.mu.Unlock()
 	for k, d := range c.m {
 		delete(c.m, k)
-		d.r.Close()
+		d.f.Close()
 	}
 }
+
+// The per-file operations. name is always a single component (no slash).
+
+func (d *dirRef) lstat(name string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	err := ignoringEINTR(func() error { return unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) })
+	if err != nil {
+		return st, &fs.PathError{Op: "lstat", Path: name, Err: err}
+	}
+	return st, nil
+}
+
+// openFile opens name without following a symbolic link. The *os.File is not
+// registered with the network poller (regular files gain nothing from it).
+func (d *dirRef) openFile(name string, flags int, perm uint32) (*os.File, error) {
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = unix.Openat(d.fd, name, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
+		return err
+	})
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+func (d *dirRef) rename(from, to string) error {
+	if err := unix.Renameat(d.fd, from, d.fd, to); err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return nil
+}
+
+func (d *dirRef) remove(name string) error {
+	if err := unix.Unlinkat(d.fd, name, 0); err != nil {
+		return &fs.PathError{Op: "remove", Path: name, Err: err}
+	}
+	return nil
+}
+
+func ignoringEINTR(f func() error) error {
+	for {
+		if err := f(); err != unix.EINTR {
+			return err
+		}
+	}
+}
+
+func isRegular(st *unix.Stat_t) bool { return st.Mode&unix.S_IFMT == unix.S_IFREG }
+
+func mtime(st *unix.Stat_t) time.Time { return time.Unix(st.Mtim.Sec, st.Mtim.Nsec) }

@@ -101,15 +101,15 @@ func (s *File) stat(name string, plainSize bool) (Info, error) {
 		return Info{}, err
 	}
 	defer s.dirs.release(d)
-	fi, err := d.r.Lstat(base)
+	st, err := d.lstat(base)
 	if err != nil {
 		return Info{}, err
 	}
-	if !fi.Mode().IsRegular() {
+	if !isRegular(&st) {
 		return Info{}, &fs.PathError{Op: "stat", Path: name, Err: ErrNotRegular}
 	}
-	info := Info{Size: fi.Size(), ModTime: fi.ModTime()}
-	f, err := d.r.OpenFile(base, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	info := Info{Size: st.Size, ModTime: mtime(&st)}
+	f, err := d.openFile(base, os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return Info{}, err
 	}

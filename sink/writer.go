@@ -40,19 +40,19 @@ var _ Writer = (*fileWriter)(nil)
 
 // open opens (or creates) and locks the staging file and reads its resume state.
 func (w *fileWriter) open(origin string) error {
-	r := w.d.r
+	d := w.d
 	// O_EXCL never follows a symbolic link, so a link planted at the staging name
 	// cannot redirect the write, even to another file inside the directory.
-	f, err := r.OpenFile(w.part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := d.openFile(w.part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	fresh := err == nil
 	if errors.Is(err, fs.ErrExist) {
-		if fi, lerr := r.Lstat(w.part); lerr == nil && !fi.Mode().IsRegular() {
-			if err := r.Remove(w.part); err != nil {
+		if st, lerr := d.lstat(w.part); lerr == nil && !isRegular(&st) {
+			if err := d.remove(w.part); err != nil {
 				return err
 			}
 			return w.open(origin)
 		}
-		f, err = r.OpenFile(w.part, os.O_RDWR, 0)
+		f, err = d.openFile(w.part, os.O_RDWR, 0)
 	}
 	if err != nil {
 		return err
@@ -177,7 +177,7 @@ func (w *fileWriter) Abort() error {
 	w.cp.Wait()
 	if w.plain == 0 || w.validator == "" {
 		w.f.Close()
-		return w.d.r.Remove(w.part)
+		return w.d.remove(w.part)
 	}
 	var err error
 	if w.s.committer != nil {
@@ -197,7 +197,7 @@ func (w *fileWriter) Discard() error {
 	defer w.s.dirs.release(w.d)
 	w.cp.Wait()
 	w.f.Close()
-	return w.d.r.Remove(w.part)
+	return w.d.remove(w.part)
 }
 
 // Commit implements Writer: close the staging file, then rename it, at once with
@@ -224,10 +224,10 @@ func (w *fileWriter) Commit(done func(error)) {
 func (w *fileWriter) rename(err error) error {
 	defer w.s.dirs.release(w.d)
 	if err == nil {
-		err = w.d.r.Rename(w.part, w.final)
+		err = w.d.rename(w.part, w.final)
 	}
 	if err != nil {
-		w.d.r.Remove(w.part)
+		w.d.remove(w.part)
 		return fmt.Errorf("commit %s: %w", w.final, err)
 	}
 	return nil

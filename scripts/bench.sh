@@ -1,56 +1,165 @@
 #!/usr/bin/env bash
-# bench.sh [--limits]: haul against its peers on the shared loopback benchmark.
+# bench.sh [--no-limits]: haul against its peers on the shared loopback benchmark, written up in
+# docs/benchmarks.md with a chart (docs/benchmarks.svg). A full run takes 30+ minutes.
 #   1. $BENCH_SHARED/setup.sh: packages, dataset, nginx on 127.0.0.1 (idempotent)
-#   2. builds haul from this checkout into a temp dir
-#   3. with --limits: limits.sh (machine ceilings: loopback, disk, small files, nginx)
-#   4. peers.sh W C for each workload W in $WORKLOADS and concurrency C in $CONCURRENCY,
-#      with HAUL set to the fresh binary
-# Everything printed is also saved to bench-out/bench-YYYYmmddTHHMMSS.txt (git-ignored).
-# peers.sh writes each run to a fresh dir under a `chattr +T` parent (see bench/README.md).
-# Env: WORKLOADS ("small medium large"; also huge, *-tls), CONCURRENCY ("16 64"), BENCH_RUNS (3),
-#      BENCH_TOOLS (subset of peers, e.g. "curl haul"), BENCH_SHARED (../shared/bench from the
-#      repo), and any other variable peers.sh/setup.sh read (BENCH_DIR, BENCH_PORT, ...).
+#   2. builds haul from this checkout into a temp dir (or uses $HAUL if set)
+#   3. limits.sh: machine ceilings (loopback HTTP/HTTPS, disk, small-file creation, nginx req/s)
+#   4. peers.sh W C for each workload W in $WORKLOADS and concurrency C in $CONCURRENCY, HAUL set
+#   5. haul only: a 10-million-line streaming list run with --shard 0/1000, and a re-run of the
+#      finished small list (wall time and peak RSS)
+#   6. scripts/benchreport: tables + SVG chart into $BENCH_DOCS (docs/)
+# Everything printed goes to bench-out/bench-STAMP.txt, the data to bench-out/bench-STAMP/ (both
+# git-ignored); `go run ./scripts/benchreport -dir bench-out/bench-STAMP` redoes step 6.
+# Every run writes to a fresh dir under a `chattr +T` parent (see bench/README.md on this ext4).
+# Env: WORKLOADS (all: "small medium large huge small-tls medium-tls large-tls huge-tls"),
+#      CONCURRENCY ("16 64"), BENCH_RUNS (3), BENCH_TOOLS (peers subset, e.g. "curl haul"),
+#      LIMITS (1; 0 = skip limits.sh, like --no-limits), LIMITS_FILE (reuse a saved limits.sh
+#      output instead of running it), EXTRA (1; 0 = skip step 5), STREAM_LINES (10000000; the
+#      list is cached in $BENCH_DIR, ~530 MB), HAUL (a prebuilt binary), BENCH_DOCS ($ROOT/docs;
+#      "" = no report), BENCH_SHARED (../shared/bench from the repo), and whatever peers.sh,
+#      limits.sh and setup.sh read (BENCH_DIR, BENCH_PORT, LIMITS_RUNS, WRK_SECONDS, ...).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_SHARED=${BENCH_SHARED:-$ROOT/../shared/bench}
 command -v go >/dev/null || PATH=/usr/local/go/bin:$PATH
-LIMITS=0
+LIMITS=${LIMITS:-1}
 for a in "$@"; do
   case $a in
-    --limits) LIMITS=1 ;;
-    -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}"; exit 0 ;;
-    *) echo "bench.sh: unknown argument $a (usage: bench.sh [--limits])" >&2; exit 2 ;;
+    --limits) LIMITS=1 ;;     # the default; kept for old command lines
+    --no-limits) LIMITS=0 ;;
+    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "bench.sh: unknown argument $a (usage: bench.sh [--no-limits])" >&2; exit 2 ;;
   esac
 done
 [[ -f $BENCH_SHARED/peers.sh ]] ||
   { echo "bench.sh: no peers.sh in $BENCH_SHARED (set BENCH_SHARED)" >&2; exit 1; }
-read -r -a workloads <<< "${WORKLOADS:-small medium large}"
+read -r -a workloads <<< "${WORKLOADS:-small medium large huge small-tls medium-tls large-tls huge-tls}"
 read -r -a concurrency <<< "${CONCURRENCY:-16 64}"
 export BENCH_RUNS=${BENCH_RUNS:-3}
+EXTRA=${EXTRA:-1}
+STREAM_LINES=${STREAM_LINES:-10000000}
+BENCH_DOCS=${BENCH_DOCS-$ROOT/docs}
+# shellcheck source=/dev/null
+source "$BENCH_SHARED/common.sh"    # BENCH_DIR, LISTS, RESULTS, BASE_URL (sets its own WORKLOADS)
 
+STAMP=$(date +%Y%m%dT%H%M%S)
 mkdir -p "$ROOT/bench-out"
-OUTFILE=$ROOT/bench-out/bench-$(date +%Y%m%dT%H%M%S).txt
+OUTFILE=$ROOT/bench-out/bench-$STAMP.txt
+RUN=$ROOT/bench-out/bench-$STAMP        # data for benchreport
+mkdir -p "$RUN/peers"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/haul-build.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 
+# timed OUT LOG CMD...: runs CMD under /usr/bin/time, sets RC and TIMES ("wall user sys maxrss_kb")
+timed() {
+  local out=$1 log=$2; shift 2
+  RC=0
+  /usr/bin/time -f '%e %U %S %M' -o "$out" timeout -k 5 "${BENCH_TIMEOUT:-1200}" "$@" > "$log" 2>&1 || RC=$?
+  TIMES=$(tail -n 1 "$out")
+}
+
+# count_files DIR: completed files under DIR (not .part)
+count_files() { find "$1" -type f ! -name '*.part' | wc -l; }
+
+# extra_row MEASURE RUN LINES EXPECTED DIR: appends a line to extra.tsv from RC, TIMES and DIR
+extra_row() {
+  local files status=ok
+  files=$(count_files "$5")
+  ((RC == 0 && files == $4)) || status=FAILED
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$status" "$RC" "$(tr ' ' '\t' <<< "$TIMES")" \
+    "$3" "$files" "$4" >> "$RUN/extra.tsv"
+  echo "   $1 run $2: $status rc=$RC files=$files/$4 (wall user sys maxrss_kb: $TIMES)"
+}
+
+# haul-only measurements that peers.sh does not make (plain HTTP, small files, -j 16 default)
+haul_extra() {
+  local xo=$BENCH_DIR/out-haul list=$BENCH_DIR/haul-stream-$STREAM_LINES-$BENCH_PORT.txt expect r o n
+  mkdir -p "$xo"; chattr +T "$xo" 2>/dev/null || true
+  printf 'measure\trun\tstatus\trc\twall_s\tuser_s\tsys_s\tmaxrss_kb\tlines\tfiles\texpected\n' > "$RUN/extra.tsv"
+  echo; echo "== haul only: streaming list of $STREAM_LINES lines (--shard 0/1000), re-run of small"
+  # the list: the small workload's URLs with ?r=I (every line distinct; nginx ignores the query)
+  if [[ ! -s $list || ! -s $list.shard0of1000 ]]; then
+    "$TMP/benchreport" -genlist "$list.tmp" -lines "$STREAM_LINES" -base "$BASE_URL" -shard 0/1000 \
+      > "$list.shard0of1000.tmp"
+    mv "$list.tmp" "$list"; mv "$list.shard0of1000.tmp" "$list.shard0of1000"
+  fi
+  expect=$(cat "$list.shard0of1000")
+  echo "   list $list: $(stat -c %s "$list") bytes, $expect lines in shard 0/1000"
+  for ((r = 1; r <= BENCH_RUNS; r++)); do
+    o=$xo/stream-$STAMP.$r; mkdir "$o"; sync
+    timed "$TMP/time" "$RUN/stream.$r.log" "$HAUL" -i "$list" -d "$o" --shard 0/1000 -q
+    extra_row stream "$r" "$STREAM_LINES" "$expect" "$o"
+    rm -rf "$o"
+  done
+  n=$(wc -l < "$BENCH_DIR/small.txt")
+  for ((r = 1; r <= BENCH_RUNS; r++)); do
+    o=$xo/rerun-$STAMP.$r; mkdir "$o"; sync
+    timed "$TMP/time" "$RUN/first.$r.log" "$HAUL" -i "$BENCH_DIR/small.txt" -d "$o" -q
+    extra_row first "$r" "$n" "$n" "$o"
+    sync
+    timed "$TMP/time" "$RUN/rerun.$r.log" "$HAUL" -i "$BENCH_DIR/small.txt" -d "$o" -q
+    extra_row rerun "$r" "$n" "$n" "$o"
+    rm -rf "$o"
+  done
+  find "$RUN" -maxdepth 1 -name '*.log' -empty -delete
+}
+
 main() {
-  local rev dirty w c
+  local rev dirty w c rc tag has_plain=0 has_tls=0 lflag=()
   rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
   dirty=$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -c . || true)
   echo "== bench.sh $(date '+%F %T')  haul $rev (+$dirty uncommitted paths)  $(go version | cut -d' ' -f3)"
   echo "   workloads=${workloads[*]} concurrency=${concurrency[*]} BENCH_RUNS=$BENCH_RUNS" \
-       "BENCH_TOOLS=${BENCH_TOOLS:-all} limits=$LIMITS  log: $OUTFILE"
+       "BENCH_TOOLS=${BENCH_TOOLS:-all} limits=$LIMITS extra=$EXTRA  log: $OUTFILE  data: $RUN"
+  {
+    echo "date: $(date '+%F %T %Z')"
+    echo "haul: $rev (+$dirty uncommitted paths), $(go version | cut -d' ' -f3-)"
+    echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/^Mem:/{print $2}') GiB RAM, Linux $(uname -r)"
+    echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "command: WORKLOADS=\"${workloads[*]}\" CONCURRENCY=\"${concurrency[*]}\" BENCH_RUNS=$BENCH_RUNS BENCH_TOOLS=\"${BENCH_TOOLS:-all}\" scripts/bench.sh"
+  } > "$RUN/meta.txt"
 
   bash "$BENCH_SHARED/setup.sh"
-  (cd "$ROOT" && go build -o "$TMP/haul" ./cmd/haul)
-  export HAUL=$TMP/haul
-  if ((LIMITS)); then bash "$BENCH_SHARED/limits.sh"; fi
+  (cd "$ROOT" && go build -o "$TMP/benchreport" ./scripts/benchreport)
+  if [[ -n ${HAUL:-} ]]; then
+    [[ -x $HAUL ]] || { echo "bench.sh: HAUL=$HAUL is not executable" >&2; exit 1; }
+    echo "   using prebuilt HAUL=$HAUL"
+  else
+    (cd "$ROOT" && go build -o "$TMP/haul" ./cmd/haul)
+    HAUL=$TMP/haul
+  fi
+  export HAUL
+  for w in "${workloads[@]}"; do
+    printf '%s\t%s\t%s\n' "$w" "$(wc -l < "$BENCH_DIR/$w.txt")" "$(cat "$LISTS/$w.bytes")" >> "$RUN/workloads.txt"
+    if [[ $w == *-tls ]]; then has_tls=1; else has_plain=1; fi
+  done
+
+  if [[ -n ${LIMITS_FILE:-} ]]; then
+    echo "   limits: reusing $LIMITS_FILE"; cp "$LIMITS_FILE" "$RUN/limits.txt"
+  elif ((LIMITS)); then
+    ((has_tls)) || lflag=(--no-tls)
+    ((has_plain)) || lflag=(--tls-only)
+    echo; bash "$BENCH_SHARED/limits.sh" "${lflag[@]}" | tee "$RUN/limits.txt"
+  fi
+
   for w in "${workloads[@]}"; do
     for c in "${concurrency[@]}"; do
-      echo
-      bash "$BENCH_SHARED/peers.sh" "$w" "$c"
+      echo; rc=0
+      bash "$BENCH_SHARED/peers.sh" "$w" "$c" | tee "$TMP/peers.out" || rc=$?
+      # peers.sh ends with "(raw runs: $BENCH_DIR/results/TAG.tsv; ...)"
+      tag=$(sed -n 's|^(raw runs: .*/results/\([^;/]*\.tsv\);.*|\1|p' "$TMP/peers.out" | tail -n 1)
+      if [[ -n $tag && -s $RESULTS/$tag ]]; then cp "$RESULTS/$tag" "$RUN/peers/"
+      else echo "bench.sh: peers.sh $w $c failed (rc=$rc), no results"; fi
     done
   done
+
+  if ((EXTRA)); then haul_extra; fi
+
+  if [[ -n $BENCH_DOCS ]]; then
+    mkdir -p "$BENCH_DOCS"
+    echo; echo "== report: $BENCH_DOCS/benchmarks.md, $BENCH_DOCS/benchmarks.svg"
+    "$TMP/benchreport" -dir "$RUN" -out "$BENCH_DOCS/benchmarks.md" -svg "$BENCH_DOCS/benchmarks.svg"
+  fi
 }
 
 main 2>&1 | tee "$OUTFILE"

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# resume-bench.sh: the resume issue's measurements, on the shared benchmark's nginx and dataset
+# (run scripts/bench.sh or ../shared/bench/setup.sh first).
+#   1. durability cost: small and large workloads, default (group commit) vs --no-sync, BENCH_RUNS each
+#   2. re-run of a finished 10,000-entry list (everything skipped): wall time and peak RSS
+#   3. a 2 GiB download killed (SIGKILL) at ~50%, then resumed: bytes re-fetched and wall times
+# Each run writes into a fresh directory under a `chattr +T` parent (see ../shared/bench/README.md).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_SHARED=${BENCH_SHARED:-$ROOT/../shared/bench}
+# shellcheck source=/dev/null
+source "$BENCH_SHARED/common.sh"
+command -v go >/dev/null || PATH=/usr/local/go/bin:$PATH
+R=${BENCH_RUNS:-5}
+nginx_running || die "nginx is not running: run $BENCH_SHARED/setup.sh"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/haul-build.XXXXXX")
+OUTROOT=$BENCH_DIR/out-resume
+mkdir -p "$OUTROOT"
+chattr +T "$OUTROOT" 2>/dev/null || true
+trap 'rm -rf "$TMP" "$OUTROOT"/run.*' EXIT
+(cd "$ROOT" && go build -o "$TMP/haul" ./cmd/haul)
+HAUL=$TMP/haul
+
+fresh() { mktemp -d "$OUTROOT/run.XXXXXX"; }
+timed() { /usr/bin/time -f '%e %M' -o "$TMP/t" "$@" >/dev/null 2>&1 || true; cat "$TMP/t"; }
+
+echo "== 1. durability cost (median wall of $R runs, seconds; peak RSS KiB)"
+for w in small large; do
+  for mode in sync no-sync; do
+    flag=(); [[ $mode == no-sync ]] && flag=(--no-sync)
+    walls=()
+    for ((r = 1; r <= R; r++)); do
+      o=$(fresh); sync
+      read -r wall rss < <(timed "$HAUL" -q -i "$BENCH_DIR/$w.txt" -d "$o" -j 16 "${flag[@]}")
+      walls+=("$wall"); rm -rf "$o"
+    done
+    printf '%-6s %-8s median %s s  (runs: %s)  rss %s KiB\n' "$w" "$mode" \
+      "$(printf '%s\n' "${walls[@]}" | median)" "${walls[*]}" "$rss"
+  done
+done
+
+echo "== 2. re-run of a finished 10,000-entry list"
+o=$(fresh)
+"$HAUL" -q -i "$BENCH_DIR/small.txt" -d "$o" -j 16
+for ((r = 1; r <= 3; r++)); do
+  read -r wall rss < <(timed "$HAUL" -q -i "$BENCH_DIR/small.txt" -d "$o" -j 16)
+  echo "re-run $r: ${wall} s, peak RSS ${rss} KiB"
+done
+rm -rf "$o"
+
+echo "== 3. 2 GiB download killed at ~50%, then resumed"
+o=$(fresh)
+url=$(head -n 1 "$BENCH_DIR/huge.txt")
+size=$(curl -sI "$url" | awk 'tolower($1)=="content-length:" {print $2+0}')
+t0=$(now)
+"$HAUL" -q -d "$o" "$url" & pid=$!
+part=$(find "$o" -name '*.part' 2>/dev/null | head -n 1)
+while kill -0 "$pid" 2>/dev/null; do
+  part=$(find "$o" -name '*.part' 2>/dev/null | head -n 1)
+  [[ -n $part ]] && (($(stat -c %s "$part") >= size / 2)) && break
+  sleep 0.05
+done
+kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+t1=$(now)
+have=$(stat -c %s "$part")
+before=$(awk '{s+=$2} END {print s+0}' /proc/net/dev)   # received bytes, all interfaces (lo only here)
+read -r wall rss < <(timed "$HAUL" -q -d "$o" "$url")
+after=$(awk '{s+=$2} END {print s+0}' /proc/net/dev)
+refetched=$(((after - before)))
+final=$(find "$o" -type f ! -name '*.part' | head -n 1)
+ok=$(cmp -s "$final" "$BENCH_DIR/www/huge/$(basename "$final")" && echo identical || echo DIFFERENT)
+printf 'killed after %.2f s with %d of %d bytes in the .part file\n' "$(echo "$t1 - $t0" | bc)" "$have" "$size"
+printf 'resume: %s s, peak RSS %s KiB, ~%d bytes received (%.1f%% of the file), result %s\n' \
+  "$wall" "$rss" "$refetched" "$(echo "100 * $refetched / $size" | bc -l)" "$ok"
+rm -rf "$o"

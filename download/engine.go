@@ -6,7 +6,6 @@ import (
 	"hash/fnv"
 	"io"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -62,7 +61,7 @@ type Engine struct {
 	cancel  context.CancelCauseFunc // ends the run early (fatal errors)
 	// interrupted is set when an entry was cut short by cancellation.
 	interrupted atomic.Bool
-	bufs        sync.Pool
+	bufs        *buffers
 }
 
 // bufSize is the chunk in which bodies are read and written: big enough for few
@@ -91,7 +90,8 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 		burst := int(min(max(o.LimitRate/10, 16<<10), bufSize))
 		e.limiter = rate.NewLimiter(rate.Limit(o.LimitRate), burst)
 	}
-	e.bufs.New = func() any { b := make([]byte, bufSize); return &b }
+	// One buffer per worker, plus the hash rings of those that hash.
+	e.bufs = newBuffers(bufSize, (1+hashRing)*o.Jobs)
 	return e
 }
 

@@ -117,7 +117,7 @@ func (e *Engine) hashFile(name string) (string, error) {
 	}
 	defer f.Close()
 	h := newHasher()
-	bp := e.bufs.Get().(*[]byte)
+	bp := e.bufs.Get()
 	defer e.bufs.Put(bp)
 	if _, err := io.CopyBuffer(h, f, *bp); err != nil {
 		return "", err

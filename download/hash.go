@@ -3,7 +3,6 @@ package download
 import (
 	"crypto/sha256"
 	"hash"
-	"sync"
 )
 
 func newHasher() hash.Hash { return sha256.New() }
@@ -13,7 +12,7 @@ func newHasher() hash.Hash { return sha256.New() }
 // it, writes it, and submits it; the hasher hands it back once hashed. With three
 // buffers in the ring the copy loop waits only when it is a full ring ahead.
 type asyncHash struct {
-	pool *sync.Pool
+	pool *buffers
 	h    hash.Hash
 	full chan []byte
 	free chan []byte
@@ -23,10 +22,10 @@ type asyncHash struct {
 
 const hashRing = 3
 
-func newAsyncHash(pool *sync.Pool) *asyncHash {
+func newAsyncHash(pool *buffers) *asyncHash {
 	a := &asyncHash{pool: pool, h: newHasher(), free: make(chan []byte, hashRing)}
 	for range hashRing {
-		bp := pool.Get().(*[]byte)
+		bp := pool.Get()
 		a.bufs = append(a.bufs, bp)
 		a.free <- *bp
 	}

@@ -40,10 +40,10 @@ func newTransfer(e *Engine, ent Entry, w sink.Writer) (*transfer, error) {
 		t.written, t.best, t.total, t.validator = p.Offset, p.Offset, p.Total, p.Validator
 	}
 	if ent.SHA256 == "" && !e.opts.HashAll {
-		t.buf = e.bufs.Get().(*[]byte)
+		t.buf = e.bufs.Get()
 		return t, nil
 	}
-	t.hash = newAsyncHash(&e.bufs)
+	t.hash = newAsyncHash(e.bufs)
 	if p.Offset > 0 {
 		if err := t.hashPrefix(); err != nil {
 			t.close()

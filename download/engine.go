@@ -110,21 +110,36 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 	defer e.cancel(nil)
 	g, gctx := errgroup.WithContext(ctx)
 	entries := make(chan Entry, e.opts.Jobs)
-	g.Go(func() error {
+	// The list is read on a goroutine of its own, outside the group: a read from
+	// a pipe cannot be interrupted, and Ctrl-C must not wait for the next line.
+	// After a cancellation that goroutine ends at its next line (or at EOF).
+	fed := make(chan error, 1)
+	go func() {
 		defer close(entries)
 		defer e.stats.InputDone.Store(true)
-		return e.feed(gctx, src, entries)
+		fed <- e.feed(gctx, src, entries)
+	}()
+	g.Go(func() error {
+		select {
+		case err := <-fed:
+			return err
+		case <-gctx.Done():
+			return gctx.Err()
+		}
 	})
 	for range e.opts.Jobs {
 		g.Go(func() error {
-			for ent := range entries {
-				if gctx.Err() != nil { // stopping: entries not started are not reported
-					e.stats.Queued.Add(-1)
-					continue
+			for {
+				select {
+				case <-gctx.Done(): // stopping: entries not started are not reported
+					return nil
+				case ent, ok := <-entries:
+					if !ok || gctx.Err() != nil {
+						return nil
+					}
+					e.process(ctx, ent)
 				}
-				e.process(ctx, ent)
 			}
-			return nil
 		})
 	}
 	err := g.Wait()
@@ -160,11 +175,10 @@ func (e *Engine) feed(ctx context.Context, src Source, ch chan<- Entry) error {
 		if !e.inShard(ent.URL) {
 			continue
 		}
-		e.stats.Queued.Add(1)
 		select {
 		case ch <- ent:
+			e.stats.Queued.Add(1)
 		case <-ctx.Done():
-			e.stats.Queued.Add(-1)
 			return ctx.Err()
 		}
 	}

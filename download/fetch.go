@@ -83,7 +83,7 @@ func (e *Engine) existing(ent Entry, r *Result) (skip bool, err error) {
 	if err != nil {
 		return false, e.sinkError("check", ent.URL, err)
 	}
-	if info.Origin != "" && info.Origin != ent.URL {
+	if info.Origin != "" && info.Origin != sink.OriginValue(ent.URL) {
 		return false, &Error{Op: "check", URL: ent.URL,
 			Err: fmt.Errorf("%w: %s already holds %s", ErrCollision, r.Name, info.Origin)}
 	}

@@ -138,7 +138,7 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 		}
 		t.total = resp.ContentLength
 		t.validator = validatorOf(resp.Header)
-		if resp.Header.Get("Content-Encoding") != "" {
+		if t.e.opts.Decode && resp.Header.Get("Content-Encoding") != "" {
 			// Stored decoded (--compressed): the server's length and validator are
 			// those of the encoded bytes, so neither checks nor resumes the file.
 			t.total, t.validator = -1, ""

@@ -27,9 +27,9 @@ type commitReq struct {
 	done func(error)
 }
 
-// maxPending bounds the commits waiting for a flush (each holds a name and a
-// directory handle, not an open file).
-const maxPending = 4096
+// maxPending bounds the commits waiting for a flush (each holds its staging
+// file open, and so locked, until it is renamed).
+const maxPending = 1024
 
 // A batch is flushed when it holds maxBatch files or batchWindow after its first.
 const (

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"sync"
@@ -81,6 +82,9 @@ func (c *dirCache) open(dir string, create bool) (*os.File, error) {
 	if dir == "" {
 		dir = "."
 	} else if create {
+		if err := c.checkNoPart(dir); err != nil {
+			return nil, err
+		}
 		if err := c.root.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
@@ -94,6 +98,29 @@ func (c *dirCache) open(dir string, create bool) (*os.File, error) {
 		return nil, &fs.PathError{Op: "open", Path: dir, Err: syscall.ENOTDIR}
 	}
 	return f, nil
+}
+
+// checkNoPart refuses to create a directory where a file of the same name is
+// being written (NAME.part exists): the tree layout can map one URL to a file
+// "a" and another to a file inside "a/". Whichever comes first wins; without
+// this check a pending commit of "a" would fail after "a/" was created.
+func (c *dirCache) checkNoPart(dir string) error {
+	for i := 0; i <= len(dir); i++ {
+		if i < len(dir) && dir[i] != '/' {
+			continue
+		}
+		p := dir[:i]
+		if _, err := c.root.Lstat(p); err == nil {
+			continue
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if _, err := c.root.Lstat(p + PartSuffix); err == nil {
+			return &fs.PathError{Op: "mkdir", Path: p, Err: ErrFileInWay}
+		}
+		return nil // the rest does not exist either
+	}
+	return nil
 }
 
 // evictLocked drops about half of the cached handles; the ones still in use are

@@ -84,5 +84,9 @@ type Writer interface {
 // ErrLocked reports that another process is writing the staging file.
 var ErrLocked = errors.New("staging file in use by another process")
 
+// ErrFileInWay reports that a directory is needed where a file of the same name
+// is being written.
+var ErrFileInWay = errors.New("a file of this name is being written")
+
 // ErrNotRegular reports that the final name exists but is not a regular file.
 var ErrNotRegular = errors.New("exists and is not a regular file")

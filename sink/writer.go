@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultCheckpoint is how often (in body bytes) a staging file's progress is
@@ -40,36 +42,71 @@ var _ Writer = (*fileWriter)(nil)
 
 // open opens (or creates) and locks the staging file and reads its resume state.
 func (w *fileWriter) open(origin string) error {
+	for {
+		fresh, err := w.openLocked()
+		if err == errStale {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if fresh {
+			return setXattr(w.f, OriginAttr, OriginValue(origin))
+		}
+		return w.adopt(OriginValue(origin))
+	}
+}
+
+// errStale: the staging file was renamed or removed between open and lock.
+var errStale = errors.New("staging file replaced while locking")
+
+// openLocked opens the staging file and takes its lock. The lock is only good
+// if the name still refers to the file locked: a process that finishes a file
+// renames it (still locked) and only then unlocks, so a lock won on the old
+// inode would be a lock on the final file. Then it returns errStale.
+func (w *fileWriter) openLocked() (fresh bool, err error) {
 	d := w.d
 	// O_EXCL never follows a symbolic link, so a link planted at the staging name
 	// cannot redirect the write, even to another file inside the directory.
 	f, err := d.openFile(w.part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
-	fresh := err == nil
+	fresh = err == nil
 	if errors.Is(err, fs.ErrExist) {
 		if st, lerr := d.lstat(w.part); lerr == nil && !isRegular(&st) {
 			if err := d.remove(w.part); err != nil {
-				return err
+				return false, err
 			}
-			return w.open(origin)
+			return false, errStale
 		}
 		f, err = d.openFile(w.part, os.O_RDWR, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			return false, errStale
+		}
 	}
 	if err != nil {
-		return err
+		return false, err
+	}
+	if err := lock(f); err != nil {
+		f.Close()
+		return false, err
+	}
+	if !fresh {
+		var held unix.Stat_t
+		named, err := d.lstat(w.part)
+		if err == nil {
+			err = control(f, func(fd int) error { return unix.Fstat(fd, &held) })
+		}
+		if err != nil || held.Dev != named.Dev || held.Ino != named.Ino {
+			f.Close()
+			return false, errStale
+		}
 	}
 	w.f = f
-	if err := lock(f); err != nil {
-		return err
-	}
-	if fresh {
-		return setXattr(f, OriginAttr, origin)
-	}
-	return w.adopt(origin)
+	return fresh, nil
 }
 
 // adopt takes over a staging file an earlier run left: its bytes up to the
 // recorded durable offset are kept if the same URL wrote them under a
-// validator; anything else is discarded.
+// validator; anything else is discarded. origin is an OriginValue.
 func (w *fileWriter) adopt(origin string) error {
 	got, err := getXattr(w.f, OriginAttr)
 	if err != nil {
@@ -208,9 +245,6 @@ func (w *fileWriter) Commit(done func(error)) {
 	if err == nil && w.lastCP > 0 {
 		err = removeXattr(w.f, resumeAttr) // the final file needs no resume state
 	}
-	if cerr := w.f.Close(); err == nil {
-		err = cerr
-	}
 	if w.s.committer == nil || err != nil {
 		done(w.rename(err))
 		return
@@ -219,8 +253,9 @@ func (w *fileWriter) Commit(done func(error)) {
 }
 
 // rename moves the staging file to the final name unless err says the data may
-// not be safe, in which case the staging file is removed. It releases the
-// directory handle either way.
+// not be safe, in which case the staging file is removed. Only then is the file
+// closed, which releases its lock: another process never sees this staging file
+// unlocked before it has its final name. It releases the directory handle too.
 func (w *fileWriter) rename(err error) error {
 	defer w.s.dirs.release(w.d)
 	if err == nil {
@@ -228,7 +263,8 @@ func (w *fileWriter) rename(err error) error {
 	}
 	if err != nil {
 		w.d.remove(w.part)
+		w.f.Close()
 		return fmt.Errorf("commit %s: %w", w.final, err)
 	}
-	return nil
+	return w.f.Close()
 }

@@ -1,6 +1,8 @@
 package sink
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"strconv"
@@ -15,6 +17,22 @@ import (
 // guards them. It is written only after those bytes were flushed, so after a
 // power loss it can lag behind the data but never run ahead of it.
 const resumeAttr = "user.haul.resume"
+
+// maxOriginLen is the longest URL stored as is in OriginAttr; a longer one is
+// stored as "sha256:" and its hash, since a filesystem limits an attribute's
+// size (ext4: all of a file's attributes in one block).
+const maxOriginLen = 1024
+
+// OriginValue is what OriginAttr holds for url: the URL itself, or for a URL
+// longer than 1 KiB, "sha256:" followed by the hex SHA-256 of it. Info.Origin
+// is compared with it.
+func OriginValue(url string) string {
+	if len(url) <= maxOriginLen {
+		return url
+	}
+	sum := sha256.Sum256([]byte(url))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
 
 // control runs f with f's descriptor.
 func control(f *os.File, fn func(fd int) error) error {

@@ -55,8 +55,11 @@ func (r *reporter) result(res *download.Result) {
 	case download.StatusInvalid:
 		r.printf("%v", res.Err)
 	case download.StatusFailed:
-		if errors.Is(res.Err, download.ErrInterrupted) {
-			return // counted, and listed in the manifest; the summary says to re-run
+		var fe *download.FatalError
+		if errors.Is(res.Err, download.ErrInterrupted) || errors.As(res.Err, &fe) {
+			// Counted and in the manifest; the summary says to re-run, and a
+			// fatal error is haul's last word.
+			return
 		}
 		r.printf("%v", res.Err)
 		r.mu.Lock()

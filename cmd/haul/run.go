@@ -35,6 +35,12 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
+	man, err := openManifest(o.manifest, stdout)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	defer man.close()
+
 	file, err := sink.NewFile(o.dir, sink.FileOptions{NoSync: o.noSync})
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("output directory: %v", err), exitFatal)
@@ -46,12 +52,6 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 			return cli.Exit(err.Error(), exitUsage)
 		}
 	}
-	man, err := openManifest(o.manifest, stdout)
-	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
-	}
-	defer man.close()
-
 	rep := newReporter(stderr, o.quiet, isTerminal(stderr))
 	eng := download.New(client, out, download.Options{
 		Jobs: o.jobs, PerHost: o.perHost, Retries: o.retries, Timeout: o.timeout,

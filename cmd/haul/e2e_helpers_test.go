@@ -1,0 +1,304 @@
+package main
+
+// Helpers for the end-to-end tests in e2e_test.go: they build the real haul
+// binary once (TestMain) and run it as a subprocess against local test servers.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haul/haul/download/downloadtest"
+)
+
+// haulBin is the path of the haul binary built by TestMain.
+var haulBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "haul-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	haulBin = filepath.Join(dir, "haul")
+	// go test puts its own GOROOT/bin first in PATH, so "go" is this toolchain.
+	build := exec.Command("go", "build", "-o", haulBin, "github.com/haul/haul/cmd/haul")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: building haul:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// result is what one haul run did.
+type result struct {
+	code           int
+	stdout, stderr string
+	dur            time.Duration
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d after %v\n--- stderr:\n%s--- stdout:\n%s", r.code, r.dur.Round(time.Millisecond),
+		clip(r.stderr), clip(r.stdout))
+}
+
+func clip(s string) string {
+	if len(s) > 4000 {
+		return s[:2000] + "\n[...]\n" + s[len(s)-2000:]
+	}
+	return s
+}
+
+// runHaulTimeout bounds every haul run: a hang is a test failure, not a stuck suite.
+const runHaulTimeout = 60 * time.Second
+
+// haulCmd returns an unstarted haul command with args; stdin may be nil
+// (/dev/null, which is not a terminal).
+func haulCmd(ctx context.Context, stdin io.Reader, args ...string) (*exec.Cmd, *bytes.Buffer, *bytes.Buffer) {
+	cmd := exec.CommandContext(ctx, haulBin, args...)
+	cmd.Stdin = stdin
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 5 * time.Second
+	return cmd, &stdout, &stderr
+}
+
+// runHaul runs haul with args to the end.
+func runHaul(t *testing.T, stdin io.Reader, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
+	defer cancel()
+	cmd, stdout, stderr := haulCmd(ctx, stdin, args...)
+	t0 := time.Now()
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String(), dur: time.Since(t0)}
+	// No t.Fatal here: runHaul is also called from goroutines. A code of -1
+	// fails every wantCode.
+	var ee *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Errorf("haul %q did not finish within %v: %v\n%v", args, runHaulTimeout, err, r)
+		r.code = -1
+	case err == nil, errors.As(err, &ee):
+		r.code = cmd.ProcessState.ExitCode()
+	default:
+		t.Errorf("running haul: %v", err)
+		r.code = -1
+	}
+	return r
+}
+
+// wantCode fails the test unless r exited with code.
+func wantCode(t *testing.T, r result, code int) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit code %d, want %d\n%v", r.code, code, r)
+	}
+}
+
+// body returns n deterministic pseudo-random bytes for seed.
+func body(seed uint64, n int) []byte {
+	var key [32]byte
+	for i := range 8 {
+		key[i] = byte(seed >> (8 * i))
+	}
+	b := make([]byte, n)
+	rand.NewChaCha8(key).Read(b)
+	return b
+}
+
+// hostDir is the tree layout's directory for s: "127.0.0.1_PORT".
+func hostDir(s *downloadtest.Server) string {
+	return strings.Replace(s.Host(), ":", "_", 1)
+}
+
+// writeList writes lines (each followed by "\n") to a new file and returns its path.
+func writeList(t *testing.T, lines ...string) string {
+	t.Helper()
+	name := filepath.Join(t.TempDir(), "list.txt")
+	if err := os.WriteFile(name, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// files returns every regular file under dir by slash-separated relative path,
+// with its content. Symbolic links are not followed (nor listed).
+func files(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out[filepath.ToSlash(rel)] = b
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// checkFiles fails unless the regular files under dir are exactly want (by
+// relative path and content): nothing missing, nothing extra, no staging file.
+func checkFiles(t *testing.T, dir string, want map[string][]byte) {
+	t.Helper()
+	got := files(t, dir)
+	var bad []string
+	for name, b := range want {
+		g, ok := got[name]
+		switch {
+		case !ok:
+			bad = append(bad, "missing "+name)
+		case !bytes.Equal(g, b):
+			bad = append(bad, fmt.Sprintf("%s: %d bytes differ from the %d served", name, len(g), len(b)))
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			bad = append(bad, "unexpected file "+name)
+		}
+	}
+	if len(bad) > 0 {
+		slices.Sort(bad)
+		if len(bad) > 20 {
+			bad = append(bad[:20], fmt.Sprintf("... and %d more", len(bad)-20))
+		}
+		t.Errorf("files under %s:\n  %s", dir, strings.Join(bad, "\n  "))
+	}
+}
+
+// manLine is one manifest line. Raw keeps its keys for checking the key set.
+type manLine struct {
+	Raw        map[string]json.RawMessage `json:"-"`
+	Line       int                        `json:"line"`
+	URL        string                     `json:"url"`
+	Out        *string                    `json:"out"`
+	Status     string                     `json:"status"`
+	Size       *int64                     `json:"size"`
+	SHA256     *string                    `json:"sha256"`
+	HTTPStatus *int                       `json:"http_status"`
+	Error      *string                    `json:"error"`
+	Attempts   int                        `json:"attempts"`
+	DurationMS int64                      `json:"duration_ms"`
+}
+
+var (
+	entryKeys   = []string{"attempts", "duration_ms", "error", "http_status", "out", "sha256", "size", "status", "url"}
+	invalidKeys = []string{"error", "line", "status"}
+)
+
+// parseManifest parses data as a manifest: every line one JSON object with
+// exactly the spec's keys for its status.
+func parseManifest(t *testing.T, data string) []manLine {
+	t.Helper()
+	var out []manLine
+	if data == "" {
+		return nil
+	}
+	if !strings.HasSuffix(data, "\n") {
+		t.Errorf("manifest does not end in a newline: %q", clip(data))
+	}
+	for i, s := range strings.Split(strings.TrimSuffix(data, "\n"), "\n") {
+		var m manLine
+		if err := json.Unmarshal([]byte(s), &m.Raw); err != nil {
+			t.Fatalf("manifest line %d is not a JSON object: %v\n%s", i+1, err, s)
+		}
+		if err := json.Unmarshal([]byte(s), &m); err != nil {
+			t.Fatalf("manifest line %d: %v\n%s", i+1, err, s)
+		}
+		keys := make([]string, 0, len(m.Raw))
+		for k := range m.Raw {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		want := entryKeys
+		if m.Status == "invalid" {
+			want = invalidKeys
+		}
+		if !slices.Equal(keys, want) {
+			t.Errorf("manifest line %d has keys %q, want %q\n%s", i+1, keys, want, s)
+		}
+		switch m.Status {
+		case "ok", "skipped", "failed", "invalid":
+		default:
+			t.Errorf("manifest line %d: status %q\n%s", i+1, m.Status, s)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func readManifest(t *testing.T, name string) []manLine {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseManifest(t, string(b))
+}
+
+// byURL indexes manifest entries by URL, failing on a URL listed twice.
+func byURL(t *testing.T, ms []manLine) map[string]manLine {
+	t.Helper()
+	out := map[string]manLine{}
+	for _, m := range ms {
+		if m.Status == "invalid" {
+			continue
+		}
+		if _, dup := out[m.URL]; dup {
+			t.Errorf("manifest lists %s twice", m.URL)
+		}
+		out[m.URL] = m
+	}
+	return out
+}
+
+func str(p *string) string {
+	if p == nil {
+		return "<null>"
+	}
+	return *p
+}
+
+// waitFor polls cond every 10ms until it holds or d passes; it reports whether
+// cond held.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -56,6 +56,12 @@ func ParseLine(line []byte, lineNo int) (e Entry, ok bool, err error) {
 
 // parseFields parses the "URL key=value..." form.
 func parseFields(s string) (Entry, error) {
+	if strings.IndexAny(s, " \t\r") < 0 { // the usual line: a URL alone
+		if err := checkURL(s); err != nil {
+			return Entry{}, err
+		}
+		return Entry{URL: s, Size: -1}, nil
+	}
 	f := strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' || r == '\r' })
 	e := Entry{URL: f[0], Size: -1}
 	if err := checkURL(e.URL); err != nil {
@@ -150,7 +156,12 @@ func notHex(r rune) bool {
 func notDigit(r rune) bool { return r < '0' || r > '9' }
 
 func hasControl(s string) bool {
-	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 // checkURL reports why s is not an absolute http or https URL with a host, or nil.

@@ -48,7 +48,7 @@ printf '%-8s %-14s %8s %9s %8s %7s %8s %7s\n' workload tool wall_s files/s MB/s 
 for w in "${workloads[@]}"; do
   list=$BENCH_DIR/$w.txt
   n=$(wc -l < "$list")
-  bytes=$(while read -r u; do curl -sI "$u" | awk 'tolower($1)=="content-length:" {print $2+0}'; done < "$list" |
+  bytes=$(while read -r u; do curl -sI "$u" | awk 'tolower($1)=="content-length:" {printf "%d\n", $2}'; done < "$list" |
           awk '{s+=$1} END {print s}')
   for tool in haul-zstd pipe-zstd haul-gzip pipe-gzip; do
     codec=${tool#*-}

@@ -31,7 +31,7 @@ type harness struct {
 	t      *testing.T
 	dir    string
 	sink   *sink.File
-	client *http.Client
+	client download.Client
 }
 
 // newHarness uses a NoSync sink: tests care about what is written, not about

@@ -37,6 +37,7 @@ type options struct {
 	shardK, shardN int
 	cacert         string
 	insecure       bool
+	http11         bool
 }
 
 func version() string {
@@ -92,6 +93,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "shard", Usage: "keep only shard `K/N` of the list (FNV-1a of the URL mod N)"},
 		&cli.StringFlag{Name: "cacert", Usage: "also trust the CA certificates in PEM `FILE`"},
 		&cli.BoolFlag{Name: "insecure", Aliases: []string{"k"}, Usage: "do not verify TLS certificates"},
+		&cli.BoolFlag{Name: "http1.1", Usage: "use HTTP/1.1 over TLS too, even where the server offers HTTP/2"},
 	}
 }
 
@@ -103,7 +105,7 @@ func parseOptions(c *cli.Context) (*options, error) {
 		manifest: c.String("manifest"), quiet: c.Bool("quiet"), force: c.Bool("force"),
 		hashAll: c.Bool("sha256"), noSync: c.Bool("no-sync"),
 		compress: c.String("compress"), compressLevel: c.Int("compress-level"), decode: c.Bool("compressed"),
-		cacert: c.String("cacert"), insecure: c.Bool("insecure"),
+		cacert: c.String("cacert"), insecure: c.Bool("insecure"), http11: c.Bool("http1.1"),
 	}
 	if o.jobs < 1 || o.perHost < 0 || o.retries < 0 {
 		return nil, fmt.Errorf("--jobs must be >= 1, --per-host and --retries >= 0")

@@ -30,7 +30,7 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 	}
 	client, err := download.NewClient(download.ClientOptions{
 		Jobs: o.jobs, PerHost: o.perHost, ConnectTimeout: o.connectTimeout,
-		Timeout: o.timeout, CACert: o.cacert, Insecure: o.insecure,
+		Timeout: o.timeout, CACert: o.cacert, Insecure: o.insecure, HTTP11: o.http11,
 	})
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)

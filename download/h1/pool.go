@@ -1,0 +1,271 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+)
+
+const (
+	readBufSize  = 64 << 10 // reads of a body at least this big bypass the buffer
+	writeBufSize = 4 << 10
+	idleTimeout  = 90 * time.Second // an idle connection older than this is closed, not used
+)
+
+// hostKey names a pool: the scheme, and the host as the URL spells it.
+type hostKey struct {
+	https bool
+	host  string
+}
+
+// hostPool is the state shared by the requests to one scheme and host:port.
+// Its fields are guarded by Client.mu, except sem.
+type hostPool struct {
+	key   hostKey
+	idle  []*conn       // most recently used last
+	users int           // requests between acquire and finish
+	sem   chan struct{} // a slot per request in flight, nil without MaxConnsPerHost
+	tls   *tls.Config   // this host's clone of Client.tls, made on first dial
+}
+
+// conn is one connection with its buffers. Between requests it sits in its
+// pool's idle list and the Client's LRU list.
+type conn struct {
+	nc         net.Conn
+	br         *bufio.Reader
+	bw         *bufio.Writer
+	head       []byte               // scratch for response heads
+	tls        *tls.ConnectionState // nil for http
+	reused     bool                 // it served a response before
+	idleAt     time.Time
+	pool       *hostPool // not dropped while one of its connections is idle or in use
+	prev, next *conn     // in Client.lru
+}
+
+// expire makes every blocked or later I/O on cn fail at once. It is what a
+// request's context does to its connection when it ends.
+func (cn *conn) expire() { cn.nc.SetDeadline(time.Unix(1, 0)) }
+
+// acquire registers a request with its host's pool and, under MaxConnsPerHost,
+// waits for a slot. Each successful acquire is matched by one finish.
+//
+// Counting requests, not connections, keeps the connections to a host within
+// the cap: a request dials only when its pool has no idle connection, that is
+// when every other connection is held by one of the other requests in flight,
+// of which there are at most cap-1.
+func (c *Client) acquire(ctx context.Context, k hostKey) (*hostPool, error) {
+	c.mu.Lock()
+	p := c.hosts[k]
+	if p == nil {
+		p = &hostPool{key: k}
+		if c.o.MaxConnsPerHost > 0 {
+			p.sem = make(chan struct{}, c.o.MaxConnsPerHost)
+		}
+		c.hosts[k] = p
+	}
+	p.users++
+	c.mu.Unlock()
+	if p.sem != nil {
+		select {
+		case p.sem <- struct{}{}:
+		case <-ctx.Done():
+			c.mu.Lock()
+			c.dropUserLocked(p)
+			c.mu.Unlock()
+			return nil, canceled(ctx)
+		}
+	}
+	return p, nil
+}
+
+// finish ends a request's use of p: cn goes back to the idle list when keep is
+// true, else it is closed; then the request's slot is given back.
+func (c *Client) finish(p *hostPool, cn *conn, keep bool) {
+	var victims [4]*conn
+	closing := victims[:0]
+	if cn != nil && (!keep || c.o.MaxIdlePerHost < 0 || cn.br.Buffered() > 0) {
+		closing = append(closing, cn) // Buffered: the server sent more than the response
+		cn = nil
+	}
+	c.mu.Lock()
+	if cn != nil {
+		now := time.Now()
+		cn.reused, cn.idleAt = true, now
+		p.idle = append(p.idle, cn)
+		c.lru.pushBack(cn)
+		if len(p.idle) > c.o.MaxIdlePerHost {
+			closing = append(closing, c.removeIdleLocked(p, p.idle[0]))
+		}
+		for n := 0; n < 2 && c.lru.head != nil && (c.lru.len > c.o.MaxIdle || now.Sub(c.lru.head.idleAt) > idleTimeout); n++ {
+			old := c.lru.head
+			closing = append(closing, c.removeIdleLocked(old.pool, old))
+		}
+	}
+	c.dropUserLocked(p)
+	c.mu.Unlock()
+	if p.sem != nil {
+		<-p.sem
+	}
+	for _, v := range closing {
+		v.nc.Close()
+	}
+}
+
+func (c *Client) dropUserLocked(p *hostPool) {
+	p.users--
+	c.dropUnusedLocked(p)
+}
+
+// dropUnusedLocked forgets p when no request and no idle connection needs it,
+// so the table holds only the hosts in use, whatever the number of hosts seen.
+func (c *Client) dropUnusedLocked(p *hostPool) {
+	if p.users == 0 && len(p.idle) == 0 && c.hosts[p.key] == p {
+		delete(c.hosts, p.key)
+	}
+}
+
+// removeIdleLocked takes cn out of p's idle list and the LRU list and returns it.
+func (c *Client) removeIdleLocked(p *hostPool, cn *conn) *conn {
+	for i, ic := range p.idle {
+		if ic == cn {
+			p.idle = append(p.idle[:i], p.idle[i+1:]...)
+			break
+		}
+	}
+	c.lru.remove(cn)
+	c.dropUnusedLocked(p)
+	return cn
+}
+
+// takeIdle returns p's most recently used idle connection, or nil. When that
+// one has been idle too long, so have all the others: they are all closed.
+func (c *Client) takeIdle(p *hostPool) *conn {
+	c.mu.Lock()
+	n := len(p.idle)
+	if n == 0 {
+		c.mu.Unlock()
+		return nil
+	}
+	cn := p.idle[n-1]
+	if time.Since(cn.idleAt) <= idleTimeout {
+		p.idle = p.idle[:n-1]
+		c.lru.remove(cn)
+		c.mu.Unlock()
+		return cn
+	}
+	stale := p.idle
+	p.idle = nil
+	for _, ic := range stale {
+		c.lru.remove(ic)
+	}
+	c.mu.Unlock()
+	for _, ic := range stale {
+		ic.nc.Close()
+	}
+	return nil
+}
+
+// CloseIdleConnections closes every idle connection. Connections in use are
+// not affected.
+func (c *Client) CloseIdleConnections() {
+	c.mu.Lock()
+	var all []*conn
+	for k, p := range c.hosts {
+		all = append(all, p.idle...)
+		p.idle = nil
+		if p.users == 0 {
+			delete(c.hosts, k)
+		}
+	}
+	c.lru = connList{}
+	c.mu.Unlock()
+	for _, cn := range all {
+		cn.nc.Close()
+	}
+}
+
+// dialConn opens a new connection for p: TCP, then TLS for https.
+func (c *Client) dialConn(ctx context.Context, p *hostPool, u *url.URL) (*conn, error) {
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "80"
+		if p.key.https {
+			port = "443"
+		}
+	}
+	nc, err := c.dial(ctx, "tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return nil, err
+	}
+	cn := &conn{nc: nc, pool: p}
+	if p.key.https {
+		c.mu.Lock()
+		if p.tls == nil {
+			p.tls = c.tls.Clone()
+			if p.tls.ServerName == "" {
+				p.tls.ServerName = host
+			}
+		}
+		cfg := p.tls
+		c.mu.Unlock()
+		tc := tls.Client(nc, cfg)
+		if err := c.handshake(ctx, tc); err != nil {
+			nc.Close()
+			return nil, err
+		}
+		st := tc.ConnectionState()
+		cn.nc, cn.tls = tc, &st
+	}
+	cn.br = bufio.NewReaderSize(cn.nc, readBufSize)
+	cn.bw = bufio.NewWriterSize(cn.nc, writeBufSize)
+	return cn, nil
+}
+
+func (c *Client) handshake(ctx context.Context, tc *tls.Conn) error {
+	if c.o.TLSHandshakeTimeout <= 0 {
+		return tc.HandshakeContext(ctx)
+	}
+	hctx, cancel := context.WithTimeout(ctx, c.o.TLSHandshakeTimeout)
+	defer cancel()
+	err := tc.HandshakeContext(hctx)
+	if err != nil && ctx.Err() == nil && hctx.Err() != nil {
+		return fmt.Errorf("h1: TLS handshake timeout after %s: %w", c.o.TLSHandshakeTimeout, hctx.Err())
+	}
+	return err
+}
+
+// connList is a doubly linked list of idle connections, oldest first.
+type connList struct {
+	head, tail *conn
+	len        int
+}
+
+func (l *connList) pushBack(cn *conn) {
+	cn.prev, cn.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = cn
+	} else {
+		l.head = cn
+	}
+	l.tail = cn
+	l.len++
+}
+
+func (l *connList) remove(cn *conn) {
+	if cn.prev != nil {
+		cn.prev.next = cn.next
+	} else {
+		l.head = cn.next
+	}
+	if cn.next != nil {
+		cn.next.prev = cn.prev
+	} else {
+		l.tail = cn.prev
+	}
+	cn.prev, cn.next = nil, nil
+	l.len--
+}

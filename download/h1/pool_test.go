@@ -1,0 +1,217 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestTLS(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "secure "+r.Proto)
+	}))
+	srv.EnableHTTP2 = true // the client must still get HTTP/1.1
+	srv.StartTLS()
+	defer srv.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	c := newClient(t, Options{TLSConfig: &tls.Config{RootCAs: roots}, TLSHandshakeTimeout: 5 * time.Second})
+	resp, body := mustGet(t, c, srv.URL)
+	if body != "secure HTTP/1.1" || resp.TLS == nil || resp.TLS.NegotiatedProtocol == "h2" {
+		t.Fatalf("body %q, TLS %v", body, resp.TLS)
+	}
+	if resp.TLS.ServerName != "127.0.0.1" && resp.TLS.ServerName != "" {
+		t.Errorf("ServerName %q", resp.TLS.ServerName)
+	}
+	// A new connection resumes the session.
+	c.CloseIdleConnections()
+	resp, _ = mustGet(t, c, srv.URL)
+	if !resp.TLS.DidResume {
+		t.Errorf("second connection did not resume the TLS session")
+	}
+}
+
+func TestTLSUnknownAuthority(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer srv.Close()
+	c := newClient(t, Options{TLSConfig: &tls.Config{RootCAs: x509.NewCertPool()}})
+	_, _, err := get(t, c, srv.URL)
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	if !errors.As(err, &cv) || !errors.As(err, &ua) {
+		t.Fatalf("error %v (%T), want a certificate verification error", err, err)
+	}
+}
+
+func TestTLSHandshakeTimeout(t *testing.T) {
+	// A plain TCP server that never answers the ClientHello.
+	srv := newRawServer(t, func(c net.Conn, br *bufio.Reader) { io.Copy(io.Discard, br); c.Close() })
+	c := newClient(t, Options{TLSConfig: &tls.Config{}, TLSHandshakeTimeout: 50 * time.Millisecond})
+	start := time.Now()
+	_, _, err := get(t, c, strings.Replace(srv.url("/"), "http:", "https:", 1))
+	if err == nil || !strings.Contains(err.Error(), "TLS handshake timeout") || time.Since(start) > 2*time.Second {
+		t.Fatalf("error %v after %s", err, time.Since(start))
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	srv, conns := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := len(r.URL.Path) * 100
+		if r.URL.Query().Has("chunked") {
+			w.(http.Flusher).Flush()
+		}
+		io.WriteString(w, strings.Repeat(r.URL.Path[1:2], n))
+	}))
+	c := newClient(t, Options{MaxIdlePerHost: 16})
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 200 / 16 {
+				path := fmt.Sprintf("/%c%s", 'a'+g, strings.Repeat("x", i*10))
+				q := ""
+				if i%2 == 1 {
+					q = "?chunked"
+				}
+				req, _ := http.NewRequest(http.MethodGet, srv.URL+path+q, nil)
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Error(err)
+					failed.Add(1)
+					return
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || len(b) != len(path)*100 || b[0] != byte('a'+g) {
+					t.Errorf("%s: %d bytes, %v", path, len(b), err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := conns.Load(); got > 16 {
+		t.Errorf("%d connections for 16 goroutines", got)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.hosts[hostKey{host: strings.TrimPrefix(srv.URL, "http://")}]; p == nil || p.users != 0 {
+		t.Errorf("pool after the requests: %+v", p)
+	}
+}
+
+func TestMaxConnsPerHost(t *testing.T) {
+	var active, peak atomic.Int32
+	srv, conns := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := active.Add(1)
+		defer active.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		time.Sleep(5 * time.Millisecond)
+		io.WriteString(w, "ok")
+	}))
+	c := newClient(t, Options{MaxConnsPerHost: 2, MaxIdlePerHost: 1})
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.ReadAll(resp.Body)
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	// MaxIdlePerHost 1 closes one of the two connections after each burst, so
+	// a few more than 2 may be dialled, but never more than 2 at once.
+	if peak.Load() > 2 {
+		t.Errorf("%d requests at once, cap 2", peak.Load())
+	}
+	t.Logf("%d connections", conns.Load())
+
+	// A request waiting for a slot gives up when its context ends.
+	held, err := c.Do(mustRequest(t, context.Background(), srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held2, err := c.Do(mustRequest(t, context.Background(), srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.Do(mustRequest(t, ctx, srv.URL)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("waiting for a slot: %v", err)
+	}
+	held.Body.Close()
+	held2.Body.Close()
+	mustGet(t, c, srv.URL)
+}
+
+func mustRequest(t *testing.T, ctx context.Context, rawURL string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+func TestIdleLimits(t *testing.T) {
+	var servers []*httptest.Server
+	for range 3 {
+		srv, _ := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+		servers = append(servers, srv)
+	}
+	c := newClient(t, Options{MaxIdle: 2, MaxIdlePerHost: 1})
+	// Two concurrent requests to one host leave one idle connection there.
+	a, _ := c.Do(mustRequest(t, context.Background(), servers[0].URL))
+	b, _ := c.Do(mustRequest(t, context.Background(), servers[0].URL))
+	io.ReadAll(a.Body)
+	io.ReadAll(b.Body)
+	a.Body.Close()
+	b.Body.Close()
+	if c.lru.len != 1 {
+		t.Errorf("%d idle connections, want 1 (MaxIdlePerHost)", c.lru.len)
+	}
+	mustGet(t, c, servers[1].URL)
+	mustGet(t, c, servers[2].URL)
+	c.mu.Lock()
+	idle, hosts := c.lru.len, len(c.hosts)
+	_, first := c.hosts[hostKey{host: strings.TrimPrefix(servers[0].URL, "http://")}]
+	c.mu.Unlock()
+	if idle != 2 || hosts != 2 || first {
+		t.Errorf("%d idle connections over %d hosts (first host kept: %v), want 2 over 2 without the first", idle, hosts, first)
+	}
+	c.CloseIdleConnections()
+	if c.lru.len != 0 || len(c.hosts) != 0 {
+		t.Errorf("after CloseIdleConnections: %d idle, %d hosts", c.lru.len, len(c.hosts))
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	srv, conns := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	c := newClient(t, Options{})
+	mustGet(t, c, srv.URL)
+	c.mu.Lock()
+	c.lru.head.idleAt = time.Now().Add(-idleTimeout - time.Second)
+	c.mu.Unlock()
+	mustGet(t, c, srv.URL)
+	if got := conns.Load(); got != 2 {
+		t.Errorf("%d connections, want 2: an expired idle connection was used", got)
+	}
+}

@@ -56,7 +56,7 @@ func ParseLine(line []byte, lineNo int) (e Entry, ok bool, err error) {
 
 // parseFields parses the "URL key=value..." form.
 func parseFields(s string) (Entry, error) {
-	if strings.IndexAny(s, " \t\r") < 0 { // the usual line: a URL alone
+	if !strings.ContainsAny(s, " \t\r") { // the usual line: a URL alone
 		if err := checkURL(s); err != nil {
 			return Entry{}, err
 		}

@@ -51,7 +51,7 @@ rm -rf "$o"
 echo "== 3. 2 GiB download killed at ~50%, then resumed"
 o=$(fresh)
 url=$(head -n 1 "$BENCH_DIR/huge.txt")
-size=$(curl -sI "$url" | awk 'tolower($1)=="content-length:" {printf "%d", $2}')
+size=$(curl -sI "$url" | awk 'tolower($1)=="content-length:" {printf "%.0f", $2}')
 t0=$(now)
 "$HAUL" -q -d "$o" "$url" & pid=$!
 part=$(find "$o" -name '*.part' 2>/dev/null | head -n 1)

@@ -3,7 +3,7 @@
 # on the shared benchmark's nginx and dataset (run scripts/bench.sh or ../shared/bench/setup.sh).
 #   haul -i LIST -d OUT --compress zstd|gzip --compress-level 1
 #   vs. xargs -P C: curl -s URL | zstd -1 -q > OUT/NAME.zst   (and gzip -1)
-# For each workload in $WORKLOADS (medium large) at concurrency $C (16): median wall of
+# For each workload in $COMPRESS_WORKLOADS (medium large) at concurrency $C (16): median wall of
 # BENCH_RUNS runs, files/s, MB/s (10^6 B of body), CPU seconds (user+sys, all processes),
 # peak RSS of the largest process, and the compression ratio (stored / body bytes).
 # The bench dataset is random bytes (incompressible); set COMPRESS_TEXT=1 to also run on a
@@ -16,7 +16,7 @@ source "$BENCH_SHARED/common.sh"
 command -v go >/dev/null || PATH=/usr/local/go/bin:$PATH
 R=${BENCH_RUNS:-3}
 C=${C:-16}
-read -r -a workloads <<< "${WORKLOADS:-medium large}"
+read -r -a workloads <<< "${COMPRESS_WORKLOADS:-medium large}"   # (common.sh defines WORKLOADS)
 nginx_running || die "nginx is not running: run $BENCH_SHARED/setup.sh"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/haul-build.XXXXXX")
 OUTROOT=$BENCH_DIR/out-compress

@@ -60,12 +60,10 @@ func NewClient(o ClientOptions) (Client, error) {
 		tlsConf.RootCAs = pool
 	}
 	jobs := max(o.Jobs, 1)
+	dial := (&net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext
 	tr := &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
-			Timeout:   o.ConnectTimeout,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dial,
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   o.ConnectTimeout,
 		ForceAttemptHTTP2:     true,
@@ -100,7 +98,7 @@ func NewClient(o ClientOptions) (Client, error) {
 		tlsClients = append(tlsClients, &http.Client{Transport: tr.Clone(), CheckRedirect: checkRedirect})
 	}
 	lean := h1.New(h1.Options{
-		DialContext:         (&net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         dial,
 		TLSConfig:           tlsConf,
 		TLSHandshakeTimeout: o.ConnectTimeout,
 		MaxIdlePerHost:      jobs,

@@ -8,7 +8,6 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
-	"net/url"
 	"strings"
 	"time"
 
@@ -268,10 +267,19 @@ func (e *Engine) backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
+// hostOf returns the URL's host[:port], lower-cased: the key of per-host caps
+// and pauses. The input parser has already checked the URL, so slicing out the
+// authority is enough; a second url.Parse per entry is not needed.
 func hostOf(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return ""
+	_, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return rawURL
 	}
-	return strings.ToLower(u.Host)
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+		rest = rest[i+1:]
+	}
+	return strings.ToLower(rest)
 }

@@ -9,21 +9,11 @@
 # The bench dataset is random bytes (incompressible); set COMPRESS_TEXT=1 to also run on a
 # generated compressible text file served from the same nginx root.
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_SHARED=${BENCH_SHARED:-$ROOT/../shared/bench}
-# shellcheck source=/dev/null
-source "$BENCH_SHARED/common.sh"
-command -v go >/dev/null || PATH=/usr/local/go/bin:$PATH
+# shellcheck source=scripts/benchlib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/benchlib.sh" out-compress
 R=${BENCH_RUNS:-3}
 C=${C:-16}
 read -r -a workloads <<< "${COMPRESS_WORKLOADS:-medium large}"   # (common.sh defines WORKLOADS)
-nginx_running || die "nginx is not running: run $BENCH_SHARED/setup.sh"
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/haul-build.XXXXXX")
-OUTROOT=$BENCH_DIR/out-compress
-mkdir -p "$OUTROOT"
-chattr +T "$OUTROOT" 2>/dev/null || true
-trap 'rm -rf "$TMP" "$OUTROOT"/run.*' EXIT
-(cd "$ROOT" && go build -o "$TMP/haul" ./cmd/haul)
 
 if [[ ${COMPRESS_TEXT:-0} == 1 ]]; then
   mkdir -p "$WWW/text"
@@ -37,10 +27,10 @@ if [[ ${COMPRESS_TEXT:-0} == 1 ]]; then
   workloads+=(text)
 fi
 
-fresh() { mktemp -d "$OUTROOT/run.XXXXXX"; }
 # pipeline LIST OUT CODEC: what a user would write instead of haul
 pipeline() {
   local ext=zst; [[ $3 == gzip ]] && ext=gz
+  # shellcheck disable=SC2016 # $1 and $2 expand in the inner sh
   xargs -a "$1" -P "$C" -I{} sh -c 'u="$1"; curl -s --fail "$u" | '"$3"' -1 -c > "$2/$(basename "$u").'"$ext"'"' _ {} "$2"
 }
 
@@ -56,7 +46,7 @@ for w in "${workloads[@]}"; do
     for ((r = 1; r <= R; r++)); do
       o=$(fresh); sync
       case $tool in
-        haul-*) /usr/bin/time -f '%e %U %S %M' -o "$TMP/t" "$TMP/haul" -q -i "$list" -d "$o" -j "$C" \
+        haul-*) /usr/bin/time -f '%e %U %S %M' -o "$TMP/t" "$HAUL" -q -i "$list" -d "$o" -j "$C" \
                   --compress "$codec" --compress-level 1 ;;
         pipe-*) /usr/bin/time -f '%e %U %S %M' -o "$TMP/t" bash -c "$(declare -f pipeline); C=$C; pipeline '$list' '$o' $codec" ;;
       esac

@@ -6,22 +6,10 @@
 #   3. a 2 GiB download killed (SIGKILL) at ~50%, then resumed: bytes re-fetched and wall times
 # Each run writes into a fresh directory under a `chattr +T` parent (see ../shared/bench/README.md).
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_SHARED=${BENCH_SHARED:-$ROOT/../shared/bench}
-# shellcheck source=/dev/null
-source "$BENCH_SHARED/common.sh"
-command -v go >/dev/null || PATH=/usr/local/go/bin:$PATH
+# shellcheck source=scripts/benchlib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/benchlib.sh" out-resume
 R=${BENCH_RUNS:-5}
-nginx_running || die "nginx is not running: run $BENCH_SHARED/setup.sh"
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/haul-build.XXXXXX")
-OUTROOT=$BENCH_DIR/out-resume
-mkdir -p "$OUTROOT"
-chattr +T "$OUTROOT" 2>/dev/null || true
-trap 'rm -rf "$TMP" "$OUTROOT"/run.*' EXIT
-(cd "$ROOT" && go build -o "$TMP/haul" ./cmd/haul)
-HAUL=$TMP/haul
 
-fresh() { mktemp -d "$OUTROOT/run.XXXXXX"; }
 timed() { /usr/bin/time -f '%e %M' -o "$TMP/t" "$@" >/dev/null 2>&1 || true; cat "$TMP/t"; }
 
 echo "== 1. durability cost (median wall of $R runs, seconds; peak RSS KiB)"

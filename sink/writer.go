@@ -193,18 +193,23 @@ func (w *fileWriter) checkpoint() {
 	}
 	w.lastCP = w.plain
 	rs := w.state()
-	noSync := w.s.committer == nil
 	w.cp.Add(1)
 	go func() {
 		defer w.cp.Done()
 		defer w.cpBusy.Store(false)
-		if !noSync {
-			if w.cpErr = fdatasync(w.f); w.cpErr != nil {
-				return
-			}
-		}
-		w.cpErr = setXattr(w.f, resumeAttr, rs.String())
+		w.cpErr = w.save(rs)
 	}()
+}
+
+// save makes the file's bytes durable (unless NoSync) and only then records rs,
+// so the recorded state never runs ahead of the data.
+func (w *fileWriter) save(rs resumeState) error {
+	if w.s.committer != nil {
+		if err := fdatasync(w.f); err != nil {
+			return err
+		}
+	}
+	return setXattr(w.f, resumeAttr, rs.String())
 }
 
 // state is the resume state for the file as it is now (at a frame end).
@@ -236,13 +241,7 @@ func (w *fileWriter) Abort() error {
 		w.f.Close()
 		return w.d.remove(w.part)
 	}
-	var err error
-	if w.s.committer != nil {
-		err = fdatasync(w.f)
-	}
-	if err == nil {
-		err = setXattr(w.f, resumeAttr, w.state().String())
-	}
+	err := w.save(w.state())
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}

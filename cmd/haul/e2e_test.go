@@ -149,6 +149,18 @@ func TestE2EInputSources(t *testing.T) {
 		wantCode(t, r, 0)
 		checkFiles(t, dir, want)
 	})
+	t.Run("flags after arguments", func(t *testing.T) {
+		t.Parallel()
+		_, urls, want, dir := setup(t)
+		manifest := filepath.Join(t.TempDir(), "m.jsonl")
+		args := []string{urls[0], "-d", dir, urls[1], "--manifest=" + manifest, "-q", urls[2]}
+		r := runHaul(t, nil, args...)
+		wantCode(t, r, 0)
+		checkFiles(t, dir, want)
+		if b, err := os.ReadFile(manifest); err != nil || strings.Count(string(b), "\n") != 3 {
+			t.Errorf("manifest after the URLs not honoured: %q, %v", b, err)
+		}
+	})
 	t.Run("empty stdin", func(t *testing.T) {
 		t.Parallel()
 		dir := filepath.Join(t.TempDir(), "out")

@@ -51,7 +51,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	return &cli.App{
 		Name:      "haul",
 		Usage:     "stream lists of URLs to disk, fast, in bounded memory, resumable",
-		UsageText: "haul [flags] [URL...]   (URLs from arguments, -i FILE, -i -, or piped stdin; flags go before URLs)",
+		UsageText: "haul [flags] [URL...]   (URLs from arguments, -i FILE, -i -, or piped stdin; flags may follow URLs, -- ends them)",
 		Version:   version(),
 		Writer:    stderr,
 		ErrWriter: stderr,

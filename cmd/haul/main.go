@@ -31,7 +31,8 @@ func main() {
 		stop()
 	}()
 	stopProfile := startProfile()
-	err := newApp(os.Stdin, os.Stdout, os.Stderr).RunContext(ctx, os.Args)
+	app := newApp(os.Stdin, os.Stdout, os.Stderr)
+	err := app.RunContext(ctx, flagsFirst(os.Args, app.Flags))
 	stopProfile()
 	os.Exit(exitCode(err))
 }

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/haul/haul/sink"
 )
 
 // MaxLineLen is the longest accepted input line (64 KiB), excluding the newline.
@@ -208,6 +210,11 @@ func cleanOut(p string) (string, error) {
 	}
 	if !filepath.IsLocal(filepath.FromSlash(c)) {
 		return "", fmt.Errorf("out= path %s escapes --dir", quoteShort(p))
+	}
+	for _, comp := range strings.Split(c, "/") {
+		if strings.HasSuffix(comp, sink.PartSuffix) {
+			return "", fmt.Errorf("out= path %s: names ending in %s are haul's partial files", quoteShort(p), sink.PartSuffix)
+		}
 	}
 	return c, nil
 }

@@ -72,6 +72,8 @@ func TestParseLineBad(t *testing.T) {
 		{"out escaping", "http://x/a out=../x", `out= path "../x" escapes --dir`},
 		{"out escaping after clean", "http://x/a out=a/../../x", "escapes --dir"},
 		{"out dotdot", "http://x/a out=..", "escapes --dir"},
+		{"out staging name", "http://x/a out=d/b.part", `out= path "d/b.part": names ending in .part are haul's partial files`},
+		{"out staging dir", "http://x/a out=d.part/b", "haul's partial files"},
 		{"out dot", "http://x/a out=.", "names no file"},
 		{"out cleans to dot", "http://x/a out=a/..", "names no file"},
 		{"out empty", "http://x/a out=", "empty out= path"},

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/haul/haul/sink"
 )
 
 // Layout decides where an entry is saved under --dir.
@@ -163,11 +165,18 @@ func notAlnum(r rune) bool {
 }
 
 // component turns a decoded name into a safe file name component: escaped, never "." or
-// "..", and at most MaxComponent bytes.
+// "..", never ending in sink.PartSuffix, and at most MaxComponent bytes.
+//
+// A final name ending in ".part" would be another entry's staging file (URLs /a and /a.part
+// would share a.part), so its dot is escaped: /a.part is saved as a%2Epart. Since '%' is
+// always escaped, this keeps the mapping injective.
 func component(s string) string {
 	s = escapeComponent(s)
 	if s == "." || s == ".." {
 		s = strings.ReplaceAll(s, ".", "%2E")
+	}
+	if base, ok := strings.CutSuffix(s, sink.PartSuffix); ok {
+		s = base + "%2E" + sink.PartSuffix[1:]
 	}
 	return shorten(s)
 }

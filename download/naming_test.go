@@ -81,6 +81,7 @@ func TestNameTree(t *testing.T) {
 		{"host dot", "http://./x", "%2E/x"},
 		{"host with windows chars", "http://a*b/x", "a%2Ab/x"},
 		{"userinfo ignored", "http://user:pw@h/x", "h/x"},
+		{"staging suffix on a directory", "http://h/d.part/x.part", "h/d%2Epart/x%2Epart"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -103,6 +104,10 @@ func TestNameFlat(t *testing.T) {
 		{"encoded dot dot", "http://h/%2e%2e", "index.html"},
 		{"port ignored", "http://h:8080/a.txt", "a.txt"},
 		{"unicode", "http://h/d/ファイル.txt", "ファイル.txt"},
+		{"staging suffix", "http://h/d/a.part", "a%2Epart"},
+		{"staging suffix in query", "http://h/a?x=.part", "a%3Fx=%2Epart"},
+		{"encoded staging suffix", "http://h/a%252Epart", "a%252Epart"},
+		{"suffix not at the end", "http://h/a.parts", "a.parts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -217,7 +222,7 @@ func checkName(t *testing.T, l Layout, rawURL, p string) {
 	}
 	parts := strings.Split(p, "/")
 	for _, c := range parts {
-		if c == "" || c == "." || c == ".." || len(c) > MaxComponent ||
+		if c == "" || c == "." || c == ".." || len(c) > MaxComponent || strings.HasSuffix(c, ".part") ||
 			strings.ContainsAny(c, "\x00\\") || !utf8.ValidString(c) {
 			t.Fatalf("%v.Name(%q) = %q: bad component %q", l, rawURL, p, c)
 		}

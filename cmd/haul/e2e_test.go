@@ -1227,6 +1227,24 @@ func TestE2ENaming(t *testing.T) {
 			checkFiles(t, dir, map[string][]byte{"mine/x.bin": bs[5]})
 		}
 	})
+	// A URL ending in .part must not be taken for another URL's staging file,
+	// in one run (-j 1: /b.part finishes first) or across two runs.
+	t.Run("names ending in .part", func(t *testing.T) {
+		t.Parallel()
+		s := downloadtest.New(t)
+		h := hostDir(s)
+		a, apart, b, bpart := body(1411, 3000), body(1412, 3100), body(1413, 3200), body(1414, 3300)
+		ua, uapart := s.Add("/a", a), s.Add("/a.part", apart)
+		ub, ubpart := s.Add("/b", b), s.Add("/b.part", bpart)
+		dir := filepath.Join(t.TempDir(), "out")
+		wantCode(t, runHaul(t, nil, "-d", dir, "-j", "1", ubpart, ub), 0)
+		wantCode(t, runHaul(t, nil, "-d", dir, uapart), 0)
+		wantCode(t, runHaul(t, nil, "-d", dir, ua), 0)
+		checkFiles(t, dir, map[string][]byte{h + "/a": a, h + "/a%2Epart": apart, h + "/b": b, h + "/b%2Epart": bpart})
+		if n := len(files(t, dir)); n != 4 {
+			t.Errorf("%d files in the output, want 4", n)
+		}
+	})
 }
 
 // A manifest filtered to its failed lines is a valid input list.

@@ -73,6 +73,13 @@ func TestResumeAcrossRuns(t *testing.T) {
 		{"ChangedETag", []downloadtest.FileOption{downloadtest.ChangeAfter(1, newBody, "v2")}, newBody, true},
 		// A server that ignores Range answers 200: a clean restart, not a splice.
 		{"IgnoresRange", []downloadtest.FileOption{downloadtest.IgnoreRange()}, body, true},
+		// Changed, and If-Range ignored: the 206 of the new body carries the new
+		// ETag (or Last-Modified), which must not be appended to the old bytes.
+		{"ChangedIgnoresIfRange", []downloadtest.FileOption{downloadtest.ChangeAfter(1, newBody, "v2"),
+			downloadtest.IgnoreIfRange()}, newBody, true},
+		{"ChangedLastModifiedIgnoresIfRange", []downloadtest.FileOption{downloadtest.NoValidator(),
+			downloadtest.LastModified(lastMod), downloadtest.ChangeAfter(1, newBody, ""), downloadtest.IgnoreIfRange()},
+			newBody, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -125,6 +132,23 @@ func TestResumePlantedPartial(t *testing.T) {
 		h.checkFile("x/a", body)
 		if s.BodyBytes() > 1000 { // the 416's short error text, not the file
 			t.Errorf("server sent %d body bytes for a complete partial", s.BodyBytes())
+		}
+	})
+	t.Run("LongerThanServed416", func(t *testing.T) {
+		// The kept bytes outrun the file (its length was never known): the 416
+		// restarts the file instead of failing it on every run.
+		s := downloadtest.New(t)
+		url := s.Add("/c", body, downloadtest.ETag("e1"))
+		h := newHarness(t)
+		long := append(append([]byte{}, body...), body[:10_000]...)
+		h.plantPart("x/c", url, long, fmt.Sprintf("v1 %d %d -1 \"e1\"", len(long), len(long)))
+		oc := h.run(download.Options{}, url+" out=x/c")
+		if r := oc.get(url); r.Status != download.StatusOK {
+			t.Fatalf("got %s %v", r.Status, r.Err)
+		}
+		h.checkFile("x/c", body)
+		if rs := s.RangeRequests("/c"); len(rs) != 1 || s.Requests("/c") != 2 {
+			t.Errorf("Range requests %q of %d requests, want the one Range then one whole GET", rs, s.Requests("/c"))
 		}
 	})
 	t.Run("DurableTailOnly", func(t *testing.T) {

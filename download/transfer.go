@@ -116,6 +116,14 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 	defer resp.Body.Close()
 	r.HTTPStatus = resp.StatusCode
 	if done, err := t.accept(resp); done || err != nil {
+		if errors.Is(err, errStartOver) {
+			// What is kept cannot be continued: start over at once, without
+			// spending a retry (the next request has no Range, so this recurses
+			// once at most).
+			resp.Body.Close()
+			stall.Stop()
+			return t.attempt(ctx, r)
+		}
 		return err
 	}
 	body, err := t.decode(resp)
@@ -146,16 +154,22 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 		t.w.SetValidator(t.validator, t.total)
 	case resp.StatusCode == http.StatusPartialContent && t.written > 0:
 		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
-		if !ok || start != t.written {
-			// Never splice: forget the validator so the next attempt starts over.
-			t.validator = ""
-			t.w.SetValidator("", -1)
-			return false, fmt.Errorf("unexpected Content-Range %q for offset %d",
-				resp.Header.Get("Content-Range"), t.written)
+		if !ok || start != t.written || (t.total >= 0 && total >= 0 && total != t.total) {
+			return false, t.forget(fmt.Errorf("unexpected Content-Range %q for offset %d of %d",
+				resp.Header.Get("Content-Range"), t.written, t.total))
+		}
+		// If-Range should have turned a changed file into a 200; a server that
+		// ignores it sends the new file's range under the new validator.
+		if v := sameKindValidator(resp.Header, t.validator); v != "" && v != t.validator {
+			return false, t.forget(fmt.Errorf("the file changed on the server (validator %s, was %s)", v, t.validator))
 		}
 		t.total = total
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && t.written > 0 && t.written == t.total:
 		return true, nil // everything was already here
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && t.written > 0:
+		// The file is shorter than what is kept (or its length was never known):
+		// the kept bytes are no use.
+		return false, t.forget(fmt.Errorf("range from %d not satisfiable", t.written))
 	default:
 		return false, &StatusError{Code: resp.StatusCode, RetryAfter: retryAfter(resp.Header)}
 	}
@@ -185,6 +199,18 @@ func (t *transfer) decode(resp *http.Response) (io.ReadCloser, error) {
 	}
 	return nil, &permanentError{fmt.Errorf("unsupported Content-Encoding %q", ce)}
 }
+
+// forget drops the validator after a response that cannot be appended, so the
+// file starts over (never a splice).
+func (t *transfer) forget(err error) error {
+	t.validator = ""
+	t.w.SetValidator("", -1)
+	return fmt.Errorf("%w: %w", errStartOver, err)
+}
+
+// errStartOver: the response cannot be appended to the bytes kept; attempt
+// starts the file over.
+var errStartOver = errors.New("starting over")
 
 func (t *transfer) restart() error {
 	if err := t.w.Restart(); err != nil {
@@ -281,6 +307,15 @@ func stallCause(ctx context.Context, timeout time.Duration, err error) error {
 func validatorOf(h http.Header) string {
 	if et := h.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
 		return et
+	}
+	return h.Get("Last-Modified")
+}
+
+// sameKindValidator returns the response's validator of the kind stored (an ETag
+// when stored starts with a quote, else Last-Modified), "" if it sent none.
+func sameKindValidator(h http.Header, stored string) string {
+	if strings.HasPrefix(stored, `"`) {
+		return h.Get("ETag")
 	}
 	return h.Get("Last-Modified")
 }

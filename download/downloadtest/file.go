@@ -34,6 +34,7 @@ type file struct {
 	stallLeft   int
 	delay       time.Duration
 	ignoreRange bool
+	ignoreIf    bool
 	noLength    bool
 
 	changeAfter int // > 0: serve newBody from request changeAfter+1 on
@@ -55,6 +56,7 @@ type plan struct {
 	stallFor    time.Duration
 	delay       time.Duration
 	ignoreRange bool
+	ignoreIf    bool
 	noLength    bool
 }
 
@@ -76,9 +78,15 @@ func (f *file) next() plan {
 	f.hits++
 	p := plan{body: f.body, etag: f.etag, modtime: f.modtime, header: f.header,
 		retryAfter: f.retryAfter, delay: f.delay, ignoreRange: f.ignoreRange,
-		noLength: f.noLength, drop: -1, short: -1, stallAt: -1}
+		ignoreIf: f.ignoreIf, noLength: f.noLength, drop: -1, short: -1, stallAt: -1}
 	if f.changeAfter > 0 && f.hits > f.changeAfter {
-		p.body, p.etag = f.newBody, f.newETag
+		p.body = f.newBody
+		if f.etag != "" {
+			p.etag = f.newETag
+		}
+		if !f.modtime.IsZero() {
+			p.modtime = f.modtime.Add(time.Hour)
+		}
 	}
 	switch {
 	case fire(&f.redirLeft):
@@ -158,6 +166,11 @@ func NoValidator() FileOption {
 // "200 OK" with the whole body.
 func IgnoreRange() FileOption { return func(f *file) { f.ignoreRange = true } }
 
+// IgnoreIfRange makes the server honour Range but ignore If-Range, so a changed
+// file is answered with "206 Partial Content" of the new body, under its new
+// validator: only a client that checks the 206's validator avoids a splice.
+func IgnoreIfRange() FileOption { return func(f *file) { f.ignoreIf = true } }
+
 // NoContentLength sends the body without Content-Length (chunked, HTTP/1.1) and
 // ignores Range, like a server streaming generated content.
 func NoContentLength() FileOption { return func(f *file) { f.noLength = true } }
@@ -173,9 +186,10 @@ func Header(key, value string) FileOption {
 	}
 }
 
-// ChangeAfter serves newBody with ETag newETag (derived from newBody when "")
-// from request attempts+1 on: the file changed on the server between attempts.
-// A client resuming with If-Range then gets the whole new body.
+// ChangeAfter serves newBody with ETag newETag (derived from newBody when "";
+// none if the file has no ETag) and a Last-Modified an hour later, from request
+// attempts+1 on: the file changed on the server between attempts. A client
+// resuming with If-Range then gets the whole new body.
 func ChangeAfter(attempts int, newBody []byte, newETag string) FileOption {
 	return func(f *file) {
 		if newETag == "" {
@@ -220,6 +234,9 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, p plan) {
 	}
 	if p.ignoreRange || p.noLength {
 		r.Header.Del("Range")
+		r.Header.Del("If-Range")
+	}
+	if p.ignoreIf {
 		r.Header.Del("If-Range")
 	}
 	fw := &faultWriter{ResponseWriter: w, s: s, r: r, p: p}

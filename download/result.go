@@ -56,11 +56,22 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 	if r.Name != "" {
 		m.Out = &r.Name
 	}
-	if r.Status != StatusFailed || r.Size > 0 {
+	switch {
+	case r.Status != StatusFailed:
 		m.Size = &r.Size
-	}
-	if r.SHA256 != "" {
-		m.SHA256 = &r.SHA256
+		if r.SHA256 != "" {
+			m.SHA256 = &r.SHA256
+		}
+	// A failed line is an input line for the retry: it carries what was
+	// expected (size=, sha256=), never what came, or the retry would accept
+	// the bytes this run rejected. What came is in the error.
+	case r.Entry.Size >= 0:
+		m.Size = &r.Entry.Size
+		fallthrough
+	default:
+		if r.Entry.SHA256 != "" {
+			m.SHA256 = &r.Entry.SHA256
+		}
 	}
 	if r.HTTPStatus != 0 {
 		m.HTTPStatus = &r.HTTPStatus

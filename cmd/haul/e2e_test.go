@@ -1251,12 +1251,15 @@ func TestE2ENaming(t *testing.T) {
 func TestE2EManifestAsInput(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	b1, b2 := body(1501, 100), body(1502, 200)
+	b1, b2, b3 := body(1501, 100), body(1502, 200), body(1503, 300)
 	u1 := s.Add("/m/1.bin", b1)
 	u2 := s.URL + "/m/2.bin" // 404 at first
+	u3 := s.Add("/m/3.bin", b3)
+	want3 := sha(body(1504, 300)) // the publisher's hash: what is served is wrong
 	dir := filepath.Join(t.TempDir(), "out")
 	man := filepath.Join(t.TempDir(), "m.jsonl")
-	r := runHaul(t, nil, "-d", dir, "--manifest", man, u1, u2)
+	list := writeList(t, u1, u2, u3+" sha256="+want3+" size=300")
+	r := runHaul(t, nil, "-d", dir, "--manifest", man, "-i", list)
 	wantCode(t, r, 1)
 	raw, err := os.ReadFile(man)
 	if err != nil {
@@ -1268,13 +1271,26 @@ func TestE2EManifestAsInput(t *testing.T) {
 			failed = append(failed, l)
 		}
 	}
-	if len(failed) != 1 {
+	if len(failed) != 2 {
 		t.Fatalf("failed lines: %q", failed)
+	}
+	// A failed line carries what was expected, never what came: fed back, it
+	// checks the same.
+	for _, l := range failed {
+		if strings.Contains(l, u3) && (!strings.Contains(l, `"sha256":"`+want3+`"`) || strings.Contains(l, `"sha256":"`+sha(b3))) {
+			t.Errorf("failed line does not carry the expected hash %s:\n%s", want3, l)
+		}
 	}
 	s.Add("/m/2.bin", b2)
 	r = runHaul(t, strings.NewReader(strings.Join(failed, "\n")+"\n"), "-d", dir)
-	wantCode(t, r, 0)
+	wantCode(t, r, 1) // 3.bin is still not what its publisher hashed
+	if !strings.Contains(r.stderr, "3.bin") || !strings.Contains(r.stderr, want3) {
+		t.Errorf("the re-run does not report 3.bin's checksum:\n%s", r.stderr)
+	}
 	checkFiles(t, dir, map[string][]byte{hostDir(s) + "/m/1.bin": b1, hostDir(s) + "/m/2.bin": b2})
+	if _, err := os.Stat(filepath.Join(dir, hostDir(s), "m", "3.bin")); err == nil {
+		t.Error("3.bin is at its final name although its hash is wrong")
+	}
 	if n := s.Requests("/m/1.bin"); n != 1 {
 		t.Errorf("the ok entry was fetched %d times", n)
 	}

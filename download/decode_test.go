@@ -5,7 +5,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -65,4 +67,49 @@ func TestEngineDecode(t *testing.T) {
 		}
 		h.checkFile("b", body)
 	})
+}
+
+// An encoded transfer that breaks off resumes from the decoded bytes already
+// stored: the retry asks for the identity representation from that offset, with
+// If-Range on Last-Modified (the encoded variant's ETag does not name it).
+func TestEngineDecodeResume(t *testing.T) {
+	body := payload(21, 1<<20) // incompressible: the encoded stream is about as long
+	modtime := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	var encoded bytes.Buffer
+	enc := gzip.NewWriter(&encoded)
+	enc.Write(body)
+	enc.Close()
+	var drops atomic.Int32
+	s := downloadtest.New(t)
+	url := s.Handle("/r.bin", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Header().Set("ETag", `"gz-variant"`)
+			w.Header().Set("Last-Modified", modtime.Format(http.TimeFormat))
+			w.Write(encoded.Bytes()[:encoded.Len()/2])
+			if drops.Add(1) == 1 {
+				panic(http.ErrAbortHandler) // the connection drops mid-body
+			}
+			w.Write(encoded.Bytes()[encoded.Len()/2:])
+			return
+		}
+		http.ServeContent(w, r, "", modtime, bytes.NewReader(body))
+	}))
+	h := newHarness(t)
+	oc := h.run(download.Options{Decode: true}, url+" out=r sha256="+sha256Hex(body))
+	if r := oc.get(url); r.Status != download.StatusOK {
+		t.Fatalf("%s %v", r.Status, r.Err)
+	}
+	h.checkFile("r", body)
+	log := s.Log("/r.bin")
+	if len(log) != 2 {
+		t.Fatalf("%d requests, want 2", len(log))
+	}
+	second := log[1].Header
+	rng := second.Get("Range")
+	off, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(rng, "bytes="), "-"))
+	if off < len(body)/4 || second.Get("Accept-Encoding") != "" || second.Get("If-Range") != modtime.Format(http.TimeFormat) {
+		t.Errorf("second request: Range %q, Accept-Encoding %q, If-Range %q; want an identity range from the decoded bytes",
+			rng, second.Get("Accept-Encoding"), second.Get("If-Range"))
+	}
 }

@@ -98,8 +98,9 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		req.Header = req.Header.Clone()
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(t.written, 10)+"-")
 		req.Header.Set("If-Range", t.validator)
-		// A range of an encoded body is not a range of the stored bytes: resume
-		// from the identity representation only.
+		// A range of an encoded body is not a range of the stored (decoded)
+		// bytes: a resume asks for the identity representation (no
+		// Accept-Encoding), whose bytes the stored ones are.
 	} else if t.e.opts.Decode {
 		req.Header = req.Header.Clone()
 		req.Header.Set("Accept-Encoding", "zstd, gzip")
@@ -147,9 +148,12 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 		t.total = resp.ContentLength
 		t.validator = validatorOf(resp.Header)
 		if t.e.opts.Decode && resp.Header.Get("Content-Encoding") != "" {
-			// Stored decoded (--compressed): the server's length and validator are
-			// those of the encoded bytes, so neither checks nor resumes the file.
-			t.total, t.validator = -1, ""
+			// Stored decoded (--compressed): Content-Length counts encoded bytes,
+			// and an ETag names the encoded variant, so neither fits what is
+			// stored. The decoded bytes are the identity representation, though,
+			// and Last-Modified dates that too: a resume asks for identity bytes
+			// from the decoded offset, guarded by If-Range with that date.
+			t.total, t.validator = -1, resp.Header.Get("Last-Modified")
 		}
 		t.w.SetValidator(t.validator, t.total)
 	case resp.StatusCode == http.StatusPartialContent && t.written > 0:

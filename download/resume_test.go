@@ -3,9 +3,12 @@ package download_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,6 +72,10 @@ func TestResumeAcrossRuns(t *testing.T) {
 		{"LastModifiedOnly", []downloadtest.FileOption{downloadtest.NoValidator(), downloadtest.LastModified(lastMod)}, body, true},
 		// Resuming needs a validator: without one the file restarts from zero.
 		{"NoValidator", []downloadtest.FileOption{downloadtest.NoValidator()}, body, false},
+		// A Last-Modified not a second older than Date is weak (the file may
+		// change again within that second): no resume on it.
+		{"LastModifiedNotOlderThanDate", []downloadtest.FileOption{downloadtest.NoValidator(),
+			downloadtest.LastModified(time.Now().Add(time.Hour))}, body, false},
 		// The content changed between runs: If-Range fails, the server sends it all.
 		{"ChangedETag", []downloadtest.FileOption{downloadtest.ChangeAfter(1, newBody, "v2")}, newBody, true},
 		// A server that ignores Range answers 200: a clean restart, not a splice.
@@ -229,4 +236,41 @@ func TestResumeLockedByAnotherProcess(t *testing.T) {
 		t.Errorf("%d requests, want 0", s.Requests("/l"))
 	}
 	h.checkFile("x/l", body)
+}
+
+// A server that answers a resume with ranges short of the end, with an unknown
+// total ("bytes A-B/*"), is asked for the rest until the announced length is
+// there: never a truncated file taken as complete.
+func TestResumeShortRanges(t *testing.T) {
+	body := payload(31, 200_000)
+	s := downloadtest.New(t)
+	var first atomic.Bool
+	url := s.Handle("/p.bin", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"p1"`)
+		rng := r.Header.Get("Range")
+		if rng == "" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			w.Write(body[:len(body)/2])
+			if !first.Swap(true) {
+				panic(http.ErrAbortHandler) // the connection drops halfway
+			}
+			w.Write(body[len(body)/2:])
+			return
+		}
+		from, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(rng, "bytes="), "-"))
+		to := min(from+30_000, len(body))
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/*", from, to-1))
+		w.Header().Set("Content-Length", strconv.Itoa(to-from))
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write(body[from:to])
+	}))
+	h := newHarness(t)
+	oc := h.run(download.Options{}, url+" out=p")
+	if r := oc.get(url); r.Status != download.StatusOK || r.Size != int64(len(body)) {
+		t.Fatalf("%s %v, size %d", r.Status, r.Err, r.Size)
+	}
+	h.checkFile("p", body)
+	if n := len(s.RangeRequests("/p.bin")); n != 4 { // 100,000 bytes left in pieces of 30,000
+		t.Errorf("%d Range requests, want 4", n)
+	}
 }

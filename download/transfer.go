@@ -132,7 +132,15 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		return stallCause(actx, timeout, err)
 	}
 	defer body.Close()
-	return stallCause(actx, timeout, t.copy(actx, body, stall))
+	if err := t.copy(actx, body, stall); err != nil {
+		return stallCause(actx, timeout, err)
+	}
+	if resp.StatusCode == http.StatusPartialContent && t.total >= 0 && t.written < t.total {
+		// A range that stops short of the end (or a server that sends the file
+		// in pieces): ask for the rest.
+		return fmt.Errorf("%w: range ended at %d of %d", errShortBody, t.written, t.total)
+	}
+	return nil
 }
 
 // accept checks the response and positions the writer: append after a matching
@@ -153,7 +161,7 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 			// stored. The decoded bytes are the identity representation, though,
 			// and Last-Modified dates that too: a resume asks for identity bytes
 			// from the decoded offset, guarded by If-Range with that date.
-			t.total, t.validator = -1, resp.Header.Get("Last-Modified")
+			t.total, t.validator = -1, strongLastModified(resp.Header)
 		}
 		t.w.SetValidator(t.validator, t.total)
 	case resp.StatusCode == http.StatusPartialContent && t.written > 0:
@@ -167,7 +175,9 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 		if v := sameKindValidator(resp.Header, t.validator); v != "" && v != t.validator {
 			return false, t.forget(fmt.Errorf("the file changed on the server (validator %s, was %s)", v, t.validator))
 		}
-		t.total = total
+		if total >= 0 {
+			t.total = total
+		} // "/*": the length stays what the first response announced
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && t.written > 0 && t.written == t.total:
 		return true, nil // everything was already here
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && t.written > 0:
@@ -307,12 +317,30 @@ func stallCause(ctx context.Context, timeout time.Duration, err error) error {
 	return err
 }
 
-// validatorOf returns what If-Range may carry: a strong ETag, else Last-Modified.
+// validatorOf returns what If-Range may carry: a strong ETag, else a strong
+// Last-Modified, else "".
 func validatorOf(h http.Header) string {
 	if et := h.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
 		return et
 	}
-	return h.Get("Last-Modified")
+	return strongLastModified(h)
+}
+
+// strongLastModified returns Last-Modified if it is a strong validator: at least
+// a second before the response's Date (RFC 9110, 8.8.2.2). A file modified in the
+// second it was served may change again within that second under the same date,
+// so resuming on it could splice two versions.
+func strongLastModified(h http.Header) string {
+	lm := h.Get("Last-Modified")
+	m, err := http.ParseTime(lm)
+	if err != nil {
+		return ""
+	}
+	d, err := http.ParseTime(h.Get("Date"))
+	if err != nil || d.Sub(m) < time.Second {
+		return ""
+	}
+	return lm
 }
 
 // sameKindValidator returns the response's validator of the kind stored (an ETag

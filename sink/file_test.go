@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func newSink(t *testing.T, opts FileOptions) (*File, string) {
@@ -131,6 +133,39 @@ func TestFileSymlinks(t *testing.T) {
 			t.Fatalf("commit wrote through the link: victim = %q", got)
 		}
 	})
+	t.Run("StagingNameIsHardLink", func(t *testing.T) {
+		// A hard link planted at the staging name, to a file outside, with a
+		// resume state for this very origin: the outside file is not touched.
+		hard := filepath.Join(outside, "hard")
+		if err := os.WriteFile(hard, []byte("precious"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Link(hard, filepath.Join(dir, "h.part")); err != nil {
+			t.Skipf("no hard links here: %v", err)
+		}
+		for k, v := range map[string]string{OriginAttr: "u", resumeAttr: `v1 4 4 8 "e"`} {
+			if err := setXattrPath(filepath.Join(dir, "h.part"), k, v); err != nil {
+				t.Skipf("no user xattrs here: %v", err)
+			}
+		}
+		w, err := s.Create("h", "u")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := w.Partial(); p.Offset != 0 {
+			t.Errorf("resumed a hard-linked staging file: %+v", p)
+		}
+		io.WriteString(w, "new")
+		if err := commit(t, w); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(hard); string(got) != "precious" {
+			t.Fatalf("the file outside was written through its hard link: %q", got)
+		}
+		if got, _ := os.ReadFile(filepath.Join(dir, "h")); string(got) != "new" {
+			t.Fatalf("h = %q", got)
+		}
+	})
 	t.Run("DotDot", func(t *testing.T) {
 		if _, err := s.Create("../outside", "u"); err == nil {
 			t.Fatal("Create ../outside succeeded")
@@ -170,4 +205,8 @@ func TestFileGroupCommit(t *testing.T) {
 	if count != n {
 		t.Fatalf("%d files on disk, want %d", count, n)
 	}
+}
+
+func setXattrPath(path, name, value string) error {
+	return unix.Setxattr(path, name, []byte(value), 0)
 }

@@ -100,6 +100,16 @@ func (w *fileWriter) openLocked() (fresh bool, err error) {
 			f.Close()
 			return false, errStale
 		}
+		if held.Nlink != 1 {
+			// haul never links a staging file: another name for this inode may
+			// be outside the directory, and resuming (or truncating) it would
+			// write there. Drop this name and start a new file.
+			f.Close()
+			if err := d.remove(w.part); err != nil {
+				return false, err
+			}
+			return false, errStale
+		}
 	}
 	w.f = f
 	return fresh, nil

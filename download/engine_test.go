@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/downloadtest"
 	"github.com/haul/haul/sink"
@@ -652,6 +654,36 @@ func TestEngineDuplicates(t *testing.T) {
 			t.Errorf("%d requests for the colliding URL, want 0", n)
 		}
 		h.checkFile("x", body)
+	})
+	t.Run("collision with a file that appears during the download", func(t *testing.T) {
+		// Another process writes a different URL's file at the name after this
+		// run found it free: that file is kept, this entry collides.
+		t.Parallel()
+		for _, noSync := range []bool{true, false} {
+			s := downloadtest.New(t)
+			h := newHarness(t)
+			if !noSync {
+				h = newSyncHarness(t)
+			}
+			theirs := payload(12, 777)
+			u := s.Handle("/late", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				p := filepath.Join(h.dir, "x")
+				if err := os.WriteFile(p, theirs, 0o644); err != nil {
+					t.Error(err)
+				}
+				if err := unix.Setxattr(p, sink.OriginAttr, []byte("http://elsewhere/x"), 0); err != nil {
+					t.Error(err)
+				}
+				w.Write(body)
+			}))
+			oc := h.run(download.Options{}, u+" out=x")
+			if r := oc.get(u); r.Status != download.StatusFailed || !errors.Is(r.Err, download.ErrCollision) ||
+				!strings.Contains(r.Err.Error(), "http://elsewhere/x") {
+				t.Errorf("sync=%v: status %s err %v, want ErrCollision naming the other URL", !noSync, r.Status, r.Err)
+			}
+			h.checkFile("x", theirs)
+			h.checkNoPartFiles()
+		}
 	})
 	t.Run("re-run skips, Force re-downloads", func(t *testing.T) {
 		t.Parallel()

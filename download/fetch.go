@@ -41,11 +41,12 @@ func (e *Engine) process(ctx context.Context, ent Entry) {
 		release()
 		e.finish(ctx, r, t0, err)
 	}
-	if skip, err := e.existing(ent, r); skip || err != nil {
+	skip, replace, err := e.existing(ent, r)
+	if skip || err != nil {
 		done(err)
 		return
 	}
-	e.download(ctx, ent, r, done)
+	e.download(ctx, ent, r, replace, done)
 }
 
 // finish records the outcome of an entry. It is called once per entry, from the
@@ -71,42 +72,43 @@ func (e *Engine) finish(ctx context.Context, r *Result, t0 time.Time, err error)
 
 // existing decides from the final file alone, without asking the server, whether
 // the entry is already done (skip), must be fetched, or collides with another URL.
-func (e *Engine) existing(ent Entry, r *Result) (skip bool, err error) {
+// replace says that a file is there and the download is to replace it.
+func (e *Engine) existing(ent Entry, r *Result) (skip, replace bool, err error) {
 	info, err := e.sink.Stat(r.Name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+		return false, false, nil
 	}
 	if errors.Is(err, sink.ErrNotRegular) {
-		return false, &Error{Op: "check", URL: ent.URL, Err: fmt.Errorf("%w: %s %v", ErrCollision, r.Name, sink.ErrNotRegular)}
+		return false, false, &Error{Op: "check", URL: ent.URL, Err: fmt.Errorf("%w: %s %v", ErrCollision, r.Name, sink.ErrNotRegular)}
 	}
 	if err != nil {
-		return false, e.sinkError("check", ent.URL, err)
+		return false, false, e.sinkError("check", ent.URL, err)
 	}
 	if info.Origin != "" && info.Origin != sink.OriginValue(ent.URL) {
-		return false, &Error{Op: "check", URL: ent.URL,
+		return false, false, &Error{Op: "check", URL: ent.URL,
 			Err: fmt.Errorf("%w: %s already holds %s", ErrCollision, r.Name, info.Origin)}
 	}
 	// With --force, a file written before this run is fetched again; one written
 	// during it (the same URL listed twice) is not. The margin covers the
 	// kernel's coarse file timestamps.
 	if e.opts.Force && info.ModTime.Before(e.start.Add(-20*time.Millisecond)) {
-		return false, nil
+		return false, true, nil
 	}
 	if ent.Size >= 0 && info.Size != ent.Size {
-		return false, nil // stale or foreign file: fetch it again
+		return false, true, nil // stale or foreign file: fetch it again
 	}
 	if ent.SHA256 != "" {
 		sum, err := e.hashFile(r.Name)
 		if err != nil {
-			return false, e.sinkError("check", ent.URL, err)
+			return false, false, e.sinkError("check", ent.URL, err)
 		}
 		if sum != ent.SHA256 {
-			return false, nil
+			return false, true, nil
 		}
 		r.SHA256 = sum
 	}
 	r.Status, r.Size = StatusSkipped, info.Size
-	return true, nil
+	return true, false, nil
 }
 
 func (e *Engine) hashFile(name string) (string, error) {
@@ -134,7 +136,7 @@ func (e *Engine) sinkError(op, rawURL string, err error) error {
 
 // download fetches the body into a new staging file, retrying as the network
 // allows, verifies it and commits it to its final name. It calls done once.
-func (e *Engine) download(ctx context.Context, ent Entry, r *Result, done func(error)) {
+func (e *Engine) download(ctx context.Context, ent Entry, r *Result, replace bool, done func(error)) {
 	h, err := e.hosts.acquire(ctx, hostOf(ent.URL))
 	if err != nil {
 		done(err)
@@ -142,7 +144,7 @@ func (e *Engine) download(ctx context.Context, ent Entry, r *Result, done func(e
 	}
 	defer e.hosts.release(h)
 
-	w, err := e.create(ctx, ent, r)
+	w, err := e.create(ctx, ent, r, replace)
 	if w == nil || err != nil {
 		done(err) // nil: another process finished the file meanwhile
 		return
@@ -166,7 +168,12 @@ func (e *Engine) download(ctx context.Context, ent Entry, r *Result, done func(e
 		return
 	}
 	w.Commit(func(err error) {
-		if err != nil {
+		switch {
+		case errors.Is(err, sink.ErrTaken):
+			// Another process (or another tool) put a different file there
+			// after the check above: it is kept, this entry collides.
+			err = &Error{Op: "commit", URL: ent.URL, Err: fmt.Errorf("%w: %w", ErrCollision, err)}
+		case err != nil:
 			err = e.sinkError("commit", ent.URL, err)
 		}
 		done(err)
@@ -176,7 +183,7 @@ func (e *Engine) download(ctx context.Context, ent Entry, r *Result, done func(e
 // create opens the entry's staging file. If another haul process is writing it,
 // create waits for that process to let go, then looks at the final file again:
 // it returns a nil Writer when the entry turned out to be done (r says skipped).
-func (e *Engine) create(ctx context.Context, ent Entry, r *Result) (sink.Writer, error) {
+func (e *Engine) create(ctx context.Context, ent Entry, r *Result, replace bool) (sink.Writer, error) {
 	waited := false
 	for {
 		w, err := e.sink.Create(r.Name, ent.URL)
@@ -191,10 +198,15 @@ func (e *Engine) create(ctx context.Context, ent Entry, r *Result) (sink.Writer,
 			return nil, e.sinkError("create", ent.URL, err)
 		}
 		if waited {
-			if skip, err := e.existing(ent, r); skip || err != nil {
+			skip, again, err := e.existing(ent, r)
+			if skip || err != nil {
 				w.Abort()
 				return nil, err
 			}
+			replace = again
+		}
+		if replace {
+			w.Replace()
 		}
 		if e.opts.Force && w.Partial().Offset > 0 {
 			if err := w.Restart(); err != nil {

@@ -137,6 +137,7 @@ type compWriter struct {
 
 func (w *compWriter) Partial() Partial               { return w.fw.Partial() }
 func (w *compWriter) SetValidator(v string, n int64) { w.fw.SetValidator(v, n) }
+func (w *compWriter) Replace()                       { w.fw.Replace() }
 
 // Prefix implements Writer: the kept body bytes, decompressed.
 func (w *compWriter) Prefix() io.Reader {

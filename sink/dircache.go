@@ -189,6 +189,37 @@ func (d *dirRef) rename(from, to string) error {
 	return nil
 }
 
+// renameNoReplace renames from to to unless to exists (fs.ErrExist). Where the
+// filesystem has no RENAME_NOREPLACE, it checks first and renames (not atomic).
+func (d *dirRef) renameNoReplace(from, to string) error {
+	err := unix.Renameat2(d.fd, from, d.fd, to, unix.RENAME_NOREPLACE)
+	if err == unix.EINVAL || err == unix.ENOSYS || err == unix.ENOTSUP {
+		if _, serr := d.lstat(to); serr == nil {
+			err = unix.EEXIST
+		} else {
+			err = unix.Renameat(d.fd, from, d.fd, to)
+		}
+	}
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return nil
+}
+
+// origin returns the origin recorded on the file name (not following links),
+// "" if it has none or is not a regular file.
+func (d *dirRef) origin(name string) (string, error) {
+	f, err := d.openFile(name, os.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	return getXattr(f, OriginAttr)
+}
+
 func (d *dirRef) remove(name string) error {
 	if err := unix.Unlinkat(d.fd, name, 0); err != nil {
 		return &fs.PathError{Op: "remove", Path: name, Err: err}

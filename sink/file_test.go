@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -126,11 +127,23 @@ func TestFileSymlinks(t *testing.T) {
 		}
 		w, _ := s.Create("z", "u")
 		io.WriteString(w, "new")
+		if err := commit(t, w); !errors.Is(err, ErrTaken) {
+			t.Fatalf("commit over a link haul did not make = %v, want ErrTaken", err)
+		}
+		if target, err := os.Readlink(filepath.Join(dir, "z")); err != nil || target != victim {
+			t.Fatalf("the link was not kept: %q %v", target, err)
+		}
+		w, _ = s.Create("z", "u")
+		w.Replace()
+		io.WriteString(w, "new")
 		if err := commit(t, w); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := os.ReadFile(victim); string(got) != "keep" {
 			t.Fatalf("commit wrote through the link: victim = %q", got)
+		}
+		if got, _ := os.ReadFile(filepath.Join(dir, "z")); string(got) != "new" {
+			t.Fatalf("z = %q after a replacing commit", got)
 		}
 	})
 	t.Run("StagingNameIsHardLink", func(t *testing.T) {
@@ -209,4 +222,53 @@ func TestFileGroupCommit(t *testing.T) {
 
 func setXattrPath(path, name, value string) error {
 	return unix.Setxattr(path, name, []byte(value), 0)
+}
+
+// Commit never replaces a file from another origin that appeared at the final
+// name after the engine looked (another process, another tool); it replaces one
+// from the same origin, and anything once Replace was called.
+func TestFileCommitNoReplace(t *testing.T) {
+	for _, opts := range []FileOptions{{NoSync: true}, {}} {
+		s, dir := newSink(t, opts)
+		put := func(name, origin, body string, replace bool) error {
+			t.Helper()
+			w, err := s.Create(name, origin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if replace {
+				w.Replace()
+			}
+			io.WriteString(w, body)
+			return commit(t, w)
+		}
+		read := func(name string) string {
+			b, _ := os.ReadFile(filepath.Join(dir, name))
+			return string(b)
+		}
+		// The engine found no "a" and went on to download http://x/a; meanwhile
+		// another process wrote http://y/a there.
+		if err := put("a", "http://y/a", "from y", false); err != nil {
+			t.Fatal(err)
+		}
+		if err := put("a", "http://x/a", "from x", false); !errors.Is(err, ErrTaken) || !strings.Contains(err.Error(), "http://y/a") {
+			t.Fatalf("commit over another origin's file = %v, want ErrTaken naming it", err)
+		}
+		if got := read("a"); got != "from y" {
+			t.Fatalf("a = %q, want the first writer's", got)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "a.part")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("staging file left after a refused commit: %v", err)
+		}
+		if err := put("a", "http://y/a", "y again", false); err != nil || read("a") != "y again" {
+			t.Fatalf("same origin: %v, a = %q", err, read("a"))
+		}
+		os.WriteFile(filepath.Join(dir, "b"), []byte("someone else's"), 0o644)
+		if err := put("b", "http://x/b", "x", false); !errors.Is(err, ErrTaken) || read("b") != "someone else's" {
+			t.Fatalf("foreign file: %v, b = %q", err, read("b"))
+		}
+		if err := put("b", "http://x/b", "x", true); err != nil || read("b") != "x" {
+			t.Fatalf("with Replace: %v, b = %q", err, read("b"))
+		}
+	}
 }

@@ -79,6 +79,12 @@ type Writer interface {
 	// Restart discards the bytes written so far: the next Write starts the file
 	// over (the server sent the whole body again instead of the rest of it).
 	Restart() error
+	// Replace lets Commit replace whatever is at the final name (the caller
+	// looked at it and wants it gone: --force, or it failed size=/sha256=).
+	// Without it, Commit replaces only a file with the same origin (another
+	// process finished the same URL meanwhile) and otherwise fails with ErrTaken,
+	// keeping the file that is there.
+	Replace()
 }
 
 // ErrLocked reports that another process is writing the staging file.
@@ -87,6 +93,10 @@ var ErrLocked = errors.New("staging file in use by another process")
 // ErrFileInWay reports that a directory is needed where a file of the same name
 // is being written.
 var ErrFileInWay = errors.New("a file of this name is being written")
+
+// ErrTaken reports that a file from another origin (or one haul did not write)
+// appeared at the final name while the entry was being written.
+var ErrTaken = errors.New("final name taken meanwhile")
 
 // ErrNotRegular reports that the final name exists but is not a regular file.
 var ErrNotRegular = errors.New("exists and is not a regular file")

@@ -19,11 +19,13 @@ const DefaultCheckpoint = 32 << 20
 
 // fileWriter writes one staging file. See Writer.
 type fileWriter struct {
-	s     *File
-	d     *dirRef
-	f     *os.File
-	part  string
-	final string
+	s       *File
+	d       *dirRef
+	f       *os.File
+	part    string
+	final   string
+	origin  string // OriginValue of the URL written
+	replace bool   // Commit may replace any file at the final name
 
 	partial   Partial // what was resumable when opened
 	kept      int64   // file bytes kept from an earlier run
@@ -43,6 +45,7 @@ var _ Writer = (*fileWriter)(nil)
 
 // open opens (or creates) and locks the staging file and reads its resume state.
 func (w *fileWriter) open(origin string) error {
+	w.origin = OriginValue(origin)
 	for {
 		fresh, err := w.openLocked()
 		if err == errStale {
@@ -52,9 +55,9 @@ func (w *fileWriter) open(origin string) error {
 			return err
 		}
 		if fresh {
-			return setXattr(w.f, OriginAttr, OriginValue(origin))
+			return setXattr(w.f, OriginAttr, w.origin)
 		}
-		return w.adopt(OriginValue(origin))
+		return w.adopt(w.origin)
 	}
 }
 
@@ -281,6 +284,9 @@ func (w *fileWriter) Commit(done func(error)) {
 	w.s.committer.submit(commitReq{w: w, done: done})
 }
 
+// Replace implements Writer.
+func (w *fileWriter) Replace() { w.replace = true }
+
 // rename moves the staging file to the final name unless err says the data may
 // not be safe, in which case the staging file is removed. Only then is the file
 // closed, which releases its lock: another process never sees this staging file
@@ -288,7 +294,7 @@ func (w *fileWriter) Commit(done func(error)) {
 func (w *fileWriter) rename(err error) error {
 	defer w.s.dirs.release(w.d)
 	if err == nil {
-		err = w.d.rename(w.part, w.final)
+		err = w.place()
 	}
 	if err != nil {
 		w.d.remove(w.part)
@@ -296,4 +302,29 @@ func (w *fileWriter) rename(err error) error {
 		return fmt.Errorf("commit %s: %w", w.final, err)
 	}
 	return w.f.Close()
+}
+
+// place renames the staging file to the final name. Unless Replace was called, a
+// file already there is replaced only if it has this writer's origin: the check
+// and the rename are one atomic step (RENAME_NOREPLACE), so a file another
+// process put there after the engine looked is never lost.
+func (w *fileWriter) place() error {
+	if w.replace {
+		return w.d.rename(w.part, w.final)
+	}
+	err := w.d.renameNoReplace(w.part, w.final)
+	if !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	got, err := w.d.origin(w.final)
+	if err != nil {
+		return err
+	}
+	if got != w.origin {
+		if got == "" {
+			got = "a file haul did not write"
+		}
+		return fmt.Errorf("%w: %s holds %s", ErrTaken, w.final, got)
+	}
+	return w.d.rename(w.part, w.final) // the same URL, finished by another process
 }

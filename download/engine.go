@@ -30,7 +30,10 @@ type Options struct {
 	Header    http.Header   // sent with every request (User-Agent included)
 	Layout    Layout
 	Force     bool // download even when the final file exists
-	HashAll   bool // compute SHA-256 of every file, not only when sha256= asks
+	// RunTag is the sink's FileOptions.RunTag: with Force, a file carrying it was
+	// written by this run and is not fetched again.
+	RunTag  string
+	HashAll bool // compute SHA-256 of every file, not only when sha256= asks
 	// Decode asks servers for zstd or gzip transfer encodings (--compressed) and
 	// stores the decoded bytes; without it bodies are stored exactly as sent.
 	Decode bool
@@ -55,8 +58,7 @@ type Engine struct {
 	stats   Stats
 	hosts   *hosts
 	claims  *claims
-	limiter *rate.Limiter // nil: unlimited
-	start   time.Time
+	limiter *rate.Limiter           // nil: unlimited
 	cancel  context.CancelCauseFunc // ends the run early (fatal errors)
 	// interrupted is set when an entry was cut short by cancellation.
 	interrupted atomic.Bool
@@ -103,7 +105,6 @@ func (e *Engine) Stats() *Stats { return &e.stats }
 // reported as interrupted), a *FatalError if the output cannot be written, or a
 // read error of src.
 func (e *Engine) Run(parent context.Context, src Source) error {
-	e.start = time.Now()
 	ctx, cancel := context.WithCancelCause(parent)
 	e.cancel = cancel
 	defer e.cancel(nil)

@@ -710,17 +710,19 @@ func TestEngineDuplicates(t *testing.T) {
 			t.Errorf("skipped entry: sha256 %q size %d, want the checked sum and size", r.SHA256, r.Size)
 		}
 
-		// Force: files written before this run are fetched again. The engine
-		// tells them from files written during the run by their mtime with a
-		// 20ms margin, so let that pass.
-		time.Sleep(50 * time.Millisecond)
+		// Force: files written before this run are fetched again, even one
+		// with a modification time in the future; files this run wrote (a URL
+		// listed twice) are not. A run's sink tags what it writes.
+		future := time.Now().Add(time.Hour)
+		os.Chtimes(filepath.Join(h.dir, r.Name), future, future)
 		before = s.TotalRequests()
-		oc = h.run(download.Options{Force: true}, lines...)
+		forced := newHarnessDir(t, h.dir, sink.FileOptions{NoSync: true, RunTag: "run-2"})
+		oc = forced.run(download.Options{Force: true, RunTag: "run-2", Jobs: 1}, append(lines, lines[0])...)
 		if n := s.TotalRequests() - before; n != 6 {
 			t.Errorf("Force sent %d requests, want 6", n)
 		}
-		if st := oc.eng.Stats(); st.OK.Load() != 6 {
-			t.Errorf("Force: ok %d, want 6", st.OK.Load())
+		if st := oc.eng.Stats(); st.OK.Load() != 6 || st.Skipped.Load() != 1 {
+			t.Errorf("Force: ok %d skipped %d, want 6 and 1 (the repeated line)", st.OK.Load(), st.Skipped.Load())
 		}
 	})
 	t.Run("damaged file is fetched again", func(t *testing.T) {

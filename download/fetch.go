@@ -89,9 +89,9 @@ func (e *Engine) existing(ent Entry, r *Result) (skip, replace bool, err error) 
 			Err: fmt.Errorf("%w: %s already holds %s", ErrCollision, r.Name, info.Origin)}
 	}
 	// With --force, a file written before this run is fetched again; one written
-	// during it (the same URL listed twice) is not. The margin covers the
-	// kernel's coarse file timestamps.
-	if e.opts.Force && info.ModTime.Before(e.start.Add(-20*time.Millisecond)) {
+	// during it (the same URL listed twice) is not. The sink's run tag tells
+	// them apart (without extended attributes, every file is fetched again).
+	if e.opts.Force && (e.opts.RunTag == "" || info.RunTag != e.opts.RunTag) {
 		return false, true, nil
 	}
 	if ent.Size >= 0 && info.Size != ent.Size {

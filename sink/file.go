@@ -27,6 +27,7 @@ type File struct {
 	dirs       *dirCache
 	committer  *committer // nil with NoSync: commits rename at once
 	checkpoint int64
+	runTag     string
 	rootDir    *os.File
 }
 
@@ -39,6 +40,10 @@ type FileOptions struct {
 	NoSync bool
 	// Checkpoint is the progress interval in body bytes (default DefaultCheckpoint).
 	Checkpoint int64
+	// RunTag, if set, is recorded with every file written (an extended
+	// attribute) and reported by Stat as Info.RunTag: with a tag unique to a
+	// run, the engine tells the files this run wrote from older ones (--force).
+	RunTag string
 }
 
 // NewFile returns a sink that writes under dir, creating dir if needed.
@@ -51,7 +56,7 @@ func NewFile(dir string, opts FileOptions) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &File{root: root, dirs: newDirCache(root, 512), checkpoint: opts.Checkpoint}
+	s := &File{root: root, dirs: newDirCache(root, 512), checkpoint: opts.Checkpoint, runTag: opts.RunTag}
 	if s.checkpoint <= 0 {
 		s.checkpoint = DefaultCheckpoint
 	}
@@ -114,8 +119,16 @@ func (s *File) stat(name string, plainSize bool) (Info, error) {
 		return Info{}, err
 	}
 	defer f.Close()
-	if info.Origin, err = getXattr(f, OriginAttr); err != nil || !plainSize {
+	if info.Origin, err = getXattr(f, OriginAttr); err != nil {
 		return info, err
+	}
+	if s.runTag != "" {
+		if info.RunTag, err = getXattr(f, runAttr); err != nil {
+			return info, err
+		}
+	}
+	if !plainSize {
+		return info, nil
 	}
 	if v, err := getXattr(f, sizeAttr); err == nil && v != "" {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {

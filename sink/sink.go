@@ -41,6 +41,9 @@ type Info struct {
 	// file carries none (written by another tool, or a filesystem without extended
 	// attributes).
 	Origin string
+	// RunTag is the FileOptions.RunTag the file was written with, "" if none (or
+	// if this sink has no RunTag: it is not read then).
+	RunTag string
 }
 
 // Partial describes the bytes an earlier run left in a staging file.

@@ -55,9 +55,14 @@ func (w *fileWriter) open(origin string) error {
 			return err
 		}
 		if fresh {
-			return setXattr(w.f, OriginAttr, w.origin)
+			err = setXattr(w.f, OriginAttr, w.origin)
+		} else {
+			err = w.adopt(w.origin)
 		}
-		return w.adopt(w.origin)
+		if err == nil && w.s.runTag != "" {
+			err = setXattr(w.f, runAttr, w.s.runTag)
+		}
+		return err
 	}
 }
 

@@ -18,6 +18,9 @@ import (
 // power loss it can lag behind the data but never run ahead of it.
 const resumeAttr = "user.haul.resume"
 
+// runAttr holds FileOptions.RunTag on every file written with one.
+const runAttr = "user.haul.run"
+
 // maxOriginLen is the longest URL stored as is in OriginAttr; a longer one is
 // stored as "sha256:" and its hash, since a filesystem limits an attribute's
 // size (ext4: all of a file's attributes in one block).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -41,7 +42,13 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 	}
 	defer man.close()
 
-	file, err := sink.NewFile(o.dir, sink.FileOptions{NoSync: o.noSync})
+	// With --force, files are tagged with this run, so that a URL listed twice
+	// (or a name two lines share) is not fetched again within the run.
+	var runTag string
+	if o.force {
+		runTag = fmt.Sprintf("%d-%016x", os.Getpid(), rand.Uint64())
+	}
+	file, err := sink.NewFile(o.dir, sink.FileOptions{NoSync: o.noSync, RunTag: runTag})
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("output directory: %v", err), exitFatal)
 	}
@@ -55,7 +62,7 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 	rep := newReporter(stderr, o.quiet, isTerminal(stderr))
 	eng := download.New(client, out, download.Options{
 		Jobs: o.jobs, PerHost: o.perHost, Retries: o.retries, Timeout: o.timeout,
-		LimitRate: o.limitRate, Header: o.header, Layout: o.layout, Force: o.force,
+		LimitRate: o.limitRate, Header: o.header, Layout: o.layout, Force: o.force, RunTag: runTag,
 		HashAll: o.hashAll, ShardK: o.shardK, ShardN: o.shardN, Decode: o.decode,
 		OnResult: func(r *download.Result) {
 			man.write(r)

@@ -99,6 +99,9 @@ func (e *Engine) existing(ent Entry, r *Result) (skip, replace bool, err error) 
 	}
 	if ent.SHA256 != "" {
 		sum, err := e.hashFile(r.Name)
+		if errors.Is(err, sink.ErrCorrupt) {
+			return false, true, nil // a damaged compressed file: fetch it again
+		}
 		if err != nil {
 			return false, false, e.sinkError("check", ent.URL, err)
 		}

@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -92,18 +93,58 @@ func (c *Compressed) Ext() string { return c.ext }
 // Stat implements Sink; Info.Size is the body (uncompressed) size when recorded.
 func (c *Compressed) Stat(name string) (Info, error) { return c.f.stat(name+c.ext, true) }
 
-// Open implements Sink: it reads the body, decompressed.
+// Open implements Sink: it reads the body, decompressed. A file that does not
+// decompress (damaged, truncated, or not compressed at all) reads with an error
+// that satisfies errors.Is(err, ErrCorrupt).
 func (c *Compressed) Open(name string) (io.ReadCloser, error) {
 	f, err := c.f.Open(name + c.ext)
 	if err != nil {
 		return nil, err
 	}
-	d, err := c.newDec(f)
+	d, err := c.newDec(&fileErrs{r: f})
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, corrupt(err)
 	}
-	return &readCloser{Reader: d, close: func() error { d.Close(); return f.Close() }}, nil
+	return &readCloser{Reader: &decodeErrs{r: d}, close: func() error { d.Close(); return f.Close() }}, nil
+}
+
+// ErrCorrupt reports a stored file whose contents cannot be read back as a body.
+var ErrCorrupt = errors.New("stored file is corrupt")
+
+// fileErrs marks the errors of reading the file itself, so that decodeErrs can
+// tell them (I/O errors) from the decoder's own (corrupt data).
+type fileErrs struct{ r io.Reader }
+
+type fileError struct{ error }
+
+func (e fileError) Unwrap() error { return e.error }
+
+func (f *fileErrs) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fileError{err}
+	}
+	return n, err
+}
+
+type decodeErrs struct{ r io.Reader }
+
+func (d *decodeErrs) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = corrupt(err)
+	}
+	return n, err
+}
+
+// corrupt wraps err in ErrCorrupt unless it came from reading the file.
+func corrupt(err error) error {
+	var fe fileError
+	if errors.As(err, &fe) {
+		return fe.error
+	}
+	return fmt.Errorf("%w: %w", ErrCorrupt, err)
 }
 
 // Flush implements Sink.

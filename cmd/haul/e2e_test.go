@@ -2016,6 +2016,20 @@ func TestE2ECompress(t *testing.T) {
 					t.Errorf("re-run manifest for %s: status %s, error %s", m.URL, m.Status, str(m.Error))
 				}
 			}
+			// A stored file that no longer decompresses fails its sha256= check
+			// and is fetched again, rather than failing every re-run.
+			damaged := filepath.Join(dir, h, "c", "text.txt"+ext)
+			if err := os.Truncate(damaged, 100); err != nil {
+				t.Fatal(err)
+			}
+			r = runHaul(t, nil, "-i", list, "-d", dir, "--compress", codec)
+			wantCode(t, r, 0)
+			if n := s.Requests("/c/text.txt"); n != 2 {
+				t.Errorf("damaged text.txt%s: %d requests in all, want 2", ext, n)
+			}
+			if plain, err := decoders[codec](bytes.NewReader(files(t, dir)[h+"/c/text.txt"+ext])); err != nil || !bytes.Equal(plain, text) {
+				t.Errorf("text.txt%s after the re-fetch does not decompress to the body (%v)", ext, err)
+			}
 		})
 	}
 	t.Run("sha256 mismatch", func(t *testing.T) {

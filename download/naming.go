@@ -154,7 +154,8 @@ func hashName(rawURL string, u *url.URL) (string, error) {
 		return "", fmt.Errorf("bad path: %w", err)
 	}
 	ext := path.Ext(last)
-	if len(ext) < 2 || len(ext) > 1+maxExt || strings.IndexFunc(ext[1:], notAlnum) >= 0 {
+	// ".part" would make the name another entry's staging file (see component).
+	if len(ext) < 2 || len(ext) > 1+maxExt || strings.IndexFunc(ext[1:], notAlnum) >= 0 || ext == sink.PartSuffix {
 		ext = ""
 	}
 	return h[0:2] + "/" + h[2:4] + "/" + h + ext, nil

@@ -138,6 +138,7 @@ func TestNameHash(t *testing.T) {
 		{"encoded dot", "http://h/a%2Ebin", ".bin"},
 		{"dot after encoded slash", "http://h/a.b%2Fc", ""},
 		{"dot file", "http://h/.bashrc", ".bashrc"},
+		{"staging suffix", "http://h/a.part", ""}, // H.part would be H's staging file
 		{"dot dot", "http://h/a.txt/..", ""},
 	}
 	shape := regexp.MustCompile(`^([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{64})(.*)$`)

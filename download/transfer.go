@@ -343,13 +343,14 @@ func strongLastModified(h http.Header) string {
 	return lm
 }
 
-// sameKindValidator returns the response's validator of the kind stored (an ETag
-// when stored starts with a quote, else Last-Modified), "" if it sent none.
+// sameKindValidator returns the response's validator of the kind stored (a
+// Last-Modified when stored is an HTTP date, else an ETag, quoted or not: some
+// servers send them bare), "" if it sent none.
 func sameKindValidator(h http.Header, stored string) string {
-	if strings.HasPrefix(stored, `"`) {
-		return h.Get("ETag")
+	if _, err := http.ParseTime(stored); err == nil {
+		return h.Get("Last-Modified")
 	}
-	return h.Get("Last-Modified")
+	return h.Get("ETag")
 }
 
 // parseContentRange parses "bytes START-END/TOTAL" (TOTAL may be "*").
@@ -392,8 +393,10 @@ func retryAfter(h http.Header) time.Duration {
 		return 0
 	}
 	var d time.Duration
-	if secs, err := strconv.Atoi(v); err == nil {
-		d = time.Duration(secs) * time.Second
+	if secs, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil {
+		d = time.Duration(min(secs, uint64(maxRetryAfter/time.Second))) * time.Second
+	} else if _, err := strconv.ParseUint(strings.TrimSpace(v), 10, 0); errors.Is(err, strconv.ErrRange) {
+		d = maxRetryAfter // more seconds than fit in 64 bits
 	} else if t, err := http.ParseTime(v); err == nil {
 		d = time.Until(t)
 	}

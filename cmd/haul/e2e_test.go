@@ -1663,12 +1663,28 @@ func TestE2EKill9(t *testing.T) {
 // -i naming a directory is an unreadable input: exit 2.
 func TestE2EInputIsADirectory(t *testing.T) {
 	t.Parallel()
-	r := runHaul(t, nil, "-i", t.TempDir(), "-d", filepath.Join(t.TempDir(), "out"))
+	man := filepath.Join(t.TempDir(), "m.jsonl")
+	os.WriteFile(man, []byte("an earlier run's manifest\n"), 0o644)
+	r := runHaul(t, nil, "-i", t.TempDir(), "-d", filepath.Join(t.TempDir(), "out"), "--manifest", man)
 	if r.code != 2 {
 		t.Errorf("exit %d, want 2\n%v", r.code, r)
 	}
-	if !strings.Contains(r.stderr, "haul: ") {
+	if !strings.Contains(r.stderr, "haul: -i ") || !strings.Contains(r.stderr, "directory") {
 		t.Errorf("no message:\n%v", r)
+	}
+	if b, _ := os.ReadFile(man); string(b) != "an earlier run's manifest\n" {
+		t.Errorf("a usage error truncated the manifest: %q", b)
+	}
+}
+
+// --manifest naming the input list is refused before either is touched.
+func TestE2EManifestIsTheInput(t *testing.T) {
+	t.Parallel()
+	list := writeList(t, "http://127.0.0.1:1/a")
+	r := runHaul(t, nil, "-i", list, "-d", filepath.Join(t.TempDir(), "out"), "--manifest", list)
+	wantCode(t, r, 2)
+	if b, _ := os.ReadFile(list); string(b) != "http://127.0.0.1:1/a\n" {
+		t.Errorf("the list was overwritten: %q", b)
 	}
 }
 

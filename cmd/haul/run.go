@@ -110,12 +110,30 @@ func openInput(o *options, stdin io.Reader) (download.Source, func(), error) {
 		if err != nil {
 			return nil, nil, err
 		}
+		if fi, err := f.Stat(); err != nil || fi.IsDir() {
+			f.Close()
+			return nil, nil, fmt.Errorf("-i %s: is a directory", o.input)
+		}
+		if o.manifest != "" && o.manifest != "-" && sameFile(o.input, o.manifest) {
+			f.Close()
+			return nil, nil, fmt.Errorf("--manifest %s is the input list: it would be overwritten", o.manifest)
+		}
 		return download.NewScanner(f), func() { f.Close() }, nil
 	}
 	if f, ok := stdin.(*os.File); ok && isTerminal(f) {
 		return nil, nil, errors.New("no URLs: give them as arguments, with -i FILE, or on standard input (see haul --help)")
 	}
 	return download.NewScanner(stdin), func() {}, nil
+}
+
+// sameFile reports whether both names are one existing file.
+func sameFile(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
 }
 
 func isTerminal(w any) bool {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -167,5 +168,22 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 		return &permanentError{fmt.Errorf("%w: %s", errBadRedirect, req.URL.Redacted())}
 	}
+	// Credentials given for the first URL go no further than its origin, as
+	// with curl: net/http (and h1, which follows it) keep them for subdomains
+	// and for another scheme or port of the same host.
+	if first := via[0].URL; req.URL.Scheme != first.Scheme || !strings.EqualFold(hostPort(req.URL), hostPort(first)) {
+		for _, k := range []string{"Authorization", "Cookie", "Cookie2"} {
+			req.Header.Del(k)
+		}
+	}
 	return nil
+}
+
+// hostPort is u's host with its port, the scheme's default when none is given.
+func hostPort(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	return net.JoinHostPort(u.Hostname(), port)
 }

@@ -805,6 +805,35 @@ func TestEngineRedirects(t *testing.T) {
 	}
 }
 
+// Credentials (-H Authorization, Cookie) follow a redirect only within the
+// first URL's origin: not to another port of the same host, as curl does.
+func TestEngineRedirectCredentials(t *testing.T) {
+	t.Parallel()
+	body := payload(13, 1000)
+	s, other := downloadtest.New(t), downloadtest.New(t)
+	s.Add("/here", body)
+	s.Add("/same", nil, downloadtest.Redirect("/here", downloadtest.Always))
+	s.Add("/away", nil, downloadtest.Redirect(other.Add("/there", body), downloadtest.Always))
+	hdr := http.Header{"Authorization": {"Bearer secret"}, "Cookie": {"c=1"}, "X-Other": {"kept"}}
+	h := newHarness(t)
+	oc := h.run(download.Options{Header: hdr}, s.URL+"/same", s.URL+"/away")
+	for _, u := range []string{s.URL + "/same", s.URL + "/away"} {
+		if r := oc.get(u); r.Status != download.StatusOK {
+			t.Fatalf("%s: %s %v", u, r.Status, r.Err)
+		}
+	}
+	if got := s.Log("/here")[0].Header; got.Get("Authorization") != "Bearer secret" || got.Get("Cookie") != "c=1" {
+		t.Errorf("same-origin redirect lost the credentials: %v", got)
+	}
+	got := other.Log("/there")[0].Header
+	if got.Get("Authorization") != "" || got.Get("Cookie") != "" {
+		t.Errorf("credentials sent to another port after a redirect: %v", got)
+	}
+	if got.Get("X-Other") != "kept" {
+		t.Errorf("other -H headers dropped on the redirect: %v", got)
+	}
+}
+
 func TestEnginePerHost(t *testing.T) {
 	t.Parallel()
 	for _, perHost := range []int{1, 2} {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -32,7 +33,26 @@ type Error struct {
 	Err error
 }
 
-func (e *Error) Error() string { return e.Op + " " + e.URL + ": " + e.Err.Error() }
+func (e *Error) Error() string { return e.Op + " " + redact(e.URL) + ": " + e.Err.Error() }
+
+// redact replaces the password in a URL's authority with "xxxxx", as
+// url.URL.Redacted does, so that messages do not print it.
+func redact(rawURL string) string {
+	i := strings.Index(rawURL, "://")
+	if i < 0 {
+		return rawURL
+	}
+	auth := rawURL[i+3:]
+	if end := strings.IndexAny(auth, "/?#"); end >= 0 {
+		auth = auth[:end]
+	}
+	at := strings.LastIndexByte(auth, '@')
+	colon := strings.IndexByte(auth, ':')
+	if at < 0 || colon < 0 || colon > at {
+		return rawURL
+	}
+	return rawURL[:i+3+colon+1] + "xxxxx" + rawURL[i+3+at:]
+}
 func (e *Error) Unwrap() error { return e.Err }
 
 // StatusError is an HTTP response that was not a success.

@@ -272,3 +272,17 @@ func TestFileCommitNoReplace(t *testing.T) {
 		}
 	}
 }
+
+func TestOriginValueWithoutCredentials(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://h/a":                    "http://h/a",
+		"http://user:pw@h:8080/a?b@c#d": "http://h:8080/a?b@c#d",
+		"https://user@h/a":              "https://h/a",
+		"http://h/a@b":                  "http://h/a@b", // '@' in the path is not userinfo
+		"http://u:p@ss@h/x":             "http://h/x",
+	} {
+		if got := OriginValue(in); got != want {
+			t.Errorf("OriginValue(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -26,15 +26,34 @@ const runAttr = "user.haul.run"
 // size (ext4: all of a file's attributes in one block).
 const maxOriginLen = 1024
 
-// OriginValue is what OriginAttr holds for url: the URL itself, or for a URL
-// longer than 1 KiB, "sha256:" followed by the hex SHA-256 of it. Info.Origin
-// is compared with it.
+// OriginValue is what OriginAttr holds for url: the URL without its user name
+// and password (as curl --xattr stores it: the attribute is readable by anyone
+// who can read the file), or for a URL longer than 1 KiB, "sha256:" followed by
+// the hex SHA-256 of that. Info.Origin is compared with it.
 func OriginValue(url string) string {
+	url = stripUserinfo(url)
 	if len(url) <= maxOriginLen {
 		return url
 	}
 	sum := sha256.Sum256([]byte(url))
 	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// stripUserinfo removes "user:password@" from an absolute URL's authority.
+func stripUserinfo(url string) string {
+	i := strings.Index(url, "://")
+	if i < 0 {
+		return url
+	}
+	auth := url[i+3:]
+	if end := strings.IndexAny(auth, "/?#"); end >= 0 {
+		auth = auth[:end]
+	}
+	at := strings.LastIndexByte(auth, '@')
+	if at < 0 {
+		return url
+	}
+	return url[:i+3] + url[i+3+at+1:]
 }
 
 // control runs f with f's descriptor.

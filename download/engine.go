@@ -63,6 +63,7 @@ type Engine struct {
 	// interrupted is set when an entry was cut short by cancellation.
 	interrupted atomic.Bool
 	bufs        *buffers
+	parking     *parking
 }
 
 // bufSize is the chunk in which bodies are read and written: big enough for few
@@ -86,7 +87,8 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	if o.OnResult == nil {
 		o.OnResult = func(*Result) {}
 	}
-	e := &Engine{opts: o, client: client, sink: s, hosts: newHosts(o.PerHost), claims: newClaims()}
+	e := &Engine{opts: o, client: client, sink: s, hosts: newHosts(o.PerHost), claims: newClaims(),
+		parking: newParking(max(64, 4*o.Jobs))}
 	if o.LimitRate > 0 {
 		burst := int(min(max(o.LimitRate/10, 16<<10), bufSize))
 		e.limiter = rate.NewLimiter(rate.Limit(o.LimitRate), burst)
@@ -129,17 +131,8 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 	})
 	for range e.opts.Jobs {
 		g.Go(func() error {
-			for {
-				select {
-				case <-gctx.Done(): // stopping: entries not started are not reported
-					return nil
-				case ent, ok := <-entries:
-					if !ok || gctx.Err() != nil {
-						return nil
-					}
-					e.process(ctx, ent)
-				}
-			}
+			e.parking.worker(gctx, entries, func(ent Entry) { e.process(ctx, ent) })
+			return nil
 		})
 	}
 	err := g.Wait()

@@ -373,6 +373,42 @@ func TestEngineHostPause(t *testing.T) {
 	}
 }
 
+// Entries waiting for a paused host do not hold up the pool: with two workers,
+// one retrying the 429 and the other finding the host paused for its next
+// entries, the other host's entries still run at once.
+func TestEngineHostPauseParks(t *testing.T) {
+	t.Parallel()
+	busy, other := downloadtest.New(t), downloadtest.New(t)
+	h := newHarness(t)
+	var bs []string
+	for i := range 4 {
+		bs = append(bs, other.Add(fmt.Sprintf("/b%d", i), payload(uint64(45+i), 1000), downloadtest.Delay(50*time.Millisecond)))
+	}
+	// b0 keeps the second worker busy until the 429 has paused busy.
+	lines := []string{busy.Add("/first", payload(40, 1000), downloadtest.Status(429, 1), downloadtest.RetryAfter("2")), bs[0]}
+	for i := range 3 {
+		lines = append(lines, busy.Add(fmt.Sprintf("/a%d", i), payload(uint64(41+i), 1000)))
+	}
+	lines = append(lines, bs[1:]...)
+	oc := h.run(download.Options{Jobs: 2, Retries: 1}, lines...)
+	for _, u := range lines {
+		if r := oc.get(u); r.Status != download.StatusOK {
+			t.Errorf("%s: %s %v", u, r.Status, r.Err)
+		}
+	}
+	t429 := busy.Log("/first")[0].Time
+	for i := range 4 {
+		if d := other.Log(fmt.Sprintf("/b%d", i))[0].Time.Sub(t429); d > time.Second {
+			t.Errorf("/b%d started %v after the other host's 429: held up by its pause", i, d)
+		}
+	}
+	for i := range 3 { // (one sent before the 429 arrived may go at once)
+		if d := busy.Log(fmt.Sprintf("/a%d", i))[0].Time.Sub(t429); d > 0 && d < 1900*time.Millisecond {
+			t.Errorf("/a%d requested %v after the 429, inside its 2s pause", i, d)
+		}
+	}
+}
+
 func TestEngineStall(t *testing.T) {
 	t.Parallel()
 	body := payload(5, 300_000)

@@ -19,6 +19,11 @@ import (
 // commit has made it durable, while the worker is already on its next entry. The
 // entry's name stays claimed until then.
 func (e *Engine) process(ctx context.Context, ent Entry) {
+	// An entry for a host that asked to be left alone (429/503) waits aside, so
+	// that this worker serves other hosts meanwhile.
+	if d := e.hosts.pausedFor(hostOf(ent.URL)); d > 0 && e.parking.park(ent, d) {
+		return
+	}
 	r := &Result{Entry: ent, Status: StatusOK}
 	t0 := time.Now()
 	e.stats.InFlight.Add(1)

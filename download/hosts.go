@@ -93,6 +93,16 @@ func (hs *hosts) pause(h *host, d time.Duration) {
 	hs.mu.Unlock()
 }
 
+// pausedFor returns how long the named host's pause still lasts (0: none).
+func (hs *hosts) pausedFor(name string) time.Duration {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if h := hs.m[name]; h != nil {
+		return time.Until(h.paused)
+	}
+	return 0
+}
+
 // wait blocks until the host's pause, if any, is over.
 func (hs *hosts) wait(ctx context.Context, h *host) error {
 	for {

@@ -935,6 +935,21 @@ func TestEngineLimitRate(t *testing.T) {
 	}
 }
 
+// A rate limit that holds bytes back for longer than --timeout is not a stall:
+// 64 KiB at 64 KiB/s comes in 16 KiB chunks 250 ms apart, with a 100 ms timeout.
+func TestEngineLimitRateSlowerThanTimeout(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	h := newHarness(t)
+	b := payload(35, 64<<10)
+	u := s.Add("/slow", b)
+	r := h.run(download.Options{LimitRate: 64 << 10, Timeout: 100 * time.Millisecond, Retries: 0}, u).get(u)
+	if r.Status != download.StatusOK || r.Attempts != 1 {
+		t.Fatalf("status %s attempts %d err %v, want ok at the first attempt", r.Status, r.Attempts, r.Err)
+	}
+	h.checkFile(r.Name, b)
+}
+
 // fnvShard is the spec's sharding function, written out independently of the
 // engine: FNV-1a 64-bit of the URL as written, modulo n.
 func fnvShard(url string, n int) int {

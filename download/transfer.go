@@ -269,12 +269,15 @@ func (t *transfer) chunk(ctx context.Context, body io.Reader, stall *time.Timer)
 	if n == 0 {
 		return 0, err
 	}
-	stall.Reset(t.e.opts.Timeout)
 	if lim := t.e.limiter; lim != nil {
+		// Waiting for --limit-rate is not the network stalling: the stall
+		// timer starts again once the limiter lets the bytes through.
+		stall.Stop()
 		if werr := lim.WaitN(ctx, n); werr != nil {
 			return -1, werr
 		}
 	}
+	stall.Reset(t.e.opts.Timeout)
 	if _, werr := t.w.Write(buf[:n]); werr != nil {
 		return -1, &localError{werr}
 	}

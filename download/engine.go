@@ -27,7 +27,7 @@ type Options struct {
 	Retries   int           // extra attempts after one that received nothing (0: none)
 	Timeout   time.Duration // abort an attempt that receives nothing for this long (default 30s)
 	LimitRate int64         // total bytes per second across all downloads, 0: unlimited
-	Header    http.Header   // sent with every request (User-Agent included)
+	Header    http.Header   // sent with every request (User-Agent included; Host replaces the URL's)
 	Layout    Layout
 	Force     bool // download even when the final file exists
 	// RunTag is the sink's FileOptions.RunTag: with Force, a file carrying it was

@@ -93,6 +93,9 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 	}
 	if t.e.opts.Header != nil {
 		req.Header = t.e.opts.Header // shared and read-only: cloned before any change
+		if host := req.Header.Get("Host"); host != "" {
+			req.Host = host // as curl -H 'Host: …' (net/http ignores a Host header)
+		}
 	}
 	if t.written > 0 && t.validator != "" {
 		req.Header = req.Header.Clone()

@@ -1058,6 +1058,9 @@ func TestE2EUsageErrors(t *testing.T) {
 		{[]string{"--timeout", "0s", u}, []int{2}, "timeout"},
 		{[]string{"--limit-rate", "fast", u}, []int{2}, "limit-rate"},
 		{[]string{"-H", "no colon", u}, []int{2}, "header"},
+		{[]string{"-H", "Bad(Name): v", u}, []int{2}, "header"},
+		{[]string{"-H", "X: a\x01b", u}, []int{2}, "header"},
+		{[]string{"--limit-rate", "NaN", u}, []int{2}, "limit-rate"},
 		{[]string{"--cacert", "/nonexistent/ca.pem", u}, []int{2}, "cacert"},
 		{[]string{"--manifest", "/nonexistent/dir/m.jsonl", u}, []int{2, 3}, "manifest"},
 		{[]string{"-d", filepath.Join(regular, "sub"), u}, []int{3}, "output directory"},
@@ -1418,6 +1421,19 @@ func TestE2ENetwork(t *testing.T) {
 		if got := hd.Values("X-Test"); !slices.Equal(got, []string{"one", "two"}) || hd.Get("User-Agent") != "tester/1" ||
 			hd.Get("Authorization") != "Bearer t" {
 			t.Errorf("request headers: %v", hd)
+		}
+		// As with curl: -H 'Host: …' names the host, --user-agent '' sends none.
+		for _, http11 := range []bool{false, true} {
+			args := []string{"-d", filepath.Join(t.TempDir(), "out"), "-H", "Host: example.test", "--user-agent", ""}
+			if http11 {
+				args = append(args, "--http1.1")
+			}
+			u := s.Add(fmt.Sprintf("/host%v.bin", http11), []byte("h"))
+			wantCode(t, runHaul(t, nil, append(args, u)...), 0)
+			got := s.Log(fmt.Sprintf("/host%v.bin", http11))[0]
+			if got.Host != "example.test" || got.Header.Get("User-Agent") != "" {
+				t.Errorf("Host %q, User-Agent %q; want example.test and none", got.Host, got.Header.Get("User-Agent"))
+			}
 		}
 	})
 	t.Run("stored as served", func(t *testing.T) {

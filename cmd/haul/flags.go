@@ -154,7 +154,7 @@ func parseRate(s string) (int64, error) {
 		num = s[:len(s)-1]
 	}
 	v, err := strconv.ParseFloat(num, 64)
-	if err != nil || v*mult < 1 || v*mult > 1<<50 {
+	if err != nil || !(v*mult >= 1 && v*mult <= 1<<50) { // NaN fails both
 		return 0, fmt.Errorf("--limit-rate %q: want a rate like 500K or 20M", s)
 	}
 	return int64(v * mult), nil
@@ -176,24 +176,52 @@ func parseShard(s string) (k, n int, err error) {
 
 // parseHeaders builds the request headers: User-Agent first, then each -H, which
 // may replace it (as with curl).
+//
+// An empty --user-agent sends none, as curl -A "" does (net/http and h1 both
+// omit a User-Agent that is present but empty). A Host header replaces the
+// URL's host in requests (see download.Options.Header).
 func parseHeaders(ua string, hs []string) (http.Header, error) {
-	h := http.Header{}
-	if ua != "" {
-		h.Set("User-Agent", ua)
+	h := http.Header{"User-Agent": {ua}}
+	if !validValue(ua) {
+		return nil, fmt.Errorf("--user-agent %q: control characters are not allowed", ua)
 	}
 	replaced := map[string]bool{}
 	for _, s := range hs {
 		name, value, ok := strings.Cut(s, ":")
-		name = strings.TrimSpace(name)
-		if !ok || name == "" || strings.ContainsAny(name, " \t\r\n") || strings.ContainsAny(value, "\r\n") {
-			return nil, fmt.Errorf("--header %q: want 'Name: value'", s)
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		if !ok || !validName(name) || !validValue(value) {
+			return nil, fmt.Errorf("--header %q: want 'Name: value' (a name of letters, digits and !#$%%&'*+-.^_`|~; no control characters)", s)
 		}
 		key := http.CanonicalHeaderKey(name)
 		if !replaced[key] {
 			h.Del(key)
 			replaced[key] = true
 		}
-		h.Add(key, strings.TrimSpace(value))
+		h.Add(key, value)
 	}
 	return h, nil
+}
+
+// validName reports whether s is an HTTP field name (an RFC 9110 token).
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// validValue reports whether s may be an HTTP field value: no control
+// characters but tab.
+func validValue(s string) bool {
+	for _, c := range []byte(s) {
+		if c < ' ' && c != '\t' || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }

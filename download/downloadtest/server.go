@@ -69,6 +69,7 @@ type Request struct {
 	Range   string // Range header, "" if none
 	IfRange string // If-Range header, "" if none
 	Header  http.Header
+	Host    string    // the Host the request named
 	Time    time.Time // when the request arrived
 	// Status is the status code answered (0 if the handler answered nothing,
 	// e.g. a connection dropped before the headers).
@@ -225,7 +226,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.log = append(s.log, Request{
 		Method: r.Method, Proto: r.Proto, Path: r.URL.Path, Query: r.URL.RawQuery,
 		Range: r.Header.Get("Range"), IfRange: r.Header.Get("If-Range"),
-		Header: r.Header.Clone(), Time: time.Now(),
+		Header: r.Header.Clone(), Host: r.Host, Time: time.Now(),
 	})
 	f := s.files[r.URL.Path]
 	h := s.handlers[r.URL.Path]

@@ -52,6 +52,11 @@ func ParseLine(line []byte, lineNo int) (e Entry, ok bool, err error) {
 	if err != nil {
 		return fail(err)
 	}
+	// A fragment is not sent (curl and wget drop it too): URLs that differ only
+	// there are one resource, fetched once.
+	if i := strings.IndexByte(e.URL, '#'); i >= 0 {
+		e.URL = e.URL[:i]
+	}
 	e.Line = lineNo
 	return e, true, nil
 }
@@ -89,27 +94,45 @@ func parseFields(s string) (Entry, error) {
 }
 
 // parseJSON parses the JSON object form; unknown keys are ignored and null means absent.
+// Keys match exactly ("URL" is another, unknown key), unlike encoding/json's struct fields.
 func parseJSON(s string) (Entry, error) {
-	var j struct {
-		URL    *string         `json:"url"`
-		Out    *string         `json:"out"`
-		SHA256 *string         `json:"sha256"`
-		Size   json.RawMessage `json:"size"`
-	}
-	if err := json.Unmarshal([]byte(s), &j); err != nil {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
 		return Entry{}, fmt.Errorf("invalid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
-	if j.URL == nil || *j.URL == "" {
+	str := func(k string) (string, error) {
+		raw, ok := m[k]
+		if !ok || string(raw) == "null" {
+			return "", nil
+		}
+		var v string
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return "", fmt.Errorf("invalid JSON: %q is not a string", k)
+		}
+		return v, nil
+	}
+	u, err := str("url")
+	if err != nil {
+		return Entry{}, err
+	}
+	if u == "" {
 		return Entry{}, errors.New("missing url")
 	}
-	e := Entry{URL: *j.URL, Size: -1}
+	e := Entry{URL: u, Size: -1}
 	if err := checkURL(e.URL); err != nil {
 		return Entry{}, err
 	}
 	// Empty strings count as absent, like null, so that manifests writing "" parse.
-	fields := []struct{ k, v string }{{"out", derefString(j.Out)}, {"sha256", derefString(j.SHA256)}}
-	if len(j.Size) > 0 && string(j.Size) != "null" {
-		fields = append(fields, struct{ k, v string }{"size", string(j.Size)})
+	var fields []struct{ k, v string }
+	for _, k := range []string{"out", "sha256"} {
+		v, err := str(k)
+		if err != nil {
+			return Entry{}, err
+		}
+		fields = append(fields, struct{ k, v string }{k, v})
+	}
+	if raw := m["size"]; len(raw) > 0 && string(raw) != "null" {
+		fields = append(fields, struct{ k, v string }{"size", string(raw)})
 	}
 	for _, f := range fields {
 		if f.v == "" {
@@ -120,13 +143,6 @@ func parseJSON(s string) (Entry, error) {
 		}
 	}
 	return e, nil
-}
-
-func derefString(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
 }
 
 // setField validates v and stores it in the field of e named by k (out, sha256 or size).
@@ -256,6 +272,9 @@ func (s *Scanner) Next() (Entry, error) {
 			break
 		}
 		s.n++
+		if s.n == 1 {
+			line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf")) // a UTF-8 byte order mark
+		}
 		if err == bufio.ErrBufferFull {
 			return Entry{}, s.skipLong()
 		}

@@ -28,7 +28,7 @@ func TestParseLineGood(t *testing.T) {
 			Entry{URL: "http://x/a", Out: "d/f.txt", SHA256: hexLower, Size: 12, Line: 7}},
 		{"out cleaned", "http://x/a out=./d//e/../f", Entry{URL: "http://x/a", Out: "d/f", Size: -1, Line: 7}},
 		{"size zero", "http://x/a size=0", Entry{URL: "http://x/a", Size: 0, Line: 7}},
-		{"port and query", "http://x:8080/a?b=c&d=e#f", Entry{URL: "http://x:8080/a?b=c&d=e#f", Size: -1, Line: 7}},
+		{"port and query, fragment dropped", "http://x:8080/a?b=c&d=e#f", Entry{URL: "http://x:8080/a?b=c&d=e", Size: -1, Line: 7}},
 		{"json", `{"url":"http://x/a","out":"x/a","sha256":"` + hexMixed + `","size":5}`,
 			Entry{URL: "http://x/a", Out: "x/a", SHA256: hexLower, Size: 5, Line: 7}},
 		{"json nulls", `{"url":"http://x/a","out":null,"sha256":null,"size":null}`,
@@ -36,6 +36,7 @@ func TestParseLineGood(t *testing.T) {
 		{"json empty strings", `{"url":"http://x/a","out":"","sha256":""}`,
 			Entry{URL: "http://x/a", Size: -1, Line: 7}},
 		{"json spaces", ` { "url" : "http://x/a" , "size" : 5 } `, Entry{URL: "http://x/a", Size: 5, Line: 7}},
+		{"json keys match exactly", `{"url":"http://x/a","Size":"x","OUT":5}`, Entry{URL: "http://x/a", Size: -1, Line: 7}},
 		{"json manifest", `{"url":"http://x/a","out":"x/a","status":"ok","size":5,"sha256":null,"http_status":200,"error":null,"attempts":1,"duration_ms":3}`,
 			Entry{URL: "http://x/a", Out: "x/a", Size: 5, Line: 7}},
 	}
@@ -95,6 +96,7 @@ func TestParseLineBad(t *testing.T) {
 		{"json trailing", `{"url":"http://x/a"} x`, "invalid JSON"},
 		{"json url type", `{"url":5}`, "invalid JSON"},
 		{"json missing url", `{"out":"a"}`, "missing url"},
+		{"json URL is not url", `{"URL":"http://x/a"}`, "missing url"},
 		{"json null url", `{"url":null}`, "missing url"},
 		{"json empty url", `{"url":""}`, "missing url"},
 		{"json ftp", `{"url":"ftp://x/a"}`, "unsupported scheme"},
@@ -180,6 +182,9 @@ func TestScanner(t *testing.T) {
 		{"only newline", "\n", nil, 1},
 		{"NUL line", "http://x/1\x00\nhttp://x/2\n",
 			[]string{"input line 1: NUL byte in line", "2 http://x/2"}, 2},
+		// A byte order mark (editors on Windows write one) is not part of line 1.
+		{"BOM", "\ufeffhttp://x/1\n\ufeffhttp://x/2\n",
+			[]string{"1 http://x/1", `input line 2: invalid URL "\ufeffhttp://x/2": first path segment in URL cannot contain colon`}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1061,6 +1061,8 @@ func TestE2EUsageErrors(t *testing.T) {
 		{[]string{"-H", "Bad(Name): v", u}, []int{2}, "header"},
 		{[]string{"-H", "X: a\x01b", u}, []int{2}, "header"},
 		{[]string{"--limit-rate", "NaN", u}, []int{2}, "limit-rate"},
+		{[]string{u, ""}, []int{2}, "argument 2"},
+		{[]string{u + "\n" + u}, []int{2}, "argument 1"},
 		{[]string{"--cacert", "/nonexistent/ca.pem", u}, []int{2}, "cacert"},
 		{[]string{"--manifest", "/nonexistent/dir/m.jsonl", u}, []int{2, 3}, "manifest"},
 		{[]string{"-d", filepath.Join(regular, "sub"), u}, []int{3}, "output directory"},

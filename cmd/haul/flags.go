@@ -107,6 +107,13 @@ func parseOptions(c *cli.Context) (*options, error) {
 		compress: c.String("compress"), compressLevel: c.Int("compress-level"), decode: c.Bool("compressed"),
 		cacert: c.String("cacert"), insecure: c.Bool("insecure"), http11: c.Bool("http1.1"),
 	}
+	for i, u := range o.urls {
+		// Arguments become input lines, numbered as arguments: one must not
+		// split into two, nor vanish as a blank line.
+		if strings.TrimSpace(u) == "" || strings.ContainsAny(u, "\r\n") {
+			return nil, fmt.Errorf("argument %d %q: want one URL", i+1, u)
+		}
+	}
 	if o.jobs < 1 || o.perHost < 0 || o.retries < 0 {
 		return nil, fmt.Errorf("--jobs must be >= 1, --per-host and --retries >= 0")
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/haul/haul/sink"
 )
 
 // claims makes sure no two workers of this run write the same name at once. It
@@ -40,7 +42,7 @@ func (c *claims) acquire(ctx context.Context, name, url string) (release func(),
 			}, nil
 		}
 		c.mu.Unlock()
-		if cl.url != url {
+		if sink.OriginValue(cl.url) != sink.OriginValue(url) { // the same resource (see OriginValue)
 			return nil, fmt.Errorf("%w: %s is being written from %s", ErrCollision, name, cl.url)
 		}
 		select {

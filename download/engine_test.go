@@ -409,6 +409,25 @@ func TestEngineHostPauseParks(t *testing.T) {
 	}
 }
 
+// A 503 with Retry-After pauses the host even when its entry has no retry left.
+func TestEngineHostPauseLastAttempt(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	h := newHarness(t)
+	busy := s.Add("/busy", nil, downloadtest.Status(503, downloadtest.Always), downloadtest.RetryAfter("1"))
+	next := s.Add("/next", payload(50, 100))
+	oc := h.run(download.Options{Jobs: 1, Retries: 0}, busy, next)
+	if r := oc.get(busy); r.Status != download.StatusFailed {
+		t.Errorf("/busy: %s, want failed", r.Status)
+	}
+	if r := oc.get(next); r.Status != download.StatusOK {
+		t.Errorf("/next: %s %v", r.Status, r.Err)
+	}
+	if d := s.Log("/next")[0].Time.Sub(s.Log("/busy")[0].Time); d < 950*time.Millisecond {
+		t.Errorf("/next asked %v after the host's 503 with Retry-After: 1", d)
+	}
+}
+
 func TestEngineStall(t *testing.T) {
 	t.Parallel()
 	body := payload(5, 300_000)
@@ -690,6 +709,22 @@ func TestEngineDuplicates(t *testing.T) {
 			t.Errorf("%d requests for the colliding URL, want 0", n)
 		}
 		h.checkFile("x", body)
+	})
+	t.Run("URLs differing only in their fragment are one resource", func(t *testing.T) {
+		t.Parallel()
+		s := downloadtest.New(t)
+		h := newHarness(t)
+		u := s.Add("/frag", body)
+		for _, jobs := range []int{1, 2} {
+			oc := h.run(download.Options{Jobs: jobs, Force: jobs == 2}, u+"#one", u+"#two")
+			if st := oc.eng.Stats(); st.OK.Load()+st.Skipped.Load() != 2 || st.Failed.Load() != 0 {
+				t.Errorf("jobs=%d: ok %d skipped %d failed %d", jobs, st.OK.Load(), st.Skipped.Load(), st.Failed.Load())
+			}
+			if r := oc.get(u + "#two"); r.Entry.URL != u+"#two" {
+				t.Errorf("the URL is not kept as written: %q", r.Entry.URL)
+			}
+		}
+		h.checkFile(strings.ReplaceAll(s.Host(), ":", "_")+"/frag", body)
 	})
 	t.Run("collision with a file that appears during the download", func(t *testing.T) {
 		// Another process writes a different URL's file at the name after this

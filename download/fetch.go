@@ -258,18 +258,20 @@ func (e *Engine) retry(ctx context.Context, h *host, t *transfer, r *Result) err
 			failures++
 			delay = e.backoff(failures)
 		}
+		var se *StatusError
+		paused := errors.As(err, &se) && (se.Code == 429 || se.Code == 503)
+		if se != nil && se.RetryAfter > 0 {
+			delay = se.RetryAfter
+		}
+		if paused {
+			// Every worker waits for this host, even when this entry gives up.
+			e.hosts.pause(h, delay)
+		}
 		if failures > e.opts.Retries {
 			return err
 		}
-		var se *StatusError
-		if errors.As(err, &se) {
-			if se.RetryAfter > 0 {
-				delay = se.RetryAfter
-			}
-			if se.Code == 429 || se.Code == 503 {
-				e.hosts.pause(h, delay) // every worker waits for this host
-				continue
-			}
+		if paused {
+			continue // hosts.wait, at the top, sleeps
 		}
 		if err := sleep(ctx, delay); err != nil {
 			return err

@@ -52,11 +52,6 @@ func ParseLine(line []byte, lineNo int) (e Entry, ok bool, err error) {
 	if err != nil {
 		return fail(err)
 	}
-	// A fragment is not sent (curl and wget drop it too): URLs that differ only
-	// there are one resource, fetched once.
-	if i := strings.IndexByte(e.URL, '#'); i >= 0 {
-		e.URL = e.URL[:i]
-	}
 	e.Line = lineNo
 	return e, true, nil
 }

@@ -28,7 +28,7 @@ func TestParseLineGood(t *testing.T) {
 			Entry{URL: "http://x/a", Out: "d/f.txt", SHA256: hexLower, Size: 12, Line: 7}},
 		{"out cleaned", "http://x/a out=./d//e/../f", Entry{URL: "http://x/a", Out: "d/f", Size: -1, Line: 7}},
 		{"size zero", "http://x/a size=0", Entry{URL: "http://x/a", Size: 0, Line: 7}},
-		{"port and query, fragment dropped", "http://x:8080/a?b=c&d=e#f", Entry{URL: "http://x:8080/a?b=c&d=e", Size: -1, Line: 7}},
+		{"port and query", "http://x:8080/a?b=c&d=e#f", Entry{URL: "http://x:8080/a?b=c&d=e#f", Size: -1, Line: 7}},
 		{"json", `{"url":"http://x/a","out":"x/a","sha256":"` + hexMixed + `","size":5}`,
 			Entry{URL: "http://x/a", Out: "x/a", SHA256: hexLower, Size: 5, Line: 7}},
 		{"json nulls", `{"url":"http://x/a","out":null,"sha256":null,"size":null}`,

@@ -28,9 +28,14 @@ const maxOriginLen = 1024
 
 // OriginValue is what OriginAttr holds for url: the URL without its user name
 // and password (as curl --xattr stores it: the attribute is readable by anyone
-// who can read the file), or for a URL longer than 1 KiB, "sha256:" followed by
-// the hex SHA-256 of that. Info.Origin is compared with it.
+// who can read the file) and without its #fragment (never sent: URLs that
+// differ only there are one resource), or for a URL longer than 1 KiB,
+// "sha256:" followed by the hex SHA-256 of that. Info.Origin is compared with it,
+// and it is what tells two URLs apart as sources of one file.
 func OriginValue(url string) string {
+	if i := strings.IndexByte(url, '#'); i >= 0 {
+		url = url[:i]
+	}
 	url = stripUserinfo(url)
 	if len(url) <= maxOriginLen {
 		return url

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -10,12 +11,14 @@ import (
 // positional arguments, keeping the order within each group, so that
 // `haul URL -d out` works as it does with wget and curl: urfave/cli v2, like
 // Go's flag package, stops at the first positional argument. A flag that takes
-// a value keeps the argument after it (unless written --name=value); "--" ends
-// the flags, and everything after it stays positional. Unknown flags move too,
-// so that the parser reports them.
-func flagsFirst(args []string, flags []cli.Flag) []string {
+// a value keeps the argument after it (unless written --name=value); one with
+// no argument after it is an error, never given a URL as its value. "--" ends
+// the flags, and everything after it is positional; the result puts "--"
+// before the positional arguments, so none is ever taken for a flag. Unknown
+// flags move too, so that the parser reports them.
+func flagsFirst(args []string, flags []cli.Flag) ([]string, error) {
 	if len(args) < 2 {
-		return args
+		return args, nil
 	}
 	boolean := map[string]bool{"help": true, "h": true, "version": true, "v": true}
 	for _, f := range flags {
@@ -24,12 +27,12 @@ func flagsFirst(args []string, flags []cli.Flag) []string {
 			boolean[n] = isBool
 		}
 	}
-	out := append(make([]string, 0, len(args)), args[0])
+	out := append(make([]string, 0, len(args)+1), args[0])
 	var pos []string
 	for i := 1; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
-			pos = append(pos, args[i:]...)
+			pos = append(pos, args[i+1:]...)
 			break
 		}
 		if len(a) < 2 || a[0] != '-' { // "-" alone is an argument
@@ -41,10 +44,16 @@ func flagsFirst(args []string, flags []cli.Flag) []string {
 		if strings.Contains(name, "=") {
 			continue
 		}
-		if isBool, known := boolean[name]; known && !isBool && i+1 < len(args) {
+		if isBool, known := boolean[name]; known && !isBool {
+			if i+1 == len(args) {
+				return nil, fmt.Errorf("flag needs an argument: %s", a)
+			}
 			i++
 			out = append(out, args[i])
 		}
 	}
-	return append(out, pos...)
+	if len(pos) > 0 {
+		out = append(append(out, "--"), pos...)
+	}
+	return out, nil
 }

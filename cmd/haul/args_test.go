@@ -10,20 +10,27 @@ func TestFlagsFirst(t *testing.T) {
 	fl := flags()
 	for _, tc := range []struct{ in, want string }{
 		{"haul", "haul"},
-		{"haul -d out u1", "haul -d out u1"},
-		{"haul u1 -d out", "haul -d out u1"},
-		{"haul u1 -q u2 --dir=out -j 4 u3", "haul -q --dir=out -j 4 u1 u2 u3"},
-		{"haul u1 -i - -q", "haul -i - -q u1"},       // a value that looks like stdin
-		{"haul u1 -H X-A: -k", "haul -H X-A: -k u1"}, // a value is taken whatever it is
-		{"haul - u1", "haul - u1"},                   // "-" alone is an argument
-		{"haul u1 -- -d u2", "haul u1 -- -d u2"},     // after --, all positional
-		{"haul u1 --nope u2", "haul --nope u1 u2"},   // unknown: moved, left to the parser
-		{"haul u1 --force -d", "haul --force -d u1"}, // missing value: left to the parser
-		{"haul u1 --http1.1 --sha256 u2", "haul --http1.1 --sha256 u1 u2"},
+		{"haul -q", "haul -q"},
+		{"haul -d out u1", "haul -d out -- u1"},
+		{"haul u1 -d out", "haul -d out -- u1"},
+		{"haul u1 -q u2 --dir=out -j 4 u3", "haul -q --dir=out -j 4 -- u1 u2 u3"},
+		{"haul u1 -i - -q", "haul -i - -q -- u1"},       // a value that looks like stdin
+		{"haul u1 -H X-A: -k", "haul -H X-A: -k -- u1"}, // a value is taken whatever it is
+		{"haul - u1", "haul -- - u1"},                   // "-" alone is an argument
+		{"haul u1 -- -d u2", "haul -- u1 -d u2"},        // after --, all positional
+		{"haul -d o u1 -- u2", "haul -d o -- u1 u2"},    // -- after a URL is not a URL
+		{"haul u1 --nope u2", "haul --nope -- u1 u2"},   // unknown: moved, left to the parser
+		{"haul u1 --http1.1 --sha256 u2", "haul --http1.1 --sha256 -- u1 u2"},
 	} {
-		got := strings.Join(flagsFirst(strings.Fields(tc.in), fl), " ")
-		if got != tc.want {
-			t.Errorf("flagsFirst(%q) = %q, want %q", tc.in, got, tc.want)
+		got, err := flagsFirst(strings.Fields(tc.in), fl)
+		if err != nil || strings.Join(got, " ") != tc.want {
+			t.Errorf("flagsFirst(%q) = %q, %v; want %q", tc.in, strings.Join(got, " "), err, tc.want)
+		}
+	}
+	// A value flag at the end never takes a URL for its value.
+	for _, in := range []string{"haul u1 -d", "haul u1 -H", "haul -q u1 --manifest"} {
+		if got, err := flagsFirst(strings.Fields(in), fl); err == nil {
+			t.Errorf("flagsFirst(%q) = %q, want an error", in, got)
 		}
 	}
 	in := strings.Fields("haul u1 -d out")

@@ -1062,6 +1062,7 @@ func TestE2EUsageErrors(t *testing.T) {
 		{[]string{"-H", "X: a\x01b", u}, []int{2}, "header"},
 		{[]string{"--limit-rate", "NaN", u}, []int{2}, "limit-rate"},
 		{[]string{u, ""}, []int{2}, "argument 2"},
+		{[]string{u, "-d"}, []int{2}, "needs an argument"},
 		{[]string{u + "\n" + u}, []int{2}, "argument 1"},
 		{[]string{"--cacert", "/nonexistent/ca.pem", u}, []int{2}, "cacert"},
 		{[]string{"--manifest", "/nonexistent/dir/m.jsonl", u}, []int{2, 3}, "manifest"},

@@ -32,7 +32,10 @@ func main() {
 	}()
 	stopProfile := startProfile()
 	app := newApp(os.Stdin, os.Stdout, os.Stderr)
-	err := app.RunContext(ctx, flagsFirst(os.Args, app.Flags))
+	args, err := flagsFirst(os.Args, app.Flags)
+	if err == nil {
+		err = app.RunContext(ctx, args)
+	}
 	stopProfile()
 	os.Exit(exitCode(err))
 }

@@ -168,10 +168,14 @@ func (e *Engine) feed(ctx context.Context, src Source, ch chan<- Entry) error {
 		if !e.inShard(ent.URL) {
 			continue
 		}
+		// Counted before it is sent: the workers' "all done" (parking) must never
+		// see zero while an entry is in the channel or being received.
+		e.parking.add(1)
 		select {
 		case ch <- ent:
 			e.stats.Queued.Add(1)
 		case <-ctx.Done():
+			e.parking.add(-1)
 			return ctx.Err()
 		}
 	}

@@ -21,7 +21,7 @@ type parking struct {
 	count atomic.Int64 // parked (timers pending or in back)
 
 	mu        sync.Mutex
-	work      int  // entries taken from the list or parked, not yet processed
+	work      int  // entries sent by the list's reader or parked, not yet processed
 	inputDone bool // the list is read
 	idle      chan struct{}
 	closed    bool
@@ -45,7 +45,7 @@ func (p *parking) park(ent Entry, d time.Duration) bool {
 // unparked is called for each entry received from back.
 func (p *parking) unparked() { p.count.Add(-1) }
 
-// add counts entries taken (+1) and processed (-1).
+// add counts entries sent to the workers or parked (+1) and processed (-1).
 func (p *parking) add(n int) {
 	p.mu.Lock()
 	p.work += n
@@ -90,7 +90,6 @@ func (p *parking) worker(ctx context.Context, entries <-chan Entry, process func
 			if ctx.Err() != nil {
 				return
 			}
-			p.add(1)
 			process(ent)
 			p.add(-1)
 		}

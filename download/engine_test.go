@@ -971,14 +971,14 @@ func TestEngineLimitRate(t *testing.T) {
 }
 
 // A rate limit that holds bytes back for longer than --timeout is not a stall:
-// 64 KiB at 64 KiB/s comes in 16 KiB chunks 250 ms apart, with a 100 ms timeout.
+// 48 KiB at 32 KiB/s comes in 16 KiB chunks 500 ms apart, with a 250 ms timeout.
 func TestEngineLimitRateSlowerThanTimeout(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
 	h := newHarness(t)
-	b := payload(35, 64<<10)
+	b := payload(35, 48<<10)
 	u := s.Add("/slow", b)
-	r := h.run(download.Options{LimitRate: 64 << 10, Timeout: 100 * time.Millisecond, Retries: 0}, u).get(u)
+	r := h.run(download.Options{LimitRate: 32 << 10, Timeout: 250 * time.Millisecond, Retries: 0}, u).get(u)
 	if r.Status != download.StatusOK || r.Attempts != 1 {
 		t.Fatalf("status %s attempts %d err %v, want ok at the first attempt", r.Status, r.Attempts, r.Err)
 	}

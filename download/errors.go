@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"syscall"
 	"time"
@@ -35,23 +36,17 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Op + " " + redact(e.URL) + ": " + e.Err.Error() }
 
-// redact replaces the password in a URL's authority with "xxxxx", as
-// url.URL.Redacted does, so that messages do not print it.
+// redact replaces the password in a URL with "xxxxx" (url.URL.Redacted), so
+// that messages do not print it. Only for messages: it parses the URL.
 func redact(rawURL string) string {
-	i := strings.Index(rawURL, "://")
-	if i < 0 {
+	if !strings.Contains(rawURL, "@") {
 		return rawURL
 	}
-	auth := rawURL[i+3:]
-	if end := strings.IndexAny(auth, "/?#"); end >= 0 {
-		auth = auth[:end]
-	}
-	at := strings.LastIndexByte(auth, '@')
-	colon := strings.IndexByte(auth, ':')
-	if at < 0 || colon < 0 || colon > at {
+	u, err := url.Parse(rawURL)
+	if err != nil {
 		return rawURL
 	}
-	return rawURL[:i+3+colon+1] + "xxxxx" + rawURL[i+3+at:]
+	return u.Redacted()
 }
 func (e *Error) Unwrap() error { return e.Err }
 

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/haul/haul/sink"
 )
@@ -181,6 +182,11 @@ func hasControl(s string) bool {
 func checkURL(s string) error {
 	if hasControl(s) {
 		return fmt.Errorf("invalid URL %s: control character", quoteShort(s))
+	}
+	if !utf8.ValidString(s) {
+		// The manifest (JSON) could not give it back as written; a URL's bytes
+		// beyond ASCII are percent-encoded anyway.
+		return fmt.Errorf("invalid URL %s: not valid UTF-8 (percent-encode such bytes)", quoteShort(s))
 	}
 	u, err := url.Parse(s)
 	if err != nil {

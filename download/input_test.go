@@ -103,6 +103,7 @@ func TestParseLineBad(t *testing.T) {
 		{"json out escaping", `{"url":"http://x/a","out":"../a"}`, "escapes --dir"},
 		{"json out NUL", `{"url":"http://x/a","out":"a\u0000b"}`, "control character"},
 		{"json url newline", `{"url":"http://x/a\nb"}`, "control character"},
+		{"url not UTF-8", "http://x/a\xff\xfe", "not valid UTF-8"},
 		{"json size float", `{"url":"http://x/a","size":1.5}`, "bad size"},
 		{"json size exponent", `{"url":"http://x/a","size":1e3}`, "bad size"},
 		{"json size negative", `{"url":"http://x/a","size":-1}`, "bad size"},

@@ -1921,6 +1921,41 @@ func mountTmpfs(t *testing.T, opts string) string {
 
 // A full disk stops the run with exit 3 and a clear message; nothing at a final
 // name is corrupt.
+// A manifest on a full disk keeps only whole lines (still valid JSON lines),
+// and the run says the manifest could not be written (exit 3).
+func TestE2EManifestDiskFull(t *testing.T) {
+	t.Parallel()
+	mdir := mountTmpfs(t, "size=4k")
+	s := downloadtest.New(t)
+	var urls []string
+	for i := range 100 {
+		urls = append(urls, fmt.Sprintf("%s/missing/%03d-%s", s.URL, i, strings.Repeat("x", 40)))
+	}
+	man := filepath.Join(mdir, "m.jsonl")
+	r := runHaul(t, nil, append([]string{"-d", t.TempDir(), "--retries", "0", "--manifest", man}, urls...)...)
+	wantCode(t, r, 3)
+	if !strings.Contains(r.stderr, "manifest") || !strings.Contains(r.stderr, "no space left") {
+		t.Errorf("stderr does not say the manifest could not be written:\n%s", r.stderr)
+	}
+	raw, err := os.ReadFile(man)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(raw), "\n")
+	if last := lines[len(lines)-1]; last != "" {
+		t.Errorf("the manifest ends in a torn line %q", last)
+	}
+	for _, l := range lines[:len(lines)-1] {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Errorf("manifest line %q: %v", l, err)
+		}
+	}
+	if len(lines) < 5 {
+		t.Errorf("only %d whole lines kept", len(lines)-1)
+	}
+}
+
 func TestE2EDiskFull(t *testing.T) {
 	t.Parallel()
 	dir := mountTmpfs(t, "size=1m")

@@ -26,6 +26,7 @@ type reporter struct {
 	mu       sync.Mutex
 	failures []string // kept for the summary, at most maxListed
 	more     int      // failures beyond maxListed
+	stopped  int      // failed because the run stopped (Ctrl-C, a fatal error)
 
 	bar  *pb.ProgressBar
 	stop func()
@@ -59,6 +60,9 @@ func (r *reporter) result(res *download.Result) {
 		if errors.Is(res.Err, download.ErrInterrupted) || errors.As(res.Err, &fe) {
 			// Counted and in the manifest; the summary says to re-run, and a
 			// fatal error is haul's last word.
+			r.mu.Lock()
+			r.stopped++
+			r.mu.Unlock()
 			return
 		}
 		r.printf("%v", res.Err)
@@ -157,8 +161,11 @@ func (r *reporter) summary(runErr error) {
 			fmt.Fprintf(r.w, "  ... and %d more (see the lines above or --manifest)\n", r.more)
 		}
 	}
-	if errors.Is(runErr, context.Canceled) {
+	switch {
+	case errors.Is(runErr, context.Canceled):
 		r.printf("interrupted: run the same command again to resume")
+	case r.stopped > 0:
+		r.printf("%d more stopped unfinished when the run stopped: run the same command again to resume them", r.stopped)
 	}
 }
 

@@ -72,8 +72,12 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 	rep.start(eng.Stats())
 	runErr := eng.Run(ctx, src)
 	rep.stop()
-	if err := man.close(); err != nil && runErr == nil {
-		runErr = &download.FatalError{Err: fmt.Errorf("manifest: %w", err)}
+	if err := man.close(); err != nil {
+		if runErr == nil {
+			runErr = &download.FatalError{Err: fmt.Errorf("manifest: %w", err)}
+		} else {
+			fmt.Fprintf(stderr, "haul: manifest %s: %v (it ends at the last whole line)\n", o.manifest, err)
+		}
 	}
 	rep.summary(runErr)
 	return outcome(runErr, eng.Stats())
@@ -144,10 +148,12 @@ func isTerminal(w any) bool {
 // manifest writes one JSON line per finished entry, as it finishes, so that a
 // run killed half-way still leaves a manifest of what it did.
 type manifest struct {
-	mu  sync.Mutex
-	w   io.Writer
-	c   io.Closer // nil for stdout
-	err error
+	mu   sync.Mutex
+	w    io.Writer
+	c    io.Closer // nil for stdout
+	f    *os.File  // the file, to cut a torn line off; nil for stdout
+	size int64     // bytes of whole lines written to f
+	err  error
 }
 
 func openManifest(name string, stdout io.Writer) (*manifest, error) {
@@ -161,7 +167,7 @@ func openManifest(name string, stdout io.Writer) (*manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--manifest: %w", err)
 	}
-	return &manifest{w: f, c: f}, nil
+	return &manifest{w: f, c: f, f: f}, nil
 }
 
 func (m *manifest) write(r *download.Result) {
@@ -175,8 +181,19 @@ func (m *manifest) write(r *download.Result) {
 	b = append(b, '\n')
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.err == nil {
-		_, m.err = m.w.Write(b)
+	if m.err != nil {
+		return
+	}
+	n, err := m.w.Write(b)
+	m.size += int64(n)
+	if err != nil {
+		m.err = err
+		if m.f != nil && n < len(b) {
+			// A line cut short (disk full) would make the whole file unreadable
+			// as JSON lines: cut it off, keeping every whole line.
+			m.size -= int64(n)
+			m.f.Truncate(m.size)
+		}
 	}
 }
 

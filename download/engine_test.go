@@ -43,6 +43,17 @@ func newHarness(t *testing.T) *harness {
 	return newHarnessDir(t, t.TempDir(), sink.FileOptions{NoSync: true})
 }
 
+// fetchOne serves body at /f.bin with opts on a new server, runs the engine on
+// that one URL (plus fields, e.g. " sha256=…") in a new harness, and returns
+// them with the entry's result.
+func fetchOne(t *testing.T, body []byte, o download.Options, fields string, opts ...downloadtest.FileOption) (*downloadtest.Server, *harness, *download.Result) {
+	t.Helper()
+	s := downloadtest.New(t)
+	h := newHarness(t)
+	u := s.Add("/f.bin", body, opts...)
+	return s, h, h.run(o, u+fields).get(u)
+}
+
 func newSyncHarness(t *testing.T) *harness {
 	return newHarnessDir(t, t.TempDir(), sink.FileOptions{})
 }
@@ -545,11 +556,7 @@ func TestEngineResume(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := downloadtest.New(t)
-			h := newHarness(t)
-			u := s.Add("/f.bin", body, tc.opts...)
-			oc := h.run(download.Options{Retries: tc.retries}, u)
-			r := oc.get(u)
+			s, h, r := fetchOne(t, body, download.Options{Retries: tc.retries}, "", tc.opts...)
 			if tc.want == nil {
 				if r.Status != download.StatusFailed {
 					t.Fatalf("status %s, want failed", r.Status)
@@ -614,11 +621,7 @@ func TestEngineVerify(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := downloadtest.New(t)
-			h := newHarness(t)
-			u := s.Add("/f.bin", body, tc.opts...)
-			oc := h.run(download.Options{HashAll: tc.hashAll, Retries: 2}, u+" "+tc.fields)
-			r := oc.get(u)
+			_, h, r := fetchOne(t, body, download.Options{HashAll: tc.hashAll, Retries: 2}, " "+tc.fields, tc.opts...)
 			if tc.wantErr != nil {
 				if r.Status != download.StatusFailed || !errors.Is(r.Err, tc.wantErr) {
 					t.Fatalf("status %s err %v, want %v", r.Status, r.Err, tc.wantErr)

@@ -3,6 +3,7 @@ package download
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,6 +18,9 @@ type hosts struct {
 
 	mu sync.Mutex
 	m  map[string]*host
+	// anyUntil is the latest end of any pause (UnixNano): past it no host is
+	// paused, and pausedFor answers without the lock (the usual case).
+	anyUntil atomic.Int64
 }
 
 type host struct {
@@ -90,11 +94,17 @@ func (hs *hosts) pause(h *host, d time.Duration) {
 	if until.After(h.paused) {
 		h.paused = until
 	}
+	if n := until.UnixNano(); n > hs.anyUntil.Load() {
+		hs.anyUntil.Store(n) // under mu: no lost update
+	}
 	hs.mu.Unlock()
 }
 
 // pausedFor returns how long the named host's pause still lasts (0: none).
 func (hs *hosts) pausedFor(name string) time.Duration {
+	if time.Now().UnixNano() >= hs.anyUntil.Load() {
+		return 0
+	}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	if h := hs.m[name]; h != nil {

@@ -20,11 +20,13 @@ type parking struct {
 	max   int64
 	count atomic.Int64 // parked (timers pending or in back)
 
-	mu        sync.Mutex
-	work      int  // entries sent by the list's reader or parked, not yet processed
-	inputDone bool // the list is read
+	// The counters are atomics, not a mutex: add runs twice per entry. Each
+	// side stores its own variable, then loads the other's; Go's atomics are
+	// sequentially consistent, so whichever comes last sees both and closes idle.
+	work      atomic.Int64 // entries sent by the list's reader or parked, not yet processed
+	inputDone atomic.Bool  // the list is read
 	idle      chan struct{}
-	closed    bool
+	closeIdle sync.Once
 }
 
 func newParking(max int) *parking {
@@ -46,25 +48,17 @@ func (p *parking) park(ent Entry, d time.Duration) bool {
 func (p *parking) unparked() { p.count.Add(-1) }
 
 // add counts entries sent to the workers or parked (+1) and processed (-1).
-func (p *parking) add(n int) {
-	p.mu.Lock()
-	p.work += n
-	p.checkLocked()
-	p.mu.Unlock()
+func (p *parking) add(n int64) {
+	if p.work.Add(n) == 0 && p.inputDone.Load() {
+		p.closeIdle.Do(func() { close(p.idle) })
+	}
 }
 
 // listDone records that the list is read to the end.
 func (p *parking) listDone() {
-	p.mu.Lock()
-	p.inputDone = true
-	p.checkLocked()
-	p.mu.Unlock()
-}
-
-func (p *parking) checkLocked() {
-	if p.inputDone && p.work == 0 && !p.closed {
-		p.closed = true
-		close(p.idle)
+	p.inputDone.Store(true)
+	if p.work.Load() == 0 {
+		p.closeIdle.Do(func() { close(p.idle) })
 	}
 }
 

@@ -81,6 +81,21 @@ func haulCmd(ctx context.Context, stdin io.Reader, args ...string) (*exec.Cmd, *
 	return cmd, &stdout, &stderr
 }
 
+// startPiped starts haul with args and its standard input on a pipe that stays
+// open until the caller closes w: a list still being written.
+func startPiped(t *testing.T, args ...string) (cmd *exec.Cmd, w io.WriteCloser, stderr *bytes.Buffer) {
+	t.Helper()
+	cmd, _, stderr = haulCmd(t.Context(), nil, args...)
+	w, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, w, stderr
+}
+
 // runHaul runs haul with args to the end.
 func runHaul(t *testing.T, stdin io.Reader, args ...string) result {
 	t.Helper()

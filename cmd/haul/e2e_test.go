@@ -170,15 +170,7 @@ func TestE2EInputSources(t *testing.T) {
 	t.Run("streamed", func(t *testing.T) {
 		t.Parallel()
 		s, urls, want, dir := setup(t)
-		ctx := t.Context()
-		cmd, _, stderr := haulCmd(ctx, nil, "-d", dir)
-		w, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		cmd, w, stderr := startPiped(t, "-d", dir)
 		fmt.Fprintln(w, urls[0])
 		first := filepath.Join(dir, hostDir(s), "src", "0.txt")
 		if !waitFor(10*time.Second, func() bool { _, err := os.Stat(first); return err == nil }) {
@@ -1546,15 +1538,8 @@ func TestE2EInterruptWhileReadingInput(t *testing.T) {
 	b := body(1900, 1000)
 	u := s.Add("/first.bin", b)
 	dir := filepath.Join(t.TempDir(), "out")
-	cmd, _, stderr := haulCmd(t.Context(), nil, "-d", dir)
-	w, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmd, w, stderr := startPiped(t, "-d", dir)
 	defer w.Close()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	fmt.Fprintln(w, u)
 	if !waitFor(10*time.Second, func() bool { _, err := os.Stat(filepath.Join(dir, hostDir(s), "first.bin")); return err == nil }) {
 		t.Fatalf("the first entry never arrived:\n%s", stderr)
@@ -1590,15 +1575,8 @@ func TestE2ESecondInterrupt(t *testing.T) {
 	s := downloadtest.New(t)
 	u := s.Add("/stuck.bin", body(1901, 256<<10), downloadtest.Stall(64<<10, time.Minute, downloadtest.Always))
 	dir := filepath.Join(t.TempDir(), "out")
-	cmd, _, stderr := haulCmd(t.Context(), nil, "-d", dir)
-	w, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmd, w, stderr := startPiped(t, "-d", dir)
 	defer w.Close()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	fmt.Fprintln(w, u)
 	part := filepath.Join(dir, hostDir(s), "stuck.bin.part")
 	if !waitFor(10*time.Second, func() bool { fi, err := os.Stat(part); return err == nil && fi.Size() >= 64<<10 }) {

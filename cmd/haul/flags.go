@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/haul/haul/download"
+	"github.com/haul/haul/download/h1"
 )
 
 // options is everything the flags say, as plain values; run() never sees cli.
@@ -189,14 +190,14 @@ func parseShard(s string) (k, n int, err error) {
 // URL's host in requests (see download.Options.Header).
 func parseHeaders(ua string, hs []string) (http.Header, error) {
 	h := http.Header{"User-Agent": {ua}}
-	if !validValue(ua) {
+	if !h1.ValidFieldValue(ua) {
 		return nil, fmt.Errorf("--user-agent %q: control characters are not allowed", ua)
 	}
 	replaced := map[string]bool{}
 	for _, s := range hs {
 		name, value, ok := strings.Cut(s, ":")
 		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-		if !ok || !validName(name) || !validValue(value) {
+		if !ok || !h1.ValidFieldName(name) || !h1.ValidFieldValue(value) {
 			return nil, fmt.Errorf("--header %q: want 'Name: value' (a name of letters, digits and !#$%%&'*+-.^_`|~; no control characters)", s)
 		}
 		key := http.CanonicalHeaderKey(name)
@@ -207,28 +208,4 @@ func parseHeaders(ua string, hs []string) (http.Header, error) {
 		h.Add(key, value)
 	}
 	return h, nil
-}
-
-// validName reports whether s is an HTTP field name (an RFC 9110 token).
-func validName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
-
-// validValue reports whether s may be an HTTP field value: no control
-// characters but tab.
-func validValue(s string) bool {
-	for _, c := range []byte(s) {
-		if c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }

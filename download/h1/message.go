@@ -90,7 +90,7 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 	if i := strings.Index(host, "%25"); strings.HasPrefix(host, "[") && i > 0 {
 		host = host[:i] + host[strings.LastIndexByte(host, ']'):] // RFC 6874: no zone on the wire
 	}
-	if !validValue(host) || strings.ContainsAny(host, " \t/") {
+	if !ValidFieldValue(host) || strings.ContainsAny(host, " \t/") {
 		host = "" // as net/http: an invalid Host is sent empty rather than altered
 	}
 	// The request-target is u.RequestURI(), written in pieces to save building it.
@@ -100,7 +100,7 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 	} else if path == "" {
 		path = "/"
 	}
-	if !validValue(path) || !validValue(query) {
+	if !ValidFieldValue(path) || !ValidFieldValue(query) {
 		return errors.New("net/http: can't write control character in Request.URL")
 	}
 	w.WriteString("GET ")
@@ -119,7 +119,7 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 			ua = v[0]
 		}
 	}
-	if !validValue(ua) {
+	if !ValidFieldValue(ua) {
 		return errors.New("net/http: invalid header field value for \"User-Agent\"")
 	}
 	if ua != "" {
@@ -143,11 +143,11 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		if !validKey(k) {
+		if !ValidFieldName(k) {
 			return fmt.Errorf("net/http: invalid header field name %q", k)
 		}
 		for _, v := range req.Header[k] {
-			if !validValue(v) {
+			if !ValidFieldValue(v) {
 				return fmt.Errorf("net/http: invalid header field value for %q", k)
 			}
 			writeField(w, k, v)
@@ -305,7 +305,7 @@ func parseFields(s string, h http.Header) error {
 			continue
 		}
 		k, v, ok := strings.Cut(line, ":")
-		if !ok || !validKey(k) {
+		if !ok || !ValidFieldName(k) {
 			return fmt.Errorf("h1: malformed header line %q", truncate(line))
 		}
 		k, v = textproto.CanonicalMIMEHeaderKey(k), textproto.TrimString(v)
@@ -336,8 +336,8 @@ func truncate(s string) string {
 	return s
 }
 
-// validKey reports whether k is an RFC 9110 token.
-func validKey(k string) bool {
+// ValidFieldName reports whether k may be an HTTP field name (an RFC 9110 token).
+func ValidFieldName(k string) bool {
 	if k == "" {
 		return false
 	}
@@ -350,8 +350,9 @@ func validKey(k string) bool {
 	return true
 }
 
-// validValue reports whether v has no control characters other than tab.
-func validValue(v string) bool {
+// ValidFieldValue reports whether v may be an HTTP field value: no control
+// characters other than tab.
+func ValidFieldValue(v string) bool {
 	for i := 0; i < len(v); i++ {
 		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
 			return false

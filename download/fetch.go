@@ -89,9 +89,9 @@ func (e *Engine) existing(ent Entry, r *Result) (skip, replace bool, err error) 
 	if err != nil {
 		return false, false, e.sinkError("check", ent.URL, err)
 	}
-	if info.Origin != "" && info.Origin != sink.OriginValue(ent.URL) {
+	if info.Origin != "" && !sink.SameOrigin(info.Origin, ent.URL) {
 		return false, false, &Error{Op: "check", URL: ent.URL,
-			Err: fmt.Errorf("%w: %s already holds %s", ErrCollision, r.Name, info.Origin)}
+			Err: fmt.Errorf("%w: %s already holds %q", ErrCollision, r.Name, info.Origin)}
 	}
 	// With --force, a file written before this run is fetched again; one written
 	// during it (the same URL listed twice) is not. The sink's run tag tells

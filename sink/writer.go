@@ -38,7 +38,8 @@ type fileWriter struct {
 	kicked    int64 // written when writeback was last started (kick)
 	cp        sync.WaitGroup
 	cpBusy    atomic.Bool
-	cpErr     error // from the last checkpoint, read after cp.Wait
+	noResume  atomic.Bool // the filesystem had no room for the resume state
+	cpErr     error       // from the last checkpoint, read after cp.Wait
 }
 
 var _ Writer = (*fileWriter)(nil)
@@ -55,7 +56,7 @@ func (w *fileWriter) open(origin string) error {
 			return err
 		}
 		if fresh {
-			err = setXattr(w.f, OriginAttr, w.origin)
+			err = setOrigin(w.f, w.origin)
 		} else {
 			err = w.adopt(w.origin)
 		}
@@ -140,7 +141,7 @@ func (w *fileWriter) adopt(origin string) error {
 	keep := int64(0)
 	// Durable bytes were flushed before they were recorded, so the file holds at
 	// least that many; bytes past them may be torn by a power loss.
-	if ok && got == origin && fi.Size() >= rs.durable {
+	if ok && w.isOrigin(got) && fi.Size() >= rs.durable {
 		keep = rs.durable
 	}
 	if keep > 0 {
@@ -154,10 +155,15 @@ func (w *fileWriter) adopt(origin string) error {
 		return err
 	}
 	w.kept, w.written, w.plain, w.lastCP, w.kicked = keep, keep, w.partial.Offset, w.partial.Offset, keep
-	if got != origin {
-		return setXattr(w.f, OriginAttr, origin)
+	if !w.isOrigin(got) {
+		return setOrigin(w.f, origin)
 	}
 	return nil
+}
+
+// isOrigin reports whether got, a value of OriginAttr, is this writer's origin.
+func (w *fileWriter) isOrigin(got string) bool {
+	return got == w.origin || got == hashOrigin(w.origin)
 }
 
 // Partial implements Writer.
@@ -206,7 +212,7 @@ func (w *fileWriter) kick() {
 // goroutine; one checkpoint runs at a time per file. It must be called at a point
 // where the file is a valid prefix (for compression, a frame end).
 func (w *fileWriter) checkpoint() {
-	if w.validator == "" || !w.cpBusy.CompareAndSwap(false, true) {
+	if w.validator == "" || w.noResume.Load() || !w.cpBusy.CompareAndSwap(false, true) {
 		return
 	}
 	w.lastCP = w.plain
@@ -220,14 +226,21 @@ func (w *fileWriter) checkpoint() {
 }
 
 // save makes the file's bytes durable (unless NoSync) and only then records rs,
-// so the recorded state never runs ahead of the data.
+// so the recorded state never runs ahead of the data. Where the filesystem has
+// no room for the state (a validator of kilobytes), the file goes on without
+// one: an interruption then costs it a restart, not the whole run.
 func (w *fileWriter) save(rs resumeState) error {
 	if w.s.committer != nil {
 		if err := fdatasync(w.f); err != nil {
 			return err
 		}
 	}
-	return setXattr(w.f, resumeAttr, rs.String())
+	err := setXattr(w.f, resumeAttr, rs.String())
+	if attrTooBig(err) {
+		w.noResume.Store(true)
+		return removeXattr(w.f, resumeAttr)
+	}
+	return err
 }
 
 // state is the resume state for the file as it is now (at a frame end).
@@ -255,7 +268,7 @@ func (w *fileWriter) Restart() error {
 func (w *fileWriter) Abort() error {
 	defer w.s.dirs.release(w.d)
 	w.cp.Wait()
-	if w.plain == 0 || w.validator == "" {
+	if w.plain == 0 || w.validator == "" || w.noResume.Load() {
 		w.f.Close()
 		return w.d.remove(w.part)
 	}
@@ -325,11 +338,11 @@ func (w *fileWriter) place() error {
 	if err != nil {
 		return err
 	}
-	if got != w.origin {
+	if !w.isOrigin(got) {
 		if got == "" {
-			got = "a file haul did not write"
+			return fmt.Errorf("%w: %s holds a file haul did not write", ErrTaken, w.final)
 		}
-		return fmt.Errorf("%w: %s holds %s", ErrTaken, w.final, got)
+		return fmt.Errorf("%w: %s holds %q", ErrTaken, w.final, got)
 	}
 	return w.d.rename(w.part, w.final) // the same URL, finished by another process
 }

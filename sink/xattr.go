@@ -40,8 +40,42 @@ func OriginValue(url string) string {
 	if len(url) <= maxOriginLen {
 		return url
 	}
-	sum := sha256.Sum256([]byte(url))
+	return hashOrigin(url)
+}
+
+// hashOrigin is the short form of an origin: "sha256:" and the hex SHA-256 of it.
+func hashOrigin(origin string) string {
+	if strings.HasPrefix(origin, "sha256:") && len(origin) == len("sha256:")+2*sha256.Size {
+		return origin
+	}
+	sum := sha256.Sum256([]byte(origin))
 	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// SameOrigin reports whether stored, a value of OriginAttr, names url as the
+// source. A URL is stored in short form where the filesystem had no room for it
+// (see setOrigin), so both forms match.
+func SameOrigin(stored, url string) bool {
+	v := OriginValue(url)
+	return stored == v || stored == hashOrigin(v)
+}
+
+// setOrigin records origin (an OriginValue) on f. Where the filesystem has no
+// room for it (ext4 keeps all of a file's attributes in one block, 1 KiB on
+// small filesystems), it records the short form instead.
+func setOrigin(f *os.File, origin string) error {
+	err := setXattr(f, OriginAttr, origin)
+	if attrTooBig(err) {
+		err = setXattr(f, OriginAttr, hashOrigin(origin))
+	}
+	return err
+}
+
+// attrTooBig reports whether err from setting an attribute means it does not fit
+// (ENOSPC: no room left in the file's attribute block; E2BIG: over the
+// filesystem's limit). A disk that is really full fails the data writes too.
+func attrTooBig(err error) bool {
+	return err == unix.ENOSPC || err == unix.E2BIG
 }
 
 // stripUserinfo removes "user:password@" from an absolute URL's authority.

@@ -68,9 +68,11 @@ func (e *FatalError) Error() string { return e.Err.Error() }
 func (e *FatalError) Unwrap() error { return e.Err }
 
 // fatalSinkError reports whether err from the sink means no entry can be written.
+// A permission error (EACCES) may concern one file or subdirectory only: see
+// Engine.writable.
 func fatalSinkError(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
-		errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES)
+		errors.Is(err, syscall.EROFS)
 }
 
 // retryable decides, once, whether a failed attempt is worth another: connection

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/haul/haul/sink"
@@ -134,9 +135,16 @@ func (e *Engine) hashFile(name string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// writable reports whether the sink's directory is writable, as far as it can
+// tell: a permission error then concerns one entry, not the whole run.
+func (e *Engine) writable() bool {
+	w, ok := e.sink.(interface{ Writable() error })
+	return !ok || w.Writable() == nil
+}
+
 // sinkError wraps a local I/O error: fatal when no entry could be written.
 func (e *Engine) sinkError(op, rawURL string, err error) error {
-	if fatalSinkError(err) {
+	if fatalSinkError(err) || errors.Is(err, syscall.EACCES) && !e.writable() {
 		return &FatalError{Err: fmt.Errorf("%s %s: %w", op, rawURL, err)}
 	}
 	return &Error{Op: op, URL: rawURL, Err: &localError{err}}

@@ -33,6 +33,9 @@ type Compressed struct {
 
 var _ Sink = (*Compressed)(nil)
 
+// Writable is File.Writable.
+func (c *Compressed) Writable() error { return c.f.Writable() }
+
 type encoder interface {
 	io.WriteCloser
 	Reset(io.Writer)

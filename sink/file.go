@@ -29,6 +29,7 @@ type File struct {
 	checkpoint int64
 	runTag     string
 	rootDir    *os.File
+	dir        string
 }
 
 var _ Sink = (*File)(nil)
@@ -56,7 +57,7 @@ func NewFile(dir string, opts FileOptions) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &File{root: root, dirs: newDirCache(root, 512), checkpoint: opts.Checkpoint, runTag: opts.RunTag}
+	s := &File{root: root, dirs: newDirCache(root, 512), checkpoint: opts.Checkpoint, runTag: opts.RunTag, dir: dir}
 	if s.checkpoint <= 0 {
 		s.checkpoint = DefaultCheckpoint
 	}
@@ -68,6 +69,13 @@ func NewFile(dir string, opts FileOptions) (*File, error) {
 		s.committer = newCommitter(s.rootDir)
 	}
 	return s, nil
+}
+
+// Writable reports why this process may not create files in the sink's
+// directory, or nil. A permission error on one file or subdirectory concerns
+// that entry; one on the directory itself concerns them all.
+func (s *File) Writable() error {
+	return unix.Faccessat(unix.AT_FDCWD, s.dir, unix.W_OK|unix.X_OK, unix.AT_EACCESS)
 }
 
 // Close waits for pending commits and releases the sink's directory handles.

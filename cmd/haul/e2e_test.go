@@ -11,11 +11,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -2248,5 +2250,73 @@ func TestE2ELongURL(t *testing.T) {
 	wantCode(t, r, 0)
 	if n := s.TotalRequests() - before; n != 0 {
 		t.Errorf("re-run made %d requests", n)
+	}
+}
+
+// A permission error on one file inside -d fails that entry only (exit 1, the
+// rest of the list is fetched); one on -d itself stops the run (exit 3), since
+// no entry could be written. As root, haul runs as nobody for this test.
+func TestE2EPermissionDenied(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	var urls []string
+	for _, n := range []string{"a", "b", "c", "d"} {
+		urls = append(urls, s.Add("/"+n, []byte("body of "+n)))
+	}
+	base := t.TempDir()
+	out := filepath.Join(base, "out")
+	host := filepath.Join(out, hostDir(s))
+	if err := os.MkdirAll(host, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{filepath.Dir(base), base, out, host} {
+		os.Chmod(d, 0o777)
+	}
+	// b is there, unreadable: haul cannot tell whether it is done.
+	if err := os.WriteFile(filepath.Join(host, "b"), []byte("not haul's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) result {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
+		defer cancel()
+		cmd, stdout, stderr := haulCmd(ctx, nil, args...)
+		if os.Geteuid() == 0 {
+			os.Chmod(filepath.Dir(haulBin), 0o755)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		} else {
+			os.Chmod(filepath.Join(host, "b"), 0)
+		}
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatalf("running haul: %v", err)
+		}
+		return result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
+	}
+	r := run(append([]string{"-q", "-j", "1", "-d", out}, urls...)...)
+	wantCode(t, r, 1)
+	if !strings.Contains(r.stderr, urls[1]) || !strings.Contains(r.stderr, "permission denied") {
+		t.Errorf("the failure does not name b's URL and the cause:\n%v", r)
+	}
+	for _, n := range []string{"a", "c", "d"} {
+		if got, err := os.ReadFile(filepath.Join(host, n)); string(got) != "body of "+n {
+			t.Errorf("%s: %q, %v: the entries after the unreadable file were not fetched", n, got, err)
+		}
+	}
+	if got, _ := os.ReadFile(filepath.Join(host, "b")); string(got) != "not haul's" {
+		t.Errorf("b was changed to %q", got)
+	}
+
+	// -d itself not writable: nothing can be written, so the run stops at once.
+	os.Chmod(out, 0o555)
+	defer os.Chmod(out, 0o777)
+	if os.Geteuid() != 0 && unix.Access(out, unix.W_OK) == nil {
+		t.Skip("cannot make a directory read-only for this user")
+	}
+	r = run("-q", "-j", "1", "--layout", "flat", "-d", out, s.Add("/e", []byte("e")), s.Add("/f", []byte("f")))
+	wantCode(t, r, 3)
+	if !strings.Contains(r.stderr, "permission denied") {
+		t.Errorf("no clear message:\n%v", r)
 	}
 }

@@ -232,6 +232,10 @@ func cleanOut(p string) (string, error) {
 		if strings.HasSuffix(comp, sink.PartSuffix) {
 			return "", fmt.Errorf("out= path %s: names ending in %s are haul's partial files", quoteShort(p), sink.PartSuffix)
 		}
+		if len(comp) > MaxOutComponent {
+			return "", fmt.Errorf("out= path %s: a name of %d bytes (at most %d: haul adds %s, and .zst with --compress, within the filesystem's 255)",
+				quoteShort(p), len(comp), MaxOutComponent, sink.PartSuffix)
+		}
 	}
 	return c, nil
 }

@@ -28,6 +28,12 @@ const (
 // extension when it is short (<= 16 bytes), so the result stays unique and <= MaxComponent.
 const MaxComponent = 200 // leaves room for ".part" suffixes etc. under the usual 255-byte limit
 
+// MaxOutComponent is the longest name component an out= path may have (bytes):
+// the staging name adds ".part", and --compress ".gz" or ".zst", and most
+// filesystems allow 255 bytes. out= names are the user's, so they are refused,
+// not shortened.
+const MaxOutComponent = 240
+
 // maxExt is the longest extension kept: by the hash layout (without the dot) and when
 // shortening a long component (with the dot).
 const maxExt = 16

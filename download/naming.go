@@ -150,9 +150,11 @@ func pathSegments(u *url.URL) ([]string, error) {
 	return segs, nil
 }
 
-// hashName returns H[0:2]/H[2:4]/H.EXT for the hash layout.
+// hashName returns H[0:2]/H[2:4]/H.EXT for the hash layout. H is the hash of the
+// URL as the origin records it (without #fragment and user:password@): URLs that
+// differ only there are one resource, and share one name as in the other layouts.
 func hashName(rawURL string, u *url.URL) (string, error) {
-	sum := sha256.Sum256([]byte(rawURL))
+	sum := sha256.Sum256([]byte(sink.OriginValue(rawURL)))
 	h := hex.EncodeToString(sum[:])
 	p := u.EscapedPath()
 	last, err := url.PathUnescape(p[strings.LastIndexByte(p, '/')+1:])

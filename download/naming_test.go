@@ -148,7 +148,7 @@ func TestNameHash(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sum := sha256.Sum256([]byte(tt.url))
+			sum := sha256.Sum256([]byte(strings.Split(tt.url, "#")[0]))
 			h := hex.EncodeToString(sum[:])
 			if want := h[:2] + "/" + h[2:4] + "/" + h + tt.ext; got != want {
 				t.Fatalf("Name(%q) = %q; want %q", tt.url, got, want)
@@ -163,6 +163,13 @@ func TestNameHash(t *testing.T) {
 	b, _ := LayoutHash.Name("http://H/x")
 	if a == b {
 		t.Errorf("hash names of different URL strings are equal: %q", a)
+	}
+	// One resource, one name, as in the other layouts: the fragment is never
+	// sent and the user name and password are not part of the resource.
+	for _, u := range []string{"http://h/x#frag", "http://user:pw@h/x", "http://user@h/x#"} {
+		if c, _ := LayoutHash.Name(u); c != a {
+			t.Errorf("Name(%q) = %q, want %q as for http://h/x", u, c, a)
+		}
 	}
 }
 

@@ -179,6 +179,14 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 			req.Header.Del(k)
 		}
 	}
+	// No Referer but one given with -H (as with curl and wget): net/http and h1
+	// would send the URL redirected from, query and all, which may be a
+	// presigned URL's token, to whatever host the redirect names.
+	if ref := via[0].Header.Get("Referer"); ref != "" && !(via[len(via)-1].URL.Scheme == "https" && req.URL.Scheme == "http") {
+		req.Header.Set("Referer", ref)
+	} else {
+		req.Header.Del("Referer")
+	}
 	return nil
 }
 

@@ -906,6 +906,10 @@ func TestEngineRedirectCredentials(t *testing.T) {
 	if got.Get("X-Other") != "kept" {
 		t.Errorf("other -H headers dropped on the redirect: %v", got)
 	}
+	// The URL redirected from (its query may hold a token) is not sent as Referer.
+	if ref := got.Get("Referer") + s.Log("/here")[0].Header.Get("Referer"); ref != "" {
+		t.Errorf("Referer %q sent after a redirect; only one given with -H may be", ref)
+	}
 }
 
 func TestEnginePerHost(t *testing.T) {

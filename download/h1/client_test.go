@@ -291,6 +291,40 @@ func TestIdle408Retried(t *testing.T) {
 	}
 }
 
+// Bytes a server sends on a connection while it is idle (a stray response, a
+// stray CRLF) are never read as the answer to the next request: the connection
+// is dropped before it is used, and the request goes to a new one.
+func TestIdleUnsolicitedBytes(t *testing.T) {
+	for name, extra := range map[string]string{
+		"Response": "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL",
+		"CRLF":     "\r\n",
+		"Close":    "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := newRawServer(t, func(conn net.Conn, br *bufio.Reader) {
+				defer conn.Close()
+				for i := 0; readRequest(br) != ""; i++ {
+					io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					time.Sleep(5 * time.Millisecond) // the client is idle by now
+					if extra == "" {
+						conn.(*net.TCPConn).CloseWrite()
+					}
+					io.WriteString(conn, extra)
+				}
+			})
+			c := newClient(t, Options{})
+			mustGet(t, c, srv.url("/"))
+			time.Sleep(20 * time.Millisecond)
+			if _, body := mustGet(t, c, srv.url("/")); body != "ok" {
+				t.Errorf("second response %q, want ok", body)
+			}
+			if got := srv.conns.Load(); got != 2 {
+				t.Errorf("%d connections, want 2", got)
+			}
+		})
+	}
+}
+
 func TestStaleRetryOnlyOnce(t *testing.T) {
 	// The first connection answers once; every later one is closed at once, so
 	// the retry on a new connection fails too, and that is the error.

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -44,6 +47,33 @@ type conn struct {
 	idleAt     time.Time
 	pool       *hostPool // not dropped while one of its connections is idle or in use
 	prev, next *conn     // in Client.lru
+}
+
+// quiet reports whether nothing arrived on cn while it was idle. A server sends
+// nothing between responses: bytes there (a stray response, a CRLF) would be
+// read as the answer to the next request, and an end of stream means the server
+// closed the connection. It costs one non-blocking peek at the socket.
+func (cn *conn) quiet() bool {
+	nc := cn.nc
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	quiet := false
+	err = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		quiet = err == unix.EAGAIN || err == unix.EINTR // else bytes, end of stream or an error
+		return true
+	})
+	return err == nil && quiet
 }
 
 // expire makes every blocked or later I/O on cn fail at once. It is what a
@@ -155,6 +185,10 @@ func (c *Client) takeIdle(p *hostPool) *conn {
 		p.idle = p.idle[:n-1]
 		c.lru.remove(cn)
 		c.mu.Unlock()
+		if !cn.quiet() {
+			cn.nc.Close()
+			return c.takeIdle(p)
+		}
 		return cn
 	}
 	stale := p.idle

@@ -152,6 +152,7 @@ func TestMalformedResponses(t *testing.T) {
 		{"BadContentLength", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "bad Content-Length"},
 		{"ConflictingContentLength", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", "conflicting Content-Length"},
 		{"UnsupportedTE", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "unsupported Transfer-Encoding"},
+		{"HTTP10Chunked", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n0\r\n\r\n", "faulty framing"},
 		{"SwitchingProtocols", "HTTP/1.1 101 Switching Protocols\r\n\r\n", "101"},
 		{"TooMany1xx", strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 6) + "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "too many 1xx"},
 		{"HugeHead", "HTTP/1.1 200 OK\r\n" + strings.Repeat("X-Big: "+strings.Repeat("y", 1000)+"\r\n", 1100) + "\r\n", "larger than 1 MiB"},

@@ -204,7 +204,12 @@ func (r *response) read(cn *conn, req *http.Request) error {
 	te, chunked := h["Transfer-Encoding"]
 	if chunked {
 		delete(h, "Transfer-Encoding")
-		chunked = r.ProtoAtLeast(1, 1) // ignored in HTTP/1.0 responses, as net/http does
+		if !r.ProtoAtLeast(1, 1) {
+			// RFC 9112 section 6.1: its framing is faulty, most likely chunks
+			// forwarded by an HTTP/1.0 hop. net/http reads it to the close,
+			// chunk sizes and all, which is not the body.
+			return fmt.Errorf("h1: HTTP/1.0 response with Transfer-Encoding %q: faulty framing", te)
+		}
 	}
 	switch {
 	case r.StatusCode == http.StatusNoContent || r.StatusCode == http.StatusNotModified:

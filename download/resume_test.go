@@ -274,3 +274,37 @@ func TestResumeShortRanges(t *testing.T) {
 		t.Errorf("%d Range requests, want 4", n)
 	}
 }
+
+// A 200 that carries a partial Content-Range (a server answering a resume's
+// Range so) is not the whole file: the file starts over without Range instead of
+// being committed as that part.
+func TestResume200WithContentRange(t *testing.T) {
+	t.Parallel()
+	body := payload(31, 20000)
+	var n atomic.Int32
+	s := downloadtest.New(t)
+	url := s.Handle("/f", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v1"`)
+		switch {
+		case n.Add(1) == 1: // the first answer drops half-way
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			w.Write(body[:len(body)/2])
+			panic(http.ErrAbortHandler)
+		case r.Header.Get("Range") != "":
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", len(body)/2, len(body)-1, len(body)))
+			w.Write(body[len(body)/2:]) // with 200 OK
+		default:
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-%d/%d", len(body)-1, len(body))) // whole: harmless
+			w.Write(body)
+		}
+	}))
+	h := newHarness(t)
+	oc := h.run(download.Options{}, url+" out=f")
+	if r := oc.get(url); r.Status != download.StatusOK {
+		t.Fatalf("%s %v", r.Status, r.Err)
+	}
+	h.checkFile("f", body)
+	if got := n.Load(); got != 3 {
+		t.Errorf("%d requests, want 3 (drop, 200 with a part, whole file)", got)
+	}
+}

@@ -151,6 +151,17 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 	switch {
 	case resp.StatusCode == http.StatusOK:
+		if cr := resp.Header.Get("Content-Range"); cr != "" && !wholeRange(cr, resp.ContentLength) {
+			// A 200 is the whole file; one that says it carries part of it is
+			// not (some servers answer a Range so). Storing it would commit a
+			// part as the file: start over without Range, and give up if the
+			// server answers a plain request that way too.
+			err := fmt.Errorf("200 OK with Content-Range %q: not the whole file", cr)
+			if t.written > 0 {
+				return false, t.forget(err)
+			}
+			return false, &permanentError{err}
+		}
 		if t.written > 0 {
 			if err := t.restart(); err != nil {
 				return false, err
@@ -360,6 +371,14 @@ func sameKindValidator(h http.Header, stored string) string {
 }
 
 // parseContentRange parses "bytes START-END/TOTAL" (TOTAL may be "*").
+// wholeRange reports whether Content-Range cr covers a whole body of length n
+// (-1 unknown): "bytes 0-(N-1)/N".
+func wholeRange(cr string, n int64) bool {
+	start, total, ok := parseContentRange(cr)
+	return ok && start == 0 && total >= 0 && (n < 0 || n == total) &&
+		strings.HasPrefix(cr, "bytes 0-"+strconv.FormatInt(total-1, 10)+"/")
+}
+
 func parseContentRange(s string) (start, total int64, ok bool) {
 	rest, found := strings.CutPrefix(s, "bytes ")
 	if !found {

@@ -607,6 +607,8 @@ func TestEngineVerify(t *testing.T) {
 		// Without Content-Length the mismatch shows only at the end of the body.
 		{"size= mismatch without Content-Length", fmt.Sprintf("size=%d", len(body)+1),
 			[]downloadtest.FileOption{downloadtest.NoContentLength()}, false, download.ErrBadLength, ""},
+		{"size= too small without Content-Length", fmt.Sprintf("size=%d", len(body)-1),
+			[]downloadtest.FileOption{downloadtest.NoContentLength()}, false, download.ErrBadLength, ""},
 		{"size= matches", fmt.Sprintf("size=%d", len(body)), nil, false, nil, ""},
 		{"sha256= mismatch", "sha256=" + wrongSum, nil, false, download.ErrBadChecksum, ""},
 		{"sha256= matches", "sha256=" + sum, nil, false, nil, sum},
@@ -630,6 +632,7 @@ func TestEngineVerify(t *testing.T) {
 					t.Errorf("attempts %d: a verification failure is not retried", r.Attempts)
 				}
 				h.checkAbsent(r.Name)
+				h.checkNoPartFiles()
 				return
 			}
 			if r.Status != download.StatusOK || r.Err != nil {
@@ -641,6 +644,34 @@ func TestEngineVerify(t *testing.T) {
 			h.checkFile(r.Name, body)
 		})
 	}
+}
+
+// size= bounds a body without a length as it arrives: an endless one fails at
+// once instead of filling the disk.
+func TestEngineSizeBoundsEndlessBody(t *testing.T) {
+	t.Parallel()
+	var sent atomic.Int64
+	s := downloadtest.New(t)
+	u := s.Handle("/endless", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 32<<10)
+		for sent.Load() < 256<<20 { // bounded, so that a regression fails instead of hanging
+			n, err := w.Write(chunk)
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}))
+	h := newHarness(t)
+	r := h.run(download.Options{}, u+" out=e size=1000").get(u)
+	if r.Status != download.StatusFailed || !errors.Is(r.Err, download.ErrBadLength) {
+		t.Fatalf("status %s err %v, want a length mismatch", r.Status, r.Err)
+	}
+	if got := sent.Load(); got > 32<<20 {
+		t.Errorf("the server sent %d MiB before haul gave up on a size=1000 entry", got>>20)
+	}
+	h.checkAbsent("e")
+	h.checkNoPartFiles()
 }
 
 func TestEngineDuplicates(t *testing.T) {

@@ -173,7 +173,11 @@ func (e *Engine) download(ctx context.Context, ent Entry, r *Result, replace boo
 	}
 	defer t.close()
 	if err := e.retry(ctx, h, t, r); err != nil {
-		w.Abort()
+		if errors.Is(err, ErrBadLength) && !errors.Is(err, errShortBody) {
+			w.Discard() // longer than promised: the bytes are not worth resuming
+		} else {
+			w.Abort()
+		}
 		done(err)
 		return
 	}

@@ -296,6 +296,11 @@ func (t *transfer) chunk(ctx context.Context, body io.Reader, stall *time.Timer)
 		return -1, &localError{werr}
 	}
 	t.written += int64(n)
+	if t.ent.Size >= 0 && t.written > t.ent.Size {
+		// A body with no length (chunked, or read to the close) is bounded by
+		// size= as it arrives, not at the end: an endless one would fill the disk.
+		return -1, fmt.Errorf("%w: more than the %d bytes size= says", ErrBadLength, t.ent.Size)
+	}
 	t.best = max(t.best, t.written)
 	t.e.stats.Bytes.Add(int64(n))
 	return n, err

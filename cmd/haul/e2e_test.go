@@ -5,6 +5,7 @@ package main
 // leaves, its exit code, its stderr and its manifest.
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -867,12 +868,12 @@ func TestE2EShards(t *testing.T) {
 	checkFiles(t, dir, want)
 }
 
-// 11. SIGINT or SIGTERM mid-run: haul stops within a couple of seconds with exit
+// 11. SIGINT, SIGTERM or SIGHUP mid-run: haul stops within a couple of seconds with exit
 // 130, says to run again, leaves nothing partial at a final name, and a re-run
 // completes the rest.
 func TestE2EInterrupt(t *testing.T) {
 	t.Parallel()
-	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM} {
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP} {
 		t.Run(sig.String(), func(t *testing.T) {
 			t.Parallel()
 			s := downloadtest.New(t)
@@ -2318,5 +2319,63 @@ func TestE2EPermissionDenied(t *testing.T) {
 	wantCode(t, r, 3)
 	if !strings.Contains(r.stderr, "permission denied") {
 		t.Errorf("no clear message:\n%v", r)
+	}
+}
+
+// A manifest on stdout whose reader leaves (haul --manifest - | head -1) stops
+// the run cleanly with exit 3, as a manifest on a full disk does: haul is not
+// killed by SIGPIPE half-way through committing files.
+func TestE2EManifestReaderGone(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	var urls []string
+	bodies := map[string][]byte{}
+	for i := range 40 {
+		b := []byte(strings.Repeat(fmt.Sprint(i), 1000))
+		u := s.Add(fmt.Sprintf("/p/%02d", i), b, downloadtest.Delay(20*time.Millisecond))
+		urls = append(urls, u)
+		bodies[fmt.Sprintf("%02d", i)] = b
+	}
+	out := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
+	defer cancel()
+	cmd, _, stderr := haulCmd(ctx, nil, append([]string{"-q", "-j", "2", "--manifest", "-", "-d", out}, urls...)...)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil || !strings.Contains(line, `"status":"ok"`) {
+		t.Fatalf("first manifest line %q, %v", line, err)
+	}
+	pr.Close() // as head -1 does
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	if ws := cmd.ProcessState.Sys().(syscall.WaitStatus); ws.Signaled() || ws.ExitStatus() != exitFatal {
+		t.Fatalf("haul ended with %v, want exit %d\n%s", cmd.ProcessState, exitFatal, stderr)
+	}
+	if !strings.Contains(stderr.String(), "manifest") || !strings.Contains(stderr.String(), "broken pipe") {
+		t.Errorf("stderr does not say the manifest failed:\n%s", stderr)
+	}
+	done := 0
+	for name, want := range bodies {
+		got, err := os.ReadFile(filepath.Join(out, hostDir(s), "p", name))
+		if err == nil {
+			done++
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s: wrong bytes at the final name", name)
+			}
+		}
+	}
+	if done == len(bodies) {
+		t.Errorf("all %d files fetched: the run did not stop when its manifest's reader left", done)
 	}
 }

@@ -19,11 +19,15 @@ const (
 	exitFailed      = 1   // some entries failed or were invalid
 	exitUsage       = 2   // bad flags, unreadable input file
 	exitFatal       = 3   // the run could not go on (output not writable, disk full)
-	exitInterrupted = 130 // Ctrl-C / SIGTERM before the list was finished
+	exitInterrupted = 130 // Ctrl-C / SIGTERM / SIGHUP before the list was finished
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP (the terminal or ssh session went away) stops cleanly too. SIGPIPE
+	// is ignored: a manifest on stdout whose reader left (| head) fails its
+	// write, which stops the run cleanly, instead of killing haul mid-commit.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		// After the first signal, restore the default action so a second one
 		// kills the process at once (nothing at a final name can be corrupt).

@@ -41,6 +41,11 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 		return cli.Exit(err.Error(), exitUsage)
 	}
 	defer man.close()
+	// A manifest that cannot be written (disk full, its reader gone) stops the
+	// run as Ctrl-C does: the lines it would lose are the record of the run.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	man.stop = cancel
 
 	// With --force, files are tagged with this run, so that a URL listed twice
 	// (or a name two lines share) is not fetched again within the run.
@@ -73,7 +78,7 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 	runErr := eng.Run(ctx, src)
 	rep.stop()
 	if err := man.close(); err != nil {
-		if runErr == nil {
+		if runErr == nil || errors.Is(runErr, context.Canceled) && errors.Is(context.Cause(ctx), errManifest) {
 			runErr = &download.FatalError{Err: fmt.Errorf("manifest: %w", err)}
 		} else {
 			fmt.Fprintf(stderr, "haul: manifest %s: %v (it ends at the last whole line)\n", o.manifest, err)
@@ -154,7 +159,11 @@ type manifest struct {
 	f    *os.File  // the file, to cut a torn line off; nil for stdout
 	size int64     // bytes of whole lines written to f
 	err  error
+	stop func(error) // called once, on the first write error
 }
+
+// errManifest is the cause of a run stopped because its manifest failed.
+var errManifest = errors.New("manifest not writable")
 
 func openManifest(name string, stdout io.Writer) (*manifest, error) {
 	switch name {
@@ -188,6 +197,9 @@ func (m *manifest) write(r *download.Result) {
 	m.size += int64(n)
 	if err != nil {
 		m.err = err
+		if m.stop != nil {
+			m.stop(errManifest)
+		}
 		if m.f != nil && n < len(b) {
 			// A line cut short (disk full) would make the whole file unreadable
 			// as JSON lines: cut it off, keeping every whole line.

@@ -118,6 +118,9 @@ func parseOptions(c *cli.Context) (*options, error) {
 	if o.jobs < 1 || o.perHost < 0 || o.retries < 0 {
 		return nil, fmt.Errorf("--jobs must be >= 1, --per-host and --retries >= 0")
 	}
+	if o.dir == "" {
+		return nil, fmt.Errorf("--dir is empty (use . for the current directory)")
+	}
 	if o.timeout <= 0 || o.connectTimeout <= 0 {
 		return nil, fmt.Errorf("--timeout and --connect-timeout must be positive")
 	}

@@ -118,8 +118,11 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 	fed := make(chan error, 1)
 	go func() {
 		defer close(entries)
-		defer e.stats.InputDone.Store(true)
-		fed <- e.feed(gctx, src, entries)
+		err := e.feed(gctx, src, entries)
+		if err == nil {
+			e.stats.InputDone.Store(true) // read to the end, not stopped
+		}
+		fed <- err
 	}()
 	g.Go(func() error {
 		select {

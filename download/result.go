@@ -93,7 +93,8 @@ type Stats struct {
 	Invalid  atomic.Int64
 	Bytes    atomic.Int64 // body bytes received in this run
 	InFlight atomic.Int64
-	// InputDone is set once the whole list has been read: Queued is then final.
+	// InputDone is set once the whole list has been read (not when a stop cut
+	// the reading short): Queued is then final.
 	InputDone atomic.Bool
 }
 

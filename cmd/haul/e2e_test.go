@@ -1944,7 +1944,7 @@ func TestE2EDiskFull(t *testing.T) {
 	s := downloadtest.New(t)
 	want := map[string][]byte{}
 	var urls []string
-	for i := range 8 {
+	for i := range 40 {
 		p := fmt.Sprintf("/full/%d.bin", i)
 		b := body(uint64(2100+i), 300<<10)
 		urls = append(urls, s.Add(p, b))
@@ -1954,6 +1954,9 @@ func TestE2EDiskFull(t *testing.T) {
 	wantCode(t, r, 3)
 	if !strings.Contains(r.stderr, "no space left") {
 		t.Errorf("stderr does not say the disk is full:\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stderr, "the list was not read to the end") {
+		t.Errorf("stderr does not say that the rest of the list was not started:\n%s", r.stderr)
 	}
 	for name, b := range files(t, dir) {
 		if !strings.HasSuffix(name, ".part") && !bytes.Equal(b, want[name]) {

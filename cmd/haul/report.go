@@ -167,6 +167,11 @@ func (r *reporter) summary(runErr error) {
 	case r.stopped > 0:
 		r.printf("%d more stopped unfinished when the run stopped: run the same command again to resume them", r.stopped)
 	}
+	if runErr != nil && !st.InputDone.Load() {
+		// Entries never read are in no count and no manifest: a retry of the
+		// manifest's failed lines would miss them, the same command would not.
+		r.printf("the list was not read to the end: the entries after the first %d were not started and are not in the manifest", st.Queued.Load())
+	}
 }
 
 func formatBytes(n int64) string {

@@ -76,7 +76,10 @@ func NewClient(o ClientOptions) (Client, error) {
 		ResponseHeaderTimeout: o.Timeout,
 		ExpectContinueTimeout: time.Second,
 		ReadBufferSize:        64 << 10,
-		WriteBufferSize:       16 << 10,
+		// As h1: a response head over 1 MiB is refused (net/http allows 10 MB,
+		// per stream, so 16 streams of junk headers could take 160 MB).
+		MaxResponseHeaderBytes: 1 << 20,
+		WriteBufferSize:        16 << 10,
 		HTTP2: &http.HTTP2Config{
 			// Windows big enough that one stream fills a fast link (a 64 KiB window,
 			// as in wget2, loses 80% of a 2 GiB transfer over HTTP/2 here), small

@@ -145,6 +145,7 @@ func TestMalformedResponses(t *testing.T) {
 	tests := []struct{ name, response, want string }{
 		{"NotHTTP", "SSH-2.0-OpenSSH_9.6\r\n\r\n", "malformed HTTP"},
 		{"BadStatusCode", "HTTP/1.1 2x0 OK\r\n\r\n", "malformed HTTP status code"},
+		{"StatusCodeUnder100", "HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n", "malformed HTTP status code"},
 		{"HTTP2", "HTTP/2.0 200 OK\r\n\r\n", "malformed HTTP version"},
 		{"NoColon", "HTTP/1.1 200 OK\r\nbogus\r\n\r\n", "malformed header line"},
 		{"SpaceInKey", "HTTP/1.1 200 OK\r\nBad Key: v\r\n\r\n", "malformed header line"},

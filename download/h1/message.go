@@ -279,7 +279,7 @@ func (r *response) parseHead(s string) error {
 	}
 	status = strings.TrimLeft(status, " ")
 	code, _, _ := strings.Cut(status, " ")
-	if len(code) != 3 || code[0] < '0' || code[0] > '9' || code[1] < '0' || code[1] > '9' || code[2] < '0' || code[2] > '9' {
+	if len(code) != 3 || code[0] < '1' || code[0] > '5' || code[1] < '0' || code[1] > '9' || code[2] < '0' || code[2] > '9' {
 		return fmt.Errorf("h1: malformed HTTP status code %q", truncate(code))
 	}
 	major, minor, ok := http.ParseHTTPVersion(proto)

@@ -171,6 +171,9 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) > 10 {
 		return &permanentError{errors.New("stopped after 10 redirects")}
 	}
+	if hop, ok := req.Context().Value(hopKey{}).(func()); ok {
+		hop()
+	}
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 		return &permanentError{fmt.Errorf("%w: %s", errBadRedirect, req.URL.Redacted())}
 	}
@@ -192,6 +195,10 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	}
 	return nil
 }
+
+// hopKey is the request context key of the function that tells the transfer a
+// redirect was received (it restarts the stall timer).
+type hopKey struct{}
 
 // hostPort is u's host with its port, the scheme's default when none is given.
 func hostPort(u *url.URL) string {

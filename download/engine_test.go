@@ -467,6 +467,21 @@ func TestEngineStall(t *testing.T) {
 			t.Errorf("status %s attempts %d err %v, want ErrStalled", r.Status, r.Attempts, r.Err)
 		}
 	})
+	t.Run("slow redirect hops are not a stall", func(t *testing.T) {
+		// Five hops of 120 ms each: the chain takes longer than the timeout,
+		// no hop does.
+		t.Parallel()
+		s := downloadtest.New(t)
+		h := newHarness(t)
+		next := s.Add("/end", body, downloadtest.Delay(120*time.Millisecond))
+		for i := range 4 {
+			next = s.Add(fmt.Sprintf("/hop%d", i), nil, downloadtest.Redirect(next, downloadtest.Always), downloadtest.Delay(120*time.Millisecond))
+		}
+		r := h.run(download.Options{Timeout: timeout, Retries: 0}, next).get(next)
+		if r.Status != download.StatusOK {
+			t.Fatalf("status %s err %v", r.Status, r.Err)
+		}
+	})
 	t.Run("stall mid-body resumes", func(t *testing.T) {
 		// 100 000 bytes, then silence: the retry asks for the rest.
 		t.Parallel()

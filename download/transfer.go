@@ -86,6 +86,8 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 	timeout := t.e.opts.Timeout
 	stall := time.AfterFunc(timeout, func() { cancel(ErrStalled) })
 	defer stall.Stop()
+	// Each redirect hop is progress: --timeout bounds every hop, not the chain.
+	actx = context.WithValue(actx, hopKey{}, func() { stall.Reset(timeout) })
 
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, t.ent.URL, nil)
 	if err != nil {

@@ -134,11 +134,18 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 	})
 	for range e.opts.Jobs {
 		g.Go(func() error {
-			e.parking.worker(gctx, entries, func(ent Entry) { e.process(ctx, ent) })
+			e.parking.worker(gctx, entries, func(j job) { e.process(ctx, j) })
 			return nil
 		})
 	}
 	err := g.Wait()
+	// Entries parked in their retry loop that the workers, stopping early, did
+	// not take back are reported here. Their progress was saved when they were
+	// parked.
+	for _, st := range e.parking.stranded() {
+		e.interrupted.Store(true)
+		e.finish(ctx, st.r, st.t0, &Error{Op: "get", URL: st.r.Entry.URL, Err: ErrInterrupted})
+	}
 	e.sink.Flush() // every result is reported before Run returns
 	var fe *FatalError
 	if errors.As(context.Cause(ctx), &fe) {

@@ -439,6 +439,193 @@ func TestEngineHostPauseLastAttempt(t *testing.T) {
 	}
 }
 
+// index returns the position of url's result in the order OnResult saw them
+// (-1 if none).
+func (oc *outcome) index(url string) int {
+	oc.mu.Lock()
+	defer oc.mu.Unlock()
+	for i, r := range oc.results {
+		if r.Entry.URL == url {
+			return i
+		}
+	}
+	return -1
+}
+
+// An entry whose attempt gets a 429 is set aside for the pause, like an entry
+// not yet started, instead of holding its worker: with both workers on the
+// paused host, the other host's entries run at once. The parked entries come
+// back when the pause ends and go on with their retry count as it was.
+func TestEngineHostPauseParksRetries(t *testing.T) {
+	t.Parallel()
+	busy, other := downloadtest.New(t), downloadtest.New(t)
+	h := newHarness(t)
+	// The delay keeps /a1 in flight until the second worker has asked for /a2:
+	// both get their 429 on a first attempt, in their retry loops.
+	slow := downloadtest.Delay(200 * time.Millisecond)
+	a1 := busy.Add("/a1", payload(60, 1000), downloadtest.Status(429, 1), downloadtest.RetryAfter("2"), slow)
+	// Two 429s with --retries 1: it fails on its second attempt, unless parking
+	// had reset its count (a third attempt would get the file).
+	a2 := busy.Add("/a2", payload(61, 1000), downloadtest.Status(429, 2), downloadtest.RetryAfter("2"), slow)
+	lines := []string{a1, a2}
+	for i := range 3 {
+		lines = append(lines, other.Add(fmt.Sprintf("/b%d", i), payload(uint64(62+i), 1000)))
+	}
+	oc := h.run(download.Options{Jobs: 2, Retries: 1}, lines...)
+
+	a1log, a2log := busy.Log("/a1"), busy.Log("/a2")
+	if len(a1log) == 0 || len(a2log) == 0 || a1log[0].Status != 429 || a2log[0].Status != 429 ||
+		a2log[0].Time.Sub(a1log[0].Time) > 150*time.Millisecond {
+		t.Fatalf("both /a1 and /a2 should have had a first attempt answered 429 together: %+v %+v", a1log, a2log)
+	}
+	if r := oc.get(a1); r.Status != download.StatusOK || r.Attempts != 2 || len(a1log) != 2 {
+		t.Errorf("/a1: status %s attempts %d requests %d err %v, want ok after 2", r.Status, r.Attempts, len(a1log), r.Err)
+	} else {
+		h.checkFile(r.Name, payload(60, 1000))
+	}
+	if r := oc.get(a2); r.Status != download.StatusFailed || statusCode(r.Err) != 429 || r.Attempts != 2 || len(a2log) != 2 {
+		t.Errorf("/a2: status %s attempts %d requests %d err %v, want failed with 429 after 2 (--retries 1)",
+			r.Status, r.Attempts, len(a2log), r.Err)
+	}
+	// The other host's entries were all asked for and finished while the busy
+	// host was paused, before either of its entries was tried again.
+	firstRetry := a1log[len(a1log)-1].Time
+	if t2 := a2log[len(a2log)-1].Time; t2.Before(firstRetry) {
+		firstRetry = t2
+	}
+	for _, u := range lines[2:] {
+		r := oc.get(u)
+		if r.Status != download.StatusOK {
+			t.Errorf("%s: %s %v", u, r.Status, r.Err)
+		}
+		path := strings.TrimPrefix(u, other.URL)
+		if log := other.Log(path); len(log) != 1 {
+			t.Errorf("%s: requested %d times, want 1", path, len(log))
+		} else if !log[0].Time.Before(firstRetry) {
+			t.Errorf("%s: requested %v after the busy host's first retry: held up by its pause",
+				path, log[0].Time.Sub(firstRetry))
+		}
+		if i := oc.index(u); i > oc.index(a1) || i > oc.index(a2) {
+			t.Errorf("%s finished after the paused host's entries (results %d, %d, %d)", path, i, oc.index(a1), oc.index(a2))
+		}
+	}
+	// The retries waited for the Retry-After.
+	for _, log := range [][]downloadtest.Request{a1log, a2log} {
+		if d := log[1].Time.Sub(log[0].Time); d < 1900*time.Millisecond {
+			t.Errorf("%s retried %v after its 429, want >= 2s (Retry-After)", log[0].Path, d)
+		}
+	}
+	if st := oc.eng.Stats(); st.InFlight.Load() != 0 || st.OK.Load() != 4 || st.Failed.Load() != 1 {
+		t.Errorf("stats in flight %d ok %d failed %d", st.InFlight.Load(), st.OK.Load(), st.Failed.Load())
+	}
+	h.checkNoPartFiles()
+}
+
+// dropThenBusy serves body (ETag "v1", ranges honoured) at path: the first
+// request gets its first 1000 bytes and a dropped connection, the second a 503
+// with Retry-After: retryAfter, later ones the file.
+func dropThenBusy(s *downloadtest.Server, path string, body []byte, retryAfter string) string {
+	var hits atomic.Int32
+	return s.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch hits.Add(1) {
+		case 1:
+			w.Header().Set("ETag", `"v1"`)
+			w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+			w.WriteHeader(http.StatusOK)
+			w.Write(body[:1000])
+			http.NewResponseController(w).Flush()
+			panic(http.ErrAbortHandler)
+		case 2:
+			w.Header().Set("Retry-After", retryAfter)
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		default:
+			w.Header().Set("ETag", `"v1"`)
+			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+		}
+	}))
+}
+
+// An entry parked in its retry loop keeps the bytes it had: it resumes them
+// with a Range request when its host's pause ends.
+func TestEngineHostPauseParksProgress(t *testing.T) {
+	t.Parallel()
+	busy, other := downloadtest.New(t), downloadtest.New(t)
+	h := newHarness(t)
+	body := payload(70, 5000)
+	a := dropThenBusy(busy, "/a", body, "1")
+	b := other.Add("/b", payload(71, 1000))
+	oc := h.run(download.Options{Jobs: 1, Retries: 2}, a, b)
+	r := oc.get(a)
+	if r.Status != download.StatusOK || r.Attempts != 3 {
+		t.Fatalf("/a: status %s attempts %d err %v, want ok after 3", r.Status, r.Attempts, r.Err)
+	}
+	h.checkFile(r.Name, body)
+	alog := busy.Log("/a")
+	if len(alog) != 3 || alog[2].Range != "bytes=1000-" || alog[2].IfRange != `"v1"` {
+		t.Fatalf("/a: requests %+v, want 3, the last with Range bytes=1000- and If-Range \"v1\"", alog)
+	}
+	if rb := oc.get(b); rb.Status != download.StatusOK {
+		t.Errorf("/b: %s %v", rb.Status, rb.Err)
+	}
+	// The one worker went on with /b during the pause.
+	if blog := other.Log("/b"); len(blog) != 1 || !blog[0].Time.Before(alog[len(alog)-1].Time) || oc.index(b) > oc.index(a) {
+		t.Errorf("/b was held up by the other host's pause: %d requests, result %d (/a's %d)", len(blog), oc.index(b), oc.index(a))
+	}
+	if n := oc.eng.Stats().Bytes.Load(); n != int64(len(body))+1000 {
+		t.Errorf("%d body bytes received, want %d (the kept 1000 not fetched again)", n, len(body)+1000)
+	}
+	h.checkNoPartFiles()
+}
+
+// Ctrl-C while an entry is parked in its retry loop: Run returns at once, the
+// entry is reported once, as interrupted, and its bytes stay for the next run.
+func TestEngineHostPauseParkedInterrupt(t *testing.T) {
+	t.Parallel()
+	busy, other := downloadtest.New(t), downloadtest.New(t)
+	h := newHarness(t)
+	body := payload(80, 5000)
+	a := dropThenBusy(busy, "/a", body, "60")
+	b := other.Add("/b", payload(81, 1000))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	oc, wait := h.start(ctx, download.Options{Jobs: 1, Retries: 2}, a, b)
+	// With one worker, /b is done only once /a is out of its way.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(oc.all(b)) == 0 {
+		if time.Now().After(deadline) {
+			cancel()
+			wait()
+			t.Fatalf("/b not done 5s after the start: held up by the other host's pause (requests to /a: %d)", busy.Requests("/a"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t0 := time.Now()
+	cancel()
+	wait()
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Errorf("Run took %v to return after cancel", d)
+	}
+	if !errors.Is(oc.err, context.Canceled) {
+		t.Errorf("Run returned %v, want context.Canceled", oc.err)
+	}
+	r := oc.get(a) // exactly one result
+	if r.Status != download.StatusFailed || !errors.Is(r.Err, download.ErrInterrupted) || r.Attempts != 2 {
+		t.Errorf("/a: status %s attempts %d err %v, want interrupted after 2", r.Status, r.Attempts, r.Err)
+	}
+	if st := oc.eng.Stats(); st.InFlight.Load() != 0 {
+		t.Errorf("%d in flight after Run", st.InFlight.Load())
+	}
+	// The next run resumes the 1000 bytes kept.
+	oc2 := h.run(download.Options{}, a)
+	if r := oc2.get(a); r.Status != download.StatusOK {
+		t.Fatalf("second run: %s %v", r.Status, r.Err)
+	}
+	h.checkFile(r.Name, body)
+	if alog := busy.Log("/a"); alog[len(alog)-1].Range != "bytes=1000-" {
+		t.Errorf("second run asked Range %q, want bytes=1000-", alog[len(alog)-1].Range)
+	}
+}
+
 func TestEngineStall(t *testing.T) {
 	t.Parallel()
 	body := payload(5, 300_000)

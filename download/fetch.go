@@ -19,15 +19,26 @@ import (
 // finish, maybe after process returns: a download ends when the sink's group
 // commit has made it durable, while the worker is already on its next entry. The
 // entry's name stays claimed until then.
-func (e *Engine) process(ctx context.Context, ent Entry) {
+//
+// An entry whose host pauses it (429/503) in its retry loop is parked (see
+// download) and comes back here, with what it had (j.st), when the pause ends.
+func (e *Engine) process(ctx context.Context, j job) {
+	ent := j.ent
 	// An entry for a host that asked to be left alone (429/503) waits aside, so
 	// that this worker serves other hosts meanwhile.
-	if d := e.hosts.pausedFor(hostOf(ent.URL)); d > 0 && e.parking.park(ent, d) {
+	if d := e.hosts.pausedFor(hostOf(ent.URL)); d > 0 && e.parking.park(j, d) {
 		return
 	}
-	r := &Result{Entry: ent, Status: StatusOK}
-	t0 := time.Now()
-	e.stats.InFlight.Add(1)
+	var r *Result
+	var t0 time.Time
+	failures := 0
+	if j.st != nil {
+		r, t0, failures = j.st.r, j.st.t0, j.st.failures
+	} else {
+		r, t0 = &Result{Entry: ent, Status: StatusOK}, time.Now()
+		// A parked entry stays counted in flight: its result is still owed.
+		e.stats.InFlight.Add(1)
+	}
 	fail := func(err error) { e.finish(ctx, r, t0, err) }
 	name := ent.Out
 	if name == "" {
@@ -52,7 +63,14 @@ func (e *Engine) process(ctx context.Context, ent Entry) {
 		done(err)
 		return
 	}
-	e.download(ctx, ent, r, replace, done)
+	if e.download(ctx, ent, r, replace, j.st != nil, &failures, done) {
+		// Parked in its retry loop: the name, the host slot and the staging
+		// file are let go for the pause (another worker may take them), and
+		// taken again when it comes back.
+		release()
+		st := &started{r: r, t0: t0, failures: failures}
+		e.parking.put(job{ent: ent, st: st}, e.hosts.pausedFor(hostOf(ent.URL)))
+	}
 }
 
 // finish records the outcome of an entry. It is called once per entry, from the
@@ -151,41 +169,56 @@ func (e *Engine) sinkError(op, rawURL string, err error) error {
 }
 
 // download fetches the body into a new staging file, retrying as the network
-// allows, verifies it and commits it to its final name. It calls done once.
-func (e *Engine) download(ctx context.Context, ent Entry, r *Result, replace bool, done func(error)) {
+// allows, verifies it and commits it to its final name. It calls done once,
+// unless it returns parked: the entry's host paused it (429/503) in its retry
+// loop and a place in the parking is reserved for it. Its staging file is then
+// aborted, with its progress saved, and its host slot released; the caller
+// parks it, and its next download resumes the file (resumed) where the retry
+// loop left it (failures: attempts that brought nothing so far).
+func (e *Engine) download(ctx context.Context, ent Entry, r *Result, replace, resumed bool, failures *int, done func(error)) (parked bool) {
 	h, err := e.hosts.acquire(ctx, hostOf(ent.URL))
 	if err != nil {
 		done(err)
-		return
+		return false
 	}
 	defer e.hosts.release(h)
 
-	w, err := e.create(ctx, ent, r, replace)
+	w, err := e.create(ctx, ent, r, replace, resumed)
 	if w == nil || err != nil {
 		done(err) // nil: another process finished the file meanwhile
-		return
+		return false
 	}
 	t, err := newTransfer(e, ent, w)
 	if err != nil {
 		w.Abort()
 		done(err)
-		return
+		return false
 	}
 	defer t.close()
-	if err := e.retry(ctx, h, t, r); err != nil {
+	if err := e.retry(ctx, h, t, r, failures); err != nil {
+		// Parked, the Writer is aborted rather than kept open: an open one
+		// holds a file descriptor, the staging file's lock, a directory handle
+		// and, compressing, an encoder of up to megabytes, and up to
+		// max(64, 4*jobs) entries can be parked, which would multiply the
+		// memory bound set by --jobs. Abort saves the progress; Create finds it
+		// again and the next attempt resumes it with Range + If-Range (an
+		// entry parked after a 429 on its first attempt has no bytes anyway).
 		if errors.Is(err, ErrBadLength) && !errors.Is(err, errShortBody) {
 			w.Discard() // longer than promised: the bytes are not worth resuming
 		} else {
 			w.Abort()
 		}
+		if err == errParked {
+			return true
+		}
 		done(err)
-		return
+		return false
 	}
 	r.Size = t.written
 	if err := t.verify(r); err != nil {
 		w.Discard()
 		done(&Error{Op: "verify", URL: ent.URL, Err: err})
-		return
+		return false
 	}
 	w.Commit(func(err error) {
 		switch {
@@ -198,12 +231,15 @@ func (e *Engine) download(ctx context.Context, ent Entry, r *Result, replace boo
 		}
 		done(err)
 	})
+	return false
 }
 
 // create opens the entry's staging file. If another haul process is writing it,
 // create waits for that process to let go, then looks at the final file again:
 // it returns a nil Writer when the entry turned out to be done (r says skipped).
-func (e *Engine) create(ctx context.Context, ent Entry, r *Result, replace bool) (sink.Writer, error) {
+// resumed says that the entry was parked in its retry loop: the bytes kept are
+// this run's, so --force does not start them over.
+func (e *Engine) create(ctx context.Context, ent Entry, r *Result, replace, resumed bool) (sink.Writer, error) {
 	waited := false
 	for {
 		w, err := e.sink.Create(r.Name, ent.URL)
@@ -228,7 +264,7 @@ func (e *Engine) create(ctx context.Context, ent Entry, r *Result, replace bool)
 		if replace {
 			w.Replace()
 		}
-		if e.opts.Force && w.Partial().Offset > 0 {
+		if e.opts.Force && !resumed && w.Partial().Offset > 0 {
 			if err := w.Restart(); err != nil {
 				w.Abort()
 				return nil, e.sinkError("create", ent.URL, err)
@@ -243,10 +279,11 @@ func (e *Engine) create(ctx context.Context, ent Entry, r *Result, replace bool)
 const lockPoll = 250 * time.Millisecond
 
 // retry runs attempts until one succeeds, one fails for good, or the retries
-// are spent. Only an attempt that brought no new bytes counts against --retries,
-// so a long download over a flaky link keeps going.
-func (e *Engine) retry(ctx context.Context, h *host, t *transfer, r *Result) error {
-	failures := 0
+// are spent. Only an attempt that brought no new bytes counts against --retries
+// (*failures counts those, kept across a parking), so a long download over a
+// flaky link keeps going. It returns errParked, with a place in the parking
+// reserved, when a 429 or 503 paused the host and the entry has retries left.
+func (e *Engine) retry(ctx context.Context, h *host, t *transfer, r *Result, failures *int) error {
 	for {
 		if err := e.hosts.wait(ctx, h); err != nil {
 			return err
@@ -267,8 +304,8 @@ func (e *Engine) retry(ctx context.Context, h *host, t *transfer, r *Result) err
 		}
 		delay := time.Duration(0)
 		if t.best <= before {
-			failures++
-			delay = e.backoff(failures)
+			*failures++
+			delay = e.backoff(*failures)
 		}
 		var se *StatusError
 		paused := errors.As(err, &se) && (se.Code == 429 || se.Code == 503)
@@ -279,17 +316,27 @@ func (e *Engine) retry(ctx context.Context, h *host, t *transfer, r *Result) err
 			// Every worker waits for this host, even when this entry gives up.
 			e.hosts.pause(h, delay)
 		}
-		if failures > e.opts.Retries {
+		if *failures > e.opts.Retries {
 			return err
 		}
 		if paused {
-			continue // hosts.wait, at the top, sleeps
+			// The worker does not sleep through the pause: the entry is set
+			// aside and the worker goes on with other entries, so other hosts
+			// keep going even when every worker was on this one. With the
+			// parking full, it waits (hosts.wait, at the top).
+			if e.hosts.remaining(h) > 0 && e.parking.reserve() {
+				return errParked
+			}
+			continue
 		}
 		if err := sleep(ctx, delay); err != nil {
 			return err
 		}
 	}
 }
+
+// errParked: retry stopped for the host's pause, the entry is to be parked.
+var errParked = errors.New("parked for the host's pause")
 
 // backoff is exponential with full jitter: uniform in [d/2, d), d = base * 2^(n-1)
 // capped at RetryMax.

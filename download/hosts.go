@@ -113,12 +113,17 @@ func (hs *hosts) pausedFor(name string) time.Duration {
 	return 0
 }
 
+// remaining returns how long h's pause still lasts (<= 0: none).
+func (hs *hosts) remaining(h *host) time.Duration {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return time.Until(h.paused)
+}
+
 // wait blocks until the host's pause, if any, is over.
 func (hs *hosts) wait(ctx context.Context, h *host) error {
 	for {
-		hs.mu.Lock()
-		d := time.Until(h.paused)
-		hs.mu.Unlock()
+		d := hs.remaining(h)
 		if d <= 0 {
 			return nil
 		}

@@ -8,17 +8,19 @@ import (
 )
 
 // parking sets aside entries whose host is paused (a 429 or 503 with
-// Retry-After) before they start, so that their worker takes the next entry and
-// other hosts keep going. A parked entry comes back to the pool when the pause
+// Retry-After), so that their worker takes the next entry and other hosts keep
+// going: entries that find the host paused before they start, and entries whose
+// attempt just got the 429 or 503 (parked in their retry loop, with their
+// progress: see started). A parked entry comes back to the pool when the pause
 // ends. At most max entries are parked, so memory stays bounded; beyond that a
 // worker waits for the pause as before (head-of-line).
 //
 // It also tells the workers when they may stop: the list is read to the end and
 // no entry is in process or parked.
 type parking struct {
-	back  chan Entry // parked entries whose pause is over
+	back  chan job // parked entries whose pause is over
 	max   int64
-	count atomic.Int64 // parked (timers pending or in back)
+	count atomic.Int64 // parked or reserved (timers pending or in back)
 
 	// The counters are atomics, not a mutex: add runs twice per entry. Each
 	// side stores its own variable, then loads the other's; Go's atomics are
@@ -27,25 +29,91 @@ type parking struct {
 	inputDone atomic.Bool  // the list is read
 	idle      chan struct{}
 	closeIdle sync.Once
+
+	// out holds the parked entries that had started (their result is owed),
+	// until a worker takes them back: those left when the workers stop early
+	// (Ctrl-C) are reported as interrupted by stranded.
+	mu  sync.Mutex
+	out map[*started]struct{}
+}
+
+// job is what a worker processes: an entry from the list, or one back from the
+// parking.
+type job struct {
+	ent Entry
+	st  *started // nil: not started yet
+}
+
+// started is what an entry parked in its retry loop carries to its next
+// attempt. Its staging file was aborted (progress saved) when it was parked:
+// the next Create resumes it.
+type started struct {
+	r        *Result   // attempts, HTTP status and name so far
+	t0       time.Time // when it started: its duration includes the pause
+	failures int       // attempts that brought nothing, against --retries
 }
 
 func newParking(max int) *parking {
-	return &parking{back: make(chan Entry, max), max: int64(max), idle: make(chan struct{})}
+	return &parking{back: make(chan job, max), max: int64(max), idle: make(chan struct{}),
+		out: make(map[*started]struct{})}
 }
 
-// park sets ent aside for d, if there is room.
-func (p *parking) park(ent Entry, d time.Duration) bool {
+// park sets j aside for d, if there is room.
+func (p *parking) park(j job, d time.Duration) bool {
+	if !p.reserve() {
+		return false
+	}
+	p.put(j, d)
+	return true
+}
+
+// reserve takes a place in the parking for an entry put there later (put), if
+// there is room.
+func (p *parking) reserve() bool {
 	if p.count.Add(1) > p.max {
 		p.count.Add(-1)
 		return false
 	}
-	p.add(1)
-	time.AfterFunc(d, func() { p.back <- ent }) // never blocks: count <= cap(back)
 	return true
 }
 
-// unparked is called for each entry received from back.
-func (p *parking) unparked() { p.count.Add(-1) }
+// put parks j for d in a place taken by reserve.
+func (p *parking) put(j job, d time.Duration) {
+	p.add(1)
+	if j.st != nil {
+		p.mu.Lock()
+		p.out[j.st] = struct{}{}
+		p.mu.Unlock()
+	}
+	time.AfterFunc(d, func() { p.back <- j }) // never blocks: count <= cap(back)
+}
+
+// unparked is called for each job received from back. It reports false for a
+// started entry already reported by stranded (never while workers run).
+func (p *parking) unparked(j job) bool {
+	p.count.Add(-1)
+	if j.st == nil {
+		return true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.out[j.st]
+	delete(p.out, j.st)
+	return ok
+}
+
+// stranded returns the started entries still parked, which no worker will take
+// back any more: it is called once the workers have stopped.
+func (p *parking) stranded() []*started {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []*started
+	for st := range p.out {
+		out = append(out, st)
+		delete(p.out, st)
+	}
+	return out
+}
 
 // add counts entries sent to the workers or parked (+1) and processed (-1).
 func (p *parking) add(n int64) {
@@ -64,16 +132,17 @@ func (p *parking) listDone() {
 
 // worker takes entries from the list and from the parking until both are done
 // or ctx ends, processing each with process.
-func (p *parking) worker(ctx context.Context, entries <-chan Entry, process func(Entry)) {
+func (p *parking) worker(ctx context.Context, entries <-chan Entry, process func(job)) {
 	for {
 		select {
 		case <-ctx.Done(): // stopping: entries not started are not reported
 			return
 		case <-p.idle:
 			return
-		case ent := <-p.back:
-			p.unparked()
-			process(ent)
+		case j := <-p.back:
+			if p.unparked(j) {
+				process(j)
+			}
 			p.add(-1)
 		case ent, ok := <-entries:
 			if !ok {
@@ -84,7 +153,7 @@ func (p *parking) worker(ctx context.Context, entries <-chan Entry, process func
 			if ctx.Err() != nil {
 				return
 			}
-			process(ent)
+			process(job{ent: ent})
 			p.add(-1)
 		}
 	}

@@ -33,6 +33,27 @@ type dirCache struct {
 
 	mu sync.Mutex
 	m  map[string]*dirRef
+
+	umu     sync.Mutex
+	unnamed map[string]int // files staged unnamed (no NAME.part), by path: see checkNoPart
+}
+
+// stagingUnnamed records (n = 1) or forgets (n = -1) a file staged unnamed.
+func (c *dirCache) stagingUnnamed(path string, n int) {
+	c.umu.Lock()
+	defer c.umu.Unlock()
+	if c.unnamed == nil {
+		c.unnamed = make(map[string]int)
+	}
+	if c.unnamed[path] += n; c.unnamed[path] <= 0 {
+		delete(c.unnamed, path)
+	}
+}
+
+func (c *dirCache) isStagingUnnamed(path string) bool {
+	c.umu.Lock()
+	defer c.umu.Unlock()
+	return c.unnamed[path] > 0
 }
 
 type dirRef struct {
@@ -115,7 +136,7 @@ func (c *dirCache) checkNoPart(dir string) error {
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		if _, err := c.root.Lstat(p + PartSuffix); err == nil {
+		if _, err := c.root.Lstat(p + PartSuffix); err == nil || c.isStagingUnnamed(p) {
 			return &fs.PathError{Op: "mkdir", Path: p, Err: ErrFileInWay}
 		}
 		return nil // the rest does not exist either

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,6 +31,8 @@ type File struct {
 	runTag     string
 	rootDir    *os.File
 	dir        string
+	presence   *presence   // nil: new files are always staged as NAME.part
+	noUnnamed  atomic.Bool // a directory without O_TMPFILE was met
 }
 
 var _ Sink = (*File)(nil)
@@ -45,6 +48,9 @@ type FileOptions struct {
 	// attribute) and reported by Stat as Info.RunTag: with a tag unique to a
 	// run, the engine tells the files this run wrote from older ones (--force).
 	RunTag string
+	// Named stages every new file as NAME.part from the start, as when another
+	// haul process shares the directory (see tmpfile.go), rather than unnamed.
+	Named bool
 }
 
 // NewFile returns a sink that writes under dir, creating dir if needed.
@@ -68,7 +74,20 @@ func NewFile(dir string, opts FileOptions) (*File, error) {
 		}
 		s.committer = newCommitter(s.rootDir)
 	}
+	if top, err := root.Open("."); err == nil {
+		if !opts.Named && tmpfileWorks(top) {
+			s.presence = &presence{dir: top}
+			s.presence.alone() // takes the shared lock
+		} else {
+			top.Close()
+		}
+	}
 	return s, nil
+}
+
+// unnamed reports whether a new file may be staged unnamed (see tmpfile.go).
+func (s *File) unnamed() bool {
+	return s.presence != nil && !s.noUnnamed.Load() && s.presence.alone()
 }
 
 // Writable reports why this process may not create files in the sink's
@@ -84,6 +103,9 @@ func (s *File) Close() error {
 	if s.committer != nil {
 		s.committer.close()
 		s.rootDir.Close()
+	}
+	if s.presence != nil {
+		s.presence.close()
 	}
 	s.dirs.close()
 	return s.root.Close()
@@ -169,9 +191,11 @@ func (s *File) create(name, origin string) (*fileWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &fileWriter{s: s, d: d, part: base + PartSuffix, final: base}
+	w := &fileWriter{s: s, d: d, part: base + PartSuffix, final: base, path: name}
 	if err := w.open(origin); err != nil {
-		if w.f != nil {
+		if w.tmp {
+			w.closeUnnamed()
+		} else if w.f != nil {
 			w.f.Close()
 		}
 		s.dirs.release(d)

@@ -19,13 +19,16 @@ const DefaultCheckpoint = 32 << 20
 
 // fileWriter writes one staging file. See Writer.
 type fileWriter struct {
-	s       *File
-	d       *dirRef
-	f       *os.File
-	part    string
-	final   string
-	origin  string // OriginValue of the URL written
-	replace bool   // Commit may replace any file at the final name
+	s          *File
+	d          *dirRef
+	f          *os.File
+	part       string
+	final      string
+	origin     string // OriginValue of the URL written
+	replace    bool   // Commit may replace any file at the final name
+	tmp        bool   // staged unnamed (O_TMPFILE): no NAME.part yet (see tmpfile.go)
+	path       string // the final name's path in the sink
+	nameFailed bool   // nameEarly could not name it: not tried again
 
 	partial   Partial // what was resumable when opened
 	kept      int64   // file bytes kept from an earlier run
@@ -47,6 +50,18 @@ var _ Writer = (*fileWriter)(nil)
 // open opens (or creates) and locks the staging file and reads its resume state.
 func (w *fileWriter) open(origin string) error {
 	w.origin = OriginValue(origin)
+	if w.s.unnamed() {
+		ok, err := w.openUnnamed()
+		if ok || err != nil {
+			if err == nil {
+				err = setOrigin(w.f, w.origin)
+			}
+			if err == nil && w.s.runTag != "" {
+				err = setXattr(w.f, runAttr, w.s.runTag)
+			}
+			return err
+		}
+	}
 	for {
 		fresh, err := w.openLocked()
 		if err == errStale {
@@ -65,6 +80,68 @@ func (w *fileWriter) open(origin string) error {
 		}
 		return err
 	}
+}
+
+// openUnnamed stages a new file unnamed, unless a NAME.part is there to be
+// resumed (or locked by another process): ok false then, and the caller goes
+// the named way.
+func (w *fileWriter) openUnnamed() (ok bool, err error) {
+	if _, err := w.d.lstat(w.part); !errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	f, err := w.d.openUnnamed(w.part)
+	if f == nil || err != nil {
+		if err == nil {
+			w.s.noUnnamed.Store(true)
+		}
+		return false, err
+	}
+	w.f, w.tmp = f, true
+	w.s.dirs.stagingUnnamed(w.path, 1)
+	return true, nil
+}
+
+// unnamedMax is the largest file left unnamed to the end: a bigger one is named
+// once its length is known to be bigger (SetValidator) or once that many bytes
+// are written, so that another process sees it, and waits for it, the way it
+// did before unnamed staging. Small files are where a name costs most and are
+// done soonest.
+const unnamedMax = 64 << 10
+
+// nameEarly names an unnamed file before its end (see unnamedMax). If another
+// process staged the name meanwhile, the file goes on unnamed, unresumable.
+func (w *fileWriter) nameEarly() {
+	if w.nameFailed {
+		return
+	}
+	if err := w.name(); err != nil {
+		w.nameFailed = true
+		w.noResume.Store(true)
+	}
+}
+
+// closeUnnamed is the end of an unnamed file that is never named.
+func (w *fileWriter) closeUnnamed() {
+	w.f.Close()
+	w.s.dirs.stagingUnnamed(w.path, -1)
+}
+
+// name gives an unnamed staging file its name NAME.part, locked first, so
+// that another process finds it locked and a later run can resume it. It fails
+// (fs.ErrExist) where another process has staged the name meanwhile.
+func (w *fileWriter) name() error {
+	if !w.tmp {
+		return nil
+	}
+	if err := lock(w.f); err != nil {
+		return err
+	}
+	if err := w.d.link(w.f, w.part); err != nil {
+		return err
+	}
+	w.tmp = false
+	w.s.dirs.stagingUnnamed(w.path, -1)
+	return nil
 }
 
 // errStale: the staging file was renamed or removed between open and lock.
@@ -175,11 +252,17 @@ func (w *fileWriter) Prefix() io.Reader { return io.NewSectionReader(w.f, 0, w.k
 // SetValidator implements Writer.
 func (w *fileWriter) SetValidator(validator string, total int64) {
 	w.validator, w.total = validator, total
+	if w.tmp && total > unnamedMax {
+		w.nameEarly()
+	}
 }
 
 func (w *fileWriter) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.written += int64(n)
+	if w.tmp && w.written > unnamedMax {
+		w.nameEarly()
+	}
 	if w.written-w.kicked >= kickEvery && w.s.committer != nil {
 		w.kick()
 	}
@@ -213,6 +296,13 @@ func (w *fileWriter) kick() {
 // where the file is a valid prefix (for compression, a frame end).
 func (w *fileWriter) checkpoint() {
 	if w.validator == "" || w.noResume.Load() || !w.cpBusy.CompareAndSwap(false, true) {
+		return
+	}
+	if err := w.name(); err != nil {
+		// Another process staged this name meanwhile: go on unnamed, without
+		// checkpoints (an interruption restarts the file).
+		w.noResume.Store(true)
+		w.cpBusy.Store(false)
 		return
 	}
 	w.lastCP = w.plain
@@ -269,8 +359,19 @@ func (w *fileWriter) Abort() error {
 	defer w.s.dirs.release(w.d)
 	w.cp.Wait()
 	if w.plain == 0 || w.validator == "" || w.noResume.Load() {
+		if w.tmp {
+			w.closeUnnamed() // an unnamed file is gone when closed
+			return nil
+		}
 		w.f.Close()
 		return w.d.remove(w.part)
+	}
+	if err := w.name(); err != nil {
+		w.closeUnnamed()
+		if errors.Is(err, fs.ErrExist) {
+			return nil // another process stages this name now: it is theirs to finish
+		}
+		return err
 	}
 	err := w.save(w.state())
 	if cerr := w.f.Close(); err == nil {
@@ -283,6 +384,10 @@ func (w *fileWriter) Abort() error {
 func (w *fileWriter) Discard() error {
 	defer w.s.dirs.release(w.d)
 	w.cp.Wait()
+	if w.tmp {
+		w.closeUnnamed()
+		return nil
+	}
 	w.f.Close()
 	return w.d.remove(w.part)
 }
@@ -315,9 +420,17 @@ func (w *fileWriter) rename(err error) error {
 		err = w.place()
 	}
 	if err != nil {
-		w.d.remove(w.part)
-		w.f.Close()
+		if w.tmp {
+			w.closeUnnamed()
+		} else {
+			w.d.remove(w.part)
+			w.f.Close()
+		}
 		return fmt.Errorf("commit %s: %w", w.final, err)
+	}
+	if w.tmp {
+		w.closeUnnamed() // linked: it has its final name
+		return nil
 	}
 	return w.f.Close()
 }
@@ -327,22 +440,31 @@ func (w *fileWriter) rename(err error) error {
 // and the rename are one atomic step (RENAME_NOREPLACE), so a file another
 // process put there after the engine looked is never lost.
 func (w *fileWriter) place() error {
-	if w.replace {
-		return w.d.rename(w.part, w.final)
-	}
-	err := w.d.renameNoReplace(w.part, w.final)
-	if !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	got, err := w.d.origin(w.final)
-	if err != nil {
-		return err
-	}
-	if !w.isOrigin(got) {
-		if got == "" {
-			return fmt.Errorf("%w: %s holds a file haul did not write", ErrTaken, w.final)
+	if !w.replace {
+		var err error
+		if w.tmp {
+			err = w.d.link(w.f, w.final) // like RENAME_NOREPLACE
+		} else {
+			err = w.d.renameNoReplace(w.part, w.final)
 		}
-		return fmt.Errorf("%w: %s holds %q", ErrTaken, w.final, got)
+		if !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+		got, err := w.d.origin(w.final)
+		if err != nil {
+			return err
+		}
+		if !w.isOrigin(got) {
+			if got == "" {
+				return fmt.Errorf("%w: %s holds a file haul did not write", ErrTaken, w.final)
+			}
+			return fmt.Errorf("%w: %s holds %q", ErrTaken, w.final, got)
+		}
+		// The same URL, finished by another process: replaced, below.
 	}
-	return w.d.rename(w.part, w.final) // the same URL, finished by another process
+	// A link cannot replace a file, a rename can: an unnamed file is named first.
+	if err := w.name(); err != nil {
+		return err
+	}
+	return w.d.rename(w.part, w.final)
 }

@@ -1,0 +1,100 @@
+package sink
+
+import (
+	"io/fs"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// Staging without a name. A new file is written to an unnamed inode (O_TMPFILE)
+// and linked to its final name when complete: one change to the directory per
+// file instead of two (create NAME.part, rename it), which is most of what a
+// small file costs here (10,000 files of 4 KiB, 16 at a time: 0.26-0.32 s of
+// create+link against 0.37-0.49 s of create+rename on this machine's ext4).
+// Such a file is given its staging name NAME.part, locked, when a later run may
+// need it: at its first checkpoint (32 MiB) or when the download is stopped with
+// bytes worth resuming. A crash before that loses nothing a checkpoint had made
+// resumable: a NAME.part without a checkpoint restarts from zero too.
+//
+// A NAME.part is also how another haul process on the same directory sees a file
+// in progress, waits for its lock and then skips it. So unnamed staging is used
+// only while this process is alone on the directory: every haul process holds a
+// shared flock on its output directory, and before each new file tries to make
+// it exclusive, which succeeds only when no other process holds it. With company,
+// new files are staged as NAME.part as before; the files already unnamed then
+// may be fetched by both, and the second to finish finds the first's file (the
+// same origin) and replaces it, as it does after a race on NAME.part's creation.
+
+// presence tells whether other haul processes use the sink's directory.
+type presence struct{ dir *os.File }
+
+// alone reports whether this process is alone on the directory, and leaves it
+// holding its shared lock either way (a failed upgrade drops the lock held).
+// Two flock calls, on every new file: a process that starts on the directory is
+// seen at once by the others' next file. Conversions are not atomic, so two
+// processes may for a moment both think themselves alone; that costs at most a
+// file fetched twice, never a wrong one.
+func (p *presence) alone() bool {
+	alone := control(p.dir, func(fd int) error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) }) == nil
+	ignoringEINTR(func() error {
+		return control(p.dir, func(fd int) error { return unix.Flock(fd, unix.LOCK_SH) })
+	})
+	return alone
+}
+
+func (p *presence) close() { p.dir.Close() }
+
+// tmpfileWorks reports whether files can be staged unnamed in dir and linked
+// later: the filesystem supports O_TMPFILE, and /proc is there to link through
+// (linkat with AT_EMPTY_PATH needs a capability).
+func tmpfileWorks(dir *os.File) bool {
+	ok := false
+	control(dir, func(dfd int) error {
+		fd, err := unix.Openat(dfd, ".", unix.O_RDWR|unix.O_TMPFILE|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		var st unix.Stat_t
+		ok = unix.Stat(procFD(fd), &st) == nil && st.Nlink == 0
+		return nil
+	})
+	return ok
+}
+
+func procFD(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
+
+// unnamedFlags opens an unnamed file (a variable: a test makes the open fail as
+// on a filesystem without O_TMPFILE).
+var unnamedFlags = unix.O_RDWR | unix.O_TMPFILE | unix.O_CLOEXEC
+
+// openUnnamed creates an unnamed file in d, nil if the filesystem cannot.
+func (d *dirRef) openUnnamed(name string) (*os.File, error) {
+	var fd int
+	err := ignoringEINTR(func() (err error) {
+		fd, err = unix.Openat(d.fd, ".", unnamedFlags, 0o644)
+		return err
+	})
+	switch {
+	case err == nil:
+		return os.NewFile(uintptr(fd), name), nil
+	case err == unix.EOPNOTSUPP || err == unix.EISDIR || err == unix.EINVAL:
+		return nil, nil // this directory is on a filesystem without O_TMPFILE
+	}
+	return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+}
+
+// link gives f, an unnamed file, the name name in d. It fails with an error
+// satisfying errors.Is(err, fs.ErrExist) if name exists: like a rename with
+// RENAME_NOREPLACE, it never replaces a file.
+func (d *dirRef) link(f *os.File, name string) error {
+	err := control(f, func(fd int) error {
+		return unix.Linkat(unix.AT_FDCWD, procFD(fd), d.fd, name, unix.AT_SYMLINK_FOLLOW)
+	})
+	if err != nil {
+		return &os.LinkError{Op: "link", Old: f.Name(), New: name, Err: err}
+	}
+	return nil
+}

@@ -113,3 +113,74 @@ func TestEngineDecodeResume(t *testing.T) {
 			rng, second.Get("Accept-Encoding"), second.Get("If-Range"))
 	}
 }
+
+// A corrupt encoded body (here a zstd stream with one byte flipped: its
+// checksum fails) is not resumed from what the decoder wrote before it noticed:
+// the file starts over, and only the next, sound, response is stored.
+func TestEngineDecodeCorruptStartsOver(t *testing.T) {
+	body := payload(23, 1<<20)
+	modtime := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	var zbuf bytes.Buffer
+	enc, _ := zstd.NewWriter(&zbuf, zstd.WithEncoderCRC(true))
+	enc.Write(body)
+	enc.Close()
+	corrupt := bytes.Clone(zbuf.Bytes())
+	corrupt[len(corrupt)/2] ^= 0xff
+	var n atomic.Int32
+	s := downloadtest.New(t)
+	url := s.Handle("/c.bin", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.Header.Get("Accept-Encoding"), "zstd") {
+			w.Header().Set("Content-Encoding", "zstd")
+			w.Header().Set("Last-Modified", modtime.Format(http.TimeFormat))
+			if n.Add(1) == 1 {
+				w.Write(corrupt)
+			} else {
+				w.Write(zbuf.Bytes())
+			}
+			return
+		}
+		http.ServeContent(w, r, "", modtime, bytes.NewReader(body))
+	}))
+	h := newHarness(t)
+	oc := h.run(download.Options{Decode: true}, url+" out=c")
+	if r := oc.get(url); r.Status != download.StatusOK {
+		t.Fatalf("%s %v", r.Status, r.Err)
+	}
+	h.checkFile("c", body)
+	for i, req := range s.Log("/c.bin") {
+		if rng := req.Header.Get("Range"); rng != "" {
+			t.Errorf("request %d resumed (Range %q) after a corrupt encoded body", i+1, rng)
+		}
+	}
+}
+
+// A server that answers a resume with a range of the encoded body (as stores
+// that keep files gzipped do) cannot extend the decoded bytes kept: the file
+// starts over instead of failing on every attempt and every run.
+func TestEngineDecodeEncodedRangeStartsOver(t *testing.T) {
+	body := payload(24, 1<<20)
+	modtime := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	var gz bytes.Buffer
+	enc := gzip.NewWriter(&gz)
+	enc.Write(body)
+	enc.Close()
+	var drops atomic.Int32
+	s := downloadtest.New(t)
+	url := s.Handle("/g.bin", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Always gzip, whatever is asked; Range applies to the gzip bytes.
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Last-Modified", modtime.Format(http.TimeFormat))
+		if r.Header.Get("Range") == "" && drops.Add(1) == 1 {
+			w.Header().Set("Content-Length", strconv.Itoa(gz.Len()))
+			w.Write(gz.Bytes()[:gz.Len()/2])
+			panic(http.ErrAbortHandler) // the connection drops mid-body
+		}
+		http.ServeContent(w, r, "", modtime, bytes.NewReader(gz.Bytes()))
+	}))
+	h := newHarness(t)
+	oc := h.run(download.Options{Decode: true, Retries: 2}, url+" out=g")
+	if r := oc.get(url); r.Status != download.StatusOK {
+		t.Fatalf("%s %v", r.Status, r.Err)
+	}
+	h.checkFile("g", body)
+}

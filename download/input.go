@@ -216,6 +216,9 @@ func cleanOut(p string) (string, error) {
 		return "", errors.New("empty out= path")
 	case hasControl(p):
 		return "", fmt.Errorf("out= path %s contains a control character", quoteShort(p))
+	case !utf8.ValidString(p):
+		// As for URLs: the manifest (JSON) could not give it back as written.
+		return "", fmt.Errorf("out= path %s is not valid UTF-8", quoteShort(p))
 	case strings.Contains(p, `\`):
 		return "", fmt.Errorf("out= path %s contains a backslash", quoteShort(p))
 	case path.IsAbs(p):

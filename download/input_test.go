@@ -75,6 +75,7 @@ func TestParseLineBad(t *testing.T) {
 		{"out dotdot", "http://x/a out=..", "escapes --dir"},
 		{"out staging name", "http://x/a out=d/b.part", `out= path "d/b.part": names ending in .part are haul's partial files`},
 		{"out staging dir", "http://x/a out=d.part/b", "haul's partial files"},
+		{"out not UTF-8", "http://x/a out=caf\xe9.txt", "is not valid UTF-8"},
 		{"out name too long", "http://x/a out=d/" + strings.Repeat("n", 241), "a name of 241 bytes (at most 240"},
 		{"out dot", "http://x/a out=.", "names no file"},
 		{"out cleans to dot", "http://x/a out=a/..", "names no file"},

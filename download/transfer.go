@@ -29,6 +29,22 @@ type transfer struct {
 	validator string // strong ETag or Last-Modified of what is written, "" if none
 	hash      *asyncHash
 	buf       *[]byte
+	raw       *rawBody // the encoded body under the decoder (--compressed), nil if none
+}
+
+// rawBody records how the encoded body under a decoder ended, so that an error
+// from the decoder can be told from one of the connection.
+type rawBody struct {
+	r   io.Reader
+	err error
+}
+
+func (b *rawBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil {
+		b.err = err
+	}
+	return n, err
 }
 
 // newTransfer starts from what the writer kept of an earlier run. When a hash is
@@ -138,6 +154,14 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 	}
 	defer body.Close()
 	if err := t.copy(actx, body, stall); err != nil {
+		var le *localError
+		if t.raw != nil && t.raw.err == nil && actx.Err() == nil && !errors.As(err, &le) {
+			// The decoder failed on bytes the connection delivered whole: the
+			// encoded stream is corrupt (a bad block or checksum), and what it
+			// decoded before noticing cannot be trusted. Start the file over.
+			t.forget(err)
+			return fmt.Errorf("corrupt %s body: %w", resp.Header.Get("Content-Encoding"), err)
+		}
 		return stallCause(actx, timeout, err)
 	}
 	if resp.StatusCode == http.StatusPartialContent && t.total >= 0 && t.written < t.total {
@@ -180,6 +204,10 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 			t.total, t.validator = -1, strongLastModified(resp.Header)
 		}
 		t.w.SetValidator(t.validator, t.total)
+	case resp.StatusCode == http.StatusPartialContent && t.written > 0 && t.e.opts.Decode && encoded(resp.Header):
+		// A range of an encoded body (as a store that keeps files gzipped
+		// serves them) is not a range of the decoded bytes kept.
+		return false, t.forget(fmt.Errorf("range of the %s-encoded body, not of the bytes kept", resp.Header.Get("Content-Encoding")))
 	case resp.StatusCode == http.StatusPartialContent && t.written > 0:
 		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
 		if !ok || start != t.written || (t.total >= 0 && total >= 0 && total != t.total) {
@@ -214,20 +242,28 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 // the encoded bytes against Content-Length.
 func (t *transfer) decode(resp *http.Response) (io.ReadCloser, error) {
 	ce := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding")))
+	t.raw = nil
 	if !t.e.opts.Decode || ce == "" || ce == "identity" {
 		return io.NopCloser(resp.Body), nil
 	}
+	t.raw = &rawBody{r: resp.Body}
 	switch ce {
 	case "gzip", "x-gzip":
-		return gzip.NewReader(resp.Body)
+		return gzip.NewReader(t.raw)
 	case "zstd":
-		d, err := zstd.NewReader(resp.Body, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		d, err := zstd.NewReader(t.raw, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
 		if err != nil {
 			return nil, err
 		}
 		return d.IOReadCloser(), nil
 	}
 	return nil, &permanentError{fmt.Errorf("unsupported Content-Encoding %q", ce)}
+}
+
+// encoded reports whether h has a Content-Encoding other than identity.
+func encoded(h http.Header) bool {
+	ce := strings.ToLower(strings.TrimSpace(h.Get("Content-Encoding")))
+	return ce != "" && ce != "identity"
 }
 
 // forget drops the validator after a response that cannot be appended, so the

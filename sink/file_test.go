@@ -288,3 +288,33 @@ func TestOriginValueWithoutCredentials(t *testing.T) {
 		}
 	}
 }
+
+// A checkpointed file keeps its resume state on NAME.part until it is renamed:
+// a crash while the group commit flushes must still find the checkpoint (not
+// refetch the whole file). The final file carries none.
+func TestFileResumeStateKeptUntilRename(t *testing.T) {
+	s, dir := newSink(t, FileOptions{Checkpoint: 64 << 10})
+	w, err := s.Create("big", "http://h/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.SetValidator(`"v"`, 256<<10)
+	w.Write(make([]byte, 256<<10))
+	done := make(chan error, 1)
+	w.Commit(func(err error) { done <- err })
+	part := filepath.Join(dir, "big"+PartSuffix)
+	buf := make([]byte, 256)
+	if _, err := os.Lstat(part); err == nil { // the batch's flush has not renamed it yet
+		if n, err := unix.Getxattr(part, resumeAttr, buf); err != nil || !strings.HasPrefix(string(buf[:n]), "v1 ") {
+			t.Errorf("NAME.part waiting for the group commit has no resume state (%v)", err)
+		}
+	} else {
+		t.Log("the commit was done before the check")
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.Getxattr(filepath.Join(dir, "big"), resumeAttr, buf); err != unix.ENODATA {
+		t.Errorf("final file: resume state %v, want none", err)
+	}
+}

@@ -397,9 +397,6 @@ func (w *fileWriter) Discard() error {
 func (w *fileWriter) Commit(done func(error)) {
 	w.cp.Wait()
 	err := w.cpErr
-	if err == nil && w.lastCP > 0 {
-		err = removeXattr(w.f, resumeAttr) // the final file needs no resume state
-	}
 	if w.s.committer == nil || err != nil {
 		done(w.rename(err))
 		return
@@ -431,6 +428,11 @@ func (w *fileWriter) rename(err error) error {
 	if w.tmp {
 		w.closeUnnamed() // linked: it has its final name
 		return nil
+	}
+	if w.lastCP > 0 {
+		// The final file needs no resume state. Removed only now: until the
+		// rename, a crash must still find the checkpoint on NAME.part.
+		removeXattr(w.f, resumeAttr)
 	}
 	return w.f.Close()
 }

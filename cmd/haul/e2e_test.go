@@ -984,12 +984,27 @@ func TestE2EInterrupt(t *testing.T) {
 // guarded by the validator (If-Range) rather than fetching them again.
 func TestE2EResumeAfterInterrupt(t *testing.T) {
 	t.Parallel()
+	for _, force := range []bool{false, true} {
+		t.Run(fmt.Sprintf("force=%v", force), func(t *testing.T) {
+			t.Parallel()
+			resumeAfterInterrupt(t, force)
+		})
+	}
+}
+
+// resumeAfterInterrupt: the first run (with --force or not) is interrupted, and
+// the re-run the summary advises resumes the partial file.
+func resumeAfterInterrupt(t *testing.T, force bool) {
 	s := downloadtest.New(t)
 	b := body(1300, 512<<10)
 	u := s.Add("/big.bin", b, downloadtest.Stall(128<<10, time.Minute, 1))
 	dir := filepath.Join(t.TempDir(), "out")
 	part := filepath.Join(dir, hostDir(s), "big.bin.part")
-	cmd, _, stderr := haulCmd(t.Context(), nil, "-d", dir, u)
+	args := []string{"-d", dir, u}
+	if force {
+		args = append(args, "--force")
+	}
+	cmd, _, stderr := haulCmd(t.Context(), nil, args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -1005,6 +1020,13 @@ func TestE2EResumeAfterInterrupt(t *testing.T) {
 	cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != 130 {
 		t.Errorf("exit code %d, want 130\n%s", code, stderr)
+	}
+	advice := "run the same command again"
+	if force {
+		advice = "run the same command without --force"
+	}
+	if !strings.Contains(stderr.String(), advice) {
+		t.Errorf("stderr does not advise %q:\n%s", advice, stderr)
 	}
 	fi, err := os.Stat(part)
 	if err != nil || fi.Size() != 128<<10 {

@@ -20,6 +20,7 @@ type reporter struct {
 	w     io.Writer
 	quiet bool
 	tty   bool
+	force bool // --force: an interrupted run resumes without it
 	began time.Time
 	st    *download.Stats
 
@@ -162,6 +163,8 @@ func (r *reporter) summary(runErr error) {
 		}
 	}
 	switch {
+	case errors.Is(runErr, context.Canceled) && r.force:
+		r.printf("interrupted: run the same command without --force to resume (with it, partial files start over)")
 	case errors.Is(runErr, context.Canceled):
 		r.printf("interrupted: run the same command again to resume")
 	case r.stopped > 0:

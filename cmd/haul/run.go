@@ -65,6 +65,7 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 		}
 	}
 	rep := newReporter(stderr, o.quiet, isTerminal(stderr))
+	rep.force = o.force
 	eng := download.New(client, out, download.Options{
 		Jobs: o.jobs, PerHost: o.perHost, Retries: o.retries, Timeout: o.timeout,
 		LimitRate: o.limitRate, Header: o.header, Layout: o.layout, Force: o.force, RunTag: runTag,

@@ -43,7 +43,7 @@ func (c *claims) acquire(ctx context.Context, name, url string) (release func(),
 		}
 		c.mu.Unlock()
 		if sink.OriginValue(cl.url) != sink.OriginValue(url) { // the same resource (see OriginValue)
-			return nil, fmt.Errorf("%w: %s is being written from %s", ErrCollision, name, cl.url)
+			return nil, fmt.Errorf("%w: %s is being written from %s", ErrCollision, name, redact(cl.url))
 		}
 		select {
 		case <-cl.done:

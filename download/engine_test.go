@@ -1674,3 +1674,21 @@ func TestEngineNeverSplice(t *testing.T) {
 		h.checkFile(r.Name, body)
 	})
 }
+
+// A collision with a URL in flight names that URL without its password.
+func TestEngineCollisionMessageRedacted(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	s.Add("/x", payload(3, 1000), downloadtest.Delay(300*time.Millisecond))
+	first := strings.Replace(s.URL, "://", "://alice:s3cret@", 1) + "/x?a=1"
+	second := s.URL + "/x%3Fa=1" // the same name in the tree layout
+	h := newHarness(t)
+	oc := h.run(download.Options{Jobs: 2}, first, second)
+	r := oc.get(second)
+	if !errors.Is(r.Err, download.ErrCollision) {
+		t.Fatalf("second: %s %v, want a collision", r.Status, r.Err)
+	}
+	if strings.Contains(r.Err.Error(), "s3cret") {
+		t.Errorf("the collision message shows the password: %v", r.Err)
+	}
+}

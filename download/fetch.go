@@ -348,11 +348,13 @@ func (e *Engine) backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// hostOf returns the URL's host[:port], lower-cased: the key of per-host caps
-// and pauses. The input parser has already checked the URL, so slicing out the
+// hostOf returns the URL's host:port, lower-cased, with the port as a number
+// (leading zeros dropped) and the scheme's default when none is given: the key
+// of per-host caps and pauses, so that one server is one host however its URLs
+// spell it. The input parser has already checked the URL, so slicing out the
 // authority is enough; a second url.Parse per entry is not needed.
 func hostOf(rawURL string) string {
-	_, rest, ok := strings.Cut(rawURL, "://")
+	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
 		return rawURL
 	}
@@ -362,5 +364,19 @@ func hostOf(rawURL string) string {
 	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
 		rest = rest[i+1:]
 	}
-	return strings.ToLower(rest)
+	host, port := rest, ""
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 && !strings.Contains(rest[i:], "]") {
+		host, port = rest[:i], rest[i+1:]
+	}
+	switch {
+	case port != "":
+		if port = strings.TrimLeft(port, "0"); port == "" {
+			port = "0"
+		}
+	case strings.EqualFold(scheme, "https"):
+		port = "443"
+	default:
+		port = "80"
+	}
+	return strings.ToLower(host) + ":" + port
 }

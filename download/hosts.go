@@ -16,8 +16,10 @@ import (
 type hosts struct {
 	cap int // 0: no per-host cap
 
-	mu sync.Mutex
-	m  map[string]*host
+	mu      sync.Mutex
+	m       map[string]*host
+	sweepAt int // len(m) at which the next sweep runs
+	swept   int // hosts looked at by sweeps (for a test)
 	// anyUntil is the latest end of any pause (UnixNano): past it no host is
 	// paused, and pausedFor answers without the lock (the usual case).
 	anyUntil atomic.Int64
@@ -41,8 +43,12 @@ func (hs *hosts) acquire(ctx context.Context, name string) (*host, error) {
 	hs.mu.Lock()
 	h := hs.m[name]
 	if h == nil {
-		if len(hs.m) >= maxIdleHosts {
+		if len(hs.m) >= max(maxIdleHosts, hs.sweepAt) {
 			hs.sweepLocked()
+			// Hosts in use or still paused stay: the next sweep waits until the
+			// table has doubled, so that sweeps cost O(1) per new host even
+			// when thousands of hosts are paused at once.
+			hs.sweepAt = 2 * len(hs.m)
 		}
 		h = &host{}
 		if hs.cap > 0 {
@@ -80,6 +86,7 @@ func (hs *hosts) done(h *host) {
 // sweepLocked forgets hosts nobody uses whose pause has ended.
 func (hs *hosts) sweepLocked() {
 	now := time.Now()
+	hs.swept += len(hs.m)
 	for k, h := range hs.m {
 		if h.users == 0 && now.After(h.paused) {
 			delete(hs.m, k)

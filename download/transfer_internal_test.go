@@ -1,6 +1,8 @@
 package download
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -38,5 +40,42 @@ func TestSameKindValidator(t *testing.T) {
 		if got := sameKindValidator(h, stored); got != want {
 			t.Errorf("stored %q: %q, want %q", stored, got, want)
 		}
+	}
+}
+
+// One server is one host for --per-host and pauses, however its URLs spell it.
+func TestHostOf(t *testing.T) {
+	for _, tc := range []struct{ url, want string }{
+		{"http://h/x", "h:80"},
+		{"http://H:80/x", "h:80"},
+		{"http://u:p@h:0080/x?q#f", "h:80"},
+		{"https://h/x", "h:443"},
+		{"HTTPS://h:443", "h:443"},
+		{"http://127.0.0.1:023001/x", "127.0.0.1:23001"},
+		{"http://[::1]/x", "[::1]:80"},
+		{"http://[::1]:8080/x", "[::1]:8080"},
+		{"http://h:/x", "h:80"},
+	} {
+		if got := hostOf(tc.url); got != tc.want {
+			t.Errorf("hostOf(%q) = %q, want %q", tc.url, got, tc.want)
+		}
+	}
+}
+
+// Forgetting idle hosts stays O(1) per new host even when most hosts are
+// paused (and so cannot be forgotten): a list of many hosts answering 429.
+func TestHostsSweepAmortized(t *testing.T) {
+	hs := newHosts(0)
+	const n = 5 * maxIdleHosts
+	for i := range n {
+		h, err := hs.acquire(context.Background(), fmt.Sprintf("h%d:80", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs.pause(h, time.Hour)
+		hs.release(h)
+	}
+	if hs.swept > 4*n {
+		t.Errorf("sweeps looked at %d hosts for %d new ones: quadratic", hs.swept, n)
 	}
 }

@@ -188,6 +188,12 @@ func checkURL(s string) error {
 		// beyond ASCII are percent-encoded anyway.
 		return fmt.Errorf("invalid URL %s: not valid UTF-8 (percent-encode such bytes)", quoteShort(s))
 	}
+	beforeFragment, _, _ := strings.Cut(s, "#")
+	if _, query, ok := strings.Cut(beforeFragment, "?"); ok && strings.Contains(query, " ") {
+		// A space in the path is sent encoded; in the query it would go as is,
+		// breaking the request line (only a JSON line can hold one).
+		return fmt.Errorf("invalid URL %s: a space in the query (write it as %%20)", quoteShort(s))
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		var ue *url.Error

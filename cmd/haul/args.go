@@ -29,6 +29,7 @@ func flagsFirst(args []string, flags []cli.Flag) ([]string, error) {
 	}
 	out := append(make([]string, 0, len(args)+1), args[0])
 	var pos []string
+	help := false
 	for i := 1; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -41,6 +42,7 @@ func flagsFirst(args []string, flags []cli.Flag) ([]string, error) {
 		}
 		out = append(out, a)
 		name := strings.TrimLeft(a, "-")
+		help = help || name == "help" || name == "h"
 		if strings.Contains(name, "=") {
 			continue
 		}
@@ -52,7 +54,7 @@ func flagsFirst(args []string, flags []cli.Flag) ([]string, error) {
 			out = append(out, args[i])
 		}
 	}
-	if len(pos) > 0 {
+	if len(pos) > 0 && !help { // with --help, urfave/cli would take a URL for a help topic
 		out = append(append(out, "--"), pos...)
 	}
 	return out, nil

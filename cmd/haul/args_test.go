@@ -21,6 +21,8 @@ func TestFlagsFirst(t *testing.T) {
 		{"haul -d o u1 -- u2", "haul -d o -- u1 u2"},    // -- after a URL is not a URL
 		{"haul u1 --nope u2", "haul --nope -- u1 u2"},   // unknown: moved, left to the parser
 		{"haul u1 --http1.1 --sha256 u2", "haul --http1.1 --sha256 -- u1 u2"},
+		{"haul u1 --help", "haul --help"}, // help, not a help topic named u1
+		{"haul -h u1 -d o", "haul -h -d o"},
 	} {
 		got, err := flagsFirst(strings.Fields(tc.in), fl)
 		if err != nil || strings.Join(got, " ") != tc.want {

@@ -1079,6 +1079,7 @@ func TestE2EUsageErrors(t *testing.T) {
 		{[]string{"-H", "X: a\x01b", u}, []int{2}, "header"},
 		{[]string{"--limit-rate", "NaN", u}, []int{2}, "limit-rate"},
 		{[]string{"-d", "", u}, []int{2}, "--dir is empty"},
+		{[]string{"--compress-level", "9", u}, []int{2}, "--compress-level needs --compress"},
 		{[]string{u, ""}, []int{2}, "argument 2"},
 		{[]string{u, "-d"}, []int{2}, "needs an argument"},
 		{[]string{u + "\n" + u}, []int{2}, "argument 1"},

@@ -129,6 +129,9 @@ func parseOptions(c *cli.Context) (*options, error) {
 	default:
 		return nil, fmt.Errorf("--compress %q: want gzip or zstd", o.compress)
 	}
+	if c.IsSet("compress-level") && o.compress == "" {
+		return nil, fmt.Errorf("--compress-level needs --compress gzip or zstd")
+	}
 	var err error
 	if o.layout, err = download.ParseLayout(c.String("layout")); err != nil {
 		return nil, err

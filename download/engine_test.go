@@ -1692,3 +1692,33 @@ func TestEngineCollisionMessageRedacted(t *testing.T) {
 		t.Errorf("the collision message shows the password: %v", r.Err)
 	}
 }
+
+// The same failing URL listed many times is fetched for one entry only: the
+// others fail at once with its error, instead of each going through its retries
+// while holding a worker.
+func TestEngineDuplicateFailuresFetchedOnce(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	bad := s.Add("/bad", nil, downloadtest.Status(500, downloadtest.Always))
+	good := s.Add("/good", payload(4, 1000))
+	lines := []string{bad, bad, bad, good + " out=g", bad, bad, bad}
+	h := newHarness(t)
+	oc := h.run(download.Options{Jobs: 2, Retries: 2}, lines...)
+	failed := 0
+	for _, r := range oc.results {
+		if r.Entry.URL == bad {
+			var se *download.StatusError
+			if r.Status != download.StatusFailed || !errors.As(r.Err, &se) || se.Code != 500 {
+				t.Errorf("%s: %s %v, want the 500", r.Entry.URL, r.Status, r.Err)
+			}
+			failed++
+		}
+	}
+	if failed != 6 {
+		t.Errorf("%d results for the bad URL, want 6", failed)
+	}
+	if got := s.Requests("/bad"); got != 3 {
+		t.Errorf("%d requests for the bad URL, want 3 (one entry's attempts)", got)
+	}
+	h.checkFile("g", payload(4, 1000))
+}

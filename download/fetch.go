@@ -55,7 +55,7 @@ func (e *Engine) process(ctx context.Context, j job) {
 		return
 	}
 	done := func(err error) {
-		release()
+		release(err)
 		e.finish(ctx, r, t0, err)
 	}
 	skip, replace, err := e.existing(ent, r)
@@ -67,7 +67,7 @@ func (e *Engine) process(ctx context.Context, j job) {
 		// Parked in its retry loop: the name, the host slot and the staging
 		// file are let go for the pause (another worker may take them), and
 		// taken again when it comes back.
-		release()
+		release(nil)
 		st := &started{r: r, t0: t0, failures: failures}
 		e.parking.put(job{ent: ent, st: st}, e.hosts.pausedFor(hostOf(ent.URL)))
 	}

@@ -1682,8 +1682,10 @@ func TestEngineCollisionMessageRedacted(t *testing.T) {
 	s.Add("/x", payload(3, 1000), downloadtest.Delay(300*time.Millisecond))
 	first := strings.Replace(s.URL, "://", "://alice:s3cret@", 1) + "/x?a=1"
 	second := s.URL + "/x%3Fa=1" // the same name in the tree layout
+	// The filler keeps the second worker busy while the first claims the name.
+	filler := s.Add("/filler", payload(5, 100), downloadtest.Delay(100*time.Millisecond))
 	h := newHarness(t)
-	oc := h.run(download.Options{Jobs: 2}, first, second)
+	oc := h.run(download.Options{Jobs: 2}, first, filler, second)
 	r := oc.get(second)
 	if !errors.Is(r.Err, download.ErrCollision) {
 		t.Fatalf("second: %s %v, want a collision", r.Status, r.Err)

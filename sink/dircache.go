@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"path"
 	"sync"
 	"syscall"
 	"time"
@@ -36,6 +37,49 @@ type dirCache struct {
 
 	umu     sync.Mutex
 	unnamed map[string]int // files staged unnamed (no NAME.part), by path: see checkNoPart
+
+	made map[string]bool // directories this process created that hold no file of its yet (under mu)
+}
+
+// prune removes dir, and its parents, where this process created them and
+// nothing is in them: what a failed entry leaves, which would otherwise stay
+// behind empty (wget -x leaves none) and could later block a file of that name.
+// A directory in use, or one that existed before, is never removed.
+func (c *dirCache) prune(dir string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for dir != "" && c.made[dir] {
+		d := c.m[dir]
+		if d != nil && d.refs > 0 {
+			return
+		}
+		if err := c.root.Remove(dir); err != nil {
+			return // not empty (another entry's file), or gone
+		}
+		delete(c.made, dir)
+		if d != nil {
+			delete(c.m, dir)
+			d.f.Close()
+		}
+		dir = path.Dir(dir)
+		if dir == "." {
+			dir = ""
+		}
+	}
+}
+
+// settled records that dir holds a file: it and its parents are no longer
+// candidates for prune.
+func (c *dirCache) settled(dir string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for dir != "" && c.made[dir] {
+		delete(c.made, dir)
+		dir = path.Dir(dir)
+		if dir == "." {
+			dir = ""
+		}
+	}
 }
 
 // stagingUnnamed records (n = 1) or forgets (n = -1) a file staged unnamed.
@@ -101,18 +145,25 @@ func (c *dirCache) acquire(dir string, create bool) (*dirRef, error) {
 
 func (c *dirCache) open(dir string, create bool) (*os.File, error) {
 	if dir == "" {
-		dir = "."
-	} else if create {
-		if err := c.checkNoPart(dir); err != nil {
-			return nil, err
-		}
-		if err := c.root.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
-		}
+		return c.root.Open(".")
 	}
-	f, err := c.root.Open(dir)
-	if err != nil {
-		return nil, err
+	var f *os.File
+	for attempt := 0; ; attempt++ {
+		var err error
+		if create {
+			err = c.mkdirs(dir)
+		}
+		if err == nil {
+			f, err = c.root.Open(dir)
+		}
+		if err == nil {
+			break
+		}
+		// Another worker's prune may have removed a parent just created: once
+		// more.
+		if !create || attempt > 0 || !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
 	}
 	if fi, err := f.Stat(); err != nil || !fi.IsDir() {
 		f.Close()
@@ -121,11 +172,13 @@ func (c *dirCache) open(dir string, create bool) (*os.File, error) {
 	return f, nil
 }
 
-// checkNoPart refuses to create a directory where a file of the same name is
-// being written (NAME.part exists): the tree layout can map one URL to a file
-// "a" and another to a file inside "a/". Whichever comes first wins; without
-// this check a pending commit of "a" would fail after "a/" was created.
-func (c *dirCache) checkNoPart(dir string) error {
+// mkdirs creates dir and its missing parents, recording those it created (see
+// prune). It refuses to create a directory where a file of the same name is
+// being written (NAME.part exists, or it is staged unnamed): the tree layout can
+// map one URL to a file "a" and another to a file inside "a/". Whichever comes
+// first wins; without this check a pending commit of "a" would fail after "a/"
+// was created.
+func (c *dirCache) mkdirs(dir string) error {
 	for i := 0; i <= len(dir); i++ {
 		if i < len(dir) && dir[i] != '/' {
 			continue
@@ -139,7 +192,21 @@ func (c *dirCache) checkNoPart(dir string) error {
 		if _, err := c.root.Lstat(p + PartSuffix); err == nil || c.isStagingUnnamed(p) {
 			return &fs.PathError{Op: "mkdir", Path: p, Err: ErrFileInWay}
 		}
-		return nil // the rest does not exist either
+		// p is the first missing one: create it and the rest.
+		if err := c.root.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		if c.made == nil {
+			c.made = make(map[string]bool)
+		}
+		for j := i; j <= len(dir); j++ {
+			if j == len(dir) || dir[j] == '/' {
+				c.made[dir[:j]] = true
+			}
+		}
+		c.mu.Unlock()
+		return nil
 	}
 	return nil
 }

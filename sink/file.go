@@ -191,14 +191,15 @@ func (s *File) create(name, origin string) (*fileWriter, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &fileWriter{s: s, d: d, part: base + PartSuffix, final: base, path: name}
+	w := &fileWriter{s: s, d: d, part: base + PartSuffix, final: base, path: name, dir: dir}
 	if err := w.open(origin); err != nil {
 		if w.tmp {
 			w.closeUnnamed()
 		} else if w.f != nil {
 			w.f.Close()
 		}
-		s.dirs.release(d)
+		w.left = w.f != nil && !w.tmp // a NAME.part there, kept
+		w.releaseDir()
 		return nil, err
 	}
 	return w, nil

@@ -28,6 +28,8 @@ type fileWriter struct {
 	replace    bool   // Commit may replace any file at the final name
 	tmp        bool   // staged unnamed (O_TMPFILE): no NAME.part yet (see tmpfile.go)
 	path       string // the final name's path in the sink
+	dir        string // its directory's path in the sink ("" for the top)
+	left       bool   // a file stays in dir at the end: the final one, or NAME.part to resume
 	nameFailed bool   // nameEarly could not name it: not tried again
 
 	partial   Partial // what was resumable when opened
@@ -352,11 +354,22 @@ func (w *fileWriter) Restart() error {
 	return err
 }
 
+// releaseDir lets go of the writer's directory; if the writer left nothing in
+// it, the directories created for it go too, where they are empty.
+func (w *fileWriter) releaseDir() {
+	w.s.dirs.release(w.d)
+	if w.left {
+		w.s.dirs.settled(w.dir)
+	} else {
+		w.s.dirs.prune(w.dir)
+	}
+}
+
 // Abort implements Writer: the bytes written so far are made durable (unless
 // NoSync) and recorded, so the next run resumes them; a file with nothing worth
 // resuming is removed.
 func (w *fileWriter) Abort() error {
-	defer w.s.dirs.release(w.d)
+	defer w.releaseDir()
 	w.cp.Wait()
 	if w.plain == 0 || w.validator == "" || w.noResume.Load() {
 		if w.tmp {
@@ -373,6 +386,7 @@ func (w *fileWriter) Abort() error {
 		}
 		return err
 	}
+	w.left = true
 	err := w.save(w.state())
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
@@ -382,7 +396,7 @@ func (w *fileWriter) Abort() error {
 
 // Discard implements Writer.
 func (w *fileWriter) Discard() error {
-	defer w.s.dirs.release(w.d)
+	defer w.releaseDir()
 	w.cp.Wait()
 	if w.tmp {
 		w.closeUnnamed()
@@ -412,10 +426,11 @@ func (w *fileWriter) Replace() { w.replace = true }
 // closed, which releases its lock: another process never sees this staging file
 // unlocked before it has its final name. It releases the directory handle too.
 func (w *fileWriter) rename(err error) error {
-	defer w.s.dirs.release(w.d)
+	defer w.releaseDir()
 	if err == nil {
 		err = w.place()
 	}
+	w.left = err == nil
 	if err != nil {
 		if w.tmp {
 			w.closeUnnamed()

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
@@ -2404,5 +2405,32 @@ func TestE2EManifestReaderGone(t *testing.T) {
 	}
 	if done == len(bodies) {
 		t.Errorf("all %d files fetched: the run did not stop when its manifest's reader left", done)
+	}
+}
+
+// A failed entry leaves no empty directories behind (as wget -x): they would
+// stay in the mirror, and one could block a later file of the same name.
+func TestE2EFailedEntriesLeaveNoDirectories(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	s.Add("/a", []byte("file a"))
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, hostDir(s), "kept"), 0o755) // the user's: never removed
+	r := runHaul(t, nil, "-q", "-j", "1", "--retries", "0", "-d", dir,
+		s.URL+"/a/b/missing", s.URL+"/a", s.URL+"/kept/missing", "http://127.0.0.1:1/refused/x")
+	wantCode(t, r, 1)
+	if got, err := os.ReadFile(filepath.Join(dir, hostDir(s), "a")); string(got) != "file a" {
+		t.Errorf("a: %q, %v: blocked by the directory a failed entry left", got, err)
+	}
+	var left []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && p != dir {
+			left = append(left, strings.TrimPrefix(p, dir+"/"))
+		}
+		return nil
+	})
+	want := []string{hostDir(s), hostDir(s) + "/a", hostDir(s) + "/kept"}
+	if !slices.Equal(left, want) {
+		t.Errorf("left in -d: %q, want %q", left, want)
 	}
 }

@@ -53,7 +53,8 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 	if o.force {
 		runTag = fmt.Sprintf("%d-%016x", os.Getpid(), rand.Uint64())
 	}
-	file, err := sink.NewFile(o.dir, sink.FileOptions{NoSync: o.noSync, RunTag: runTag})
+	file, err := sink.NewFile(o.dir, sink.FileOptions{NoSync: o.noSync, RunTag: runTag,
+		Named: os.Getenv("HAUL_NAMED_STAGING") != ""}) // for comparisons (README)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("output directory: %v", err), exitFatal)
 	}

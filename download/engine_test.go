@@ -54,6 +54,21 @@ func fetchOne(t *testing.T, body []byte, o download.Options, fields string, opts
 	return s, h, h.run(o, u+fields).get(u)
 }
 
+// stopRun cancels a run started with harness.start and checks that Run returns
+// promptly, with context.Canceled.
+func stopRun(t *testing.T, cancel func(), wait func() *outcome) {
+	t.Helper()
+	t0 := time.Now()
+	cancel()
+	oc := wait()
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Errorf("Run took %v to return after cancel", d)
+	}
+	if !errors.Is(oc.err, context.Canceled) {
+		t.Errorf("Run returned %v, want context.Canceled", oc.err)
+	}
+}
+
 func newSyncHarness(t *testing.T) *harness {
 	return newHarnessDir(t, t.TempDir(), sink.FileOptions{})
 }
@@ -599,15 +614,7 @@ func TestEngineHostPauseParkedInterrupt(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	t0 := time.Now()
-	cancel()
-	wait()
-	if d := time.Since(t0); d > 2*time.Second {
-		t.Errorf("Run took %v to return after cancel", d)
-	}
-	if !errors.Is(oc.err, context.Canceled) {
-		t.Errorf("Run returned %v, want context.Canceled", oc.err)
-	}
+	stopRun(t, cancel, wait)
 	r := oc.get(a) // exactly one result
 	if r.Status != download.StatusFailed || !errors.Is(r.Err, download.ErrInterrupted) || r.Attempts != 2 {
 		t.Errorf("/a: status %s attempts %d err %v, want interrupted after 2", r.Status, r.Attempts, r.Err)
@@ -1359,15 +1366,7 @@ func TestEngineCancel(t *testing.T) {
 					}
 					time.Sleep(5 * time.Millisecond)
 				}
-				t0 := time.Now()
-				cancel()
-				wait()
-				if d := time.Since(t0); d > 2*time.Second {
-					t.Errorf("Run took %v to return after cancel", d)
-				}
-				if !errors.Is(oc.err, context.Canceled) {
-					t.Errorf("Run returned %v, want context.Canceled", oc.err)
-				}
+				stopRun(t, cancel, wait)
 				oc.mu.Lock()
 				for _, r := range oc.results {
 					if r.Status != download.StatusFailed || !errors.Is(r.Err, download.ErrInterrupted) {

@@ -28,7 +28,7 @@ type commitReq struct {
 }
 
 // maxPending bounds the commits waiting for a flush (each holds its staging
-// file open, and so locked, until it is renamed).
+// file open, and so locked, until it is renamed); FileOptions.MaxOpen lowers it.
 const maxPending = 1024
 
 // A batch is flushed when it holds maxBatch files or batchWindow after its first.
@@ -37,8 +37,8 @@ const (
 	batchWindow = 5 * time.Millisecond
 )
 
-func newCommitter(fs *os.File) *committer {
-	c := &committer{fs: fs, queue: make(chan commitReq, maxPending), done: make(chan struct{})}
+func newCommitter(fs *os.File, pending int) *committer {
+	c := &committer{fs: fs, queue: make(chan commitReq, pending), done: make(chan struct{})}
 	go c.loop()
 	return c
 }

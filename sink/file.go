@@ -51,6 +51,10 @@ type FileOptions struct {
 	// Named stages every new file as NAME.part from the start, as when another
 	// haul process shares the directory (see tmpfile.go), rather than unnamed.
 	Named bool
+	// MaxOpen bounds the file descriptors the sink keeps open besides its
+	// writers': directory handles and commits waiting for the flush (0: 1,536,
+	// the most it uses). Below that, both are scaled down.
+	MaxOpen int
 }
 
 // NewFile returns a sink that writes under dir, creating dir if needed.
@@ -63,7 +67,11 @@ func NewFile(dir string, opts FileOptions) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &File{root: root, dirs: newDirCache(root, 512), checkpoint: opts.Checkpoint, runTag: opts.RunTag, dir: dir}
+	dirs, pending := 512, maxPending
+	if opts.MaxOpen > 0 && opts.MaxOpen < dirs+pending {
+		dirs, pending = max(opts.MaxOpen/3, 8), max(2*opts.MaxOpen/3, 8)
+	}
+	s := &File{root: root, dirs: newDirCache(root, dirs), checkpoint: opts.Checkpoint, runTag: opts.RunTag, dir: dir}
 	if s.checkpoint <= 0 {
 		s.checkpoint = DefaultCheckpoint
 	}
@@ -72,7 +80,7 @@ func NewFile(dir string, opts FileOptions) (*File, error) {
 			root.Close()
 			return nil, err
 		}
-		s.committer = newCommitter(s.rootDir)
+		s.committer = newCommitter(s.rootDir, pending)
 	}
 	if top, err := root.Open("."); err == nil {
 		if !opts.Named && tmpfileWorks(top) {

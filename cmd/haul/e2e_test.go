@@ -2434,3 +2434,35 @@ func TestE2EFailedEntriesLeaveNoDirectories(t *testing.T) {
 		t.Errorf("left in -d: %q, want %q", left, want)
 	}
 }
+
+// With a low limit on open files (ulimit -n), --jobs is brought down to what
+// fits, with a warning, instead of entries failing with "too many open files";
+// the sink keeps fewer handles too.
+func TestE2EOpenFileLimit(t *testing.T) {
+	t.Parallel()
+	prlimit, err := exec.LookPath("prlimit")
+	if err != nil {
+		t.Skip("no prlimit")
+	}
+	s := downloadtest.New(t)
+	want := map[string][]byte{}
+	var lines []string
+	for i := range 400 {
+		p := fmt.Sprintf("/fd/%03d", i)
+		b := body(uint64(3000+i), 3000)
+		lines = append(lines, s.Add(p, b, downloadtest.Delay(5*time.Millisecond)))
+		want[hostDir(s)+p] = b
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, prlimit, "--nofile=200:200", haulBin, "-q", "-j", "150", "-i", writeList(t, lines...), "-d", dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("haul under ulimit -n 200: %v\n%s", err, clip(string(out)))
+	}
+	if !strings.Contains(string(out), "--jobs 150 needs about") {
+		t.Errorf("no warning that --jobs was brought down:\n%s", clip(string(out)))
+	}
+	checkFiles(t, dir, want)
+}

@@ -13,10 +13,37 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/sink"
 )
+
+// Open files: each job may hold its connection, idle ones in the pool (up to
+// twice --jobs in all) and its staging file; the sink keeps directory handles
+// and commits waiting for the flush open; a few more go to stdio, the input,
+// the manifest and the runtime.
+const (
+	fdsPerJob  = 4
+	fdReserve  = 64
+	sinkMinFDs = 64
+)
+
+// fitOpenFiles fits --jobs and the sink into the limit on open files
+// (RLIMIT_NOFILE, which Go raises to the hard limit at start): it returns the
+// jobs to run, the descriptors left for the sink (0: no limit to mind) and the
+// limit. Past it, entries would fail with "too many open files".
+func fitOpenFiles(jobs int) (int, int, int) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil || rl.Cur >= 1<<20 {
+		return jobs, 0, 0
+	}
+	limit := int(rl.Cur)
+	if most := (limit - fdReserve - sinkMinFDs) / fdsPerJob; jobs > most {
+		jobs = max(most, 1)
+	}
+	return jobs, max(limit-fdReserve-fdsPerJob*jobs, sinkMinFDs), limit
+}
 
 // run is one haul invocation: open the input, build the sink and the engine, run
 // them, report. It returns nil or a cli.ExitCoder carrying the spec's exit code.
@@ -28,6 +55,12 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 	defer closeInput()
 	if o.insecure {
 		fmt.Fprintln(stderr, "haul: warning: --insecure: TLS certificates are not verified")
+	}
+	jobs, sinkFDs, limit := fitOpenFiles(o.jobs)
+	if jobs < o.jobs {
+		fmt.Fprintf(stderr, "haul: warning: --jobs %d needs about %d open files and the limit is %d (ulimit -n): running %d at a time\n",
+			o.jobs, fdsPerJob*o.jobs+fdReserve+sinkMinFDs, limit, jobs)
+		o.jobs = jobs
 	}
 	client, err := download.NewClient(download.ClientOptions{
 		Jobs: o.jobs, PerHost: o.perHost, ConnectTimeout: o.connectTimeout,
@@ -53,7 +86,7 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 	if o.force {
 		runTag = fmt.Sprintf("%d-%016x", os.Getpid(), rand.Uint64())
 	}
-	file, err := sink.NewFile(o.dir, sink.FileOptions{NoSync: o.noSync, RunTag: runTag,
+	file, err := sink.NewFile(o.dir, sink.FileOptions{NoSync: o.noSync, RunTag: runTag, MaxOpen: sinkFDs,
 		Named: os.Getenv("HAUL_NAMED_STAGING") != ""}) // for comparisons (README)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("output directory: %v", err), exitFatal)

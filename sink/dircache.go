@@ -38,7 +38,8 @@ type dirCache struct {
 	umu     sync.Mutex
 	unnamed map[string]int // files staged unnamed (no NAME.part), by path: see checkNoPart
 
-	made map[string]bool // directories this process created that hold no file of its yet (under mu)
+	made  map[string]bool // directories this process created that hold no file of its yet (under mu)
+	inUse map[string]int  // acquires not yet released, by directory (under mu)
 }
 
 // prune removes dir, and its parents, where this process created them and
@@ -49,10 +50,10 @@ func (c *dirCache) prune(dir string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for dir != "" && c.made[dir] {
-		d := c.m[dir]
-		if d != nil && d.refs > 0 {
-			return
+		if c.inUse[dir] > 0 {
+			return // a worker has it, or is opening it (evicted handles included)
 		}
+		d := c.m[dir]
 		if err := c.root.Remove(dir); err != nil {
 			return // not empty (another entry's file), or gone
 		}
@@ -105,16 +106,20 @@ type dirRef struct {
 	fd      int
 	refs    int
 	evicted bool
+	path    string
 }
 
 func newDirCache(root *os.Root, max int) *dirCache {
-	return &dirCache{root: root, max: max, m: make(map[string]*dirRef)}
+	return &dirCache{root: root, max: max, m: make(map[string]*dirRef), inUse: make(map[string]int)}
 }
 
 // acquire returns the open directory dir ("" is the root itself), creating it and
 // its parents first when create is set. The caller must release it.
 func (c *dirCache) acquire(dir string, create bool) (*dirRef, error) {
 	c.mu.Lock()
+	// In use from now until release, even while it is being opened: prune
+	// never removes it under a worker.
+	c.inUse[dir]++
 	if d := c.m[dir]; d != nil {
 		d.refs++
 		c.mu.Unlock()
@@ -125,11 +130,12 @@ func (c *dirCache) acquire(dir string, create bool) (*dirRef, error) {
 	// Open outside the lock: directory creation must not serialize the workers.
 	// Two workers racing for the same new directory both open it; one handle wins.
 	f, err := c.open(dir, create)
-	if err != nil {
-		return nil, err
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err != nil {
+		c.doneWithLocked(dir)
+		return nil, err
+	}
 	if d := c.m[dir]; d != nil {
 		f.Close()
 		d.refs++
@@ -138,9 +144,16 @@ func (c *dirCache) acquire(dir string, create bool) (*dirRef, error) {
 	if len(c.m) >= c.max {
 		c.evictLocked()
 	}
-	d := &dirRef{f: f, fd: int(f.Fd()), refs: 1}
+	d := &dirRef{f: f, fd: int(f.Fd()), refs: 1, path: dir}
 	c.m[dir] = d
 	return d, nil
+}
+
+// doneWithLocked ends one use of the directory dir (see inUse).
+func (c *dirCache) doneWithLocked(dir string) {
+	if c.inUse[dir]--; c.inUse[dir] <= 0 {
+		delete(c.inUse, dir)
+	}
 }
 
 func (c *dirCache) open(dir string, create bool) (*os.File, error) {
@@ -228,6 +241,7 @@ func (c *dirCache) evictLocked() {
 
 func (c *dirCache) release(d *dirRef) {
 	c.mu.Lock()
+	c.doneWithLocked(d.path)
 	d.refs--
 	if d.refs == 0 && d.evicted {
 		d.f.Close()

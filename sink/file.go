@@ -31,7 +31,8 @@ type File struct {
 	runTag     string
 	rootDir    *os.File
 	dir        string
-	presence   *presence   // nil: new files are always staged as NAME.part
+	presence   *presence   // the shared lock on the directory (nil if it could not be opened)
+	unnamedOK  bool        // new files may be staged unnamed: O_TMPFILE and /proc work, not Named
 	noUnnamed  atomic.Bool // a directory without O_TMPFILE was met
 }
 
@@ -83,20 +84,22 @@ func NewFile(dir string, opts FileOptions) (*File, error) {
 		s.committer = newCommitter(s.rootDir, pending)
 	}
 	if top, err := root.Open("."); err == nil {
-		if !opts.Named && tmpfileWorks(top) {
-			s.presence = &presence{dir: top}
-			s.presence.alone() // takes the shared lock
-		} else {
-			top.Close()
-		}
+		s.presence = &presence{dir: top}
+		s.presence.alone() // takes the shared lock
+		s.unnamedOK = !opts.Named && tmpfileWorks(top)
 	}
 	return s, nil
 }
 
 // unnamed reports whether a new file may be staged unnamed (see tmpfile.go).
 func (s *File) unnamed() bool {
-	return s.presence != nil && !s.noUnnamed.Load() && s.presence.alone()
+	return s.unnamedOK && !s.noUnnamed.Load() && s.presence.alone()
 }
+
+// alone reports whether no other haul process uses the sink's directory: only
+// then are empty directories removed (see dirCache.prune), since another
+// process may have just opened one to write in it.
+func (s *File) alone() bool { return s.presence != nil && s.presence.alone() }
 
 // Writable reports why this process may not create files in the sink's
 // directory, or nil. A permission error on one file or subdirectory concerns

@@ -95,7 +95,7 @@ var ErrLocked = errors.New("staging file in use by another process")
 
 // ErrFileInWay reports that a directory is needed where a file of the same name
 // is being written, or was when a run stopped (its staging file is there).
-var ErrFileInWay = errors.New("a file of this name is being downloaded or was interrupted (" + PartSuffix + " file)")
+var ErrFileInWay = errors.New("a file of this name is being downloaded, or was left partial (" + PartSuffix + ")")
 
 // ErrTaken reports that a file from another origin (or one haul did not write)
 // appeared at the final name while the entry was being written.

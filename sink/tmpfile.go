@@ -13,10 +13,11 @@ import (
 // file instead of two (create NAME.part, rename it), which is most of what a
 // small file costs here (10,000 files of 4 KiB, 16 at a time: 0.26-0.32 s of
 // create+link against 0.37-0.49 s of create+rename on this machine's ext4).
-// Such a file is given its staging name NAME.part, locked, when a later run may
-// need it: at its first checkpoint (32 MiB) or when the download is stopped with
-// bytes worth resuming. A crash before that loses nothing a checkpoint had made
-// resumable: a NAME.part without a checkpoint restarts from zero too.
+// Such a file is given its staging name NAME.part, locked, once it is known to
+// be bigger than unnamedMax (64 KiB: its announced length, or the bytes written),
+// or when the download is stopped with bytes worth resuming. So only small files
+// stay unnamed to the end; a crash loses them, and a NAME.part without a
+// checkpoint (32 MiB) would restart from zero anyway.
 //
 // A NAME.part is also how another haul process on the same directory sees a file
 // in progress, waits for its lock and then skips it. So unnamed staging is used

@@ -26,7 +26,7 @@ func exists(t *testing.T, p string) bool {
 // the final name appears, complete and with its origin, only at the commit.
 func TestUnnamedSmallFile(t *testing.T) {
 	s, dir := newSink(t, FileOptions{})
-	if s.presence == nil {
+	if !s.unnamedOK {
 		t.Skip("no O_TMPFILE here")
 	}
 	w, err := s.Create("d/small", "http://h/small")
@@ -56,7 +56,7 @@ func TestUnnamedSmallFile(t *testing.T) {
 // as soon as that is known: another process then sees it and waits for it.
 func TestUnnamedNamedWhenBig(t *testing.T) {
 	s, dir := newSink(t, FileOptions{})
-	if s.presence == nil {
+	if !s.unnamedOK {
 		t.Skip("no O_TMPFILE here")
 	}
 	announced, _ := s.Create("a", "http://h/a")
@@ -97,7 +97,7 @@ func TestUnnamedNamedWhenBig(t *testing.T) {
 // saved, as a .part file's is: the next Create resumes it.
 func TestUnnamedAbortSavesProgress(t *testing.T) {
 	s, dir := newSink(t, FileOptions{})
-	if s.presence == nil {
+	if !s.unnamedOK {
 		t.Skip("no O_TMPFILE here")
 	}
 	w, _ := s.Create("f", "http://h/f")
@@ -137,7 +137,7 @@ func TestUnnamedAbortSavesProgress(t *testing.T) {
 // cannot), replaces one of the same origin, and replaces anything after Replace.
 func TestUnnamedCommitOverExisting(t *testing.T) {
 	s, dir := newSink(t, FileOptions{})
-	if s.presence == nil {
+	if !s.unnamedOK {
 		t.Skip("no O_TMPFILE here")
 	}
 	put := func(name, origin, body string) {
@@ -184,7 +184,7 @@ func TestUnnamedCommitOverExisting(t *testing.T) {
 // are staged as NAME.part, so that each sees, and waits for, the other's.
 func TestUnnamedOnlyWhenAlone(t *testing.T) {
 	s, dir := newSink(t, FileOptions{})
-	if s.presence == nil {
+	if !s.unnamedOK {
 		t.Skip("no O_TMPFILE here")
 	}
 	other, err := NewFile(dir, FileOptions{})
@@ -220,7 +220,7 @@ func TestUnnamedOnlyWhenAlone(t *testing.T) {
 // with a NAME.part.
 func TestUnnamedFileInWay(t *testing.T) {
 	s, _ := newSink(t, FileOptions{})
-	if s.presence == nil {
+	if !s.unnamedOK {
 		t.Skip("no O_TMPFILE here")
 	}
 	w, _ := s.Create("a", "http://h/a")
@@ -236,7 +236,7 @@ func TestUnnamedFileInWay(t *testing.T) {
 // or EOPNOTSUPP), files are staged as NAME.part from then on.
 func TestUnnamedUnsupported(t *testing.T) {
 	s, dir := newSink(t, FileOptions{})
-	if s.presence == nil {
+	if !s.unnamedOK {
 		t.Skip("no O_TMPFILE here")
 	}
 	defer func(f int) { unnamedFlags = f }(unnamedFlags)
@@ -254,5 +254,43 @@ func TestUnnamedUnsupported(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(dir, "f")); string(got) != "body" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// prune removes only what is empty and unused: never a directory another
+// worker holds (even through a handle evicted from the cache) or is opening.
+func TestPruneNeverUnderAWorker(t *testing.T) {
+	s, dir := newSink(t, FileOptions{})
+	c := s.dirs
+	a, err := c.acquire("p/q", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another worker is opening p/q (acquire counts it before it opens).
+	c.mu.Lock()
+	c.inUse["p/q"]++
+	c.mu.Unlock()
+	c.release(a)
+	c.prune("p/q")
+	if !exists(t, filepath.Join(dir, "p/q")) {
+		t.Fatal("pruned a directory another worker was opening")
+	}
+	c.mu.Lock()
+	c.doneWithLocked("p/q")
+	c.mu.Unlock()
+
+	// A worker holds p/q through a handle the cache has since evicted.
+	b, _ := c.acquire("p/q", true)
+	c.mu.Lock()
+	c.evictLocked()
+	c.mu.Unlock()
+	c.prune("p/q")
+	if !exists(t, filepath.Join(dir, "p/q")) {
+		t.Fatal("pruned a directory held through an evicted handle")
+	}
+	c.release(b)
+	c.prune("p/q")
+	if exists(t, filepath.Join(dir, "p")) {
+		t.Error("p/q and p, created here and empty, were not pruned once unused")
 	}
 }

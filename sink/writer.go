@@ -91,7 +91,7 @@ func (w *fileWriter) openUnnamed() (ok bool, err error) {
 	if _, err := w.d.lstat(w.part); !errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
-	f, err := w.d.openUnnamed(w.part)
+	f, err := w.d.openUnnamed(w.final) // messages name the file, not a NAME.part there is not
 	if f == nil || err != nil {
 		if err == nil {
 			w.s.noUnnamed.Store(true)
@@ -360,7 +360,7 @@ func (w *fileWriter) releaseDir() {
 	w.s.dirs.release(w.d)
 	if w.left {
 		w.s.dirs.settled(w.dir)
-	} else {
+	} else if w.dir != "" && w.s.alone() {
 		w.s.dirs.prune(w.dir)
 	}
 }

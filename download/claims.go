@@ -45,9 +45,11 @@ func failKey(name, url string) string { return name + "\x00" + sink.OriginValue(
 func (c *claims) acquire(ctx context.Context, name, url string) (release func(error), err error) {
 	for {
 		c.mu.Lock()
-		if ferr, ok := c.failed[failKey(name, url)]; ok {
-			c.mu.Unlock()
-			return nil, ferr
+		if len(c.failed) > 0 { // the key is built only when there is something to find
+			if ferr, ok := c.failed[failKey(name, url)]; ok {
+				c.mu.Unlock()
+				return nil, ferr
+			}
 		}
 		cl := c.m[name]
 		if cl == nil {

@@ -29,9 +29,7 @@ func encodingHandler(body []byte) http.Handler {
 			enc.Close()
 			w.Header().Set("Content-Encoding", "zstd")
 		case strings.Contains(ae, "gzip"):
-			enc := gzip.NewWriter(&buf)
-			enc.Write(body)
-			enc.Close()
+			buf.Write(gzipped(body))
 			w.Header().Set("Content-Encoding", "gzip")
 		default:
 			buf.Write(body)
@@ -39,6 +37,15 @@ func encodingHandler(body []byte) http.Handler {
 		w.Header().Set("ETag", `"enc"`)
 		w.Write(buf.Bytes())
 	})
+}
+
+// gzipped returns b as a gzip stream.
+func gzipped(b []byte) []byte {
+	var buf bytes.Buffer
+	enc := gzip.NewWriter(&buf)
+	enc.Write(b)
+	enc.Close()
+	return buf.Bytes()
 }
 
 func TestEngineDecode(t *testing.T) {
@@ -75,10 +82,7 @@ func TestEngineDecode(t *testing.T) {
 func TestEngineDecodeResume(t *testing.T) {
 	body := payload(21, 1<<20) // incompressible: the encoded stream is about as long
 	modtime := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-	var encoded bytes.Buffer
-	enc := gzip.NewWriter(&encoded)
-	enc.Write(body)
-	enc.Close()
+	encoded := bytes.NewBuffer(gzipped(body))
 	var drops atomic.Int32
 	s := downloadtest.New(t)
 	url := s.Handle("/r.bin", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -160,10 +164,7 @@ func TestEngineDecodeCorruptStartsOver(t *testing.T) {
 func TestEngineDecodeEncodedRangeStartsOver(t *testing.T) {
 	body := payload(24, 1<<20)
 	modtime := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-	var gz bytes.Buffer
-	enc := gzip.NewWriter(&gz)
-	enc.Write(body)
-	enc.Close()
+	gz := bytes.NewBuffer(gzipped(body))
 	var drops atomic.Int32
 	s := downloadtest.New(t)
 	url := s.Handle("/g.bin", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

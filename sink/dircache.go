@@ -62,11 +62,16 @@ func (c *dirCache) prune(dir string) {
 			delete(c.m, dir)
 			d.f.Close()
 		}
-		dir = path.Dir(dir)
-		if dir == "." {
-			dir = ""
-		}
+		dir = parentDir(dir)
 	}
+}
+
+// parentDir is dir's parent in the sink ("" for the top).
+func parentDir(dir string) string {
+	if p := path.Dir(dir); p != "." {
+		return p
+	}
+	return ""
 }
 
 // settled records that dir holds a file: it and its parents are no longer
@@ -74,12 +79,8 @@ func (c *dirCache) prune(dir string) {
 func (c *dirCache) settled(dir string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for dir != "" && c.made[dir] {
+	for ; dir != "" && c.made[dir]; dir = parentDir(dir) {
 		delete(c.made, dir)
-		dir = path.Dir(dir)
-		if dir == "." {
-			dir = ""
-		}
 	}
 }
 

@@ -44,6 +44,9 @@ type conn struct {
 	head       []byte               // scratch for response heads
 	tls        *tls.ConnectionState // nil for http
 	reused     bool                 // it served a response before
+	raw        syscall.RawConn      // the socket, for quiet (nil: not a socket)
+	peek       func(fd uintptr) bool
+	peekQuiet  bool
 	idleAt     time.Time
 	pool       *hostPool // not dropped while one of its connections is idle or in use
 	prev, next *conn     // in Client.lru
@@ -54,26 +57,31 @@ type conn struct {
 // read as the answer to the next request, and an end of stream means the server
 // closed the connection. It costs one non-blocking peek at the socket.
 func (cn *conn) quiet() bool {
-	nc := cn.nc
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
+	if cn.raw == nil {
+		return true
 	}
+	cn.peekQuiet = false
+	return cn.raw.Read(cn.peek) == nil && cn.peekQuiet
+}
+
+// setRaw keeps what quiet needs, made once per connection rather than per
+// request: the socket under nc, and the function that peeks at it.
+func (cn *conn) setRaw(nc net.Conn) {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
-		return true
+		return
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		return false
+		return
 	}
-	quiet := false
-	err = rc.Read(func(fd uintptr) bool {
+	cn.raw = rc
+	cn.peek = func(fd uintptr) bool {
 		var b [1]byte
 		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		quiet = err == unix.EAGAIN || err == unix.EINTR // else bytes, end of stream or an error
+		cn.peekQuiet = err == unix.EAGAIN || err == unix.EINTR // else bytes, end of stream or an error
 		return true
-	})
-	return err == nil && quiet
+	}
 }
 
 // expire makes every blocked or later I/O on cn fail at once. It is what a
@@ -236,6 +244,7 @@ func (c *Client) dialConn(ctx context.Context, p *hostPool, u *url.URL) (*conn, 
 		return nil, err
 	}
 	cn := &conn{nc: nc, pool: p}
+	cn.setRaw(nc)
 	if p.key.https {
 		c.mu.Lock()
 		if p.tls == nil {

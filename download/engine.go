@@ -14,6 +14,12 @@ import (
 	"github.com/haul/haul/sink"
 )
 
+// HTTPClient is what the engine needs from an HTTP client: *http.Client and
+// httpclient.Client satisfy it.
+type HTTPClient interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
 // Source yields entries one at a time; *Scanner is one. Next returns io.EOF at the
 // end, a *LineError for a bad line (and may be called again), any other error to
 // stop reading.

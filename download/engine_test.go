@@ -24,6 +24,7 @@ import (
 
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/download/httpclient"
 	"github.com/haul/haul/sink"
 )
 
@@ -33,7 +34,7 @@ type harness struct {
 	t      *testing.T
 	dir    string
 	sink   *sink.File
-	client download.Client
+	client httpclient.Client
 }
 
 // newHarness uses a NoSync sink: tests care about what is written, not about
@@ -82,7 +83,7 @@ func newHarnessDir(t *testing.T, dir string, so sink.FileOptions) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	c, err := download.NewClient(download.ClientOptions{Jobs: 8, ConnectTimeout: 5 * time.Second})
+	c, err := httpclient.New(httpclient.Options{Jobs: 8, ConnectTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1555,7 +1556,7 @@ func TestEngineTLS(t *testing.T) {
 		s := downloadtest.New(t, downloadtest.HTTP2())
 		u := s.Add("/f", body, downloadtest.DropAfter(50_000, 1))
 		h := newHarness(t)
-		c, err := download.NewClient(download.ClientOptions{Jobs: 2, CACert: s.CAFile(t)})
+		c, err := httpclient.New(httpclient.Options{Jobs: 2, CACert: s.CAFile(t)})
 		if err != nil {
 			t.Fatal(err)
 		}

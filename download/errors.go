@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/haul/haul/download/httpclient"
 )
 
 // Sentinel errors that callers and tests branch on.
@@ -90,7 +92,7 @@ func retryable(err error) bool {
 	var hn x509.HostnameError
 	var ci x509.CertificateInvalidError
 	if errors.As(err, &le) || errors.As(err, &pe) || errors.Is(err, ErrCollision) || errors.Is(err, ErrBadChecksum) ||
-		errors.Is(err, errBadRedirect) {
+		errors.Is(err, httpclient.ErrBadRedirect) || errors.Is(err, httpclient.ErrTooManyRedirects) {
 		return false
 	}
 	// A certificate that does not verify will not verify on the next attempt.
@@ -118,6 +120,5 @@ func (e *localError) Error() string { return e.err.Error() }
 func (e *localError) Unwrap() error { return e.err }
 
 var (
-	errShortBody   = fmt.Errorf("%w: body ended early", ErrBadLength)
-	errBadRedirect = errors.New("redirect to a non-http(s) URL")
+	errShortBody = fmt.Errorf("%w: body ended early", ErrBadLength)
 )

@@ -14,6 +14,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/haul/haul/download/httpclient"
 	"github.com/haul/haul/sink"
 )
 
@@ -103,7 +104,7 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 	stall := time.AfterFunc(timeout, func() { cancel(ErrStalled) })
 	defer stall.Stop()
 	// Each redirect hop is progress: --timeout bounds every hop, not the chain.
-	actx = context.WithValue(actx, hopKey{}, func() { stall.Reset(timeout) })
+	actx = httpclient.WithHop(actx, func() { stall.Reset(timeout) })
 
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, t.ent.URL, nil)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/haul/haul/download"
-	"github.com/haul/haul/download/h1"
+	"golang.org/x/net/http/httpguts"
 )
 
 // options is everything the flags say, as plain values; run() never sees cli.
@@ -196,14 +196,14 @@ func parseShard(s string) (k, n int, err error) {
 // URL's host in requests (see download.Options.Header).
 func parseHeaders(ua string, hs []string) (http.Header, error) {
 	h := http.Header{"User-Agent": {ua}}
-	if !h1.ValidFieldValue(ua) {
+	if !httpguts.ValidHeaderFieldValue(ua) {
 		return nil, fmt.Errorf("--user-agent %q: control characters are not allowed", ua)
 	}
 	replaced := map[string]bool{}
 	for _, s := range hs {
 		name, value, ok := strings.Cut(s, ":")
 		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-		if !ok || !h1.ValidFieldName(name) || !h1.ValidFieldValue(value) {
+		if !ok || !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(value) {
 			return nil, fmt.Errorf("--header %q: want 'Name: value' (a name of letters, digits and !#$%%&'*+-.^_`|~; no control characters)", s)
 		}
 		key := http.CanonicalHeaderKey(name)

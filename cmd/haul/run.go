@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/haul/haul/download"
+	"github.com/haul/haul/download/httpclient"
 	"github.com/haul/haul/sink"
 )
 
@@ -62,7 +63,7 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 			o.jobs, fdsPerJob*o.jobs+fdReserve+sinkMinFDs, limit, jobs)
 		o.jobs = jobs
 	}
-	client, err := download.NewClient(download.ClientOptions{
+	client, err := httpclient.New(httpclient.Options{
 		Jobs: o.jobs, PerHost: o.perHost, ConnectTimeout: o.connectTimeout,
 		Timeout: o.timeout, CACert: o.cacert, Insecure: o.insecure, HTTP11: o.http11,
 	})

@@ -1,6 +1,7 @@
-package download
+package httpclient
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -13,16 +14,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/haul/haul/download/h1"
+	"github.com/haul/haul/download/internal/h1"
 )
 
-// HTTPClient is what the engine needs from an HTTP client. *http.Client satisfies it.
-type HTTPClient interface {
-	Do(*http.Request) (*http.Response, error)
-}
-
-// ClientOptions configures NewClient.
-type ClientOptions struct {
+// Options configures New.
+type Options struct {
 	Jobs           int           // concurrent downloads; sizes the idle pool
 	PerHost        int           // cap on connections to one host, 0 for none
 	ConnectTimeout time.Duration // TCP connect and TLS handshake
@@ -34,7 +30,7 @@ type ClientOptions struct {
 	HTTP11 bool
 }
 
-// NewClient returns the one HTTP client a run shares: keep-alive connections pooled
+// New returns the one HTTP client a run shares: keep-alive connections pooled
 // across entries and hosts (idle pool sized to the concurrency), HTTP/2 where the
 // server offers it, proxies from the environment, no transparent decompression (bodies
 // are stored exactly as served), and at most 10 redirects, to http(s) only.
@@ -44,7 +40,7 @@ type ClientOptions struct {
 // is what bounds haul on small files. https:// goes through net/http, which
 // negotiates HTTP/2 where the server offers it, and so does every request when a
 // proxy is configured in the environment.
-func NewClient(o ClientOptions) (Client, error) {
+func New(o Options) (Client, error) {
 	tlsConf := &tls.Config{InsecureSkipVerify: o.Insecure}
 	if o.CACert != "" {
 		pool, err := x509.SystemCertPool()
@@ -117,9 +113,9 @@ func NewClient(o ClientOptions) (Client, error) {
 		leanHTTPS: o.HTTP11 && !proxied("https")}, nil
 }
 
-// Client is the HTTP client NewClient returns.
+// Client is the HTTP client New returns. *http.Client satisfies it.
 type Client interface {
-	HTTPClient
+	Do(*http.Request) (*http.Response, error)
 	CloseIdleConnections()
 }
 
@@ -169,13 +165,13 @@ func proxied(scheme string) bool {
 
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) > 10 {
-		return &permanentError{errors.New("stopped after 10 redirects")}
+		return ErrTooManyRedirects
 	}
 	if hop, ok := req.Context().Value(hopKey{}).(func()); ok {
 		hop()
 	}
 	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-		return &permanentError{fmt.Errorf("%w: %s", errBadRedirect, req.URL.Redacted())}
+		return fmt.Errorf("%w: %s", ErrBadRedirect, req.URL.Redacted())
 	}
 	// Credentials given for the first URL go no further than its origin, as
 	// with curl: net/http (and h1, which follows it) keep them for subdomains
@@ -199,6 +195,18 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 // hopKey is the request context key of the function that tells the transfer a
 // redirect was received (it restarts the stall timer).
 type hopKey struct{}
+
+// WithHop returns a context whose requests call hop at every redirect they
+// follow: each hop is progress (the engine's stall timer restarts on it).
+func WithHop(ctx context.Context, hop func()) context.Context {
+	return context.WithValue(ctx, hopKey{}, hop)
+}
+
+// Errors of the redirect policy; another attempt cannot fix either.
+var (
+	ErrTooManyRedirects = errors.New("stopped after 10 redirects")
+	ErrBadRedirect      = errors.New("redirect to a non-http(s) URL")
+)
 
 // hostPort is u's host with its port, the scheme's default when none is given.
 func hostPort(u *url.URL) string {

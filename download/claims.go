@@ -1,12 +1,12 @@
 package download
 
 import (
+	"github.com/haul/haul/internal/urlid"
+
 	"context"
 	"errors"
 	"fmt"
 	"sync"
-
-	"github.com/haul/haul/sink"
 )
 
 // claims makes sure no two workers of this run write the same name at once. It
@@ -35,7 +35,7 @@ func newClaims() *claims {
 	return &claims{m: make(map[string]*claim), failed: make(map[string]error)}
 }
 
-func failKey(name, url string) string { return name + "\x00" + sink.OriginValue(url) }
+func failKey(name, url string) string { return name + "\x00" + urlid.Origin(url) }
 
 // acquire claims name for url. If a worker is writing the same URL to it, acquire
 // waits for that worker to finish (the caller then finds the file on disk); if a
@@ -68,8 +68,8 @@ func (c *claims) acquire(ctx context.Context, name, url string) (release func(er
 			}, nil
 		}
 		c.mu.Unlock()
-		if sink.OriginValue(cl.url) != sink.OriginValue(url) { // the same resource (see OriginValue)
-			return nil, fmt.Errorf("%w: %s is being written from %s", ErrCollision, name, redact(cl.url))
+		if urlid.Origin(cl.url) != urlid.Origin(url) { // the same resource (see urlid.Origin)
+			return nil, fmt.Errorf("%w: %s is being written from %s", ErrCollision, name, urlid.Redact(cl.url))
 		}
 		select {
 		case <-cl.done:

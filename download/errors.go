@@ -1,13 +1,13 @@
 package download
 
 import (
+	"github.com/haul/haul/internal/urlid"
+
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"strings"
 	"syscall"
 	"time"
 
@@ -36,20 +36,8 @@ type Error struct {
 	Err error
 }
 
-func (e *Error) Error() string { return e.Op + " " + redact(e.URL) + ": " + e.Err.Error() }
+func (e *Error) Error() string { return e.Op + " " + urlid.Redact(e.URL) + ": " + e.Err.Error() }
 
-// redact replaces the password in a URL with "xxxxx" (url.URL.Redacted), so
-// that messages do not print it. Only for messages: it parses the URL.
-func redact(rawURL string) string {
-	if !strings.Contains(rawURL, "@") {
-		return rawURL
-	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return rawURL
-	}
-	return u.Redacted()
-}
 func (e *Error) Unwrap() error { return e.Err }
 
 // StatusError is an HTTP response that was not a success.

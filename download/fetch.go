@@ -1,6 +1,8 @@
 package download
 
 import (
+	"github.com/haul/haul/internal/urlid"
+
 	"context"
 	"encoding/hex"
 	"errors"
@@ -8,7 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
-	"strings"
 	"syscall"
 	"time"
 
@@ -26,7 +27,7 @@ func (e *Engine) process(ctx context.Context, j job) {
 	ent := j.ent
 	// An entry for a host that asked to be left alone (429/503) waits aside, so
 	// that this worker serves other hosts meanwhile.
-	if d := e.hosts.pausedFor(hostOf(ent.URL)); d > 0 && e.parking.park(j, d) {
+	if d := e.hosts.pausedFor(urlid.HostKey(ent.URL)); d > 0 && e.parking.park(j, d) {
 		return
 	}
 	var r *Result
@@ -69,7 +70,7 @@ func (e *Engine) process(ctx context.Context, j job) {
 		// taken again when it comes back.
 		release(nil)
 		st := &started{r: r, t0: t0, failures: failures}
-		e.parking.put(job{ent: ent, st: st}, e.hosts.pausedFor(hostOf(ent.URL)))
+		e.parking.put(job{ent: ent, st: st}, e.hosts.pausedFor(urlid.HostKey(ent.URL)))
 	}
 }
 
@@ -108,7 +109,7 @@ func (e *Engine) existing(ent Entry, r *Result) (skip, replace bool, err error) 
 	if err != nil {
 		return false, false, e.sinkError("check", ent.URL, err)
 	}
-	if info.Origin != "" && !sink.SameOrigin(info.Origin, ent.URL) {
+	if info.Origin != "" && !urlid.Same(info.Origin, ent.URL) {
 		return false, false, &Error{Op: "check", URL: ent.URL,
 			Err: fmt.Errorf("%w: %s already holds %q", ErrCollision, r.Name, info.Origin)}
 	}
@@ -176,7 +177,7 @@ func (e *Engine) sinkError(op, rawURL string, err error) error {
 // parks it, and its next download resumes the file (resumed) where the retry
 // loop left it (failures: attempts that brought nothing so far).
 func (e *Engine) download(ctx context.Context, ent Entry, r *Result, replace, resumed bool, failures *int, done func(error)) (parked bool) {
-	h, err := e.hosts.acquire(ctx, hostOf(ent.URL))
+	h, err := e.hosts.acquire(ctx, urlid.HostKey(ent.URL))
 	if err != nil {
 		done(err)
 		return false
@@ -346,37 +347,4 @@ func (e *Engine) backoff(n int) time.Duration {
 		d = e.opts.RetryMax
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-// hostOf returns the URL's host:port, lower-cased, with the port as a number
-// (leading zeros dropped) and the scheme's default when none is given: the key
-// of per-host caps and pauses, so that one server is one host however its URLs
-// spell it. The input parser has already checked the URL, so slicing out the
-// authority is enough; a second url.Parse per entry is not needed.
-func hostOf(rawURL string) string {
-	scheme, rest, ok := strings.Cut(rawURL, "://")
-	if !ok {
-		return rawURL
-	}
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		rest = rest[:i]
-	}
-	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
-		rest = rest[i+1:]
-	}
-	host, port := rest, ""
-	if i := strings.LastIndexByte(rest, ':'); i >= 0 && !strings.Contains(rest[i:], "]") {
-		host, port = rest[:i], rest[i+1:]
-	}
-	switch {
-	case port != "":
-		if port = strings.TrimLeft(port, "0"); port == "" {
-			port = "0"
-		}
-	case strings.EqualFold(scheme, "https"):
-		port = "443"
-	default:
-		port = "80"
-	}
-	return strings.ToLower(host) + ":" + port
 }

@@ -1,6 +1,8 @@
 package download
 
 import (
+	"github.com/haul/haul/internal/urlid"
+
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -154,7 +156,7 @@ func pathSegments(u *url.URL) ([]string, error) {
 // URL as the origin records it (without #fragment and user:password@): URLs that
 // differ only there are one resource, and share one name as in the other layouts.
 func hashName(rawURL string, u *url.URL) (string, error) {
-	sum := sha256.Sum256([]byte(sink.OriginValue(rawURL)))
+	sum := sha256.Sum256([]byte(urlid.Origin(rawURL)))
 	h := hex.EncodeToString(sum[:])
 	p := u.EscapedPath()
 	last, err := url.PathUnescape(p[strings.LastIndexByte(p, '/')+1:])

@@ -43,25 +43,6 @@ func TestSameKindValidator(t *testing.T) {
 	}
 }
 
-// One server is one host for --per-host and pauses, however its URLs spell it.
-func TestHostOf(t *testing.T) {
-	for _, tc := range []struct{ url, want string }{
-		{"http://h/x", "h:80"},
-		{"http://H:80/x", "h:80"},
-		{"http://u:p@h:0080/x?q#f", "h:80"},
-		{"https://h/x", "h:443"},
-		{"HTTPS://h:443", "h:443"},
-		{"http://127.0.0.1:023001/x", "127.0.0.1:23001"},
-		{"http://[::1]/x", "[::1]:80"},
-		{"http://[::1]:8080/x", "[::1]:8080"},
-		{"http://h:/x", "h:80"},
-	} {
-		if got := hostOf(tc.url); got != tc.want {
-			t.Errorf("hostOf(%q) = %q, want %q", tc.url, got, tc.want)
-		}
-	}
-}
-
 // Forgetting idle hosts stays O(1) per new host even when most hosts are
 // paused (and so cannot be forgotten): a list of many hosts answering 429.
 func TestHostsSweepAmortized(t *testing.T) {

@@ -274,22 +274,6 @@ func TestFileCommitNoReplace(t *testing.T) {
 	}
 }
 
-func TestOriginValueWithoutCredentials(t *testing.T) {
-	for in, want := range map[string]string{
-		"http://h/a":                    "http://h/a",
-		"http://user:pw@h:8080/a?b@c#d": "http://h:8080/a?b@c",
-		"https://user@h/a":              "https://h/a",
-		"http://h/a@b":                  "http://h/a@b", // '@' in the path is not userinfo
-		"http://u:p@ss@h/x":             "http://h/x",
-		"http://h/a?q#frag":             "http://h/a?q",
-		"http://u@h/a#f@g":              "http://h/a",
-	} {
-		if got := OriginValue(in); got != want {
-			t.Errorf("OriginValue(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // A checkpointed file keeps its resume state on NAME.part until it is renamed:
 // a crash while the group commit flushes must still find the checkpoint (not
 // refetch the whole file). The final file carries none.

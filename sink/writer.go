@@ -1,6 +1,8 @@
 package sink
 
 import (
+	"github.com/haul/haul/internal/urlid"
+
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +26,7 @@ type fileWriter struct {
 	f          *os.File
 	part       string
 	final      string
-	origin     string // OriginValue of the URL written
+	origin     string // urlid.Origin of the URL written
 	replace    bool   // Commit may replace any file at the final name
 	tmp        bool   // staged unnamed (O_TMPFILE): no NAME.part yet (see tmpfile.go)
 	path       string // the final name's path in the sink
@@ -51,7 +53,7 @@ var _ Writer = (*fileWriter)(nil)
 
 // open opens (or creates) and locks the staging file and reads its resume state.
 func (w *fileWriter) open(origin string) error {
-	w.origin = OriginValue(origin)
+	w.origin = urlid.Origin(origin)
 	if w.s.unnamed() {
 		ok, err := w.openUnnamed()
 		if ok || err != nil {
@@ -205,7 +207,7 @@ func (w *fileWriter) openLocked() (fresh bool, err error) {
 
 // adopt takes over a staging file an earlier run left: its bytes up to the
 // recorded durable offset are kept if the same URL wrote them under a
-// validator; anything else is discarded. origin is an OriginValue.
+// validator; anything else is discarded. origin is a urlid.Origin value.
 func (w *fileWriter) adopt(origin string) error {
 	got, err := getXattr(w.f, OriginAttr)
 	if err != nil {
@@ -242,7 +244,7 @@ func (w *fileWriter) adopt(origin string) error {
 
 // isOrigin reports whether got, a value of OriginAttr, is this writer's origin.
 func (w *fileWriter) isOrigin(got string) bool {
-	return got == w.origin || got == hashOrigin(w.origin)
+	return got == w.origin || got == urlid.Short(w.origin)
 }
 
 // Partial implements Writer.

@@ -1,8 +1,6 @@
 package sink
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"strconv"
@@ -10,6 +8,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/haul/haul/internal/urlid"
 )
 
 // resumeAttr holds, on a staging file, what a later run needs to continue it:
@@ -21,52 +21,13 @@ const resumeAttr = "user.haul.resume"
 // runAttr holds FileOptions.RunTag on every file written with one.
 const runAttr = "user.haul.run"
 
-// maxOriginLen is the longest URL stored as is in OriginAttr; a longer one is
-// stored as "sha256:" and its hash, since a filesystem limits an attribute's
-// size (ext4: all of a file's attributes in one block).
-const maxOriginLen = 1024
-
-// OriginValue is what OriginAttr holds for url: the URL without its user name
-// and password (as curl --xattr stores it: the attribute is readable by anyone
-// who can read the file) and without its #fragment (never sent: URLs that
-// differ only there are one resource), or for a URL longer than 1 KiB,
-// "sha256:" followed by the hex SHA-256 of that. Info.Origin is compared with it,
-// and it is what tells two URLs apart as sources of one file.
-func OriginValue(url string) string {
-	if i := strings.IndexByte(url, '#'); i >= 0 {
-		url = url[:i]
-	}
-	url = stripUserinfo(url)
-	if len(url) <= maxOriginLen {
-		return url
-	}
-	return hashOrigin(url)
-}
-
-// hashOrigin is the short form of an origin: "sha256:" and the hex SHA-256 of it.
-func hashOrigin(origin string) string {
-	if strings.HasPrefix(origin, "sha256:") && len(origin) == len("sha256:")+2*sha256.Size {
-		return origin
-	}
-	sum := sha256.Sum256([]byte(origin))
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-// SameOrigin reports whether stored, a value of OriginAttr, names url as the
-// source. A URL is stored in short form where the filesystem had no room for it
-// (see setOrigin), so both forms match.
-func SameOrigin(stored, url string) bool {
-	v := OriginValue(url)
-	return stored == v || stored == hashOrigin(v)
-}
-
-// setOrigin records origin (an OriginValue) on f. Where the filesystem has no
+// setOrigin records origin (a urlid.Origin value) on f. Where the filesystem has no
 // room for it (ext4 keeps all of a file's attributes in one block, 1 KiB on
 // small filesystems), it records the short form instead.
 func setOrigin(f *os.File, origin string) error {
 	err := setXattr(f, OriginAttr, origin)
 	if attrTooBig(err) {
-		err = setXattr(f, OriginAttr, hashOrigin(origin))
+		err = setXattr(f, OriginAttr, urlid.Short(origin))
 	}
 	return err
 }
@@ -76,23 +37,6 @@ func setOrigin(f *os.File, origin string) error {
 // filesystem's limit). A disk that is really full fails the data writes too.
 func attrTooBig(err error) bool {
 	return err == unix.ENOSPC || err == unix.E2BIG
-}
-
-// stripUserinfo removes "user:password@" from an absolute URL's authority.
-func stripUserinfo(url string) string {
-	i := strings.Index(url, "://")
-	if i < 0 {
-		return url
-	}
-	auth := url[i+3:]
-	if end := strings.IndexAny(auth, "/?#"); end >= 0 {
-		auth = auth[:end]
-	}
-	at := strings.LastIndexByte(auth, '@')
-	if at < 0 {
-		return url
-	}
-	return url[:i+3] + url[i+3+at+1:]
 }
 
 // control runs f with f's descriptor.

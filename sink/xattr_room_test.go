@@ -1,6 +1,8 @@
 package sink
 
 import (
+	"github.com/haul/haul/internal/urlid"
+
 	"bytes"
 	"os"
 	"os/exec"
@@ -73,10 +75,10 @@ func TestFileAttributesWithoutRoom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(info.Origin, "sha256:") || !SameOrigin(info.Origin, url) {
+	if !strings.HasPrefix(info.Origin, "sha256:") || !urlid.Same(info.Origin, url) {
 		t.Errorf("origin %q: want the short form, matching the URL", info.Origin)
 	}
-	if SameOrigin(info.Origin, url+"x") {
+	if urlid.Same(info.Origin, url+"x") {
 		t.Errorf("origin %q matches another URL", info.Origin)
 	}
 

@@ -11,8 +11,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/haul/haul/download"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/haul/haul/download"
 )
 
 // options is everything the flags say, as plain values; run() never sees cli.

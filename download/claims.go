@@ -1,12 +1,13 @@
 package download
 
 import (
-	"github.com/haul/haul/internal/urlid"
-
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
+
+	"github.com/haul/haul/internal/urlid"
 )
 
 // claims makes sure no two workers of this run write the same name at once. It
@@ -26,7 +27,8 @@ type claims struct {
 const maxFailed = 1024
 
 type claim struct {
-	url  string
+	name string
+	ent  Entry
 	done chan struct{}
 	err  error // how the claimant's entry failed, set before done closes
 }
@@ -35,41 +37,37 @@ func newClaims() *claims {
 	return &claims{m: make(map[string]*claim), failed: make(map[string]error)}
 }
 
-func failKey(name, url string) string { return name + "\x00" + urlid.Origin(url) }
+// failKey identifies a failure that would happen again: the same resource
+// written to the same name with the same checks. A line of the same URL with
+// another sha256= or size= is another question to the server, and may succeed.
+func failKey(name string, ent Entry) string {
+	return name + "\x00" + urlid.Origin(ent.URL) + "\x00" + ent.SHA256 + "\x00" + strconv.FormatInt(ent.Size, 10)
+}
 
-// acquire claims name for url. If a worker is writing the same URL to it, acquire
-// waits for that worker to finish (the caller then finds the file on disk); if a
-// different URL holds it, acquire fails with ErrCollision. If the same URL
-// failed (in flight, or among the last failures), acquire fails with its error.
-// release ends the claim, with the entry's error (nil: done, or set aside).
-func (c *claims) acquire(ctx context.Context, name, url string) (release func(error), err error) {
+// acquire claims name for ent. If a worker is writing the same URL to it,
+// acquire waits for that worker to finish (the caller then finds the file on
+// disk); if a different URL holds it, acquire fails with ErrCollision. If the
+// same URL with the same checks failed (in flight, or among the last
+// failures), acquire fails with its error. release ends the claim.
+func (c *claims) acquire(ctx context.Context, name string, ent Entry) (*claim, error) {
 	for {
 		c.mu.Lock()
 		if len(c.failed) > 0 { // the key is built only when there is something to find
-			if ferr, ok := c.failed[failKey(name, url)]; ok {
+			if ferr, ok := c.failed[failKey(name, ent)]; ok {
 				c.mu.Unlock()
 				return nil, ferr
 			}
 		}
 		cl := c.m[name]
 		if cl == nil {
-			cl = &claim{url: url, done: make(chan struct{})}
+			cl = &claim{name: name, ent: ent, done: make(chan struct{})}
 			c.m[name] = cl
 			c.mu.Unlock()
-			return func(err error) {
-				c.mu.Lock()
-				delete(c.m, name)
-				if err != nil && !errors.Is(err, ErrInterrupted) && !errors.Is(err, context.Canceled) {
-					c.rememberLocked(name, url, err)
-				}
-				cl.err = err
-				c.mu.Unlock()
-				close(cl.done)
-			}, nil
+			return cl, nil
 		}
 		c.mu.Unlock()
-		if urlid.Origin(cl.url) != urlid.Origin(url) { // the same resource (see urlid.Origin)
-			return nil, fmt.Errorf("%w: %s is being written from %s", ErrCollision, name, urlid.Redact(cl.url))
+		if urlid.Origin(cl.ent.URL) != urlid.Origin(ent.URL) { // the same resource (see urlid.Origin)
+			return nil, fmt.Errorf("%w: %s is being written from %s", ErrCollision, name, urlid.Redact(cl.ent.URL))
 		}
 		select {
 		case <-cl.done:
@@ -79,13 +77,25 @@ func (c *claims) acquire(ctx context.Context, name, url string) (release func(er
 	}
 }
 
-// rememberLocked records that url, written to name, failed with err.
-func (c *claims) rememberLocked(name, url string, err error) {
+// release ends cl, with its entry's error (nil: done, or set aside).
+func (c *claims) release(cl *claim, err error) {
+	c.mu.Lock()
+	delete(c.m, cl.name)
+	if err != nil && !errors.Is(err, ErrInterrupted) && !errors.Is(err, context.Canceled) {
+		c.rememberLocked(cl, err)
+	}
+	cl.err = err
+	c.mu.Unlock()
+	close(cl.done)
+}
+
+// rememberLocked records that cl's entry failed with err.
+func (c *claims) rememberLocked(cl *claim, err error) {
 	var de *Error
 	if errors.As(err, &de) {
 		err = de.Err // the caller wraps it with its own line's URL
 	}
-	k := failKey(name, url)
+	k := failKey(cl.name, cl.ent)
 	if _, ok := c.failed[k]; !ok {
 		if len(c.order) >= maxFailed {
 			delete(c.failed, c.order[0])

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
+	"github.com/haul/haul/download/input"
+	"github.com/haul/haul/download/naming"
 	"github.com/haul/haul/sink"
 )
 
@@ -20,7 +23,13 @@ type HTTPClient interface {
 	Do(*http.Request) (*http.Response, error)
 }
 
-// Source yields entries one at a time; *Scanner is one. Next returns io.EOF at the
+// Entry is one parsed line of the input list (see package input).
+type Entry = input.Entry
+
+// LineError is a bad line of the input list (see package input).
+type LineError = input.LineError
+
+// Source yields entries one at a time; *input.Scanner is one. Next returns io.EOF at the
 // end, a *LineError for a bad line (and may be called again), any other error to
 // stop reading.
 type Source interface {
@@ -34,7 +43,7 @@ type Options struct {
 	Timeout   time.Duration // abort an attempt that receives nothing for this long (default 30s)
 	LimitRate int64         // total bytes per second across all downloads, 0: unlimited
 	Header    http.Header   // sent with every request (User-Agent included; Host replaces the URL's)
-	Layout    Layout
+	Layout    naming.Layout
 	Force     bool // download even when the final file exists
 	// RunTag is the sink's FileOptions.RunTag: with Force, a file carrying it was
 	// written by this run and is not fetched again.
@@ -70,6 +79,12 @@ type Engine struct {
 	interrupted atomic.Bool
 	bufs        *buffers
 	parking     *parking
+	xfer        transferDeps // what each transfer uses of the engine
+
+	// feedMu orders the list's reader against the end of the run: once
+	// stopped is set (under it), every entry read is reported, none is sent.
+	feedMu  sync.Mutex
+	stopped bool
 }
 
 // bufSize is the chunk in which bodies are read and written: big enough for few
@@ -101,6 +116,8 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	}
 	// One buffer per worker, plus the hash rings of those that hash.
 	e.bufs = newBuffers(bufSize, (1+hashRing)*o.Jobs)
+	e.xfer = transferDeps{client: client, header: o.Header, timeout: o.Timeout, decode: o.Decode,
+		hashAll: o.HashAll, limiter: e.limiter, bufs: e.bufs, bytes: &e.stats.Bytes}
 	return e
 }
 
@@ -117,13 +134,12 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 	e.cancel = cancel
 	defer e.cancel(nil)
 	g, gctx := errgroup.WithContext(ctx)
-	entries := make(chan Entry, e.opts.Jobs)
+	entries := make(chan *entry, e.opts.Jobs)
 	// The list is read on a goroutine of its own, outside the group: a read from
 	// a pipe cannot be interrupted, and Ctrl-C must not wait for the next line.
 	// After a cancellation that goroutine ends at its next line (or at EOF).
 	fed := make(chan error, 1)
 	go func() {
-		defer close(entries)
 		err := e.feed(gctx, src, entries)
 		if err == nil {
 			e.stats.InputDone.Store(true) // read to the end, not stopped
@@ -140,17 +156,32 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 	})
 	for range e.opts.Jobs {
 		g.Go(func() error {
-			e.parking.worker(gctx, entries, func(j job) { e.process(ctx, j) })
+			e.parking.worker(gctx, entries, func(x *entry) { x.run(ctx) })
 			return nil
 		})
 	}
 	err := g.Wait()
-	// Entries parked in their retry loop that the workers, stopping early, did
-	// not take back are reported here. Their progress was saved when they were
-	// parked.
-	for _, st := range e.parking.stranded() {
-		e.interrupted.Store(true)
-		e.finish(ctx, st.r, st.t0, &Error{Op: "get", URL: st.r.Entry.URL, Err: ErrInterrupted})
+	// Entries read from the list that no worker took (still in the channel,
+	// or parked) are reported as interrupted: a list filtered to the failures
+	// then holds them. Those parked in their retry loop had their progress
+	// saved when they were parked.
+	e.feedMu.Lock()
+	e.stopped = true
+	e.feedMu.Unlock()
+	for drained := false; !drained; {
+		select {
+		case x, ok := <-entries:
+			if !ok {
+				drained = true
+				break
+			}
+			x.interrupted()
+		default:
+			drained = true
+		}
+	}
+	for _, x := range e.parking.stranded() {
+		x.interrupted()
 	}
 	e.sink.Flush() // every result is reported before Run returns
 	var fe *FatalError
@@ -164,8 +195,16 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 }
 
 // feed streams entries from src into ch, reporting bad lines and dropping those
-// of other shards. It never holds more than the channel's few entries.
-func (e *Engine) feed(ctx context.Context, src Source, ch chan<- Entry) error {
+// of other shards. It never holds more than the channel's few entries. Once
+// the run has stopped, the entry it has read is reported as interrupted.
+func (e *Engine) feed(ctx context.Context, src Source, ch chan<- *entry) error {
+	defer func() {
+		e.feedMu.Lock()
+		defer e.feedMu.Unlock()
+		if !e.stopped {
+			close(ch)
+		}
+	}()
 	for {
 		ent, err := src.Next()
 		if err == io.EOF {
@@ -184,16 +223,32 @@ func (e *Engine) feed(ctx context.Context, src Source, ch chan<- Entry) error {
 		if !e.inShard(ent.URL) {
 			continue
 		}
-		// Counted before it is sent: the workers' "all done" (parking) must never
-		// see zero while an entry is in the channel or being received.
-		e.parking.add(1)
-		select {
-		case ch <- ent:
-			e.stats.Queued.Add(1)
-		case <-ctx.Done():
-			e.parking.add(-1)
+		if !e.send(ctx, ch, e.newEntry(ent)) {
 			return ctx.Err()
 		}
+	}
+}
+
+// send hands x to the workers, or reports it as interrupted if the run has
+// stopped.
+func (e *Engine) send(ctx context.Context, ch chan<- *entry, x *entry) bool {
+	e.feedMu.Lock()
+	defer e.feedMu.Unlock()
+	if e.stopped {
+		x.interrupted()
+		return false
+	}
+	// Counted before it is sent: the workers' "all done" (parking) must never
+	// see zero while an entry is in the channel or being received.
+	e.parking.add(1)
+	select {
+	case ch <- x:
+		e.stats.Queued.Add(1)
+		return true
+	case <-ctx.Done():
+		e.parking.add(-1)
+		x.interrupted()
+		return false
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/downloadtest"
 	"github.com/haul/haul/download/httpclient"
+	"github.com/haul/haul/download/input"
 	"github.com/haul/haul/sink"
 )
 
@@ -136,7 +137,7 @@ func (h *harness) start(ctx context.Context, o download.Options, lines ...string
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		oc.err = oc.eng.Run(ctx, download.NewScanner(strings.NewReader(strings.Join(lines, "\n"))))
+		oc.err = oc.eng.Run(ctx, input.NewScanner(strings.NewReader(strings.Join(lines, "\n"))))
 	}()
 	return oc, func() *outcome {
 		select {
@@ -1539,7 +1540,7 @@ func TestEngineNilHeaderResume(t *testing.T) {
 	var got atomic.Pointer[download.Result]
 	eng := download.New(h.client, h.sink, download.Options{RetryBase: time.Millisecond,
 		OnResult: func(r *download.Result) { got.Store(r) }})
-	if err := eng.Run(context.Background(), download.NewScanner(strings.NewReader(u))); err != nil {
+	if err := eng.Run(context.Background(), input.NewScanner(strings.NewReader(u))); err != nil {
 		t.Fatal(err)
 	}
 	if r := got.Load(); r == nil || r.Status != download.StatusOK {

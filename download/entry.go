@@ -1,18 +1,454 @@
 package download
 
-// Entry is one parsed line of the input list: a URL and what the line says about it.
-// It is a plain value: comparable, printable, and cheap to copy.
-type Entry struct {
-	// URL is the URL exactly as written on the line (after trimming), the key used for
-	// de-duplication, sharding and the manifest.
-	URL string
-	// Out is the cleaned, slash-separated path relative to --dir given by out=, or "".
-	// ParseLine guarantees it is local (filepath.IsLocal) when non-empty.
-	Out string
-	// SHA256 is the expected lowercase hex SHA-256 of the stored (uncompressed) bytes, or "".
-	SHA256 string
-	// Size is the expected size in bytes, or -1 when the line does not give one.
-	Size int64
-	// Line is the 1-based line number in the input.
-	Line int
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"syscall"
+	"time"
+
+	"github.com/haul/haul/internal/urlid"
+	"github.com/haul/haul/sink"
+)
+
+// entry is the life of one entry of the list, from the line that names it to
+// its final file, one method per step:
+//
+//	run          drives the steps below, in order
+//	claim        takes its output name for this run (no two workers write one name)
+//	checkDisk    decides from the final file alone: done (skip), fetch, replace, collision
+//	openStaging  opens the staging file (waiting for another process that holds it)
+//	attempts     requests until the body is whole, one fails for good, or retries run out
+//	verify       checks the body against Content-Length, size= and sha256=
+//	commit       hands the file to the sink's group commit; end is called from there
+//	setAside     parks it while its host asks for a pause (429/503); run picks it up again
+//	end          reports the result, once, and lets the name go
+//
+// An entry is used by one goroutine at a time: a worker, then, after commit, the
+// sink's committer (end only). While parked it belongs to the parking.
+type entry struct {
+	e   *Engine
+	ent Entry
+	r   *Result
+	t0  time.Time // when a worker first took it: its duration includes pauses
+
+	// started: a worker took it (its result is owed, it counts in flight).
+	started bool
+	// failures counts the attempts that brought no new byte, against --retries;
+	// kept across pauses.
+	failures int
+	// replace: a file is at the final name and is to be replaced.
+	replace bool
+	// resumed: it comes back from a pause in its retry loop, so the bytes kept
+	// are this run's and --force does not start them over.
+	resumed bool
+
+	// Held between claim/openStaging and end or setAside.
+	claimed *claim
+	host    *host
+	w       sink.Writer
+	t       *transfer
+}
+
+func (e *Engine) newEntry(ent Entry) *entry {
+	return &entry{e: e, ent: ent}
+}
+
+// run takes the entry as far as it goes on this worker: to its end (maybe
+// later, from the committer) or to the parking.
+func (x *entry) run(ctx context.Context) {
+	e := x.e
+	if !x.started {
+		// An entry whose host asked to be left alone (429/503) waits aside
+		// before it starts, so that this worker serves other hosts meanwhile.
+		if d := e.hosts.pausedFor(urlid.HostKey(x.ent.URL)); d > 0 && e.parking.park(x, d) {
+			return
+		}
+		x.started, x.t0 = true, time.Now()
+		x.r = &Result{Entry: x.ent, Status: StatusOK}
+		e.stats.InFlight.Add(1)
+	}
+	if err := x.claim(ctx); err != nil {
+		x.end(ctx, err)
+		return
+	}
+	if done, err := x.checkDisk(); done || err != nil {
+		x.end(ctx, err)
+		return
+	}
+	if done, err := x.openStaging(ctx); done || err != nil {
+		x.end(ctx, err)
+		return
+	}
+	pause, err := x.attempts(ctx)
+	if pause > 0 {
+		x.setAside(pause)
+		return
+	}
+	if err == nil {
+		err = x.verify()
+	}
+	if err != nil {
+		x.closeStaging(err)
+		x.end(ctx, err)
+		return
+	}
+	x.commit(ctx)
+}
+
+// claim takes the entry's output name for this run, waiting while a worker
+// writes the same URL there (the entry then finds the file on disk).
+func (x *entry) claim(ctx context.Context) error {
+	name := x.ent.Out
+	if name == "" {
+		var err error
+		if name, err = x.e.opts.Layout.Name(x.ent.URL); err != nil {
+			return &Error{Op: "name", URL: x.ent.URL, Err: err}
+		}
+	}
+	x.r.Name = name
+	cl, err := x.e.claims.acquire(ctx, name, x.ent)
+	if err != nil {
+		return &Error{Op: "claim", URL: x.ent.URL, Err: err}
+	}
+	x.claimed = cl
+	return nil
+}
+
+// checkDisk decides from the final file alone, without asking the server,
+// whether the entry is already done (r says skipped), must be fetched, or
+// collides with another URL. x.replace says a file is there to be replaced.
+func (x *entry) checkDisk() (done bool, err error) {
+	e, ent, r := x.e, x.ent, x.r
+	info, err := e.sink.Stat(r.Name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if errors.Is(err, sink.ErrNotRegular) {
+		return false, &Error{Op: "check", URL: ent.URL, Err: fmt.Errorf("%w: %s %v", ErrCollision, r.Name, sink.ErrNotRegular)}
+	}
+	if err != nil {
+		return false, e.sinkError("check", ent.URL, err)
+	}
+	if info.Origin != "" && !urlid.Same(info.Origin, ent.URL) {
+		return false, &Error{Op: "check", URL: ent.URL,
+			Err: fmt.Errorf("%w: %s already holds %q", ErrCollision, r.Name, info.Origin)}
+	}
+	// With --force, a file written before this run is fetched again; one written
+	// during it (the same URL listed twice) is not. The sink's run tag tells
+	// them apart (without extended attributes, every file is fetched again).
+	if e.opts.Force && (e.opts.RunTag == "" || info.RunTag != e.opts.RunTag) {
+		x.replace = true
+		return false, nil
+	}
+	if ent.Size >= 0 && info.Size != ent.Size {
+		x.replace = true // stale or foreign file: fetch it again
+		return false, nil
+	}
+	if ent.SHA256 != "" {
+		sum, err := e.hashFile(r.Name)
+		if errors.Is(err, sink.ErrCorrupt) {
+			x.replace = true // a damaged compressed file: fetch it again
+			return false, nil
+		}
+		if err != nil {
+			return false, e.sinkError("check", ent.URL, err)
+		}
+		if sum != ent.SHA256 {
+			x.replace = true
+			return false, nil
+		}
+		r.SHA256 = sum
+	}
+	r.Status, r.Size = StatusSkipped, info.Size
+	return true, nil
+}
+
+// openStaging takes a slot of the entry's host and opens its staging file,
+// with what an earlier run (or this one, before a pause) kept of it. If another
+// haul process is writing it, openStaging waits for that process to let go,
+// then looks at the final file again: done says the entry turned out finished.
+func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
+	e, ent, r := x.e, x.ent, x.r
+	h, err := e.hosts.acquire(ctx, urlid.HostKey(ent.URL))
+	if err != nil {
+		return false, err
+	}
+	x.host = h
+	waited := false
+	var w sink.Writer
+	for {
+		w, err = e.sink.Create(r.Name, ent.URL)
+		if !errors.Is(err, sink.ErrLocked) {
+			break
+		}
+		waited = true
+		if err := sleep(ctx, lockPoll); err != nil {
+			return false, err
+		}
+	}
+	if err != nil {
+		return false, e.sinkError("create", ent.URL, err)
+	}
+	if waited {
+		x.replace = false
+		if done, err := x.checkDisk(); done || err != nil {
+			w.Abort()
+			return done, err
+		}
+	}
+	if x.replace {
+		w.Replace()
+	}
+	if e.opts.Force && !x.resumed && w.Partial().Offset > 0 {
+		if err := w.Restart(); err != nil {
+			w.Abort()
+			return false, e.sinkError("create", ent.URL, err)
+		}
+	}
+	t, err := newTransfer(&e.xfer, ent, w)
+	if err != nil {
+		w.Abort()
+		return false, e.sinkError("read", ent.URL, err)
+	}
+	x.w, x.t = w, t
+	return false, nil
+}
+
+// lockPoll is how often a worker checks whether another process let go of a
+// staging file.
+const lockPoll = 250 * time.Millisecond
+
+// attempts runs requests until one brings the whole body, one fails for good,
+// or the retries are spent. Only an attempt that brought no new byte counts
+// against --retries, so a long download over a flaky link keeps going. When a
+// 429 or 503 paused the host and the entry has retries left, attempts returns
+// how long the pause lasts, with a place in the parking reserved: the worker
+// does not sleep through it (see setAside).
+func (x *entry) attempts(ctx context.Context) (pause time.Duration, err error) {
+	e, t, r, h := x.e, x.t, x.r, x.host
+	for {
+		if err := e.hosts.wait(ctx, h); err != nil {
+			return 0, err
+		}
+		r.Attempts++
+		before := t.best
+		err := t.attempt(ctx, r)
+		if err == nil {
+			return 0, nil
+		}
+		var le *localError
+		if errors.As(err, &le) {
+			return 0, e.sinkError("write", x.ent.URL, le.err)
+		}
+		err = &Error{Op: "get", URL: x.ent.URL, Err: err}
+		if ctx.Err() != nil || !retryable(err) {
+			return 0, err
+		}
+		delay := time.Duration(0)
+		if t.best <= before {
+			x.failures++
+			delay = e.backoff(x.failures)
+		}
+		var se *StatusError
+		paused := errors.As(err, &se) && (se.Code == 429 || se.Code == 503)
+		if se != nil && se.RetryAfter > 0 {
+			delay = se.RetryAfter
+		}
+		if paused {
+			// Every worker waits for this host, even when this entry gives up.
+			e.hosts.pause(h, delay)
+		}
+		if x.failures > e.opts.Retries {
+			return 0, err
+		}
+		if paused {
+			// Other hosts keep going even when every worker was on this one.
+			// With the parking full, the worker waits (hosts.wait, at the top).
+			if d := e.hosts.remaining(h); d > 0 && e.parking.reserve() {
+				return d, nil
+			}
+			continue
+		}
+		if err := sleep(ctx, delay); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// backoff is exponential with full jitter: uniform in [d/2, d), d = base * 2^(n-1)
+// capped at RetryMax.
+func (e *Engine) backoff(n int) time.Duration {
+	d := e.opts.RetryBase << min(n-1, 20)
+	if d > e.opts.RetryMax || d <= 0 {
+		d = e.opts.RetryMax
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// verify checks what arrived against Content-Length, size= and sha256=.
+func (x *entry) verify() error {
+	x.r.Size = x.t.written
+	if err := x.t.verify(x.r); err != nil {
+		return &Error{Op: "verify", URL: x.ent.URL, Err: err}
+	}
+	return nil
+}
+
+// commit hands the staging file to the sink's group commit. The entry ends
+// when the commit has made it durable and named it, on the committer's
+// goroutine, while this worker is already on its next entry.
+func (x *entry) commit(ctx context.Context) {
+	w := x.w
+	x.closeTransfer()
+	x.releaseHost() // the network part is over
+	w.Commit(func(err error) {
+		switch {
+		case errors.Is(err, sink.ErrTaken):
+			// Another process (or another tool) put a different file there
+			// after checkDisk: it is kept, this entry collides.
+			err = &Error{Op: "commit", URL: x.ent.URL, Err: fmt.Errorf("%w: %w", ErrCollision, err)}
+		case err != nil:
+			err = x.e.sinkError("commit", x.ent.URL, err)
+		}
+		x.end(ctx, err)
+	})
+}
+
+// closeStaging lets the staging file go after a failure: kept, with its
+// progress, for a later attempt or run to resume, unless its bytes are known
+// to be wrong.
+func (x *entry) closeStaging(err error) {
+	if x.w == nil {
+		return
+	}
+	switch {
+	case errors.Is(err, ErrBadChecksum),
+		errors.Is(err, ErrBadLength) && !errors.Is(err, errShortBody):
+		// Longer than promised, or failed its checks: not worth resuming.
+		x.w.Discard()
+	default:
+		x.w.Abort()
+	}
+	x.w = nil
+	x.closeTransfer()
+}
+
+func (x *entry) closeTransfer() {
+	if x.t != nil {
+		x.t.close()
+		x.t = nil
+	}
+	x.w = nil
+}
+
+// releaseHost gives the host slot back.
+func (x *entry) releaseHost() {
+	if x.host != nil {
+		x.e.hosts.release(x.host)
+		x.host = nil
+	}
+}
+
+// setAside parks the entry for its host's pause, in the place attempts
+// reserved. The name, the host slot and the staging file are let go meanwhile
+// (another worker may take them) and taken again when it comes back. The
+// staging file is aborted rather than kept open: an open one holds a file
+// descriptor, its lock, a directory handle and, compressing, an encoder of up
+// to megabytes, and up to max(64, 4*jobs) entries can be parked, which would
+// multiply the memory bound set by --jobs. Abort saves the progress; the next
+// openStaging finds it and the next attempt resumes it with Range + If-Range.
+func (x *entry) setAside(d time.Duration) {
+	x.closeStaging(nil)
+	x.releaseHost()
+	x.e.claims.release(x.claimed, nil)
+	x.claimed = nil
+	x.resumed = true
+	x.e.parking.put(x, d)
+}
+
+// end records the outcome of a started entry and lets its name go. It is
+// called once per entry, from the worker or from the sink's committer.
+func (x *entry) end(ctx context.Context, err error) {
+	e, r := x.e, x.r
+	x.releaseHost()
+	if x.claimed != nil {
+		e.claims.release(x.claimed, err)
+		x.claimed = nil
+	}
+	if err != nil {
+		r.Status = StatusFailed
+		var fe *FatalError
+		switch {
+		case errors.As(err, &fe):
+			e.cancel(fe) // no later entry can be written either
+		case ctx.Err() != nil:
+			err = &Error{Op: "get", URL: r.Entry.URL, Err: ErrInterrupted}
+			e.interrupted.Store(true)
+		}
+		r.Err = err
+	}
+	r.Duration = time.Since(x.t0)
+	e.stats.InFlight.Add(-1)
+	e.stats.count(r.Status)
+	e.opts.OnResult(r)
+}
+
+// interrupted reports an entry that the run stopped before it could finish or
+// even start (read from the list, or parked): it is in the manifest and the
+// summary as failed, so that a list filtered to failures holds it.
+func (x *entry) interrupted() {
+	if !x.started {
+		x.started, x.t0 = true, time.Now()
+		x.r = &Result{Entry: x.ent}
+		x.e.stats.InFlight.Add(1)
+	}
+	x.e.interrupted.Store(true)
+	x.end(canceled, &Error{Op: "get", URL: x.ent.URL, Err: ErrInterrupted})
+}
+
+// canceled is a context that is done: end reports what it is given as an
+// interruption.
+var canceled = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+func (e *Engine) hashFile(name string) (string, error) {
+	f, err := e.sink.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := newHasher()
+	bp := e.bufs.Get()
+	defer e.bufs.Put(bp)
+	if _, err := io.CopyBuffer(h, f, *bp); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// writable reports whether the sink's directory is writable, as far as it can
+// tell: a permission error then concerns one entry, not the whole run.
+func (e *Engine) writable() bool {
+	w, ok := e.sink.(interface{ Writable() error })
+	return !ok || w.Writable() == nil
+}
+
+// sinkError wraps a local I/O error: fatal when no entry could be written.
+func (e *Engine) sinkError(op, rawURL string, err error) error {
+	var le *localError
+	if errors.As(err, &le) {
+		err = le.err
+	}
+	if fatalSinkError(err) || errors.Is(err, syscall.EACCES) && !e.writable() {
+		return &FatalError{Err: fmt.Errorf("%s %s: %w", op, rawURL, err)}
+	}
+	return &Error{Op: op, URL: rawURL, Err: &localError{err}}
 }

@@ -1,8 +1,6 @@
 package download
 
 import (
-	"github.com/haul/haul/internal/urlid"
-
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -12,6 +10,7 @@ import (
 	"time"
 
 	"github.com/haul/haul/download/httpclient"
+	"github.com/haul/haul/internal/urlid"
 )
 
 // Sentinel errors that callers and tests branch on.

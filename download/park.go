@@ -11,14 +11,14 @@ import (
 // Retry-After), so that their worker takes the next entry and other hosts keep
 // going: entries that find the host paused before they start, and entries whose
 // attempt just got the 429 or 503 (parked in their retry loop, with their
-// progress: see started). A parked entry comes back to the pool when the pause
-// ends. At most max entries are parked, so memory stays bounded; beyond that a
+// progress: see entry.setAside). A parked entry comes back to the pool when the
+// pause ends. At most max entries are parked, so memory stays bounded; beyond that a
 // worker waits for the pause as before (head-of-line).
 //
 // It also tells the workers when they may stop: the list is read to the end and
 // no entry is in process or parked.
 type parking struct {
-	back  chan job // parked entries whose pause is over
+	back  chan *entry // parked entries whose pause is over
 	max   int64
 	count atomic.Int64 // parked or reserved (timers pending or in back)
 
@@ -30,40 +30,24 @@ type parking struct {
 	idle      chan struct{}
 	closeIdle sync.Once
 
-	// out holds the parked entries that had started (their result is owed),
-	// until a worker takes them back: those left when the workers stop early
-	// (Ctrl-C) are reported as interrupted by stranded.
+	// out holds the parked entries until a worker takes them back: those left
+	// when the workers stop early (Ctrl-C) are reported as interrupted
+	// (stranded).
 	mu  sync.Mutex
-	out map[*started]struct{}
-}
-
-// job is what a worker processes: an entry from the list, or one back from the
-// parking.
-type job struct {
-	ent Entry
-	st  *started // nil: not started yet
-}
-
-// started is what an entry parked in its retry loop carries to its next
-// attempt. Its staging file was aborted (progress saved) when it was parked:
-// the next Create resumes it.
-type started struct {
-	r        *Result   // attempts, HTTP status and name so far
-	t0       time.Time // when it started: its duration includes the pause
-	failures int       // attempts that brought nothing, against --retries
+	out map[*entry]struct{}
 }
 
 func newParking(max int) *parking {
-	return &parking{back: make(chan job, max), max: int64(max), idle: make(chan struct{}),
-		out: make(map[*started]struct{})}
+	return &parking{back: make(chan *entry, max), max: int64(max), idle: make(chan struct{}),
+		out: make(map[*entry]struct{})}
 }
 
-// park sets j aside for d, if there is room.
-func (p *parking) park(j job, d time.Duration) bool {
+// park sets x aside for d, if there is room.
+func (p *parking) park(x *entry, d time.Duration) bool {
 	if !p.reserve() {
 		return false
 	}
-	p.put(j, d)
+	p.put(x, d)
 	return true
 }
 
@@ -77,40 +61,35 @@ func (p *parking) reserve() bool {
 	return true
 }
 
-// put parks j for d in a place taken by reserve.
-func (p *parking) put(j job, d time.Duration) {
+// put parks x for d in a place taken by reserve.
+func (p *parking) put(x *entry, d time.Duration) {
 	p.add(1)
-	if j.st != nil {
-		p.mu.Lock()
-		p.out[j.st] = struct{}{}
-		p.mu.Unlock()
-	}
-	time.AfterFunc(d, func() { p.back <- j }) // never blocks: count <= cap(back)
+	p.mu.Lock()
+	p.out[x] = struct{}{}
+	p.mu.Unlock()
+	time.AfterFunc(d, func() { p.back <- x }) // never blocks: count <= cap(back)
 }
 
-// unparked is called for each job received from back. It reports false for a
-// started entry already reported by stranded (never while workers run).
-func (p *parking) unparked(j job) bool {
+// unparked is called for each entry received from back. It reports false for
+// an entry already reported by stranded (never while workers run).
+func (p *parking) unparked(x *entry) bool {
 	p.count.Add(-1)
-	if j.st == nil {
-		return true
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	_, ok := p.out[j.st]
-	delete(p.out, j.st)
+	_, ok := p.out[x]
+	delete(p.out, x)
 	return ok
 }
 
-// stranded returns the started entries still parked, which no worker will take
-// back any more: it is called once the workers have stopped.
-func (p *parking) stranded() []*started {
+// stranded returns the entries still parked, which no worker will take back
+// any more: it is called once the workers have stopped.
+func (p *parking) stranded() []*entry {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []*started
-	for st := range p.out {
-		out = append(out, st)
-		delete(p.out, st)
+	var out []*entry
+	for x := range p.out {
+		out = append(out, x)
+		delete(p.out, x)
 	}
 	return out
 }
@@ -131,29 +110,31 @@ func (p *parking) listDone() {
 }
 
 // worker takes entries from the list and from the parking until both are done
-// or ctx ends, processing each with process.
-func (p *parking) worker(ctx context.Context, entries <-chan Entry, process func(job)) {
+// or ctx ends, running each with run. An entry taken as ctx ends is reported
+// as interrupted; those still in entries are the caller's to report.
+func (p *parking) worker(ctx context.Context, entries <-chan *entry, run func(*entry)) {
 	for {
 		select {
-		case <-ctx.Done(): // stopping: entries not started are not reported
+		case <-ctx.Done():
 			return
 		case <-p.idle:
 			return
-		case j := <-p.back:
-			if p.unparked(j) {
-				process(j)
+		case x := <-p.back:
+			if p.unparked(x) {
+				run(x)
 			}
 			p.add(-1)
-		case ent, ok := <-entries:
+		case x, ok := <-entries:
 			if !ok {
 				entries = nil // a nil channel is never ready
 				p.listDone()
 				continue
 			}
 			if ctx.Err() != nil {
+				x.interrupted()
 				return
 			}
-			process(job{ent: ent})
+			run(x)
 			p.add(-1)
 		}
 	}

@@ -9,19 +9,34 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/time/rate"
 
 	"github.com/haul/haul/download/httpclient"
 	"github.com/haul/haul/sink"
 )
 
+// transferDeps is what a transfer uses of the engine: built once per run,
+// read-only, shared by every transfer.
+type transferDeps struct {
+	client  HTTPClient
+	header  http.Header   // sent with every request; never modified (cloned first)
+	timeout time.Duration // --timeout: no progress for this long stops an attempt
+	decode  bool          // --compressed
+	hashAll bool          // --sha256: hash every file
+	limiter *rate.Limiter // --limit-rate, nil: none
+	bufs    *buffers
+	bytes   *atomic.Int64 // Stats.Bytes
+}
+
 // transfer is the state of one entry's body across attempts: how much is written,
 // the validator that makes appending to it safe, and the running hash.
 type transfer struct {
-	e         *Engine
+	d         *transferDeps
 	ent       Entry
 	w         sink.Writer
 	written   int64  // bytes in the staging file
@@ -50,21 +65,22 @@ func (b *rawBody) Read(p []byte) (int, error) {
 
 // newTransfer starts from what the writer kept of an earlier run. When a hash is
 // wanted, the kept bytes are hashed first, so the hash covers the whole file.
-func newTransfer(e *Engine, ent Entry, w sink.Writer) (*transfer, error) {
+// An error is the sink's (reading the kept bytes).
+func newTransfer(d *transferDeps, ent Entry, w sink.Writer) (*transfer, error) {
 	p := w.Partial()
-	t := &transfer{e: e, ent: ent, w: w, total: -1}
+	t := &transfer{d: d, ent: ent, w: w, total: -1}
 	if p.Offset > 0 {
 		t.written, t.best, t.total, t.validator = p.Offset, p.Offset, p.Total, p.Validator
 	}
-	if ent.SHA256 == "" && !e.opts.HashAll {
-		t.buf = e.bufs.Get()
+	if ent.SHA256 == "" && !d.hashAll {
+		t.buf = d.bufs.Get()
 		return t, nil
 	}
-	t.hash = newAsyncHash(e.bufs)
+	t.hash = newAsyncHash(d.bufs)
 	if p.Offset > 0 {
 		if err := t.hashPrefix(); err != nil {
 			t.close()
-			return nil, e.sinkError("read", ent.URL, err)
+			return nil, err
 		}
 	}
 	return t, nil
@@ -91,7 +107,7 @@ func (t *transfer) close() {
 		t.hash.close()
 	}
 	if t.buf != nil {
-		t.e.bufs.Put(t.buf)
+		t.d.bufs.Put(t.buf)
 	}
 }
 
@@ -100,7 +116,7 @@ func (t *transfer) close() {
 func (t *transfer) attempt(ctx context.Context, r *Result) error {
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	timeout := t.e.opts.Timeout
+	timeout := t.d.timeout
 	stall := time.AfterFunc(timeout, func() { cancel(ErrStalled) })
 	defer stall.Stop()
 	// Each redirect hop is progress: --timeout bounds every hop, not the chain.
@@ -110,8 +126,8 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 	if err != nil {
 		return err
 	}
-	if t.e.opts.Header != nil {
-		req.Header = t.e.opts.Header // shared and read-only: cloned before any change
+	if t.d.header != nil {
+		req.Header = t.d.header // shared and read-only: cloned before any change
 		if host := req.Header.Get("Host"); host != "" {
 			req.Host = host // as curl -H 'Host: …' (net/http ignores a Host header)
 		}
@@ -123,7 +139,7 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		// A range of an encoded body is not a range of the stored (decoded)
 		// bytes: a resume asks for the identity representation (no
 		// Accept-Encoding), whose bytes the stored ones are.
-	} else if t.e.opts.Decode {
+	} else if t.d.decode {
 		req.Header = req.Header.Clone()
 		req.Header.Set("Accept-Encoding", "zstd, gzip")
 	}
@@ -132,7 +148,7 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 			return err
 		}
 	}
-	resp, err := t.e.client.Do(req)
+	resp, err := t.d.client.Do(req)
 	if err != nil {
 		return stallCause(actx, timeout, err)
 	}
@@ -196,7 +212,7 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 		}
 		t.total = resp.ContentLength
 		t.validator = validatorOf(resp.Header)
-		if t.e.opts.Decode && resp.Header.Get("Content-Encoding") != "" {
+		if t.d.decode && resp.Header.Get("Content-Encoding") != "" {
 			// Stored decoded (--compressed): Content-Length counts encoded bytes,
 			// and an ETag names the encoded variant, so neither fits what is
 			// stored. The decoded bytes are the identity representation, though,
@@ -205,7 +221,7 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 			t.total, t.validator = -1, strongLastModified(resp.Header)
 		}
 		t.w.SetValidator(t.validator, t.total)
-	case resp.StatusCode == http.StatusPartialContent && t.written > 0 && t.e.opts.Decode && encoded(resp.Header):
+	case resp.StatusCode == http.StatusPartialContent && t.written > 0 && t.d.decode && encoded(resp.Header):
 		// A range of an encoded body (as a store that keeps files gzipped
 		// serves them) is not a range of the decoded bytes kept.
 		return false, t.forget(fmt.Errorf("range of the %s-encoded body, not of the bytes kept", resp.Header.Get("Content-Encoding")))
@@ -244,7 +260,7 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 func (t *transfer) decode(resp *http.Response) (io.ReadCloser, error) {
 	ce := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding")))
 	t.raw = nil
-	if !t.e.opts.Decode || ce == "" || ce == "identity" {
+	if !t.d.decode || ce == "" || ce == "identity" {
 		return io.NopCloser(resp.Body), nil
 	}
 	t.raw = &rawBody{r: resp.Body}
@@ -312,7 +328,7 @@ func (t *transfer) copy(ctx context.Context, body io.Reader, stall *time.Timer) 
 // n < 0 means a local failure (err). Every buffer taken is handed back.
 func (t *transfer) chunk(ctx context.Context, body io.Reader, stall *time.Timer) (n int, err error) {
 	buf := t.buffer()
-	if lim := t.e.limiter; lim != nil {
+	if lim := t.d.limiter; lim != nil {
 		buf = buf[:min(len(buf), lim.Burst())]
 	}
 	n, err = body.Read(buf)
@@ -322,7 +338,7 @@ func (t *transfer) chunk(ctx context.Context, body io.Reader, stall *time.Timer)
 	if n == 0 {
 		return 0, err
 	}
-	if lim := t.e.limiter; lim != nil {
+	if lim := t.d.limiter; lim != nil {
 		// Waiting for --limit-rate is not the network stalling: the stall
 		// timer starts again once the limiter lets the bytes through.
 		stall.Stop()
@@ -330,7 +346,7 @@ func (t *transfer) chunk(ctx context.Context, body io.Reader, stall *time.Timer)
 			return -1, werr
 		}
 	}
-	stall.Reset(t.e.opts.Timeout)
+	stall.Reset(t.d.timeout)
 	if _, werr := t.w.Write(buf[:n]); werr != nil {
 		return -1, &localError{werr}
 	}
@@ -341,7 +357,7 @@ func (t *transfer) chunk(ctx context.Context, body io.Reader, stall *time.Timer)
 		return -1, fmt.Errorf("%w: more than the %d bytes size= says", ErrBadLength, t.ent.Size)
 	}
 	t.best = max(t.best, t.written)
-	t.e.stats.Bytes.Add(int64(n))
+	t.d.bytes.Add(int64(n))
 	return n, err
 }
 

@@ -1,8 +1,6 @@
 package sink
 
 import (
-	"github.com/haul/haul/internal/urlid"
-
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +10,8 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/haul/haul/internal/urlid"
 )
 
 // DefaultCheckpoint is how often (in body bytes) a staging file's progress is

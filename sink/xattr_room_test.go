@@ -1,8 +1,6 @@
 package sink
 
 import (
-	"github.com/haul/haul/internal/urlid"
-
 	"bytes"
 	"os"
 	"os/exec"
@@ -11,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/haul/haul/internal/urlid"
 )
 
 // mountSmallExt4 mounts a new ext4 filesystem with 1 KiB blocks and 128-byte

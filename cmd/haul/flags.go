@@ -10,10 +10,9 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-
 	"golang.org/x/net/http/httpguts"
 
-	"github.com/haul/haul/download"
+	"github.com/haul/haul/download/naming"
 )
 
 // options is everything the flags say, as plain values; run() never sees cli.
@@ -27,7 +26,7 @@ type options struct {
 	connectTimeout time.Duration
 	limitRate      int64
 	header         http.Header
-	layout         download.Layout
+	layout         naming.Layout
 	manifest       string
 	quiet          bool
 	force          bool
@@ -134,7 +133,7 @@ func parseOptions(c *cli.Context) (*options, error) {
 		return nil, fmt.Errorf("--compress-level needs --compress gzip or zstd")
 	}
 	var err error
-	if o.layout, err = download.ParseLayout(c.String("layout")); err != nil {
+	if o.layout, err = naming.ParseLayout(c.String("layout")); err != nil {
 		return nil, err
 	}
 	if o.limitRate, err = parseRate(c.String("limit-rate")); err != nil {

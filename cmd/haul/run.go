@@ -17,6 +17,7 @@ import (
 
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/httpclient"
+	"github.com/haul/haul/download/input"
 	"github.com/haul/haul/sink"
 )
 
@@ -147,9 +148,9 @@ func openInput(o *options, stdin io.Reader) (download.Source, func(), error) {
 	case len(o.urls) > 0 && o.input != "":
 		return nil, nil, errors.New("give URLs as arguments or with -i, not both")
 	case len(o.urls) > 0:
-		return download.NewScanner(strings.NewReader(strings.Join(o.urls, "\n"))), func() {}, nil
+		return input.NewScanner(strings.NewReader(strings.Join(o.urls, "\n"))), func() {}, nil
 	case o.input == "-":
-		return download.NewScanner(stdin), func() {}, nil
+		return input.NewScanner(stdin), func() {}, nil
 	case o.input != "":
 		f, err := os.Open(o.input)
 		if err != nil {
@@ -163,12 +164,12 @@ func openInput(o *options, stdin io.Reader) (download.Source, func(), error) {
 			f.Close()
 			return nil, nil, fmt.Errorf("--manifest %s is the input list: it would be overwritten", o.manifest)
 		}
-		return download.NewScanner(f), func() { f.Close() }, nil
+		return input.NewScanner(f), func() { f.Close() }, nil
 	}
 	if f, ok := stdin.(*os.File); ok && isTerminal(f) {
 		return nil, nil, errors.New("no URLs: give them as arguments, with -i FILE, or on standard input (see haul --help)")
 	}
-	return download.NewScanner(stdin), func() {}, nil
+	return input.NewScanner(stdin), func() {}, nil
 }
 
 // sameFile reports whether both names are one existing file.

@@ -1,8 +1,6 @@
-package download
+package naming
 
 import (
-	"github.com/haul/haul/internal/urlid"
-
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -13,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/haul/haul/internal/urlid"
 	"github.com/haul/haul/sink"
 )
 

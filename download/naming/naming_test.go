@@ -1,4 +1,4 @@
-package download
+package naming
 
 import (
 	"crypto/sha256"

@@ -1,4 +1,4 @@
-package download
+package input
 
 import (
 	"errors"

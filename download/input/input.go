@@ -1,4 +1,4 @@
-package download
+package input
 
 import (
 	"bufio"
@@ -14,6 +14,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/haul/haul/download/naming"
 	"github.com/haul/haul/sink"
 )
 
@@ -241,9 +242,9 @@ func cleanOut(p string) (string, error) {
 		if strings.HasSuffix(comp, sink.PartSuffix) {
 			return "", fmt.Errorf("out= path %s: names ending in %s are haul's partial files", quoteShort(p), sink.PartSuffix)
 		}
-		if len(comp) > MaxOutComponent {
+		if len(comp) > naming.MaxOutComponent {
 			return "", fmt.Errorf("out= path %s: a name of %d bytes (at most %d: haul adds %s, and .zst with --compress, within the filesystem's 255)",
-				quoteShort(p), len(comp), MaxOutComponent, sink.PartSuffix)
+				quoteShort(p), len(comp), naming.MaxOutComponent, sink.PartSuffix)
 		}
 	}
 	return c, nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/download/input"
 	"github.com/haul/haul/sink"
 )
 
@@ -307,4 +308,305 @@ func TestResume200WithContentRange(t *testing.T) {
 	if got := n.Load(); got != 3 {
 		t.Errorf("%d requests, want 3 (drop, 200 with a part, whole file)", got)
 	}
+}
+
+func TestEngineResume(t *testing.T) {
+	t.Parallel()
+	const size = 300_000
+	body := payload(6, size)
+	changed := payload(7, 250_000)
+	lastMod := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		opts    []downloadtest.FileOption
+		retries int
+		want    []byte   // final content; nil: the entry fails
+		ranges  []string // Range headers the server must have seen
+		ifRange string   // If-Range of the ranged request, "" to not check
+		sent    int64    // body bytes the server sent in all (0: don't check)
+	}{
+		// Dropped after 100 000 bytes, strong ETag: resume, not restart.
+		{name: "drop resumes with ETag",
+			opts: []downloadtest.FileOption{downloadtest.DropAfter(100_000, 1), downloadtest.ETag(`"v1"`)},
+			want: body, ranges: []string{"bytes=100000-"}, ifRange: `"v1"`, sent: size},
+		// Only Last-Modified: it guards the resume instead.
+		{name: "drop resumes with Last-Modified",
+			opts: []downloadtest.FileOption{downloadtest.DropAfter(100_000, 1),
+				downloadtest.NoValidator(), downloadtest.LastModified(lastMod)},
+			want: body, ranges: []string{"bytes=100000-"}, ifRange: lastMod.Format(http.TimeFormat), sent: size},
+		// Dropped twice at different points: two resumes, still one file.
+		{name: "drop twice resumes twice",
+			opts: []downloadtest.FileOption{downloadtest.DropAfter(100_000, 2)},
+			want: body, ranges: []string{"bytes=100000-", "bytes=200000-"}, sent: size},
+		// No validator: appending would risk a spliced file, so start over.
+		{name: "drop without validator restarts",
+			opts: []downloadtest.FileOption{downloadtest.DropAfter(100_000, 1), downloadtest.NoValidator()},
+			want: body, ranges: nil, sent: size + 100_000},
+		// A weak ETag cannot be used in If-Range: start over.
+		{name: "drop with weak ETag restarts",
+			opts: []downloadtest.FileOption{downloadtest.DropAfter(100_000, 1), downloadtest.ETag(`W/"w"`)},
+			want: body, ranges: nil, sent: size + 100_000},
+		// The server ignores Range and answers 200 with the whole body: clean restart.
+		{name: "server ignores Range",
+			opts: []downloadtest.FileOption{downloadtest.DropAfter(100_000, 1), downloadtest.IgnoreRange()},
+			want: body, ranges: []string{"bytes=100000-"}, sent: size + 100_000},
+		// The file changed between attempts: If-Range fails, the new body is stored whole.
+		{name: "changed ETag restarts with new content",
+			opts: []downloadtest.FileOption{downloadtest.DropAfter(100_000, 1),
+				downloadtest.ChangeAfter(1, changed, `"v2"`)},
+			want: changed, ranges: []string{"bytes=100000-"}, sent: 100_000 + int64(len(changed))},
+		// Every answer is cut short after 64 KiB, but each resumes further on; an
+		// attempt that brought bytes does not count against --retries.
+		{name: "every body short but progressing",
+			opts: []downloadtest.FileOption{downloadtest.ShortBody(65536, downloadtest.Always)},
+			want: body, ranges: []string{"bytes=65536-", "bytes=131072-", "bytes=196608-", "bytes=262144-"},
+			sent: size},
+		// Body shorter than Content-Length once, ETag present: resumed.
+		{name: "short body resumes",
+			opts: []downloadtest.FileOption{downloadtest.ShortBody(1000, 1)},
+			want: body, ranges: []string{"bytes=1000-"}, sent: size},
+		// Short every time and no validator: no progress after the first attempt.
+		{name: "short body without validator fails",
+			opts: []downloadtest.FileOption{downloadtest.ShortBody(1000, downloadtest.Always),
+				downloadtest.NoValidator()},
+			retries: 1, want: nil},
+		// Dropped before the first byte: no progress, so it counts as a failure.
+		{name: "drop at 0 bytes counts against retries",
+			opts:    []downloadtest.FileOption{downloadtest.DropAfter(0, 2)},
+			retries: 1, want: nil},
+		{name: "drop at 0 bytes then ok",
+			opts:    []downloadtest.FileOption{downloadtest.DropAfter(0, 2)},
+			retries: 2, want: body, ranges: nil, sent: size},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s, h, r := fetchOne(t, body, download.Options{Retries: tc.retries}, "", tc.opts...)
+			if tc.want == nil {
+				if r.Status != download.StatusFailed {
+					t.Fatalf("status %s, want failed", r.Status)
+				}
+				h.checkAbsent(r.Name)
+				return
+			}
+			if r.Status != download.StatusOK || r.Err != nil {
+				t.Fatalf("status %s attempts %d err %v", r.Status, r.Attempts, r.Err)
+			}
+			h.checkFile(r.Name, tc.want)
+			if r.Size != int64(len(tc.want)) {
+				t.Errorf("Result.Size %d, want %d", r.Size, len(tc.want))
+			}
+			if got := s.RangeRequests("/f.bin"); strings.Join(got, ",") != strings.Join(tc.ranges, ",") {
+				t.Errorf("Range requests %q, want %q", got, tc.ranges)
+			}
+			if tc.ifRange != "" {
+				for _, req := range s.Log("/f.bin") {
+					if req.Range != "" && req.IfRange != tc.ifRange {
+						t.Errorf("If-Range %q, want %q", req.IfRange, tc.ifRange)
+					}
+				}
+			}
+			if tc.sent != 0 && s.BodyBytes() != tc.sent {
+				t.Errorf("server sent %d body bytes, want %d", s.BodyBytes(), tc.sent)
+			}
+			h.checkNoPartFiles()
+		})
+	}
+}
+
+func TestEngineResumeAcrossRuns(t *testing.T) {
+	// A run is interrupted after 100 000 bytes; the next run over the same
+	// directory resumes the staging file with Range + If-Range when that is safe
+	// (SPEC "Resume"), and starts over when it is not. The validator cases are in
+	// resume_test.go (TestResumeAcrossRuns); these are the other ones.
+	t.Parallel()
+	const size, cut = 300_000, 100_000
+	body := payload(60, size)
+	changed := payload(61, 200_000)
+	tests := []struct {
+		name   string
+		sync   bool                         // default sink instead of NoSync
+		second func(s *downloadtest.Server) // changes the server between the runs
+		line   func(u string) string        // the second run's line
+		force  bool
+		want   []byte
+		ranges []string // Range headers of the second run
+	}{
+		{name: "resumes with the sync sink", sync: true, want: body, ranges: []string{"bytes=100000-"}},
+		// The kept prefix is hashed from disk so sha256= covers the whole file.
+		{name: "resumes and verifies sha256=", line: func(u string) string { return u + " sha256=" + sha256Hex(body) },
+			want: body, ranges: []string{"bytes=100000-"}},
+		// Replaced on the server (new ETag) between the runs: If-Range fails.
+		{name: "replaced on the server restarts", line: func(u string) string { return u + " sha256=" + sha256Hex(changed) },
+			second: func(s *downloadtest.Server) { s.Add("/big", changed) },
+			want:   changed, ranges: []string{"bytes=100000-"}},
+		{name: "Force restarts", force: true, want: body, ranges: nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := downloadtest.New(t)
+			h := newHarness(t)
+			if tc.sync {
+				h = newSyncHarness(t)
+			}
+			u := s.Add("/big", body, downloadtest.Stall(cut, time.Hour, 1))
+			cancelAfter(t, h, u, cut)
+			if fs := h.files(); len(fs) != 1 || !strings.HasSuffix(fs[0], sink.PartSuffix) {
+				t.Fatalf("after the interrupted run: files %q, want one staging file", fs)
+			}
+			if tc.second != nil {
+				tc.second(s)
+			}
+			before := len(s.RangeRequests("/big"))
+			line := u
+			if tc.line != nil {
+				line = tc.line(u)
+			}
+			r := h.run(download.Options{Force: tc.force}, line).get(u)
+			if r.Status != download.StatusOK {
+				t.Fatalf("status %s err %v", r.Status, r.Err)
+			}
+			h.checkFile(r.Name, tc.want)
+			if got := s.RangeRequests("/big")[before:]; strings.Join(got, ",") != strings.Join(tc.ranges, ",") {
+				t.Errorf("second run's Range requests %q, want %q", got, tc.ranges)
+			}
+			h.checkNoPartFiles()
+		})
+	}
+	t.Run("another URL's staging file is not spliced", func(t *testing.T) {
+		// Same out=, different URL: the kept bytes belong to another file.
+		t.Parallel()
+		s := downloadtest.New(t)
+		h := newHarness(t)
+		u1 := s.Add("/one", body, downloadtest.Stall(cut, time.Hour, 1))
+		u2 := s.Add("/two", changed)
+		cancelAfter(t, h, u1+" out=x.bin", cut)
+		r := h.run(download.Options{}, u2+" out=x.bin").get(u2)
+		if r.Status != download.StatusOK {
+			t.Fatalf("status %s err %v", r.Status, r.Err)
+		}
+		h.checkFile("x.bin", changed)
+		if got := s.RangeRequests("/two"); len(got) != 0 {
+			t.Errorf("Range requests %q for the other URL, want none", got)
+		}
+	})
+}
+
+func TestEngineTwoRunsOneDir(t *testing.T) {
+	// Two engines with their own sinks on one directory act like two haul
+	// processes: the second waits for the staging file the first has locked,
+	// then finds the file done and skips it, without a request of its own.
+	t.Parallel()
+	s := downloadtest.New(t)
+	dir := t.TempDir()
+	h1 := newHarnessDir(t, dir, sink.FileOptions{NoSync: true})
+	h2 := newHarnessDir(t, dir, sink.FileOptions{NoSync: true})
+	body := payload(62, 100_000)
+	u := s.Add("/shared", body, downloadtest.Stall(10_000, 400*time.Millisecond, 1))
+	oc1, wait1 := h1.start(context.Background(), download.Options{}, u)
+	deadline := time.Now().Add(5 * time.Second)
+	for oc1.eng.Stats().Bytes.Load() < 10_000 {
+		if time.Now().After(deadline) {
+			t.Fatal("first run did not start")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	oc2 := h2.run(download.Options{}, u)
+	wait1()
+	if r := oc1.get(u); r.Status != download.StatusOK {
+		t.Fatalf("first run: %s %v", r.Status, r.Err)
+	}
+	if r := oc2.get(u); r.Status != download.StatusSkipped {
+		t.Errorf("second run: %s %v, want skipped", r.Status, r.Err)
+	}
+	if n := s.Requests("/shared"); n != 1 {
+		t.Errorf("%d requests, want 1", n)
+	}
+	h1.checkFile(oc1.get(u).Name, body)
+}
+
+func TestEngineNilHeaderResume(t *testing.T) {
+	// Options.Header is optional (zero values are defaults), so a resume must not
+	// need it.
+	t.Parallel()
+	s := downloadtest.New(t)
+	h := newHarness(t)
+	body := payload(61, 100_000)
+	u := s.Add("/f", body, downloadtest.DropAfter(1000, 1))
+	var got atomic.Pointer[download.Result]
+	eng := download.New(h.client, h.sink, download.Options{RetryBase: time.Millisecond,
+		OnResult: func(r *download.Result) { got.Store(r) }})
+	if err := eng.Run(context.Background(), input.NewScanner(strings.NewReader(u))); err != nil {
+		t.Fatal(err)
+	}
+	if r := got.Load(); r == nil || r.Status != download.StatusOK {
+		t.Fatalf("result %+v", r)
+	}
+	h.checkFile(got.Load().Name, body)
+}
+
+func TestEngineNeverSplice(t *testing.T) {
+	t.Parallel()
+	body := payload(72, 100_000)
+	t.Run("206 at the wrong offset", func(t *testing.T) {
+		// The first answer dies after 1000 bytes; the ranged retry gets a 206
+		// that starts at 0, not 1000: that must not be appended. The entry
+		// starts over and arrives intact.
+		t.Parallel()
+		s := downloadtest.New(t)
+		var n atomic.Int32
+		u := s.Handle("/f", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("ETag", `"e"`)
+			switch n.Add(1) {
+			case 1:
+				w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+				w.Write(body[:1000])
+				http.NewResponseController(w).Flush()
+				panic(http.ErrAbortHandler)
+			case 2:
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-%d/%d", len(body)-1, len(body)))
+				w.WriteHeader(http.StatusPartialContent)
+				w.Write(body)
+			default:
+				w.Write(body)
+			}
+		}))
+		h := newHarness(t)
+		r := h.run(download.Options{Retries: 2}, u).get(u)
+		if r.Status != download.StatusOK {
+			t.Fatalf("status %s err %v", r.Status, r.Err)
+		}
+		h.checkFile(r.Name, body)
+		if log := s.Log("/f"); len(log) != 3 || log[2].Range != "" {
+			t.Errorf("%d requests (last Range %q), want 3 ending in a full GET", len(log), log[len(log)-1].Range)
+		}
+	})
+	t.Run("redirected file resumes at its target", func(t *testing.T) {
+		t.Parallel()
+		s := downloadtest.New(t)
+		s.Add("/to", body, downloadtest.DropAfter(30_000, 1))
+		u := s.Add("/from", nil, downloadtest.Redirect("/to", downloadtest.Always))
+		h := newHarness(t)
+		r := h.run(download.Options{}, u).get(u)
+		if r.Status != download.StatusOK {
+			t.Fatalf("status %s err %v", r.Status, r.Err)
+		}
+		h.checkFile(r.Name, body)
+		if got := s.RangeRequests("/to"); len(got) != 1 || got[0] != "bytes=30000-" {
+			t.Errorf("Range requests at the target %q, want [bytes=30000-]", got)
+		}
+	})
+	t.Run("chunked body dropped restarts", func(t *testing.T) {
+		// No Content-Length and no Range support: the retry starts over.
+		t.Parallel()
+		s := downloadtest.New(t)
+		u := s.Add("/f", body, downloadtest.NoContentLength(), downloadtest.DropAfter(40_000, 1))
+		h := newHarness(t)
+		r := h.run(download.Options{}, u).get(u)
+		if r.Status != download.StatusOK || r.Attempts != 2 {
+			t.Fatalf("status %s attempts %d err %v", r.Status, r.Attempts, r.Err)
+		}
+		h.checkFile(r.Name, body)
+	})
 }

@@ -1,0 +1,135 @@
+package download_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/haul/haul/download"
+	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/sink"
+)
+
+// Ctrl-C while an entry is parked in its retry loop: Run returns at once, the
+// entry is reported once, as interrupted, and its bytes stay for the next run.
+func TestEngineHostPauseParkedInterrupt(t *testing.T) {
+	t.Parallel()
+	busy, other := downloadtest.New(t), downloadtest.New(t)
+	h := newHarness(t)
+	body := payload(80, 5000)
+	a := dropThenBusy(busy, "/a", body, "60")
+	b := other.Add("/b", payload(81, 1000))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	oc, wait := h.start(ctx, download.Options{Jobs: 1, Retries: 2}, a, b)
+	// With one worker, /b is done only once /a is out of its way.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(oc.all(b)) == 0 {
+		if time.Now().After(deadline) {
+			cancel()
+			wait()
+			t.Fatalf("/b not done 5s after the start: held up by the other host's pause (requests to /a: %d)", busy.Requests("/a"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stopRun(t, cancel, wait)
+	r := oc.get(a) // exactly one result
+	if r.Status != download.StatusFailed || !errors.Is(r.Err, download.ErrInterrupted) || r.Attempts != 2 {
+		t.Errorf("/a: status %s attempts %d err %v, want interrupted after 2", r.Status, r.Attempts, r.Err)
+	}
+	if st := oc.eng.Stats(); st.InFlight.Load() != 0 {
+		t.Errorf("%d in flight after Run", st.InFlight.Load())
+	}
+	// The next run resumes the 1000 bytes kept.
+	oc2 := h.run(download.Options{}, a)
+	if r := oc2.get(a); r.Status != download.StatusOK {
+		t.Fatalf("second run: %s %v", r.Status, r.Err)
+	}
+	h.checkFile(r.Name, body)
+	if alog := busy.Log("/a"); alog[len(alog)-1].Range != "bytes=1000-" {
+		t.Errorf("second run asked Range %q, want bytes=1000-", alog[len(alog)-1].Range)
+	}
+}
+
+func TestEngineCancel(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		entries int // > Jobs: the feeder is blocked too; < Jobs: the whole list is in flight
+	}{
+		{"long list", 40},
+		{"whole list in flight", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := runtime.NumGoroutine()
+			t.Run("run", func(t *testing.T) {
+				// Every body stalls after 1000 bytes until the client goes away.
+				s := downloadtest.New(t)
+				h := newHarness(t)
+				var lines []string
+				for i := range tc.entries {
+					lines = append(lines, s.Add(fmt.Sprintf("/c%d", i), payload(uint64(i), 50_000),
+						downloadtest.Stall(1000, time.Hour, downloadtest.Always)))
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				const jobs = 4
+				oc, wait := h.start(ctx, download.Options{Jobs: jobs, Timeout: time.Minute}, lines...)
+				deadline := time.Now().Add(5 * time.Second)
+				for s.TotalRequests() < min(jobs, tc.entries) || oc.eng.Stats().Bytes.Load() < int64(min(jobs, tc.entries))*1000 {
+					if time.Now().After(deadline) {
+						t.Fatalf("only %d requests started", s.TotalRequests())
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				stopRun(t, cancel, wait)
+				oc.mu.Lock()
+				for _, r := range oc.results {
+					if r.Status != download.StatusFailed || !errors.Is(r.Err, download.ErrInterrupted) {
+						t.Errorf("%s: status %s err %v, want interrupted", r.Entry.URL, r.Status, r.Err)
+					}
+				}
+				oc.mu.Unlock()
+				for _, f := range h.files() {
+					if !strings.HasSuffix(f, sink.PartSuffix) {
+						t.Errorf("final file %s after cancel", f)
+					}
+				}
+			})
+			// The server and the client's connections are closed now.
+			deadline := time.Now().Add(3 * time.Second)
+			for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n := runtime.NumGoroutine(); n > base {
+				buf := make([]byte, 1<<16)
+				t.Errorf("%d goroutines after the run, %d before:\n%s", n, base, buf[:runtime.Stack(buf, true)])
+			}
+		})
+	}
+}
+
+// cancelAfter runs line until `after` body bytes have arrived (the server must
+// stall there), then cancels the run, as Ctrl-C does.
+func cancelAfter(t *testing.T, h *harness, line string, after int64) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	oc, wait := h.start(ctx, download.Options{Timeout: time.Minute}, line)
+	deadline := time.Now().Add(5 * time.Second)
+	for oc.eng.Stats().Bytes.Load() < after {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d bytes arrived", oc.eng.Stats().Bytes.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	wait()
+	if !errors.Is(oc.err, context.Canceled) {
+		// Whole list in flight: see TestEngineCancel.
+		t.Logf("interrupted Run returned %v", oc.err)
+	}
+}

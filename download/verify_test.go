@@ -1,0 +1,120 @@
+package download_test
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/haul/haul/download"
+	"github.com/haul/haul/download/downloadtest"
+)
+
+func TestEngineVerify(t *testing.T) {
+	t.Parallel()
+	body := payload(8, 50_000)
+	sum := sha256Hex(body)
+	wrongSum := sha256Hex([]byte("something else"))
+	tests := []struct {
+		name    string
+		fields  string // after the URL on the line
+		opts    []downloadtest.FileOption
+		hashAll bool
+		wantErr error // nil: ok
+		wantSum string
+	}{
+		{"size= too big", fmt.Sprintf("size=%d", len(body)+1), nil, false, download.ErrBadLength, ""},
+		{"size= too small", fmt.Sprintf("size=%d", len(body)-1), nil, false, download.ErrBadLength, ""},
+		// Without Content-Length the mismatch shows only at the end of the body.
+		{"size= mismatch without Content-Length", fmt.Sprintf("size=%d", len(body)+1),
+			[]downloadtest.FileOption{downloadtest.NoContentLength()}, false, download.ErrBadLength, ""},
+		{"size= too small without Content-Length", fmt.Sprintf("size=%d", len(body)-1),
+			[]downloadtest.FileOption{downloadtest.NoContentLength()}, false, download.ErrBadLength, ""},
+		{"size= matches", fmt.Sprintf("size=%d", len(body)), nil, false, nil, ""},
+		{"sha256= mismatch", "sha256=" + wrongSum, nil, false, download.ErrBadChecksum, ""},
+		{"sha256= matches", "sha256=" + sum, nil, false, nil, sum},
+		{"sha256= uppercase matches", "sha256=" + strings.ToUpper(sum), nil, false, nil, sum},
+		{"sha256= after a resume", "sha256=" + sum,
+			[]downloadtest.FileOption{downloadtest.DropAfter(20_000, 1)}, false, nil, sum},
+		{"sha256= after a restart", "sha256=" + sum,
+			[]downloadtest.FileOption{downloadtest.DropAfter(20_000, 1), downloadtest.IgnoreRange()}, false, nil, sum},
+		{"HashAll computes the sum", "", nil, true, nil, sum},
+		{"no hash unless asked", "", nil, false, nil, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, h, r := fetchOne(t, body, download.Options{HashAll: tc.hashAll, Retries: 2}, " "+tc.fields, tc.opts...)
+			if tc.wantErr != nil {
+				if r.Status != download.StatusFailed || !errors.Is(r.Err, tc.wantErr) {
+					t.Fatalf("status %s err %v, want %v", r.Status, r.Err, tc.wantErr)
+				}
+				if r.Attempts != 1 {
+					t.Errorf("attempts %d: a verification failure is not retried", r.Attempts)
+				}
+				h.checkAbsent(r.Name)
+				h.checkNoPartFiles()
+				return
+			}
+			if r.Status != download.StatusOK || r.Err != nil {
+				t.Fatalf("status %s err %v", r.Status, r.Err)
+			}
+			if r.SHA256 != tc.wantSum {
+				t.Errorf("Result.SHA256 %q, want %q", r.SHA256, tc.wantSum)
+			}
+			h.checkFile(r.Name, body)
+		})
+	}
+}
+
+// size= bounds a body without a length as it arrives: an endless one fails at
+// once instead of filling the disk.
+func TestEngineSizeBoundsEndlessBody(t *testing.T) {
+	t.Parallel()
+	var sent atomic.Int64
+	s := downloadtest.New(t)
+	u := s.Handle("/endless", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 32<<10)
+		for sent.Load() < 256<<20 { // bounded, so that a regression fails instead of hanging
+			n, err := w.Write(chunk)
+			sent.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}))
+	h := newHarness(t)
+	r := h.run(download.Options{}, u+" out=e size=1000").get(u)
+	if r.Status != download.StatusFailed || !errors.Is(r.Err, download.ErrBadLength) {
+		t.Fatalf("status %s err %v, want a length mismatch", r.Status, r.Err)
+	}
+	if got := sent.Load(); got > 32<<20 {
+		t.Errorf("the server sent %d MiB before haul gave up on a size=1000 entry", got>>20)
+	}
+	h.checkAbsent("e")
+	h.checkNoPartFiles()
+}
+
+func TestEngineStoredAsServed(t *testing.T) {
+	// Content-Encoding: gzip is stored as the gzip bytes the server published,
+	// and the client does not ask for compression.
+	t.Parallel()
+	gz := payload(71, 5000) // stands for gzip data: it must not be touched
+	s := downloadtest.New(t)
+	u := s.Add("/f.gz", gz, downloadtest.Header("Content-Encoding", "gzip"))
+	h := newHarness(t)
+	r := h.run(download.Options{}, u).get(u)
+	if r.Status != download.StatusOK {
+		t.Fatalf("status %s err %v", r.Status, r.Err)
+	}
+	h.checkFile(r.Name, gz)
+	req := s.Log("/f.gz")[0]
+	if ae := req.Header.Get("Accept-Encoding"); ae != "" {
+		t.Errorf("Accept-Encoding %q sent, want none", ae)
+	}
+	if ua := req.Header.Get("User-Agent"); ua != "haul-test" {
+		t.Errorf("User-Agent %q, want the Options.Header one", ua)
+	}
+}

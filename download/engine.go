@@ -235,6 +235,7 @@ func (e *Engine) send(ctx context.Context, ch chan<- *entry, x *entry) bool {
 	e.feedMu.Lock()
 	defer e.feedMu.Unlock()
 	if e.stopped {
+		e.stats.Queued.Add(1) // read, so counted in the known total
 		x.interrupted()
 		return false
 	}
@@ -247,6 +248,7 @@ func (e *Engine) send(ctx context.Context, ch chan<- *entry, x *entry) bool {
 		return true
 	case <-ctx.Done():
 		e.parking.add(-1)
+		e.stats.Queued.Add(1)
 		x.interrupted()
 		return false
 	}

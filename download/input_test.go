@@ -350,3 +350,40 @@ func TestEngineDuplicateFailuresFetchedOnce(t *testing.T) {
 	}
 	h.checkFile("g", payload(4, 1000))
 }
+
+// A failure remembered for a URL is replayed only onto lines that would fail
+// the same way: a later line of the URL with other checks (the right sha256=,
+// another size=) is fetched and can succeed.
+func TestEngineDuplicateFailureNotReplayedOnOtherChecks(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	body := payload(6, 2000)
+	u := s.Add("/f", body)
+	wrong := strings.Repeat("0", 64)
+	h := newHarness(t)
+	oc := h.run(download.Options{Jobs: 1},
+		u+" sha256="+wrong,           // fails its check
+		u+" sha256="+wrong,           // the same question: replayed, no request
+		u+" size=5",                  // another question: asked
+		u+" sha256="+sha256Hex(body), // the right answer
+		u+" sha256="+sha256Hex(body), // done: skipped from disk
+	)
+	rs := oc.all(u)
+	if len(rs) != 5 {
+		t.Fatalf("%d results, want 5", len(rs))
+	}
+	want := []download.Status{download.StatusFailed, download.StatusFailed, download.StatusFailed,
+		download.StatusOK, download.StatusSkipped}
+	for i, r := range rs {
+		if r.Status != want[i] {
+			t.Errorf("line %d (%s): %s %v, want %s", r.Entry.Line, r.Entry.URL, r.Status, r.Err, want[i])
+		}
+	}
+	if !errors.Is(rs[0].Err, download.ErrBadChecksum) || !errors.Is(rs[2].Err, download.ErrBadLength) {
+		t.Errorf("errors: %v; %v", rs[0].Err, rs[2].Err)
+	}
+	if got := s.Requests("/f"); got != 3 {
+		t.Errorf("%d requests, want 3 (the replayed line and the skipped one ask nothing)", got)
+	}
+	h.checkFile(rs[3].Name, body)
+}

@@ -133,3 +133,72 @@ func cancelAfter(t *testing.T, h *harness, line string, after int64) {
 		t.Logf("interrupted Run returned %v", oc.err)
 	}
 }
+
+// Ctrl-C reports every entry that was read from the list, also those no worker
+// had taken yet (waiting in the channel, or set aside before they started
+// because their host was paused): a manifest filtered to failures must hold
+// them, as must the summary when the whole list had been read.
+func TestEngineCancelReportsEntriesNotStarted(t *testing.T) {
+	t.Parallel()
+	t.Run("waiting for a worker", func(t *testing.T) {
+		t.Parallel()
+		s := downloadtest.New(t)
+		h := newHarness(t)
+		var lines []string
+		for i := range 3 {
+			lines = append(lines, s.Add(fmt.Sprintf("/w%d", i), payload(uint64(i), 50_000),
+				downloadtest.Stall(1000, time.Hour, downloadtest.Always)))
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		// One worker, on the first; the second waits in the channel, the third
+		// in the list's reader (which then reads to the end).
+		oc, wait := h.start(ctx, download.Options{Jobs: 1, Timeout: time.Minute}, lines...)
+		deadline := time.Now().Add(5 * time.Second)
+		for oc.eng.Stats().Bytes.Load() < 1000 {
+			if time.Now().After(deadline) {
+				t.Fatal("the first body did not start")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		stopRun(t, cancel, wait)
+		for _, u := range lines {
+			r := oc.get(u) // exactly one result each
+			if r.Status != download.StatusFailed || !errors.Is(r.Err, download.ErrInterrupted) {
+				t.Errorf("%s: status %s err %v, want interrupted", u, r.Status, r.Err)
+			}
+		}
+		if st := oc.eng.Stats(); st.InFlight.Load() != 0 || st.Failed.Load() != 3 {
+			t.Errorf("after Run: %d in flight, %d failed; want 0 and 3", st.InFlight.Load(), st.Failed.Load())
+		}
+	})
+	t.Run("set aside for the host's pause", func(t *testing.T) {
+		t.Parallel()
+		busy, other := downloadtest.New(t), downloadtest.New(t)
+		h := newHarness(t)
+		a := busy.Add("/a", payload(90, 100), downloadtest.Status(503, downloadtest.Always), downloadtest.RetryAfter("60"))
+		b := busy.Add("/b", payload(91, 100))
+		c := busy.Add("/c", payload(92, 100))
+		d := other.Add("/d", payload(93, 100))
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		oc, wait := h.start(ctx, download.Options{Jobs: 1, Retries: 3}, a, b, c, d)
+		deadline := time.Now().Add(5 * time.Second)
+		for len(oc.all(d)) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("/d not done: held up by the other host's pause")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		stopRun(t, cancel, wait)
+		if n := busy.Requests("/b") + busy.Requests("/c"); n != 0 {
+			t.Errorf("%d requests to /b and /c during the host's pause", n)
+		}
+		for _, u := range []string{a, b, c} {
+			r := oc.get(u)
+			if r.Status != download.StatusFailed || !errors.Is(r.Err, download.ErrInterrupted) {
+				t.Errorf("%s: status %s err %v, want interrupted", u, r.Status, r.Err)
+			}
+		}
+	})
+}

@@ -28,6 +28,10 @@ type Result struct {
 	Err        error
 	Attempts   int
 	Duration   time.Duration
+	// CloseDelimited: the body had no length and no chunked framing, so it
+	// ended when the server closed the connection; a connection cut by the
+	// network ends it the same way. Only size= or sha256= confirm it whole.
+	CloseDelimited bool
 }
 
 // MarshalJSON writes the manifest line for r. Its keys match the input's JSON
@@ -50,9 +54,12 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 		Error      *string `json:"error"`
 		Attempts   int     `json:"attempts"`
 		DurationMS int64   `json:"duration_ms"`
+		// Present (true) only where the end of the body was the server's
+		// word alone: jq 'select(.close_delimited)' finds those files.
+		CloseDelimited bool `json:"close_delimited,omitempty"`
 	}
 	m := manifestLine{URL: r.Entry.URL, Status: r.Status, Attempts: r.Attempts,
-		DurationMS: r.Duration.Milliseconds()}
+		DurationMS: r.Duration.Milliseconds(), CloseDelimited: r.CloseDelimited && r.Status == StatusOK}
 	if r.Name != "" {
 		m.Out = &r.Name
 	}

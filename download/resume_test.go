@@ -610,3 +610,25 @@ func TestEngineNeverSplice(t *testing.T) {
 		h.checkFile(r.Name, body)
 	})
 }
+
+// A partial file whose recorded validator cannot be sent back in If-Range (a
+// control byte: kept by an older haul, or damaged) is started over, not
+// retried as a network failure on every run.
+func TestResumeUnsendableValidatorStartsOver(t *testing.T) {
+	t.Parallel()
+	body := payload(12, 50_000)
+	s := downloadtest.New(t)
+	url := s.Add("/v", body)
+	h := newHarness(t)
+	h.plantPart("x/v", url, body[:20_000], "v1 20000 20000 50000 \"e\x01\"")
+	oc := h.run(download.Options{Retries: 1}, url+" out=x/v")
+	if r := oc.get(url); r.Status != download.StatusOK {
+		t.Fatalf("got %s %v", r.Status, r.Err)
+	}
+	h.checkFile("x/v", body)
+	for _, rq := range s.Log("/v") {
+		if rq.Range != "" {
+			t.Errorf("a request asked Range %q with a validator it cannot send", rq.Range)
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/time/rate"
 
 	"github.com/haul/haul/download/httpclient"
@@ -71,6 +72,12 @@ func newTransfer(d *transferDeps, ent Entry, w sink.Writer) (*transfer, error) {
 	t := &transfer{d: d, ent: ent, w: w, total: -1}
 	if p.Offset > 0 {
 		t.written, t.best, t.total, t.validator = p.Offset, p.Offset, p.Total, p.Validator
+		if !usableValidator(t.validator) {
+			// Kept by an older haul, or damaged: it cannot go in If-Range, and
+			// without it the kept bytes cannot be trusted. The first attempt
+			// starts the file over.
+			t.validator = ""
+		}
 	}
 	if ent.SHA256 == "" && !d.hashAll {
 		t.buf = d.bufs.Get()
@@ -181,6 +188,11 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		}
 		return stallCause(actx, timeout, err)
 	}
+	// A body with neither a length nor chunked framing ends when the server
+	// closes the connection (RFC 9112 §6.3, HTTP/1 only): a cut connection
+	// looks the same as the end, so only size= or sha256= can confirm it.
+	r.CloseDelimited = resp.ProtoMajor == 1 && resp.ContentLength < 0 && len(resp.TransferEncoding) == 0 &&
+		t.total < 0
 	if resp.StatusCode == http.StatusPartialContent && t.total >= 0 && t.written < t.total {
 		// A range that stops short of the end (or a server that sends the file
 		// in pieces): ask for the rest.
@@ -397,10 +409,17 @@ func stallCause(ctx context.Context, timeout time.Duration, err error) error {
 // validatorOf returns what If-Range may carry: a strong ETag, else a strong
 // Last-Modified, else "".
 func validatorOf(h http.Header) string {
-	if et := h.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
+	if et := h.Get("ETag"); usableValidator(et) && !strings.HasPrefix(et, "W/") {
 		return et
 	}
 	return strongLastModified(h)
+}
+
+// usableValidator reports whether v can be sent back in If-Range: an ETag
+// holding a control byte (or a line break) would make every resume request
+// unsendable, on every run, as if the network failed.
+func usableValidator(v string) bool {
+	return v != "" && v == strings.TrimSpace(v) && httpguts.ValidHeaderFieldValue(v)
 }
 
 // strongLastModified returns Last-Modified if it is a strong validator: at least

@@ -60,3 +60,23 @@ func TestHostsSweepAmortized(t *testing.T) {
 		t.Errorf("sweeps looked at %d hosts for %d new ones: quadratic", hs.swept, n)
 	}
 }
+
+// An ETag that cannot be sent back (a control byte, a line break) is no
+// validator: Last-Modified is used if strong, else none.
+func TestValidatorOfUnsendableETag(t *testing.T) {
+	date := "Mon, 02 Jan 2026 03:04:05 GMT"
+	later := "Mon, 02 Jan 2026 03:05:05 GMT"
+	for etag, want := range map[string]string{
+		`"ok"`:        `"ok"`,
+		"\"a\x01b\"":  date,
+		"\"a\x7fb\"":  date,
+		"\"a\r\nb\"":  date,
+		"W/\"weak\"":  date,
+		" \"spaced\"": date,
+	} {
+		h := http.Header{"Etag": {etag}, "Last-Modified": {date}, "Date": {later}}
+		if got := validatorOf(h); got != want {
+			t.Errorf("ETag %q: validator %q, want %q", etag, got, want)
+		}
+	}
+}

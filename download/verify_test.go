@@ -1,6 +1,8 @@
 package download_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -116,5 +118,61 @@ func TestEngineStoredAsServed(t *testing.T) {
 	}
 	if ua := req.Header.Get("User-Agent"); ua != "haul-test" {
 		t.Errorf("User-Agent %q, want the Options.Header one", ua)
+	}
+}
+
+// A body with neither Content-Length nor chunked framing ends when the server
+// closes the connection; a cut connection would end it the same way, so the
+// result says so (the manifest's close_delimited) and size= still catches a
+// short one.
+func TestEngineCloseDelimitedMarked(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	body := payload(14, 30_000)
+	closed := s.Handle("/closed", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		buf.WriteString("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+		buf.Write(body[:20_000]) // cut short: the client cannot tell
+		buf.Flush()
+	}))
+	chunked := s.Add("/chunked", body, downloadtest.NoContentLength())
+	sized := s.Add("/sized", body)
+	h := newHarness(t)
+	oc := h.run(download.Options{}, closed+" out=c1", closed+" out=c2 size=30000", chunked, sized)
+	for _, c := range []struct {
+		url, out string
+		status   download.Status
+		marked   bool
+	}{
+		{closed, "c1", download.StatusOK, true},
+		{closed, "c2", download.StatusFailed, false},
+		{chunked, "", download.StatusOK, false},
+		{sized, "", download.StatusOK, false},
+	} {
+		var r *download.Result
+		for _, x := range oc.all(c.url) {
+			if x.Entry.Out == c.out {
+				r = x
+			}
+		}
+		if r == nil || r.Status != c.status {
+			t.Errorf("%s out=%s: %+v, want %s", c.url, c.out, r, c.status)
+			continue
+		}
+		j, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bytes.Contains(j, []byte(`"close_delimited":true`)); got != c.marked {
+			t.Errorf("%s out=%s: manifest line %s; close_delimited want %v", c.url, c.out, j, c.marked)
+		}
+	}
+	if r := oc.all(closed); len(r) == 2 && !errors.Is(r[0].Err, download.ErrBadLength) && !errors.Is(r[1].Err, download.ErrBadLength) {
+		t.Errorf("size= did not catch the short close-delimited body: %v / %v", r[0].Err, r[1].Err)
 	}
 }

@@ -164,9 +164,9 @@ func (r *reporter) summary(runErr error) {
 	}
 	switch {
 	case errors.Is(runErr, context.Canceled) && r.force:
-		r.printf("interrupted: run the same command without --force to resume (with it, partial files start over)")
+		r.printf("interrupted: %d stopped unfinished (failed, interrupted, in the manifest); run the same command without --force to resume (with it, partial files start over)", r.stopped)
 	case errors.Is(runErr, context.Canceled):
-		r.printf("interrupted: run the same command again to resume")
+		r.printf("interrupted: %d stopped unfinished (failed, interrupted, in the manifest); run the same command again to resume", r.stopped)
 	case r.stopped > 0:
 		r.printf("%d more stopped unfinished when the run stopped: run the same command again to resume them", r.stopped)
 	}

@@ -1,0 +1,11 @@
+// Package httpclient builds the one HTTP client a haul run shares, and routes
+// each request: plain http:// through haul's lean HTTP/1.1 client (h1), and
+// https:// through net/http, which speaks HTTP/2 where the server offers it
+// (or through h1 with --http1.1); through net/http whenever the environment
+// names a proxy for the scheme.
+//
+// It owns connection pooling, TLS settings (--cacert, --insecure), proxies,
+// and the redirect policy (at most 10, http(s) only, credentials and Referer
+// kept to their origin). It never retries, never reads a body and never
+// decides what a status means: that is the engine's.
+package httpclient

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpproxy"
+
 	"github.com/haul/haul/download/internal/h1"
 )
 
@@ -28,6 +30,10 @@ type Options struct {
 	// HTTP11 sends https requests over HTTP/1.1 even where the server offers
 	// HTTP/2 (--http1.1), through the lean client.
 	HTTP11 bool
+
+	// proxy picks the proxy for a URL, nil for none; nil means from the
+	// environment. Tests set it: the environment's never proxies loopback.
+	proxy func(*url.URL) (*url.URL, error)
 }
 
 // New returns the one HTTP client a run shares: keep-alive connections pooled
@@ -38,8 +44,8 @@ type Options struct {
 // Plain http:// requests (and, with HTTP11, https:// too) go through h1, a lean
 // HTTP/1.1 client that costs about half the CPU of net/http per request, which
 // is what bounds haul on small files. https:// goes through net/http, which
-// negotiates HTTP/2 where the server offers it, and so does every request when a
-// proxy is configured in the environment.
+// negotiates HTTP/2 where the server offers it, and so does every request that
+// goes through a proxy (h1 implements none).
 func New(o Options) (Client, error) {
 	tlsConf := &tls.Config{InsecureSkipVerify: o.Insecure}
 	if o.CACert != "" {
@@ -58,8 +64,14 @@ func New(o Options) (Client, error) {
 	}
 	jobs := max(o.Jobs, 1)
 	dial := (&net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext
+	proxy := o.proxy
+	if proxy == nil {
+		// What http.ProxyFromEnvironment does, as a function of the URL, so the
+		// routing below asks the very question the transport does.
+		proxy = httpproxy.FromEnvironment().ProxyFunc()
+	}
 	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
+		Proxy:                 func(r *http.Request) (*url.URL, error) { return proxy(r.URL) },
 		DialContext:           dial,
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   o.ConnectTimeout,
@@ -109,8 +121,7 @@ func New(o Options) (Client, error) {
 		MaxConnsPerHost:     o.PerHost,
 		CheckRedirect:       checkRedirect,
 	})
-	return &client{lean: lean, std: std, tls: tlsClients, leanHTTP: !proxied("http"),
-		leanHTTPS: o.HTTP11 && !proxied("https")}, nil
+	return &client{lean: lean, std: std, tls: tlsClients, proxy: proxy, http11: o.HTTP11}, nil
 }
 
 // Client is the HTTP client New returns. *http.Client satisfies it.
@@ -121,19 +132,16 @@ type Client interface {
 
 // client sends each request through the lean HTTP/1.1 client or net/http.
 type client struct {
-	lean                *h1.Client
-	std                 *http.Client   // for http:// through a proxy
-	tls                 []*http.Client // for https://, used in turn; tls[0] == std
-	next                atomic.Uint32
-	leanHTTP, leanHTTPS bool
+	lean   Client         // an *h1.Client but in tests
+	std    *http.Client   // for http:// through a proxy
+	tls    []*http.Client // for https://, used in turn; tls[0] == std
+	next   atomic.Uint32
+	proxy  func(*url.URL) (*url.URL, error)
+	http11 bool
 }
 
 func (c *client) Do(req *http.Request) (*http.Response, error) {
-	lean := c.leanHTTP
-	if req.URL.Scheme == "https" {
-		lean = c.leanHTTPS
-	}
-	if lean {
+	if c.viaLean(req.URL) {
 		resp, err := c.lean.Do(req)
 		if !errors.Is(err, errors.ErrUnsupported) {
 			return resp, err
@@ -152,15 +160,16 @@ func (c *client) CloseIdleConnections() {
 	}
 }
 
-// proxied reports whether the environment names a proxy for scheme; requests
-// that may need one go through net/http, which implements proxies.
-func proxied(scheme string) bool {
-	for _, k := range []string{scheme + "_proxy", strings.ToUpper(scheme) + "_PROXY"} {
-		if os.Getenv(k) != "" {
-			return true
-		}
+// viaLean reports whether a request for u goes through the lean client: http://
+// (and https:// with HTTP11) that net/http would send without a proxy. Those
+// with a proxy (or a proxy setting in error) go through net/http, which
+// implements proxies and reports the error.
+func (c *client) viaLean(u *url.URL) bool {
+	if u.Scheme != "http" && !(u.Scheme == "https" && c.http11) {
+		return false
 	}
-	return false
+	p, err := c.proxy(u)
+	return p == nil && err == nil
 }
 
 func checkRedirect(req *http.Request, via []*http.Request) error {

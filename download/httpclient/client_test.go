@@ -3,6 +3,8 @@ package httpclient
 import (
 	"context"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -26,6 +28,12 @@ type recorder struct {
 func (r *recorder) add(s string) {
 	r.mu.Lock()
 	r.log = append(r.log, s)
+	r.mu.Unlock()
+}
+
+func (r *recorder) reset() {
+	r.mu.Lock()
+	r.log = nil
 	r.mu.Unlock()
 }
 
@@ -238,6 +246,8 @@ func TestRoutes(t *testing.T) {
 		{"HTTPSDirectH2HTTPProxied", secure.URL + "/f", false, []string{"http"}, nil, false, "HTTP/2.0"},
 		{"HTTPSDirectHTTP11", secure.URL + "/f", true, nil, nil, true, "HTTP/1.1"},
 		{"HTTPSViaProxyH2", secure.URL + "/f", false, []string{"https"}, []string{"CONNECT " + secureHost}, false, "HTTP/2.0"},
+		// --http1.1 holds inside the tunnel too.
+		{"HTTPSViaProxyHTTP11", secure.URL + "/f", true, []string{"https"}, []string{"CONNECT " + secureHost}, false, "HTTP/1.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newFakeProxy(t)
@@ -246,9 +256,7 @@ func TestRoutes(t *testing.T) {
 			if strings.HasPrefix(tc.url, "https:") {
 				b = secure
 			}
-			b.mu.Lock()
-			b.log = nil
-			b.mu.Unlock()
+			b.reset()
 			resp, body, err := get(t, c, context.Background(), tc.url)
 			if err != nil {
 				t.Fatal(err)
@@ -266,5 +274,165 @@ func TestRoutes(t *testing.T) {
 				t.Errorf("origin saw %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+// redirector serves /to/N with a 302 to other() + "/N" and anything else with
+// serveOK.
+func redirector(other func() string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if n, ok := strings.CutPrefix(r.URL.Path, "/to/"); ok {
+			http.Redirect(w, r, other()+"/"+n, http.StatusFound)
+			return
+		}
+		serveOK(w, r)
+	}
+}
+
+// TestRedirectHTTPToHTTPS checks that the https hop of a chain started on
+// http:// is routed as an https request: through the https proxy when one is
+// set, over HTTP/2, not followed by h1 with its own TLS.
+func TestRedirectHTTPToHTTPS(t *testing.T) {
+	secure := newBackend(t, true, serveOK)
+	plain := newBackend(t, false, redirector(func() string { return secure.URL }))
+	for _, tc := range []struct {
+		name      string
+		proxied   []string
+		wantProxy []string
+	}{
+		{"Direct", nil, nil},
+		{"ViaProxy", []string{"https"}, []string{"CONNECT " + secure.Listener.Addr().String()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			plain.reset()
+			secure.reset()
+			p := newFakeProxy(t)
+			c, ll := newTestClient(t, Options{Jobs: 4}, p, tc.proxied...)
+			_, body, err := get(t, c, context.Background(), plain.URL+"/to/f")
+			if err != nil || body != "ok /f" {
+				t.Fatalf("body %q, error %v", body, err)
+			}
+			if got, want := ll.get(), []string{plain.URL + "/to/f"}; !eq(got, want) {
+				t.Errorf("h1 was given %q, want %q", got, want)
+			}
+			if got := p.get(); !eq(got, tc.wantProxy) {
+				t.Errorf("proxy saw %q, want %q", got, tc.wantProxy)
+			}
+			if got, want := secure.get(), []string{"HTTP/2.0 /f"}; !eq(got, want) {
+				t.Errorf("https origin saw %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// TestRedirectHTTPSToHTTPViaProxy is the mirror case: with --http1.1, h1 makes
+// the https request, and the http hop must go through the http proxy.
+func TestRedirectHTTPSToHTTPViaProxy(t *testing.T) {
+	plain := newBackend(t, false, serveOK)
+	secure := newBackend(t, true, redirector(func() string { return plain.URL }))
+	p := newFakeProxy(t)
+	c, ll := newTestClient(t, Options{Jobs: 4, HTTP11: true}, p, "http")
+	_, body, err := get(t, c, context.Background(), secure.URL+"/to/f")
+	if err != nil || body != "ok /f" {
+		t.Fatalf("body %q, error %v", body, err)
+	}
+	if got, want := ll.get(), []string{secure.URL + "/to/f"}; !eq(got, want) {
+		t.Errorf("h1 was given %q, want %q", got, want)
+	}
+	if got, want := secure.get(), []string{"HTTP/1.1 /to/f"}; !eq(got, want) {
+		t.Errorf("https origin saw %q, want %q", got, want)
+	}
+	if got, want := p.get(), []string{"GET " + plain.URL + "/f"}; !eq(got, want) {
+		t.Errorf("proxy saw %q, want %q", got, want)
+	}
+}
+
+// TestRedirectPolicyAcrossClients checks the redirect policy on a chain that
+// changes client at each hop (h1 for http, net/http for https): credentials go
+// only to the first origin, a Referer given is sent on but not from https to http,
+// and each hop restarts the stall timer.
+func TestRedirectPolicyAcrossClients(t *testing.T) {
+	var seen recorder // path, Authorization, Cookie, Referer
+	var plain, secure *backend
+	h := func(w http.ResponseWriter, r *http.Request) {
+		seen.add(fmt.Sprintf("%s auth=%q cookie=%q ref=%q", r.URL.Path, r.Header.Get("Authorization"), r.Header.Get("Cookie"), r.Header.Get("Referer")))
+		switch r.URL.Path {
+		case "/start":
+			http.Redirect(w, r, secure.URL+"/mid", http.StatusMovedPermanently)
+		case "/mid":
+			http.Redirect(w, r, "/last", http.StatusSeeOther)
+		case "/last":
+			http.Redirect(w, r, plain.URL+"/end", http.StatusTemporaryRedirect)
+		default:
+			serveOK(w, r)
+		}
+	}
+	plain, secure = newBackend(t, false, h), newBackend(t, true, h)
+	c, ll := newTestClient(t, Options{Jobs: 4}, nil)
+	hops := 0
+	ctx := WithHop(context.Background(), func() { hops++ })
+	resp, body, err := get(t, c, ctx, plain.URL+"/start", "Authorization: Bearer t", "Cookie: a=b", "Referer: https://ref.example/")
+	if err != nil || body != "ok /end" {
+		t.Fatalf("body %q, error %v", body, err)
+	}
+	if resp.Request.URL.String() != plain.URL+"/end" {
+		t.Errorf("final request %v", resp.Request.URL)
+	}
+	want := []string{
+		`/start auth="Bearer t" cookie="a=b" ref="https://ref.example/"`,
+		`/mid auth="" cookie="" ref="https://ref.example/"`,
+		`/last auth="" cookie="" ref="https://ref.example/"`,
+		// The first origin again: its credentials are its own (as with one
+		// client, h1 or net/http); no Referer from https to http.
+		`/end auth="Bearer t" cookie="a=b" ref=""`,
+	}
+	if got := seen.get(); !eq(got, want) {
+		t.Errorf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if hops != 3 {
+		t.Errorf("%d hops, want 3", hops)
+	}
+	if got, want := ll.get(), []string{plain.URL + "/start", plain.URL + "/end"}; !eq(got, want) {
+		t.Errorf("h1 was given %q, want %q", got, want)
+	}
+	if got, want := secure.get(), []string{"HTTP/2.0 /mid", "HTTP/2.0 /last"}; !eq(got, want) {
+		t.Errorf("https origin saw %q, want %q", got, want)
+	}
+}
+
+// TestRedirectLimitAcrossClients checks that redirects are counted over the
+// whole chain, not per client: 10 are followed, the 11th fails.
+func TestRedirectLimitAcrossClients(t *testing.T) {
+	var plain, secure *backend
+	// /to/N redirects to the other server's /to/N-1, /to/0 answers.
+	h := func(other **backend) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			n := 0
+			fmt.Sscanf(r.URL.Path, "/to/%d", &n)
+			if n == 0 {
+				serveOK(w, r)
+				return
+			}
+			http.Redirect(w, r, fmt.Sprintf("%s/to/%d", (*other).URL, n-1), http.StatusFound)
+		}
+	}
+	plain, secure = newBackend(t, false, h(&secure)), newBackend(t, true, h(&plain))
+	c, _ := newTestClient(t, Options{Jobs: 4}, nil)
+	_, body, err := get(t, c, context.Background(), plain.URL+"/to/10")
+	if err != nil || body != "ok /to/0" {
+		t.Errorf("10 redirects: body %q, error %v", body, err)
+	}
+	if got := secure.get(); len(got) != 5 || got[0] != "HTTP/2.0 /to/9" {
+		t.Errorf("https origin saw %q", got)
+	}
+	plain.reset()
+	secure.reset()
+	resp, _, err := get(t, c, context.Background(), plain.URL+"/to/11")
+	var ue *url.Error
+	if !errors.Is(err, ErrTooManyRedirects) || !errors.As(err, &ue) || resp == nil || resp.StatusCode != http.StatusFound {
+		t.Errorf("11 redirects: response %v, error %v", resp, err)
+	}
+	if n := len(plain.get()) + len(secure.get()); n != 11 {
+		t.Errorf("%d requests made, want 11", n)
 	}
 }

@@ -10,9 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpproxy"
 
 	"github.com/haul/haul/download/internal/h1"
 )
@@ -28,6 +31,10 @@ type Options struct {
 	// HTTP11 sends https requests over HTTP/1.1 even where the server offers
 	// HTTP/2 (--http1.1), through the lean client.
 	HTTP11 bool
+
+	// proxy picks the proxy for a URL, nil for none; nil means from the
+	// environment. Tests set it: the environment's never proxies loopback.
+	proxy func(*url.URL) (*url.URL, error)
 }
 
 // New returns the one HTTP client a run shares: keep-alive connections pooled
@@ -38,8 +45,10 @@ type Options struct {
 // Plain http:// requests (and, with HTTP11, https:// too) go through h1, a lean
 // HTTP/1.1 client that costs about half the CPU of net/http per request, which
 // is what bounds haul on small files. https:// goes through net/http, which
-// negotiates HTTP/2 where the server offers it, and so does every request when a
-// proxy is configured in the environment.
+// negotiates HTTP/2 where the server offers it, and so does every request that
+// goes through a proxy (h1 implements none). Each hop of a redirect chain is
+// routed as a first request for its URL would be: a client stops at a redirect
+// to a URL the other one routes, and the chain goes on there.
 func New(o Options) (Client, error) {
 	tlsConf := &tls.Config{InsecureSkipVerify: o.Insecure}
 	if o.CACert != "" {
@@ -58,8 +67,14 @@ func New(o Options) (Client, error) {
 	}
 	jobs := max(o.Jobs, 1)
 	dial := (&net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext
+	proxy := o.proxy
+	if proxy == nil {
+		// What http.ProxyFromEnvironment does, as a function of the URL, so the
+		// routing below asks the very question the transport does.
+		proxy = httpproxy.FromEnvironment().ProxyFunc()
+	}
 	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
+		Proxy:                 func(r *http.Request) (*url.URL, error) { return proxy(r.URL) },
 		DialContext:           dial,
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   o.ConnectTimeout,
@@ -88,29 +103,38 @@ func New(o Options) (Client, error) {
 			MaxReceiveBufferPerConnection: 4 << 20,
 		},
 	}
-	std := &http.Client{Transport: tr, CheckRedirect: checkRedirect}
-	if os.Getenv("HAUL_NETHTTP") != "" { // for comparisons: net/http for everything
-		return std, nil
+	if o.HTTP11 {
+		// --http1.1 holds where net/http carries https too (through a proxy's
+		// CONNECT tunnel, with HAUL_NETHTTP): HTTP/1 only, offered as such in
+		// ALPN, as h1 and curl --http1.1 do. Protocols overrides ForceAttemptHTTP2.
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetHTTP1(true)
+		tr.TLSClientConfig = tlsConf.Clone()
+		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
 	}
+	if os.Getenv("HAUL_NETHTTP") != "" { // for comparisons: net/http for everything
+		return &http.Client{Transport: tr, CheckRedirect: checkRedirect}, nil
+	}
+	c := &client{proxy: proxy, http11: o.HTTP11}
+	c.std = &http.Client{Transport: tr, CheckRedirect: c.checkRedirect}
 	// net/http multiplexes every HTTP/2 request to a host on one connection, read
 	// by one goroutine: with many small files that connection is the bottleneck
 	// (10,000 small files over TLS took 1.2-1.5 s on one connection, 0.9-1.1 s
 	// on four). Requests are spread over a few transports, hence connections.
-	tlsClients := []*http.Client{std}
-	for len(tlsClients) < min(4, max(1, jobs/4)) {
-		tlsClients = append(tlsClients, &http.Client{Transport: tr.Clone(), CheckRedirect: checkRedirect})
+	c.tls = []*http.Client{c.std}
+	for len(c.tls) < min(4, max(1, jobs/4)) {
+		c.tls = append(c.tls, &http.Client{Transport: tr.Clone(), CheckRedirect: c.checkRedirect})
 	}
-	lean := h1.New(h1.Options{
+	c.lean = h1.New(h1.Options{
 		DialContext:         dial,
 		TLSConfig:           tlsConf,
 		TLSHandshakeTimeout: o.ConnectTimeout,
 		MaxIdlePerHost:      jobs,
 		MaxIdle:             2 * jobs,
 		MaxConnsPerHost:     o.PerHost,
-		CheckRedirect:       checkRedirect,
+		CheckRedirect:       c.checkRedirect,
 	})
-	return &client{lean: lean, std: std, tls: tlsClients, leanHTTP: !proxied("http"),
-		leanHTTPS: o.HTTP11 && !proxied("https")}, nil
+	return c, nil
 }
 
 // Client is the HTTP client New returns. *http.Client satisfies it.
@@ -121,19 +145,41 @@ type Client interface {
 
 // client sends each request through the lean HTTP/1.1 client or net/http.
 type client struct {
-	lean                *h1.Client
-	std                 *http.Client   // for http:// through a proxy
-	tls                 []*http.Client // for https://, used in turn; tls[0] == std
-	next                atomic.Uint32
-	leanHTTP, leanHTTPS bool
+	lean   Client         // an *h1.Client but in tests
+	std    *http.Client   // for http:// through a proxy, or that h1 cannot make
+	tls    []*http.Client // for https://, used in turn; tls[0] == std
+	next   atomic.Uint32
+	proxy  func(*url.URL) (*url.URL, error)
+	http11 bool
 }
 
 func (c *client) Do(req *http.Request) (*http.Response, error) {
-	lean := c.leanHTTP
-	if req.URL.Scheme == "https" {
-		lean = c.leanHTTPS
+	for {
+		resp, err := c.send(req)
+		if err != nil || resp.StatusCode < 300 || resp.StatusCode > 399 {
+			return resp, err
+		}
+		// A 3xx: perhaps a redirect the client stopped at because the other one
+		// routes its target (checkRedirect). The chain goes on here, under the
+		// same policy, counted from its first request.
+		via := chain(resp.Request)
+		next, loc, err := h1.Redirect(via, resp)
+		if err != nil || next == nil || !c.crossRoute(resp.Request.URL, next.URL) {
+			return resp, nil // the response that ends the chain
+		}
+		if err := checkRedirect(next, via); err != nil {
+			h1.Discard(resp)
+			return resp, &url.Error{Op: "Get", URL: loc, Err: err}
+		}
+		h1.Discard(resp)
+		req = next
 	}
-	if lean {
+}
+
+// send makes req through the client that routes it, which follows the
+// redirects on the same route.
+func (c *client) send(req *http.Request) (*http.Response, error) {
+	if c.viaLean(req.URL) {
 		resp, err := c.lean.Do(req)
 		if !errors.Is(err, errors.ErrUnsupported) {
 			return resp, err
@@ -152,15 +198,46 @@ func (c *client) CloseIdleConnections() {
 	}
 }
 
-// proxied reports whether the environment names a proxy for scheme; requests
-// that may need one go through net/http, which implements proxies.
-func proxied(scheme string) bool {
-	for _, k := range []string{scheme + "_proxy", strings.ToUpper(scheme) + "_PROXY"} {
-		if os.Getenv(k) != "" {
-			return true
-		}
+// viaLean reports whether a request for u goes through the lean client: http://
+// (and https:// with HTTP11) that net/http would send without a proxy. Those
+// with a proxy (or a proxy setting in error) go through net/http, which
+// implements proxies and reports the error.
+func (c *client) viaLean(u *url.URL) bool {
+	if u.Scheme != "http" && !(u.Scheme == "https" && c.http11) {
+		return false
 	}
-	return false
+	p, err := c.proxy(u)
+	return p == nil && err == nil
+}
+
+// crossRoute reports whether a redirect from one URL to the other changes
+// between h1 and net/http (which routes each hop itself: proxy, HTTP/2). A
+// non-http(s) target is not: the client that got it refuses it.
+func (c *client) crossRoute(from, to *url.URL) bool {
+	return (to.Scheme == "http" || to.Scheme == "https") && c.viaLean(from) != c.viaLean(to)
+}
+
+// checkRedirect is the CheckRedirect of the clients behind Do: it stops at a
+// redirect the other client routes, returning it for Do to follow, and applies
+// the policy over the whole chain, which may have started in the other client.
+func (c *client) checkRedirect(req *http.Request, via []*http.Request) error {
+	last := via[len(via)-1]
+	if c.crossRoute(last.URL, req.URL) {
+		return http.ErrUseLastResponse
+	}
+	return checkRedirect(req, chain(last))
+}
+
+// chain returns the requests of the redirect chain that ends with last, first
+// first: a request made to follow a redirect has it as its Response (net/http,
+// h1 and Do set it), whichever client made the one before.
+func chain(last *http.Request) []*http.Request {
+	via := []*http.Request{last}
+	for r := last; r.Response != nil && r.Response.Request != nil; r = r.Response.Request {
+		via = append(via, r.Response.Request)
+	}
+	slices.Reverse(via)
+	return via
 }
 
 func checkRedirect(req *http.Request, via []*http.Request) error {

@@ -114,31 +114,20 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 		return nil, urlError(req.URL, fmt.Errorf("h1: request body: %w", errors.ErrUnsupported))
 	}
 	var via []*http.Request
-	strip := false // sensitive headers dropped since a hop left the first domain
 	for {
 		resp, err := c.roundTrip(req)
 		if err != nil {
 			return nil, urlError(req.URL, err)
 		}
-		loc := resp.Header.Get("Location")
-		switch resp.StatusCode {
-		case 301, 302, 303, 307, 308:
-		default:
-			return resp, nil
-		}
-		if loc == "" {
-			return resp, nil // a 3xx without Location is a response like any other
-		}
-		u, err := req.URL.Parse(loc)
+		via = append(via, req)
+		next, loc, err := Redirect(via, resp)
 		if err != nil {
 			resp.Body.Close()
-			return nil, urlError(req.URL, fmt.Errorf("failed to parse Location header %q: %v", loc, err))
+			return nil, urlError(req.URL, err)
 		}
-		via = append(via, req)
-		if !strip && u.Host != via[0].URL.Host && !isDomainOrSubdomain(u.Hostname(), via[0].URL.Hostname()) {
-			strip = true
+		if next == nil {
+			return resp, nil
 		}
-		next := redirected(via, resp, u, loc, strip)
 		if check := c.o.CheckRedirect; check != nil {
 			err = check(next, via)
 		} else if len(via) >= 10 {
@@ -147,12 +136,7 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 		if err == http.ErrUseLastResponse {
 			return resp, nil
 		}
-		// As net/http: read a little so that a small body leaves the connection
-		// reusable.
-		if resp.ContentLength == -1 || resp.ContentLength <= 2<<10 {
-			io.CopyN(io.Discard, resp.Body, 2<<10)
-		}
-		resp.Body.Close()
+		Discard(resp)
 		if err != nil {
 			return resp, &url.Error{Op: "Get", URL: loc, Err: err}
 		}
@@ -160,11 +144,51 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// redirected builds the request that follows resp to u, as net/http does: the
-// first request's headers, less the credentials once a hop has left its domain
-// (strip), plus a Referer unless going from https to http.
-func redirected(via []*http.Request, resp *http.Response, u *url.URL, loc string, strip bool) *http.Request {
+// Redirect returns the request that follows resp, the response to the last of
+// via (the requests of the chain so far, in order), built as net/http builds it:
+// the first request's headers, less the credentials once a hop has left its
+// domain, plus a Referer unless going from https to http. It returns a nil
+// request when resp is not a redirect to follow (not 301, 302, 303, 307 or 308,
+// or without a Location), and the Location, for errors. A client that hands a
+// chain on to another continues it with Redirect, so the policy is the same
+// whichever client makes each hop.
+func Redirect(via []*http.Request, resp *http.Response) (next *http.Request, loc string, err error) {
+	switch resp.StatusCode {
+	case 301, 302, 303, 307, 308:
+	default:
+		return nil, "", nil
+	}
+	loc = resp.Header.Get("Location")
+	if loc == "" {
+		return nil, "", nil // a 3xx without Location is a response like any other
+	}
+	last := via[len(via)-1]
+	u, err := last.URL.Parse(loc)
+	if err != nil {
+		return nil, loc, fmt.Errorf("failed to parse Location header %q: %v", loc, err)
+	}
+	return redirected(via, resp, u, loc), loc, nil
+}
+
+// Discard closes the body of a redirect about to be followed. As net/http, it
+// reads a little first so that a small body leaves the connection reusable.
+func Discard(resp *http.Response) {
+	if resp.ContentLength == -1 || resp.ContentLength <= 2<<10 {
+		io.CopyN(io.Discard, resp.Body, 2<<10)
+	}
+	resp.Body.Close()
+}
+
+// redirected builds the request that follows resp to u (see Redirect).
+func redirected(via []*http.Request, resp *http.Response, u *url.URL, loc string) *http.Request {
 	first, last := via[0], via[len(via)-1]
+	// Sensitive headers are dropped for good once a hop has left the first
+	// domain, as net/http does: it is decided over the whole chain, which
+	// may have started in another client.
+	strip := offDomain(u, first.URL)
+	for _, r := range via[1:] {
+		strip = strip || offDomain(r.URL, first.URL)
+	}
 	next := &http.Request{Method: http.MethodGet, URL: u, Header: make(http.Header, len(first.Header)+1),
 		Response: resp, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
 	if last.Host != "" && last.Host != last.URL.Host {
@@ -201,6 +225,11 @@ func referer(from, to *url.URL, explicit string) string {
 		return u.String()
 	}
 	return from.String()
+}
+
+// offDomain reports whether u is on neither the host of first nor its domain.
+func offDomain(u, first *url.URL) bool {
+	return u.Host != first.Host && !isDomainOrSubdomain(u.Hostname(), first.Hostname())
 }
 
 // isDomainOrSubdomain reports whether sub is parent or a subdomain of it.

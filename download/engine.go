@@ -59,9 +59,19 @@ type Options struct {
 	// RetryBase is the first backoff delay (default 1s); each retry doubles it, with
 	// jitter, up to RetryMax (default 60s).
 	RetryBase, RetryMax time.Duration
+	// Checksums gives expected hashes by output path (--checksums): consulted
+	// for an entry whose line gives no sha256= (the line's own wins).
+	Checksums Checksums
 	// OnResult is called once for every entry and bad line as it finishes, from
 	// any goroutine, possibly concurrently. It must not block for long.
 	OnResult func(*Result)
+}
+
+// Checksums answers the expected SHA-256 for an output path (relative to the
+// sink, slash-separated): "" if it has none, an error where the answer would be
+// a guess. *checksums.Set is one.
+type Checksums interface {
+	Lookup(path string) (string, error)
 }
 
 // Engine downloads entries from a Source into a Sink over one shared HTTP client.

@@ -111,6 +111,13 @@ func (x *entry) claim(ctx context.Context) error {
 		}
 	}
 	x.r.Name = name
+	if cs := x.e.opts.Checksums; cs != nil && x.ent.SHA256 == "" {
+		sum, err := cs.Lookup(name)
+		if err != nil {
+			return &Error{Op: "checksums", URL: x.ent.URL, Err: err}
+		}
+		x.ent.SHA256, x.r.Entry.SHA256 = sum, sum
+	}
 	cl, err := x.e.claims.acquire(ctx, name, x.ent)
 	if err != nil {
 		return &Error{Op: "claim", URL: x.ent.URL, Err: err}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/haul/haul/download"
+	"github.com/haul/haul/download/checksums"
 	"github.com/haul/haul/download/downloadtest"
 )
 
@@ -174,5 +175,53 @@ func TestEngineCloseDelimitedMarked(t *testing.T) {
 	}
 	if r := oc.all(closed); len(r) == 2 && !errors.Is(r[0].Err, download.ErrBadLength) && !errors.Is(r[1].Err, download.ErrBadLength) {
 		t.Errorf("size= did not catch the short close-delimited body: %v / %v", r[0].Err, r[1].Err)
+	}
+}
+
+// --checksums: an entry whose line gives no sha256= is checked against the
+// publisher's list, matched by trailing path components; the line's own hash
+// wins; a NAME that two entries match fails the second rather than guess.
+func TestEngineChecksums(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	a, b, c := payload(20, 3000), payload(21, 3000), payload(22, 3000)
+	ua := s.Add("/pub/a.bin", a)
+	ub := s.Add("/pub/b.bin", b)
+	uc := s.Add("/pub/sub/c.bin", c)
+	ud := s.Add("/other/a.bin", a)
+	list := sha256Hex(a) + "  a.bin\n" +
+		strings.Repeat("0", 64) + "  b.bin\n" + // wrong: the publisher's list says otherwise
+		sha256Hex(c) + " *./sub/c.bin\n"
+	set, bad, err := checksums.Parse(strings.NewReader(list))
+	if err != nil || len(bad) > 0 {
+		t.Fatal(err, bad)
+	}
+	h := newHarness(t)
+	oc := h.run(download.Options{Jobs: 1, Checksums: set},
+		ua, ub, uc, ub+" out=b-own sha256="+sha256Hex(b), ud)
+	if r := oc.get(ua); r.Status != download.StatusOK || r.SHA256 != sha256Hex(a) {
+		t.Errorf("a: %s %v sha %q", r.Status, r.Err, r.SHA256)
+	}
+	for _, r := range oc.all(ub) {
+		switch r.Entry.Out {
+		case "":
+			if r.Status != download.StatusFailed || !errors.Is(r.Err, download.ErrBadChecksum) {
+				t.Errorf("b: %s %v, want the list's hash to fail it", r.Status, r.Err)
+			}
+			h.checkAbsent(r.Name)
+		default:
+			if r.Status != download.StatusOK {
+				t.Errorf("b with its own sha256=: %s %v", r.Status, r.Err)
+			}
+		}
+	}
+	if r := oc.get(uc); r.Status != download.StatusOK || r.SHA256 != sha256Hex(c) {
+		t.Errorf("c: %s %v sha %q", r.Status, r.Err, r.SHA256)
+	}
+	if r := oc.get(ud); r.Status != download.StatusFailed || !errors.Is(r.Err, checksums.ErrAmbiguous) {
+		t.Errorf("other/a.bin (matches a.bin too): %s %v, want ambiguous", r.Status, r.Err)
+	}
+	if n := s.Requests("/other/a.bin"); n != 0 {
+		t.Errorf("%d requests for an ambiguous entry", n)
 	}
 }

@@ -56,6 +56,10 @@ type Options struct {
 	ShardK, ShardN int
 	// PerHost caps concurrent downloads from one host (0: no cap beyond Jobs).
 	PerHost int
+	// HostFailLimit is how many attempts in a row to one host may get no
+	// response before its remaining entries fail at once, as ErrHostDown
+	// (default 8; < 0: never).
+	HostFailLimit int
 	// RetryBase is the first backoff delay (default 1s); each retry doubles it, with
 	// jitter, up to RetryMax (default 60s).
 	RetryBase, RetryMax time.Duration
@@ -115,10 +119,13 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	if o.RetryMax <= 0 {
 		o.RetryMax = time.Minute
 	}
+	if o.HostFailLimit == 0 {
+		o.HostFailLimit = 8
+	}
 	if o.OnResult == nil {
 		o.OnResult = func(*Result) {}
 	}
-	e := &Engine{opts: o, client: client, sink: s, hosts: newHosts(o.PerHost), claims: newClaims(),
+	e := &Engine{opts: o, client: client, sink: s, hosts: newHosts(o.PerHost, o.HostFailLimit), claims: newClaims(),
 		parking: newParking(max(64, 4*o.Jobs))}
 	if o.LimitRate > 0 {
 		burst := int(min(max(o.LimitRate/10, 16<<10), bufSize))
@@ -284,4 +291,36 @@ func ShardOf(url string, n int) int {
 		h *= prime64
 	}
 	return int(h % uint64(n))
+}
+
+// Names reads src as Run would, without a request or a write, and calls fn with
+// the output path of each entry of this run's shard (bad lines and entries
+// that cannot be named are passed over: Run reports them). A caller that can
+// read its list twice gives it to Names first, so that what depends on the
+// whole run is known before its first entry starts (--checksums: a NAME that
+// two entries match fails both).
+func (e *Engine) Names(src Source, fn func(name string)) error {
+	for {
+		ent, err := src.Next()
+		if err == io.EOF {
+			return nil
+		}
+		var le *LineError
+		if errors.As(err, &le) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !e.inShard(ent.URL) {
+			continue
+		}
+		name := ent.Out
+		if name == "" {
+			if name, err = e.opts.Layout.Name(ent.URL); err != nil {
+				continue
+			}
+		}
+		fn(name)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"net/url"
 	"syscall"
 	"time"
 
@@ -31,9 +32,10 @@ import (
 // An entry is used by one goroutine at a time: a worker, then, after commit, the
 // sink's committer (end only). While parked it belongs to the parking.
 type entry struct {
-	e   *Engine
-	ent Entry
-	r   *Result
+	e       *Engine
+	ent     Entry
+	hostKey string // urlid.HostKey of its URL
+	r       *Result
 	t0  time.Time // when a worker first took it: its duration includes pauses
 
 	// started: a worker took it (its result is owed, it counts in flight).
@@ -55,7 +57,7 @@ type entry struct {
 }
 
 func (e *Engine) newEntry(ent Entry) *entry {
-	return &entry{e: e, ent: ent}
+	return &entry{e: e, ent: ent, hostKey: urlid.HostKey(ent.URL)}
 }
 
 // run takes the entry as far as it goes on this worker: to its end (maybe
@@ -65,7 +67,7 @@ func (x *entry) run(ctx context.Context) {
 	if !x.started {
 		// An entry whose host asked to be left alone (429/503) waits aside
 		// before it starts, so that this worker serves other hosts meanwhile.
-		if d := e.hosts.pausedFor(urlid.HostKey(x.ent.URL)); d > 0 && e.parking.park(x, d) {
+		if d := e.hosts.pausedFor(x.hostKey); d > 0 && e.parking.park(x, d) {
 			return
 		}
 		x.started, x.t0 = true, time.Now()
@@ -181,11 +183,14 @@ func (x *entry) checkDisk() (done bool, err error) {
 // then looks at the final file again: done says the entry turned out finished.
 func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
 	e, ent, r := x.e, x.ent, x.r
-	h, err := e.hosts.acquire(ctx, urlid.HostKey(ent.URL))
+	h, err := e.hosts.acquire(ctx, x.hostKey)
 	if err != nil {
 		return false, err
 	}
 	x.host = h
+	if err := e.hosts.isDown(h); err != nil {
+		return false, &Error{Op: "get", URL: ent.URL, Err: err}
+	}
 	waited := false
 	var w sink.Writer
 	for {
@@ -242,9 +247,15 @@ func (x *entry) attempts(ctx context.Context) (pause time.Duration, err error) {
 		if err := e.hosts.wait(ctx, h); err != nil {
 			return 0, err
 		}
+		if err := e.hosts.isDown(h); err != nil {
+			return 0, &Error{Op: "get", URL: x.ent.URL, Err: err}
+		}
 		r.Attempts++
 		before := t.best
 		err := t.attempt(ctx, r)
+		if t.responded {
+			e.hosts.responded(h)
+		}
 		if err == nil {
 			return 0, nil
 		}
@@ -252,9 +263,23 @@ func (x *entry) attempts(ctx context.Context) (pause time.Duration, err error) {
 		if errors.As(err, &le) {
 			return 0, e.sinkError("write", x.ent.URL, le.err)
 		}
+		cause := err
 		err = &Error{Op: "get", URL: x.ent.URL, Err: err}
 		if ctx.Err() != nil || !retryable(err) {
 			return 0, err
+		}
+		noResponse := !t.responded
+		if noResponse {
+			var ue *url.Error
+			if errors.As(cause, &ue) {
+				cause = ue.Err // the URL is in the entry's error already
+			}
+			if down, now := e.hosts.missed(h, cause); down != nil {
+				if now {
+					e.parking.wake(x.hostKey) // its entries waiting out a backoff fail now
+				}
+				return 0, &Error{Op: "get", URL: x.ent.URL, Err: down}
+			}
 		}
 		delay := time.Duration(0)
 		if t.best <= before {
@@ -280,6 +305,12 @@ func (x *entry) attempts(ctx context.Context) (pause time.Duration, err error) {
 				return d, nil
 			}
 			continue
+		}
+		if noResponse && delay > 0 && e.parking.reserve() {
+			// The host may be down: the worker does not wait on it but takes
+			// other entries (other hosts', or this one's, whose attempts then
+			// tell sooner whether it is down).
+			return delay, nil
 		}
 		if err := sleep(ctx, delay); err != nil {
 			return 0, err

@@ -25,6 +25,9 @@ var (
 	ErrStalled = errors.New("transfer stalled")
 	// ErrInterrupted: the run was cancelled (Ctrl-C, SIGTERM) before the entry finished.
 	ErrInterrupted = errors.New("interrupted")
+	// ErrHostDown: the entry's host got --host-fail-limit attempts in a row
+	// without a response in this run; its entries fail without a request.
+	ErrHostDown = errors.New("host down")
 )
 
 // Error is the error of one entry: what was being done, to which URL, and why.

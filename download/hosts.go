@@ -2,6 +2,7 @@ package download
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,10 +15,12 @@ import (
 // Entries for idle hosts are dropped once the table grows, so a list touching
 // millions of hosts does not grow memory without bound.
 type hosts struct {
-	cap int // 0: no per-host cap
+	cap       int // 0: no per-host cap
+	failLimit int // attempts without a response that make a host down; <= 0: never
 
 	mu      sync.Mutex
 	m       map[string]*host
+	nDown   int // hosts in m that are down
 	sweepAt int // len(m) at which the next sweep runs
 	swept   int // hosts looked at by sweeps (for a test)
 	// anyUntil is the latest end of any pause (UnixNano): past it no host is
@@ -29,12 +32,19 @@ type host struct {
 	sem    chan struct{} // nil without a cap
 	users  int           // workers between acquire and release
 	paused time.Time     // no new request before this instant
+	misses int           // consecutive attempts that got no response
+	down   error         // set once misses reached the limit: the host is down for this run
 }
 
 const maxIdleHosts = 4096
 
-func newHosts(perHost int) *hosts {
-	return &hosts{cap: perHost, m: make(map[string]*host)}
+// maxDownHosts bounds the hosts remembered as down: past it, a sweep forgets
+// them too (their next entries try again), so a list over millions of dead
+// hosts does not grow memory without bound.
+const maxDownHosts = 1 << 16
+
+func newHosts(perHost, failLimit int) *hosts {
+	return &hosts{cap: perHost, failLimit: failLimit, m: make(map[string]*host)}
 }
 
 // acquire waits for a per-host slot and returns the host's state. The caller must
@@ -88,10 +98,47 @@ func (hs *hosts) sweepLocked() {
 	now := time.Now()
 	hs.swept += len(hs.m)
 	for k, h := range hs.m {
-		if h.users == 0 && now.After(h.paused) {
+		if h.users == 0 && now.After(h.paused) && (h.down == nil || hs.nDown > maxDownHosts) {
+			if h.down != nil {
+				hs.nDown--
+			}
 			delete(hs.m, k)
 		}
 	}
+}
+
+// responded records that an attempt to h got a response (any status): the
+// host is up, its count of misses starts again.
+func (hs *hosts) responded(h *host) {
+	hs.mu.Lock()
+	h.misses = 0
+	hs.mu.Unlock()
+}
+
+// missed records an attempt to h that got no response (refused, reset, DNS,
+// connect or TLS handshake timeout). After failLimit in a row the host is down
+// for the rest of the run: missed returns the error its entries then fail
+// with, without a request, and now says that this miss made it so.
+func (hs *hosts) missed(h *host, err error) (down error, now bool) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if h.down != nil {
+		return h.down, false
+	}
+	h.misses++
+	if hs.failLimit > 0 && h.misses >= hs.failLimit {
+		h.down = fmt.Errorf("%w: %w (%d attempts in a row without a response)", ErrHostDown, err, h.misses)
+		hs.nDown++
+		return h.down, true
+	}
+	return nil, false
+}
+
+// isDown returns the error h's entries fail with if it is down, else nil.
+func (hs *hosts) isDown(h *host) error {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return h.down
 }
 
 // pause backs the host off until d from now (never shortening a longer pause).

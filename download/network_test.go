@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -611,4 +612,75 @@ func TestEngineTLS(t *testing.T) {
 			t.Errorf("attempts %d: a certificate that does not verify is not retried", r.Attempts)
 		}
 	})
+}
+
+// A host that refuses connections stops costing time: after HostFailLimit
+// attempts in a row without a response its remaining entries fail at once
+// (ErrHostDown, no request), and the live host's entries never wait behind the
+// dead host's backoff (an hour here: the run ends only if no worker sleeps
+// through it and no entry waits it out).
+func TestEngineHostDown(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close() // connection refused from now on
+	live := downloadtest.New(t)
+	var lines, liveURLs []string
+	for i := range 200 {
+		lines = append(lines, fmt.Sprintf("%s/d%d", dead, i))
+		if i%40 == 0 {
+			u := live.Add(fmt.Sprintf("/l%d", i), payload(uint64(i), 1000))
+			lines, liveURLs = append(lines, u), append(liveURLs, u)
+		}
+	}
+	h := newHarness(t)
+	oc := h.run(download.Options{Jobs: 2, Retries: 5, RetryBase: time.Hour, RetryMax: time.Hour}, lines...)
+	for _, u := range liveURLs {
+		if r := oc.get(u); r.Status != download.StatusOK {
+			t.Errorf("%s: %s %v", u, r.Status, r.Err)
+		}
+	}
+	attempts := 0
+	for i := range 200 {
+		r := oc.get(fmt.Sprintf("%s/d%d", dead, i))
+		attempts += r.Attempts
+		if r.Status != download.StatusFailed || !errors.Is(r.Err, download.ErrHostDown) {
+			t.Errorf("dead entry %d: %s %v, want host down", i, r.Status, r.Err)
+		}
+	}
+	if i := oc.get(dead + "/d199"); !strings.Contains(i.Err.Error(), "connection refused") {
+		t.Errorf("the reason is not given: %v", i.Err)
+	}
+	// 8 misses make it down; entries already in their attempt when it went
+	// down add at most one each.
+	if attempts > 8+2 {
+		t.Errorf("%d attempts to the dead host, want at most 10", attempts)
+	}
+}
+
+// --host-fail-limit below 0: a host is never given up on; each entry spends
+// its own retries.
+func TestEngineHostFailLimitOff(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	var lines []string
+	for i := range 5 {
+		lines = append(lines, fmt.Sprintf("%s/d%d", dead, i))
+	}
+	h := newHarness(t)
+	oc := h.run(download.Options{Jobs: 1, Retries: 2, HostFailLimit: -1}, lines...)
+	for _, u := range lines {
+		r := oc.get(u)
+		if r.Status != download.StatusFailed || errors.Is(r.Err, download.ErrHostDown) || r.Attempts != 3 {
+			t.Errorf("%s: %s after %d attempts: %v; want its own 3 attempts", u, r.Status, r.Attempts, r.Err)
+		}
+	}
 }

@@ -34,12 +34,12 @@ type parking struct {
 	// when the workers stop early (Ctrl-C) are reported as interrupted
 	// (stranded).
 	mu  sync.Mutex
-	out map[*entry]struct{}
+	out map[*entry]*time.Timer // the timer that brings it back
 }
 
 func newParking(max int) *parking {
 	return &parking{back: make(chan *entry, max), max: int64(max), idle: make(chan struct{}),
-		out: make(map[*entry]struct{})}
+		out: make(map[*entry]*time.Timer)}
 }
 
 // park sets x aside for d, if there is room.
@@ -65,9 +65,21 @@ func (p *parking) reserve() bool {
 func (p *parking) put(x *entry, d time.Duration) {
 	p.add(1)
 	p.mu.Lock()
-	p.out[x] = struct{}{}
+	// Under mu, so that unparked finds it even if the timer fires at once.
+	p.out[x] = time.AfterFunc(d, func() { p.back <- x }) // never blocks: count <= cap(back)
 	p.mu.Unlock()
-	time.AfterFunc(d, func() { p.back <- x }) // never blocks: count <= cap(back)
+}
+
+// wake brings back at once the parked entries of the host key: it went down,
+// and they are to fail now rather than when their backoff ends.
+func (p *parking) wake(hostKey string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for x, t := range p.out {
+		if x.hostKey == hostKey && t.Stop() {
+			p.back <- x // never blocks: count <= cap(back)
+		}
+	}
 }
 
 // unparked is called for each entry received from back. It reports false for
@@ -87,7 +99,8 @@ func (p *parking) stranded() []*entry {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var out []*entry
-	for x := range p.out {
+	for x, t := range p.out {
+		t.Stop()
 		out = append(out, x)
 		delete(p.out, x)
 	}

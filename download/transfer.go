@@ -47,6 +47,9 @@ type transfer struct {
 	hash      *asyncHash
 	buf       *[]byte
 	raw       *rawBody // the encoded body under the decoder (--compressed), nil if none
+	// responded: the last attempt got a response head (any status), so its
+	// host is up.
+	responded bool
 }
 
 // rawBody records how the encoded body under a decoder ended, so that an error
@@ -155,10 +158,12 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 			return err
 		}
 	}
+	t.responded = false
 	resp, err := t.d.client.Do(req)
 	if err != nil {
 		return stallCause(actx, timeout, err)
 	}
+	t.responded = true
 	defer resp.Body.Close()
 	r.HTTPStatus = resp.StatusCode
 	if done, err := t.accept(resp); done || err != nil {

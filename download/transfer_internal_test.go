@@ -46,7 +46,7 @@ func TestSameKindValidator(t *testing.T) {
 // Forgetting idle hosts stays O(1) per new host even when most hosts are
 // paused (and so cannot be forgotten): a list of many hosts answering 429.
 func TestHostsSweepAmortized(t *testing.T) {
-	hs := newHosts(0)
+	hs := newHosts(0, 8)
 	const n = 5 * maxIdleHosts
 	for i := range n {
 		h, err := hs.acquire(context.Background(), fmt.Sprintf("h%d:80", i))

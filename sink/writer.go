@@ -45,8 +45,8 @@ type fileWriter struct {
 	kicked    int64 // written when writeback was last started (kick)
 	cp        sync.WaitGroup
 	cpBusy    atomic.Bool
-	noResume  atomic.Bool // the filesystem had no room for the resume state
-	cpErr     error       // from the last checkpoint, read after cp.Wait
+	noResume  atomic.Bool // the filesystem had no room for the resume state, or a flush failed
+	cpErr     error       // the first checkpoint's error, read after cp.Wait
 }
 
 var _ Writer = (*fileWriter)(nil)
@@ -315,7 +315,13 @@ func (w *fileWriter) checkpoint() {
 	go func() {
 		defer w.cp.Done()
 		defer w.cpBusy.Store(false)
-		w.cpErr = w.save(rs)
+		if err := w.save(rs); err != nil && w.cpErr == nil {
+			// The first error is kept: Linux reports a failed writeback once,
+			// so the next flush succeeds and would hide the lost bytes. No
+			// later state is recorded either (it would cover them).
+			w.cpErr = err
+			w.noResume.Store(true)
+		}
 	}()
 }
 
@@ -325,7 +331,7 @@ func (w *fileWriter) checkpoint() {
 // one: an interruption then costs it a restart, not the whole run.
 func (w *fileWriter) save(rs resumeState) error {
 	if w.s.committer != nil {
-		if err := fdatasync(w.f); err != nil {
+		if err := syncData(w.f); err != nil {
 			return err
 		}
 	}

@@ -9,15 +9,16 @@ import (
 
 // committer implements group commit: the durability of many files for the price
 // of one flush. Workers hand it finished staging files and go on with their next
-// download; it flushes the filesystem once (syncfs) for everything handed in so
-// far, then renames each file to its final name. A file's data is therefore
-// durable before its final name appears, and a crash at any moment leaves either
-// a complete, durable final file or a staging file, never a torn final file.
+// download; it flushes each filesystem the files are on once (syncfs) for
+// everything handed in so far, then renames each file to its final name. A
+// file's data is therefore durable before its final name appears, and a crash at
+// any moment leaves either a complete, durable final file or a staging file,
+// never a torn final file.
 //
 // Per-file fsync costs small files dearly (a flush per 4 KiB file); here the
-// cost is one flush per batch, and batches grow by themselves while a flush runs.
+// cost is one flush per filesystem per batch, and batches grow by themselves
+// while a flush runs.
 type committer struct {
-	fs    *os.File // any file on the sink's filesystem, for syncfs
 	queue chan commitReq
 	done  chan struct{}
 }
@@ -37,8 +38,8 @@ const (
 	batchWindow = 5 * time.Millisecond
 )
 
-func newCommitter(fs *os.File, pending int) *committer {
-	c := &committer{fs: fs, queue: make(chan commitReq, pending), done: make(chan struct{})}
+func newCommitter(pending int) *committer {
+	c := &committer{queue: make(chan commitReq, pending), done: make(chan struct{})}
 	go c.loop()
 	return c
 }
@@ -86,36 +87,51 @@ func (c *committer) loop() {
 }
 
 func (c *committer) commit(batch []commitReq) {
-	var syncErr error
-	if needsSync(batch) {
-		syncErr = syncfs(c.fs)
-	}
+	syncBatch(batch)
 	for _, r := range batch {
 		if r.w == nil {
 			r.done(nil)
 			continue
 		}
-		r.done(r.w.rename(syncErr))
+		r.done(r.w.rename(r.w.syncErr))
 	}
 }
 
-func needsSync(batch []commitReq) bool {
+// byDevice groups the files of a batch by the filesystem they are on (st_dev):
+// the sink's directory may hold mount points (a tmpfs, another disk at
+// DIR/sub), and flushing DIR's filesystem alone would leave their files
+// unflushed at the rename. A file that cannot be examined fails with that error.
+func byDevice(batch []commitReq) map[uint64][]*fileWriter {
+	devs := make(map[uint64][]*fileWriter)
 	for _, r := range batch {
-		if r.w != nil {
-			return true
+		if r.w == nil {
+			continue
+		}
+		var st unix.Stat_t
+		if err := control(r.w.f, func(fd int) error { return unix.Fstat(fd, &st) }); err != nil {
+			r.w.syncErr = err
+			continue
+		}
+		dev := uint64(st.Dev)
+		devs[dev] = append(devs[dev], r.w)
+	}
+	return devs
+}
+
+// syncBatch makes the data of every file in batch durable, one syncfs per
+// filesystem (on one of its files), and sets each file's syncErr.
+func syncBatch(batch []commitReq) {
+	for _, ws := range byDevice(batch) {
+		err := syncFS(ws[0].f)
+		for _, w := range ws {
+			w.syncErr = err
 		}
 	}
-	return false
 }
 
+// syncFS flushes the filesystem f is on (a variable: tests record it).
+var syncFS = syncfs
+
 func syncfs(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Syncfs(int(fd)) }); err != nil {
-		return err
-	}
-	return serr
+	return control(f, func(fd int) error { return unix.Syncfs(fd) })
 }

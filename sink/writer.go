@@ -47,6 +47,7 @@ type fileWriter struct {
 	cpBusy    atomic.Bool
 	noResume  atomic.Bool // the filesystem had no room for the resume state, or a flush failed
 	cpErr     error       // the first checkpoint's error, read after cp.Wait
+	syncErr   error       // from the group commit's flush (committer only)
 }
 
 var _ Writer = (*fileWriter)(nil)

@@ -17,7 +17,8 @@ import (
 //
 // Per-file fsync costs small files dearly (a flush per 4 KiB file); here the
 // cost is one flush per filesystem per batch, and batches grow by themselves
-// while a flush runs.
+// while a flush runs. Without syncfs (other systems than Linux) each file is
+// fsynced, and each device's cache flushed once per batch (syncFiles).
 type committer struct {
 	queue chan commitReq
 	done  chan struct{}
@@ -118,20 +119,36 @@ func byDevice(batch []commitReq) map[uint64][]*fileWriter {
 	return devs
 }
 
-// syncBatch makes the data of every file in batch durable, one syncfs per
-// filesystem (on one of its files), and sets each file's syncErr.
-func syncBatch(batch []commitReq) {
+// syncFiles is the group commit where there is no syncfs: each file is
+// flushed to its device (fsync), then each device's write cache once (on macOS
+// fsync leaves the data in the drive's cache, and F_FULLFSYNC, on any one file,
+// flushes all of it: one per device covers the batch).
+func syncFiles(batch []commitReq) {
 	for _, ws := range byDevice(batch) {
-		err := syncFS(ws[0].f)
+		var flushed *os.File
 		for _, w := range ws {
-			w.syncErr = err
+			if w.syncErr = syncFile(w.f); w.syncErr == nil {
+				flushed = w.f
+			}
+		}
+		if flushed == nil {
+			continue
+		}
+		if err := syncDevice(flushed); err != nil {
+			for _, w := range ws {
+				if w.syncErr == nil {
+					w.syncErr = err
+				}
+			}
 		}
 	}
 }
 
-// syncFS flushes the filesystem f is on (a variable: tests record it).
-var syncFS = syncfs
+// The flushes, variables so that tests can record or fail them.
+var (
+	syncData   = fdatasync       // a staging file's data, at a checkpoint
+	syncFile   = fsync           // one file's data, to its device (syncFiles)
+	syncDevice = (*os.File).Sync // the device's write cache: F_FULLFSYNC on macOS, fsync elsewhere
+)
 
-func syncfs(f *os.File) error {
-	return control(f, func(fd int) error { return unix.Syncfs(fd) })
-}
+func fsync(f *os.File) error { return control(f, unix.Fsync) }

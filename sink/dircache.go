@@ -292,11 +292,34 @@ func (d *dirRef) rename(from, to string) error {
 	return nil
 }
 
-// renameNoReplace renames from to to unless to exists (fs.ErrExist). Where the
-// filesystem has no RENAME_NOREPLACE, it checks first and renames (not atomic).
+// renameNoReplace renames from to to unless to exists (fs.ErrExist), in one
+// atomic step: renameExcl (renameat2 RENAME_NOREPLACE on Linux, renameatx_np
+// RENAME_EXCL on macOS), else link and unlink (renameByLink).
 func (d *dirRef) renameNoReplace(from, to string) error {
-	err := unix.Renameat2(d.fd, from, d.fd, to, unix.RENAME_NOREPLACE)
-	if err == unix.EINVAL || err == unix.ENOSYS || err == unix.ENOTSUP {
+	err := ignoringEINTR(func() error { return renameExcl(d.fd, from, to) })
+	if err == unix.EINVAL || err == unix.ENOSYS || err == unix.ENOTSUP || err == unix.EOPNOTSUPP {
+		return d.renameByLink(from, to) // not on this filesystem, or this system
+	}
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return nil
+}
+
+// renameByLink is renameNoReplace as link(2) then unlink(2): the link fails
+// with EEXIST if to exists, atomically. A crash in between leaves from as a
+// second name of the final file, which is never resumed (openLocked drops a
+// staging file with two links). Only where the filesystem has no hard links
+// either does it check first and rename (not atomic).
+func (d *dirRef) renameByLink(from, to string) error {
+	err := ignoringEINTR(func() error { return unix.Linkat(d.fd, from, d.fd, to, 0) })
+	if err == nil {
+		// The file has its final name: a failed unlink leaves only that
+		// second name, harmless, so it does not fail the commit.
+		d.remove(from)
+		return nil
+	}
+	if err == unix.EPERM || err == unix.ENOTSUP || err == unix.EOPNOTSUPP || err == unix.ENOSYS { // no hard links here
 		if _, serr := d.lstat(to); serr == nil {
 			err = unix.EEXIST
 		} else {

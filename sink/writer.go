@@ -288,12 +288,12 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 const kickEvery = 8 << 20
 
 // kick starts writeback of the bytes written since the last kick. It does not
-// wait for it (SYNC_FILE_RANGE_WRITE alone), and it guarantees nothing: the
-// checkpoints and the group commit still flush.
+// wait for it, and it guarantees nothing: the checkpoints and the group commit
+// still flush. Linux only (sync_file_range); a no-op elsewhere.
 func (w *fileWriter) kick() {
 	off, n := w.kicked, w.written-w.kicked
 	w.kicked = w.written
-	control(w.f, func(fd int) error { return unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WRITE) })
+	startWriteback(w.f, off, n)
 }
 
 // checkpoint makes the bytes written so far durable and records them, on another

@@ -9,15 +9,17 @@ import (
 
 // committer implements group commit: the durability of many files for the price
 // of one flush. Workers hand it finished staging files and go on with their next
-// download; it flushes the filesystem once (syncfs) for everything handed in so
-// far, then renames each file to its final name. A file's data is therefore
-// durable before its final name appears, and a crash at any moment leaves either
-// a complete, durable final file or a staging file, never a torn final file.
+// download; it flushes each filesystem the files are on once (syncfs) for
+// everything handed in so far, then renames each file to its final name. A
+// file's data is therefore durable before its final name appears, and a crash at
+// any moment leaves either a complete, durable final file or a staging file,
+// never a torn final file.
 //
 // Per-file fsync costs small files dearly (a flush per 4 KiB file); here the
-// cost is one flush per batch, and batches grow by themselves while a flush runs.
+// cost is one flush per filesystem per batch, and batches grow by themselves
+// while a flush runs. Without syncfs (other systems than Linux) each file is
+// fsynced, and each device's cache flushed once per batch (syncFiles).
 type committer struct {
-	fs    *os.File // any file on the sink's filesystem, for syncfs
 	queue chan commitReq
 	done  chan struct{}
 }
@@ -37,8 +39,8 @@ const (
 	batchWindow = 5 * time.Millisecond
 )
 
-func newCommitter(fs *os.File, pending int) *committer {
-	c := &committer{fs: fs, queue: make(chan commitReq, pending), done: make(chan struct{})}
+func newCommitter(pending int) *committer {
+	c := &committer{queue: make(chan commitReq, pending), done: make(chan struct{})}
 	go c.loop()
 	return c
 }
@@ -86,36 +88,67 @@ func (c *committer) loop() {
 }
 
 func (c *committer) commit(batch []commitReq) {
-	var syncErr error
-	if needsSync(batch) {
-		syncErr = syncfs(c.fs)
-	}
+	syncBatch(batch)
 	for _, r := range batch {
 		if r.w == nil {
 			r.done(nil)
 			continue
 		}
-		r.done(r.w.rename(syncErr))
+		r.done(r.w.rename(r.w.syncErr))
 	}
 }
 
-func needsSync(batch []commitReq) bool {
+// byDevice groups the files of a batch by the filesystem they are on (st_dev):
+// the sink's directory may hold mount points (a tmpfs, another disk at
+// DIR/sub), and flushing DIR's filesystem alone would leave their files
+// unflushed at the rename. A file that cannot be examined fails with that error.
+func byDevice(batch []commitReq) map[uint64][]*fileWriter {
+	devs := make(map[uint64][]*fileWriter)
 	for _, r := range batch {
-		if r.w != nil {
-			return true
+		if r.w == nil {
+			continue
+		}
+		var st unix.Stat_t
+		if err := control(r.w.f, func(fd int) error { return unix.Fstat(fd, &st) }); err != nil {
+			r.w.syncErr = err
+			continue
+		}
+		dev := uint64(st.Dev)
+		devs[dev] = append(devs[dev], r.w)
+	}
+	return devs
+}
+
+// syncFiles is the group commit where there is no syncfs: each file is
+// flushed to its device (fsync), then each device's write cache once (on macOS
+// fsync leaves the data in the drive's cache, and F_FULLFSYNC, on any one file,
+// flushes all of it: one per device covers the batch).
+func syncFiles(batch []commitReq) {
+	for _, ws := range byDevice(batch) {
+		var flushed *os.File
+		for _, w := range ws {
+			if w.syncErr = syncFile(w.f); w.syncErr == nil {
+				flushed = w.f
+			}
+		}
+		if flushed == nil {
+			continue
+		}
+		if err := syncDevice(flushed); err != nil {
+			for _, w := range ws {
+				if w.syncErr == nil {
+					w.syncErr = err
+				}
+			}
 		}
 	}
-	return false
 }
 
-func syncfs(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.Syncfs(int(fd)) }); err != nil {
-		return err
-	}
-	return serr
-}
+// The flushes, variables so that tests can record or fail them.
+var (
+	syncData   = fdatasync       // a staging file's data, at a checkpoint
+	syncFile   = fsync           // one file's data, to its device (syncFiles)
+	syncDevice = (*os.File).Sync // the device's write cache: F_FULLFSYNC on macOS, fsync elsewhere
+)
+
+func fsync(f *os.File) error { return control(f, unix.Fsync) }

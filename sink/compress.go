@@ -160,6 +160,12 @@ func (c *Compressed) Create(name, origin string) (Writer, error) {
 		return nil, err
 	}
 	fw.manual = true
+	if fw.partial.Offset > 0 {
+		if err := c.checkKept(fw); err != nil {
+			fw.Abort() // nothing was written: the staging file stays as found
+			return nil, err
+		}
+	}
 	enc, ok := c.encs.Get().(encoder)
 	if !ok {
 		if enc, err = c.newEnc(); err != nil {
@@ -169,6 +175,33 @@ func (c *Compressed) Create(name, origin string) (Writer, error) {
 	}
 	enc.Reset(fw)
 	return &compWriter{c: c, fw: fw, enc: enc, plain: fw.plain, frame: fw.plain}, nil
+}
+
+// checkKept decodes the bytes kept from an earlier run. If they are not whole
+// frames holding exactly the body bytes the resume state says (damaged on disk,
+// or written by something else), the file starts over: resumed, it would fail
+// the same way on every run (the engine reads Prefix to hash it) or be
+// committed corrupt. It costs a decode of the kept bytes, once per resume.
+func (c *Compressed) checkKept(fw *fileWriter) error {
+	n, err := c.decodedLen(io.NewSectionReader(fw.f, 0, fw.kept))
+	if err == nil && n != fw.partial.Offset {
+		err = ErrCorrupt
+	}
+	if errors.Is(err, ErrCorrupt) {
+		return fw.Restart()
+	}
+	return err // reading the file failed: not a reason to drop it
+}
+
+// decodedLen is the number of body bytes r decodes to; a decoding error
+// satisfies errors.Is(err, ErrCorrupt), an error reading r does not.
+func (c *Compressed) decodedLen(r io.Reader) (int64, error) {
+	d, err := c.newDec(&fileErrs{r: r})
+	if err != nil {
+		return 0, corrupt(err)
+	}
+	defer d.Close()
+	return io.Copy(io.Discard, &decodeErrs{r: d})
 }
 
 type compWriter struct {

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -163,5 +164,87 @@ func TestCompressedRestart(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "f.zst.part")); err == nil {
 		t.Fatal("staging file left")
+	}
+}
+
+// A kept compressed prefix that does not decode (garbage in it, or a frame cut
+// short in the middle) is discarded: Create starts the file over, rather than
+// resuming onto it (a corrupt final file) or handing the engine a Prefix it
+// cannot read (the same failure on every run).
+func TestCompressedCorruptPartialRestarts(t *testing.T) {
+	full := body(400_000, true)
+	for _, codec := range []string{Gzip, Zstd} {
+		for _, damage := range []string{"Garbage", "TruncatedFrame", "ShortOfState"} {
+			t.Run(codec+"/"+damage, func(t *testing.T) {
+				c, dir := newCompressed(t, codec)
+				part := filepath.Join(dir, "f"+c.Ext()+PartSuffix)
+				if damage == "Garbage" {
+					w, _ := c.Create("f", "u")
+					w.SetValidator(`"e"`, int64(len(full)))
+					w.Write(full[:300_000])
+					if err := w.Abort(); err != nil {
+						t.Fatal(err)
+					}
+					f, err := os.OpenFile(part, os.O_WRONLY, 0)
+					if err != nil {
+						t.Fatal(err)
+					}
+					fi, _ := f.Stat()
+					f.WriteAt(bytes.Repeat([]byte{0xa5}, 64), fi.Size()/2)
+					f.Close()
+				} else {
+					// Three frames (members) of 100,000 bytes each, the middle one
+					// cut in half (ShortOfState: whole, but the state claims more
+					// body bytes than they hold), under a valid resume state.
+					var b bytes.Buffer
+					for i := range 3 {
+						enc, err := c.newEnc()
+						if err != nil {
+							t.Fatal(err)
+						}
+						var frame bytes.Buffer
+						enc.Reset(&frame)
+						enc.Write(full[i*100_000 : (i+1)*100_000])
+						enc.Close()
+						if i == 1 && damage == "TruncatedFrame" {
+							frame.Truncate(frame.Len() / 2)
+						}
+						b.Write(frame.Bytes())
+					}
+					plain := 300_000
+					if damage == "ShortOfState" {
+						plain = 310_000
+					}
+					if err := os.WriteFile(part, b.Bytes(), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					for k, v := range map[string]string{OriginAttr: "u",
+						resumeAttr: fmt.Sprintf(`v1 %d %d %d "e"`, b.Len(), plain, len(full))} {
+						if err := setXattrPath(part, k, v); err != nil {
+							t.Skipf("no user xattrs here: %v", err)
+						}
+					}
+				}
+				w, err := c.Create("f", "u")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if p := w.Partial(); p.Offset != 0 {
+					w.Discard()
+					t.Fatalf("resumable from %d on a corrupt partial", p.Offset)
+				}
+				if prefix, err := io.ReadAll(w.Prefix()); err != nil || len(prefix) != 0 {
+					t.Fatalf("Prefix of a fresh file: %d bytes, %v", len(prefix), err)
+				}
+				w.SetValidator(`"e"`, int64(len(full)))
+				w.Write(full)
+				if err := commit(t, w); err != nil {
+					t.Fatal(err)
+				}
+				if got := decompress(t, c, dir, "f"); !bytes.Equal(got, full) {
+					t.Fatalf("decompressed %d bytes, want %d identical", len(got), len(full))
+				}
+			})
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,13 +28,14 @@ import (
 // registration per file): a few system calls per file, which counts at 10,000
 // small files a second.
 //
-// It holds at most max idle handles; a handle in use is never closed under its user.
+// It keeps the max most recently used handles (golang-lru's simplelru, used
+// under mu, so that a lookup and its refs++ are one step); a handle evicted while
+// in use is closed by its last release, never under its user.
 type dirCache struct {
 	root *os.Root
-	max  int
 
-	mu sync.Mutex
-	m  map[string]*dirRef
+	mu  sync.Mutex
+	lru *simplelru.LRU[string, *dirRef]
 
 	umu     sync.Mutex
 	unnamed map[string]int // files staged unnamed (no NAME.part), by path: see checkNoPart
@@ -53,15 +55,11 @@ func (c *dirCache) prune(dir string) {
 		if c.inUse[dir] > 0 {
 			return // a worker has it, or is opening it (evicted handles included)
 		}
-		d := c.m[dir]
 		if err := c.root.Remove(dir); err != nil {
 			return // not empty (another entry's file), or gone
 		}
 		delete(c.made, dir)
-		if d != nil {
-			delete(c.m, dir)
-			d.f.Close()
-		}
+		c.lru.Remove(dir) // not in use: evict closes it
 		dir = parentDir(dir)
 	}
 }
@@ -106,12 +104,22 @@ type dirRef struct {
 	f       *os.File // the open directory
 	fd      int
 	refs    int
-	evicted bool
+	evicted bool // out of the cache: the last release closes it
 	path    string
 }
 
 func newDirCache(root *os.Root, max int) *dirCache {
-	return &dirCache{root: root, max: max, m: make(map[string]*dirRef), inUse: make(map[string]int)}
+	c := &dirCache{root: root, inUse: make(map[string]int)}
+	c.lru, _ = simplelru.NewLRU(max, evict) // max > 0: NewFile keeps it at 8 or more
+	return c
+}
+
+// evict is called, under mu, for a handle leaving the cache.
+func evict(_ string, d *dirRef) {
+	d.evicted = true
+	if d.refs == 0 {
+		d.f.Close()
+	}
 }
 
 // acquire returns the open directory dir ("" is the root itself), creating it and
@@ -121,7 +129,7 @@ func (c *dirCache) acquire(dir string, create bool) (*dirRef, error) {
 	// In use from now until release, even while it is being opened: prune
 	// never removes it under a worker.
 	c.inUse[dir]++
-	if d := c.m[dir]; d != nil {
+	if d, ok := c.lru.Get(dir); ok {
 		d.refs++
 		c.mu.Unlock()
 		return d, nil
@@ -137,16 +145,13 @@ func (c *dirCache) acquire(dir string, create bool) (*dirRef, error) {
 		c.doneWithLocked(dir)
 		return nil, err
 	}
-	if d := c.m[dir]; d != nil {
+	if d, ok := c.lru.Get(dir); ok {
 		f.Close()
 		d.refs++
 		return d, nil
 	}
-	if len(c.m) >= c.max {
-		c.evictLocked()
-	}
 	d := &dirRef{f: f, fd: int(f.Fd()), refs: 1, path: dir}
-	c.m[dir] = d
+	c.lru.Add(dir, d) // evicts the least recently used handle when full
 	return d, nil
 }
 
@@ -225,21 +230,6 @@ func (c *dirCache) mkdirs(dir string) error {
 	return nil
 }
 
-// evictLocked drops about half of the cached handles; the ones still in use are
-// closed by their last release.
-func (c *dirCache) evictLocked() {
-	for k, d := range c.m {
-		delete(c.m, k)
-		d.evicted = true
-		if d.refs == 0 {
-			d.f.Close()
-		}
-		if len(c.m) <= c.max/2 {
-			return
-		}
-	}
-}
-
 func (c *dirCache) release(d *dirRef) {
 	c.mu.Lock()
 	c.doneWithLocked(d.path)
@@ -254,10 +244,7 @@ func (c *dirCache) release(d *dirRef) {
 func (c *dirCache) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for k, d := range c.m {
-		delete(c.m, k)
-		d.f.Close()
-	}
+	c.lru.Purge()
 }
 
 // The per-file operations. name is always a single component (no slash).
@@ -292,11 +279,34 @@ func (d *dirRef) rename(from, to string) error {
 	return nil
 }
 
-// renameNoReplace renames from to to unless to exists (fs.ErrExist). Where the
-// filesystem has no RENAME_NOREPLACE, it checks first and renames (not atomic).
+// renameNoReplace renames from to to unless to exists (fs.ErrExist), in one
+// atomic step: renameExcl (renameat2 RENAME_NOREPLACE on Linux, renameatx_np
+// RENAME_EXCL on macOS), else link and unlink (renameByLink).
 func (d *dirRef) renameNoReplace(from, to string) error {
-	err := unix.Renameat2(d.fd, from, d.fd, to, unix.RENAME_NOREPLACE)
-	if err == unix.EINVAL || err == unix.ENOSYS || err == unix.ENOTSUP {
+	err := ignoringEINTR(func() error { return renameExcl(d.fd, from, to) })
+	if err == unix.EINVAL || err == unix.ENOSYS || err == unix.ENOTSUP || err == unix.EOPNOTSUPP {
+		return d.renameByLink(from, to) // not on this filesystem, or this system
+	}
+	if err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return nil
+}
+
+// renameByLink is renameNoReplace as link(2) then unlink(2): the link fails
+// with EEXIST if to exists, atomically. A crash in between leaves from as a
+// second name of the final file, which is never resumed (openLocked drops a
+// staging file with two links). Only where the filesystem has no hard links
+// either does it check first and rename (not atomic).
+func (d *dirRef) renameByLink(from, to string) error {
+	err := ignoringEINTR(func() error { return unix.Linkat(d.fd, from, d.fd, to, 0) })
+	if err == nil {
+		// The file has its final name: a failed unlink leaves only that
+		// second name, harmless, so it does not fail the commit.
+		d.remove(from)
+		return nil
+	}
+	if err == unix.EPERM || err == unix.ENOTSUP || err == unix.EOPNOTSUPP || err == unix.ENOSYS { // no hard links here
 		if _, serr := d.lstat(to); serr == nil {
 			err = unix.EEXIST
 		} else {

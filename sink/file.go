@@ -29,7 +29,6 @@ type File struct {
 	committer  *committer // nil with NoSync: commits rename at once
 	checkpoint int64
 	runTag     string
-	rootDir    *os.File
 	dir        string
 	presence   *presence   // the shared lock on the directory (nil if it could not be opened)
 	unnamedOK  bool        // new files may be staged unnamed: O_TMPFILE and /proc work, not Named
@@ -77,11 +76,7 @@ func NewFile(dir string, opts FileOptions) (*File, error) {
 		s.checkpoint = DefaultCheckpoint
 	}
 	if !opts.NoSync {
-		if s.rootDir, err = root.Open("."); err != nil {
-			root.Close()
-			return nil, err
-		}
-		s.committer = newCommitter(s.rootDir, pending)
+		s.committer = newCommitter(pending)
 	}
 	if top, err := root.Open("."); err == nil {
 		s.presence = &presence{dir: top}
@@ -113,7 +108,6 @@ func (s *File) Writable() error {
 func (s *File) Close() error {
 	if s.committer != nil {
 		s.committer.close()
-		s.rootDir.Close()
 	}
 	if s.presence != nil {
 		s.presence.close()

@@ -301,7 +301,7 @@ func TestFileResumeStateKeptUntilRename(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		if _, err := unix.Getxattr(filepath.Join(dir, name), resumeAttr, buf); err != unix.ENODATA {
+		if _, err := unix.Getxattr(filepath.Join(dir, name), resumeAttr, buf); err != errNoAttr {
 			t.Errorf("final file: resume state %v, want none", err)
 		}
 	}

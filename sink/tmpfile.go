@@ -1,9 +1,7 @@
 package sink
 
 import (
-	"io/fs"
 	"os"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,6 +27,9 @@ import (
 // new files are staged as NAME.part as before; the files already unnamed then
 // may be fetched by both, and the second to finish finds the first's file (the
 // same origin) and replaces it, as it does after a race on NAME.part's creation.
+//
+// O_TMPFILE and linking through /proc are Linux's (tmpfile_linux.go); on other
+// systems every file is staged as NAME.part.
 
 // presence tells whether other haul processes use the sink's directory.
 type presence struct{ dir *os.File }
@@ -48,56 +49,3 @@ func (p *presence) alone() bool {
 }
 
 func (p *presence) close() { p.dir.Close() }
-
-// tmpfileWorks reports whether files can be staged unnamed in dir and linked
-// later: the filesystem supports O_TMPFILE, and /proc is there to link through
-// (linkat with AT_EMPTY_PATH needs a capability).
-func tmpfileWorks(dir *os.File) bool {
-	ok := false
-	control(dir, func(dfd int) error {
-		fd, err := unix.Openat(dfd, ".", unix.O_RDWR|unix.O_TMPFILE|unix.O_CLOEXEC, 0o600)
-		if err != nil {
-			return err
-		}
-		defer unix.Close(fd)
-		var st unix.Stat_t
-		ok = unix.Stat(procFD(fd), &st) == nil && st.Nlink == 0
-		return nil
-	})
-	return ok
-}
-
-func procFD(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
-
-// unnamedFlags opens an unnamed file (a variable: a test makes the open fail as
-// on a filesystem without O_TMPFILE).
-var unnamedFlags = unix.O_RDWR | unix.O_TMPFILE | unix.O_CLOEXEC
-
-// openUnnamed creates an unnamed file in d, nil if the filesystem cannot.
-func (d *dirRef) openUnnamed(name string) (*os.File, error) {
-	var fd int
-	err := ignoringEINTR(func() (err error) {
-		fd, err = unix.Openat(d.fd, ".", unnamedFlags, 0o644)
-		return err
-	})
-	switch {
-	case err == nil:
-		return os.NewFile(uintptr(fd), name), nil
-	case err == unix.EOPNOTSUPP || err == unix.EISDIR || err == unix.EINVAL:
-		return nil, nil // this directory is on a filesystem without O_TMPFILE
-	}
-	return nil, &fs.PathError{Op: "open", Path: name, Err: err}
-}
-
-// link gives f, an unnamed file, the name name in d. It fails with an error
-// satisfying errors.Is(err, fs.ErrExist) if name exists: like a rename with
-// RENAME_NOREPLACE, it never replaces a file.
-func (d *dirRef) link(f *os.File, name string) error {
-	err := control(f, func(fd int) error {
-		return unix.Linkat(unix.AT_FDCWD, procFD(fd), d.fd, name, unix.AT_SYMLINK_FOLLOW)
-	})
-	if err != nil {
-		return &os.LinkError{Op: "link", Old: f.Name(), New: name, Err: err}
-	}
-	return nil
-}

@@ -232,31 +232,6 @@ func TestUnnamedFileInWay(t *testing.T) {
 	}
 }
 
-// Where a directory's filesystem has no O_TMPFILE (the open fails with EINVAL
-// or EOPNOTSUPP), files are staged as NAME.part from then on.
-func TestUnnamedUnsupported(t *testing.T) {
-	s, dir := newSink(t, FileOptions{})
-	if !s.unnamedOK {
-		t.Skip("no O_TMPFILE here")
-	}
-	defer func(f int) { unnamedFlags = f }(unnamedFlags)
-	unnamedFlags = unix.O_RDONLY | unix.O_TMPFILE // EINVAL: O_TMPFILE needs write access
-	w, err := s.Create("f", "http://h/f")
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.WriteString(w, "body")
-	if !exists(t, filepath.Join(dir, "f"+PartSuffix)) || !s.noUnnamed.Load() {
-		t.Error("not staged as f.part where O_TMPFILE failed")
-	}
-	if err := commit(t, w); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(filepath.Join(dir, "f")); string(got) != "body" {
-		t.Errorf("got %q", got)
-	}
-}
-
 // prune removes only what is empty and unused: never a directory another
 // worker holds (even through a handle evicted from the cache) or is opening.
 func TestPruneNeverUnderAWorker(t *testing.T) {
@@ -282,7 +257,7 @@ func TestPruneNeverUnderAWorker(t *testing.T) {
 	// A worker holds p/q through a handle the cache has since evicted.
 	b, _ := c.acquire("p/q", true)
 	c.mu.Lock()
-	c.evictLocked()
+	c.lru.Purge() // evicts every handle
 	c.mu.Unlock()
 	c.prune("p/q")
 	if !exists(t, filepath.Join(dir, "p/q")) {

@@ -45,8 +45,9 @@ type fileWriter struct {
 	kicked    int64 // written when writeback was last started (kick)
 	cp        sync.WaitGroup
 	cpBusy    atomic.Bool
-	noResume  atomic.Bool // the filesystem had no room for the resume state
-	cpErr     error       // from the last checkpoint, read after cp.Wait
+	noResume  atomic.Bool // the filesystem had no room for the resume state, or a flush failed
+	cpErr     error       // the first checkpoint's error, read after cp.Wait
+	syncErr   error       // from the group commit's flush (committer only)
 }
 
 var _ Writer = (*fileWriter)(nil)
@@ -287,12 +288,12 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 const kickEvery = 8 << 20
 
 // kick starts writeback of the bytes written since the last kick. It does not
-// wait for it (SYNC_FILE_RANGE_WRITE alone), and it guarantees nothing: the
-// checkpoints and the group commit still flush.
+// wait for it, and it guarantees nothing: the checkpoints and the group commit
+// still flush. Linux only (sync_file_range); a no-op elsewhere.
 func (w *fileWriter) kick() {
 	off, n := w.kicked, w.written-w.kicked
 	w.kicked = w.written
-	control(w.f, func(fd int) error { return unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WRITE) })
+	startWriteback(w.f, off, n)
 }
 
 // checkpoint makes the bytes written so far durable and records them, on another
@@ -315,7 +316,13 @@ func (w *fileWriter) checkpoint() {
 	go func() {
 		defer w.cp.Done()
 		defer w.cpBusy.Store(false)
-		w.cpErr = w.save(rs)
+		if err := w.save(rs); err != nil && w.cpErr == nil {
+			// The first error is kept: Linux reports a failed writeback once,
+			// so the next flush succeeds and would hide the lost bytes. No
+			// later state is recorded either (it would cover them).
+			w.cpErr = err
+			w.noResume.Store(true)
+		}
 	}()
 }
 
@@ -325,7 +332,7 @@ func (w *fileWriter) checkpoint() {
 // one: an interruption then costs it a restart, not the whole run.
 func (w *fileWriter) save(rs resumeState) error {
 	if w.s.committer != nil {
-		if err := fdatasync(w.f); err != nil {
+		if err := syncData(w.f); err != nil {
 			return err
 		}
 	}

@@ -62,7 +62,7 @@ func setXattr(f *os.File, name, value string) error {
 
 func removeXattr(f *os.File, name string) error {
 	err := control(f, func(fd int) error { return unix.Fremovexattr(fd, name) })
-	if err == unix.ENODATA || xattrUnsupported(err) {
+	if err == errNoAttr || xattrUnsupported(err) {
 		return nil
 	}
 	return err
@@ -73,7 +73,9 @@ func getXattr(f *os.File, name string) (string, error) {
 	var buf [1024]byte
 	var n int
 	err := control(f, func(fd int) (err error) { n, err = unix.Fgetxattr(fd, name, buf[:]); return })
-	if err == unix.ERANGE { // a long URL: ask for the size, then read it
+	// A long URL: ask for the size, then read it. macOS may fill the buffer
+	// with the start of the value instead of failing with ERANGE.
+	if err == unix.ERANGE || err == nil && n == len(buf) {
 		var big []byte
 		err = control(f, func(fd int) (err error) {
 			if n, err = unix.Fgetxattr(fd, name, nil); err == nil {
@@ -86,7 +88,7 @@ func getXattr(f *os.File, name string) (string, error) {
 			return string(big[:n]), nil
 		}
 	}
-	if err == unix.ENODATA || xattrUnsupported(err) {
+	if err == errNoAttr || xattrUnsupported(err) {
 		return "", nil
 	}
 	if err != nil {
@@ -138,8 +140,4 @@ func lock(f *os.File) error {
 		return ErrLocked
 	}
 	return err
-}
-
-func fdatasync(f *os.File) error {
-	return control(f, func(fd int) error { return unix.Fdatasync(fd) })
 }

@@ -1,0 +1,35 @@
+package sink
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Where a directory's filesystem has no O_TMPFILE (the open fails with EINVAL
+// or EOPNOTSUPP), files are staged as NAME.part from then on.
+func TestUnnamedUnsupported(t *testing.T) {
+	s, dir := newSink(t, FileOptions{})
+	if !s.unnamedOK {
+		t.Skip("no O_TMPFILE here")
+	}
+	defer func(f int) { unnamedFlags = f }(unnamedFlags)
+	unnamedFlags = unix.O_RDONLY | unix.O_TMPFILE // EINVAL: O_TMPFILE needs write access
+	w, err := s.Create("f", "http://h/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "body")
+	if !exists(t, filepath.Join(dir, "f"+PartSuffix)) || !s.noUnnamed.Load() {
+		t.Error("not staged as f.part where O_TMPFILE failed")
+	}
+	if err := commit(t, w); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "f")); string(got) != "body" {
+		t.Errorf("got %q", got)
+	}
+}

@@ -96,14 +96,21 @@ func newTransfer(d *transferDeps, ent Entry, w sink.Writer) (*transfer, error) {
 	return t, nil
 }
 
-// hashPrefix feeds the bytes already in the staging file to the hash.
+// hashPrefix feeds the bytes already in the staging file to the hash. They
+// must be exactly the Partial's bytes: a decoder cut short also ends in
+// io.ErrUnexpectedEOF, and a short prefix hashed as whole would be a wrong hash.
 func (t *transfer) hashPrefix() error {
 	r := t.w.Prefix()
+	var got int64
 	for {
 		buf := t.hash.buffer()
 		n, err := io.ReadFull(r, buf)
+		got += int64(max(n, 0))
 		t.hash.submit(buf[:max(n, 0)])
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			if got != t.written {
+				return fmt.Errorf("kept bytes: read %d, want %d", got, t.written)
+			}
 			return nil
 		}
 		if err != nil {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test.sh: the project's test command (CI runs it through .ci/run). Fails fast, in this order:
-#   gofmt -l, go vet, staticcheck (pinned), go test -race, then each fuzz target for $FUZZTIME,
+#   gofmt -l, go vet, GOOS=darwin build, staticcheck (pinned), go test -race, then each fuzz target for $FUZZTIME,
 # and ends with go test's own lines: on success a repeat of go test -race's per-package results,
 # on a failure the failing go test's output (fail fast, nothing printed after it).
 # Env: FUZZTIME (10s; 0 skips fuzzing), STATICCHECK_VERSION (pinned below).
@@ -24,6 +24,11 @@ echo ok
 
 section "go vet ./..."
 go vet ./... || fail "go vet"
+echo ok
+
+section "GOOS=darwin go build ./... (the portable fallbacks compile)"
+GOOS=darwin go build ./... || fail "GOOS=darwin go build"
+GOOS=darwin go vet ./download/... ./sink/... ./internal/... || fail "GOOS=darwin go vet"
 echo ok
 
 section "staticcheck $STATICCHECK_VERSION ./..."

@@ -96,6 +96,11 @@ func (c *Compressed) Ext() string { return c.ext }
 // Stat implements Sink; Info.Size is the body (uncompressed) size when recorded.
 func (c *Compressed) Stat(name string) (Info, error) { return c.f.stat(name+c.ext, true) }
 
+// Staged implements Sink: the body offset a resume would continue from.
+func (c *Compressed) Staged(name, origin string) (Partial, error) {
+	return c.f.staged(name+c.ext, origin)
+}
+
 // Open implements Sink: it reads the body, decompressed. A file that does not
 // decompress (damaged, truncated, or not compressed at all) reads with an error
 // that satisfies errors.Is(err, ErrCorrupt).
@@ -214,7 +219,10 @@ type compWriter struct {
 
 func (w *compWriter) Partial() Partial               { return w.fw.Partial() }
 func (w *compWriter) SetValidator(v string, n int64) { w.fw.SetValidator(v, n) }
-func (w *compWriter) Replace()                       { w.fw.Replace() }
+
+// SetCacheValidators implements Writer.
+func (w *compWriter) SetCacheValidators(etag, lm string) { w.fw.SetCacheValidators(etag, lm) }
+func (w *compWriter) Replace()                           { w.fw.Replace() }
 
 // Prefix implements Writer: the kept body bytes, decompressed.
 func (w *compWriter) Prefix() io.Reader {

@@ -162,6 +162,9 @@ func (s *File) stat(name string, plainSize bool) (Info, error) {
 			return info, err
 		}
 	}
+	if err := readMeta(f, &info); err != nil {
+		return info, err
+	}
 	if !plainSize {
 		return info, nil
 	}

@@ -29,6 +29,9 @@ type Sink interface {
 	Open(name string) (io.ReadCloser, error)
 	// Flush waits until every Commit issued before it has called its done.
 	Flush()
+	// Staged reports what Create would resume for name and origin (Offset 0:
+	// nothing), without creating, locking or changing anything.
+	Staged(name, origin string) (Partial, error)
 }
 
 // Info describes a final file.
@@ -44,6 +47,9 @@ type Info struct {
 	// RunTag is the FileOptions.RunTag the file was written with, "" if none (or
 	// if this sink has no RunTag: it is not read then).
 	RunTag string
+	// ETag and LastModified are the validators of the response the file was
+	// written from (Writer.SetCacheValidators), "" where none was recorded.
+	ETag, LastModified string
 }
 
 // Partial describes the bytes an earlier run left in a staging file.
@@ -66,6 +72,10 @@ type Writer interface {
 	// length of the body being written, saved with the progress so that a later
 	// run can resume it with If-Range.
 	SetValidator(validator string, total int64)
+	// SetCacheValidators records the response's ETag (weak ones too) and
+	// Last-Modified with the file, for a later conditional request; they
+	// reach the final name with it (Info.ETag, Info.LastModified).
+	SetCacheValidators(etag, lastModified string)
 	// Commit finishes the file: once its bytes are durable (unless the sink was
 	// told not to sync), they are atomically moved to the final name and done is
 	// called with nil, or with the error that prevented it (the staging file is

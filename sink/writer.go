@@ -41,6 +41,8 @@ type fileWriter struct {
 	manual    bool    // a wrapping writer (compression) calls checkpoint at its frame ends
 	validator string
 	total     int64
+	etag      string // SetCacheValidators
+	modified  string
 	lastCP    int64 // plain at the last checkpoint started
 	kicked    int64 // written when writeback was last started (kick)
 	cp        sync.WaitGroup
@@ -420,6 +422,9 @@ func (w *fileWriter) Discard() error {
 func (w *fileWriter) Commit(done func(error)) {
 	w.cp.Wait()
 	err := w.cpErr
+	if err == nil {
+		w.saveMeta()
+	}
 	if w.s.committer == nil || err != nil {
 		done(w.rename(err))
 		return

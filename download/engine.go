@@ -45,6 +45,15 @@ type Options struct {
 	Header    http.Header   // sent with every request (User-Agent included; Host replaces the URL's)
 	Layout    naming.Layout
 	Force     bool // download even when the final file exists
+	// Update checks every existing final file with the server instead of
+	// skipping it (--update): a conditional GET with the ETag recorded when
+	// haul wrote it, else its Last-Modified, else its modification time; a 304
+	// leaves it (StatusUnchanged), a 200 replaces it atomically once whole. A
+	// line whose sha256= the file matches needs no request.
+	Update bool
+	// DryRun makes no request and no write: each entry is checked against the
+	// disk and reported as skipped or StatusPlanned with what a run would do.
+	DryRun bool
 	// RunTag is the sink's FileOptions.RunTag: with Force, a file carrying it was
 	// written by this run and is not fetched again.
 	RunTag  string

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"syscall"
 	"time"
@@ -36,15 +37,20 @@ type entry struct {
 	ent     Entry
 	hostKey string // urlid.HostKey of its URL
 	r       *Result
-	t0  time.Time // when a worker first took it: its duration includes pauses
+	t0      time.Time // when a worker first took it: its duration includes pauses
 
 	// started: a worker took it (its result is owed, it counts in flight).
 	started bool
 	// failures counts the attempts that brought no new byte, against --retries;
 	// kept across pauses.
 	failures int
-	// replace: a file is at the final name and is to be replaced.
+	// replace: a file is at the final name and is to be replaced; why says
+	// why the entry is fetched (--dry-run's reason); have is the size on disk.
 	replace bool
+	why     string
+	have    int64
+	// cond is the conditional request --update asks with (nil: none).
+	cond *conditional
 	// resumed: it comes back from a pause in its retry loop, so the bytes kept
 	// are this run's and --force does not start them over.
 	resumed bool
@@ -82,6 +88,10 @@ func (x *entry) run(ctx context.Context) {
 		x.end(ctx, err)
 		return
 	}
+	if e.opts.DryRun {
+		x.end(ctx, x.plan())
+		return
+	}
 	if done, err := x.openStaging(ctx); done || err != nil {
 		x.end(ctx, err)
 		return
@@ -89,6 +99,16 @@ func (x *entry) run(ctx context.Context) {
 	pause, err := x.attempts(ctx)
 	if pause > 0 {
 		x.setAside(pause)
+		return
+	}
+	if errors.Is(err, errNotModified) {
+		// --update: the file stays as it is (same inode, same times); the
+		// empty staging file goes.
+		x.w.Discard()
+		x.w = nil
+		x.closeTransfer()
+		x.r.Status, x.r.Size = StatusUnchanged, x.have
+		x.end(ctx, nil)
 		return
 	}
 	if err == nil {
@@ -130,11 +150,14 @@ func (x *entry) claim(ctx context.Context) error {
 
 // checkDisk decides from the final file alone, without asking the server,
 // whether the entry is already done (r says skipped), must be fetched, or
-// collides with another URL. x.replace says a file is there to be replaced.
+// collides with another URL. x.replace says a file is there to be replaced,
+// x.why says why it is fetched (for --dry-run), and with --update x.cond holds
+// the conditional request that asks whether it changed.
 func (x *entry) checkDisk() (done bool, err error) {
 	e, ent, r := x.e, x.ent, x.r
 	info, err := e.sink.Stat(r.Name)
 	if errors.Is(err, fs.ErrNotExist) {
+		x.why = "missing"
 		return false, nil
 	}
 	if errors.Is(err, sink.ErrNotRegular) {
@@ -147,34 +170,84 @@ func (x *entry) checkDisk() (done bool, err error) {
 		return false, &Error{Op: "check", URL: ent.URL,
 			Err: fmt.Errorf("%w: %s already holds %q", ErrCollision, r.Name, info.Origin)}
 	}
+	x.have = info.Size
 	// With --force, a file written before this run is fetched again; one written
 	// during it (the same URL listed twice) is not. The sink's run tag tells
 	// them apart (without extended attributes, every file is fetched again).
 	if e.opts.Force && (e.opts.RunTag == "" || info.RunTag != e.opts.RunTag) {
-		x.replace = true
+		x.replace, x.why = true, "--force"
 		return false, nil
 	}
 	if ent.Size >= 0 && info.Size != ent.Size {
-		x.replace = true // stale or foreign file: fetch it again
+		// A stale or foreign file: fetch it again.
+		x.replace, x.why = true, fmt.Sprintf("size differs: %d on disk, size= says %d", info.Size, ent.Size)
 		return false, nil
 	}
 	if ent.SHA256 != "" {
 		sum, err := e.hashFile(r.Name)
 		if errors.Is(err, sink.ErrCorrupt) {
-			x.replace = true // a damaged compressed file: fetch it again
+			x.replace, x.why = true, "damaged compressed file"
 			return false, nil
 		}
 		if err != nil {
 			return false, e.sinkError("check", ent.URL, err)
 		}
 		if sum != ent.SHA256 {
-			x.replace = true
+			x.replace, x.why = true, "sha256 differs: "+sum+" on disk"
 			return false, nil
 		}
-		r.SHA256 = sum
+		r.SHA256 = sum // the list pins the content: nothing to ask, even with --update
+	} else if e.opts.Update {
+		x.replace, x.cond = true, conditionalFor(info)
+		x.why = "--update: ask the server (" + x.cond.String() + ")"
+		return false, nil
 	}
 	r.Status, r.Size = StatusSkipped, info.Size
 	return true, nil
+}
+
+// conditionalFor is the question --update asks about a final file: has it
+// changed since the response it was written from (its ETag, else its
+// Last-Modified), or, for a file haul did not write, since its modification
+// time (as wget -N)?
+func conditionalFor(info sink.Info) *conditional {
+	if info.ETag != "" {
+		return &conditional{etag: info.ETag}
+	}
+	if info.LastModified != "" {
+		return &conditional{since: info.LastModified}
+	}
+	return &conditional{since: info.ModTime.UTC().Format(http.TimeFormat)}
+}
+
+// plan reports, for --dry-run, what a run would do for an entry checkDisk did
+// not find done, and why. It reads the staging file's state, and writes
+// nothing.
+func (x *entry) plan() error {
+	e, r := x.e, x.r
+	p, err := e.sink.Staged(r.Name, x.ent.URL)
+	if err != nil {
+		return e.sinkError("check", x.ent.URL, err)
+	}
+	switch {
+	case p.Offset > 0 && !(e.opts.Force && x.replace):
+		r.Plan = "resume"
+		r.Reason = fmt.Sprintf("partial at byte %d", p.Offset)
+		if p.Total >= 0 {
+			r.Reason += fmt.Sprintf(" of %d", p.Total)
+		}
+		if x.replace {
+			r.Reason += "; " + x.why
+		}
+	case x.cond != nil:
+		r.Plan, r.Reason = "check", x.why
+	case x.replace:
+		r.Plan, r.Reason = "replace", x.why
+	default:
+		r.Plan, r.Reason = "fetch", x.why
+	}
+	r.Status = StatusPlanned
+	return nil
 }
 
 // openStaging takes a slot of the entry's host and opens its staging file,
@@ -207,7 +280,7 @@ func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
 		return false, e.sinkError("create", ent.URL, err)
 	}
 	if waited {
-		x.replace = false
+		x.replace, x.cond = false, nil
 		if done, err := x.checkDisk(); done || err != nil {
 			w.Abort()
 			return done, err
@@ -227,6 +300,7 @@ func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
 		w.Abort()
 		return false, e.sinkError("read", ent.URL, err)
 	}
+	t.cond = x.cond
 	x.w, x.t = w, t
 	return false, nil
 }
@@ -256,8 +330,8 @@ func (x *entry) attempts(ctx context.Context) (pause time.Duration, err error) {
 		if t.responded {
 			e.hosts.responded(h)
 		}
-		if err == nil {
-			return 0, nil
+		if err == nil || errors.Is(err, errNotModified) {
+			return 0, err
 		}
 		var le *localError
 		if errors.As(err, &le) {

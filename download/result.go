@@ -15,6 +15,13 @@ const (
 	StatusSkipped Status = "skipped" // already on disk (or listed twice)
 	StatusFailed  Status = "failed"  // gave up; Err says why
 	StatusInvalid Status = "invalid" // the input line could not be used
+	// StatusUnchanged: --update asked the server, which said the file has not
+	// changed (304); it was not rewritten.
+	StatusUnchanged Status = "unchanged"
+	// StatusPlanned: --dry-run: a run would fetch, resume or replace it
+	// (Result.Plan and Result.Reason say which and why). Nothing was asked
+	// or written.
+	StatusPlanned Status = "planned"
 )
 
 // Result is the outcome of one entry (or one bad input line).
@@ -32,6 +39,9 @@ type Result struct {
 	// ended when the server closed the connection; a connection cut by the
 	// network ends it the same way. Only size= or sha256= confirm it whole.
 	CloseDelimited bool
+	// Plan is what a run would do, with --dry-run: "fetch", "resume",
+	// "replace" or "check" (--update: ask the server); Reason says why.
+	Plan, Reason string
 }
 
 // MarshalJSON writes the manifest line for r. Its keys match the input's JSON
@@ -93,13 +103,15 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 // Stats are the run's live counters, updated atomically by the workers and read
 // by progress displays at their own pace.
 type Stats struct {
-	Queued   atomic.Int64 // entries accepted into the pool so far (the known total)
-	OK       atomic.Int64
-	Skipped  atomic.Int64
-	Failed   atomic.Int64
-	Invalid  atomic.Int64
-	Bytes    atomic.Int64 // body bytes received in this run
-	InFlight atomic.Int64
+	Queued    atomic.Int64 // entries accepted into the pool so far (the known total)
+	OK        atomic.Int64
+	Skipped   atomic.Int64
+	Failed    atomic.Int64
+	Invalid   atomic.Int64
+	Unchanged atomic.Int64 // --update: the server said 304
+	Planned   atomic.Int64 // --dry-run: entries a run would do something for
+	Bytes     atomic.Int64 // body bytes received in this run
+	InFlight  atomic.Int64
 	// InputDone is set once the whole list has been read (not when a stop cut
 	// the reading short): Queued is then final.
 	InputDone atomic.Bool
@@ -115,5 +127,9 @@ func (s *Stats) count(st Status) {
 		s.Failed.Add(1)
 	case StatusInvalid:
 		s.Invalid.Add(1)
+	case StatusUnchanged:
+		s.Unchanged.Add(1)
+	case StatusPlanned:
+		s.Planned.Add(1)
 	}
 }

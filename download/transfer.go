@@ -50,7 +50,28 @@ type transfer struct {
 	// responded: the last attempt got a response head (any status), so its
 	// host is up.
 	responded bool
+	// cond, with --update, asks whether the file on disk changed; used only
+	// while nothing is written (a partial of the new version is resumed).
+	cond *conditional
 }
+
+// conditional is --update's question about a final file: If-None-Match with
+// the ETag it was written from, else If-Modified-Since.
+type conditional struct {
+	etag  string
+	since string // an HTTP date
+}
+
+func (c *conditional) String() string {
+	if c.etag != "" {
+		return "If-None-Match: " + c.etag
+	}
+	return "If-Modified-Since: " + c.since
+}
+
+// errNotModified: the server answered --update's conditional request with
+// 304: the file on disk is current.
+var errNotModified = errors.New("not modified")
 
 // rawBody records how the encoded body under a decoder ended, so that an error
 // from the decoder can be told from one of the connection.
@@ -160,6 +181,14 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		req.Header = req.Header.Clone()
 		req.Header.Set("Accept-Encoding", "zstd, gzip")
 	}
+	if t.cond != nil && t.written == 0 {
+		req.Header = req.Header.Clone()
+		if t.cond.etag != "" {
+			req.Header.Set("If-None-Match", t.cond.etag)
+		} else {
+			req.Header.Set("If-Modified-Since", t.cond.since)
+		}
+	}
 	if t.written > 0 && t.validator == "" {
 		if err := t.restart(); err != nil {
 			return err
@@ -217,6 +246,8 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 // 206, start over after a 200. done reports that the file was already complete.
 func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 	switch {
+	case resp.StatusCode == http.StatusNotModified && t.cond != nil && t.written == 0:
+		return false, errNotModified
 	case resp.StatusCode == http.StatusOK:
 		if cr := resp.Header.Get("Content-Range"); cr != "" && !wholeRange(cr, resp.ContentLength) {
 			// A 200 is the whole file; one that says it carries part of it is
@@ -275,6 +306,16 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 	if t.ent.Size >= 0 && t.total >= 0 && t.total != t.ent.Size {
 		return false, fmt.Errorf("%w: server announces %d bytes, size= says %d", ErrBadLength, t.total, t.ent.Size)
 	}
+	// Recorded with the file, so that --update can ask whether it changed.
+	// A value that cannot be sent back is not kept.
+	etag, lm := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+	if !usableValidator(etag) {
+		etag = ""
+	}
+	if _, err := http.ParseTime(lm); err != nil {
+		lm = ""
+	}
+	t.w.SetCacheValidators(etag, lm)
 	return false, nil
 }
 

@@ -39,6 +39,7 @@ type options struct {
 	cacert         string
 	insecure       bool
 	http11         bool
+	mirror         mirrorOptions
 }
 
 func version() string {
@@ -71,7 +72,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 }
 
 func flags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "read URLs from `FILE` (- for stdin)"},
 		&cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Value: ".", Usage: "save under `DIR`"},
 		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 16, Usage: "concurrent downloads"},
@@ -95,7 +96,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "cacert", Usage: "also trust the CA certificates in PEM `FILE`"},
 		&cli.BoolFlag{Name: "insecure", Aliases: []string{"k"}, Usage: "do not verify TLS certificates"},
 		&cli.BoolFlag{Name: "http1.1", Usage: "use HTTP/1.1 over TLS too, even where the server offers HTTP/2"},
-	}
+	}, mirrorFlags()...)
 }
 
 func parseOptions(c *cli.Context) (*options, error) {
@@ -143,6 +144,9 @@ func parseOptions(c *cli.Context) (*options, error) {
 		return nil, err
 	}
 	if o.header, err = parseHeaders(c.String("user-agent"), c.StringSlice("header")); err != nil {
+		return nil, err
+	}
+	if err := parseMirror(c, o); err != nil {
 		return nil, err
 	}
 	return o, nil

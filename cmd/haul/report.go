@@ -119,7 +119,7 @@ func (r *reporter) loop(ctx context.Context, done chan struct{}, every time.Dura
 
 func (r *reporter) updateBar() {
 	st := r.st
-	finished := st.OK.Load() + st.Skipped.Load() + st.Failed.Load()
+	finished := finished(st)
 	r.bar.SetTotal(st.Queued.Load())
 	r.bar.SetCurrent(finished)
 	r.bar.Set("files", fmt.Sprintf("%d/%d files", finished, st.Queued.Load()))
@@ -137,8 +137,8 @@ func (r *reporter) status() string {
 	if !st.InputDone.Load() {
 		total += "+"
 	}
-	return fmt.Sprintf("%d/%s files (%d ok, %d skipped, %d failed), %s, %s/s",
-		st.OK.Load()+st.Skipped.Load()+st.Failed.Load(), total, st.OK.Load(), st.Skipped.Load(),
+	return fmt.Sprintf("%d/%s files (%d ok, %d skipped, %d unchanged, %d failed), %s, %s/s",
+		finished(st), total, st.OK.Load(), st.Skipped.Load(), st.Unchanged.Load(),
 		st.Failed.Load(), formatBytes(st.Bytes.Load()), formatBytes(int64(r.rate())))
 }
 
@@ -147,8 +147,15 @@ func (r *reporter) summary(runErr error) {
 	st := r.st
 	if !r.quiet {
 		el := time.Since(r.began)
-		r.printf("%d ok, %d skipped, %d failed, %d invalid; %s in %s (%s/s)",
-			st.OK.Load(), st.Skipped.Load(), st.Failed.Load(), st.Invalid.Load(),
+		extra := ""
+		if n := st.Unchanged.Load(); n > 0 {
+			extra += fmt.Sprintf(", %d unchanged", n)
+		}
+		if n := st.Planned.Load(); n > 0 {
+			extra += fmt.Sprintf(", %d to fetch, resume or replace (--dry-run: see stdout)", n)
+		}
+		r.printf("%d ok, %d skipped%s, %d failed, %d invalid; %s in %s (%s/s)",
+			st.OK.Load(), st.Skipped.Load(), extra, st.Failed.Load(), st.Invalid.Load(),
 			formatBytes(st.Bytes.Load()), el.Round(time.Millisecond), formatBytes(int64(r.rate())))
 	}
 	r.mu.Lock()
@@ -175,6 +182,11 @@ func (r *reporter) summary(runErr error) {
 		// manifest's failed lines would miss them, the same command would not.
 		r.printf("the list was not read to the end: the entries after the first %d were not started and are not in the manifest", st.Queued.Load())
 	}
+}
+
+// finished counts the entries that are done, whatever their outcome.
+func finished(st *download.Stats) int64 {
+	return st.OK.Load() + st.Skipped.Load() + st.Unchanged.Load() + st.Planned.Load() + st.Failed.Load()
 }
 
 func formatBytes(n int64) string {

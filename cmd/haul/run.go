@@ -102,15 +102,35 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 	}
 	rep := newReporter(stderr, o.quiet, isTerminal(stderr))
 	rep.force = o.force
-	eng := download.New(client, out, download.Options{
+	set, err := loadChecksumsFor(ctx, o, client, o.header, stderr)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	opts := download.Options{
 		Jobs: o.jobs, PerHost: o.perHost, Retries: o.retries, Timeout: o.timeout,
 		LimitRate: o.limitRate, Header: o.header, Layout: o.layout, Force: o.force, RunTag: runTag,
 		HashAll: o.hashAll, ShardK: o.shardK, ShardN: o.shardN, Decode: o.decode,
+		Update: o.mirror.update, DryRun: o.mirror.dryRun,
 		OnResult: func(r *download.Result) {
+			if r.Status == download.StatusPlanned {
+				planLine(stdout, o.dir, r)
+			}
 			man.write(r)
 			rep.result(r)
 		},
-	})
+	}
+	if set != nil {
+		opts.Checksums = set
+	}
+	eng := download.New(client, out, opts)
+	if set != nil {
+		closeInput()
+		var closeRun func()
+		if src, closeRun, err = prepareChecksums(ctx, o, eng, set, src, stdin); err != nil {
+			return cli.Exit(err.Error(), exitUsage)
+		}
+		defer closeRun()
+	}
 	rep.start(eng.Stats())
 	runErr := eng.Run(ctx, src)
 	rep.stop()
@@ -135,7 +155,7 @@ func outcome(err error, st *download.Stats) error {
 		return cli.Exit("", exitInterrupted)
 	case err != nil:
 		return cli.Exit(fmt.Sprintf("reading input: %v", err), exitUsage)
-	case st.Failed.Load() > 0 || st.Invalid.Load() > 0:
+	case st.Failed.Load() > 0 || st.Invalid.Load() > 0 || st.Planned.Load() > 0: // --dry-run: something to do
 		return cli.Exit("", exitFailed)
 	}
 	return nil

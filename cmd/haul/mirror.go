@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/haul/haul/download"
+	"github.com/haul/haul/download/checksums"
+)
+
+// mirrorOptions are the flags that keep a mirror current and verified.
+type mirrorOptions struct {
+	update    bool   // --update/-N
+	dryRun    bool   // --dry-run
+	checksums string // --checksums FILE|URL
+}
+
+func mirrorFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "update", Aliases: []string{"N"},
+			Usage: "check files already on disk with the server (If-None-Match / If-Modified-Since) and replace those that changed"},
+		&cli.BoolFlag{Name: "dry-run",
+			Usage: "ask nothing, write nothing: print each entry a run would fetch, resume or replace, and why (exit 1 if any)"},
+		&cli.StringFlag{Name: "checksums",
+			Usage: "expected SHA-256 hashes from `FILE` or URL, in sha256sum (HEX  NAME) or BSD (SHA256 (NAME) = HEX) format"},
+	}
+}
+
+func parseMirror(c *cli.Context, o *options) error {
+	o.mirror = mirrorOptions{update: c.Bool("update"), dryRun: c.Bool("dry-run"), checksums: c.String("checksums")}
+	if o.mirror.dryRun && o.manifest != "" {
+		return fmt.Errorf("--dry-run writes nothing: it takes no --manifest (its lines go to stdout)")
+	}
+	return nil
+}
+
+// prepareChecksums loads --checksums and, where it can read the list twice,
+// notes every output path of the run first (see download.Engine.Names), so
+// that a NAME two entries match fails both. It returns the source to run.
+func prepareChecksums(ctx context.Context, o *options, eng *download.Engine, set *checksums.Set,
+	src download.Source, stdin io.Reader) (download.Source, func(), error) {
+	first, again, closeAll, err := twice(o, stdin)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := eng.Names(first, set.Note); err != nil {
+		closeAll()
+		return nil, nil, fmt.Errorf("reading the list: %w", err)
+	}
+	run, err := again()
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return run, closeAll, nil
+}
+
+// loadChecksumsFor returns --checksums' set, nil without the flag.
+func loadChecksumsFor(ctx context.Context, o *options, client download.HTTPClient, hdr http.Header, stderr io.Writer) (*checksums.Set, error) {
+	if o.mirror.checksums == "" {
+		return nil, nil
+	}
+	return loadChecksums(ctx, o.mirror.checksums, client, hdr, stderr)
+}
+
+// planLine is --dry-run's line for a planned entry, on stdout: what a run
+// would do, to which file, and why.
+func planLine(w io.Writer, dir string, r *download.Result) {
+	fmt.Fprintf(w, "%s %s: %s\n", r.Plan, filepath.Join(dir, filepath.FromSlash(r.Name)), r.Reason)
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -35,6 +36,8 @@ type Options struct {
 	// proxy picks the proxy for a URL, nil for none; nil means from the
 	// environment. Tests set it: the environment's never proxies loopback.
 	proxy func(*url.URL) (*url.URL, error)
+	// lookup resolves a host name; nil means Go's resolver. Tests count with it.
+	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
 // New returns the one HTTP client a run shares: keep-alive connections pooled
@@ -66,7 +69,9 @@ func New(o Options) (Client, error) {
 		tlsConf.RootCAs = pool
 	}
 	jobs := max(o.Jobs, 1)
-	dial := (&net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext
+	// Host names are looked up once per run (bounded, failures kept briefly):
+	// both clients dial through the same cache.
+	dial := newResolver(o.lookup).dialer(&net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second})
 	proxy := o.proxy
 	if proxy == nil {
 		// What http.ProxyFromEnvironment does, as a function of the URL, so the

@@ -1,0 +1,120 @@
+package httpclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"golang.org/x/sync/singleflight"
+)
+
+// A run looks each host name up once: a list over thousands of hosts would
+// otherwise send a lookup per connection (Go's resolver caches nothing).
+const (
+	dnsCacheSize = 16 << 10        // names kept, the least recently used dropped first
+	dnsKeep      = 30 * time.Minute // how long an answer is used (a run of hours looks again)
+	dnsFailKeep  = 10 * time.Second // how long a failure is: a flaky resolver gets another chance
+)
+
+// resolver caches lookups for dialer, bounded, with failures cached briefly.
+// Concurrent lookups of one name share one query.
+type resolver struct {
+	lookup  func(ctx context.Context, host string) ([]netip.Addr, error)
+	ok      *expirable.LRU[string, []netip.Addr]
+	failed  *expirable.LRU[string, error]
+	flights singleflight.Group
+}
+
+func newResolver(lookup func(ctx context.Context, host string) ([]netip.Addr, error)) *resolver {
+	if lookup == nil {
+		lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}
+	}
+	return &resolver{
+		lookup: lookup,
+		ok:     expirable.NewLRU[string, []netip.Addr](dnsCacheSize, nil, dnsKeep),
+		failed: expirable.NewLRU[string, error](dnsCacheSize/4, nil, dnsFailKeep),
+	}
+}
+
+// addrs returns host's addresses, from the cache or one lookup.
+func (r *resolver) addrs(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, ok := r.ok.Get(host); ok {
+		return a, nil
+	}
+	if err, ok := r.failed.Get(host); ok {
+		return nil, err
+	}
+	v, err, _ := r.flights.Do(host, func() (any, error) {
+		// Not the caller's context: one caller giving up must not fail the
+		// others sharing the query. The dial's own timeout bounds it.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		a, err := r.lookup(lctx, host)
+		if err == nil && len(a) == 0 {
+			err = &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}
+		}
+		if err != nil {
+			r.failed.Add(host, err)
+			return nil, err
+		}
+		r.ok.Add(host, a)
+		return a, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.([]netip.Addr), nil
+}
+
+// dialer dials through the resolver's cache: each address in turn, as
+// net.Dialer does, the time left shared among those not yet tried.
+func (r *resolver) dialer(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := netip.ParseAddr(host); err == nil {
+			return d.DialContext(ctx, network, addr) // a literal: nothing to look up
+		}
+		if d.Timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d.Timeout)
+			defer cancel()
+		}
+		ips, err := r.addrs(ctx, host)
+		if err != nil {
+			return nil, &net.OpError{Op: "dial", Net: network, Err: err}
+		}
+		var first error
+		for i, ip := range ips {
+			actx := ctx
+			if dl, ok := ctx.Deadline(); ok {
+				left := time.Until(dl) / time.Duration(len(ips)-i)
+				var cancel context.CancelFunc
+				actx, cancel = context.WithTimeout(ctx, max(left, 2*time.Second))
+				defer cancel()
+			}
+			c, err := d.DialContext(actx, network, net.JoinHostPort(ip.String(), port))
+			if err == nil {
+				return c, nil
+			}
+			if first == nil {
+				first = err
+			}
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		if first == nil {
+			first = errors.New("no address")
+		}
+		return nil, fmt.Errorf("%s: %w", host, first)
+	}
+}

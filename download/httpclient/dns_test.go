@@ -1,0 +1,108 @@
+package httpclient
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingLookup resolves names ending in ".test" to loopback (others fail)
+// and counts the lookups per name.
+type countingLookup struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *countingLookup) lookup(ctx context.Context, host string) ([]netip.Addr, error) {
+	c.mu.Lock()
+	c.n[host]++
+	c.mu.Unlock()
+	time.Sleep(time.Millisecond) // concurrent lookups overlap
+	if strings.HasSuffix(host, ".test") {
+		// An address nothing listens on first: the dial goes on to the next.
+		return []netip.Addr{netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.1")}, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+func (c *countingLookup) count(host string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[host]
+}
+
+// Every name is looked up once per run, over both clients (h1 for http, and
+// net/http) and many concurrent connections; a failure is cached too, briefly.
+func TestDNSLookedUpOnce(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Config.SetKeepAlivesEnabled(false) // a connection per request: a dial, a chance to look up
+	srv.Start()
+	defer srv.Close()
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	cl := &countingLookup{n: map[string]int{}}
+	c, err := New(Options{Jobs: 8, ConnectTimeout: 5 * time.Second, lookup: cl.lookup,
+		proxy: func(*url.URL) (*url.URL, error) { return nil, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseIdleConnections()
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			host := []string{"a.test", "b.test"}[i%2]
+			resp, err := getURL(c, "http://"+host+":"+port+"/x")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+		}()
+	}
+	wg.Wait()
+	if int(conns.Load()) < 40 {
+		t.Fatalf("%d connections for 40 requests: the test needs a dial each", conns.Load())
+	}
+	for _, h := range []string{"a.test", "b.test"} {
+		if n := cl.count(h); n != 1 {
+			t.Errorf("%s looked up %d times, want once", h, n)
+		}
+	}
+	for range 3 {
+		_, err := getURL(c, "http://nowhere.invalid:"+port+"/x")
+		var de *net.DNSError
+		if !errors.As(err, &de) {
+			t.Errorf("a name that does not resolve: %v, want a *net.DNSError", err)
+		}
+	}
+	if n := cl.count("nowhere.invalid"); n != 1 {
+		t.Errorf("a failing name looked up %d times in a row, want once (cached briefly)", n)
+	}
+}
+
+func getURL(c Client, u string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	return c.Do(req)
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"syscall"
 	"time"
@@ -83,6 +84,13 @@ func retryable(err error) bool {
 	var ci x509.CertificateInvalidError
 	if errors.As(err, &le) || errors.As(err, &pe) || errors.Is(err, ErrCollision) || errors.Is(err, ErrBadChecksum) ||
 		errors.Is(err, httpclient.ErrBadRedirect) || errors.Is(err, httpclient.ErrTooManyRedirects) {
+		return false
+	}
+	// A name the resolver says does not exist (NXDOMAIN) will not exist on the
+	// next attempt either (curl and wget give up at once too); a resolver
+	// that timed out or failed may answer next time.
+	var de *net.DNSError
+	if errors.As(err, &de) && de.IsNotFound {
 		return false
 	}
 	// A certificate that does not verify will not verify on the next attempt.

@@ -3,7 +3,9 @@ package download
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 )
@@ -78,5 +80,17 @@ func TestValidatorOfUnsendableETag(t *testing.T) {
 		if got := validatorOf(h); got != want {
 			t.Errorf("ETag %q: validator %q, want %q", etag, got, want)
 		}
+	}
+}
+
+// A name that does not exist fails at once; a resolver that failed is retried.
+func TestRetryableDNS(t *testing.T) {
+	nx := &url.Error{Op: "Get", URL: "http://x.invalid/", Err: &net.OpError{Op: "dial", Err: &net.DNSError{Name: "x.invalid", IsNotFound: true}}}
+	if retryable(nx) {
+		t.Error("NXDOMAIN is retried")
+	}
+	tmp := &url.Error{Op: "Get", URL: "http://x.example/", Err: &net.OpError{Op: "dial", Err: &net.DNSError{Name: "x.example", IsTimeout: true}}}
+	if !retryable(tmp) {
+		t.Error("a resolver timeout is not retried")
 	}
 }

@@ -40,6 +40,7 @@ type options struct {
 	insecure       bool
 	http11         bool
 	mirror         mirrorOptions
+	hostFailLimit  int // download.Options.HostFailLimit
 }
 
 func version() string {
@@ -96,7 +97,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "cacert", Usage: "also trust the CA certificates in PEM `FILE`"},
 		&cli.BoolFlag{Name: "insecure", Aliases: []string{"k"}, Usage: "do not verify TLS certificates"},
 		&cli.BoolFlag{Name: "http1.1", Usage: "use HTTP/1.1 over TLS too, even where the server offers HTTP/2"},
-	}, mirrorFlags()...)
+	}, append(mirrorFlags(), networkFlags()...)...)
 }
 
 func parseOptions(c *cli.Context) (*options, error) {
@@ -147,6 +148,9 @@ func parseOptions(c *cli.Context) (*options, error) {
 		return nil, err
 	}
 	if err := parseMirror(c, o); err != nil {
+		return nil, err
+	}
+	if err := parseNetwork(c, o); err != nil {
 		return nil, err
 	}
 	return o, nil

@@ -110,7 +110,7 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 		Jobs: o.jobs, PerHost: o.perHost, Retries: o.retries, Timeout: o.timeout,
 		LimitRate: o.limitRate, Header: o.header, Layout: o.layout, Force: o.force, RunTag: runTag,
 		HashAll: o.hashAll, ShardK: o.shardK, ShardN: o.shardN, Decode: o.decode,
-		Update: o.mirror.update, DryRun: o.mirror.dryRun,
+		Update: o.mirror.update, DryRun: o.mirror.dryRun, HostFailLimit: o.hostFailLimit,
 		OnResult: func(r *download.Result) {
 			if r.Status == download.StatusPlanned {
 				planLine(stdout, o.dir, r)

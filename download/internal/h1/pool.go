@@ -9,8 +9,6 @@ import (
 	"net/url"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -44,7 +42,7 @@ type conn struct {
 	head       []byte               // scratch for response heads
 	tls        *tls.ConnectionState // nil for http
 	reused     bool                 // it served a response before
-	raw        syscall.RawConn      // the socket, for quiet (nil: not a socket)
+	raw        syscall.RawConn      // the socket, for quiet (nil: not a socket, or no peek on this OS)
 	peek       func(fd uintptr) bool
 	peekQuiet  bool
 	idleAt     time.Time
@@ -62,26 +60,6 @@ func (cn *conn) quiet() bool {
 	}
 	cn.peekQuiet = false
 	return cn.raw.Read(cn.peek) == nil && cn.peekQuiet
-}
-
-// setRaw keeps what quiet needs, made once per connection rather than per
-// request: the socket under nc, and the function that peeks at it.
-func (cn *conn) setRaw(nc net.Conn) {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return
-	}
-	cn.raw = rc
-	cn.peek = func(fd uintptr) bool {
-		var b [1]byte
-		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		cn.peekQuiet = err == unix.EAGAIN || err == unix.EINTR // else bytes, end of stream or an error
-		return true
-	}
 }
 
 // expire makes every blocked or later I/O on cn fail at once. It is what a

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"syscall"
 	"time"
 )
@@ -53,13 +55,30 @@ type conn struct {
 // quiet reports whether nothing arrived on cn while it was idle. A server sends
 // nothing between responses: bytes there (a stray response, a CRLF) would be
 // read as the answer to the next request, and an end of stream means the server
-// closed the connection. It costs one non-blocking peek at the socket.
+// closed the connection. It costs one non-blocking peek at the socket and, over
+// TLS, one read that cannot wait.
 func (cn *conn) quiet() bool {
-	if cn.raw == nil {
-		return true
+	if cn.raw != nil {
+		cn.peekQuiet = false
+		if cn.raw.Read(cn.peek) != nil || !cn.peekQuiet {
+			return false
+		}
 	}
-	cn.peekQuiet = false
-	return cn.raw.Read(cn.peek) == nil && cn.peekQuiet
+	return cn.tls == nil || cn.tlsQuiet()
+}
+
+// tlsQuiet reports whether crypto/tls holds nothing for cn. It reads ahead of
+// the record it returns, so stray bytes that came in the same TCP segment as a
+// response wait in its buffer, out of sight of the peek at the socket. A read
+// whose deadline has passed decrypts the records held there and returns their
+// data (or io.EOF after a close_notify), else fails with a timeout before
+// touching the socket; tls treats a timeout as temporary and stays usable.
+func (cn *conn) tlsQuiet() bool {
+	if cn.nc.SetReadDeadline(time.Unix(1, 0)) != nil {
+		return false
+	}
+	_, err := cn.br.Peek(1)
+	return errors.Is(err, os.ErrDeadlineExceeded) && cn.nc.SetReadDeadline(time.Time{}) == nil
 }
 
 // expire makes every blocked or later I/O on cn fail at once. It is what a

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 const (
@@ -90,7 +92,7 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 	if i := strings.Index(host, "%25"); strings.HasPrefix(host, "[") && i > 0 {
 		host = host[:i] + host[strings.LastIndexByte(host, ']'):] // RFC 6874: no zone on the wire
 	}
-	if !ValidFieldValue(host) || strings.ContainsAny(host, " \t/") {
+	if !httpguts.ValidHostHeader(host) {
 		host = "" // as net/http: an invalid Host is sent empty rather than altered
 	}
 	// The request-target is u.RequestURI(), written in pieces to save building it.
@@ -100,7 +102,7 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 	} else if path == "" {
 		path = "/"
 	}
-	if !ValidFieldValue(path) || !ValidFieldValue(query) {
+	if hasCTL(path) || hasCTL(query) {
 		return errors.New("net/http: can't write control character in Request.URL")
 	}
 	w.WriteString("GET ")
@@ -119,7 +121,7 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 			ua = v[0]
 		}
 	}
-	if !ValidFieldValue(ua) {
+	if !httpguts.ValidHeaderFieldValue(ua) {
 		return errors.New("net/http: invalid header field value for \"User-Agent\"")
 	}
 	if ua != "" {
@@ -143,11 +145,11 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		if !ValidFieldName(k) {
+		if !httpguts.ValidHeaderFieldName(k) {
 			return fmt.Errorf("net/http: invalid header field name %q", k)
 		}
 		for _, v := range req.Header[k] {
-			if !ValidFieldValue(v) {
+			if !httpguts.ValidHeaderFieldValue(v) {
 				return fmt.Errorf("net/http: invalid header field value for %q", k)
 			}
 			writeField(w, k, v)
@@ -302,15 +304,17 @@ func parseFields(s string, h http.Header) error {
 			return nil
 		}
 		if line[0] == ' ' || line[0] == '\t' { // obs-fold: continues the previous value
-			if last == "" {
+			if last == "" || !httpguts.ValidHeaderFieldValue(line) {
 				return fmt.Errorf("h1: malformed header line %q", truncate(line))
 			}
 			vv := h[last]
 			vv[len(vv)-1] += " " + textproto.TrimString(line)
 			continue
 		}
+		// A control byte in a value (a bare CR, a NUL) is malformed, as for
+		// net/textproto: it is checked before trimming, which would drop a CR.
 		k, v, ok := strings.Cut(line, ":")
-		if !ok || !ValidFieldName(k) {
+		if !ok || !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) {
 			return fmt.Errorf("h1: malformed header line %q", truncate(line))
 		}
 		k, v = textproto.CanonicalMIMEHeaderKey(k), textproto.TrimString(v)
@@ -341,29 +345,15 @@ func truncate(s string) string {
 	return s
 }
 
-// ValidFieldName reports whether k may be an HTTP field name (an RFC 9110 token).
-func ValidFieldName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
+// hasCTL reports whether s has a control byte or DEL, tab included, which
+// net/http refuses in a request-target.
+func hasCTL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c == 0x7f {
+			return true
 		}
 	}
-	return true
-}
-
-// ValidFieldValue reports whether v may be an HTTP field value: no control
-// characters other than tab.
-func ValidFieldValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
+	return false
 }
 
 // hasToken reports whether the comma-separated lists in vv contain token.

@@ -212,6 +212,13 @@ func (r *response) read(cn *conn, req *http.Request) error {
 			// chunk sizes and all, which is not the body.
 			return fmt.Errorf("h1: HTTP/1.0 response with Transfer-Encoding %q: faulty framing", te)
 		}
+		if h["Content-Length"] != nil {
+			// RFC 9112 section 6.3: Transfer-Encoding wins, and the connection
+			// is closed after the message. Both at once is how responses are
+			// split or smuggled: where this one ends is in doubt, so nothing
+			// after it is read as the next response.
+			b.keep, r.Close = false, true
+		}
 	}
 	switch {
 	case r.StatusCode == http.StatusNoContent || r.StatusCode == http.StatusNotModified:

@@ -93,3 +93,31 @@ func TestRequestTargetAndHost(t *testing.T) {
 		}
 	}
 }
+
+// A response with both Transfer-Encoding and Content-Length is read as chunked,
+// its Content-Length ignored, and its connection is closed rather than reused
+// (RFC 9112 section 6.3), whatever its status.
+func TestTransferEncodingWithContentLengthCloses(t *testing.T) {
+	for name, response := range map[string]string{
+		"Chunked":     "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
+		"NotModified": "HTTP/1.1 304 Not Modified\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := newRawServer(t, serveCanned(false, response))
+			c := newClient(t, Options{})
+			resp, body := mustGet(t, c, srv.url("/"))
+			if name == "Chunked" && (body != "ab" || resp.ContentLength != -1 || resp.Header["Content-Length"] != nil) {
+				t.Errorf("body %q, length %d, Content-Length %q", body, resp.ContentLength, resp.Header["Content-Length"])
+			}
+			if !resp.Close {
+				t.Error("resp.Close is false")
+			}
+			c.mu.Lock()
+			idle := c.lru.len
+			c.mu.Unlock()
+			if idle != 0 {
+				t.Errorf("%d idle connections, want 0", idle)
+			}
+		})
+	}
+}

@@ -131,7 +131,7 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 		pw, _ := u.User.Password()
 		writeField(w, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pw)))
 	}
-	if req.Close && !hasToken(req.Header["Connection"], "close") {
+	if req.Close && !httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close") {
 		w.WriteString("Connection: close\r\n")
 	}
 	var buf [32]string
@@ -200,9 +200,11 @@ func (r *response) read(cn *conn, req *http.Request) error {
 	h := r.Header
 	r.Request, r.TLS = req, cn.tls
 	b := &r.body
-	b.keep = r.ProtoAtLeast(1, 1) && !hasToken(h["Connection"], "close") &&
-		!req.Close && !hasToken(req.Header["Connection"], "close")
+	b.keep = r.ProtoAtLeast(1, 1) && !httpguts.HeaderValuesContainsToken(h["Connection"], "close") &&
+		!req.Close && !httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close")
 	r.Close = !b.keep
+	// The framing fields are checked whatever the status, as net/http does:
+	// a 304 with a bad Content-Length is as malformed as a 200.
 	te, chunked := h["Transfer-Encoding"]
 	if chunked {
 		delete(h, "Transfer-Encoding")
@@ -212,7 +214,24 @@ func (r *response) read(cn *conn, req *http.Request) error {
 			// chunk sizes and all, which is not the body.
 			return fmt.Errorf("h1: HTTP/1.0 response with Transfer-Encoding %q: faulty framing", te)
 		}
-		if h["Content-Length"] != nil {
+		if len(te) != 1 || !equalFoldASCII(te[0], "chunked") {
+			return fmt.Errorf("h1: unsupported Transfer-Encoding %q", te)
+		}
+		r.TransferEncoding = []string{"chunked"}
+	}
+	n := int64(-1)
+	if cl := h["Content-Length"]; cl != nil {
+		for _, v := range cl[1:] {
+			if textproto.TrimString(v) != textproto.TrimString(cl[0]) {
+				return fmt.Errorf("h1: conflicting Content-Length headers %q", cl)
+			}
+		}
+		u, err := strconv.ParseUint(textproto.TrimString(cl[0]), 10, 63)
+		if err != nil {
+			return fmt.Errorf("h1: bad Content-Length %q", cl[0])
+		}
+		n = int64(u)
+		if chunked {
 			// RFC 9112 section 6.3: Transfer-Encoding wins, and the connection
 			// is closed after the message. Both at once is how responses are
 			// split or smuggled: where this one ends is in doubt, so nothing
@@ -224,27 +243,13 @@ func (r *response) read(cn *conn, req *http.Request) error {
 	case r.StatusCode == http.StatusNoContent || r.StatusCode == http.StatusNotModified:
 		return nil
 	case chunked:
-		if len(te) != 1 || !strings.EqualFold(textproto.TrimString(te[0]), "chunked") {
-			return fmt.Errorf("h1: unsupported Transfer-Encoding %q", te)
-		}
 		delete(h, "Content-Length")
-		r.TransferEncoding = []string{"chunked"}
 		r.ContentLength, b.n = -1, -1
 		b.chunked = httputil.NewChunkedReader(cn.br)
-	case h["Content-Length"] != nil:
-		cl := h["Content-Length"]
-		for _, v := range cl[1:] {
-			if textproto.TrimString(v) != textproto.TrimString(cl[0]) {
-				return fmt.Errorf("h1: conflicting Content-Length headers %q", cl)
-			}
-		}
-		n, err := strconv.ParseUint(textproto.TrimString(cl[0]), 10, 63)
-		if err != nil {
-			return fmt.Errorf("h1: bad Content-Length %q", cl[0])
-		}
-		if r.ContentLength, b.n = int64(n), int64(n); n == 0 {
-			return nil
-		}
+	case n == 0:
+		return nil
+	case n > 0:
+		r.ContentLength, b.n = n, n
 	default: // the body ends when the server closes the connection
 		r.ContentLength, b.n, b.keep, r.Close = -1, -1, false, true
 	}
@@ -314,8 +319,14 @@ func parseFields(s string, h http.Header) error {
 			if last == "" || !httpguts.ValidHeaderFieldValue(line) {
 				return fmt.Errorf("h1: malformed header line %q", truncate(line))
 			}
+			// Joined by one space, and trimmed as a whole as net/textproto does:
+			// an empty first line adds no leading space.
 			vv := h[last]
-			vv[len(vv)-1] += " " + textproto.TrimString(line)
+			if v := &vv[len(vv)-1]; *v == "" {
+				*v = textproto.TrimString(line)
+			} else {
+				*v += " " + textproto.TrimString(line)
+			}
 			continue
 		}
 		// A control byte in a value (a bare CR, a NUL) is malformed, as for
@@ -363,16 +374,27 @@ func hasCTL(s string) bool {
 	return false
 }
 
-// hasToken reports whether the comma-separated lists in vv contain token.
-func hasToken(vv []string, token string) bool {
-	for _, v := range vv {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(textproto.TrimString(t), token) {
-				return true
-			}
+// equalFoldASCII is strings.EqualFold without Unicode's folds, under which
+// "chunKed" spelt with a Kelvin sign (U+212A) is "chunked": net/http and other
+// parsers refuse it, and two parsers that disagree on the framing of a
+// response are how responses are smuggled.
+func equalFoldASCII(s, t string) bool {
+	if len(s) != len(t) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		a, b := s[i], t[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // body is a response body framed by Content-Length (n >= 0), chunked encoding

@@ -121,3 +121,37 @@ func TestTransferEncodingWithContentLengthCloses(t *testing.T) {
 		})
 	}
 }
+
+// Framing fields that net/http refuses are refused whatever the status, and a
+// Transfer-Encoding is "chunked" in ASCII only.
+func TestFramingFieldsChecked(t *testing.T) {
+	tests := []struct{ name, response, want string }{
+		{"NotModifiedBadContentLength", "HTTP/1.1 304 Not Modified\r\nContent-Length: x\r\n\r\n", "bad Content-Length"},
+		{"NoContentConflictingContentLength", "HTTP/1.1 204 No Content\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "conflicting Content-Length"},
+		{"NotModifiedUnsupportedTE", "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: gzip\r\n\r\n", "unsupported Transfer-Encoding"},
+		{"ChunkedBadContentLength", "HTTP/1.1 200 OK\r\nContent-Length: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n", "bad Content-Length"},
+		{"KelvinSignChunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chun\u212aed\r\n\r\n2\r\nab\r\n0\r\n\r\n", "unsupported Transfer-Encoding"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newRawServer(t, serveCanned(true, tt.response))
+			_, _, err := get(t, newClient(t, Options{}), srv.url("/"))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// An obs-fold continuing an empty value adds no leading space: the value is
+// trimmed as a whole, as net/textproto does (found by FuzzResponseVsNetHTTP).
+func TestObsFoldAfterEmptyValue(t *testing.T) {
+	srv := newRawServer(t, serveCanned(true, "HTTP/1.1 200 OK\r\nETag:\r\n \"abc\"\r\nX-Empty:\r\n \r\nContent-Length: 0\r\n\r\n"))
+	resp, _ := mustGet(t, newClient(t, Options{}), srv.url("/"))
+	if got := resp.Header.Get("ETag"); got != `"abc"` {
+		t.Errorf("ETag %q", got)
+	}
+	if got := resp.Header["X-Empty"]; len(got) != 1 || got[0] != "" {
+		t.Errorf("X-Empty %q", got)
+	}
+}

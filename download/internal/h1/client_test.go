@@ -96,7 +96,7 @@ func TestFraming(t *testing.T) {
 		{name: "Chunked", response: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nX-T: 1\r\n\r\n",
 			body: "abcde", length: -1, status: 200, wantConns: 1},
 		{name: "ChunkedOverridesContentLength", response: "HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
-			body: "ab", length: -1, status: 200, wantConns: 1},
+			body: "ab", length: -1, status: 200, wantConns: 2},
 		{name: "UntilClose", response: "HTTP/1.1 200 OK\r\n\r\nuntil the end", close: true,
 			body: "until the end", length: -1, status: 200, wantConns: 2},
 		{name: "HTTP10", response: "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nold",

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 const (
@@ -90,7 +92,7 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 	if i := strings.Index(host, "%25"); strings.HasPrefix(host, "[") && i > 0 {
 		host = host[:i] + host[strings.LastIndexByte(host, ']'):] // RFC 6874: no zone on the wire
 	}
-	if !ValidFieldValue(host) || strings.ContainsAny(host, " \t/") {
+	if !httpguts.ValidHostHeader(host) {
 		host = "" // as net/http: an invalid Host is sent empty rather than altered
 	}
 	// The request-target is u.RequestURI(), written in pieces to save building it.
@@ -100,7 +102,7 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 	} else if path == "" {
 		path = "/"
 	}
-	if !ValidFieldValue(path) || !ValidFieldValue(query) {
+	if hasCTL(path) || hasCTL(query) {
 		return errors.New("net/http: can't write control character in Request.URL")
 	}
 	w.WriteString("GET ")
@@ -119,7 +121,7 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 			ua = v[0]
 		}
 	}
-	if !ValidFieldValue(ua) {
+	if !httpguts.ValidHeaderFieldValue(ua) {
 		return errors.New("net/http: invalid header field value for \"User-Agent\"")
 	}
 	if ua != "" {
@@ -129,7 +131,7 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 		pw, _ := u.User.Password()
 		writeField(w, "Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pw)))
 	}
-	if req.Close && !hasToken(req.Header["Connection"], "close") {
+	if req.Close && !httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close") {
 		w.WriteString("Connection: close\r\n")
 	}
 	var buf [32]string
@@ -143,11 +145,11 @@ func writeRequest(w *bufio.Writer, req *http.Request) error {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		if !ValidFieldName(k) {
+		if !httpguts.ValidHeaderFieldName(k) {
 			return fmt.Errorf("net/http: invalid header field name %q", k)
 		}
 		for _, v := range req.Header[k] {
-			if !ValidFieldValue(v) {
+			if !httpguts.ValidHeaderFieldValue(v) {
 				return fmt.Errorf("net/http: invalid header field value for %q", k)
 			}
 			writeField(w, k, v)
@@ -198,9 +200,11 @@ func (r *response) read(cn *conn, req *http.Request) error {
 	h := r.Header
 	r.Request, r.TLS = req, cn.tls
 	b := &r.body
-	b.keep = r.ProtoAtLeast(1, 1) && !hasToken(h["Connection"], "close") &&
-		!req.Close && !hasToken(req.Header["Connection"], "close")
+	b.keep = r.ProtoAtLeast(1, 1) && !httpguts.HeaderValuesContainsToken(h["Connection"], "close") &&
+		!req.Close && !httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close")
 	r.Close = !b.keep
+	// The framing fields are checked whatever the status, as net/http does:
+	// a 304 with a bad Content-Length is as malformed as a 200.
 	te, chunked := h["Transfer-Encoding"]
 	if chunked {
 		delete(h, "Transfer-Encoding")
@@ -210,32 +214,42 @@ func (r *response) read(cn *conn, req *http.Request) error {
 			// chunk sizes and all, which is not the body.
 			return fmt.Errorf("h1: HTTP/1.0 response with Transfer-Encoding %q: faulty framing", te)
 		}
-	}
-	switch {
-	case r.StatusCode == http.StatusNoContent || r.StatusCode == http.StatusNotModified:
-		return nil
-	case chunked:
-		if len(te) != 1 || !strings.EqualFold(textproto.TrimString(te[0]), "chunked") {
+		if len(te) != 1 || !equalFoldASCII(te[0], "chunked") {
 			return fmt.Errorf("h1: unsupported Transfer-Encoding %q", te)
 		}
-		delete(h, "Content-Length")
 		r.TransferEncoding = []string{"chunked"}
-		r.ContentLength, b.n = -1, -1
-		b.chunked = httputil.NewChunkedReader(cn.br)
-	case h["Content-Length"] != nil:
-		cl := h["Content-Length"]
+	}
+	n := int64(-1)
+	if cl := h["Content-Length"]; cl != nil {
 		for _, v := range cl[1:] {
 			if textproto.TrimString(v) != textproto.TrimString(cl[0]) {
 				return fmt.Errorf("h1: conflicting Content-Length headers %q", cl)
 			}
 		}
-		n, err := strconv.ParseUint(textproto.TrimString(cl[0]), 10, 63)
+		u, err := strconv.ParseUint(textproto.TrimString(cl[0]), 10, 63)
 		if err != nil {
 			return fmt.Errorf("h1: bad Content-Length %q", cl[0])
 		}
-		if r.ContentLength, b.n = int64(n), int64(n); n == 0 {
-			return nil
+		n = int64(u)
+		if chunked {
+			// RFC 9112 section 6.3: Transfer-Encoding wins, and the connection
+			// is closed after the message. Both at once is how responses are
+			// split or smuggled: where this one ends is in doubt, so nothing
+			// after it is read as the next response.
+			b.keep, r.Close = false, true
 		}
+	}
+	switch {
+	case r.StatusCode == http.StatusNoContent || r.StatusCode == http.StatusNotModified:
+		return nil
+	case chunked:
+		delete(h, "Content-Length")
+		r.ContentLength, b.n = -1, -1
+		b.chunked = httputil.NewChunkedReader(cn.br)
+	case n == 0:
+		return nil
+	case n > 0:
+		r.ContentLength, b.n = n, n
 	default: // the body ends when the server closes the connection
 		r.ContentLength, b.n, b.keep, r.Close = -1, -1, false, true
 	}
@@ -302,15 +316,23 @@ func parseFields(s string, h http.Header) error {
 			return nil
 		}
 		if line[0] == ' ' || line[0] == '\t' { // obs-fold: continues the previous value
-			if last == "" {
+			if last == "" || !httpguts.ValidHeaderFieldValue(line) {
 				return fmt.Errorf("h1: malformed header line %q", truncate(line))
 			}
+			// Joined by one space, and trimmed as a whole as net/textproto does:
+			// an empty first line adds no leading space.
 			vv := h[last]
-			vv[len(vv)-1] += " " + textproto.TrimString(line)
+			if v := &vv[len(vv)-1]; *v == "" {
+				*v = textproto.TrimString(line)
+			} else {
+				*v += " " + textproto.TrimString(line)
+			}
 			continue
 		}
+		// A control byte in a value (a bare CR, a NUL) is malformed, as for
+		// net/textproto: it is checked before trimming, which would drop a CR.
 		k, v, ok := strings.Cut(line, ":")
-		if !ok || !ValidFieldName(k) {
+		if !ok || !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) {
 			return fmt.Errorf("h1: malformed header line %q", truncate(line))
 		}
 		k, v = textproto.CanonicalMIMEHeaderKey(k), textproto.TrimString(v)
@@ -341,41 +363,38 @@ func truncate(s string) string {
 	return s
 }
 
-// ValidFieldName reports whether k may be an HTTP field name (an RFC 9110 token).
-func ValidFieldName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
-
-// ValidFieldValue reports whether v may be an HTTP field value: no control
-// characters other than tab.
-func ValidFieldValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// hasToken reports whether the comma-separated lists in vv contain token.
-func hasToken(vv []string, token string) bool {
-	for _, v := range vv {
-		for t := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(textproto.TrimString(t), token) {
-				return true
-			}
+// hasCTL reports whether s has a control byte or DEL, tab included, which
+// net/http refuses in a request-target.
+func hasCTL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c == 0x7f {
+			return true
 		}
 	}
 	return false
+}
+
+// equalFoldASCII is strings.EqualFold without Unicode's folds, under which
+// "chunKed" spelt with a Kelvin sign (U+212A) is "chunked": net/http and other
+// parsers refuse it, and two parsers that disagree on the framing of a
+// response are how responses are smuggled.
+func equalFoldASCII(s, t string) bool {
+	if len(s) != len(t) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		a, b := s[i], t[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }
 
 // body is a response body framed by Content-Length (n >= 0), chunked encoding

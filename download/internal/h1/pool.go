@@ -4,13 +4,13 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -44,7 +44,7 @@ type conn struct {
 	head       []byte               // scratch for response heads
 	tls        *tls.ConnectionState // nil for http
 	reused     bool                 // it served a response before
-	raw        syscall.RawConn      // the socket, for quiet (nil: not a socket)
+	raw        syscall.RawConn      // the socket, for quiet (nil: not a socket, or no peek on this OS)
 	peek       func(fd uintptr) bool
 	peekQuiet  bool
 	idleAt     time.Time
@@ -55,33 +55,30 @@ type conn struct {
 // quiet reports whether nothing arrived on cn while it was idle. A server sends
 // nothing between responses: bytes there (a stray response, a CRLF) would be
 // read as the answer to the next request, and an end of stream means the server
-// closed the connection. It costs one non-blocking peek at the socket.
+// closed the connection. It costs one non-blocking peek at the socket and, over
+// TLS, one read that cannot wait.
 func (cn *conn) quiet() bool {
-	if cn.raw == nil {
-		return true
+	if cn.raw != nil {
+		cn.peekQuiet = false
+		if cn.raw.Read(cn.peek) != nil || !cn.peekQuiet {
+			return false
+		}
 	}
-	cn.peekQuiet = false
-	return cn.raw.Read(cn.peek) == nil && cn.peekQuiet
+	return cn.tls == nil || cn.tlsQuiet()
 }
 
-// setRaw keeps what quiet needs, made once per connection rather than per
-// request: the socket under nc, and the function that peeks at it.
-func (cn *conn) setRaw(nc net.Conn) {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return
+// tlsQuiet reports whether crypto/tls holds nothing for cn. It reads ahead of
+// the record it returns, so stray bytes that came in the same TCP segment as a
+// response wait in its buffer, out of sight of the peek at the socket. A read
+// whose deadline has passed decrypts the records held there and returns their
+// data (or io.EOF after a close_notify), else fails with a timeout before
+// touching the socket; tls treats a timeout as temporary and stays usable.
+func (cn *conn) tlsQuiet() bool {
+	if cn.nc.SetReadDeadline(time.Unix(1, 0)) != nil {
+		return false
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return
-	}
-	cn.raw = rc
-	cn.peek = func(fd uintptr) bool {
-		var b [1]byte
-		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		cn.peekQuiet = err == unix.EAGAIN || err == unix.EINTR // else bytes, end of stream or an error
-		return true
-	}
+	_, err := cn.br.Peek(1)
+	return errors.Is(err, os.ErrDeadlineExceeded) && cn.nc.SetReadDeadline(time.Time{}) == nil
 }
 
 // expire makes every blocked or later I/O on cn fail at once. It is what a

@@ -3,11 +3,15 @@ package h1
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -214,4 +218,126 @@ func TestIdleTimeout(t *testing.T) {
 	if got := conns.Load(); got != 2 {
 		t.Errorf("%d connections, want 2: an expired idle connection was used", got)
 	}
+}
+
+// TestIdleUnsolicitedBytesTLS is TestIdleUnsolicitedBytes over TLS, with the
+// stray bytes sent in the same TCP write as the response: crypto/tls reads
+// them with it, so they wait in its buffer, where a peek at the socket does
+// not see them.
+func TestIdleUnsolicitedBytesTLS(t *testing.T) {
+	cert, roots := selfSigned(t)
+	srvConfig := &tls.Config{Certificates: []tls.Certificate{cert}}
+	for name, extra := range map[string]string{
+		"Response": "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nEVIL",
+		"CRLF":     "\r\n",
+		"Close":    "", // a close_notify
+	} {
+		t.Run(name, func(t *testing.T) {
+			srv := newRawServer(t, func(c net.Conn, _ *bufio.Reader) {
+				cc := &corkedConn{Conn: c}
+				tc := tls.Server(cc, srvConfig)
+				defer tc.Close()
+				br := bufio.NewReader(tc)
+				for readRequest(br) != "" {
+					cc.corked = true // two TLS records, one TCP write
+					io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+					if extra == "" {
+						tc.CloseWrite()
+					} else {
+						io.WriteString(tc, extra)
+					}
+					if cc.flush() != nil {
+						return
+					}
+				}
+			})
+			c := newClient(t, Options{TLSConfig: &tls.Config{RootCAs: roots}})
+			u := strings.Replace(srv.url("/"), "http:", "https:", 1)
+			mustGet(t, c, u)
+			if _, body := mustGet(t, c, u); body != "ok" {
+				t.Errorf("second response %q, want ok", body)
+			}
+			if got := srv.conns.Load(); got != 2 {
+				t.Errorf("%d connections, want 2", got)
+			}
+		})
+	}
+}
+
+// TestIdleTLSConnReused checks that the look into crypto/tls's buffer leaves a
+// quiet connection usable: no deadline left on it, nothing lost.
+func TestIdleTLSConnReused(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.URL.Path)
+	}))
+	var conns atomic.Int32
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	c := newClient(t, Options{TLSConfig: &tls.Config{RootCAs: roots}})
+	for i := range 20 {
+		path := fmt.Sprintf("/%d", i)
+		if _, body := mustGet(t, c, srv.URL+path); body != path {
+			t.Fatalf("request %d: body %q", i, body)
+		}
+	}
+	if got := conns.Load(); got != 1 {
+		t.Errorf("%d connections, want 1", got)
+	}
+}
+
+// corkedConn holds what is written while corked and sends it in one write on
+// flush.
+type corkedConn struct {
+	net.Conn
+	corked bool
+	buf    []byte
+}
+
+func (c *corkedConn) Write(p []byte) (int, error) {
+	if c.corked {
+		c.buf = append(c.buf, p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *corkedConn) flush() error {
+	c.corked = false
+	c.Conn.SetWriteDeadline(time.Time{}) // tls.Conn.CloseWrite sets one to fail later writes
+	_, err := c.Conn.Write(c.buf)
+	c.buf = c.buf[:0]
+	return err
+}
+
+// selfSigned returns a certificate for 127.0.0.1 and a pool that trusts it.
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, roots
 }

@@ -8,25 +8,33 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 )
 
 // A run looks each host name up once: a list over thousands of hosts would
 // otherwise send a lookup per connection (Go's resolver caches nothing).
 const (
-	dnsCacheSize = 16 << 10        // names kept, the least recently used dropped first
+	dnsCacheSize = 16 << 10         // names kept, the least recently used dropped first
 	dnsKeep      = 30 * time.Minute // how long an answer is used (a run of hours looks again)
 	dnsFailKeep  = 10 * time.Second // how long a failure is: a flaky resolver gets another chance
 )
 
 // resolver caches lookups for dialer, bounded, with failures cached briefly.
-// Concurrent lookups of one name share one query.
+// Concurrent lookups of one name share one query. (golang-lru's expirable LRU
+// would expire entries itself, but with a goroutine per cache that never
+// ends: an answer's age is checked when it is read instead.)
 type resolver struct {
 	lookup  func(ctx context.Context, host string) ([]netip.Addr, error)
-	ok      *expirable.LRU[string, []netip.Addr]
-	failed  *expirable.LRU[string, error]
+	cache   *lru.Cache[string, answer]
 	flights singleflight.Group
+}
+
+// answer is a cached lookup: its addresses or its error, until when.
+type answer struct {
+	addrs []netip.Addr
+	err   error
+	until time.Time
 }
 
 func newResolver(lookup func(ctx context.Context, host string) ([]netip.Addr, error)) *resolver {
@@ -35,20 +43,17 @@ func newResolver(lookup func(ctx context.Context, host string) ([]netip.Addr, er
 			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 		}
 	}
-	return &resolver{
-		lookup: lookup,
-		ok:     expirable.NewLRU[string, []netip.Addr](dnsCacheSize, nil, dnsKeep),
-		failed: expirable.NewLRU[string, error](dnsCacheSize/4, nil, dnsFailKeep),
+	cache, err := lru.New[string, answer](dnsCacheSize)
+	if err != nil {
+		panic(err) // only for a size <= 0
 	}
+	return &resolver{lookup: lookup, cache: cache}
 }
 
 // addrs returns host's addresses, from the cache or one lookup.
 func (r *resolver) addrs(ctx context.Context, host string) ([]netip.Addr, error) {
-	if a, ok := r.ok.Get(host); ok {
-		return a, nil
-	}
-	if err, ok := r.failed.Get(host); ok {
-		return nil, err
+	if a, ok := r.cache.Get(host); ok && time.Now().Before(a.until) {
+		return a.addrs, a.err
 	}
 	v, err, _ := r.flights.Do(host, func() (any, error) {
 		// Not the caller's context: one caller giving up must not fail the
@@ -60,10 +65,10 @@ func (r *resolver) addrs(ctx context.Context, host string) ([]netip.Addr, error)
 			err = &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}
 		}
 		if err != nil {
-			r.failed.Add(host, err)
+			r.cache.Add(host, answer{err: err, until: time.Now().Add(dnsFailKeep)})
 			return nil, err
 		}
-		r.ok.Add(host, a)
+		r.cache.Add(host, answer{addrs: a, until: time.Now().Add(dnsKeep)})
 		return a, nil
 	})
 	if err != nil {

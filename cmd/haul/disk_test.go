@@ -43,8 +43,6 @@ func mountTmpfs(t *testing.T, opts string) string {
 	return dir
 }
 
-// A full disk stops the run with exit 3 and a clear message; nothing at a final
-// name is corrupt.
 // A manifest on a full disk keeps only whole lines (still valid JSON lines),
 // and the run says the manifest could not be written (exit 3).
 func TestE2EManifestDiskFull(t *testing.T) {
@@ -80,6 +78,8 @@ func TestE2EManifestDiskFull(t *testing.T) {
 	}
 }
 
+// A full disk stops the run with exit 3 and a clear message; nothing at a final
+// name is corrupt.
 func TestE2EDiskFull(t *testing.T) {
 	t.Parallel()
 	dir := mountTmpfs(t, "size=1m")

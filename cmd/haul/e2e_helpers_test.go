@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rogpeppe/go-internal/testscript"
 	"golang.org/x/sys/unix"
 
 	"github.com/haul/haul/download/downloadtest"
@@ -35,9 +36,18 @@ import (
 // haulBin is the path of the haul binary built by TestMain.
 var haulBin string
 
+// TestMain serves two purposes. Started as "haul" (by a script of TestScript),
+// this test binary is haul: testscript.Main runs main(), which exits with
+// haul's exit code. Otherwise it installs itself as "haul" in the PATH of the
+// scripts, and buildHaul builds the binary the Go tests run before the tests.
 func TestMain(m *testing.M) {
-	os.Exit(testMain(m))
+	testscript.Main(buildHaul{m}, map[string]func(){"haul": main})
 }
+
+// buildHaul runs the tests once haulBin is built.
+type buildHaul struct{ m *testing.M }
+
+func (b buildHaul) Run() int { return testMain(b.m) }
 
 func testMain(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "haul-e2e-")

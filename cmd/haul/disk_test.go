@@ -100,6 +100,9 @@ func TestE2EDiskFull(t *testing.T) {
 	if !strings.Contains(r.stderr, "the list was not read to the end") {
 		t.Errorf("stderr does not say that the rest of the list was not started:\n%s", r.stderr)
 	}
+	if !strings.Contains(r.stderr, " more stopped unfinished when the run stopped: run the same command again to resume them") {
+		t.Errorf("stderr does not sum up the entries the full disk cut short:\n%s", r.stderr)
+	}
 	for name, b := range files(t, dir) {
 		if !strings.HasSuffix(name, ".part") && !bytes.Equal(b, want[name]) {
 			t.Errorf("%s holds %d bytes that are not the file", name, len(b))

@@ -62,6 +62,8 @@ func TestE2EUsageErrors(t *testing.T) {
 		{[]string{u, "-d"}, []int{2}, "needs an argument"},
 		{[]string{u + "\n" + u}, []int{2}, "argument 1"},
 		{[]string{"--cacert", "/nonexistent/ca.pem", u}, []int{2}, "cacert"},
+		{[]string{"--cacert", regular, u}, []int{2}, "no PEM certificates"},
+		{[]string{"--user-agent", "a\x01b", u}, []int{2}, "--user-agent"},
 		{[]string{"--manifest", "/nonexistent/dir/m.jsonl", u}, []int{2, 3}, "manifest"},
 		{[]string{"-d", filepath.Join(regular, "sub"), u}, []int{3}, "output directory"},
 		{[]string{"-d", regular, u}, []int{3}, "output directory"},
@@ -314,5 +316,42 @@ func TestE2EManifestReaderGone(t *testing.T) {
 	}
 	if done == len(bodies) {
 		t.Errorf("all %d files fetched: the run did not stop when its manifest's reader left", done)
+	}
+}
+
+// The summary lists each failed URL with its reason up to 1000 of them, then
+// counts the rest, which are in the lines above it (and in the manifest).
+func TestE2ESummaryListsAtMost1000Failures(t *testing.T) {
+	t.Parallel()
+	const n = 1003
+	var lines []string
+	for i := range n {
+		lines = append(lines, fmt.Sprintf("http://127.0.0.1:1/refused/%04d", i)) // nothing listens on port 1
+	}
+	r := runHaul(t, strings.NewReader(strings.Join(lines, "\n")+"\n"), "-q", "--retries", "0", "-d", filepath.Join(t.TempDir(), "out"))
+	wantCode(t, r, 1)
+	above, list, found := strings.Cut(r.stderr, fmt.Sprintf("haul: %d failed:\n", n))
+	if !found {
+		t.Fatalf("no summary of %d failures:\n%s", n, clip(r.stderr))
+	}
+	printed := 0
+	for _, l := range strings.Split(above, "\n") {
+		if strings.HasPrefix(l, "haul: get http://127.0.0.1:1/refused/") {
+			printed++
+		}
+	}
+	if printed != n {
+		t.Errorf("%d failures printed as they happened, want %d", printed, n)
+	}
+	listed := strings.Split(strings.TrimSuffix(list, "\n"), "\n")
+	if len(listed) != 1001 || listed[1000] != "  ... and 3 more (see the lines above or --manifest)" {
+		t.Fatalf("summary has %d lines after its head, want 1000 failures and a count of the 3 more; last: %q",
+			len(listed), listed[len(listed)-1])
+	}
+	for _, l := range listed[:1000] {
+		if !strings.HasPrefix(l, "  get http://127.0.0.1:1/refused/") || !strings.Contains(l, "connection refused") {
+			t.Errorf("summary line %q does not name a failed URL and its reason", l)
+			break
+		}
 	}
 }

@@ -328,7 +328,8 @@ func TestE2ESummaryListsAtMost1000Failures(t *testing.T) {
 	for i := range n {
 		lines = append(lines, fmt.Sprintf("http://127.0.0.1:1/refused/%04d", i)) // nothing listens on port 1
 	}
-	r := runHaul(t, strings.NewReader(strings.Join(lines, "\n")+"\n"), "-q", "--retries", "0", "-d", filepath.Join(t.TempDir(), "out"))
+	r := runHaul(t, strings.NewReader(strings.Join(lines, "\n")+"\n"), "-q", "-j", "64", "--retries", "0",
+		"-d", filepath.Join(t.TempDir(), "out"))
 	wantCode(t, r, 1)
 	above, list, found := strings.Cut(r.stderr, fmt.Sprintf("haul: %d failed:\n", n))
 	if !found {

@@ -118,9 +118,19 @@ func startPiped(t *testing.T, args ...string) (cmd *exec.Cmd, w io.WriteCloser, 
 // runHaul runs haul with args to the end.
 func runHaul(t *testing.T, stdin io.Reader, args ...string) result {
 	t.Helper()
+	return runHaulEnv(t, nil, stdin, args...)
+}
+
+// runHaulEnv is runHaul with env ("KEY=value", which wins over the test's own
+// environment) added to haul's environment.
+func runHaulEnv(t *testing.T, env []string, stdin io.Reader, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
 	defer cancel()
 	cmd, stdout, stderr := haulCmd(ctx, stdin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	t0 := time.Now()
 	err := cmd.Run()
 	r := result{stdout: stdout.String(), stderr: stderr.String(), dur: time.Since(t0)}

@@ -397,3 +397,35 @@ func TestE2EOpenFileLimit(t *testing.T) {
 	}
 	checkFiles(t, dir, want)
 }
+
+// TLS trust from SSL_CERT_FILE or SSL_CERT_DIR works as --cacert does, and the
+// protocol is HTTP/2 where the server offers it, HTTP/1.1 with --http1.1.
+func TestE2ETLSFromTheEnvironmentAndHTTP11(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t, downloadtest.HTTP2())
+	b := body(1706, 3000)
+	ca := s.CAFile(t)
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		args  []string
+		proto string
+	}{
+		{"SSL_CERT_FILE", []string{"SSL_CERT_FILE=" + ca}, nil, "HTTP/2.0"},
+		{"SSL_CERT_DIR", []string{"SSL_CERT_FILE=/nonexistent", "SSL_CERT_DIR=" + filepath.Dir(ca)}, nil, "HTTP/2.0"},
+		{"--cacert --http1.1", nil, []string{"--cacert", ca, "--http1.1"}, "HTTP/1.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := "/" + strings.NewReplacer(" ", "", "-", "").Replace(tc.name) + ".bin"
+			u := s.Add(p, b)
+			dir := filepath.Join(t.TempDir(), "out")
+			r := runHaulEnv(t, tc.env, nil, append(append([]string{"-d", dir, "--retries", "0"}, tc.args...), u)...)
+			wantCode(t, r, 0)
+			checkFiles(t, dir, map[string][]byte{hostDir(s) + p: b})
+			if log := s.Log(p); len(log) != 1 || log[0].Proto != tc.proto {
+				t.Errorf("requests %+v, want one over %s", log, tc.proto)
+			}
+		})
+	}
+}

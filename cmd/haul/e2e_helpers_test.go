@@ -1,11 +1,17 @@
 package main
 
-// Helpers for the end-to-end tests in e2e_test.go: they build the real haul
-// binary once (TestMain) and run it as a subprocess against local test servers.
+// End-to-end tests: the real haul binary (built once by TestMain) run as a
+// subprocess against downloadtest servers on 127.0.0.1, checked by the files it
+// leaves, its exit code, its stderr and its manifest. They are split by feature:
+// input_test.go, naming_test.go, resume_test.go, network_test.go, disk_test.go,
+// output_test.go, compress_test.go and interrupt_test.go. This file holds what
+// they share.
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,8 +23,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+	"golang.org/x/sys/unix"
 
 	"github.com/haul/haul/download/downloadtest"
 )
@@ -26,9 +36,18 @@ import (
 // haulBin is the path of the haul binary built by TestMain.
 var haulBin string
 
+// TestMain serves two purposes. Started as "haul" (by a script of TestScript),
+// this test binary is haul: testscript.Main runs main(), which exits with
+// haul's exit code. Otherwise it installs itself as "haul" in the PATH of the
+// scripts, and buildHaul builds the binary the Go tests run before the tests.
 func TestMain(m *testing.M) {
-	os.Exit(testMain(m))
+	testscript.Main(buildHaul{m}, map[string]func(){"haul": main})
 }
+
+// buildHaul runs the tests once haulBin is built.
+type buildHaul struct{ m *testing.M }
+
+func (b buildHaul) Run() int { return testMain(b.m) }
 
 func testMain(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "haul-e2e-")
@@ -99,9 +118,19 @@ func startPiped(t *testing.T, args ...string) (cmd *exec.Cmd, w io.WriteCloser, 
 // runHaul runs haul with args to the end.
 func runHaul(t *testing.T, stdin io.Reader, args ...string) result {
 	t.Helper()
+	return runHaulEnv(t, nil, stdin, args...)
+}
+
+// runHaulEnv is runHaul with env ("KEY=value", which wins over the test's own
+// environment) added to haul's environment.
+func runHaulEnv(t *testing.T, env []string, stdin io.Reader, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
 	defer cancel()
 	cmd, stdout, stderr := haulCmd(ctx, stdin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	t0 := time.Now()
 	err := cmd.Run()
 	r := result{stdout: stdout.String(), stderr: stderr.String(), dur: time.Since(t0)}
@@ -319,4 +348,39 @@ func waitFor(d time.Duration, cond func() bool) bool {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\n")
+	return s[strings.LastIndexByte(s, '\n')+1:]
+}
+
+// openPTY returns a new pseudo-terminal's master and slave ends.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		m.Close()
+		t.Skipf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetUint32(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		m.Close()
+		t.Skipf("ptsname: %v", err)
+	}
+	sl, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		m.Close()
+		t.Skipf("opening the pty slave: %v", err)
+	}
+	t.Cleanup(func() { m.Close(); sl.Close() })
+	return m, sl
 }

@@ -1,17 +1,19 @@
 package main
 
-// Process-level interruption tests: the real binary is stopped with SIGINT or
-// SIGKILL in the middle of a large download and of a many-file list, then run
-// again. Every file must end up identical, and the re-run must fetch far less
-// than everything.
+// Interruption tests: the real binary is stopped with SIGINT, SIGTERM, SIGHUP or
+// SIGKILL in the middle of a large download, of a many-file list, or while its
+// list is still being written, then run again. Nothing partial ever appears at a
+// final name, every file ends up identical, and the re-run fetches far less than
+// everything.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -168,33 +170,241 @@ func TestInterruptManyFiles(t *testing.T) {
 	}
 }
 
-// Two processes started at once on the same list and directory never write the
-// same file together: both finish, every file is correct, and each file is
-// fetched about once.
-func TestTwoProcessesOneDirectory(t *testing.T) {
-	const n = 60
+// 11. SIGINT, SIGTERM or SIGHUP mid-run: haul stops within a couple of seconds with exit
+// 130, says to run again, leaves nothing partial at a final name, and a re-run
+// completes the rest.
+func TestE2EInterrupt(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			s := downloadtest.New(t)
+			h := hostDir(s)
+			want := map[string][]byte{}
+			var fast, slow, lines []string
+			for i := range 8 {
+				p := fmt.Sprintf("/fast/%d.bin", i)
+				b := body(uint64(1100+i), 2000)
+				lines = append(lines, s.Add(p, b))
+				want[h+p] = b
+				fast = append(fast, p)
+			}
+			for i := range 4 {
+				p := fmt.Sprintf("/slow/%d.bin", i)
+				b := body(uint64(1200+i), 256<<10)
+				// The first request of each sends 64 KiB, then stalls until the
+				// client goes away; later requests are served normally.
+				lines = append(lines, s.Add(p, b, downloadtest.Stall(64<<10, time.Minute, 1)))
+				want[h+p] = b
+				slow = append(slow, p)
+			}
+			list := writeList(t, lines...)
+			dir := filepath.Join(t.TempDir(), "out")
+			man := filepath.Join(t.TempDir(), "m.jsonl")
+
+			cmd, _, stderr := haulCmd(t.Context(), nil, "-i", list, "-d", dir, "-j", "16", "--manifest", man)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			ready := waitFor(15*time.Second, func() bool {
+				for _, p := range fast {
+					if _, err := os.Stat(filepath.Join(dir, h, p)); err != nil {
+						return false
+					}
+				}
+				for _, p := range slow {
+					fi, err := os.Stat(filepath.Join(dir, h, p) + ".part")
+					if err != nil || fi.Size() < 64<<10 {
+						return false
+					}
+				}
+				return true
+			})
+			if !ready {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("the fast files and the slow files' first 64 KiB did not arrive:\n%s", stderr)
+			}
+			t0 := time.Now()
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			waited := make(chan struct{})
+			go func() { cmd.Wait(); close(waited) }()
+			select {
+			case <-waited:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				<-waited
+				t.Fatalf("haul still running 10s after %v:\n%s", sig, stderr)
+			}
+			took := time.Since(t0)
+			t.Logf("stopped %v after %v", took, sig)
+			if took > 3*time.Second {
+				t.Errorf("took %v to stop after %v", took, sig)
+			}
+			if code := cmd.ProcessState.ExitCode(); code != 130 {
+				t.Errorf("exit code %d after %v, want 130\n%s", code, sig, stderr)
+			}
+			if !regexp.MustCompile(`(?i)interrupt`).MatchString(stderr.String()) ||
+				!regexp.MustCompile(`(?i)resume|again`).MatchString(stderr.String()) {
+				t.Errorf("stderr does not say it was interrupted and how to resume:\n%s", stderr)
+			}
+			// Nothing partial at a final name: every final file is the whole file.
+			for name, b := range files(t, dir) {
+				if strings.HasSuffix(name, ".part") {
+					continue
+				}
+				if w, ok := want[name]; !ok || !bytes.Equal(w, b) {
+					t.Errorf("after %v, %s holds %d bytes that are not the %d served", sig, name, len(b), len(w))
+				}
+			}
+			for _, p := range slow {
+				if _, err := os.Stat(filepath.Join(dir, h, p)); err == nil {
+					t.Errorf("%s is at its final name though it never finished", p)
+				}
+			}
+			for _, m := range readManifest(t, man) {
+				if m.Status == "failed" && !strings.Contains(str(m.Error), "interrupt") {
+					t.Errorf("an entry failed for another reason than the interrupt: %+v", m)
+				}
+			}
+
+			r := runHaul(t, nil, "-i", list, "-d", dir, "-j", "16")
+			wantCode(t, r, 0)
+			checkFiles(t, dir, want)
+			for _, p := range fast {
+				if n := s.Requests(p); n != 1 {
+					t.Errorf("%s, finished before the interrupt, requested %d times", p, n)
+				}
+			}
+		})
+	}
+}
+
+// Ctrl-C while the list is still being written (a pipe held open, as with
+// `tail -f list | haul` or a slow producer) stops haul all the same.
+func TestE2EInterruptWhileReadingInput(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	b := body(1900, 1000)
+	u := s.Add("/first.bin", b)
+	dir := filepath.Join(t.TempDir(), "out")
+	cmd, w, stderr := startPiped(t, "-d", dir)
+	defer w.Close()
+	fmt.Fprintln(w, u)
+	if !waitFor(10*time.Second, func() bool { _, err := os.Stat(filepath.Join(dir, hostDir(s), "first.bin")); return err == nil }) {
+		t.Fatalf("the first entry never arrived:\n%s", stderr)
+	}
+	t0 := time.Now()
+	cmd.Process.Signal(os.Interrupt)
+	waited := make(chan struct{})
+	go func() { cmd.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(5 * time.Second):
+		t.Errorf("haul still running 5s after SIGINT while stdin is open (it only stops when stdin closes)")
+		w.Close()
+		select {
+		case <-waited:
+			t.Logf("it stopped once stdin was closed, exit %d", cmd.ProcessState.ExitCode())
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-waited
+		}
+		return
+	}
+	t.Logf("stopped %v after SIGINT", time.Since(t0))
+	if code := cmd.ProcessState.ExitCode(); code != 130 {
+		t.Errorf("exit code %d, want 130\n%s", code, stderr)
+	}
+}
+
+// A second Ctrl-C ends haul at once, even while the first one is being handled
+// (here: a transfer stalled and the list still open on a pipe).
+func TestE2ESecondInterrupt(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	u := s.Add("/stuck.bin", body(1901, 256<<10), downloadtest.Stall(64<<10, time.Minute, downloadtest.Always))
+	dir := filepath.Join(t.TempDir(), "out")
+	cmd, w, stderr := startPiped(t, "-d", dir)
+	defer w.Close()
+	fmt.Fprintln(w, u)
+	part := filepath.Join(dir, hostDir(s), "stuck.bin.part")
+	if !waitFor(10*time.Second, func() bool { fi, err := os.Stat(part); return err == nil && fi.Size() >= 64<<10 }) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("no progress:\n%s", stderr)
+	}
+	waited := make(chan struct{})
+	go func() { cmd.Wait(); close(waited) }()
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-waited:
+		t.Logf("the first SIGINT was enough")
+	case <-time.After(300 * time.Millisecond):
+		t0 := time.Now()
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-waited:
+			t.Logf("stopped %v after the second SIGINT", time.Since(t0))
+		case <-time.After(3 * time.Second):
+			cmd.Process.Kill()
+			<-waited
+			t.Fatalf("haul survived a second SIGINT for 3s")
+		}
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 130 && code != -1 {
+		t.Errorf("exit code %d, want 130 or killed by the signal", code)
+	}
+	if _, err := os.Stat(filepath.Join(dir, hostDir(s), "stuck.bin")); err == nil {
+		t.Errorf("a partial file is at the final name")
+	}
+}
+
+// kill -9 mid-run: nothing partial at a final name, and a re-run finishes.
+func TestE2EKill9(t *testing.T) {
+	t.Parallel()
 	s := downloadtest.New(t)
 	want := map[string][]byte{}
 	var lines []string
-	for i := range n {
-		b := body(uint64(500+i), 200_000)
-		p := fmt.Sprintf("/g/%02d.bin", i)
-		lines = append(lines, s.Add(p, b, downloadtest.Delay(20*time.Millisecond)))
+	for i := range 6 {
+		p := fmt.Sprintf("/k/%d.bin", i)
+		b := body(uint64(1950+i), 200<<10)
+		var opts []downloadtest.FileOption
+		if i%2 == 1 {
+			opts = append(opts, downloadtest.Stall(100<<10, time.Minute, 1))
+		}
+		lines = append(lines, s.Add(p, b, opts...))
 		want[hostDir(s)+p] = b
 	}
 	list := writeList(t, lines...)
-	dir := t.TempDir()
-	var wg sync.WaitGroup
-	results := make([]result, 2)
-	for i := range results {
-		wg.Go(func() { results[i] = runHaul(t, nil, "-q", "-j", "4", "-i", list, "-d", dir) })
+	dir := filepath.Join(t.TempDir(), "out")
+	cmd, _, stderr := haulCmd(t.Context(), nil, "-i", list, "-d", dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
-	for _, r := range results {
-		wantCode(t, r, exitOK)
+	if !waitFor(10*time.Second, func() bool {
+		for i := 1; i < 6; i += 2 {
+			fi, err := os.Stat(filepath.Join(dir, hostDir(s), "k", fmt.Sprint(i, ".bin.part")))
+			if err != nil || fi.Size() < 100<<10 {
+				return false
+			}
+		}
+		return true
+	}) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("no progress:\n%s", stderr)
 	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	for name, b := range files(t, dir) {
+		if !strings.HasSuffix(name, ".part") && !bytes.Equal(b, want[name]) {
+			t.Errorf("after kill -9, %s holds %d bytes that are not the file", name, len(b))
+		}
+	}
+	r := runHaul(t, nil, "-i", list, "-d", dir)
+	wantCode(t, r, 0)
 	checkFiles(t, dir, want)
-	if total := s.TotalRequests(); total > n+8 {
-		t.Errorf("%d requests for %d files: files were fetched twice", total, n)
-	}
 }

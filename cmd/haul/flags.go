@@ -134,6 +134,11 @@ func parseOptions(c *cli.Context) (*options, error) {
 	if c.IsSet("compress-level") && o.compress == "" {
 		return nil, fmt.Errorf("--compress-level needs --compress gzip or zstd")
 	}
+	// Checked here, before the manifest or the directory is touched.
+	if most := map[string]int{"gzip": 9, "zstd": 22}[o.compress]; c.IsSet("compress-level") &&
+		(o.compressLevel < 1 || o.compressLevel > most) {
+		return nil, fmt.Errorf("--compress-level %d: want 1-%d for %s", o.compressLevel, most, o.compress)
+	}
 	var err error
 	if o.layout, err = naming.ParseLayout(c.String("layout")); err != nil {
 		return nil, err

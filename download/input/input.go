@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/haul/haul/download/naming"
+	"github.com/haul/haul/internal/urlid"
 	"github.com/haul/haul/sink"
 )
 
@@ -182,36 +183,36 @@ func hasControl(s string) bool {
 // checkURL reports why s is not an absolute http or https URL with a host, or nil.
 func checkURL(s string) error {
 	if hasControl(s) {
-		return fmt.Errorf("invalid URL %s: control character", quoteShort(s))
+		return fmt.Errorf("invalid URL %s: control character", quoteURL(s))
 	}
 	if !utf8.ValidString(s) {
 		// The manifest (JSON) could not give it back as written; a URL's bytes
 		// beyond ASCII are percent-encoded anyway.
-		return fmt.Errorf("invalid URL %s: not valid UTF-8 (percent-encode such bytes)", quoteShort(s))
+		return fmt.Errorf("invalid URL %s: not valid UTF-8 (percent-encode such bytes)", quoteURL(s))
 	}
 	beforeFragment, _, _ := strings.Cut(s, "#")
 	if _, query, ok := strings.Cut(beforeFragment, "?"); ok && strings.Contains(query, " ") {
 		// A space in the path is sent encoded; in the query it would go as is,
 		// breaking the request line (only a JSON line can hold one).
-		return fmt.Errorf("invalid URL %s: a space in the query (write it as %%20)", quoteShort(s))
+		return fmt.Errorf("invalid URL %s: a space in the query (write it as %%20)", quoteURL(s))
 	}
 	u, err := url.Parse(s)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
-			err = ue.Err
+			err = ue.Err // url.Error's text repeats the URL, password and all
 		}
-		return fmt.Errorf("invalid URL %s: %v", quoteShort(s), err)
+		return fmt.Errorf("invalid URL %s: %v", quoteURL(s), err)
 	}
 	switch strings.ToLower(u.Scheme) {
 	case "http", "https":
 	case "":
-		return fmt.Errorf("invalid URL %s: not absolute (need http:// or https://)", quoteShort(s))
+		return fmt.Errorf("invalid URL %s: not absolute (need http:// or https://)", quoteURL(s))
 	default:
 		return fmt.Errorf("unsupported scheme %s", quoteShort(u.Scheme))
 	}
 	if u.Hostname() == "" {
-		return fmt.Errorf("invalid URL %s: missing host", quoteShort(s))
+		return fmt.Errorf("invalid URL %s: missing host", quoteURL(s))
 	}
 	return nil
 }
@@ -251,6 +252,9 @@ func cleanOut(p string) (string, error) {
 }
 
 // quoteShort returns s quoted for an error message, shortened if long.
+// quoteURL quotes a URL for a message, without its password.
+func quoteURL(s string) string { return quoteShort(urlid.Redact(s)) }
+
 func quoteShort(s string) string {
 	if len(s) > 100 {
 		return strconv.Quote(s[:100]) + "..."

@@ -305,3 +305,24 @@ func FuzzParseLine(f *testing.F) {
 		}
 	})
 }
+
+// A bad line's message never prints the password of the URL on it, even when
+// the URL does not parse (the message goes to stderr and the manifest).
+func TestBadLinePasswordRedacted(t *testing.T) {
+	for _, line := range []string{
+		"http://user:secret@[::1/x",
+		`{"url":"http://user:secret@127.0.0.1:1/a?x y"}`,
+		"http://u:secret@h/%zz",
+		"http://u:secret@/x",
+		"http://u:secret@h/\x01",
+	} {
+		_, _, err := ParseLine([]byte(line), 1)
+		if err == nil {
+			t.Errorf("%q parsed", line)
+			continue
+		}
+		if strings.Contains(err.Error(), "secret") {
+			t.Errorf("%q: message %q shows the password", line, err)
+		}
+	}
+}

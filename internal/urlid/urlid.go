@@ -3,7 +3,6 @@ package urlid
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"net/url"
 	"strings"
 )
 
@@ -63,17 +62,29 @@ func StripUserinfo(rawURL string) string {
 	return rawURL[:i+3] + rawURL[i+3+at+1:]
 }
 
-// Redact replaces the password in a URL with "xxxxx" (url.URL.Redacted), so
-// that messages do not print it. Only for messages: it parses the URL.
+// Redact replaces the password in a URL with "xxxxx", as url.URL.Redacted
+// does, so that messages do not print it; the rest stays as written. It
+// parses nothing, so a URL that does not parse (a bad input line) is masked
+// too: the password is what follows the userinfo's first ':', up to the
+// authority's last '@'. Only for messages.
 func Redact(rawURL string) string {
 	if !strings.Contains(rawURL, "@") {
 		return rawURL
 	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
+	i := strings.Index(rawURL, "://")
+	if i < 0 {
 		return rawURL
 	}
-	return u.Redacted()
+	auth := rawURL[i+3:]
+	if end := strings.IndexAny(auth, "/?#"); end >= 0 {
+		auth = auth[:end]
+	}
+	at := strings.LastIndexByte(auth, '@')
+	colon := strings.IndexByte(auth, ':')
+	if at < 0 || colon < 0 || colon > at {
+		return rawURL
+	}
+	return rawURL[:i+3+colon+1] + "xxxxx" + rawURL[i+3+at:]
 }
 
 // HostKey returns the URL's host:port, lower-cased, with the port as a number

@@ -35,6 +35,11 @@ func TestRedact(t *testing.T) {
 		"http://user:pw@h:8080/a?x@y": "http://user:xxxxx@h:8080/a?x@y",
 		"http://user@h/a":             "http://user@h/a",
 		"http://h/a:b@c":              "http://h/a:b@c",
+		// Unparseable: masked all the same.
+		"http://user:secret@[::1/x":       "http://user:xxxxx@[::1/x",
+		"http://u:p%zz@h/x":               "http://u:xxxxx@h/x",
+		"http://u:p@ss@h:99999999999/a b": "http://u:xxxxx@h:99999999999/a b",
+		"http://user@[::1/x":              "http://user@[::1/x",
 	} {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)

@@ -420,3 +420,43 @@ func TestE2EKill9(t *testing.T) {
 	wantCode(t, r, 0)
 	checkFiles(t, dir, want)
 }
+
+// Ctrl-C with entries read but not started (--per-host 1 holds three of the
+// four workers, and two entries wait in the channel): every line of the list,
+// which was read to the end, is in the manifest, and the summary counts them,
+// so that a list filtered to the failures is the rest of the work.
+func TestE2EInterruptReportsEntriesNotStarted(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	var lines []string
+	for i := range 6 {
+		lines = append(lines, s.Add(fmt.Sprintf("/s%d", i), body(uint64(1300+i), 200<<10),
+			downloadtest.Stall(16<<10, time.Minute, downloadtest.Always)))
+	}
+	list := writeList(t, lines...)
+	dir := t.TempDir()
+	man := filepath.Join(t.TempDir(), "m.jsonl")
+	cmd, _, stderr := haulCmd(t.Context(), nil, "-i", list, "-d", dir, "-j", "4", "--per-host", "1", "--manifest", man)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !waitFor(15*time.Second, func() bool { return s.TotalRequests() >= 1 }) {
+		cmd.Process.Kill()
+		t.Fatal("no request started")
+	}
+	time.Sleep(200 * time.Millisecond) // the list's reader is waiting to hand over the rest
+	cmd.Process.Signal(os.Interrupt)
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
+		t.Fatalf("exit %d, want %d\n%s", code, exitInterrupted, stderr)
+	}
+	got := byURL(t, readManifest(t, man))
+	for _, u := range lines {
+		if m, ok := got[u]; !ok || m.Status != "failed" || !strings.Contains(str(m.Error), "interrupted") {
+			t.Errorf("%s: %+v, want failed as interrupted", u, m)
+		}
+	}
+	if !strings.Contains(stderr.String(), "interrupted: 6 stopped unfinished") {
+		t.Errorf("the summary does not count them:\n%s", stderr)
+	}
+}

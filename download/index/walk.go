@@ -386,7 +386,20 @@ func (w *Walker) open(it item, skip, tries int) (input.Entry, bool, error) {
 	isHTML, known := htmlType(resp.Header.Get("Content-Type"))
 	if !known {
 		br := bufio.NewReaderSize(resp.Body, 512)
-		head, _ := br.Peek(512)
+		head, err := br.Peek(512)
+		if err != nil && err != io.EOF {
+			// Cut or stalled before 512 bytes: what it is cannot be told.
+			stall.stop()
+			if c := context.Cause(ctx); c != nil && c != context.Canceled {
+				err = c
+			}
+			cancel(errAbandoned)
+			resp.Body.Close()
+			if retryable(err) && tries <= w.retries && w.ctx.Err() == nil {
+				return w.open(it, skip, tries)
+			}
+			return input.Entry{}, false, w.dirError(it.url, err)
+		}
 		isHTML, _ = htmlType(http.DetectContentType(head))
 		body = struct {
 			io.Reader

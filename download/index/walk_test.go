@@ -619,7 +619,7 @@ func TestWalkPageCutShort(t *testing.T) {
 // A server that sends nothing, before or within the page, is given up on
 // after Timeout, and asked again.
 func TestWalkStall(t *testing.T) {
-	tr := &tree{dirs: map[string][]string{"/": {"a/", "b/"}, "/a/": {"fa"}, "/b/": {"fb"}}}
+	tr := &tree{dirs: map[string][]string{"/": {"a/", "b/", "c/"}, "/a/": {"fa"}, "/b/": {"fb"}, "/c/": {"fc"}}}
 	tr.hook = func(w http.ResponseWriter, r *http.Request, hit int) bool {
 		if hit > 1 {
 			return false
@@ -634,6 +634,12 @@ func TestWalkStall(t *testing.T) {
 			w.(http.Flusher).Flush()
 			<-r.Context().Done()
 			return true
+		case "/c/": // no Content-Type, and too little to sniff
+			w.Header()["Content-Type"] = nil
+			w.Write([]byte("<a"))
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return true
 		}
 		return false
 	}
@@ -641,7 +647,7 @@ func TestWalkStall(t *testing.T) {
 	defer s.Close()
 	start := time.Now()
 	es, des := walkAll(t, NewSource(context.Background(), s.Client(), []string{s.URL + "/"}, fast(Options{Timeout: 100 * time.Millisecond})))
-	if got, want := urls(es), []string{s.URL + "/a/fa", s.URL + "/b/fb"}; !slices.Equal(got, want) || len(des) > 0 {
+	if got, want := urls(es), []string{s.URL + "/a/fa", s.URL + "/b/fb", s.URL + "/c/fc"}; !slices.Equal(got, want) || len(des) > 0 {
 		t.Errorf("got %q %v, want %q", got, des, want)
 	}
 	if d := time.Since(start); d > 3*time.Second {

@@ -68,8 +68,9 @@ type Options struct {
 	// memory (default 1024); more spill to a temporary file.
 	QueueLen int
 	// TempDir holds the temporary files: the page being read and the
-	// directories that spilled ("": os.TempDir()). Both are unlinked as soon
-	// as they are created.
+	// directories that spilled ("": os.TempDir(); where that is a tmpfs,
+	// they cost memory after all: the output directory's disk is better).
+	// Both are unlinked as soon as they are created.
 	TempDir string
 }
 

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
+	"github.com/haul/haul/download/index"
 	"github.com/haul/haul/download/input"
 	"github.com/haul/haul/download/naming"
 	"github.com/haul/haul/sink"
@@ -243,6 +244,17 @@ func (e *Engine) feed(ctx context.Context, src Source, ch chan<- *entry) error {
 			e.opts.OnResult(r)
 			continue
 		}
+		var de *index.DirError
+		if errors.As(err, &de) {
+			// A directory of -r that could not be listed: a failed entry of
+			// its own (its files are not known), and the walk goes on.
+			r := &Result{Entry: Entry{URL: de.URL, Line: de.Line, Size: -1}, Status: StatusFailed,
+				HTTPStatus: de.Status, Err: &Error{Op: "list", URL: de.URL, Err: de.Err}}
+			e.stats.Queued.Add(1)
+			e.stats.count(r.Status)
+			e.opts.OnResult(r)
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -316,6 +328,10 @@ func (e *Engine) Names(src Source, fn func(name string)) error {
 		}
 		var le *LineError
 		if errors.As(err, &le) {
+			continue
+		}
+		var de *index.DirError
+		if errors.As(err, &de) {
 			continue
 		}
 		if err != nil {

@@ -6,18 +6,23 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/checksums"
+	"github.com/haul/haul/download/index"
 )
 
 // mirrorOptions are the flags that keep a mirror current and verified.
 type mirrorOptions struct {
-	update    bool   // --update/-N
-	dryRun    bool   // --dry-run
-	checksums string // --checksums FILE|URL
+	update         bool   // --update/-N
+	dryRun         bool   // --dry-run
+	checksums      string // --checksums FILE|URL
+	recursive      bool   // -r
+	accept, reject string // -A, -R: comma-separated
+	filter         *index.Filter
 }
 
 func mirrorFlags() []cli.Flag {
@@ -28,13 +33,32 @@ func mirrorFlags() []cli.Flag {
 			Usage: "ask nothing, write nothing: print each entry a run would fetch, resume or replace, and why (exit 1 if any)"},
 		&cli.StringFlag{Name: "checksums",
 			Usage: "expected SHA-256 hashes from `FILE` or URL, in sha256sum (HEX  NAME) or BSD (SHA256 (NAME) = HEX) format"},
+		&cli.BoolFlag{Name: "recursive", Aliases: []string{"r"},
+			Usage: "a URL ending in / is a directory index: download the files it and the indexes below it list (as wget -r -np)"},
+		&cli.StringSliceFlag{Name: "accept", Aliases: []string{"A"},
+			Usage: "with -r, download only files whose name matches one of `LIST` (globs, or suffixes: -A iso,txt)"},
+		&cli.StringSliceFlag{Name: "reject", Aliases: []string{"R"},
+			Usage: "with -r, skip files whose name matches one of `LIST` (reject wins over accept)"},
 	}
 }
 
 func parseMirror(c *cli.Context, o *options) error {
-	o.mirror = mirrorOptions{update: c.Bool("update"), dryRun: c.Bool("dry-run"), checksums: c.String("checksums")}
+	o.mirror = mirrorOptions{update: c.Bool("update"), dryRun: c.Bool("dry-run"), checksums: c.String("checksums"),
+		recursive: c.Bool("recursive"),
+		// urfave splits each value on commas already; NewFilter takes one list.
+		accept: strings.Join(c.StringSlice("accept"), ","), reject: strings.Join(c.StringSlice("reject"), ",")}
 	if o.mirror.dryRun && o.manifest != "" {
 		return fmt.Errorf("--dry-run writes nothing: it takes no --manifest (its lines go to stdout)")
+	}
+	if (o.mirror.accept != "" || o.mirror.reject != "") && !o.mirror.recursive {
+		return fmt.Errorf("--accept and --reject filter what -r finds: they need -r")
+	}
+	if o.mirror.recursive {
+		f, err := index.NewFilter(o.mirror.accept, o.mirror.reject)
+		if err != nil {
+			return err
+		}
+		o.mirror.filter = f
 	}
 	return nil
 }
@@ -58,6 +82,17 @@ func prepareChecksums(ctx context.Context, o *options, eng *download.Engine, set
 		return nil, nil, err
 	}
 	return run, closeAll, nil
+}
+
+// walk wraps src for -r: lines ending in "/" become the files their indexes
+// list (see package index). Index pages are fetched with the run's client and
+// headers, and spooled to unlinked files in --dir (not /tmp, often a tmpfs).
+func walk(ctx context.Context, o *options, client download.HTTPClient, src download.Source) (download.Source, func()) {
+	if !o.mirror.recursive {
+		return src, func() {}
+	}
+	w := index.Expand(ctx, client, src, index.Options{Header: o.header, Filter: o.mirror.filter, TempDir: o.dir})
+	return w, func() { w.Close() }
 }
 
 // loadChecksumsFor returns --checksums' set, nil without the flag.

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,4 +122,59 @@ func TestE2EChecksumsAmbiguousAndErrors(t *testing.T) {
 	}
 	wantCode(t, runHaul(t, nil, "--dry-run", "--manifest", man, ua), 2)
 	wantCode(t, runHaul(t, nil, "--checksums", filepath.Join(dir, "none"), ua), 2)
+}
+
+// -r mirrors a published directory (Go's FileServer listing a real tree):
+// every file below the start, none above, index pages not stored; -r -N keeps
+// it current; -A filters; a directory that cannot be listed is a failed entry
+// and the rest goes on.
+func TestE2ERecursive(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	tree := map[string][]byte{
+		"pub/a.iso":          body(400, 3000),
+		"pub/notes.txt":      body(401, 100),
+		"pub/sub/b.iso":      body(402, 2000),
+		"pub/sub/deep/c.txt": body(403, 50),
+		"other/secret.iso":   body(404, 10),
+	}
+	for name, b := range tree {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(http.FileServer(http.Dir(root)))
+	defer srv.Close()
+	host := strings.ReplaceAll(strings.TrimPrefix(srv.URL, "http://"), ":", "_")
+	dir := t.TempDir()
+	man := filepath.Join(t.TempDir(), "m.jsonl")
+	wantCode(t, runHaul(t, nil, "-q", "-r", "-d", dir, "--manifest", man, srv.URL+"/pub/"), 0)
+	want := map[string][]byte{}
+	for name, b := range tree {
+		if strings.HasPrefix(name, "pub/") {
+			want[host+"/"+name] = b
+		}
+	}
+	checkFiles(t, dir, want)
+	if n := len(readManifest(t, man)); n != 4 {
+		t.Errorf("%d manifest lines, want 4 (one per file)", n)
+	}
+	wantCode(t, runHaul(t, nil, "-q", "-r", "-N", "-d", dir, "--manifest", man, srv.URL+"/pub/"), 0)
+	for _, m := range readManifest(t, man) {
+		if m.Status != "unchanged" {
+			t.Errorf("-r -N: %s %s, want unchanged", m.URL, m.Status)
+		}
+	}
+	only := t.TempDir()
+	r := runHaul(t, nil, "-q", "-r", "-A", "iso", "-d", only, srv.URL+"/pub/", srv.URL+"/nothere/")
+	wantCode(t, r, 1)
+	checkFiles(t, only, map[string][]byte{host + "/pub/a.iso": tree["pub/a.iso"], host + "/pub/sub/b.iso": tree["pub/sub/b.iso"]})
+	if !strings.Contains(r.stderr, "list "+srv.URL+"/nothere/: server returned 404") {
+		t.Errorf("the directory that cannot be listed is not reported:\n%s", r.stderr)
+	}
+	wantCode(t, runHaul(t, nil, "-A", "iso", srv.URL+"/pub/"), 2) // -A needs -r
 }

@@ -123,7 +123,9 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 		opts.Checksums = set
 	}
 	eng := download.New(client, out, opts)
-	if set != nil {
+	if set != nil && !o.mirror.recursive {
+		// Read twice to find ambiguous names first; a walk (-r) is not
+		// repeated: there, the second entry a NAME matches fails.
 		closeInput()
 		var closeRun func()
 		if src, closeRun, err = prepareChecksums(ctx, o, eng, set, src, stdin); err != nil {
@@ -131,6 +133,8 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 		}
 		defer closeRun()
 	}
+	src, closeWalk := walk(ctx, o, client, src)
+	defer closeWalk()
 	rep.start(eng.Stats())
 	runErr := eng.Run(ctx, src)
 	rep.stop()

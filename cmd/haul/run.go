@@ -87,17 +87,6 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
-	man, err := openManifest(o.manifest, stdout)
-	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
-	}
-	defer man.close()
-	// A manifest that cannot be written (disk full, its reader gone) stops the
-	// run as Ctrl-C does: the lines it would lose are the record of the run.
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	man.stop = cancel
-
 	// With --force, files are tagged with this run, so that a URL listed twice
 	// (or a name two lines share) is not fetched again within the run.
 	var runTag string
@@ -116,6 +105,18 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 			return cli.Exit(err.Error(), exitUsage)
 		}
 	}
+	// After the sink, which creates --dir: --manifest DIR/m.jsonl works with a
+	// DIR that does not exist yet.
+	man, err := openManifest(o.manifest, stdout)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	defer man.close()
+	// A manifest that cannot be written (disk full, its reader gone) stops the
+	// run as Ctrl-C does: the lines it would lose are the record of the run.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	man.stop = cancel
 	eng := download.New(client, out, download.Options{
 		Jobs: o.jobs, PerHost: o.perHost, Retries: o.retries, Timeout: o.timeout,
 		LimitRate: o.limitRate, Header: o.header, Layout: o.layout, Force: o.force, RunTag: runTag,

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,8 +64,10 @@ type Options struct {
 	// Decode asks servers for zstd or gzip transfer encodings (--compressed) and
 	// stores the decoded bytes; without it bodies are stored exactly as sent.
 	Decode bool
-	// ShardK/ShardN keep only entries whose URL hashes to shard K of N (N=0: all).
+	// ShardK/ShardN keep only entries whose shard key (see ShardBy) hashes to
+	// shard K of N (N=0: all).
 	ShardK, ShardN int
+	ShardBy        ShardBy
 	// PerHost caps concurrent downloads from one host (0: no cap beyond Jobs).
 	PerHost int
 	// HostFailLimit is how many attempts in a row to one host may get no
@@ -292,23 +296,39 @@ func (e *Engine) send(ctx context.Context, ch chan<- *entry, x *entry) bool {
 	}
 }
 
-// inShard reports whether url belongs to this run's shard: FNV-1a 64-bit of the
-// URL as written, modulo N. Fixed forever, so every version of haul splits a list
-// the same way.
-func (e *Engine) inShard(url string) bool {
+// ShardBy says what an entry's shard is computed from.
+type ShardBy int
+
+const (
+	// ShardByURL: the URL as written (--shard-by url, the default).
+	ShardByURL ShardBy = iota
+	// ShardByHost: the URL's host (HostShardKey), so that all entries of one
+	// host go to one shard and per-host caps and pauses hold across machines.
+	ShardByHost
+)
+
+// inShard reports whether rawURL belongs to this run's shard: FNV-1a 64-bit
+// of its shard key, modulo N. Fixed forever, so every version of haul splits
+// a list the same way.
+func (e *Engine) inShard(rawURL string) bool {
 	if e.opts.ShardN <= 1 {
 		return true
 	}
-	return ShardOf(url, e.opts.ShardN) == e.opts.ShardK
+	key := rawURL
+	if e.opts.ShardBy == ShardByHost {
+		key = HostShardKey(rawURL)
+	}
+	return ShardOf(key, e.opts.ShardN) == e.opts.ShardK
 }
 
-// ShardOf returns the shard (0..n-1) that url belongs to among n.
-func ShardOf(url string, n int) int {
+// ShardOf returns the shard (0..n-1) that key (a URL, or a HostShardKey)
+// belongs to among n.
+func ShardOf(key string, n int) int {
 	// FNV-1a, 64 bit (hash/fnv's New64a), inline: no allocation per line.
 	const offset64, prime64 = 14695981039346656037, 1099511628211
 	h := uint64(offset64)
-	for i := 0; i < len(url); i++ {
-		h ^= uint64(url[i])
+	for i := 0; i < len(key); i++ {
+		h ^= uint64(key[i])
 		h *= prime64
 	}
 	return int(h % uint64(n))
@@ -348,4 +368,37 @@ func (e *Engine) Names(src Source, fn func(name string)) error {
 		}
 		fn(name)
 	}
+}
+
+// HostShardKey is the shard key of rawURL under --shard-by host: its host as
+// the input parser's url.Parse sees it (user info dropped, percent-escapes
+// decoded, IPv6 literals in brackets), in lower case, followed by ":PORT"
+// only when the URL names a port other than its scheme's default (leading
+// zeros dropped): "example.com", "127.0.0.1:8080", "[::1]:8443". Every
+// spelling of one server's address that url.Parse accepts gives one key.
+// rawURL is an entry's URL, already checked by the input parser; one that
+// does not parse is its own key.
+func HostShardKey(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return rawURL
+	}
+	host := strings.ToLower(u.Hostname())
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	port := u.Port()
+	if port != "" {
+		if port = strings.TrimLeft(port, "0"); port == "" {
+			port = "0"
+		}
+	}
+	def := "80"
+	if u.Scheme == "https" { // url.Parse lower-cases the scheme
+		def = "443"
+	}
+	if port == "" || port == def {
+		return host
+	}
+	return host + ":" + port
 }

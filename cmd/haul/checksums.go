@@ -18,8 +18,8 @@ const maxChecksumsBody = 256 << 20
 
 // loadChecksums reads --checksums from a file or, for an http(s) URL, with the
 // run's client (one GET, its own redirects; a failure is the run's usage
-// error). Bad lines are reported on stderr and skipped.
-func loadChecksums(ctx context.Context, arg string, client download.HTTPClient, hdr http.Header, stderr io.Writer) (*checksums.Set, error) {
+// error). Bad lines are reported with warn and skipped.
+func loadChecksums(ctx context.Context, arg string, client download.HTTPClient, hdr http.Header, warn func(string, ...any)) (*checksums.Set, error) {
 	var r io.Reader
 	if strings.HasPrefix(arg, "http://") || strings.HasPrefix(arg, "https://") {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, arg, nil)
@@ -48,7 +48,7 @@ func loadChecksums(ctx context.Context, arg string, client download.HTTPClient, 
 	}
 	set, bad, err := checksums.Parse(r)
 	for _, b := range bad {
-		fmt.Fprintf(stderr, "haul: --checksums %s: %v\n", arg, b)
+		warn("--checksums %s: %v", arg, b)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--checksums %s: %w", arg, err)

@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"runtime/debug"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,7 +13,16 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/naming"
+)
+
+// The values of the flags that take one of a few words; completion offers them.
+var (
+	progressModes = []string{"auto", "bar", "plain", "json", "none"}
+	shardByValues = []string{"url", "host"}
+	layoutValues  = []string{"tree", "flat", "hash"}
+	compressAlgs  = []string{"gzip", "zstd"}
 )
 
 // options is everything the flags say, as plain values; run() never sees cli.
@@ -36,6 +46,10 @@ type options struct {
 	compressLevel  int
 	decode         bool // --compressed
 	shardK, shardN int
+	shardFrom      string // where --shard auto found the shard, for the log
+	shardBy        download.ShardBy
+	progress       string        // one of progressModes
+	progressEvery  time.Duration // plain and json: one report per interval
 	cacert         string
 	insecure       bool
 	http11         bool
@@ -43,22 +57,20 @@ type options struct {
 	hostFailLimit  int // download.Options.HostFailLimit
 }
 
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
-
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
+	// --version goes to stdout, as with curl and wget: $(haul --version).
+	cli.VersionPrinter = func(*cli.Context) { fmt.Fprintln(stdout, versionLine()) }
 	return &cli.App{
-		Name:      "haul",
-		Usage:     "stream lists of URLs to disk, fast, in bounded memory, resumable",
-		UsageText: "haul [flags] [URL...]   (URLs from arguments, -i FILE, -i -, or piped stdin; flags may follow URLs, -- ends them)",
+		Name:  "haul",
+		Usage: "stream lists of URLs to disk, fast, in bounded memory, resumable",
+		UsageText: "haul [flags] [URL...]   (URLs from arguments, -i FILE, -i -, or piped stdin; flags may follow URLs, -- ends them)\n" +
+			"haul completion bash|zsh|fish\n" +
+			"haul man",
 		Version:   version(),
 		Writer:    stderr,
 		ErrWriter: stderr,
 		Flags:     flags(),
+		Commands:  commands(stdout),
 		// haul maps errors to exit codes itself (main.exitCode).
 		ExitErrHandler:  func(*cli.Context, error) {},
 		HideHelpCommand: true,
@@ -74,7 +86,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 
 func flags() []cli.Flag {
 	return append([]cli.Flag{
-		&cli.StringFlag{Name: "input", Aliases: []string{"i"}, Usage: "read URLs from `FILE` (- for stdin)"},
+		&cli.StringFlag{Name: "input", Aliases: []string{"i"}, TakesFile: true, Usage: "read URLs from `FILE` (- for stdin)"},
 		&cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Value: ".", Usage: "save under `DIR`"},
 		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 16, Usage: "concurrent downloads"},
 		&cli.IntFlag{Name: "per-host", Usage: "cap concurrent connections to one host (0: no cap)"},
@@ -84,17 +96,22 @@ func flags() []cli.Flag {
 		&cli.DurationFlag{Name: "connect-timeout", Value: 10 * time.Second, Usage: "TCP connect and TLS handshake timeout"},
 		&cli.StringFlag{Name: "limit-rate", Usage: "cap total bandwidth, e.g. 500K, 20M (bytes/s, K=1024)"},
 		&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "extra request header 'Name: value' (repeatable)"},
-		&cli.StringFlag{Name: "user-agent", Value: "haul/" + version(), Usage: "User-Agent header"},
-		&cli.StringFlag{Name: "manifest", Usage: "write one JSON line per entry to `FILE` (- for stdout)"},
-		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "show errors only"},
+		// DefaultText: the generated man page and completions must not change
+		// with each build's version.
+		&cli.StringFlag{Name: "user-agent", Value: "haul/" + version(), DefaultText: "haul/VERSION", Usage: "User-Agent header"},
+		&cli.StringFlag{Name: "manifest", TakesFile: true, Usage: "write one JSON line per entry to `FILE` (- for stdout)"},
+		&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "show errors only (no progress, no summary)"},
+		&cli.StringFlag{Name: "progress", Value: "auto", Usage: "progress on stderr: auto (bar on a terminal, else plain), bar, plain, json (one object per line) or none"},
+		&cli.DurationFlag{Name: "progress-interval", Value: plainInterval, Usage: "with --progress plain or json: one report every `D`"},
 		&cli.BoolFlag{Name: "force", Usage: "download even what is already on disk"},
 		&cli.BoolFlag{Name: "sha256", Usage: "compute the SHA-256 of every file (for the manifest)"},
 		&cli.BoolFlag{Name: "no-sync", Usage: "do not flush files to stable storage before renaming (faster, not power-loss safe)"},
 		&cli.StringFlag{Name: "compress", Usage: "store each file compressed: gzip (NAME.gz) or zstd (NAME.zst)"},
 		&cli.IntFlag{Name: "compress-level", Usage: "compression level (gzip 1-9, zstd 1-22; default 6 / 3)"},
 		&cli.BoolFlag{Name: "compressed", Usage: "ask servers for zstd/gzip transfer encoding and store the decoded bytes"},
-		&cli.StringFlag{Name: "shard", Usage: "keep only shard `K/N` of the list (FNV-1a of the URL mod N)"},
-		&cli.StringFlag{Name: "cacert", Usage: "also trust the CA certificates in PEM `FILE`"},
+		&cli.StringFlag{Name: "shard", Usage: "keep only shard `K/N` of the list (FNV-1a mod N), or auto: K and N from a Slurm job array or a Kubernetes Indexed Job (with HAUL_SHARDS)"},
+		&cli.StringFlag{Name: "shard-by", Value: "url", Usage: "what --shard hashes: url (as written) or host (HOST[:PORT]: all of a host's entries in one shard)"},
+		&cli.StringFlag{Name: "cacert", TakesFile: true, Usage: "also trust the CA certificates in PEM `FILE`"},
 		&cli.BoolFlag{Name: "insecure", Aliases: []string{"k"}, Usage: "do not verify TLS certificates"},
 		&cli.BoolFlag{Name: "http1.1", Usage: "use HTTP/1.1 over TLS too, even where the server offers HTTP/2"},
 	}, append(mirrorFlags(), networkFlags()...)...)
@@ -146,8 +163,29 @@ func parseOptions(c *cli.Context) (*options, error) {
 	if o.limitRate, err = parseRate(c.String("limit-rate")); err != nil {
 		return nil, err
 	}
-	if o.shardK, o.shardN, err = parseShard(c.String("shard")); err != nil {
+	if o.shardK, o.shardN, o.shardFrom, err = parseShard(c.String("shard"), os.LookupEnv); err != nil {
 		return nil, err
+	}
+	switch c.String("shard-by") {
+	case "url":
+		o.shardBy = download.ShardByURL
+	case "host":
+		o.shardBy = download.ShardByHost
+	default:
+		return nil, fmt.Errorf("--shard-by %q: want url or host", c.String("shard-by"))
+	}
+	if c.IsSet("shard-by") && c.String("shard") == "" {
+		return nil, fmt.Errorf("--shard-by needs --shard K/N or --shard auto")
+	}
+	o.progress, o.progressEvery = c.String("progress"), c.Duration("progress-interval")
+	if !slices.Contains(progressModes, o.progress) {
+		return nil, fmt.Errorf("--progress %q: want one of %s", o.progress, strings.Join(progressModes, ", "))
+	}
+	if o.quiet && o.progress != "none" && o.progress != "auto" {
+		return nil, fmt.Errorf("--quiet shows errors only: it cannot go with --progress %s", o.progress)
+	}
+	if o.progressEvery <= 0 {
+		return nil, fmt.Errorf("--progress-interval must be positive")
 	}
 	if o.header, err = parseHeaders(c.String("user-agent"), c.StringSlice("header")); err != nil {
 		return nil, err
@@ -185,20 +223,6 @@ func parseRate(s string) (int64, error) {
 		return 0, fmt.Errorf("--limit-rate %q: want a rate like 500K or 20M", s)
 	}
 	return int64(v * mult), nil
-}
-
-// parseShard parses "K/N" with 0 <= K < N; "" means no sharding.
-func parseShard(s string) (k, n int, err error) {
-	if s == "" {
-		return 0, 0, nil
-	}
-	a, b, ok := strings.Cut(s, "/")
-	k, err1 := strconv.Atoi(a)
-	n, err2 := strconv.Atoi(b)
-	if !ok || err1 != nil || err2 != nil || n < 1 || k < 0 || k >= n {
-		return 0, 0, fmt.Errorf("--shard %q: want K/N with 0 <= K < N", s)
-	}
-	return k, n, nil
 }
 
 // parseHeaders builds the request headers: User-Agent first, then each -H, which

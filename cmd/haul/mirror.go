@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -96,15 +99,32 @@ func walk(ctx context.Context, o *options, client download.HTTPClient, src downl
 }
 
 // loadChecksumsFor returns --checksums' set, nil without the flag.
-func loadChecksumsFor(ctx context.Context, o *options, client download.HTTPClient, hdr http.Header, stderr io.Writer) (*checksums.Set, error) {
+func loadChecksumsFor(ctx context.Context, o *options, client download.HTTPClient, hdr http.Header, rep *reporter) (*checksums.Set, error) {
 	if o.mirror.checksums == "" {
 		return nil, nil
 	}
-	return loadChecksums(ctx, o.mirror.checksums, client, hdr, stderr)
+	return loadChecksums(ctx, o.mirror.checksums, client, hdr, func(f string, a ...any) { rep.printf(levelWarning, f, a...) })
 }
 
 // planLine is --dry-run's line for a planned entry, on stdout: what a run
 // would do, to which file, and why.
 func planLine(w io.Writer, dir string, r *download.Result) {
 	fmt.Fprintf(w, "%s %s: %s\n", r.Plan, filepath.Join(dir, filepath.FromSlash(r.Name)), r.Reason)
+}
+
+// dryRunDir is the directory the sink opens: --dir, except that --dry-run
+// never creates it (it writes nothing): a --dir that does not exist is read as
+// an empty one, through an empty temporary directory removed at the end.
+func dryRunDir(o *options) (string, func(), error) {
+	if !o.mirror.dryRun {
+		return o.dir, func() {}, nil
+	}
+	if _, err := os.Stat(o.dir); !errors.Is(err, fs.ErrNotExist) {
+		return o.dir, func() {}, nil
+	}
+	empty, err := os.MkdirTemp("", "haul-dry-run-")
+	if err != nil {
+		return "", nil, err
+	}
+	return empty, func() { os.RemoveAll(empty) }, nil
 }

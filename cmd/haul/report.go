@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,16 +14,21 @@ import (
 	"github.com/haul/haul/download"
 )
 
-// reporter is everything haul tells a person, all on stderr: bad lines and
-// failures as they happen, progress (a pb/v3 bar on a terminal, a plain status
-// line every few seconds otherwise), and the summary at the end.
+// reporter is everything haul tells a person or a log collector, all on
+// stderr: bad lines and failures as they happen, progress (--progress: a pb/v3
+// bar, a plain status line or a JSON object per interval, or none), and the
+// summary at the end. With --progress json every line it writes is one JSON
+// object, messages included, so that a collector parses stderr whole.
 type reporter struct {
 	w     io.Writer
 	quiet bool
-	tty   bool
-	force bool // --force: an interrupted run resumes without it
+	mode  string        // bar, plain, json or none (auto resolved)
+	every time.Duration // plain and json
+	force bool          // --force: an interrupted run resumes without it
 	began time.Time
 	st    *download.Stats
+
+	wmu sync.Mutex // one line at a time: messages, JSON and the bar's redraws
 
 	mu       sync.Mutex
 	failures []string // kept for the summary, at most maxListed
@@ -36,26 +42,75 @@ type reporter struct {
 const (
 	maxListed     = 1000
 	plainInterval = 5 * time.Second
+	barInterval   = 200 * time.Millisecond
 )
 
-func newReporter(w io.Writer, quiet, tty bool) *reporter {
-	return &reporter{w: w, quiet: quiet, tty: tty, began: time.Now(), stop: func() {}}
+// newReporter resolves --progress auto: a bar when stderr is a terminal,
+// plain lines otherwise.
+func newReporter(w io.Writer, quiet bool, mode string, every time.Duration, tty bool) *reporter {
+	if mode == "auto" {
+		mode = "plain"
+		if tty {
+			mode = "bar"
+		}
+	}
+	if quiet {
+		mode = "none"
+	}
+	return &reporter{w: w, quiet: quiet, mode: mode, every: every, began: time.Now(), stop: func() {}}
 }
 
-// printf writes one message line, clearing the progress bar's line first.
-func (r *reporter) printf(format string, args ...any) {
+// Message levels, in JSON messages.
+const (
+	levelError   = "error"
+	levelWarning = "warning"
+	levelInfo    = "info"
+)
+
+// printf writes one message line, as "haul: MESSAGE" (clearing the progress
+// bar's line first) or, with --progress json, as {"type":"message",...}.
+func (r *reporter) printf(level, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if r.mode == "json" {
+		r.writeJSON(struct {
+			Type    string `json:"type"`
+			Level   string `json:"level"`
+			Message string `json:"message"`
+		}{"message", level, msg})
+		return
+	}
 	prefix := ""
 	if r.bar != nil {
 		prefix = "\r\033[K"
 	}
-	fmt.Fprintf(r.w, prefix+"haul: "+format+"\n", args...)
+	r.write([]byte(prefix + "haul: " + msg + "\n"))
 }
+
+// write writes b whole, never between another line's pieces.
+func (r *reporter) write(b []byte) (int, error) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	return r.w.Write(b)
+}
+
+func (r *reporter) writeJSON(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // plain structs of numbers and strings
+	}
+	r.write(append(b, '\n'))
+}
+
+// lockedWriter is the bar's writer: its redraws take the reporter's line lock.
+type lockedWriter struct{ r *reporter }
+
+func (l lockedWriter) Write(b []byte) (int, error) { return l.r.write(b) }
 
 // result is called for every finished entry, from any worker.
 func (r *reporter) result(res *download.Result) {
 	switch res.Status {
 	case download.StatusInvalid:
-		r.printf("%v", res.Err)
+		r.printf(levelError, "%v", res.Err)
 	case download.StatusFailed:
 		var fe *download.FatalError
 		if errors.Is(res.Err, download.ErrInterrupted) || errors.As(res.Err, &fe) {
@@ -66,7 +121,7 @@ func (r *reporter) result(res *download.Result) {
 			r.mu.Unlock()
 			return
 		}
-		r.printf("%v", res.Err)
+		r.printf(levelError, "%v", res.Err)
 		r.mu.Lock()
 		if len(r.failures) < maxListed {
 			r.failures = append(r.failures, res.Err.Error())
@@ -80,19 +135,27 @@ func (r *reporter) result(res *download.Result) {
 // start begins showing progress from st until stop.
 func (r *reporter) start(st *download.Stats) {
 	r.st = st
-	if r.quiet {
+	var every time.Duration
+	var show func()
+	switch r.mode {
+	case "bar":
+		r.bar = pb.New64(0).SetWriter(lockedWriter{r}).SetTemplateString(
+			`{{string . "files"}} {{bar . "[" "=" ">" " " "]"}} {{string . "bytes"}} {{string . "rate"}} {{rtime . "ETA %s" "in %s"}}`)
+		// pb finds the terminal through its writer's *os.File, which the
+		// lock hides: redraw in place (\r, padded to the width) all the same.
+		r.bar.Set(pb.Terminal, true).Set(pb.ReturnSymbol, "\r")
+		r.bar.Start()
+		every, show = barInterval, r.updateBar
+	case "plain":
+		every, show = r.every, func() { r.printf(levelInfo, "%s", r.status()) }
+	case "json":
+		every, show = r.every, func() { r.writeJSON(r.snapshot("progress")) }
+	default:
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	if r.tty {
-		r.bar = pb.New64(0).SetWriter(r.w).SetTemplateString(
-			`{{string . "files"}} {{bar . "[" "=" ">" " " "]"}} {{string . "bytes"}} {{string . "rate"}} {{rtime . "ETA %s"}}`)
-		r.bar.Start()
-		go r.loop(ctx, done, 200*time.Millisecond, r.updateBar)
-	} else {
-		go r.loop(ctx, done, plainInterval, func() { r.printf("%s", r.status()) })
-	}
+	go r.loop(ctx, done, every, show)
 	r.stop = func() {
 		cancel()
 		<-done
@@ -119,7 +182,7 @@ func (r *reporter) loop(ctx context.Context, done chan struct{}, every time.Dura
 
 func (r *reporter) updateBar() {
 	st := r.st
-	finished := finished(st)
+	finished := st.OK.Load() + st.Skipped.Load() + st.Unchanged.Load() + st.Planned.Load() + st.Failed.Load()
 	r.bar.SetTotal(st.Queued.Load())
 	r.bar.SetCurrent(finished)
 	r.bar.Set("files", fmt.Sprintf("%d/%d files", finished, st.Queued.Load()))
@@ -131,21 +194,57 @@ func (r *reporter) rate() float64 {
 	return float64(r.st.Bytes.Load()) / max(time.Since(r.began).Seconds(), 1e-3)
 }
 
-func (r *reporter) status() string {
-	st := r.st
-	total := fmt.Sprint(st.Queued.Load())
-	if !st.InputDone.Load() {
-		total += "+"
-	}
-	return fmt.Sprintf("%d/%s files (%d ok, %d skipped, %d unchanged, %d failed), %s, %s/s",
-		finished(st), total, st.OK.Load(), st.Skipped.Load(), st.Unchanged.Load(),
-		st.Failed.Load(), formatBytes(st.Bytes.Load()), formatBytes(int64(r.rate())))
+// progress is one JSON progress object: the plain status line's fields.
+type progress struct {
+	Type      string  `json:"type"`    // progress, or final for the last one
+	Elapsed   float64 `json:"elapsed"` // seconds since the start
+	Done      int64   `json:"done"`    // ok + skipped + unchanged + planned + failed
+	Queued    int64   `json:"queued"`  // entries read from the list so far
+	InputDone bool    `json:"input_done"`
+	OK        int64   `json:"ok"`
+	Skipped   int64   `json:"skipped"`
+	Unchanged int64   `json:"unchanged"`         // --update: the server said 304
+	Planned   int64   `json:"planned,omitempty"` // --dry-run: entries a run would act on
+	Failed    int64   `json:"failed"`
+	Invalid   int64   `json:"invalid"`
+	InFlight  int64   `json:"in_flight"`
+	Bytes     int64   `json:"bytes"` // body bytes received in this run
+	Rate      int64   `json:"rate"`  // bytes per second, averaged over the run
+	// Only in the final object: the exit code haul is about to return.
+	ExitCode *int `json:"exit_code,omitempty"`
 }
 
-// summary prints counts, bytes, time and rate, then every failure with its reason.
-func (r *reporter) summary(runErr error) {
+// snapshot reads the counters once, so that a line's figures agree.
+func (r *reporter) snapshot(typ string) progress {
 	st := r.st
-	if !r.quiet {
+	p := progress{Type: typ, InputDone: st.InputDone.Load(), Queued: st.Queued.Load(),
+		OK: st.OK.Load(), Skipped: st.Skipped.Load(), Unchanged: st.Unchanged.Load(), Planned: st.Planned.Load(),
+		Failed: st.Failed.Load(), Invalid: st.Invalid.Load(), InFlight: st.InFlight.Load(), Bytes: st.Bytes.Load()}
+	el := time.Since(r.began)
+	p.Done = p.OK + p.Skipped + p.Unchanged + p.Planned + p.Failed
+	p.Elapsed = el.Round(time.Millisecond).Seconds()
+	p.Rate = int64(float64(p.Bytes) / max(el.Seconds(), 1e-3))
+	return p
+}
+
+// status is the plain progress line: the JSON object's fields, in words.
+func (r *reporter) status() string {
+	p := r.snapshot("progress")
+	total := fmt.Sprint(p.Queued)
+	if !p.InputDone {
+		total += "+" // more to read
+	}
+	return fmt.Sprintf("%d/%s files (%d ok, %d skipped, %d unchanged, %d failed, %d invalid), %d in flight, %s, %s/s, %s",
+		p.Done, total, p.OK, p.Skipped, p.Unchanged, p.Failed, p.Invalid, p.InFlight, formatBytes(p.Bytes),
+		formatBytes(p.Rate), (time.Duration(p.Elapsed*1e3) * time.Millisecond).Round(time.Second))
+}
+
+// summary prints counts, bytes, time and rate, then every failure with its
+// reason and what to do next; with --progress json, the notes as messages and
+// the final object (carrying exitCode) last.
+func (r *reporter) summary(runErr error, exitCode int) {
+	st := r.st
+	if !r.quiet && r.mode != "json" {
 		el := time.Since(r.began)
 		extra := ""
 		if n := st.Unchanged.Load(); n > 0 {
@@ -154,39 +253,39 @@ func (r *reporter) summary(runErr error) {
 		if n := st.Planned.Load(); n > 0 {
 			extra += fmt.Sprintf(", %d to fetch, resume or replace (--dry-run: see stdout)", n)
 		}
-		r.printf("%d ok, %d skipped%s, %d failed, %d invalid; %s in %s (%s/s)",
+		r.printf(levelInfo, "%d ok, %d skipped%s, %d failed, %d invalid; %s in %s (%s/s)",
 			st.OK.Load(), st.Skipped.Load(), extra, st.Failed.Load(), st.Invalid.Load(),
 			formatBytes(st.Bytes.Load()), el.Round(time.Millisecond), formatBytes(int64(r.rate())))
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.failures) > 0 {
-		r.printf("%d failed:", len(r.failures)+r.more)
+	if len(r.failures) > 0 && r.mode != "json" { // json: each was a message already
+		r.printf(levelError, "%d failed:", len(r.failures)+r.more)
 		for _, f := range r.failures {
-			fmt.Fprintf(r.w, "  %s\n", f)
+			r.write([]byte("  " + f + "\n"))
 		}
 		if r.more > 0 {
-			fmt.Fprintf(r.w, "  ... and %d more (see the lines above or --manifest)\n", r.more)
+			r.write([]byte(fmt.Sprintf("  ... and %d more (see the lines above or --manifest)\n", r.more)))
 		}
 	}
 	switch {
 	case errors.Is(runErr, context.Canceled) && r.force:
-		r.printf("interrupted: %d stopped unfinished (failed, interrupted, in the manifest); run the same command without --force to resume (with it, partial files start over)", r.stopped)
+		r.printf(levelWarning, "interrupted: %d stopped unfinished (failed, interrupted, in the manifest); run the same command without --force to resume (with it, partial files start over)", r.stopped)
 	case errors.Is(runErr, context.Canceled):
-		r.printf("interrupted: %d stopped unfinished (failed, interrupted, in the manifest); run the same command again to resume", r.stopped)
+		r.printf(levelWarning, "interrupted: %d stopped unfinished (failed, interrupted, in the manifest); run the same command again to resume", r.stopped)
 	case r.stopped > 0:
-		r.printf("%d more stopped unfinished when the run stopped: run the same command again to resume them", r.stopped)
+		r.printf(levelWarning, "%d more stopped unfinished when the run stopped: run the same command again to resume them", r.stopped)
 	}
 	if runErr != nil && !st.InputDone.Load() {
 		// Entries never read are in no count and no manifest: a retry of the
 		// manifest's failed lines would miss them, the same command would not.
-		r.printf("the list was not read to the end: the entries after the first %d were not started and are not in the manifest", st.Queued.Load())
+		r.printf(levelWarning, "the list was not read to the end: the entries after the first %d were not started and are not in the manifest", st.Queued.Load())
 	}
-}
-
-// finished counts the entries that are done, whatever their outcome.
-func finished(st *download.Stats) int64 {
-	return st.OK.Load() + st.Skipped.Load() + st.Unchanged.Load() + st.Planned.Load() + st.Failed.Load()
+	if r.mode == "json" {
+		p := r.snapshot("final")
+		p.ExitCode = &exitCode
+		r.writeJSON(p)
+	}
 }
 
 func formatBytes(n int64) string {

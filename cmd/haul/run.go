@@ -50,17 +50,33 @@ func fitOpenFiles(jobs int) (int, int, int) {
 // run is one haul invocation: open the input, build the sink and the engine, run
 // them, report. It returns nil or a cli.ExitCoder carrying the spec's exit code.
 func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Writer) error {
+	rep := newReporter(stderr, o.quiet, o.progress, o.progressEvery, isTerminal(stderr))
+	rep.force = o.force
+	err := runWith(ctx, o, rep, stdin, stdout)
+	var ec cli.ExitCoder
+	if rep.mode == "json" && errors.As(err, &ec) && err.Error() != "" {
+		// Every line is JSON, this one too (main would print it as text).
+		rep.printf(levelError, "%s", err.Error())
+		return cli.Exit("", ec.ExitCode())
+	}
+	return err
+}
+
+func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, stdout io.Writer) error {
 	src, closeInput, err := openInput(o, stdin)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
 	defer closeInput()
 	if o.insecure {
-		fmt.Fprintln(stderr, "haul: warning: --insecure: TLS certificates are not verified")
+		rep.printf(levelWarning, "warning: --insecure: TLS certificates are not verified")
+	}
+	if o.shardFrom != "" && !o.quiet {
+		rep.printf(levelInfo, "--shard auto: shard %d/%d (%s)", o.shardK, o.shardN, o.shardFrom)
 	}
 	jobs, sinkFDs, limit := fitOpenFiles(o.jobs)
 	if jobs < o.jobs {
-		fmt.Fprintf(stderr, "haul: warning: --jobs %d needs about %d open files and the limit is %d (ulimit -n): running %d at a time\n",
+		rep.printf(levelWarning, "warning: --jobs %d needs about %d open files and the limit is %d (ulimit -n): running %d at a time",
 			o.jobs, fdsPerJob*o.jobs+fdReserve+sinkMinFDs, limit, jobs)
 		o.jobs = jobs
 	}
@@ -71,25 +87,20 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
-	man, err := openManifest(o.manifest, stdout)
-	if err != nil {
-		return cli.Exit(err.Error(), exitUsage)
-	}
-	defer man.close()
-	// A manifest that cannot be written (disk full, its reader gone) stops the
-	// run as Ctrl-C does: the lines it would lose are the record of the run.
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	man.stop = cancel
-
 	// With --force, files are tagged with this run, so that a URL listed twice
 	// (or a name two lines share) is not fetched again within the run.
 	var runTag string
 	if o.force {
 		runTag = fmt.Sprintf("%d-%016x", os.Getpid(), rand.Uint64())
 	}
-	file, err := sink.NewFile(o.dir, sink.FileOptions{NoSync: o.noSync, RunTag: runTag, MaxOpen: sinkFDs,
-		Named: os.Getenv("HAUL_NAMED_STAGING") != ""}) // for comparisons (README)
+	sinkDir, cleanup, err := dryRunDir(o)
+	if err != nil {
+		return cli.Exit(err.Error(), exitFatal)
+	}
+	defer cleanup()
+	// --dry-run: no probe of unnamed staging (it opens a file) and no committer.
+	file, err := sink.NewFile(sinkDir, sink.FileOptions{NoSync: o.noSync || o.mirror.dryRun, RunTag: runTag, MaxOpen: sinkFDs,
+		Named: os.Getenv("HAUL_NAMED_STAGING") != "" || o.mirror.dryRun}) // for comparisons (README)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("output directory: %v", err), exitFatal)
 	}
@@ -100,16 +111,26 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 			return cli.Exit(err.Error(), exitUsage)
 		}
 	}
-	rep := newReporter(stderr, o.quiet, isTerminal(stderr))
-	rep.force = o.force
-	set, err := loadChecksumsFor(ctx, o, client, o.header, stderr)
+	// After the sink, which creates --dir: --manifest DIR/m.jsonl works with a
+	// DIR that does not exist yet.
+	man, err := openManifest(o.manifest, stdout)
+	if err != nil {
+		return cli.Exit(err.Error(), exitUsage)
+	}
+	defer man.close()
+	// A manifest that cannot be written (disk full, its reader gone) stops the
+	// run as Ctrl-C does: the lines it would lose are the record of the run.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	man.stop = cancel
+	set, err := loadChecksumsFor(ctx, o, client, o.header, rep)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
 	}
 	opts := download.Options{
 		Jobs: o.jobs, PerHost: o.perHost, Retries: o.retries, Timeout: o.timeout,
 		LimitRate: o.limitRate, Header: o.header, Layout: o.layout, Force: o.force, RunTag: runTag,
-		HashAll: o.hashAll, ShardK: o.shardK, ShardN: o.shardN, Decode: o.decode,
+		HashAll: o.hashAll, ShardK: o.shardK, ShardN: o.shardN, ShardBy: o.shardBy, Decode: o.decode,
 		Update: o.mirror.update, DryRun: o.mirror.dryRun, HostFailLimit: o.hostFailLimit,
 		OnResult: func(r *download.Result) {
 			if r.Status == download.StatusPlanned {
@@ -142,11 +163,22 @@ func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Wri
 		if runErr == nil || errors.Is(runErr, context.Canceled) && errors.Is(context.Cause(ctx), errManifest) {
 			runErr = &download.FatalError{Err: fmt.Errorf("manifest: %w", err)}
 		} else {
-			fmt.Fprintf(stderr, "haul: manifest %s: %v (it ends at the last whole line)\n", o.manifest, err)
+			rep.printf(levelError, "manifest %s: %v (it ends at the last whole line)", o.manifest, err)
 		}
 	}
-	rep.summary(runErr)
-	return outcome(runErr, eng.Stats())
+	exit := outcome(runErr, eng.Stats())
+	var ec cli.ExitCoder
+	code := exitOK
+	if errors.As(exit, &ec) {
+		code = ec.ExitCode()
+		if rep.mode == "json" && exit.Error() != "" {
+			// Before the final object, which is the last line.
+			rep.printf(levelError, "%s", exit.Error())
+			exit = cli.Exit("", code)
+		}
+	}
+	rep.summary(runErr, code)
+	return exit
 }
 
 // outcome maps the run's end to the spec's exit codes.

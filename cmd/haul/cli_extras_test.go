@@ -144,7 +144,7 @@ func TestBashCompletionFunction(t *testing.T) {
 		words []string
 		want  string // the candidates, space-separated
 	}{
-		{[]string{"haul", "--re"}, "--retries"},
+		{[]string{"haul", "--retr"}, "--retries"},
 		{[]string{"haul", "--sh"}, "--sha256 --shard --shard-by"},
 		{[]string{"haul", "--progress", ""}, "auto bar plain json none"},
 		{[]string{"haul", "--progress", "j"}, "json"},
@@ -206,14 +206,14 @@ func waitScreen(t *testing.T, screen func() string, re string) string {
 	return s
 }
 
-// bash, interactive, under tmux: source the completion, type `haul --re` and
+// bash, interactive, under tmux: source the completion, type `haul --retr` and
 // Tab Tab; the line shows --retries. Then a flag's words: --progress j<Tab>.
 func TestE2ECompletionBashTmux(t *testing.T) {
 	t.Parallel()
 	send, screen := tmuxShell(t, nil, "bash", "--norc", "--noprofile")
 	send("PS1='$ '; source <(haul completion bash); echo sourced", "Enter")
 	waitScreen(t, screen, `(?m)^sourced\n\$ ?$`) // the prompt: readline reads the keys from here on
-	send("haul --re", "Tab", "Tab")
+	send("haul --retr", "Tab", "Tab")
 	// (capture-pane drops the space completion adds)
 	waitScreen(t, screen, `(?m)^\$ haul --retries *$`)
 	send("C-u", "haul --progress j", "Tab")
@@ -229,7 +229,7 @@ func TestE2ECompletionZshTmux(t *testing.T) {
 	send, screen := tmuxShell(t, []string{"ZDOTDIR=" + home, "HOME=" + home}, "zsh", "-f")
 	send("PS1='%% '; autoload -Uz compinit && compinit -u -d "+home+"/.zcompdump; source <(haul completion zsh); echo sourced", "Enter")
 	waitScreen(t, screen, `(?m)^sourced\n% ?$`)
-	send("haul --re", "Tab")
+	send("haul --retr", "Tab")
 	waitScreen(t, screen, `(?m)^% haul --retries=?$`) // zsh offers --flag= for a flag that takes a value
 	send("C-u", "haul --shard-by h", "Tab")
 	waitScreen(t, screen, `(?m)^% haul --shard-by host ?$`)
@@ -248,7 +248,7 @@ func TestE2ECompletionFish(t *testing.T) {
 		t.Fatal(err)
 	}
 	for line, want := range map[string]string{
-		"haul --re":          "--retries",
+		"haul --retr":        "--retries",
 		"haul --progress ":   "auto bar json none plain",
 		"haul --shard-by ":   "host url",
 		"haul ":              "completion man",

@@ -20,7 +20,7 @@ import (
 
 // progressKeys are the keys of every progress object; the final one adds
 // exit_code.
-var progressKeys = []string{"bytes", "done", "elapsed", "failed", "in_flight", "input_done", "invalid", "ok", "queued", "rate", "skipped", "type"}
+var progressKeys = []string{"bytes", "done", "elapsed", "failed", "in_flight", "input_done", "invalid", "ok", "queued", "rate", "skipped", "type", "unchanged"}
 
 type progressLine struct {
 	Type      string   `json:"type"`
@@ -187,7 +187,7 @@ func TestE2EProgressPlain(t *testing.T) {
 	r := runHaul(t, nil, "-i", writeList(t, lines...), "-d", filepath.Join(t.TempDir(), "out"), "-j", "2",
 		"--progress", "plain", "--progress-interval", "100ms")
 	wantCode(t, r, exitFailed)
-	re := regexp.MustCompile(`(?m)^haul: (\d+)/(\d+)(\+?) files \((\d+) ok, (\d+) skipped, (\d+) failed, (\d+) invalid\), (\d+) in flight, [0-9.]+ [kMG]?B, [0-9.]+ [kMG]?B/s, \d+s$`)
+	re := regexp.MustCompile(`(?m)^haul: (\d+)/(\d+)(\+?) files \((\d+) ok, (\d+) skipped, (?:\d+ unchanged, )?(\d+) failed, (\d+) invalid\), (\d+) in flight, [0-9.]+ [kMG]?B, [0-9.]+ [kMG]?B/s, \d+s$`)
 	ms := re.FindAllStringSubmatch(r.stderr, -1)
 	if len(ms) < 3 {
 		t.Fatalf("%d plain status lines, want several:\n%s", len(ms), r.stderr)

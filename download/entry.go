@@ -155,6 +155,9 @@ func (x *entry) claim(ctx context.Context) error {
 // the conditional request that asks whether it changed.
 func (x *entry) checkDisk() (done bool, err error) {
 	e, ent, r := x.e, x.ent, x.r
+	// Decided afresh each time: an entry back from a pause, or from waiting for
+	// another process, finds the disk as it is now.
+	x.replace, x.cond, x.have, x.why = false, nil, 0, ""
 	info, err := e.sink.Stat(r.Name)
 	if errors.Is(err, fs.ErrNotExist) {
 		x.why = "missing"
@@ -197,6 +200,11 @@ func (x *entry) checkDisk() (done bool, err error) {
 			return false, nil
 		}
 		r.SHA256 = sum // the list pins the content: nothing to ask, even with --update
+	} else if e.opts.Update && info.Changed {
+		// Its recorded validators describe what haul wrote, not what is
+		// there: a 304 would keep the damage.
+		x.replace, x.why = true, "changed on disk since haul wrote it"
+		return false, nil
 	} else if e.opts.Update {
 		x.replace, x.cond = true, conditionalFor(info)
 		x.why = "--update: ask the server (" + x.cond.String() + ")"
@@ -230,7 +238,7 @@ func (x *entry) plan() error {
 		return e.sinkError("check", x.ent.URL, err)
 	}
 	switch {
-	case p.Offset > 0 && !(e.opts.Force && x.replace):
+	case p.Offset > 0 && !e.opts.Force: // --force starts partial files over (openStaging)
 		r.Plan = "resume"
 		r.Reason = fmt.Sprintf("partial at byte %d", p.Offset)
 		if p.Total >= 0 {
@@ -280,7 +288,6 @@ func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
 		return false, e.sinkError("create", ent.URL, err)
 	}
 	if waited {
-		x.replace, x.cond = false, nil
 		if done, err := x.checkDisk(); done || err != nil {
 			w.Abort()
 			return done, err

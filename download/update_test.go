@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"os"
+	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -265,4 +267,69 @@ func TestDryRun(t *testing.T) {
 	if r := oc.get(uDone); r.Plan != "check" || !strings.Contains(r.Reason, "If-None-Match") {
 		t.Errorf("--dry-run --update: %s %q", r.Plan, r.Reason)
 	}
+}
+
+// --update over a file changed on disk since haul wrote it (truncated,
+// rewritten in place by another tool): its recorded ETag describes what haul
+// wrote, so the file is fetched again without asking, not kept on a 304.
+func TestUpdateFileChangedOnDisk(t *testing.T) {
+	t.Parallel()
+	body := payload(36, 20_000)
+	s := downloadtest.New(t)
+	u := s.Add("/f", body)
+	h := newHarness(t)
+	r := h.run(download.Options{}, u).get(u)
+	p := filepath.Join(h.dir, filepath.FromSlash(r.Name))
+	if err := os.WriteFile(p, []byte("garbage"), 0o644); err != nil { // same inode, xattrs kept
+		t.Fatal(err)
+	}
+	oc := h.run(download.Options{Update: true, DryRun: true}, u)
+	if r := oc.get(u); r.Plan != "replace" || !strings.Contains(r.Reason, "changed on disk") {
+		t.Errorf("--dry-run -N: %s %q", r.Plan, r.Reason)
+	}
+	if r := h.run(download.Options{Update: true}, u).get(u); r.Status != download.StatusOK {
+		t.Fatalf("-N: %s %v", r.Status, r.Err)
+	}
+	h.checkFile(r.Name, body)
+	log := s.Log("/f")
+	if inm := log[len(log)-1].Header.Get("If-None-Match"); inm != "" {
+		t.Errorf("asked If-None-Match %q about a file changed on disk", inm)
+	}
+}
+
+// An entry set aside for its host's pause decides again from the disk when it
+// comes back: a file removed meanwhile is fetched, not asked about (and so
+// never reported unchanged while nothing is at its name).
+func TestUpdateDecidesAgainAfterPause(t *testing.T) {
+	t.Parallel()
+	body := payload(37, 5000)
+	s := downloadtest.New(t)
+	var n atomic.Int32
+	var final string
+	u := s.Handle("/f", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch n.Add(1) {
+		case 1:
+			w.Header().Set("ETag", `"e1"`)
+			w.Write(body)
+		case 2: // -N's question: busy, and the file goes meanwhile
+			os.Remove(final)
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		default:
+			if req.Header.Get("If-None-Match") != "" {
+				w.WriteHeader(http.StatusNotModified) // true of what haul wrote, not of the disk
+				return
+			}
+			w.Header().Set("ETag", `"e1"`)
+			w.Write(body)
+		}
+	}))
+	h := newHarness(t)
+	r := h.run(download.Options{}, u).get(u)
+	final = filepath.Join(h.dir, filepath.FromSlash(r.Name))
+	r = h.run(download.Options{Update: true, Retries: 2}, u).get(u)
+	if r.Status != download.StatusOK {
+		t.Fatalf("-N after the file went during the pause: %s %v", r.Status, r.Err)
+	}
+	h.checkFile(r.Name, body)
 }

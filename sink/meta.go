@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 
@@ -17,13 +18,18 @@ import (
 const (
 	etagAttr     = "user.haul.etag"
 	modifiedAttr = "user.haul.modified"
+	// lengthAttr is the file's length when haul committed it: a file changed
+	// on disk since (truncated, overwritten by another tool) is told from one
+	// the server's validators still describe (Info.Changed).
+	lengthAttr = "user.haul.length"
 )
 
 // saveMeta records w's cache validators on the staging file, so that they
 // travel with it to its final name. An attribute that does not fit, or a
 // filesystem without attributes, costs only the cheap question next time.
 func (w *fileWriter) saveMeta() {
-	for _, a := range [...]struct{ name, v string }{{etagAttr, w.etag}, {modifiedAttr, w.modified}} {
+	length := strconv.FormatInt(w.written, 10)
+	for _, a := range [...]struct{ name, v string }{{etagAttr, w.etag}, {modifiedAttr, w.modified}, {lengthAttr, length}} {
 		var err error
 		if a.v != "" {
 			err = setXattr(w.f, a.name, a.v)
@@ -41,14 +47,24 @@ func (w *fileWriter) SetCacheValidators(etag, lastModified string) {
 	w.etag, w.modified = etag, lastModified
 }
 
-// readMeta fills info's cache validators from f's attributes.
-func readMeta(f *os.File, info *Info) error {
+// readMeta fills info's cache validators from f's attributes, and Changed
+// from the length recorded at the commit against size, the file's length now.
+func readMeta(f *os.File, info *Info, size int64) error {
 	var err error
 	if info.ETag, err = getXattr(f, etagAttr); err != nil {
 		return err
 	}
-	info.LastModified, err = getXattr(f, modifiedAttr)
-	return err
+	if info.LastModified, err = getXattr(f, modifiedAttr); err != nil {
+		return err
+	}
+	v, err := getXattr(f, lengthAttr)
+	if err != nil {
+		return err
+	}
+	if n, perr := strconv.ParseInt(v, 10, 64); perr == nil && n != size {
+		info.Changed = true
+	}
+	return nil
 }
 
 // Staged implements Sink: what Create would resume for name and origin, read

@@ -50,6 +50,10 @@ type Info struct {
 	// ETag and LastModified are the validators of the response the file was
 	// written from (Writer.SetCacheValidators), "" where none was recorded.
 	ETag, LastModified string
+	// Changed: the file's length differs from the one haul committed, so it
+	// was changed on disk since (truncated, or rewritten by another tool) and
+	// its recorded validators no longer describe it.
+	Changed bool
 }
 
 // Partial describes the bytes an earlier run left in a staging file.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/urfave/cli/v2"
 
@@ -85,6 +86,21 @@ func prepareChecksums(ctx context.Context, o *options, eng *download.Engine, set
 		return nil, nil, err
 	}
 	return run, closeAll, nil
+}
+
+// countedChecksums counts the entries --checksums has no hash for: they are
+// not verified against the list, which a user verifying a mirror must know.
+type countedChecksums struct {
+	*checksums.Set
+	missed atomic.Int64
+}
+
+func (c *countedChecksums) Lookup(p string) (string, error) {
+	sum, err := c.Set.Lookup(p)
+	if sum == "" && err == nil {
+		c.missed.Add(1)
+	}
+	return sum, err
 }
 
 // walk wraps src for -r: lines ending in "/" become the files their indexes

@@ -178,3 +178,31 @@ func TestE2ERecursive(t *testing.T) {
 	}
 	wantCode(t, runHaul(t, nil, "-A", "iso", srv.URL+"/pub/"), 2) // -A needs -r
 }
+
+// Entries --checksums has no hash for are counted in a warning: a verify run
+// must not pass silently over files the list does not cover (a name escaped
+// on disk, "a:b.log" saved as "a%3Ab.log", is covered).
+func TestE2EChecksumsUncovered(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	covered, other := body(500, 100), body(501, 100)
+	u1, u2 := s.Add("/d/a:b.log", covered), s.Add("/d/other.bin", other)
+	sums := filepath.Join(t.TempDir(), "SHA256SUMS")
+	if err := os.WriteFile(sums, []byte(hexSum(covered)+"  a:b.log\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	r := runHaul(t, nil, "--checksums", sums, "-d", dir, "--sha256", "--manifest", "-", u1, u2)
+	wantCode(t, r, 0)
+	if !strings.Contains(r.stderr, "has no hash for 1 entries") {
+		t.Errorf("no warning for the uncovered entry:\n%s", r.stderr)
+	}
+	if err := os.WriteFile(filepath.Join(dir, hostDir(s), "d", "a%3Ab.log"), []byte("bit rot"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = runHaul(t, nil, "--dry-run", "--checksums", sums, "-d", dir, u1)
+	wantCode(t, r, 1)
+	if !strings.Contains(r.stdout, "a%3Ab.log: sha256 differs") {
+		t.Errorf("the damaged escaped name is not found:\n%s", r.stdout)
+	}
+}

@@ -140,8 +140,10 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 			rep.result(r)
 		},
 	}
+	var counted *countedChecksums
 	if set != nil {
-		opts.Checksums = set
+		counted = &countedChecksums{Set: set}
+		opts.Checksums = counted
 	}
 	eng := download.New(client, out, opts)
 	if set != nil && !o.mirror.recursive {
@@ -175,6 +177,11 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 			// Before the final object, which is the last line.
 			rep.printf(levelError, "%s", exit.Error())
 			exit = cli.Exit("", code)
+		}
+	}
+	if counted != nil {
+		if n := counted.missed.Load(); n > 0 {
+			rep.printf(levelWarning, "warning: --checksums %s has no hash for %d entries: those were not checked against it", o.mirror.checksums, n)
 		}
 	}
 	rep.summary(runErr, code)

@@ -9,6 +9,8 @@ import (
 	"path"
 	"strings"
 	"sync"
+
+	"github.com/haul/haul/download/naming"
 )
 
 // MaxLine is the longest line read; longer ones are bad lines.
@@ -36,6 +38,10 @@ type Set struct {
 
 type record struct {
 	name string // cleaned, slash-separated, no leading "./"
+	// disk is name as the tree and flat layouts write it (each component
+	// escaped, see naming.Component), "" when that is name itself: a publisher
+	// names "a:b.log", haul saves it as "a%3Ab.log".
+	disk string
 	hex  string // lowercase
 	line int
 	// first and second are the first two distinct output paths that matched
@@ -84,6 +90,13 @@ func Parse(r io.Reader) (s *Set, bad []*LineError, err error) {
 }
 
 func (s *Set) add(rec *record) {
+	parts := strings.Split(rec.name, "/")
+	for i, p := range parts {
+		parts[i] = naming.Component(p)
+	}
+	if d := strings.Join(parts, "/"); d != rec.name {
+		rec.disk = d
+	}
 	base := path.Base(rec.name)
 	for _, o := range s.byBase[base] {
 		if o.name == rec.name {
@@ -96,6 +109,11 @@ func (s *Set) add(rec *record) {
 		}
 	}
 	s.byBase[base] = append(s.byBase[base], rec)
+	if rec.disk != "" {
+		if db := path.Base(rec.disk); db != base {
+			s.byBase[db] = append(s.byBase[db], rec)
+		}
+	}
 	s.n++
 }
 
@@ -115,6 +133,10 @@ func parseLine(b []byte, n int) (*record, *LineError) {
 	}
 	var hex, name string
 	escaped := false
+	if strings.HasPrefix(s, "\\SHA256 (") || strings.HasPrefix(s, "\\SHA256(") {
+		// sha256sum --tag escapes a name with "\\" or a newline so, too.
+		escaped, s = true, s[1:]
+	}
 	switch {
 	case strings.HasPrefix(s, "SHA256 (") || strings.HasPrefix(s, "SHA256("):
 		// BSD: SHA256 (NAME) = HEX. NAME may hold ") = ", so cut at the last.
@@ -212,7 +234,12 @@ func truncate(s string) string {
 // matches reports whether NAME rec.name matches output path p: p equals it or
 // ends in "/" + it (whole components).
 func (rec *record) matches(p string) bool {
-	return p == rec.name || strings.HasSuffix(p, rec.name) && p[len(p)-len(rec.name)-1] == '/'
+	return suffixOf(p, rec.name) || rec.disk != "" && suffixOf(p, rec.disk)
+}
+
+// suffixOf reports whether p is name or ends in "/" + name.
+func suffixOf(p, name string) bool {
+	return p == name || strings.HasSuffix(p, name) && p[len(p)-len(name)-1] == '/'
 }
 
 // candidates returns the records whose NAME matches p.

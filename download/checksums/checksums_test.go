@@ -153,3 +153,27 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A publisher's name with a character the layouts escape on disk (":", "%",
+// "\\", a newline) matches the file haul saved it as, as well as an out= path
+// written as is; sha256sum --tag's escaped BSD lines parse.
+func TestNamesAsSavedOnDisk(t *testing.T) {
+	for _, tc := range []struct{ list, path string }{
+		{h1 + "  logs/2024-01-01T00:00.log\n", "host/logs/2024-01-01T00%3A00.log"},
+		{h1 + "  logs/2024-01-01T00:00.log\n", "mine/logs/2024-01-01T00:00.log"},
+		{h1 + "  100%.txt\n", "host/100%25.txt"},
+		{"\\" + h1 + "  a\\\\b\n", "host/a%5Cb"},
+		{"\\" + h1 + "  two\\nlines\n", "host/two%0Alines"},
+		{"\\SHA256 (a\\\\b) = " + h1 + "\n", "host/a%5Cb"},
+		{h1 + "  x.part\n", "host/x%2Epart"},
+	} {
+		s, bad := parse(t, tc.list)
+		if len(bad) > 0 {
+			t.Errorf("%q: bad lines %v", tc.list, bad[0])
+			continue
+		}
+		if got, err := s.Lookup(tc.path); got != h1 || err != nil {
+			t.Errorf("list %q, path %q: %q %v", tc.list, tc.path, got, err)
+		}
+	}
+}

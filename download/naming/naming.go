@@ -180,7 +180,12 @@ func notAlnum(r rune) bool {
 // A final name ending in ".part" would be another entry's staging file (URLs /a and /a.part
 // would share a.part), so its dot is escaped: /a.part is saved as a%2Epart. Since '%' is
 // always escaped, this keeps the mapping injective.
-func component(s string) string {
+func component(s string) string { return Component(s) }
+
+// Component is the file name component haul saves a decoded URL path segment
+// (or a query, as written) as, in the tree and flat layouts: what a
+// publisher's bare file name becomes on disk (see package checksums).
+func Component(s string) string {
 	s = escapeComponent(s)
 	if s == "." || s == ".." {
 		s = strings.ReplaceAll(s, ".", "%2E")

@@ -226,8 +226,9 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 }
 
 // feed streams entries from src into ch, reporting bad lines and dropping those
-// of other shards. It never holds more than the channel's few entries. Once
-// the run has stopped, the entry it has read is reported as interrupted.
+// of other shards. It never holds more than the channel's few entries. An
+// entry read once Run has returned is dropped unreported: OnResult is never
+// called after Run returns.
 func (e *Engine) feed(ctx context.Context, src Source, ch chan<- *entry) error {
 	defer func() {
 		e.feedMu.Lock()
@@ -271,14 +272,15 @@ func (e *Engine) feed(ctx context.Context, src Source, ch chan<- *entry) error {
 	}
 }
 
-// send hands x to the workers, or reports it as interrupted if the run has
-// stopped.
+// send hands x to the workers; once the run is stopping it reports x as
+// interrupted, and once Run has returned it drops it.
 func (e *Engine) send(ctx context.Context, ch chan<- *entry, x *entry) bool {
 	e.feedMu.Lock()
 	defer e.feedMu.Unlock()
 	if e.stopped {
-		e.stats.Queued.Add(1) // read, so counted in the known total
-		x.interrupted()
+		// Run has returned (its results are all reported): this entry is one
+		// of those after the ones read, which the summary says were not
+		// started.
 		return false
 	}
 	// Counted before it is sent: the workers' "all done" (parking) must never

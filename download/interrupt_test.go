@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,4 +203,51 @@ func TestEngineCancelReportsEntriesNotStarted(t *testing.T) {
 			}
 		}
 	})
+}
+
+// slowSource is a list read from a pipe whose writer is slow: its second line
+// comes only once release is closed.
+type slowSource struct {
+	base    string
+	n       int
+	release chan struct{}
+}
+
+func (s *slowSource) Next() (download.Entry, error) {
+	s.n++
+	if s.n == 2 {
+		<-s.release
+	}
+	return download.Entry{URL: fmt.Sprintf("%s/x%d", s.base, s.n), Size: -1, Line: s.n}, nil
+}
+
+// OnResult is never called after Run returns, even when the list's reader
+// (which Ctrl-C cannot interrupt) reads another line afterwards: the caller
+// has closed its manifest and printed its summary by then.
+func TestEngineNoResultAfterRun(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	s.Handle("/x1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	}))
+	h := newHarness(t)
+	var runDone, late atomic.Bool
+	src := &slowSource{base: s.URL, release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	eng := download.New(h.client, h.sink, fastOptions(download.Options{Jobs: 2, OnResult: func(r *download.Result) {
+		if runDone.Load() {
+			late.Store(true)
+		}
+	}}))
+	time.AfterFunc(200*time.Millisecond, cancel)
+	if err := eng.Run(ctx, src); !errors.Is(err, context.Canceled) {
+		t.Errorf("Run: %v", err)
+	}
+	runDone.Store(true)
+	queued := eng.Stats().Queued.Load()
+	close(src.release)
+	time.Sleep(200 * time.Millisecond)
+	if late.Load() || eng.Stats().Queued.Load() != queued {
+		t.Errorf("a result came after Run returned (queued %d, then %d)", queued, eng.Stats().Queued.Load())
+	}
 }

@@ -61,7 +61,7 @@ func loadChecksums(ctx context.Context, arg string, client download.HTTPClient, 
 // again from its start; standard input and pipes are spooled to an unlinked
 // temporary file first. It returns the source for the first pass, and a
 // function that returns the source for the run.
-func twice(o *options, stdin io.Reader) (first download.Source, again func() (download.Source, error), closeAll func(), err error) {
+func twice(ctx context.Context, o *options, stdin io.Reader) (first download.Source, again func() (download.Source, error), closeAll func(), err error) {
 	var f *os.File
 	if len(o.urls) > 0 {
 		list := strings.Join(o.urls, "\n")
@@ -94,7 +94,7 @@ func twice(o *options, stdin io.Reader) (first download.Source, again func() (do
 			return nil, nil, nil, fmt.Errorf("spooling the list for --checksums: %w", err)
 		}
 		os.Remove(f.Name()) // unlinked: gone with the process
-		if _, err := io.Copy(f, in); err != nil {
+		if err := copyCtx(ctx, f, in); err != nil {
 			f.Close()
 			return nil, nil, nil, fmt.Errorf("spooling the list for --checksums: %w", err)
 		}
@@ -110,4 +110,21 @@ func twice(o *options, stdin io.Reader) (first download.Source, again func() (do
 		return input.NewScanner(f), nil
 	}
 	return input.NewScanner(f), again, func() { f.Close() }, nil
+}
+
+// copyCtx copies r to w until EOF or ctx ends (Ctrl-C while a pipe is read:
+// the read itself cannot be interrupted, so it goes on a goroutine of its own,
+// which ends with the process).
+func copyCtx(ctx context.Context, w io.Writer, r io.Reader) error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(w, r)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

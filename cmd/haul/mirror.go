@@ -72,11 +72,11 @@ func parseMirror(c *cli.Context, o *options) error {
 // that a NAME two entries match fails both. It returns the source to run.
 func prepareChecksums(ctx context.Context, o *options, eng *download.Engine, set *checksums.Set,
 	src download.Source, stdin io.Reader) (download.Source, func(), error) {
-	first, again, closeAll, err := twice(o, stdin)
+	first, again, closeAll, err := twice(ctx, o, stdin)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := eng.Names(first, set.Note); err != nil {
+	if err := eng.Names(ctxSource{ctx, first}, set.Note); err != nil {
 		closeAll()
 		return nil, nil, fmt.Errorf("reading the list: %w", err)
 	}
@@ -143,4 +143,18 @@ func dryRunDir(o *options) (string, func(), error) {
 		return "", nil, err
 	}
 	return empty, func() { os.RemoveAll(empty) }, nil
+}
+
+// ctxSource stops reading a list once ctx ends (Ctrl-C during the pass over
+// its names).
+type ctxSource struct {
+	ctx context.Context
+	download.Source
+}
+
+func (s ctxSource) Next() (download.Entry, error) {
+	if err := s.ctx.Err(); err != nil {
+		return download.Entry{}, err
+	}
+	return s.Source.Next()
 }

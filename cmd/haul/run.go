@@ -152,6 +152,9 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 		closeInput()
 		var closeRun func()
 		if src, closeRun, err = prepareChecksums(ctx, o, eng, set, src, stdin); err != nil {
+			if ctx.Err() != nil {
+				return cli.Exit("", exitInterrupted) // Ctrl-C while the list was read
+			}
 			return cli.Exit(err.Error(), exitUsage)
 		}
 		defer closeRun()

@@ -50,15 +50,16 @@ func newResolver(lookup func(ctx context.Context, host string) ([]netip.Addr, er
 	return &resolver{lookup: lookup, cache: cache}
 }
 
-// addrs returns host's addresses, from the cache or one lookup.
-func (r *resolver) addrs(ctx context.Context, host string) ([]netip.Addr, error) {
+// addrs returns host's addresses, from the cache or one lookup, bounded by
+// limit and by ctx (a caller that gives up, Ctrl-C, does not wait for it).
+func (r *resolver) addrs(ctx context.Context, host string, limit time.Duration) ([]netip.Addr, error) {
 	if a, ok := r.cache.Get(host); ok && time.Now().Before(a.until) {
 		return a.addrs, a.err
 	}
-	v, err, _ := r.flights.Do(host, func() (any, error) {
+	ch := r.flights.DoChan(host, func() (any, error) {
 		// Not the caller's context: one caller giving up must not fail the
-		// others sharing the query. The dial's own timeout bounds it.
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		// others sharing the query; limit (--connect-timeout) bounds it.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit)
 		defer cancel()
 		a, err := r.lookup(lctx, host)
 		if err == nil && len(a) == 0 {
@@ -71,10 +72,15 @@ func (r *resolver) addrs(ctx context.Context, host string) ([]netip.Addr, error)
 		r.cache.Add(host, answer{addrs: a, until: time.Now().Add(dnsKeep)})
 		return a, nil
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.([]netip.Addr), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	return v.([]netip.Addr), nil
 }
 
 // dialer dials through the resolver's cache: each address in turn, as
@@ -93,7 +99,11 @@ func (r *resolver) dialer(d *net.Dialer) func(ctx context.Context, network, addr
 			ctx, cancel = context.WithTimeout(ctx, d.Timeout)
 			defer cancel()
 		}
-		ips, err := r.addrs(ctx, host)
+		limit := d.Timeout
+		if limit <= 0 {
+			limit = 30 * time.Second
+		}
+		ips, err := r.addrs(ctx, host, limit)
 		if err != nil {
 			return nil, &net.OpError{Op: "dial", Net: network, Err: err}
 		}

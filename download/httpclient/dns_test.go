@@ -106,3 +106,35 @@ func getURL(c Client, u string) (*http.Response, error) {
 	}
 	return c.Do(req)
 }
+
+// A lookup that hangs is bounded by --connect-timeout, and a caller that gives
+// up (Ctrl-C) does not wait for it.
+func TestDNSHungLookup(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	r := newResolver(func(ctx context.Context, host string) ([]netip.Addr, error) {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-release:
+			return nil, errors.New("released")
+		}
+	})
+	dial := r.dialer(&net.Dialer{Timeout: 100 * time.Millisecond})
+	t0 := time.Now()
+	if _, err := dial(context.Background(), "tcp", "hang.test:80"); err == nil {
+		t.Fatal("dialed through a hung lookup")
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("the lookup took %v, past the 100ms connect timeout", d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
+	r2 := newResolver(func(ctx context.Context, host string) ([]netip.Addr, error) {
+		<-release // ignores its context: only the caller's can end the wait
+		return nil, errors.New("released")
+	})
+	if _, err := r2.dialer(&net.Dialer{Timeout: time.Hour})(ctx, "tcp", "hang.test:80"); !errors.Is(err, context.Canceled) {
+		t.Errorf("a cancelled dial returned %v, want context.Canceled", err)
+	}
+}

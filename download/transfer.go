@@ -52,7 +52,8 @@ type transfer struct {
 	responded bool
 	// cond, with --update, asks whether the file on disk changed; used only
 	// while nothing is written (a partial of the new version is resumed).
-	cond *conditional
+	cond     *conditional
+	condSent bool // the last request asked it (a 304 answers only that)
 }
 
 // conditional is --update's question about a final file: If-None-Match with
@@ -181,7 +182,8 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		req.Header = req.Header.Clone()
 		req.Header.Set("Accept-Encoding", "zstd, gzip")
 	}
-	if t.cond != nil && t.written == 0 {
+	t.condSent = t.cond != nil && t.written == 0
+	if t.condSent {
 		req.Header = req.Header.Clone()
 		if t.cond.etag != "" {
 			req.Header.Set("If-None-Match", t.cond.etag)
@@ -246,7 +248,7 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 // 206, start over after a 200. done reports that the file was already complete.
 func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 	switch {
-	case resp.StatusCode == http.StatusNotModified && t.cond != nil && t.written == 0:
+	case resp.StatusCode == http.StatusNotModified && t.condSent:
 		return false, errNotModified
 	case resp.StatusCode == http.StatusOK:
 		if cr := resp.Header.Get("Content-Range"); cr != "" && !wholeRange(cr, resp.ContentLength) {

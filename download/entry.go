@@ -92,6 +92,9 @@ func (x *entry) run(ctx context.Context) {
 		x.end(ctx, x.plan())
 		return
 	}
+	if !x.takeSlot(ctx) {
+		return // set aside until a slot of its host is free
+	}
 	if done, err := x.openStaging(ctx); done || err != nil {
 		x.end(ctx, err)
 		return
@@ -258,17 +261,46 @@ func (x *entry) plan() error {
 	return nil
 }
 
-// openStaging takes a slot of the entry's host and opens its staging file,
-// with what an earlier run (or this one, before a pause) kept of it. If another
-// haul process is writing it, openStaging waits for that process to let go,
-// then looks at the final file again: done says the entry turned out finished.
-func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
-	e, ent, r := x.e, x.ent, x.r
+// takeSlot takes a slot of the entry's host (--per-host). When every slot is
+// taken, the entry is set aside until one is released, and takeSlot returns
+// false: its worker goes on with other entries. With the parking full, it
+// waits for the slot on the worker.
+func (x *entry) takeSlot(ctx context.Context) bool {
+	e := x.e
+	if e.parking.reserve() {
+		h, ok := e.hosts.tryAcquire(x.hostKey, func() { e.parking.wakeEntry(x) })
+		if ok {
+			e.parking.unreserve()
+			x.host = h
+			return true
+		}
+		// Woken by the release of a slot; the timer is a safety net for a
+		// release that came before the entry was parked.
+		x.e.claims.release(x.claimed, nil)
+		x.claimed = nil
+		e.parking.put(x, slotRecheck)
+		return false
+	}
 	h, err := e.hosts.acquire(ctx, x.hostKey)
 	if err != nil {
-		return false, err
+		x.end(ctx, err)
+		return false
 	}
 	x.host = h
+	return true
+}
+
+// slotRecheck is how long an entry waiting for a slot of its host stays set
+// aside if no release wakes it.
+const slotRecheck = 2 * time.Second
+
+// openStaging opens the entry's staging file, with what an earlier run (or
+// this one, before a pause) kept of it. If another haul process is writing it,
+// openStaging waits for that process to let go, then looks at the final file
+// again: done says the entry turned out finished.
+func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
+	e, ent, r := x.e, x.ent, x.r
+	h := x.host
 	if err := e.hosts.isDown(h); err != nil {
 		return false, &Error{Op: "get", URL: ent.URL, Err: err}
 	}

@@ -34,6 +34,9 @@ type host struct {
 	paused time.Time     // no new request before this instant
 	misses int           // consecutive attempts that got no response
 	down   error         // set once misses reached the limit: the host is down for this run
+	// waiters are called, first in first out, as slots free up: entries set
+	// aside while every slot was taken (tryAcquire).
+	waiters []func()
 }
 
 const maxIdleHosts = 4096
@@ -51,6 +54,48 @@ func newHosts(perHost, failLimit int) *hosts {
 // release it.
 func (hs *hosts) acquire(ctx context.Context, name string) (*host, error) {
 	hs.mu.Lock()
+	h := hs.getLocked(name)
+	h.users++
+	hs.mu.Unlock()
+	if h.sem == nil {
+		return h, nil
+	}
+	select {
+	case h.sem <- struct{}{}:
+		return h, nil
+	case <-ctx.Done():
+		hs.done(h)
+		return nil, ctx.Err()
+	}
+}
+
+// tryAcquire takes a slot of the named host if one is free. If none is, it
+// does not wait: it registers onFree, called once when a slot is released
+// (the caller sets its entry aside meanwhile, and its worker takes others:
+// with --per-host, a slow or dead host does not hold the workers the other
+// hosts need), and returns ok false.
+func (hs *hosts) tryAcquire(name string, onFree func()) (h *host, ok bool) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h = hs.getLocked(name)
+	if h.sem == nil {
+		h.users++
+		return h, true
+	}
+	select {
+	case h.sem <- struct{}{}:
+		h.users++
+		return h, true
+	default:
+		// Under mu: a release frees its slot, then takes mu to call a waiter,
+		// so this one is not missed.
+		h.waiters = append(h.waiters, onFree)
+		return nil, false
+	}
+}
+
+// getLocked returns the named host's state, made if new.
+func (hs *hosts) getLocked(name string) *host {
 	h := hs.m[name]
 	if h == nil {
 		if len(hs.m) >= max(maxIdleHosts, hs.sweepAt) {
@@ -66,25 +111,25 @@ func (hs *hosts) acquire(ctx context.Context, name string) (*host, error) {
 		}
 		hs.m[name] = h
 	}
-	h.users++
-	hs.mu.Unlock()
-	if h.sem == nil {
-		return h, nil
-	}
-	select {
-	case h.sem <- struct{}{}:
-		return h, nil
-	case <-ctx.Done():
-		hs.done(h)
-		return nil, ctx.Err()
-	}
+	return h
 }
 
 func (hs *hosts) release(h *host) {
 	if h.sem != nil {
 		<-h.sem
 	}
-	hs.done(h)
+	hs.mu.Lock()
+	h.users--
+	var wake func()
+	if len(h.waiters) > 0 {
+		wake = h.waiters[0]
+		h.waiters[0] = nil
+		h.waiters = h.waiters[1:]
+	}
+	hs.mu.Unlock()
+	if wake != nil {
+		wake()
+	}
 }
 
 func (hs *hosts) done(h *host) {
@@ -98,7 +143,7 @@ func (hs *hosts) sweepLocked() {
 	now := time.Now()
 	hs.swept += len(hs.m)
 	for k, h := range hs.m {
-		if h.users == 0 && now.After(h.paused) && (h.down == nil || hs.nDown > maxDownHosts) {
+		if h.users == 0 && len(h.waiters) == 0 && now.After(h.paused) && (h.down == nil || hs.nDown > maxDownHosts) {
 			if h.down != nil {
 				hs.nDown--
 			}

@@ -684,3 +684,39 @@ func TestEngineHostFailLimitOff(t *testing.T) {
 		}
 	}
 }
+
+// With --per-host, entries for a host whose slots are all taken wait set
+// aside, not on a worker: a host that never answers does not hold the
+// workers that the other hosts' entries need.
+func TestEnginePerHostSlowHostDoesNotHoldWorkers(t *testing.T) {
+	t.Parallel()
+	slow, live := downloadtest.New(t), downloadtest.New(t)
+	var lines, slowURLs, liveURLs []string
+	for i := range 6 {
+		u := slow.Handle(fmt.Sprintf("/s%d", i), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-r.Context().Done() // never answers
+		}))
+		lines, slowURLs = append(lines, u), append(slowURLs, u)
+	}
+	for i := range 6 {
+		u := live.Add(fmt.Sprintf("/l%d", i), payload(uint64(50+i), 1000))
+		lines, liveURLs = append(lines, u), append(liveURLs, u)
+	}
+	h := newHarness(t)
+	oc := h.run(download.Options{Jobs: 3, PerHost: 1, Retries: 0, Timeout: 500 * time.Millisecond, HostFailLimit: -1}, lines...)
+	firstSlow := len(oc.results)
+	for _, u := range slowURLs {
+		firstSlow = min(firstSlow, oc.index(u))
+	}
+	for _, u := range liveURLs {
+		if r := oc.get(u); r.Status != download.StatusOK {
+			t.Errorf("%s: %s %v", u, r.Status, r.Err)
+		}
+		if i := oc.index(u); i > firstSlow {
+			t.Errorf("%s finished after the first entry of the host that never answers (%d > %d): it waited behind it", u, i, firstSlow)
+		}
+	}
+	if m := slow.MaxInFlight(); m > 1 {
+		t.Errorf("%d requests at once to the slow host, --per-host 1", m)
+	}
+}

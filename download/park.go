@@ -70,6 +70,18 @@ func (p *parking) put(x *entry, d time.Duration) {
 	p.mu.Unlock()
 }
 
+// unreserve gives back a place taken by reserve and not used.
+func (p *parking) unreserve() { p.count.Add(-1) }
+
+// wakeEntry brings x back at once if it is parked (a slot of its host is free).
+func (p *parking) wakeEntry(x *entry) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t, ok := p.out[x]; ok && t.Stop() {
+		p.back <- x // never blocks: count <= cap(back)
+	}
+}
+
 // wake brings back at once the parked entries of the host key: it went down,
 // and they are to fail now rather than when their backoff ends.
 func (p *parking) wake(hostKey string) {

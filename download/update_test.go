@@ -274,7 +274,7 @@ func TestDryRun(t *testing.T) {
 // wrote, so the file is fetched again without asking, not kept on a 304.
 func TestUpdateFileChangedOnDisk(t *testing.T) {
 	t.Parallel()
-	body := payload(36, 20_000)
+	body := payload(36, 100_000) // over 64 KiB: its length at the commit is recorded
 	s := downloadtest.New(t)
 	u := s.Add("/f", body)
 	h := newHarness(t)

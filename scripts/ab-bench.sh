@@ -10,11 +10,12 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_SHARED=${BENCH_SHARED:-$ROOT/../shared/bench}
+want_workloads=${WORKLOADS:-small medium large huge small-tls medium-tls large-tls huge-tls}
 # shellcheck source=/dev/null
-source "$BENCH_SHARED/common.sh"
+source "$BENCH_SHARED/common.sh" # sets its own WORKLOADS array
 A=${1:?usage: ab-bench.sh HAUL_A HAUL_B}
 B=${2:?usage: ab-bench.sh HAUL_A HAUL_B}
-read -r -a workloads <<< "${WORKLOADS:-small medium large huge small-tls medium-tls large-tls huge-tls}"
+read -r -a workloads <<< "$want_workloads"
 RUNS=${RUNS:-5}
 C=${C:-16}
 VERIFY=${VERIFY:-1}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // commitErr commits w and returns the commit's error.
@@ -18,11 +19,12 @@ func commitErr(w Writer) error {
 // (unnamed small files, named big ones, compressed ones), for --update.
 func TestCacheValidatorsRecorded(t *testing.T) {
 	const lm = "Mon, 02 Jan 2026 03:04:05 GMT"
+	lmTime := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, tc := range []struct {
 		name string
 		size int
 		gz   bool
-	}{{"small", 100, false}, {"big", 200 << 10, false}, {"compressed", 1000, true}} {
+	}{{"small", 100, false}, {"big", 200 << 10, false}, {"compressed", 100 << 10, true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, _ := newSink(t, FileOptions{NoSync: true})
 			var s Sink = f
@@ -46,8 +48,14 @@ func TestCacheValidatorsRecorded(t *testing.T) {
 				t.Fatal(err)
 			}
 			info, err := s.Stat("d/a")
-			if err != nil || info.ETag != `W/"weak"` || info.LastModified != lm {
-				t.Fatalf("Stat: %+v %v", info, err)
+			if err != nil || !info.ModTime.Equal(lmTime) {
+				t.Fatalf("Stat: %+v %v; want the modification time %v", info, err, lmTime)
+			}
+			// A small file's validators are its modification time only (one
+			// more attribute would cost an attribute block per file on ext4).
+			if want := tc.size > unnamedMax && !tc.gz; // compressed, the file is small
+			(info.ETag == `W/"weak"` && info.LastModified == lm) != want {
+				t.Fatalf("Stat: %+v; recorded validators: want %v", info, want)
 			}
 			// A file written again without validators keeps none of the old ones.
 			w, err = s.Create("d/a", "http://h/a")
@@ -59,7 +67,7 @@ func TestCacheValidatorsRecorded(t *testing.T) {
 			if err := commitErr(w); err != nil {
 				t.Fatal(err)
 			}
-			if info, err := s.Stat("d/a"); err != nil || info.ETag != "" || info.LastModified != "" {
+			if info, err := s.Stat("d/a"); err != nil || info.ETag != "" || info.LastModified != "" || info.ModTime.Equal(lmTime) {
 				t.Fatalf("after a rewrite without validators: %+v %v", info, err)
 			}
 		})
@@ -101,5 +109,24 @@ func TestStaged(t *testing.T) {
 	defer w.Abort()
 	if w.Partial() != p {
 		t.Fatalf("Create resumes %+v, Staged said %+v", w.Partial(), p)
+	}
+}
+
+// A small file whose response had only an ETag records it (its modification
+// time can say nothing about the response); with Last-Modified too, the
+// modification time is enough.
+func TestCacheValidatorsSmallETagOnly(t *testing.T) {
+	f, _ := newSink(t, FileOptions{NoSync: true})
+	w, err := f.Create("e", "http://h/e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.SetCacheValidators(`"only"`, "")
+	w.Write([]byte("x"))
+	if err := commitErr(w); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := f.Stat("e"); err != nil || info.ETag != `"only"` {
+		t.Fatalf("Stat: %+v %v", info, err)
 	}
 }

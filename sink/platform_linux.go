@@ -2,6 +2,8 @@ package sink
 
 import (
 	"os"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,3 +39,17 @@ func renameExcl(dfd int, from, to string) error {
 
 // errNoAttr is the error for an absent extended attribute.
 const errNoAttr = unix.ENODATA
+
+// setMtime sets f's access and modification times to t: utimensat on the
+// descriptor itself (a NULL path), not through /proc/self/fd as
+// unix.Futimes does, which costs a path lookup per file.
+func setMtime(f *os.File, t time.Time) {
+	ts := [2]unix.Timespec{unix.NsecToTimespec(t.UnixNano()), unix.NsecToTimespec(t.UnixNano())}
+	control(f, func(fd int) error {
+		_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+		if e != 0 {
+			return e
+		}
+		return nil
+	})
+}

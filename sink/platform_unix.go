@@ -4,6 +4,7 @@ package sink
 
 import (
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -30,3 +31,9 @@ func (d *dirRef) link(f *os.File, name string) error {
 }
 
 const errNoAttr = unix.ENOATTR
+
+// setMtime sets f's access and modification times to t.
+func setMtime(f *os.File, t time.Time) {
+	tv := unix.NsecToTimeval(t.UnixNano())
+	control(f, func(fd int) error { return unix.Futimes(fd, []unix.Timeval{tv, tv}) })
+}

@@ -49,10 +49,14 @@ type Info struct {
 	RunTag string
 	// ETag and LastModified are the validators of the response the file was
 	// written from (Writer.SetCacheValidators), "" where none was recorded.
+	// haul sets a file's ModTime to the response's Last-Modified, and records
+	// them only where that is not enough or costs nothing: files over 64 KiB,
+	// and small ones whose response had an ETag and no Last-Modified.
 	ETag, LastModified string
 	// Changed: the file's length differs from the one haul committed, so it
 	// was changed on disk since (truncated, or rewritten by another tool) and
-	// its recorded validators no longer describe it.
+	// its recorded validators no longer describe it. Known only where they
+	// were recorded.
 	Changed bool
 }
 

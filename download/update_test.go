@@ -3,8 +3,8 @@ package download_test
 import (
 	"context"
 	"errors"
-	"os"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"

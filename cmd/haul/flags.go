@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/haul/haul/download"
+	"github.com/haul/haul/download/httpclient"
 	"github.com/haul/haul/download/naming"
 )
 
@@ -55,6 +56,8 @@ type options struct {
 	http11         bool
 	mirror         mirrorOptions
 	hostFailLimit  int // download.Options.HostFailLimit
+	netrc          *httpclient.Netrc
+	jar            http.CookieJar
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {

@@ -2,16 +2,23 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/haul/haul/download/httpclient"
 )
 
 // networkFlags are the flags for networks beyond loopback: hosts that are
-// down.
+// down, credentials and cookies.
 func networkFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.IntFlag{Name: "host-fail-limit", Value: 8,
 			Usage: "after `N` attempts in a row to one host without a response (refused, reset, DNS, timeouts), fail its other entries at once (0: never)"},
+		&cli.BoolFlag{Name: "netrc", Usage: "Basic credentials per host from ~/.netrc ($NETRC), as curl --netrc; never sent on to another host"},
+		&cli.StringFlag{Name: "netrc-file", TakesFile: true, Usage: "like --netrc, from `FILE`"},
+		&cli.StringFlag{Name: "cookies", TakesFile: true, Usage: "send the cookies of a Netscape cookies.txt `FILE` (as curl -b, wget --load-cookies)"},
 	}
 }
 
@@ -22,6 +29,36 @@ func parseNetwork(c *cli.Context, o *options) error {
 	}
 	if o.hostFailLimit == 0 {
 		o.hostFailLimit = -1 // download.Options: < 0 is never, 0 the default
+	}
+	name := c.String("netrc-file")
+	if name == "" && c.Bool("netrc") {
+		if name = os.Getenv("NETRC"); name == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return fmt.Errorf("--netrc: %w", err)
+			}
+			name = filepath.Join(home, ".netrc")
+		}
+	}
+	if name != "" {
+		f, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("--netrc: %w", err)
+		}
+		defer f.Close()
+		if o.netrc, err = httpclient.ParseNetrc(f); err != nil {
+			return fmt.Errorf("--netrc %s: %w", name, err)
+		}
+	}
+	if name := c.String("cookies"); name != "" {
+		f, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("--cookies: %w", err)
+		}
+		defer f.Close()
+		if o.jar, err = httpclient.LoadCookies(f); err != nil {
+			return fmt.Errorf("--cookies %s: %w", name, err)
+		}
 	}
 	return nil
 }

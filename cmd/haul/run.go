@@ -83,6 +83,7 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 	client, err := httpclient.New(httpclient.Options{
 		Jobs: o.jobs, PerHost: o.perHost, ConnectTimeout: o.connectTimeout,
 		Timeout: o.timeout, CACert: o.cacert, Insecure: o.insecure, HTTP11: o.http11,
+		Netrc: o.netrc, Jar: o.jar,
 	})
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)

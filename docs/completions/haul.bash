@@ -9,7 +9,7 @@ _haul() {
         prev=${COMP_WORDS[COMP_CWORD-2]}
     fi
     case $prev in
-        -i|--input|--manifest|--cacert)
+        -i|--input|--manifest|--cacert|--netrc-file|--cookies)
             COMPREPLY=($(compgen -f -- "$cur")); compopt -o filenames 2>/dev/null
             return ;;
         -d|--dir)
@@ -35,7 +35,7 @@ _haul() {
             return ;;
     esac
     if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W "-i --input -d --dir -j --jobs --per-host --layout --retries --timeout --connect-timeout --limit-rate -H --header --user-agent --manifest -q --quiet --progress --progress-interval --force --sha256 --no-sync --compress --compress-level --compressed --shard --shard-by --cacert -k --insecure --http1.1 -N --update --dry-run --checksums -r --recursive -A --accept -R --reject --host-fail-limit -h --help -v --version" -- "$cur"))
+        COMPREPLY=($(compgen -W "-i --input -d --dir -j --jobs --per-host --layout --retries --timeout --connect-timeout --limit-rate -H --header --user-agent --manifest -q --quiet --progress --progress-interval --force --sha256 --no-sync --compress --compress-level --compressed --shard --shard-by --cacert -k --insecure --http1.1 -N --update --dry-run --checksums -r --recursive -A --accept -R --reject --host-fail-limit --netrc --netrc-file --cookies -h --help -v --version" -- "$cur"))
     elif [[ $COMP_CWORD -eq 1 ]]; then
         COMPREPLY=($(compgen -W "completion man" -- "$cur"))
     elif [[ $COMP_CWORD -eq 2 && ${COMP_WORDS[1]} == completion ]]; then

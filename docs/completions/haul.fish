@@ -37,5 +37,8 @@ complete -c haul -s r -l recursive -d 'a URL ending in / is a directory index: d
 complete -c haul -s A -l accept -x -d 'with -r, download only files whose name matches one of LIST (globs, or suffixes: -A iso,txt)'
 complete -c haul -s R -l reject -x -d 'with -r, skip files whose name matches one of LIST (reject wins over accept)'
 complete -c haul -l host-fail-limit -x -d 'after N attempts in a row to one host without a response (refused, reset, DNS, timeouts), fail its other entries at once (0: never)'
+complete -c haul -l netrc -d 'Basic credentials per host from ~/.netrc ($NETRC), as curl --netrc; never sent on to another host'
+complete -c haul -l netrc-file -r -F -d 'like --netrc, from FILE'
+complete -c haul -l cookies -r -F -d 'send the cookies of a Netscape cookies.txt FILE (as curl -b, wget --load-cookies)'
 complete -c haul -s h -l help -d 'show help'
 complete -c haul -s v -l version -d 'print the version'

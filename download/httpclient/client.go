@@ -32,6 +32,14 @@ type Options struct {
 	// HTTP11 sends https requests over HTTP/1.1 even where the server offers
 	// HTTP/2 (--http1.1), through the lean client.
 	HTTP11 bool
+	// Netrc gives Basic credentials per host (--netrc): a request without
+	// its own Authorization (or user:password@ in its URL) gets those of its
+	// host. Redirect hops get none: credentials are never sent on to the
+	// host a redirect names (and the policy strips them off the first origin).
+	Netrc *Netrc
+	// Jar sends and keeps cookies (--cookies). With a jar every request goes
+	// through net/http, which applies it to every redirect hop.
+	Jar http.CookieJar
 
 	// proxy picks the proxy for a URL, nil for none; nil means from the
 	// environment. Tests set it: the environment's never proxies loopback.
@@ -120,15 +128,15 @@ func New(o Options) (Client, error) {
 	if os.Getenv("HAUL_NETHTTP") != "" { // for comparisons: net/http for everything
 		return &http.Client{Transport: tr, CheckRedirect: checkRedirect}, nil
 	}
-	c := &client{proxy: proxy, http11: o.HTTP11}
-	c.std = &http.Client{Transport: tr, CheckRedirect: c.checkRedirect}
+	c := &client{proxy: proxy, http11: o.HTTP11, netrc: o.Netrc, jar: o.Jar}
+	c.std = &http.Client{Transport: tr, CheckRedirect: c.checkRedirect, Jar: o.Jar}
 	// net/http multiplexes every HTTP/2 request to a host on one connection, read
 	// by one goroutine: with many small files that connection is the bottleneck
 	// (10,000 small files over TLS took 1.2-1.5 s on one connection, 0.9-1.1 s
 	// on four). Requests are spread over a few transports, hence connections.
 	c.tls = []*http.Client{c.std}
 	for len(c.tls) < min(4, max(1, jobs/4)) {
-		c.tls = append(c.tls, &http.Client{Transport: tr.Clone(), CheckRedirect: c.checkRedirect})
+		c.tls = append(c.tls, &http.Client{Transport: tr.Clone(), CheckRedirect: c.checkRedirect, Jar: o.Jar})
 	}
 	c.lean = h1.New(h1.Options{
 		DialContext:         dial,
@@ -156,9 +164,17 @@ type client struct {
 	next   atomic.Uint32
 	proxy  func(*url.URL) (*url.URL, error)
 	http11 bool
+	netrc  *Netrc
+	jar    http.CookieJar
 }
 
 func (c *client) Do(req *http.Request) (*http.Response, error) {
+	if c.netrc != nil && req.URL.User == nil && req.Header.Get("Authorization") == "" {
+		if login, password, ok := c.netrc.Lookup(req.URL.Hostname()); ok {
+			req = req.Clone(req.Context()) // the caller's headers are shared
+			req.SetBasicAuth(login, password)
+		}
+	}
 	for {
 		resp, err := c.send(req)
 		if err != nil || resp.StatusCode < 300 || resp.StatusCode > 399 {
@@ -208,8 +224,8 @@ func (c *client) CloseIdleConnections() {
 // with a proxy (or a proxy setting in error) go through net/http, which
 // implements proxies and reports the error.
 func (c *client) viaLean(u *url.URL) bool {
-	if u.Scheme != "http" && !(u.Scheme == "https" && c.http11) {
-		return false
+	if c.jar != nil || u.Scheme != "http" && !(u.Scheme == "https" && c.http11) {
+		return false // h1 keeps no cookies
 	}
 	p, err := c.proxy(u)
 	return p == nil && err == nil

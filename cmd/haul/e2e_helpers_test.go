@@ -131,6 +131,12 @@ func runHaulEnv(t *testing.T, env []string, stdin io.Reader, args ...string) res
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}
+	return runCmd(t, ctx, cmd, stdout, stderr, args)
+}
+
+// runCmd runs a haul command made by haulCmd to the end.
+func runCmd(t *testing.T, ctx context.Context, cmd *exec.Cmd, stdout, stderr *bytes.Buffer, args []string) result {
+	t.Helper()
 	t0 := time.Now()
 	err := cmd.Run()
 	r := result{stdout: stdout.String(), stderr: stderr.String(), dur: time.Since(t0)}

@@ -111,21 +111,7 @@ func runHaulInEnv(t *testing.T, env []string, args ...string) result {
 	defer cancel()
 	cmd, stdout, stderr := haulCmd(ctx, nil, args...)
 	cmd.Env = env
-	t0 := time.Now()
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String(), dur: time.Since(t0)}
-	var ee *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		t.Errorf("haul %q did not finish within %v\n%v", args, runHaulTimeout, r)
-		r.code = -1
-	case err == nil, errors.As(err, &ee):
-		r.code = cmd.ProcessState.ExitCode()
-	default:
-		t.Errorf("running haul: %v", err)
-		r.code = -1
-	}
-	return r
+	return runCmd(t, ctx, cmd, stdout, stderr, args)
 }
 
 // sha256Of is the hex SHA-256 of b.

@@ -93,7 +93,7 @@ func New(o Options) (Client, error) {
 		TLSHandshakeTimeout:   o.ConnectTimeout,
 		ForceAttemptHTTP2:     true,
 		DisableCompression:    true,
-		MaxIdleConns:          2 * jobs,
+		MaxIdleConns:          maxIdle(jobs),
 		MaxIdleConnsPerHost:   jobs,
 		MaxConnsPerHost:       o.PerHost,
 		IdleConnTimeout:       90 * time.Second,
@@ -143,12 +143,20 @@ func New(o Options) (Client, error) {
 		TLSConfig:           tlsConf,
 		TLSHandshakeTimeout: o.ConnectTimeout,
 		MaxIdlePerHost:      jobs,
-		MaxIdle:             2 * jobs,
+		MaxIdle:             maxIdle(jobs),
 		MaxConnsPerHost:     o.PerHost,
 		CheckRedirect:       c.checkRedirect,
 	})
 	return c, nil
 }
+
+// maxIdle is how many idle connections are kept across hosts, the least
+// recently used closed first: enough for one per host of a list spread over a
+// few hundred hosts (2 x jobs, below the number of hosts, closed each
+// connection before its host came round again: 2,000 files over 50 hosts
+// opened 1,268 connections at -j 16), and bounded, since an idle h1
+// connection keeps its 68 KiB of buffers (256 of them: 17 MiB).
+func maxIdle(jobs int) int { return max(2*jobs, 256) }
 
 // Client is the HTTP client New returns. *http.Client satisfies it.
 type Client interface {

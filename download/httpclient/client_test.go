@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -434,5 +435,86 @@ func TestRedirectLimitAcrossClients(t *testing.T) {
 	}
 	if n := len(plain.get()) + len(secure.get()); n != 11 {
 		t.Errorf("%d requests made, want 11", n)
+	}
+}
+
+// Over HTTPS, a list spread over many hosts opens about one connection per
+// host, as over HTTP/1.1 (requests used to go round robin over the TLS
+// transports, giving every host a connection on each), while many requests in
+// flight to one host are still spread over several connections.
+func TestTLSConnectionsPerHost(t *testing.T) {
+	var conns sync.Map // server URL -> *atomic.Int32
+	newServer := func() *httptest.Server {
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(5 * time.Millisecond) // requests overlap
+			io.WriteString(w, "x")
+		}))
+		srv.EnableHTTP2 = true
+		var n atomic.Int32
+		srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				n.Add(1)
+			}
+		}
+		srv.StartTLS()
+		conns.Store(srv.URL, &n)
+		return srv
+	}
+	c, err := New(Options{Jobs: 16, ConnectTimeout: 5 * time.Second, Insecure: true,
+		proxy: func(*url.URL) (*url.URL, error) { return nil, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseIdleConnections()
+	fetch := func(urls []string) {
+		var wg sync.WaitGroup
+		ch := make(chan string)
+		for range 16 {
+			wg.Go(func() {
+				for u := range ch {
+					resp, err := getURL(c, u)
+					if err != nil {
+						t.Error(err)
+						continue
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		}
+		for _, u := range urls {
+			ch <- u
+		}
+		close(ch)
+		wg.Wait()
+	}
+	var servers []*httptest.Server
+	var urls []string
+	for range 20 {
+		s := newServer()
+		defer s.Close()
+		servers = append(servers, s)
+	}
+	for i := range 400 {
+		urls = append(urls, fmt.Sprintf("%s/f%d", servers[i%len(servers)].URL, i))
+	}
+	fetch(urls)
+	total := int32(0)
+	for _, s := range servers {
+		n, _ := conns.Load(s.URL)
+		total += n.(*atomic.Int32).Load()
+	}
+	if total > 2*int32(len(servers)) {
+		t.Errorf("%d connections for %d hosts, want about one per host", total, len(servers))
+	}
+	one := newServer()
+	defer one.Close()
+	urls = urls[:0]
+	for i := range 400 {
+		urls = append(urls, fmt.Sprintf("%s/f%d", one.URL, i))
+	}
+	fetch(urls)
+	if n, _ := conns.Load(one.URL); n.(*atomic.Int32).Load() < 2 {
+		t.Errorf("%d connection for 16 requests in flight to one host, want them spread", n.(*atomic.Int32).Load())
 	}
 }

@@ -168,12 +168,23 @@ func TestCookiesFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.CloseIdleConnections()
-	for _, path := range []string{"/data/f", "/other"} {
-		resp, err := getURL(c, "http://127.0.0.1:"+port+path)
+	// One header map for every request, as the engine passes it: the jar's
+	// cookies must not stick to it.
+	shared := http.Header{"User-Agent": {"haul-test"}}
+	for _, u := range []string{"http://127.0.0.1:" + port + "/data/f", "http://127.0.0.1:" + port + "/other"} {
+		req, err := http.NewRequest(http.MethodGet, u, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = shared
+		resp, err := c.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
+	}
+	if len(shared) != 1 {
+		t.Errorf("the shared header was changed: %v", shared)
 	}
 	log.mu.Lock()
 	defer log.mu.Unlock()

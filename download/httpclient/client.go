@@ -182,9 +182,17 @@ type client struct {
 }
 
 func (c *client) Do(req *http.Request) (*http.Response, error) {
+	if c.jar != nil {
+		// net/http adds the jar's cookies to the request's Header in place,
+		// and the engine shares one Header among all its requests: each
+		// request's cookies went to every later one, on every host.
+		req = req.Clone(req.Context())
+	}
 	if c.netrc != nil && req.URL.User == nil && req.Header.Get("Authorization") == "" {
 		if login, password, ok := c.netrc.Lookup(req.URL.Hostname()); ok {
-			req = req.Clone(req.Context()) // the caller's headers are shared
+			if c.jar == nil {
+				req = req.Clone(req.Context()) // the caller's headers are shared
+			}
 			req.SetBasicAuth(login, password)
 		}
 	}

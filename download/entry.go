@@ -51,6 +51,9 @@ type entry struct {
 	have    int64
 	// cond is the conditional request --update asks with (nil: none).
 	cond *conditional
+	// slotWait: it is parked waiting for a slot of its host (under the
+	// parking's lock).
+	slotWait bool
 	// resumed: it comes back from a pause in its retry loop, so the bytes kept
 	// are this run's and --force does not start them over.
 	resumed bool
@@ -267,18 +270,24 @@ func (x *entry) plan() error {
 // waits for the slot on the worker.
 func (x *entry) takeSlot(ctx context.Context) bool {
 	e := x.e
+	if h, ok := e.hosts.tryAcquire(x.hostKey, nil); ok {
+		x.host = h // the usual case: a slot is free, or there is no cap
+		return true
+	}
 	if e.parking.reserve() {
-		h, ok := e.hosts.tryAcquire(x.hostKey, func() { e.parking.wakeEntry(x) })
-		if ok {
-			e.parking.unreserve()
-			x.host = h
-			return true
-		}
-		// Woken by the release of a slot; the timer is a safety net for a
-		// release that came before the entry was parked.
+		// Parked before it registers as a waiter (both under the hosts' lock
+		// in tryAcquire would invert the lock order): a release in between
+		// finds it parked. If a slot is free after all, it is taken back.
 		x.e.claims.release(x.claimed, nil)
 		x.claimed = nil
-		e.parking.put(x, slotRecheck)
+		e.parking.putForSlot(x, slotRecheck)
+		h, ok := e.hosts.tryAcquire(x.hostKey, func() bool { return e.parking.wakeForSlot(x) })
+		if ok {
+			// A slot was free: the entry comes back at once, and takes
+			// one again then (this one is released).
+			e.hosts.release(h)
+			e.parking.wakeForSlot(x)
+		}
 		return false
 	}
 	h, err := e.hosts.acquire(ctx, x.hostKey)

@@ -35,8 +35,10 @@ type host struct {
 	misses int           // consecutive attempts that got no response
 	down   error         // set once misses reached the limit: the host is down for this run
 	// waiters are called, first in first out, as slots free up: entries set
-	// aside while every slot was taken (tryAcquire).
-	waiters []func()
+	// aside while every slot was taken (tryAcquire). One returns false when
+	// its entry no longer waits (it came back on its timer, and may have
+	// registered again): the next one is tried.
+	waiters []func() bool
 }
 
 const maxIdleHosts = 4096
@@ -74,7 +76,7 @@ func (hs *hosts) acquire(ctx context.Context, name string) (*host, error) {
 // (the caller sets its entry aside meanwhile, and its worker takes others:
 // with --per-host, a slow or dead host does not hold the workers the other
 // hosts need), and returns ok false.
-func (hs *hosts) tryAcquire(name string, onFree func()) (h *host, ok bool) {
+func (hs *hosts) tryAcquire(name string, onFree func() bool) (h *host, ok bool) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	h = hs.getLocked(name)
@@ -88,8 +90,10 @@ func (hs *hosts) tryAcquire(name string, onFree func()) (h *host, ok bool) {
 		return h, true
 	default:
 		// Under mu: a release frees its slot, then takes mu to call a waiter,
-		// so this one is not missed.
-		h.waiters = append(h.waiters, onFree)
+		// so this one is not missed. A nil onFree only asks.
+		if onFree != nil {
+			h.waiters = append(h.waiters, onFree)
+		}
 		return nil, false
 	}
 }
@@ -119,16 +123,17 @@ func (hs *hosts) release(h *host) {
 		<-h.sem
 	}
 	hs.mu.Lock()
+	defer hs.mu.Unlock()
 	h.users--
-	var wake func()
-	if len(h.waiters) > 0 {
-		wake = h.waiters[0]
+	// Under mu (lock order: hosts, then parking), so that a waiter that
+	// registers meanwhile is not missed.
+	for len(h.waiters) > 0 {
+		wake := h.waiters[0]
 		h.waiters[0] = nil
 		h.waiters = h.waiters[1:]
-	}
-	hs.mu.Unlock()
-	if wake != nil {
-		wake()
+		if wake() {
+			break
+		}
 	}
 }
 

@@ -73,13 +73,27 @@ func (p *parking) put(x *entry, d time.Duration) {
 // unreserve gives back a place taken by reserve and not used.
 func (p *parking) unreserve() { p.count.Add(-1) }
 
-// wakeEntry brings x back at once if it is parked (a slot of its host is free).
-func (p *parking) wakeEntry(x *entry) {
+// putForSlot parks x, waiting for a slot of its host, for at most d.
+func (p *parking) putForSlot(x *entry, d time.Duration) {
+	p.mu.Lock()
+	x.slotWait = true
+	p.mu.Unlock()
+	p.put(x, d)
+}
+
+// wakeForSlot brings x back at once if it is parked waiting for a slot of its
+// host (not for a pause or a backoff), and reports whether it did: a release
+// tries its host's waiters until one wakes.
+func (p *parking) wakeForSlot(x *entry) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if t, ok := p.out[x]; ok && t.Stop() {
-		p.back <- x // never blocks: count <= cap(back)
+	t, ok := p.out[x]
+	if !ok || !x.slotWait || !t.Stop() {
+		return false
 	}
+	x.slotWait = false
+	p.back <- x // never blocks: count <= cap(back)
+	return true
 }
 
 // wake brings back at once the parked entries of the host key: it went down,
@@ -102,6 +116,7 @@ func (p *parking) unparked(x *entry) bool {
 	defer p.mu.Unlock()
 	_, ok := p.out[x]
 	delete(p.out, x)
+	x.slotWait = false
 	return ok
 }
 

@@ -333,3 +333,25 @@ func TestUpdateDecidesAgainAfterPause(t *testing.T) {
 	}
 	h.checkFile(r.Name, body)
 }
+
+// A small file (no attribute beyond its origin) rewritten in place by another
+// tool is fetched again by --update, not kept on a 304 to If-Modified-Since:
+// its modification time is no longer the Last-Modified haul set.
+func TestUpdateSmallFileChangedOnDisk(t *testing.T) {
+	t.Parallel()
+	body := payload(38, 1000)
+	s := downloadtest.New(t)
+	u := s.Add("/f", body, downloadtest.LastModified(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)))
+	h := newHarness(t)
+	r := h.run(download.Options{}, u).get(u)
+	if r := h.run(download.Options{Update: true}, u).get(u); r.Status != download.StatusUnchanged {
+		t.Fatalf("-N over the untouched file: %s %v", r.Status, r.Err)
+	}
+	if err := os.WriteFile(filepath.Join(h.dir, filepath.FromSlash(r.Name)), []byte("another tool"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.run(download.Options{Update: true}, u).get(u); r.Status != download.StatusOK {
+		t.Fatalf("-N over the rewritten file: %s %v", r.Status, r.Err)
+	}
+	h.checkFile(r.Name, body)
+}

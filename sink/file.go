@@ -162,7 +162,7 @@ func (s *File) stat(name string, plainSize bool) (Info, error) {
 			return info, err
 		}
 	}
-	if err := readMeta(f, &info, st.Size); err != nil {
+	if err := readMeta(f, &info, &st); err != nil {
 		return info, err
 	}
 	if !plainSize {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -49,12 +50,25 @@ func (w *fileWriter) SetCacheValidators(etag, lastModified string) {
 }
 
 // readMeta fills info's cache validators from f's attribute, and Changed from
-// the length recorded at the commit against size, the file's length now.
-func readMeta(f *os.File, info *Info, size int64) error {
+// the length recorded at the commit against the file's length now. A file
+// haul wrote without the attribute (a small one) has only its times to go by:
+// haul set its modification time to the response's Last-Modified before the
+// commit, which then changed its ctime, so a file whose modification time is
+// as late as its ctime was written again since (by another tool, in place)
+// or never had a Last-Modified: either way the server cannot vouch for it
+// with a 304 to If-Modified-Since, and it is fetched again.
+func readMeta(f *os.File, info *Info, st *unix.Stat_t) error {
 	v, err := getXattr(f, metaAttr)
-	if err != nil || v == "" {
+	if err != nil {
 		return err
 	}
+	if v == "" {
+		if info.Origin != "" {
+			info.Changed = ctime(st).Sub(mtime(st)) < time.Second
+		}
+		return nil
+	}
+	size := st.Size
 	first, rest, _ := strings.Cut(v, "\n")
 	etag, modified, _ := strings.Cut(rest, "\n")
 	n, perr := strconv.ParseInt(strings.TrimPrefix(first, "v1 "), 10, 64)

@@ -70,9 +70,6 @@ func (p *parking) put(x *entry, d time.Duration) {
 	p.mu.Unlock()
 }
 
-// unreserve gives back a place taken by reserve and not used.
-func (p *parking) unreserve() { p.count.Add(-1) }
-
 // putForSlot parks x, waiting for a slot of its host, for at most d.
 func (p *parking) putForSlot(x *entry, d time.Duration) {
 	p.mu.Lock()

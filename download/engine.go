@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +16,7 @@ import (
 	"github.com/haul/haul/download/index"
 	"github.com/haul/haul/download/input"
 	"github.com/haul/haul/download/naming"
+	"github.com/haul/haul/internal/urlid"
 	"github.com/haul/haul/sink"
 )
 
@@ -336,6 +336,15 @@ func ShardOf(key string, n int) int {
 	return int(h % uint64(n))
 }
 
+// nameOf is the entry's output path: out=, else what the layout makes of its
+// URL.
+func (e *Engine) nameOf(ent Entry) (string, error) {
+	if ent.Out != "" {
+		return ent.Out, nil
+	}
+	return e.opts.Layout.Name(ent.URL)
+}
+
 // Names reads src as Run would, without a request or a write, and calls fn with
 // the output path of each entry of this run's shard (bad lines and entries
 // that cannot be named are passed over: Run reports them). A caller that can
@@ -362,45 +371,25 @@ func (e *Engine) Names(src Source, fn func(name string)) error {
 		if !e.inShard(ent.URL) {
 			continue
 		}
-		name := ent.Out
-		if name == "" {
-			if name, err = e.opts.Layout.Name(ent.URL); err != nil {
-				continue
-			}
+		if name, err := e.nameOf(ent); err == nil {
+			fn(name)
 		}
-		fn(name)
 	}
 }
 
-// HostShardKey is the shard key of rawURL under --shard-by host: its host as
-// the input parser's url.Parse sees it (user info dropped, percent-escapes
-// decoded, IPv6 literals in brackets), in lower case, followed by ":PORT"
-// only when the URL names a port other than its scheme's default (leading
-// zeros dropped): "example.com", "127.0.0.1:8080", "[::1]:8443". Every
-// spelling of one server's address that url.Parse accepts gives one key.
-// rawURL is an entry's URL, already checked by the input parser; one that
-// does not parse is its own key.
+// HostShardKey is the shard key of rawURL under --shard-by host: its host in
+// lower case (user info dropped, IPv6 literals in brackets), followed by
+// ":PORT" only when the URL names a port other than its scheme's default
+// (leading zeros dropped): "example.com", "127.0.0.1:8080", "[::1]:8443". It is
+// urlid.HostKey, the key of per-host caps and pauses, without the default
+// port, so it slices the URL rather than parsing it: a sharded list of
+// millions of lines costs no url.Parse per line. rawURL is an entry's URL,
+// already checked by the input parser (which refuses percent-escapes in a
+// host name; an IPv6 zone stays as written, "[fe80::1%25eth0]").
 func HostShardKey(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return rawURL
+	def := ":80"
+	if scheme, _, _ := strings.Cut(rawURL, "://"); strings.EqualFold(scheme, "https") {
+		def = ":443"
 	}
-	host := strings.ToLower(u.Hostname())
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	port := u.Port()
-	if port != "" {
-		if port = strings.TrimLeft(port, "0"); port == "" {
-			port = "0"
-		}
-	}
-	def := "80"
-	if u.Scheme == "https" { // url.Parse lower-cases the scheme
-		def = "443"
-	}
-	if port == "" || port == def {
-		return host
-	}
-	return host + ":" + port
+	return strings.TrimSuffix(urlid.HostKey(rawURL), def)
 }

@@ -111,7 +111,6 @@ func (x *entry) run(ctx context.Context) {
 		// --update: the file stays as it is (same inode, same times); the
 		// empty staging file goes.
 		x.w.Discard()
-		x.w = nil
 		x.closeTransfer()
 		x.r.Status, x.r.Size = StatusUnchanged, x.have
 		x.end(ctx, nil)
@@ -131,12 +130,9 @@ func (x *entry) run(ctx context.Context) {
 // claim takes the entry's output name for this run, waiting while a worker
 // writes the same URL there (the entry then finds the file on disk).
 func (x *entry) claim(ctx context.Context) error {
-	name := x.ent.Out
-	if name == "" {
-		var err error
-		if name, err = x.e.opts.Layout.Name(x.ent.URL); err != nil {
-			return &Error{Op: "name", URL: x.ent.URL, Err: err}
-		}
+	name, err := x.e.nameOf(x.ent)
+	if err != nil {
+		return &Error{Op: "name", URL: x.ent.URL, Err: err}
 	}
 	x.r.Name = name
 	if cs := x.e.opts.Checksums; cs != nil && x.ent.SHA256 == "" {
@@ -494,10 +490,11 @@ func (x *entry) closeStaging(err error) {
 	default:
 		x.w.Abort()
 	}
-	x.w = nil
 	x.closeTransfer()
 }
 
+// closeTransfer lets the transfer (its buffers, its hash) and the Writer go:
+// the Writer was committed, aborted or discarded by the caller.
 func (x *entry) closeTransfer() {
 	if x.t != nil {
 		x.t.close()

@@ -101,20 +101,15 @@ func (c *committer) commit(batch []commitReq) {
 // byDevice groups the files of a batch by the filesystem they are on (st_dev):
 // the sink's directory may hold mount points (a tmpfs, another disk at
 // DIR/sub), and flushing DIR's filesystem alone would leave their files
-// unflushed at the rename. A file that cannot be examined fails with that error.
+// unflushed at the rename. A file is on its directory's filesystem, whose
+// device the directory handle recorded when it was opened: no fstat per file.
 func byDevice(batch []commitReq) map[uint64][]*fileWriter {
 	devs := make(map[uint64][]*fileWriter)
 	for _, r := range batch {
 		if r.w == nil {
 			continue
 		}
-		var st unix.Stat_t
-		if err := control(r.w.f, func(fd int) error { return unix.Fstat(fd, &st) }); err != nil {
-			r.w.syncErr = err
-			continue
-		}
-		dev := uint64(st.Dev)
-		devs[dev] = append(devs[dev], r.w)
+		devs[r.w.d.dev] = append(devs[r.w.d.dev], r.w)
 	}
 	return devs
 }

@@ -103,6 +103,7 @@ func (c *dirCache) isStagingUnnamed(path string) bool {
 type dirRef struct {
 	f       *os.File // the open directory
 	fd      int
+	dev     uint64 // its filesystem (st_dev): its files' too, for the group commit
 	refs    int
 	evicted bool // out of the cache: the last release closes it
 	path    string
@@ -150,7 +151,13 @@ func (c *dirCache) acquire(dir string, create bool) (*dirRef, error) {
 		d.refs++
 		return d, nil
 	}
-	d := &dirRef{f: f, fd: int(f.Fd()), refs: 1, path: dir}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		c.doneWithLocked(dir)
+		return nil, err
+	}
+	d := &dirRef{f: f, fd: int(f.Fd()), dev: uint64(st.Dev), refs: 1, path: dir}
 	c.lru.Add(dir, d) // evicts the least recently used handle when full
 	return d, nil
 }

@@ -6,7 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"hash/fnv"
+	"hash/maphash"
 	"io"
 	"net"
 	"net/http"
@@ -131,7 +131,7 @@ func New(o Options) (Client, error) {
 	if os.Getenv("HAUL_NETHTTP") != "" { // for comparisons: net/http for everything
 		return &http.Client{Transport: tr, CheckRedirect: checkRedirect}, nil
 	}
-	c := &client{proxy: proxy, http11: o.HTTP11, netrc: o.Netrc, jar: o.Jar, inflight: map[string]int{}}
+	c := &client{proxy: proxy, http11: o.HTTP11, netrc: o.Netrc, jar: o.Jar, inflight: map[string]int{}, seed: maphash.MakeSeed()}
 	c.std = &http.Client{Transport: tr, CheckRedirect: c.checkRedirect, Jar: o.Jar}
 	// net/http multiplexes every HTTP/2 request to a host on one connection, read
 	// by one goroutine: with many small files that connection is the bottleneck
@@ -173,6 +173,7 @@ type client struct {
 	std      *http.Client   // for http:// through a proxy, or that h1 cannot make
 	tls      []*http.Client // for https://, chosen by sendTLS; tls[0] == std
 	next     atomic.Uint32  // turns among a host's transports
+	seed     maphash.Seed   // picks a host's own transport
 	mu       sync.Mutex
 	inflight map[string]int // https requests in flight per host (sendTLS)
 	proxy    func(*url.URL) (*url.URL, error)
@@ -258,12 +259,11 @@ func (c *client) sendTLS(req *http.Request) (*http.Response, error) {
 		}
 		c.mu.Unlock()
 	}
-	h := fnv.New32a()
-	h.Write([]byte(host))
 	// Among the first 1+n transports from the host's own: as many as it has
 	// requests in flight, in turn.
 	k := uint32(min(len(c.tls), 1+n))
-	resp, err := c.tls[(h.Sum32()+c.next.Add(1)%k)%uint32(len(c.tls))].Do(req)
+	own := uint32(maphash.String(c.seed, host)) // no allocation per request
+	resp, err := c.tls[(own+c.next.Add(1)%k)%uint32(len(c.tls))].Do(req)
 	if err != nil {
 		done()
 		return resp, err

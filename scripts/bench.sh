@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# bench.sh [--no-limits]: haul against its peers on the shared loopback benchmark, written up in
-# docs/benchmarks.md with a chart (docs/benchmarks.svg). A full run takes 30+ minutes.
+# bench.sh [--no-limits]: haul against its peers on the shared loopback benchmark and under WAN
+# conditions, written up in docs/benchmarks.md with a chart (docs/benchmarks.svg). A full run takes
+# an hour or more (the WAN profiles alone about 25 minutes).
 #   1. $BENCH_SHARED/setup.sh: packages, dataset, nginx on 127.0.0.1 (idempotent)
 #   2. builds haul from this checkout into a temp dir (or uses $HAUL if set)
 #   3. limits.sh: machine ceilings (loopback HTTP/HTTPS, disk, small-file creation, nginx req/s)
 #   4. peers.sh W C for each workload W in $WORKLOADS and concurrency C in $CONCURRENCY, HAUL set
 #   5. haul only: a 10-million-line streaming list run with --shard 0/1000, and a re-run of the
 #      finished small list (wall time and peak RSS)
-#   6. scripts/benchreport: tables + SVG chart into $BENCH_DOCS (docs/)
+#   6. wan.sh P $WAN_C for each WAN profile P in $WAN_PROFILES (toxiproxy latency, many hosts, capped
+#      servers), every peer it knows; on capped-* once more for haul with --split 16 (haul-split16)
+#   7. scripts/benchreport: tables + SVG chart into $BENCH_DOCS (docs/)
 # Everything printed goes to bench-out/bench-STAMP.txt, the data to bench-out/bench-STAMP/ (both
 # git-ignored); `go run ./scripts/benchreport -dir bench-out/bench-STAMP` redoes step 6.
 # Every run writes to a fresh dir under a `chattr +T` parent (see bench/README.md on this ext4).
@@ -18,6 +21,10 @@
 #      list is cached in $BENCH_DIR, ~530 MB), HAUL (a prebuilt binary), BENCH_DOCS ($ROOT/docs;
 #      "" = no report), BENCH_SHARED (../shared/bench from the repo), and whatever peers.sh,
 #      limits.sh and setup.sh read (BENCH_DIR, BENCH_PORT, LIMITS_RUNS, WRK_SECONDS, ...).
+#      WORKLOADS="" skips the loopback workloads. WAN_PROFILES (all six: "far-small far-small-tls
+#      many-hosts many-hosts-tls capped-large capped-huge"; "" skips them), WAN_C (16), WAN_TOOLS
+#      (wan.sh's tools; default all it knows), WAN_SPLIT (1; 0 = no haul-split16 runs), and what
+#      wan.sh reads (WAN_RTT_MS, WAN_HOSTS, WAN_RATE, ...).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH_SHARED=${BENCH_SHARED:-$ROOT/../shared/bench}
@@ -33,7 +40,10 @@ for a in "$@"; do
 done
 [[ -f $BENCH_SHARED/peers.sh ]] ||
   { echo "bench.sh: no peers.sh in $BENCH_SHARED (set BENCH_SHARED)" >&2; exit 1; }
-read -r -a workloads <<< "${WORKLOADS:-small medium large huge small-tls medium-tls large-tls huge-tls}"
+read -r -a workloads <<< "${WORKLOADS-small medium large huge small-tls medium-tls large-tls huge-tls}"
+read -r -a wan_profiles <<< "${WAN_PROFILES-far-small far-small-tls many-hosts many-hosts-tls capped-large capped-huge}"
+WAN_C=${WAN_C:-16}
+WAN_SPLIT=${WAN_SPLIT:-1}
 read -r -a concurrency <<< "${CONCURRENCY:-16 64}"
 export BENCH_RUNS=${BENCH_RUNS:-3}
 EXTRA=${EXTRA:-1}
@@ -104,19 +114,50 @@ haul_extra() {
   find "$RUN" -maxdepth 1 -name '*.log' -empty -delete
 }
 
+# raw_tsv OUT: the results file named by the "(raw runs: .../results/TAG.tsv; ...)" line that
+# peers.sh and wan.sh end with
+raw_tsv() { sed -n 's|^(raw runs: .*/results/\([^;/]*\.tsv\);.*|\1|p' "$1" | tail -n 1; }
+
+# run_wan: wan.sh for each WAN profile into $RUN/wan/P-cC.tsv (raw runs) and P-cC.out (its output:
+# the limit); on capped-*, haul with --split 16 too, its rows added as tool haul-split16
+run_wan() {
+  local p base tag rc
+  mkdir -p "$RUN/wan"
+  printf '#!/bin/sh\nexec "%s" --split 16 "$@"\n' "$HAUL" > "$TMP/haul-split16"
+  chmod +x "$TMP/haul-split16"
+  for p in "${wan_profiles[@]}"; do
+    base=$RUN/wan/$p-c$WAN_C
+    echo; rc=0
+    BENCH_TOOLS=${WAN_TOOLS:-} bash "$BENCH_SHARED/wan.sh" "$p" "$WAN_C" | tee "$base.out" || rc=$?
+    tag=$(raw_tsv "$base.out")
+    if [[ -z $tag || ! -s $RESULTS/$tag ]]; then
+      echo "bench.sh: wan.sh $p $WAN_C failed (rc=$rc), no results"; rm -f "$base.out"; continue
+    fi
+    cp "$RESULTS/$tag" "$base.tsv"
+    if [[ $p == capped-* ]] && ((WAN_SPLIT)); then
+      echo; rc=0
+      HAUL=$TMP/haul-split16 BENCH_TOOLS=haul bash "$BENCH_SHARED/wan.sh" "$p" "$WAN_C" | tee "$base.split16.out" || rc=$?
+      tag=$(raw_tsv "$base.split16.out")
+      if [[ -n $tag && -s $RESULTS/$tag ]]; then
+        awk -F'\t' -v OFS='\t' 'NR > 1 && $1 == "haul" {$1 = "haul-split16"; print}' "$RESULTS/$tag" >> "$base.tsv"
+      else echo "bench.sh: wan.sh $p $WAN_C with haul --split 16 failed (rc=$rc), no results"; fi
+    fi
+  done
+}
+
 main() {
   local rev dirty w c rc tag has_plain=0 has_tls=0 lflag=()
   rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
   dirty=$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -c . || true)
   echo "== bench.sh $(date '+%F %T')  haul $rev (+$dirty uncommitted paths)  $(go version | cut -d' ' -f3)"
-  echo "   workloads=${workloads[*]} concurrency=${concurrency[*]} BENCH_RUNS=$BENCH_RUNS" \
+  echo "   workloads=${workloads[*]} concurrency=${concurrency[*]} wan=${wan_profiles[*]} (-j $WAN_C) BENCH_RUNS=$BENCH_RUNS" \
        "BENCH_TOOLS=${BENCH_TOOLS:-all} limits=$LIMITS extra=$EXTRA  log: $OUTFILE  data: $RUN"
   {
     echo "date: $(date '+%F %T %Z')"
     echo "haul: $rev (+$dirty uncommitted paths), $(go version | cut -d' ' -f3-)"
     echo "machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/^Mem:/{print $2}') GiB RAM, Linux $(uname -r)"
     echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "command: WORKLOADS=\"${workloads[*]}\" CONCURRENCY=\"${concurrency[*]}\" BENCH_RUNS=$BENCH_RUNS BENCH_TOOLS=\"${BENCH_TOOLS:-all}\" scripts/bench.sh"
+    echo "command: WORKLOADS=\"${workloads[*]}\" CONCURRENCY=\"${concurrency[*]}\" WAN_PROFILES=\"${wan_profiles[*]}\" WAN_C=$WAN_C BENCH_RUNS=$BENCH_RUNS BENCH_TOOLS=\"${BENCH_TOOLS:-all}\" scripts/bench.sh"
   } > "$RUN/meta.txt"
 
   bash "$BENCH_SHARED/setup.sh"
@@ -129,6 +170,7 @@ main() {
     HAUL=$TMP/haul
   fi
   export HAUL
+  : > "$RUN/workloads.txt"
   for w in "${workloads[@]}"; do
     printf '%s\t%s\t%s\n' "$w" "$(wc -l < "$BENCH_DIR/$w.txt")" "$(cat "$LISTS/$w.bytes")" >> "$RUN/workloads.txt"
     if [[ $w == *-tls ]]; then has_tls=1; else has_plain=1; fi
@@ -136,7 +178,7 @@ main() {
 
   if [[ -n ${LIMITS_FILE:-} ]]; then
     echo "   limits: reusing $LIMITS_FILE"; cp "$LIMITS_FILE" "$RUN/limits.txt"
-  elif ((LIMITS)); then
+  elif ((LIMITS)) && ((${#workloads[@]})); then
     ((has_tls)) || lflag=(--no-tls)
     ((has_plain)) || lflag=(--tls-only)
     echo; bash "$BENCH_SHARED/limits.sh" "${lflag[@]}" | tee "$RUN/limits.txt"
@@ -146,14 +188,14 @@ main() {
     for c in "${concurrency[@]}"; do
       echo; rc=0
       bash "$BENCH_SHARED/peers.sh" "$w" "$c" | tee "$TMP/peers.out" || rc=$?
-      # peers.sh ends with "(raw runs: $BENCH_DIR/results/TAG.tsv; ...)"
-      tag=$(sed -n 's|^(raw runs: .*/results/\([^;/]*\.tsv\);.*|\1|p' "$TMP/peers.out" | tail -n 1)
+      tag=$(raw_tsv "$TMP/peers.out")
       if [[ -n $tag && -s $RESULTS/$tag ]]; then cp "$RESULTS/$tag" "$RUN/peers/"
       else echo "bench.sh: peers.sh $w $c failed (rc=$rc), no results"; fi
     done
   done
 
-  if ((EXTRA)); then haul_extra; fi
+  if ((EXTRA)) && ((${#workloads[@]})); then haul_extra; fi
+  if ((${#wan_profiles[@]})); then run_wan; fi
 
   if [[ -n $BENCH_DOCS ]]; then
     mkdir -p "$BENCH_DOCS"

@@ -35,6 +35,7 @@ type stat struct {
 	tool                      string
 	ok, n                     int
 	wall, cpu, rssMiB, srvPct float64 // wall 0: no verified run; rssMiB: max
+	conns                     float64 // median TCP connections (wan.sh's conns column), 0: not counted
 	walls                     string  // every run's wall, "!" after a failed one
 }
 
@@ -61,9 +62,15 @@ type line struct {
 }
 
 // peerOrder is peers.sh's tool order with haul last: it fixes bar order and colours.
-var peerOrder = []string{"aria2c", "aria2c-x1", "curl", "wget2", "wget", "xargs-curl", "py-aiohttp", "py-threads", "haul"}
-var colors = map[string]string{"aria2c": "#7f96b2", "aria2c-x1": "#4e6a8c", "curl": "#95bf85", "wget2": "#5e9150",
-	"wget": "#c9b47c", "xargs-curl": "#b39dc6", "py-aiohttp": "#98c7cb", "py-threads": "#5f9ea4", "haul": "#e8590c"}
+// wan.sh's tools (aria2c-x16, curl-imm, rclone) and haul's variants (haul-split16) come in too.
+var peerOrder = []string{"aria2c", "aria2c-x1", "aria2c-x16", "curl", "curl-imm", "wget2", "wget", "rclone", "xargs-curl",
+	"py-aiohttp", "py-threads", "haul", "haul-split16"}
+var colors = map[string]string{"aria2c": "#7f96b2", "aria2c-x1": "#4e6a8c", "aria2c-x16": "#34506f", "curl": "#95bf85",
+	"curl-imm": "#6f9f60", "wget2": "#5e9150", "wget": "#c9b47c", "rclone": "#d08fa8", "xargs-curl": "#b39dc6",
+	"py-aiohttp": "#98c7cb", "py-threads": "#5f9ea4", "haul": "#e8590c", "haul-split16": "#a33d00"}
+
+// isHaul: haul itself or a variant of it (haul-split16), never a peer.
+func isHaul(tool string) bool { return tool == "haul" || strings.HasPrefix(tool, "haul-") }
 
 func main() {
 	dir := flag.String("dir", "", "bench.sh run directory")
@@ -155,7 +162,7 @@ func median(v []float64) float64 {
 func summarize(rows []map[string]string, key string) []stat {
 	by := map[string]*stat{}
 	var order []string
-	wall, cpu, srv := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+	wall, cpu, srv, conns := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
 	for _, r := range rows {
 		t, w := r[key], num(r, "wall_s")
 		if by[t] == nil {
@@ -175,12 +182,15 @@ func summarize(rows []map[string]string, key string) []stat {
 			srv[t] = append(srv[t], 100*num(r, "srv_cpu_s")/w)
 		}
 		s.rssMiB = math.Max(s.rssMiB, num(r, "maxrss_kb")/1024)
+		if c, err := strconv.ParseFloat(r["conns"], 64); err == nil {
+			conns[t] = append(conns[t], c)
+		}
 	}
 	sort.SliceStable(order, func(i, j int) bool { return index(peerOrder, order[i]) < index(peerOrder, order[j]) })
 	var out []stat
 	for _, t := range order {
 		s := by[t]
-		s.wall, s.cpu, s.srvPct, s.walls = median(wall[t]), median(cpu[t]), median(srv[t]), s.walls[1:]
+		s.wall, s.cpu, s.srvPct, s.conns, s.walls = median(wall[t]), median(cpu[t]), median(srv[t]), median(conns[t]), s.walls[1:]
 		out = append(out, *s)
 	}
 	return out
@@ -190,7 +200,7 @@ func summarize(rows []map[string]string, key string) []stat {
 func fastestPeer(ss []stat) (string, float64) {
 	name, best := "", 0.0
 	for _, s := range ss {
-		if s.tool != "haul" && s.wall > 0 && (best == 0 || s.wall < best) {
+		if !isHaul(s.tool) && s.wall > 0 && (best == 0 || s.wall < best) {
 			name, best = s.tool, s.wall
 		}
 	}
@@ -306,9 +316,13 @@ func report(dir, limitsFile, outMD, outSVG string) error {
 	if err != nil {
 		rel = outSVG
 	}
-	md := markdown(filepath.Base(dir), string(meta), rel, cl, wls, lims, extra)
+	wan, err := readWAN(filepath.Join(dir, "wan"))
+	if err != nil {
+		return err
+	}
+	md := markdown(filepath.Base(dir), string(meta), rel, cl, wls, lims, extra) + wanMarkdown(wan)
 	return errors.Join(os.WriteFile(outMD, []byte(md), 0o644),
-		os.WriteFile(outSVG, []byte(chart(cl, wls, chartLines(lims))), 0o644))
+		os.WriteFile(outSVG, []byte(chart(cl, wls, chartLines(lims), wan)), 0o644))
 }
 
 func readFile[T any](path string, parse func(io.Reader) (T, error)) (T, error) {

@@ -158,3 +158,69 @@ func TestGenList(t *testing.T) {
 		t.Errorf("printed %q, counted %d", printed.String(), kept)
 	}
 }
+
+// wanOut is the head of wan.sh's output for capped-huge (its format, as wan.sh prints it).
+const wanOut = `== wan: profile=capped-huge files=1 bytes=268435456 concurrency=16 runs=3  2026-12-02 01:00:00  load: 0.1 0.1 0.1
+   wan nginx http://127.0.0.1:18180, limit_rate 16m per request, no added latency
+   limit = bytes / min(C x 16m/s, L) = 268435456 / min(16 x 16777216, 1500e6) B/s = 1.000 s (C connections, ranged requests allowed; L = loopback/page-cache 1500 MB/s: 4 parallel uncapped curls of large/ to files, best of 2)
+   one connection per file: bytes / min(min(files, C) x 16m/s, L) = 16.000 s; aria2c-x16 may open min(files, C) x 16 connections, so x_limit < 1 is possible for it
+   haul       $HAUL -i ...
+`
+
+const wanTSV = "tool\trun\tstatus\trc\twall_s\tuser_s\tsys_s\tmaxrss_kb\tsrv_cpu_s\tprx_cpu_s\tconns\tfiles\tmissing\textra\n" +
+	"aria2c-x16\t1\tok\t0\t1.25\t0.5\t0.5\t10240\t0.2\t0.00\t-\t1\t0\t0\n" +
+	"haul\t1\tok\t0\t4.20\t0.3\t0.3\t20480\t0.2\t0.00\t-\t1\t0\t0\n" +
+	"haul\t2\tok\t0\t4.00\t0.3\t0.3\t20480\t0.2\t0.00\t-\t1\t0\t0\n" +
+	"haul-split16\t1\tok\t0\t1.10\t0.4\t0.4\t30720\t0.2\t0.00\t-\t1\t0\t0\n"
+
+const wanSmallTSV = "tool\trun\tstatus\trc\twall_s\tuser_s\tsys_s\tmaxrss_kb\tsrv_cpu_s\tprx_cpu_s\tconns\tfiles\tmissing\textra\n" +
+	"curl\t1\tok\t0\t5.40\t0.2\t0.2\t10240\t0.2\t0.50\t50\t2000\t0\t0\n" +
+	"haul\t1\tok\t0\t5.30\t0.5\t0.5\t20480\t0.2\t0.50\t52\t2000\t0\t0\n" +
+	"haul\t2\tok\t0\t5.20\t0.5\t0.5\t20480\t0.2\t0.50\t48\t2000\t0\t0\n"
+
+func TestWAN(t *testing.T) {
+	dir := t.TempDir()
+	for name, data := range map[string]string{
+		"workloads.txt":                   "",
+		"wan/capped-huge-c16.tsv":         wanTSV,
+		"wan/capped-huge-c16.out":         wanOut,
+		"wan/capped-huge-c16.split16.out": "(not read)",
+		"wan/many-hosts-c16.tsv":          wanSmallTSV,
+		"wan/many-hosts-c16.out":          "   limit = ceil(files/C) x RTT = ceil(2000/16) x 41.5 ms = 5.188 s (C requests in flight, one per RTT; connection setup not counted)\n",
+	} {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps, err := readWAN(filepath.Join(dir, "wan"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 2 || ps[0].name != "many-hosts" || ps[1].name != "capped-huge" || ps[1].limit != 1 || ps[0].limit != 5.188 {
+		t.Fatalf("profiles: %+v", ps)
+	}
+	if !strings.Contains(ps[1].limitTxt, "one connection per file") {
+		t.Errorf("capped-huge limit text lacks the one-connection limit: %q", ps[1].limitTxt)
+	}
+	md, svg := filepath.Join(dir, "b.md"), filepath.Join(dir, "b.svg")
+	if err := report(dir, filepath.Join(dir, "limits.txt"), md, svg); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := os.ReadFile(md)
+	s, _ := os.ReadFile(svg)
+	for _, want := range []string{
+		"| many-hosts | 16 | 5.19 | 5.25 | 1.01 | 50 | - | curl | 5.40 | **0.97** |",
+		"| capped-huge | 16 | 1.00 | 4.10 | 4.10 | - | 1.10 | aria2c-x16 | 1.25 | **3.28** |",
+		"| **haul-split16** | 1/1 | 1.10 | 1.10 | 0.80 | 30 | - | 0.88 | 1.10 |",
+	} {
+		if !strings.Contains(string(m), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, m)
+		}
+	}
+	for _, want := range []string{"WAN profiles (wan.sh)", "capped-huge -j 16", "haul-split16 capped-huge -j 16: wall 1.10 s, 1.10× the limit", "</svg>"} {
+		if !strings.Contains(string(s), want) {
+			t.Errorf("svg lacks %q", want)
+		}
+	}
+}

@@ -345,6 +345,15 @@ func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
 		return false, e.sinkError("read", ent.URL, err)
 	}
 	t.cond = x.cond
+	t.slot = func() (func(), bool) {
+		// A piece of a split file is one more connection to its host:
+		// it takes a slot too, if one is free (else the file gets fewer).
+		h, ok := e.hosts.tryAcquire(x.hostKey, nil)
+		if !ok {
+			return nil, false
+		}
+		return func() { e.hosts.release(h) }, true
+	}
 	x.w, x.t = w, t
 	return false, nil
 }

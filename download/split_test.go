@@ -41,6 +41,7 @@ type splitServer struct {
 	lastMod     time.Time
 	reqs        []string // each request's Range header ("" for none)
 	conns       []string // each request's protocol and client address
+	redirects   []string // requests for /r (redirected to /f.bin): their Range
 	inflight    int      // requests being answered
 	maxInflight int
 	served      int64
@@ -131,6 +132,13 @@ func (w *countWriter) Write(p []byte) (int, error) {
 }
 
 func (s *splitServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/r" {
+		s.mu.Lock()
+		s.redirects = append(s.redirects, r.Header.Get("Range"))
+		s.mu.Unlock()
+		http.Redirect(w, r, "/f.bin", http.StatusFound)
+		return
+	}
 	rng := r.Header.Get("Range")
 	s.mu.Lock()
 	s.reqs = append(s.reqs, rng)
@@ -638,5 +646,26 @@ func TestSplitNotCompressed(t *testing.T) {
 	}
 	if eng.Stats().Bytes.Load() != int64(len(data)) {
 		t.Errorf("%d bytes counted, want %d", eng.Stats().Bytes.Load(), len(data))
+	}
+}
+
+// A file behind a redirect to the same origin: the pieces ask for where it
+// led, without the hop.
+func TestSplitRedirect(t *testing.T) {
+	data := payload(8, 1<<20)
+	s := newSplitServer(t, data)
+	s.holdPlain = true
+	h := newHarness(t)
+	u := s.URL + "/r"
+	r := h.run(splitOpts(4), u).get(u)
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	h.checkFile(r.Name, data)
+	if len(s.ranged()) == 0 {
+		t.Fatalf("not split: %q", s.reqs)
+	}
+	if len(s.redirects) != 1 {
+		t.Errorf("requests for the redirecting URL: %q, want the first only", s.redirects)
 	}
 }

@@ -376,14 +376,22 @@ func mergeRange(set []sink.Range, rs ...sink.Range) []sink.Range {
 // given), then the pieces it takes, until none is left or it fails for good.
 func (s *split) work(p *piece, body io.ReadCloser, stall *time.Timer) error {
 	t := s.t
-	bp := t.d.bufs.Get()
-	defer t.d.bufs.Put(bp)
+	// One buffer per connection: the first uses the transfer's own (unless
+	// the transfer hashes: its ring is the hash's, fed by hashPrefix).
+	var buf []byte
+	if body != nil && t.buf != nil {
+		buf = *t.buf
+	} else {
+		bp := t.d.bufs.Get()
+		defer t.d.bufs.Put(bp)
+		buf = *bp
+	}
 	failures := 0
 	for {
 		var err error
 		before := p.done
 		if body != nil {
-			err = s.copy(p, body, stall)
+			err = s.copyBuf(p, body, stall, buf)
 			// Done with the first response (its piece ended, or it failed):
 			// its stall timer must not end the others, and its connection
 			// goes (over HTTP/1.1 the rest of its body is not read).
@@ -391,7 +399,7 @@ func (s *split) work(p *piece, body io.ReadCloser, stall *time.Timer) error {
 			body.Close()
 			body = nil
 		} else {
-			err = s.fetch(p, *bp)
+			err = s.fetch(p, buf)
 		}
 		if err == nil {
 			s.mu.Lock()
@@ -504,13 +512,6 @@ func (s *split) fetch(p *piece, buf []byte) error {
 		return fmt.Errorf("%w: %w", errSplice, se)
 	}
 	return stallCause(ctx, timeout, s.copyBuf(p, resp.Body, stall, buf))
-}
-
-// copy moves the first response's body into p.
-func (s *split) copy(p *piece, body io.Reader, stall *time.Timer) error {
-	bp := s.t.d.bufs.Get()
-	defer s.t.d.bufs.Put(bp)
-	return s.copyBuf(p, body, stall, *bp)
 }
 
 // copyBuf moves body into p until p ends (its end may be lowered meanwhile).

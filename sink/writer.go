@@ -316,6 +316,11 @@ func (w *fileWriter) SetRanges(done []Range) {
 	for _, r := range done {
 		w.rangedBytes += r.End - r.Start
 	}
+	if w.rangedBytes-w.kicked >= kickEvery && w.s.committer != nil {
+		// As kick, for the whole file: its new bytes are anywhere in it.
+		w.kicked = w.rangedBytes
+		startWriteback(w.f, 0, 0)
+	}
 	if w.rangedBytes-w.lastCP >= w.s.checkpoint {
 		w.checkpoint()
 	}

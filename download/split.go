@@ -5,9 +5,13 @@ package download
 // byte, becomes the first piece once its head shows a length, a strong
 // validator and that the server serves ranges; up to Split-1 more connections
 // take pieces of the rest, each a closed range ("bytes=S-E") with If-Range.
+// The missing bytes are first cut into about equal pieces, one per connection
+// (none under MinSplitSize): 256 MiB over 16 connections is 16 pieces of 16
+// MiB, the first of them the first response's.
 //
 // Work stealing: a connection that finishes its piece takes a range nobody
-// has (left by a resume, or by a piece that gave up), else the second half of
+// has (a first piece no connection took, for want of a --per-host slot; left
+// by a resume; or by a piece that gave up), else the second half of
 // the piece with the most bytes left, if both halves are at least
 // MinSplitSize. The piece stolen from is not asked again: its end is lowered
 // under the split's lock, and its connection stops reading there (bytes it
@@ -149,10 +153,10 @@ func (t *transfer) runSplit(ctx context.Context, cancelFirst context.CancelCause
 		s.finished = append(s.finished, sink.Range{Start: 0, End: t.written})
 	}
 	s.finished = mergeRange(s.finished, t.done...)
-	gaps := t.gaps()
-	first := &piece{start: gaps[0].Start, next: gaps[0].Start, done: gaps[0].Start, end: gaps[0].End}
+	plan := planPieces(t.gaps(), conns, t.d.minSplit)
+	first := &piece{start: plan[0].Start, next: plan[0].Start, done: plan[0].Start, end: plan[0].End}
 	s.active = []*piece{first}
-	s.todo = slices.Clone(gaps[1:])
+	s.todo = plan[1:]
 	t.ranged = true
 	s.mu.Lock()
 	s.record()
@@ -242,6 +246,30 @@ func (t *transfer) runSplit(ctx context.Context, cancelFirst context.CancelCause
 		err = s.errs[len(s.errs)-1] // the last piece to give up
 	}
 	return fmt.Errorf("%d of %d bytes in pieces: %w", progress, t.total, err)
+}
+
+// planPieces cuts the missing ranges into the first pieces: about equal, one
+// per connection (the missing bytes over conns), none smaller than minSplit
+// unless its range is. Sorted: the first starts where the first response does.
+func planPieces(gaps []sink.Range, conns int, minSplit int64) []sink.Range {
+	missing := int64(0)
+	for _, g := range gaps {
+		missing += g.End - g.Start
+	}
+	target := max(minSplit, (missing+int64(conns)-1)/int64(conns))
+	var plan []sink.Range
+	for _, g := range gaps {
+		n := max(1, (g.End-g.Start)/target)
+		size := (g.End - g.Start) / n
+		for i := range n {
+			r := sink.Range{Start: g.Start + i*size, End: g.Start + (i+1)*size}
+			if i == n-1 {
+				r.End = g.End
+			}
+			plan = append(plan, r)
+		}
+	}
+	return plan
 }
 
 // pieceURL is the URL pieces ask for: where the first request was redirected

@@ -490,6 +490,9 @@ func TestSplitResume(t *testing.T) {
 		have += k[1] - k[0]
 	}
 	t.Logf("kept %v (%d of %d bytes)", kept, have, size)
+	if p := h.run(download.Options{DryRun: true}, s.url()).get(s.url()); p.Plan != "resume" {
+		t.Errorf("--dry-run plans %q (%s), want resume", p.Plan, p.Reason)
+	}
 	before := len(s.reqs)
 
 	r := h.run(splitOpts(4), s.url()).get(s.url())

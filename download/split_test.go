@@ -56,6 +56,9 @@ type splitServer struct {
 	// request arrived (or a few seconds passed): on loopback the first
 	// response could otherwise end before any piece is asked for.
 	holdPlain bool
+	// stallPlain: a plain response stops after its first bytes, until the
+	// client gives up on it.
+	stallPlain bool
 	ranging   chan struct{}
 	rangeOnce sync.Once
 	// lie answers a ranged request instead of ServeContent when it returns
@@ -103,6 +106,7 @@ type countWriter struct {
 	s     *splitServer
 	first bool
 	plain bool // the request has no Range
+	ctx   context.Context
 }
 
 func (w *countWriter) Write(p []byte) (int, error) {
@@ -114,6 +118,9 @@ func (w *countWriter) Write(p []byte) (int, error) {
 		w.first = true
 		if f, ok := w.ResponseWriter.(http.Flusher); ok {
 			f.Flush()
+		}
+		if w.s.stallPlain && w.plain {
+			<-w.ctx.Done()
 		}
 		if w.s.holdPlain && w.plain {
 			select {
@@ -168,7 +175,7 @@ func (s *splitServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.inflight--
 		s.mu.Unlock()
 	}()
-	cw := &countWriter{ResponseWriter: w, s: s, plain: rng == ""}
+	cw := &countWriter{ResponseWriter: w, s: s, plain: rng == "", ctx: r.Context()}
 	if rng != "" && lie != nil && lie(s, cw, r, n) {
 		return
 	}
@@ -670,5 +677,63 @@ func TestSplitRedirect(t *testing.T) {
 	}
 	if len(s.redirects) != 1 {
 		t.Errorf("requests for the redirecting URL: %q, want the first only", s.redirects)
+	}
+}
+
+// --timeout applies to each piece: a piece that stalls, or the first
+// response stalling after its first bytes, is asked again from where it got
+// to, while the others go on; the file is right, fetched once.
+func TestSplitStalls(t *testing.T) {
+	const size = 1 << 20
+	for _, tc := range []struct {
+		name  string
+		setup func(s *splitServer)
+	}{
+		{"a piece stalls", func(s *splitServer) {
+			s.holdPlain = true
+			s.lie = func(s *splitServer, w http.ResponseWriter, r *http.Request, n int) bool {
+				if n != 1 {
+					return false
+				}
+				var a, b int
+				fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &a, &b)
+				w.Header().Set("ETag", s.etag)
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", a, b, size))
+				w.Header().Set("Content-Length", strconv.Itoa(b-a+1))
+				w.WriteHeader(http.StatusPartialContent)
+				w.Write(s.data[a : a+1000])
+				<-r.Context().Done() // until the client gives up
+				return true
+			}
+		}},
+		{"the first response stalls", func(s *splitServer) { s.stallPlain = true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := payload(11, size)
+			s := newSplitServer(t, data)
+			tc.setup(s)
+			h := newHarness(t)
+			o := splitOpts(2)
+			o.MinSplitSize = 300 << 10 // two pieces, no steals
+			o.Timeout = 300 * time.Millisecond
+			oc := h.run(o, s.url())
+			r := oc.get(s.url())
+			if r.Err != nil {
+				t.Fatalf("%v (requests %q)", r.Err, s.reqs)
+			}
+			h.checkFile(r.Name, data)
+			s.mu.Lock()
+			reqs := slicesClone(s.reqs)
+			s.mu.Unlock()
+			if len(reqs) != 3 || reqs[0] != "" {
+				t.Errorf("requests %q, want the first, a piece, and the stalled one again", reqs)
+			}
+			if r.Attempts != 1 {
+				t.Errorf("%d attempts: a piece's stall is the piece's", r.Attempts)
+			}
+			if got := oc.eng.Stats().Bytes.Load(); got != size {
+				t.Errorf("Stats.Bytes %d, want %d (every piece counted, none twice)", got, size)
+			}
+		})
 	}
 }

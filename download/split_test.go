@@ -59,8 +59,8 @@ type splitServer struct {
 	// stallPlain: a plain response stops after its first bytes, until the
 	// client gives up on it.
 	stallPlain bool
-	ranging   chan struct{}
-	rangeOnce sync.Once
+	ranging    chan struct{}
+	rangeOnce  sync.Once
 	// lie answers a ranged request instead of ServeContent when it returns
 	// true; n counts the ranged requests so far (1 for the first).
 	lie func(s *splitServer, w http.ResponseWriter, r *http.Request, n int) bool

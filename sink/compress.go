@@ -165,7 +165,7 @@ func (c *Compressed) Create(name, origin string) (Writer, error) {
 		return nil, err
 	}
 	fw.manual = true
-	if fw.partial.Done != nil {
+	if fw.inPieces {
 		// Written in pieces (a plain file's record): never so when compressed.
 		if err := fw.Restart(); err != nil {
 			fw.Abort()

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -141,5 +142,39 @@ func TestRangesCheckpoint(t *testing.T) {
 	}
 	if got := string(buf[:n]); !strings.HasPrefix(got, "v2 100 50-70 ") {
 		t.Fatalf("recorded %q", got)
+	}
+}
+
+// A compressed staging file never resumes from a record of pieces (its
+// bytes are frames, not the body's ranges): it starts over.
+func TestRangesCompressedStartsOver(t *testing.T) {
+	f, dir := newSink(t, FileOptions{})
+	c, err := NewCompressed(f, "zstd", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Create("f", "http://h/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.SetValidator(`"v"`, 1000)
+	w.Write(bytes.Repeat([]byte("x"), 1000))
+	w.Abort()
+	part := filepath.Join(dir, "f.zst"+PartSuffix)
+	st, err := os.Stat(part)
+	if err != nil {
+		t.Skip("nothing kept to resume:", err)
+	}
+	val := fmt.Sprintf("v2 1000 0-%d \"v\"", min(st.Size(), 10))
+	if err := unix.Setxattr(part, resumeAttr, []byte(val), 0); err != nil {
+		t.Skip("no xattrs:", err)
+	}
+	w, err = c.Create("f", "http://h/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Discard()
+	if p := w.Partial(); p.Offset != 0 || p.Done != nil {
+		t.Fatalf("resumed %+v from %q", p, val)
 	}
 }

@@ -56,6 +56,8 @@ type fileWriter struct {
 	ranged      bool
 	ranges      []Range
 	rangedBytes int64
+	// inPieces: the record adopted was a v2 one (a plain file's, in pieces).
+	inPieces bool
 }
 
 var (
@@ -242,6 +244,7 @@ func (w *fileWriter) adopt(origin string) error {
 		w.partial = Partial{Offset: rs.plain, Validator: rs.validator, Total: rs.total, Done: rs.rest()}
 		w.validator, w.total = rs.validator, rs.total
 		if rs.ranges != nil {
+			w.inPieces = true
 			// Written in pieces: the bytes in order run to the end of the range
 			// from 0; the other ranges stay where they are, for the caller to
 			// keep (SetRanges) or overwrite.

@@ -153,7 +153,18 @@ func (t *transfer) runSplit(ctx context.Context, cancelFirst context.CancelCause
 		s.finished = append(s.finished, sink.Range{Start: 0, End: t.written})
 	}
 	s.finished = mergeRange(s.finished, t.done...)
-	plan := planPieces(t.gaps(), conns, t.d.minSplit)
+	// The connections first (--per-host may leave fewer), then the pieces,
+	// one per connection: with no slot free the first response streams on
+	// to the end of its range, as without --split.
+	var slots []func()
+	for range conns - 1 {
+		release, ok := t.takeSlot()
+		if !ok {
+			break
+		}
+		slots = append(slots, release)
+	}
+	plan := planPieces(t.gaps(), 1+len(slots), t.d.minSplit)
 	first := &piece{start: plan[0].Start, next: plan[0].Start, done: plan[0].Start, end: plan[0].End}
 	s.active = []*piece{first}
 	s.todo = plan[1:]
@@ -178,17 +189,13 @@ func (t *transfer) runSplit(ctx context.Context, cancelFirst context.CancelCause
 	}
 	wg.Add(1)
 	go work(first, body, stall)
-	for range conns - 1 {
-		release, ok := t.takeSlot()
-		if !ok {
-			break // --per-host: no slot free, fewer pieces
-		}
+	for _, release := range slots {
 		s.mu.Lock()
 		p := s.take()
 		s.mu.Unlock()
 		if p == nil {
 			release()
-			break
+			continue
 		}
 		wg.Add(1)
 		go func() {

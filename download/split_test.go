@@ -256,6 +256,8 @@ func TestSplitNotWhen(t *testing.T) {
 		{"--split 1", 1 << 20, splitOpts(1), nil},
 		{"no Accept-Ranges", 1 << 20, splitOpts(4), func(h http.Header) { h.Del("Accept-Ranges") }},
 		{"weak ETag only", 1 << 20, splitOpts(4), func(h http.Header) { h.Set("ETag", `W/"x"`); h.Del("Last-Modified") }},
+		// No slot for a second connection: the first response streams on.
+		{"--per-host 1", 1 << 20, func() download.Options { o := splitOpts(4); o.PerHost = 1; return o }(), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data := payload(2, tc.size)

@@ -5,13 +5,14 @@ package download
 // byte, becomes the first piece once its head shows a length, a strong
 // validator and that the server serves ranges; up to Split-1 more connections
 // take pieces of the rest, each a closed range ("bytes=S-E") with If-Range.
-// The missing bytes are first cut into about equal pieces, one per connection
-// (none under MinSplitSize): 256 MiB over 16 connections is 16 pieces of 16
-// MiB, the first of them the first response's.
+// The connections are taken first (--per-host slots, without waiting), then the
+// missing bytes are cut into about equal pieces, one per connection (none
+// under MinSplitSize): 256 MiB over 16 connections is 16 pieces of 16 MiB, the
+// first of them the first response's.
 //
 // Work stealing: a connection that finishes its piece takes a range nobody
-// has (a first piece no connection took, for want of a --per-host slot; left
-// by a resume; or by a piece that gave up), else the second half of
+// has (left by a resume, a range per gap, or by a piece that gave up), else
+// the second half of
 // the piece with the most bytes left, if both halves are at least
 // MinSplitSize. The piece stolen from is not asked again: its end is lowered
 // under the split's lock, and its connection stops reading there (bytes it

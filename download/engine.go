@@ -68,8 +68,15 @@ type Options struct {
 	// shard K of N (N=0: all).
 	ShardK, ShardN int
 	ShardBy        ShardBy
-	// PerHost caps concurrent downloads from one host (0: no cap beyond Jobs).
+	// PerHost caps concurrent connections to one host, a split file's pieces
+	// included (0: no cap beyond Jobs).
 	PerHost int
+	// Split is how many connections one file may be fetched over at once
+	// (--split, default 4; 1: one). Only a file whose server serves ranges
+	// under a strong validator, of known length at least twice MinSplitSize
+	// (default 16 MiB), is split; no piece is smaller. See split.go.
+	Split        int
+	MinSplitSize int64
 	// HostFailLimit is how many attempts in a row to one host may get no
 	// response before its remaining entries fail at once, as ErrHostDown
 	// (default 8; < 0: never).
@@ -133,6 +140,12 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	if o.RetryMax <= 0 {
 		o.RetryMax = time.Minute
 	}
+	if o.Split <= 0 {
+		o.Split = 4
+	}
+	if o.MinSplitSize <= 0 {
+		o.MinSplitSize = 16 << 20
+	}
 	if o.HostFailLimit == 0 {
 		o.HostFailLimit = 8
 	}
@@ -148,7 +161,8 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	// One buffer per worker, plus the hash rings of those that hash.
 	e.bufs = newBuffers(bufSize, (1+hashRing)*o.Jobs)
 	e.xfer = transferDeps{client: client, header: o.Header, timeout: o.Timeout, decode: o.Decode,
-		hashAll: o.HashAll, limiter: e.limiter, bufs: e.bufs, bytes: &e.stats.Bytes}
+		hashAll: o.HashAll, limiter: e.limiter, bufs: e.bufs, bytes: &e.stats.Bytes,
+		split: o.Split, minSplit: o.MinSplitSize, retries: o.Retries, backoff: e.backoff}
 	return e
 }
 

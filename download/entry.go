@@ -240,9 +240,20 @@ func (x *entry) plan() error {
 		return e.sinkError("check", x.ent.URL, err)
 	}
 	switch {
-	case p.Offset > 0 && !e.opts.Force: // --force starts partial files over (openStaging)
+	case (p.Offset > 0 || p.Done != nil) && !e.opts.Force: // --force starts partial files over (openStaging)
 		r.Plan = "resume"
 		r.Reason = fmt.Sprintf("partial at byte %d", p.Offset)
+		if p.Done != nil {
+			// Written in pieces: the bytes kept past the first gap too.
+			have, n := p.Offset, len(p.Done)
+			if p.Offset > 0 {
+				n++
+			}
+			for _, d := range p.Done {
+				have += d.End - d.Start
+			}
+			r.Reason = fmt.Sprintf("partial: %d bytes in %d ranges", have, n)
+		}
 		if p.Total >= 0 {
 			r.Reason += fmt.Sprintf(" of %d", p.Total)
 		}
@@ -345,6 +356,15 @@ func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
 		return false, e.sinkError("read", ent.URL, err)
 	}
 	t.cond = x.cond
+	t.slot = func() (func(), bool) {
+		// A piece of a split file is one more connection to its host:
+		// it takes a slot too, if one is free (else the file gets fewer).
+		h, ok := e.hosts.tryAcquire(x.hostKey, nil)
+		if !ok {
+			return nil, false
+		}
+		return func() { e.hosts.release(h) }, true
+	}
 	x.w, x.t = w, t
 	return false, nil
 }

@@ -32,6 +32,12 @@ type transferDeps struct {
 	limiter *rate.Limiter // --limit-rate, nil: none
 	bufs    *buffers
 	bytes   *atomic.Int64 // Stats.Bytes
+	// split and minSplit are --split and --min-split-size (split.go); a
+	// piece that gets no byte is tried retries+1 times, backoff apart.
+	split    int
+	minSplit int64
+	retries  int
+	backoff  func(failures int) time.Duration
 }
 
 // transfer is the state of one entry's body across attempts: how much is written,
@@ -54,6 +60,26 @@ type transfer struct {
 	// while nothing is written (a partial of the new version is resumed).
 	cond     *conditional
 	condSent bool // the last request asked it (a 304 answers only that)
+	// done: ranges past written that are written too (a split body, see
+	// split.go), sorted, disjoint, none touching written. ranged: the writer
+	// is in ranged mode (its record lists ranges). noSplit: a piece's response
+	// did not match, the file goes on over one connection.
+	done    []sink.Range
+	ranged  bool
+	noSplit bool
+	// slot takes one more connection to the entry's host (--per-host) for a
+	// piece, without waiting; nil: no cap.
+	slot func() (release func(), ok bool)
+}
+
+// resuming reports whether bytes of the body are kept.
+func (t *transfer) resuming() bool { return t.written > 0 || len(t.done) > 0 }
+
+func (t *transfer) takeSlot() (release func(), ok bool) {
+	if t.slot == nil {
+		return func() {}, true
+	}
+	return t.slot()
 }
 
 // conditional is --update's question about a final file: If-None-Match with
@@ -95,8 +121,11 @@ func (b *rawBody) Read(p []byte) (int, error) {
 func newTransfer(d *transferDeps, ent Entry, w sink.Writer) (*transfer, error) {
 	p := w.Partial()
 	t := &transfer{d: d, ent: ent, w: w, total: -1}
-	if p.Offset > 0 {
-		t.written, t.best, t.total, t.validator = p.Offset, p.Offset, p.Total, p.Validator
+	if p.Offset > 0 || p.Done != nil {
+		t.written, t.best, t.total, t.validator, t.done = p.Offset, p.Offset, p.Total, p.Validator, p.Done
+		for _, r := range p.Done {
+			t.best += r.End - r.Start
+		}
 		if !usableValidator(t.validator) {
 			// Kept by an older haul, or damaged: it cannot go in If-Range, and
 			// without it the kept bytes cannot be trusted. The first attempt
@@ -171,7 +200,7 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 			req.Host = host // as curl -H 'Host: …' (net/http ignores a Host header)
 		}
 	}
-	if t.written > 0 && t.validator != "" {
+	if t.resuming() && t.validator != "" {
 		req.Header = req.Header.Clone()
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(t.written, 10)+"-")
 		req.Header.Set("If-Range", t.validator)
@@ -182,7 +211,7 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		req.Header = req.Header.Clone()
 		req.Header.Set("Accept-Encoding", "zstd, gzip")
 	}
-	t.condSent = t.cond != nil && t.written == 0
+	t.condSent = t.cond != nil && !t.resuming()
 	if t.condSent {
 		req.Header = req.Header.Clone()
 		if t.cond.etag != "" {
@@ -191,7 +220,7 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 			req.Header.Set("If-Modified-Since", t.cond.since)
 		}
 	}
-	if t.written > 0 && t.validator == "" {
+	if t.resuming() && t.validator == "" {
 		if err := t.restart(); err != nil {
 			return err
 		}
@@ -220,6 +249,28 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		return stallCause(actx, timeout, err)
 	}
 	defer body.Close()
+	if conns := t.splitConns(resp); conns > 0 {
+		err := t.runSplit(ctx, cancel, resp, resp.Body, stall, conns)
+		if errors.Is(err, errStartOver) {
+			// A piece's response was not of this file: the pieces are
+			// discarded, and the file starts over on one connection.
+			t.noSplit = true
+			resp.Body.Close()
+			stall.Stop()
+			return t.attempt(ctx, r)
+		}
+		return err
+	}
+	if t.ranged || t.done != nil {
+		// Not split this time: the body goes on in order from written,
+		// over whatever pieces wrote past it.
+		if rw, ok := t.w.(sink.RangeWriter); ok && t.ranged {
+			if err := rw.EndRanges(t.written); err != nil {
+				return &localError{err}
+			}
+		}
+		t.ranged, t.done = false, nil
+	}
 	if err := t.copy(actx, body, stall); err != nil {
 		var le *localError
 		if t.raw != nil && t.raw.err == nil && actx.Err() == nil && !errors.As(err, &le) {
@@ -257,12 +308,12 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 			// part as the file: start over without Range, and give up if the
 			// server answers a plain request that way too.
 			err := fmt.Errorf("200 OK with Content-Range %q: not the whole file", cr)
-			if t.written > 0 {
+			if t.resuming() {
 				return false, t.forget(err)
 			}
 			return false, &permanentError{err}
 		}
-		if t.written > 0 {
+		if t.resuming() {
 			if err := t.restart(); err != nil {
 				return false, err
 			}
@@ -278,11 +329,11 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 			t.total, t.validator = -1, strongLastModified(resp.Header)
 		}
 		t.w.SetValidator(t.validator, t.total)
-	case resp.StatusCode == http.StatusPartialContent && t.written > 0 && t.d.decode && encoded(resp.Header):
+	case resp.StatusCode == http.StatusPartialContent && t.resuming() && t.d.decode && encoded(resp.Header):
 		// A range of an encoded body (as a store that keeps files gzipped
 		// serves them) is not a range of the decoded bytes kept.
 		return false, t.forget(fmt.Errorf("range of the %s-encoded body, not of the bytes kept", resp.Header.Get("Content-Encoding")))
-	case resp.StatusCode == http.StatusPartialContent && t.written > 0:
+	case resp.StatusCode == http.StatusPartialContent && t.resuming():
 		start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
 		if !ok || start != t.written || (t.total >= 0 && total >= 0 && total != t.total) {
 			return false, t.forget(fmt.Errorf("unexpected Content-Range %q for offset %d of %d",
@@ -298,7 +349,7 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 		} // "/*": the length stays what the first response announced
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && t.written > 0 && t.written == t.total:
 		return true, nil // everything was already here
-	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && t.written > 0:
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && t.resuming():
 		// The file is shorter than what is kept (or its length was never known):
 		// the kept bytes are no use.
 		return false, t.forget(fmt.Errorf("range from %d not satisfiable", t.written))
@@ -366,7 +417,7 @@ func (t *transfer) restart() error {
 	if err := t.w.Restart(); err != nil {
 		return &localError{err}
 	}
-	t.written = 0
+	t.written, t.done, t.ranged = 0, nil, false
 	if t.hash != nil {
 		t.hash.reset()
 	}

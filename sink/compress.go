@@ -165,6 +165,13 @@ func (c *Compressed) Create(name, origin string) (Writer, error) {
 		return nil, err
 	}
 	fw.manual = true
+	if fw.inPieces {
+		// Written in pieces (a plain file's record): never so when compressed.
+		if err := fw.Restart(); err != nil {
+			fw.Abort()
+			return nil, err
+		}
+	}
 	if fw.partial.Offset > 0 {
 		if err := c.checkKept(fw); err != nil {
 			fw.Abort() // nothing was written: the staging file stays as found

@@ -119,5 +119,5 @@ func (s *File) staged(name, origin string) (Partial, error) {
 	if !ok || !urlid.Same(got, origin) || st.Size < rs.durable || rs.durable == 0 {
 		return Partial{Total: -1}, nil // nothing Create would keep
 	}
-	return Partial{Offset: rs.plain, Validator: rs.validator, Total: rs.total}, nil
+	return Partial{Offset: rs.plain, Validator: rs.validator, Total: rs.total, Done: rs.rest()}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -107,7 +108,7 @@ func TestStaged(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Abort()
-	if w.Partial() != p {
+	if !reflect.DeepEqual(w.Partial(), p) {
 		t.Fatalf("Create resumes %+v, Staged said %+v", w.Partial(), p)
 	}
 }

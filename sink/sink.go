@@ -65,6 +65,33 @@ type Partial struct {
 	Offset    int64  // bytes kept; the next Write appends after them
 	Validator string // the ETag or Last-Modified that guards them ("" if Offset is 0)
 	Total     int64  // full length announced by the server, -1 if unknown
+	// Done lists the ranges past Offset that are kept too (a file fetched over
+	// several connections, see RangeWriter): sorted, disjoint, none touching
+	// Offset. nil for a file written in order.
+	Done []Range
+}
+
+// Range is the byte range [Start, End) of a body.
+type Range struct{ Start, End int64 }
+
+// RangeWriter is what a Writer of a plain file offers besides Writer, for a
+// body fetched in pieces over several connections (the compressed sink, which
+// needs its bytes in order, does not). Its methods are called by one goroutine
+// at a time, except WriteAt.
+type RangeWriter interface {
+	// WriteAt writes p at off; safe to call concurrently for disjoint ranges.
+	WriteAt(p []byte, off int64) (int, error)
+	// ReadAt reads back bytes written (to hash them in order).
+	ReadAt(p []byte, off int64) (int, error)
+	// SetRanges records which ranges of the body hold its bytes (from 0, all of
+	// them): the writer is then in ranged mode. When a checkpoint's worth of
+	// bytes arrived since the last one, it makes the file durable and then
+	// records these ranges (on another goroutine, one checkpoint at a time);
+	// Abort records the last ranges given.
+	SetRanges(done []Range)
+	// EndRanges leaves ranged mode: the body's bytes are in order up to prefix,
+	// and the next Write appends there (bytes past it may be overwritten).
+	EndRanges(prefix int64) error
 }
 
 // Writer receives the bytes of one entry. It is used by one goroutine at a time.

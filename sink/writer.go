@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -50,9 +51,19 @@ type fileWriter struct {
 	noResume  atomic.Bool // the filesystem had no room for the resume state, or a flush failed
 	cpErr     error       // the first checkpoint's error, read after cp.Wait
 	syncErr   error       // from the group commit's flush (committer only)
+	// ranged: the body is written in pieces (RangeWriter); ranges holds what
+	// SetRanges last gave, rangedBytes their length.
+	ranged      bool
+	ranges      []Range
+	rangedBytes int64
+	// inPieces: the record adopted was a v2 one (a plain file's, in pieces).
+	inPieces bool
 }
 
-var _ Writer = (*fileWriter)(nil)
+var (
+	_ Writer      = (*fileWriter)(nil)
+	_ RangeWriter = (*fileWriter)(nil)
+)
 
 // open opens (or creates) and locks the staging file and reads its resume state.
 func (w *fileWriter) open(origin string) error {
@@ -228,17 +239,25 @@ func (w *fileWriter) adopt(origin string) error {
 	if ok && w.isOrigin(got) && fi.Size() >= rs.durable {
 		keep = rs.durable
 	}
+	pos := keep // where the next Write goes
 	if keep > 0 {
-		w.partial = Partial{Offset: rs.plain, Validator: rs.validator, Total: rs.total}
+		w.partial = Partial{Offset: rs.plain, Validator: rs.validator, Total: rs.total, Done: rs.rest()}
 		w.validator, w.total = rs.validator, rs.total
+		if rs.ranges != nil {
+			w.inPieces = true
+			// Written in pieces: the bytes in order run to the end of the range
+			// from 0; the other ranges stay where they are, for the caller to
+			// keep (SetRanges) or overwrite.
+			pos = rs.plain
+		}
 	}
 	if err := w.f.Truncate(keep); err != nil {
 		return err
 	}
-	if _, err := w.f.Seek(keep, io.SeekStart); err != nil {
+	if _, err := w.f.Seek(pos, io.SeekStart); err != nil {
 		return err
 	}
-	w.kept, w.written, w.plain, w.lastCP, w.kicked = keep, keep, w.partial.Offset, w.partial.Offset, keep
+	w.kept, w.written, w.plain, w.lastCP, w.kicked = pos, pos, w.partial.Offset, w.partial.Offset, pos
 	if !w.isOrigin(got) {
 		return setOrigin(w.f, origin)
 	}
@@ -282,6 +301,56 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// WriteAt implements RangeWriter.
+func (w *fileWriter) WriteAt(p []byte, off int64) (int, error) {
+	return w.f.WriteAt(p, off)
+}
+
+// ReadAt implements RangeWriter.
+func (w *fileWriter) ReadAt(p []byte, off int64) (int, error) {
+	return w.f.ReadAt(p, off)
+}
+
+// SetRanges implements RangeWriter.
+func (w *fileWriter) SetRanges(done []Range) {
+	w.ranged = true
+	w.ranges = append(w.ranges[:0], done...)
+	w.rangedBytes = 0
+	for _, r := range done {
+		w.rangedBytes += r.End - r.Start
+	}
+	if w.rangedBytes-w.kicked >= kickEvery && w.s.committer != nil {
+		// As kick, for the whole file: its new bytes are anywhere in it.
+		w.kicked = w.rangedBytes
+		startWriteback(w.f, 0, 0)
+	}
+	if w.rangedBytes-w.lastCP >= w.s.checkpoint {
+		w.checkpoint()
+	}
+}
+
+// EndRanges implements RangeWriter.
+func (w *fileWriter) EndRanges(prefix int64) error {
+	w.cp.Wait()
+	w.ranged, w.ranges, w.rangedBytes = false, nil, 0
+	w.written, w.plain, w.kicked = prefix, prefix, prefix
+	if w.lastCP > 0 || prefix > 0 {
+		// A checkpoint may have recorded ranges: the next one (or the
+		// commit) replaces or removes that record.
+		w.lastCP = max(min(w.lastCP, prefix), 1)
+	}
+	_, err := w.f.Seek(prefix, io.SeekStart)
+	return err
+}
+
+// progress is the body bytes the file holds, as checkpoints count them.
+func (w *fileWriter) progress() int64 {
+	if w.ranged {
+		return w.rangedBytes
+	}
+	return w.plain
+}
+
 // kickEvery is how often the kernel is asked to start writing a large file's
 // new bytes to disk. By default Linux lets gigabytes of dirty pages pile up
 // before writing any back, so the flush before the rename would then wait for
@@ -312,7 +381,7 @@ func (w *fileWriter) checkpoint() {
 		w.cpBusy.Store(false)
 		return
 	}
-	w.lastCP = w.plain
+	w.lastCP = w.progress()
 	rs := w.state()
 	w.cp.Add(1)
 	go func() {
@@ -348,6 +417,13 @@ func (w *fileWriter) save(rs resumeState) error {
 
 // state is the resume state for the file as it is now (at a frame end).
 func (w *fileWriter) state() resumeState {
+	if w.ranged {
+		rs := resumeState{total: w.total, validator: w.validator, ranges: slices.Clone(w.ranges)}
+		if rs.ranges == nil {
+			rs.ranges = []Range{}
+		}
+		return rs
+	}
 	return resumeState{durable: w.written, plain: w.plain, total: w.total, validator: w.validator}
 }
 
@@ -361,6 +437,7 @@ func (w *fileWriter) Restart() error {
 		return err
 	}
 	w.written, w.plain, w.lastCP, w.kept, w.kicked, w.partial = 0, 0, 0, 0, 0, Partial{}
+	w.ranged, w.ranges, w.rangedBytes = false, nil, 0
 	_, err := w.f.Seek(0, io.SeekStart)
 	return err
 }
@@ -382,7 +459,7 @@ func (w *fileWriter) releaseDir() {
 func (w *fileWriter) Abort() error {
 	defer w.releaseDir()
 	w.cp.Wait()
-	if w.plain == 0 || w.validator == "" || w.noResume.Load() {
+	if w.progress() == 0 || w.validator == "" || w.noResume.Load() || w.ranged && w.total <= 0 {
 		if w.tmp {
 			w.closeUnnamed() // an unnamed file is gone when closed
 			return nil

@@ -3,6 +3,7 @@ package sink
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -101,21 +102,54 @@ func xattrUnsupported(err error) bool {
 	return err == unix.ENOTSUP || err == unix.EOPNOTSUPP || err == syscall.EPERM
 }
 
-// resumeState is the value of resumeAttr: "v1 DURABLE PLAIN TOTAL VALIDATOR".
-// DURABLE counts bytes of the staging file, PLAIN the body bytes they hold (the
-// same unless the file is compressed).
+// resumeState is the value of resumeAttr: "v1 DURABLE PLAIN TOTAL VALIDATOR"
+// for a file written in order, where DURABLE counts bytes of the staging file,
+// PLAIN the body bytes they hold (the same unless the file is compressed); or
+// "v2 TOTAL RANGES VALIDATOR" for a plain file written in pieces (RangeWriter),
+// where RANGES lists the durable ranges as START-END (END exclusive), sorted,
+// disjoint and comma-separated ("-" for none), all within TOTAL. The validator
+// comes last in both: a Last-Modified holds spaces.
 type resumeState struct {
-	durable   int64
-	plain     int64
+	durable   int64 // v2: the end of the last range (the file holds at least that)
+	plain     int64 // v2: the end of the range from 0 (0 if none)
 	total     int64 // -1 unknown
 	validator string
+	ranges    []Range // v2 only (non-nil)
 }
 
 func (r resumeState) String() string {
+	if r.ranges != nil {
+		var b strings.Builder
+		for i, rg := range r.ranges {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "%d-%d", rg.Start, rg.End)
+		}
+		if len(r.ranges) == 0 {
+			b.WriteByte('-')
+		}
+		return fmt.Sprintf("v2 %d %s %s", r.total, b.String(), r.validator)
+	}
 	return fmt.Sprintf("v1 %d %d %d %s", r.durable, r.plain, r.total, r.validator)
 }
 
+// rest returns the ranges past the one from 0 (Partial.Done), nil if none.
+func (r resumeState) rest() []Range {
+	rs := r.ranges
+	if len(rs) > 0 && rs[0].Start == 0 {
+		rs = rs[1:]
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	return slices.Clone(rs)
+}
+
 func parseResumeState(s string) (resumeState, bool) {
+	if strings.HasPrefix(s, "v2 ") {
+		return parseRanged(s)
+	}
 	f := strings.SplitN(s, " ", 5)
 	if len(f) != 5 || f[0] != "v1" || f[4] == "" {
 		return resumeState{}, false
@@ -132,6 +166,42 @@ func parseResumeState(s string) (resumeState, bool) {
 		return resumeState{}, false
 	}
 	return resumeState{durable: n[0], plain: n[1], total: n[2], validator: f[4]}, true
+}
+
+// parseRanged parses a v2 value; anything damaged (unsorted, overlapping or
+// empty ranges, a range past the length) is refused: the file starts over.
+func parseRanged(s string) (resumeState, bool) {
+	f := strings.SplitN(s, " ", 4)
+	if len(f) != 4 || f[3] == "" {
+		return resumeState{}, false
+	}
+	total, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil || total <= 0 {
+		return resumeState{}, false
+	}
+	rs := resumeState{total: total, validator: f[3], ranges: []Range{}}
+	if f[2] == "-" {
+		return rs, true
+	}
+	prev := int64(-1)
+	for _, p := range strings.Split(f[2], ",") {
+		a, b, ok := strings.Cut(p, "-")
+		if !ok {
+			return resumeState{}, false
+		}
+		start, err1 := strconv.ParseInt(a, 10, 64)
+		end, err2 := strconv.ParseInt(b, 10, 64)
+		if err1 != nil || err2 != nil || start <= prev || start >= end || end > total {
+			return resumeState{}, false
+		}
+		rs.ranges = append(rs.ranges, Range{start, end})
+		prev = end
+	}
+	rs.durable = prev
+	if rs.ranges[0].Start == 0 {
+		rs.plain = rs.ranges[0].End
+	}
+	return rs, true
 }
 
 func lock(f *os.File) error {

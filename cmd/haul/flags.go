@@ -36,6 +36,8 @@ type options struct {
 	timeout        time.Duration
 	connectTimeout time.Duration
 	limitRate      int64
+	split          int   // --split
+	minSplit       int64 // --min-split-size
 	header         http.Header
 	layout         naming.Layout
 	manifest       string
@@ -98,6 +100,8 @@ func flags() []cli.Flag {
 		&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "abort a transfer that makes no progress for `D`"},
 		&cli.DurationFlag{Name: "connect-timeout", Value: 10 * time.Second, Usage: "TCP connect and TLS handshake timeout"},
 		&cli.StringFlag{Name: "limit-rate", Usage: "cap total bandwidth, e.g. 500K, 20M (bytes/s, K=1024)"},
+		&cli.IntFlag{Name: "split", Value: 4, Usage: "fetch a big file over up to `N` connections at once (1: one)"},
+		&cli.StringFlag{Name: "min-split-size", Value: "16M", Usage: "no piece of a split file is smaller than `SIZE` (K/M/G): a file is split only when at least twice that"},
 		&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "extra request header 'Name: value' (repeatable)"},
 		// DefaultText: the generated man page and completions must not change
 		// with each build's version.
@@ -123,7 +127,7 @@ func flags() []cli.Flag {
 func parseOptions(c *cli.Context) (*options, error) {
 	o := &options{
 		urls: c.Args().Slice(), input: c.String("input"), dir: c.String("dir"),
-		jobs: c.Int("jobs"), perHost: c.Int("per-host"), retries: c.Int("retries"),
+		jobs: c.Int("jobs"), perHost: c.Int("per-host"), retries: c.Int("retries"), split: c.Int("split"),
 		timeout: c.Duration("timeout"), connectTimeout: c.Duration("connect-timeout"),
 		manifest: c.String("manifest"), quiet: c.Bool("quiet"), force: c.Bool("force"),
 		hashAll: c.Bool("sha256"), noSync: c.Bool("no-sync"),
@@ -139,6 +143,9 @@ func parseOptions(c *cli.Context) (*options, error) {
 	}
 	if o.jobs < 1 || o.perHost < 0 || o.retries < 0 {
 		return nil, fmt.Errorf("--jobs must be >= 1, --per-host and --retries >= 0")
+	}
+	if o.split < 1 {
+		return nil, fmt.Errorf("--split must be >= 1 (1: one connection per file)")
 	}
 	if o.dir == "" {
 		return nil, fmt.Errorf("--dir is empty (use . for the current directory)")
@@ -164,6 +171,9 @@ func parseOptions(c *cli.Context) (*options, error) {
 		return nil, err
 	}
 	if o.limitRate, err = parseRate(c.String("limit-rate")); err != nil {
+		return nil, err
+	}
+	if o.minSplit, err = parseSize(c.String("min-split-size")); err != nil {
 		return nil, err
 	}
 	if o.shardK, o.shardN, o.shardFrom, err = parseShard(c.String("shard"), os.LookupEnv); err != nil {
@@ -226,6 +236,16 @@ func parseRate(s string) (int64, error) {
 		return 0, fmt.Errorf("--limit-rate %q: want a rate like 500K or 20M", s)
 	}
 	return int64(v * mult), nil
+}
+
+// parseSize parses --min-split-size: bytes with an optional K, M or G suffix
+// (powers of 1024), at least 1K.
+func parseSize(s string) (int64, error) {
+	n, err := parseRate(s)
+	if err != nil || n < 1<<10 {
+		return 0, fmt.Errorf("--min-split-size %q: want a size like 1M or 16M (at least 1K)", s)
+	}
+	return n, nil
 }
 
 // parseHeaders builds the request headers: User-Agent first, then each -H, which

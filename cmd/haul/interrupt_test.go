@@ -68,7 +68,9 @@ func TestInterruptLargeFile(t *testing.T) {
 			url := s.Add("/big.bin", data)
 			dir := t.TempDir()
 			part := filepath.Join(dir, hostDir(s), "big.bin.part")
-			proc, wait := startHaul(t, "-q", "-d", dir, "--limit-rate", "24M", url)
+			// One connection: this is about its checkpoints (split_test.go
+			// has those of pieces).
+			proc, wait := startHaul(t, "-q", "-d", dir, "--split", "1", "--limit-rate", "24M", url)
 			// Past the 32 MiB checkpoint, and it recorded (its flush runs on
 			// another goroutine: a kill before it ends loses it, and the whole
 			// file is fetched again, as the README says).
@@ -84,7 +86,7 @@ func TestInterruptLargeFile(t *testing.T) {
 				t.Fatal("final name exists after the interruption")
 			}
 			sent := s.BodyBytes()
-			wantCode(t, runHaul(t, nil, "-q", "-d", dir, url), exitOK)
+			wantCode(t, runHaul(t, nil, "-q", "-d", dir, "--split", "1", url), exitOK)
 			checkFiles(t, dir, map[string][]byte{hostDir(s) + "/big.bin": data})
 			again := s.BodyBytes() - sent
 			limit := int64(size - 32<<20 + 1<<20) // at most what followed the checkpoint

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -101,7 +102,8 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 	defer cleanup()
 	// --dry-run: no probe of unnamed staging (it opens a file) and no committer.
 	file, err := sink.NewFile(sinkDir, sink.FileOptions{NoSync: o.noSync || o.mirror.dryRun, RunTag: runTag, MaxOpen: sinkFDs,
-		Named: os.Getenv("HAUL_NAMED_STAGING") != "" || o.mirror.dryRun}) // for comparisons (README)
+		Named:      os.Getenv("HAUL_NAMED_STAGING") != "" || o.mirror.dryRun, // for comparisons (README)
+		Checkpoint: checkpointEnv()})
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("output directory: %v", err), exitFatal)
 	}
@@ -130,7 +132,7 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 	}
 	opts := download.Options{
 		Jobs: o.jobs, PerHost: o.perHost, Retries: o.retries, Timeout: o.timeout,
-		LimitRate: o.limitRate, Header: o.header, Layout: o.layout, Force: o.force, RunTag: runTag,
+		LimitRate: o.limitRate, Split: o.split, MinSplitSize: o.minSplit, Header: o.header, Layout: o.layout, Force: o.force, RunTag: runTag,
 		HashAll: o.hashAll, ShardK: o.shardK, ShardN: o.shardN, ShardBy: o.shardBy, Decode: o.decode,
 		Update: o.mirror.update, DryRun: o.mirror.dryRun, HostFailLimit: o.hostFailLimit,
 		OnResult: func(r *download.Result) {
@@ -323,4 +325,11 @@ func (m *manifest) close() error {
 		m.c = nil
 	}
 	return m.err
+}
+
+// checkpointEnv is HAUL_CHECKPOINT, the checkpoint interval in bytes (for
+// tests that kill haul mid-transfer of small files; 0: the sink's default).
+func checkpointEnv() int64 {
+	n, _ := strconv.ParseInt(os.Getenv("HAUL_CHECKPOINT"), 10, 64)
+	return max(n, 0)
 }

@@ -141,6 +141,15 @@ func New(o Options) (Client, error) {
 	for len(c.tls) < min(4, max(1, jobs/4)) {
 		c.tls = append(c.tls, &http.Client{Transport: tr.Clone(), CheckRedirect: c.checkRedirect, Jar: o.Jar})
 	}
+	// Pieces of a split file (WithPiece) over https go over HTTP/1.1, one
+	// request per connection: each gets its own TCP and TLS connection, also
+	// where the server speaks HTTP/2 (whose streams would share one window).
+	pt := tr.Clone()
+	pt.Protocols = new(http.Protocols)
+	pt.Protocols.SetHTTP1(true)
+	pt.TLSClientConfig = tlsConf.Clone()
+	pt.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	c.piece = &http.Client{Transport: pt, CheckRedirect: c.checkRedirect, Jar: o.Jar}
 	c.lean = h1.New(h1.Options{
 		DialContext:         dial,
 		TLSConfig:           tlsConf,
@@ -172,6 +181,7 @@ type client struct {
 	lean     Client         // an *h1.Client but in tests
 	std      *http.Client   // for http:// through a proxy, or that h1 cannot make
 	tls      []*http.Client // for https://, chosen by sendTLS; tls[0] == std
+	piece    *http.Client   // for https:// pieces of a split file (WithPiece)
 	next     atomic.Uint32  // turns among a host's transports
 	seed     maphash.Seed   // picks a host's own transport
 	mu       sync.Mutex
@@ -229,6 +239,9 @@ func (c *client) send(req *http.Request) (*http.Response, error) {
 		}
 	}
 	if req.URL.Scheme == "https" {
+		if isPiece(req.Context()) {
+			return c.piece.Do(req)
+		}
 		return c.sendTLS(req)
 	}
 	return c.std.Do(req)
@@ -290,6 +303,7 @@ func (c *client) CloseIdleConnections() {
 	for _, t := range c.tls {
 		t.CloseIdleConnections()
 	}
+	c.piece.CloseIdleConnections()
 }
 
 // viaLean reports whether a request for u goes through the lean client: http://
@@ -372,6 +386,19 @@ type hopKey struct{}
 func WithHop(ctx context.Context, hop func()) context.Context {
 	return context.WithValue(ctx, hopKey{}, hop)
 }
+
+// pieceKey marks the request of a piece of a split file.
+type pieceKey struct{}
+
+// WithPiece returns a context whose requests are pieces of a file fetched over
+// several connections: each goes on a connection of its own. Plain http://
+// does already (h1 uses one connection per request in flight); https:// goes
+// over HTTP/1.1 for it, not multiplexed on HTTP/2.
+func WithPiece(ctx context.Context) context.Context {
+	return context.WithValue(ctx, pieceKey{}, true)
+}
+
+func isPiece(ctx context.Context) bool { return ctx.Value(pieceKey{}) != nil }
 
 // Errors of the redirect policy; another attempt cannot fix either.
 var (

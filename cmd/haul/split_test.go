@@ -1,0 +1,220 @@
+package main
+
+// Split downloads (--split) killed with SIGKILL at random moments, then run
+// again: every file at a final name is right, every time, and the re-run
+// fetches only what the staging files did not record as durable.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// pacedServer serves files with http.ServeContent (ranges, If-Range, ETag),
+// each connection paced to about rate bytes per second, and counts the body
+// bytes written and the requests.
+type pacedServer struct {
+	*httptest.Server
+	files  map[string][]byte
+	rate   int
+	served atomic.Int64
+	mu     sync.Mutex
+	reqs   []string // "PATH RANGE"
+}
+
+func newPacedServer(t *testing.T, files map[string][]byte, rate int) *pacedServer {
+	s := &pacedServer{files: files, rate: rate}
+	s.Server = httptest.NewServer(s)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *pacedServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	data, ok := s.files[r.URL.Path]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	s.mu.Lock()
+	s.reqs = append(s.reqs, r.URL.Path+" "+r.Header.Get("Range"))
+	s.mu.Unlock()
+	w.Header().Set("ETag", fmt.Sprintf(`"%x"`, len(data)))
+	http.ServeContent(&pacedWriter{ResponseWriter: w, s: s}, r, "", time.Time{}, bytes.NewReader(data))
+}
+
+func (s *pacedServer) requests() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.reqs...)
+}
+
+type pacedWriter struct {
+	http.ResponseWriter
+	s *pacedServer
+}
+
+// Write sends p in 8 KiB chunks, flushed, each after the time it takes at
+// the rate.
+func (w *pacedWriter) Write(p []byte) (int, error) {
+	const chunk = 8 << 10
+	n := 0
+	for len(p) > 0 {
+		c := p[:min(len(p), chunk)]
+		time.Sleep(time.Duration(len(c)) * time.Second / time.Duration(w.s.rate))
+		m, err := w.ResponseWriter.Write(c)
+		w.s.served.Add(int64(m))
+		n += m
+		if err != nil {
+			return n, err
+		}
+		w.ResponseWriter.(http.Flusher).Flush()
+		p = p[len(c):]
+	}
+	return n, nil
+}
+
+// durable returns how many bytes of the staging file part its resume record
+// says are durable (0 without a file or a record).
+func durable(t *testing.T, part string) int64 {
+	buf := make([]byte, 4096)
+	n, err := unix.Getxattr(part, "user.haul.resume", buf)
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(buf[:n]))
+	switch {
+	case len(f) >= 4 && f[0] == "v1":
+		v, _ := strconv.ParseInt(f[2], 10, 64)
+		return v
+	case len(f) >= 4 && f[0] == "v2":
+		have := int64(0)
+		if f[2] == "-" {
+			return 0
+		}
+		for _, r := range strings.Split(f[2], ",") {
+			var a, b int64
+			fmt.Sscanf(r, "%d-%d", &a, &b)
+			have += b - a
+		}
+		return have
+	}
+	t.Fatalf("%s: resume record %q", part, buf[:n])
+	return 0
+}
+
+func TestSplitKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("50 rounds of kill -9")
+	}
+	const (
+		rounds = 50
+		size   = 1 << 20
+		nfiles = 3
+	)
+	files := map[string][]byte{}
+	var urls []string
+	for i := range nfiles {
+		p := fmt.Sprintf("/f%d.bin", i)
+		files[p] = body(uint64(10+i), size)
+	}
+	s := newPacedServer(t, files, 1<<20) // about 0.25 s per file over 4 connections
+	for i := range nfiles {
+		urls = append(urls, fmt.Sprintf("%s/f%d.bin", s.URL, i))
+	}
+	list := writeList(t, urls...)
+	host := strings.Replace(strings.TrimPrefix(s.URL, "http://"), ":", "_", 1)
+	// Checkpoints every 64 KiB: a kill then loses little, and the bound on
+	// the re-run below is tight.
+	env := append(os.Environ(), "HAUL_CHECKPOINT=65536")
+	args := func(dir string) []string {
+		return []string{"-q", "-d", dir, "-i", list, "--split", "4", "--min-split-size", "64K", "--retries", "2"}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	split, resumed := 0, 0
+	var allMissing, allAgain int64
+	for round := range rounds {
+		dir := t.TempDir()
+		before := len(s.requests())
+		ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
+		cmd, _, _ := haulCmd(ctx, nil, args(dir)...)
+		cmd.Env = env
+		if err := cmd.Start(); err != nil {
+			cancel()
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(20+rng.IntN(300)) * time.Millisecond)
+		cmd.Process.Signal(unix.SIGKILL)
+		cmd.Wait()
+		cancel()
+		for _, q := range s.requests()[before:] {
+			if strings.Contains(q, "bytes=") && !strings.HasSuffix(q, "-") {
+				split++
+				break
+			}
+		}
+		// Whatever is at a final name is right.
+		missing := int64(0)
+		for p, data := range files {
+			final := filepath.Join(dir, host, strings.TrimPrefix(p, "/"))
+			if got, err := os.ReadFile(final); err == nil {
+				if !bytes.Equal(got, data) {
+					t.Fatalf("round %d: %s at its final name differs from the served file", round, final)
+				}
+				continue
+			}
+			have := durable(t, final+".part")
+			if have > 0 {
+				resumed++
+			}
+			missing += int64(len(data)) - have
+		}
+		sent := s.served.Load()
+		reqs := len(s.requests())
+		r := runHaulEnv(t, []string{"HAUL_CHECKPOINT=65536"}, nil, args(dir)...)
+		wantCode(t, r, exitOK)
+		want := map[string][]byte{}
+		for p, data := range files {
+			want[host+p] = data
+		}
+		checkFiles(t, dir, want)
+		again := s.served.Load() - sent
+		allMissing, allAgain = allMissing+missing, allAgain+again
+		// At most what was missing, and what a piece stolen from had in
+		// flight when it stopped (a few 8 KiB chunks per request).
+		n := len(s.requests()) - reqs
+		if limit := missing + int64(n)*64<<10; again > limit {
+			t.Errorf("round %d: the re-run fetched %d bytes over %d requests, %d were missing",
+				round, again, n, missing)
+		}
+	}
+	t.Logf("%d rounds: %d split before the kill, %d files resumed from a record; re-runs fetched %d bytes, %d were missing",
+		rounds, split, resumed, allAgain, allMissing)
+	if split < rounds/2 || resumed < rounds/2 {
+		t.Errorf("only %d rounds split and %d files resumed: the kills did not land mid-transfer", split, resumed)
+	}
+}
+
+// --split and --min-split-size are checked.
+func TestSplitFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--split", "0"},
+		{"--min-split-size", "1"},
+		{"--min-split-size", "lots"},
+	} {
+		r := runHaul(t, nil, append(args, "-d", t.TempDir(), "http://127.0.0.1:1/x")...)
+		wantCode(t, r, exitUsage)
+	}
+}

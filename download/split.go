@@ -1,0 +1,606 @@
+package download
+
+// One body over several connections (--split): the first response, a plain
+// GET (or the Range request of a resume) streaming from the first missing
+// byte, becomes the first piece once its head shows a length, a strong
+// validator and that the server serves ranges; up to Split-1 more connections
+// take pieces of the rest, each a closed range ("bytes=S-E") with If-Range.
+// The connections are taken first (--per-host slots, without waiting), then the
+// missing bytes are cut into about equal pieces, one per connection (none
+// under MinSplitSize): 256 MiB over 16 connections is 16 pieces of 16 MiB, the
+// first of them the first response's.
+//
+// Work stealing: a connection that finishes its piece takes a range nobody
+// has (left by a resume, a range per gap, or by a piece that gave up), else
+// the second half of
+// the piece with the most bytes left, if both halves are at least
+// MinSplitSize. The piece stolen from is not asked again: its end is lowered
+// under the split's lock, and its connection stops reading there (bytes it
+// already read past the new end are dropped, never written), then closes the
+// body (over HTTP/1.1 that connection is not reused; the stealer's closed
+// range ends at its own end and is).
+//
+// Every piece's 206 must carry exactly the Content-Range asked for, the total
+// length and the validator of the first response, and no Content-Encoding.
+// Anything else means the file is not the one the other pieces hold: the
+// pieces are discarded and the file starts over on one connection (errSplice),
+// never spliced. A piece whose connection drops is asked again from where it
+// got to; one that keeps failing leaves its range to the others, and if none
+// is left the attempt fails with the pieces' progress kept (t.done), so the
+// next attempt (or run) fetches only the missing ranges.
+//
+// The writer records the ranges written (sink.RangeWriter.SetRanges), which
+// its checkpoints make durable then store; with a hash wanted, a goroutine
+// hashes the file's contiguous prefix as it grows, reading it back from the
+// file (the page cache), so the hash stays off the pieces' copy path.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/haul/haul/download/httpclient"
+	"github.com/haul/haul/sink"
+)
+
+// errSplice: a piece's response does not belong to the file the others hold.
+var errSplice = errors.New("a piece's response does not match the file")
+
+// piece is the range one connection fetches: [start, end), next is the next
+// byte it reads (reserved), done the end of what it wrote.
+type piece struct {
+	start, next, done, end int64
+}
+
+// split is the state of one split attempt.
+type split struct {
+	t      *transfer
+	rw     sink.RangeWriter
+	url    string // the first response's URL (after redirects)
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	mu       sync.Mutex
+	finished []sink.Range // merged, sorted: bytes written by pieces that ended (and before)
+	todo     []sink.Range // ranges no connection has
+	active   []*piece
+	snap     []sink.Range // scratch for the writer's record
+	moved    chan struct{}
+	errs     []error
+}
+
+// splitConns says over how many connections the body whose first response is
+// resp (accepted) is fetched in pieces: 0 for not in pieces (in order, over
+// resp alone). A body with ranges already written past the first missing
+// byte (a resume of pieces) is fetched in pieces even over one connection,
+// which then skips them: resp's piece ends where they start, and the next
+// missing range is asked for.
+func (t *transfer) splitConns(resp *http.Response) int {
+	d := t.d
+	if t.noSplit || d.decode || t.total <= 0 || t.validator == "" || encoded(resp.Header) {
+		return 0
+	}
+	if _, ok := t.w.(sink.RangeWriter); !ok {
+		return 0
+	}
+	if resp.StatusCode != http.StatusPartialContent && !acceptsRanges(resp.Header) {
+		return 0
+	}
+	if resp.ContentLength >= 0 && resp.ContentLength != t.total-t.written {
+		return 0
+	}
+	missing := int64(0)
+	for _, g := range t.gaps() {
+		missing += g.End - g.Start
+	}
+	if d.split > 1 && missing >= 2*d.minSplit {
+		return d.split
+	}
+	if t.done != nil && missing > 0 {
+		return 1
+	}
+	return 0
+}
+
+// acceptsRanges reports whether Accept-Ranges lists bytes.
+func acceptsRanges(h http.Header) bool {
+	for _, v := range h.Values("Accept-Ranges") {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(textproto.TrimString(tok), "bytes") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// gaps returns the ranges of [t.written, t.total) not in t.done.
+func (t *transfer) gaps() []sink.Range {
+	var g []sink.Range
+	at := t.written
+	for _, r := range t.done {
+		if r.Start > at {
+			g = append(g, sink.Range{Start: at, End: r.Start})
+		}
+		at = max(at, r.End)
+	}
+	if at < t.total {
+		g = append(g, sink.Range{Start: at, End: t.total})
+	}
+	return g
+}
+
+// runSplit fetches the body over several connections, the first of which is
+// body (resp's), read under stall. It returns when every piece ended.
+func (t *transfer) runSplit(ctx context.Context, cancelFirst context.CancelCauseFunc, resp *http.Response,
+	body io.ReadCloser, stall *time.Timer, conns int) error {
+	sctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// The first response was asked under the attempt's context: the split's
+	// end (or failure) ends it too.
+	defer context.AfterFunc(sctx, func() { cancelFirst(context.Cause(sctx)) })()
+	s := &split{t: t, rw: t.w.(sink.RangeWriter), url: pieceURL(t.ent.URL, resp), ctx: sctx, cancel: cancel,
+		moved: make(chan struct{}, 1)}
+	if t.written > 0 {
+		s.finished = append(s.finished, sink.Range{Start: 0, End: t.written})
+	}
+	s.finished = mergeRange(s.finished, t.done...)
+	// The connections first (--per-host may leave fewer), then the pieces,
+	// one per connection: with no slot free the first response streams on
+	// to the end of its range, as without --split.
+	var slots []func()
+	for range conns - 1 {
+		release, ok := t.takeSlot()
+		if !ok {
+			break
+		}
+		slots = append(slots, release)
+	}
+	plan := planPieces(t.gaps(), 1+len(slots), t.d.minSplit)
+	first := &piece{start: plan[0].Start, next: plan[0].Start, done: plan[0].Start, end: plan[0].End}
+	s.active = []*piece{first}
+	s.todo = plan[1:]
+	t.ranged = true
+	s.mu.Lock()
+	s.record()
+	s.mu.Unlock()
+
+	var hashDone chan error
+	if t.hash != nil {
+		hashDone = make(chan error, 1)
+		go func() { hashDone <- s.hashPrefix(t.written) }()
+	}
+	var wg sync.WaitGroup
+	work := func(p *piece, body io.ReadCloser, stall *time.Timer) {
+		defer wg.Done()
+		if err := s.work(p, body, stall); err != nil {
+			s.mu.Lock()
+			s.errs = append(s.errs, err)
+			s.mu.Unlock()
+		}
+	}
+	wg.Add(1)
+	go work(first, body, stall)
+	for _, release := range slots {
+		s.mu.Lock()
+		p := s.take()
+		s.mu.Unlock()
+		if p == nil {
+			release()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer release()
+			work(p, nil, nil)
+		}()
+	}
+	wg.Wait()
+
+	// Every piece ended: what is written is what the next attempt keeps.
+	s.mu.Lock()
+	s.record()
+	done := slices.Clone(s.snap)
+	s.mu.Unlock()
+	t.written = 0
+	if len(done) > 0 && done[0].Start == 0 {
+		t.written, done = done[0].End, done[1:]
+	}
+	t.done = done
+	if len(t.done) == 0 {
+		t.done = nil
+	}
+	progress := t.written
+	for _, r := range t.done {
+		progress += r.End - r.Start
+	}
+	t.best = max(t.best, progress)
+	if hashDone != nil {
+		s.signal()
+		close(s.moved)
+		if err := <-hashDone; err != nil {
+			return &localError{err}
+		}
+	}
+	err := errors.Join(s.errs...)
+	var le *localError
+	switch {
+	case errors.Is(err, errSplice):
+		return t.forget(err)
+	case errors.As(err, &le):
+		return le
+	case t.written == t.total:
+		t.ranged = false
+		if err := s.rw.EndRanges(t.total); err != nil {
+			return &localError{err}
+		}
+		return nil
+	case err == nil:
+		err = errShortBody
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if len(s.errs) > 0 {
+		err = s.errs[len(s.errs)-1] // the last piece to give up
+	}
+	return fmt.Errorf("%d of %d bytes in pieces: %w", progress, t.total, err)
+}
+
+// planPieces cuts the missing ranges into the first pieces: about equal, one
+// per connection (the missing bytes over conns), none smaller than minSplit
+// unless its range is. Sorted: the first starts where the first response does.
+func planPieces(gaps []sink.Range, conns int, minSplit int64) []sink.Range {
+	missing := int64(0)
+	for _, g := range gaps {
+		missing += g.End - g.Start
+	}
+	target := max(minSplit, (missing+int64(conns)-1)/int64(conns))
+	var plan []sink.Range
+	for _, g := range gaps {
+		n := max(1, (g.End-g.Start)/target)
+		size := (g.End - g.Start) / n
+		for i := range n {
+			r := sink.Range{Start: g.Start + i*size, End: g.Start + (i+1)*size}
+			if i == n-1 {
+				r.End = g.End
+			}
+			plan = append(plan, r)
+		}
+	}
+	return plan
+}
+
+// pieceURL is the URL pieces ask for: where the first request was redirected
+// to, when that is the same origin (no hop again per piece); else the URL of
+// the entry, whose redirects each piece follows under the usual policy (a
+// header given with -H, such as Authorization, never goes to another origin
+// than the redirect policy lets it).
+func pieceURL(entry string, resp *http.Response) string {
+	if resp.Request == nil || resp.Request.URL == nil {
+		return entry
+	}
+	u, err := url.Parse(entry)
+	final := resp.Request.URL
+	if err != nil || u.Scheme != final.Scheme || !strings.EqualFold(u.Host, final.Host) {
+		return entry
+	}
+	return final.String()
+}
+
+// hashPrefix feeds the hash the file's bytes from hashed on, as the range from
+// 0 grows, reading them back from the file; once moved is closed it catches
+// up with the last prefix and returns.
+func (s *split) hashPrefix(hashed int64) error {
+	t := s.t
+	for {
+		_, open := <-s.moved
+		s.mu.Lock()
+		s.record()
+		prefix := int64(0)
+		if len(s.snap) > 0 && s.snap[0].Start == 0 {
+			prefix = s.snap[0].End
+		}
+		s.mu.Unlock()
+		for hashed < prefix {
+			buf := t.hash.buffer()
+			n, err := s.rw.ReadAt(buf[:min(int64(len(buf)), prefix-hashed)], hashed)
+			t.hash.submit(buf[:n])
+			hashed += int64(n)
+			if err != nil && hashed < prefix {
+				return fmt.Errorf("hashing the bytes written: %w", err)
+			}
+		}
+		if !open {
+			return nil
+		}
+	}
+}
+
+func (s *split) signal() {
+	select {
+	case s.moved <- struct{}{}:
+	default:
+	}
+}
+
+// take gives a connection its next piece (nil: none left worth a connection).
+// Under s.mu.
+func (s *split) take() *piece {
+	var p *piece
+	if len(s.todo) > 0 {
+		i := 0
+		for j, r := range s.todo {
+			if r.End-r.Start > s.todo[i].End-s.todo[i].Start {
+				i = j
+			}
+		}
+		r := s.todo[i]
+		s.todo = slices.Delete(s.todo, i, i+1)
+		p = &piece{start: r.Start, next: r.Start, done: r.Start, end: r.End}
+	} else {
+		var big *piece
+		for _, a := range s.active {
+			if big == nil || a.end-a.next > big.end-big.next {
+				big = a
+			}
+		}
+		if big == nil || big.end-big.next < 2*s.t.d.minSplit {
+			return nil
+		}
+		mid := big.next + (big.end-big.next)/2
+		p = &piece{start: mid, next: mid, done: mid, end: big.end}
+		big.end = mid
+	}
+	s.active = append(s.active, p)
+	return p
+}
+
+// end takes p out of the active pieces: what it wrote is finished, what it
+// did not goes back to the ranges nobody has. Under s.mu.
+func (s *split) end(p *piece) {
+	s.active = slices.DeleteFunc(s.active, func(a *piece) bool { return a == p })
+	if p.done > p.start {
+		s.finished = mergeRange(s.finished, sink.Range{Start: p.start, End: p.done})
+	}
+	if p.done < p.end {
+		s.todo = append(s.todo, sink.Range{Start: p.done, End: p.end})
+	}
+}
+
+// record hands the writer the ranges written so far. Under s.mu.
+func (s *split) record() {
+	s.snap = append(s.snap[:0], s.finished...)
+	for _, p := range s.active {
+		if p.done > p.start {
+			s.snap = mergeRange(s.snap, sink.Range{Start: p.start, End: p.done})
+		}
+	}
+	s.rw.SetRanges(s.snap)
+}
+
+// mergeRange adds rs to the sorted, disjoint, non-touching set and returns it
+// so.
+func mergeRange(set []sink.Range, rs ...sink.Range) []sink.Range {
+	for _, r := range rs {
+		i, _ := slices.BinarySearchFunc(set, r.Start, func(a sink.Range, x int64) int {
+			return int(max(min(a.Start-x, 1), -1))
+		})
+		set = slices.Insert(set, i, r)
+	}
+	out := set[:0]
+	for _, r := range set {
+		if n := len(out); n > 0 && r.Start <= out[n-1].End {
+			out[n-1].End = max(out[n-1].End, r.End)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// work runs one connection: its piece (from body, the first response's, if
+// given), then the pieces it takes, until none is left or it fails for good.
+func (s *split) work(p *piece, body io.ReadCloser, stall *time.Timer) error {
+	t := s.t
+	// One buffer per connection: the first uses the transfer's own (unless
+	// the transfer hashes: its ring is the hash's, fed by hashPrefix).
+	var buf []byte
+	if body != nil && t.buf != nil {
+		buf = *t.buf
+	} else {
+		bp := t.d.bufs.Get()
+		defer t.d.bufs.Put(bp)
+		buf = *bp
+	}
+	failures := 0
+	for {
+		var err error
+		before := p.done
+		if body != nil {
+			err = s.copyBuf(p, body, stall, buf)
+			// Done with the first response (its piece ended, or it failed):
+			// its stall timer must not end the others, and its connection
+			// goes (over HTTP/1.1 the rest of its body is not read).
+			stall.Stop()
+			body.Close()
+			body = nil
+		} else {
+			err = s.fetch(p, buf)
+		}
+		if err == nil {
+			s.mu.Lock()
+			s.end(p)
+			p = s.take()
+			s.record()
+			s.mu.Unlock()
+			if p == nil {
+				return nil
+			}
+			continue
+		}
+		var le *localError
+		if errors.Is(err, errSplice) || errors.As(err, &le) {
+			s.cancel(err) // the others stop: no use going on
+			s.giveUp(p)
+			return err
+		}
+		if s.ctx.Err() != nil {
+			s.giveUp(p)
+			if c := context.Cause(s.ctx); c != nil && !errors.Is(c, s.ctx.Err()) {
+				return nil // another piece's error says why
+			}
+			return s.ctx.Err()
+		}
+		if p.done > before {
+			continue // a dropped connection: ask again from where it got
+		}
+		failures++
+		if failures > t.d.retries || !retryable(&Error{Err: err}) {
+			s.giveUp(p)
+			return err
+		}
+		delay := t.d.backoff(failures)
+		var se *StatusError
+		if errors.As(err, &se) && se.RetryAfter > 0 {
+			delay = se.RetryAfter
+		}
+		if serr := sleep(s.ctx, delay); serr != nil {
+			s.giveUp(p)
+			return err
+		}
+	}
+	// (not reached)
+}
+
+func (s *split) giveUp(p *piece) {
+	s.mu.Lock()
+	s.end(p)
+	s.record()
+	s.mu.Unlock()
+}
+
+// fetch asks for what is left of p and copies it.
+func (s *split) fetch(p *piece, buf []byte) error {
+	t := s.t
+	s.mu.Lock()
+	from, end := p.next, p.end
+	s.mu.Unlock()
+	if from >= end {
+		return nil
+	}
+	timeout := t.d.timeout
+	ctx, cancel := context.WithCancelCause(s.ctx)
+	defer cancel(nil)
+	stall := time.AfterFunc(timeout, func() { cancel(ErrStalled) })
+	defer stall.Stop()
+	ctx = httpclient.WithHop(httpclient.WithPiece(ctx), func() { stall.Reset(timeout) })
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	if err != nil {
+		return err
+	}
+	if t.d.header != nil {
+		req.Header = t.d.header.Clone()
+		if host := req.Header.Get("Host"); host != "" {
+			req.Host = host
+		}
+	} else {
+		req.Header = http.Header{}
+	}
+	want := "bytes " + strconv.FormatInt(from, 10) + "-" + strconv.FormatInt(end-1, 10) + "/" + strconv.FormatInt(t.total, 10)
+	req.Header.Set("Range", "bytes="+strconv.FormatInt(from, 10)+"-"+strconv.FormatInt(end-1, 10))
+	req.Header.Set("If-Range", t.validator)
+	resp, err := t.d.client.Do(req)
+	if err != nil {
+		return stallCause(ctx, timeout, err)
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusPartialContent:
+		if cr := resp.Header.Get("Content-Range"); cr != want {
+			return fmt.Errorf("%w: Content-Range %q, asked for %q", errSplice, cr, want)
+		}
+		if resp.ContentLength >= 0 && resp.ContentLength != end-from {
+			return fmt.Errorf("%w: Content-Length %d for a range of %d", errSplice, resp.ContentLength, end-from)
+		}
+		if v := sameKindValidator(resp.Header, t.validator); v != t.validator {
+			return fmt.Errorf("%w: validator %q, the file's is %q", errSplice, v, t.validator)
+		}
+		if encoded(resp.Header) {
+			return fmt.Errorf("%w: Content-Encoding %s", errSplice, resp.Header.Get("Content-Encoding"))
+		}
+	case resp.StatusCode == http.StatusOK, resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+		return fmt.Errorf("%w: %s to a range request", errSplice, resp.Status)
+	default:
+		se := &StatusError{Code: resp.StatusCode, RetryAfter: retryAfter(resp.Header)}
+		if retryable(&Error{Err: se}) {
+			return se
+		}
+		return fmt.Errorf("%w: %w", errSplice, se)
+	}
+	return stallCause(ctx, timeout, s.copyBuf(p, resp.Body, stall, buf))
+}
+
+// copyBuf moves body into p until p ends (its end may be lowered meanwhile).
+func (s *split) copyBuf(p *piece, body io.Reader, stall *time.Timer, buf []byte) error {
+	t := s.t
+	lim := t.d.limiter
+	if lim != nil {
+		buf = buf[:min(len(buf), lim.Burst())]
+	}
+	for {
+		s.mu.Lock()
+		left := p.end - p.next
+		s.mu.Unlock()
+		if left <= 0 {
+			return nil
+		}
+		n, rerr := body.Read(buf[:min(int64(len(buf)), left)])
+		if n > 0 {
+			if lim != nil {
+				stall.Stop()
+				if err := lim.WaitN(s.ctx, n); err != nil {
+					return err
+				}
+			}
+			stall.Reset(t.d.timeout)
+			s.mu.Lock()
+			n = int(min(int64(n), p.end-p.next)) // a steal may have moved the end
+			off := p.next
+			p.next += int64(n)
+			s.mu.Unlock()
+			if n > 0 {
+				if _, err := s.rw.WriteAt(buf[:n], off); err != nil {
+					return &localError{err}
+				}
+				t.d.bytes.Add(int64(n))
+				s.mu.Lock()
+				p.done += int64(n)
+				s.record()
+				s.mu.Unlock()
+				s.signal()
+			}
+		}
+		if rerr == io.EOF {
+			s.mu.Lock()
+			short := p.next < p.end
+			s.mu.Unlock()
+			if short {
+				return errShortBody
+			}
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}

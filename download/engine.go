@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/haul/haul/download/index"
@@ -41,7 +42,18 @@ type Source interface {
 
 // Options configures an Engine. Zero values mean the defaults documented per field.
 type Options struct {
-	Jobs      int           // concurrent downloads (default 16)
+	// Jobs is how many connections' worth of downloads run at once (default
+	// 16): over HTTP/1.1 that many files, over HTTP/2 up to Streams times as
+	// many, Streams on each connection (see Streams).
+	Jobs int
+	// Streams is how many requests one HTTP/2 connection carries at once
+	// (--streams; the server's own limit wins, in the client). A download
+	// from a host known to speak HTTP/2 (one of its responses came over it)
+	// counts as 1/Streams of a job, one over HTTP/1.1, or to a host not yet
+	// known, as a whole job; the same for PerHost. Default 1: one request
+	// per job whatever the protocol. The client must keep a host's HTTP/2
+	// requests on ceil(in flight/Streams) connections (httpclient does).
+	Streams   int
 	Retries   int           // extra attempts after one that received nothing (0: none)
 	Timeout   time.Duration // abort an attempt that receives nothing for this long (default 30s)
 	LimitRate int64         // total bytes per second across all downloads, 0: unlimited
@@ -68,7 +80,8 @@ type Options struct {
 	// shard K of N (N=0: all).
 	ShardK, ShardN int
 	ShardBy        ShardBy
-	// PerHost caps concurrent downloads from one host (0: no cap beyond Jobs).
+	// PerHost caps concurrent downloads from one host (0: no cap beyond Jobs),
+	// in connections' worth as Jobs: over HTTP/2, PerHost*Streams.
 	PerHost int
 	// HostFailLimit is how many attempts in a row to one host may get no
 	// response before its remaining entries fail at once, as ErrHostDown
@@ -108,6 +121,14 @@ type Engine struct {
 	bufs        *buffers
 	parking     *parking
 	xfer        transferDeps // what each transfer uses of the engine
+	// small and xferSmall are the same for entries that take a stream of an
+	// HTTP/2 connection (weight 1): Streams times as many of them are in
+	// flight, with smaller buffers (an HTTP/2 DATA frame is 16 KiB).
+	small     *buffers
+	xferSmall transferDeps
+	// jobs is Jobs*Streams: what the entries in flight weigh at most
+	// (weight).
+	jobs *semaphore.Weighted
 
 	// feedMu orders the list's reader against the end of the run: once
 	// stopped is set (under it), every entry read is reported, none is sent.
@@ -119,10 +140,18 @@ type Engine struct {
 // syscalls on fast links, small enough that --jobs of them stay cheap.
 const bufSize = 128 << 10
 
+// smallBufSize is bufSize for an entry on a stream of an HTTP/2 connection:
+// --jobs*--streams of them may be in flight (2,048 at -j 64), and a read of
+// the body returns at most a DATA frame's 16 KiB anyway.
+const smallBufSize = 16 << 10
+
 // New returns an Engine. client is shared by every worker.
 func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	if o.Jobs <= 0 {
 		o.Jobs = 16
+	}
+	if o.Streams <= 0 {
+		o.Streams = 1
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second
@@ -139,7 +168,7 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	if o.OnResult == nil {
 		o.OnResult = func(*Result) {}
 	}
-	e := &Engine{opts: o, client: client, sink: s, hosts: newHosts(o.PerHost, o.HostFailLimit), claims: newClaims(),
+	e := &Engine{opts: o, client: client, sink: s, hosts: newHosts(o.PerHost, o.HostFailLimit, o.Streams), claims: newClaims(),
 		parking: newParking(max(64, 4*o.Jobs))}
 	if o.LimitRate > 0 {
 		burst := int(min(max(o.LimitRate/10, 16<<10), bufSize))
@@ -149,7 +178,25 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	e.bufs = newBuffers(bufSize, (1+hashRing)*o.Jobs)
 	e.xfer = transferDeps{client: client, header: o.Header, timeout: o.Timeout, decode: o.Decode,
 		hashAll: o.HashAll, limiter: e.limiter, bufs: e.bufs, bytes: &e.stats.Bytes}
+	e.jobs = semaphore.NewWeighted(int64(o.Jobs) * int64(o.Streams))
+	if o.Streams > 1 {
+		// Idle buffers kept: as many as the streams of -j connections use.
+		e.small = newBuffers(smallBufSize, (1+hashRing)*o.Jobs*o.Streams)
+		e.xferSmall = e.xfer
+		e.xferSmall.bufs = e.small
+	}
 	return e
+}
+
+// weight is what x counts against Jobs and PerHost, in streams: one for a
+// host known to speak HTTP/2 (a response of it came over HTTP/2), a whole
+// connection (Streams) otherwise. So over HTTP/1.1 Jobs files are in flight,
+// as ever, and over HTTP/2 up to Jobs*Streams.
+func (e *Engine) weight(x *entry) int64 {
+	if e.opts.Streams > 1 && e.hosts.isMultiplexed(x.hostKey) {
+		return 1
+	}
+	return int64(e.opts.Streams)
 }
 
 // Stats returns the live counters; safe to read while Run is going.
@@ -185,12 +232,12 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 			return gctx.Err()
 		}
 	})
-	for range e.opts.Jobs {
-		g.Go(func() error {
-			e.parking.worker(gctx, entries, func(x *entry) { x.run(ctx) })
-			return nil
-		})
-	}
+	g.Go(func() error {
+		e.parking.dispatch(gctx, entries, e.jobs, e.weight,
+			func(f func()) { g.Go(func() error { f(); return nil }) },
+			func(x *entry) { x.run(ctx) })
+		return nil
+	})
 	err := g.Wait()
 	// Entries read from the list that no worker took (still in the channel,
 	// or parked) are reported as interrupted: a list filtered to the failures

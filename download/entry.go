@@ -57,6 +57,12 @@ type entry struct {
 	// resumed: it comes back from a pause in its retry loop, so the bytes kept
 	// are this run's and --force does not start them over.
 	resumed bool
+	// weight is what it counts against --jobs and --per-host while a worker
+	// runs it, in streams (Engine.weight): set by the dispatcher each time,
+	// with granted, the dispatcher's count of what it releases when run
+	// returns (that run's own: a parked entry's next run has another).
+	weight  int64
+	granted *int64
 
 	// Held between claim/openStaging and end or setAside.
 	claimed *claim
@@ -189,7 +195,7 @@ func (x *entry) checkDisk() (done bool, err error) {
 		return false, nil
 	}
 	if ent.SHA256 != "" {
-		sum, err := e.hashFile(r.Name)
+		sum, err := e.hashFile(r.Name, x.deps().bufs)
 		if errors.Is(err, sink.ErrCorrupt) {
 			x.replace, x.why = true, "damaged compressed file"
 			return false, nil
@@ -266,7 +272,14 @@ func (x *entry) plan() error {
 // waits for the slot on the worker.
 func (x *entry) takeSlot(ctx context.Context) bool {
 	e := x.e
-	if h, ok := e.hosts.tryAcquire(x.hostKey, nil); ok {
+	if x.weight > 1 && e.hosts.isMultiplexed(x.hostKey) {
+		// Its host turned out to speak HTTP/2 since it was dispatched (the
+		// first entries of a list are, before any response): it takes a
+		// stream, not a connection, and gives the rest back.
+		e.jobs.Release(x.weight - 1)
+		x.weight, *x.granted = 1, 1
+	}
+	if h, ok := e.hosts.tryAcquire(x.hostKey, x.weight, nil); ok {
 		x.host = h // the usual case: a slot is free, or there is no cap
 		return true
 	}
@@ -277,16 +290,16 @@ func (x *entry) takeSlot(ctx context.Context) bool {
 		x.e.claims.release(x.claimed, nil)
 		x.claimed = nil
 		e.parking.putForSlot(x, slotRecheck)
-		h, ok := e.hosts.tryAcquire(x.hostKey, func() bool { return e.parking.wakeForSlot(x) })
+		h, ok := e.hosts.tryAcquire(x.hostKey, x.weight, func() bool { return e.parking.wakeForSlot(x) })
 		if ok {
 			// A slot was free: the entry comes back at once, and takes
 			// one again then (this one is released).
-			e.hosts.release(h)
+			e.hosts.release(h, x.weight)
 			e.parking.wakeForSlot(x)
 		}
 		return false
 	}
-	h, err := e.hosts.acquire(ctx, x.hostKey)
+	h, err := e.hosts.acquire(ctx, x.hostKey, x.weight)
 	if err != nil {
 		x.end(ctx, err)
 		return false
@@ -339,7 +352,7 @@ func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
 			return false, e.sinkError("create", ent.URL, err)
 		}
 	}
-	t, err := newTransfer(&e.xfer, ent, w)
+	t, err := newTransfer(x.deps(), ent, w)
 	if err != nil {
 		w.Abort()
 		return false, e.sinkError("read", ent.URL, err)
@@ -373,6 +386,9 @@ func (x *entry) attempts(ctx context.Context) (pause time.Duration, err error) {
 		err := t.attempt(ctx, r)
 		if t.responded {
 			e.hosts.responded(h)
+			if t.multiplexed && e.opts.Streams > 1 {
+				e.hosts.multiplexed(h) // its next entries take a stream each
+			}
 		}
 		if err == nil || errors.Is(err, errNotModified) {
 			return 0, err
@@ -503,10 +519,19 @@ func (x *entry) closeTransfer() {
 	x.w = nil
 }
 
+// deps is what its transfer uses of the engine: with the small buffers for
+// an entry on a stream of an HTTP/2 connection.
+func (x *entry) deps() *transferDeps {
+	if x.weight == 1 && x.e.small != nil {
+		return &x.e.xferSmall
+	}
+	return &x.e.xfer
+}
+
 // releaseHost gives the host slot back.
 func (x *entry) releaseHost() {
 	if x.host != nil {
-		x.e.hosts.release(x.host)
+		x.e.hosts.release(x.host, x.weight)
 		x.host = nil
 	}
 }
@@ -576,15 +601,15 @@ var canceled = func() context.Context {
 	return ctx
 }()
 
-func (e *Engine) hashFile(name string) (string, error) {
+func (e *Engine) hashFile(name string, bufs *buffers) (string, error) {
 	f, err := e.sink.Open(name)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
 	h := newHasher()
-	bp := e.bufs.Get()
-	defer e.bufs.Put(bp)
+	bp := bufs.Get()
+	defer bufs.Put(bp)
 	if _, err := io.CopyBuffer(h, f, *bp); err != nil {
 		return "", err
 	}

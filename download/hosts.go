@@ -10,13 +10,19 @@ import (
 
 // hosts tracks what the pool shares per host: a cap on concurrent downloads
 // (--per-host) and a pause that a 429 or 503 imposes on every worker, so one
-// overloaded host is backed off as a whole while the others keep going.
+// overloaded host is backed off as a whole while the others keep going, and
+// whether the host speaks HTTP/2 (its entries then take a stream, not a
+// connection: see Engine.weight).
+//
+// The cap is counted in streams: --per-host P is P*streams, an entry over
+// HTTP/1.1 (or to a host not yet known to speak HTTP/2) takes streams of them
+// (a whole connection), one over HTTP/2 takes one.
 //
 // Entries for idle hosts are dropped once the table grows, so a list touching
 // millions of hosts does not grow memory without bound.
 type hosts struct {
-	cap       int // 0: no per-host cap
-	failLimit int // attempts without a response that make a host down; <= 0: never
+	cap       int64 // in streams; 0: no per-host cap
+	failLimit int   // attempts without a response that make a host down; <= 0: never
 
 	mu      sync.Mutex
 	m       map[string]*host
@@ -29,16 +35,23 @@ type hosts struct {
 }
 
 type host struct {
-	sem    chan struct{} // nil without a cap
-	users  int           // workers between acquire and release
-	paused time.Time     // no new request before this instant
-	misses int           // consecutive attempts that got no response
-	down   error         // set once misses reached the limit: the host is down for this run
+	used   int64     // weight of the slots taken (see hosts.cap)
+	users  int       // workers between acquire and release
+	h2     bool      // a response of this host came over HTTP/2
+	paused time.Time // no new request before this instant
+	misses int       // consecutive attempts that got no response
+	down   error     // set once misses reached the limit: the host is down for this run
 	// waiters are called, first in first out, as slots free up: entries set
 	// aside while every slot was taken (tryAcquire). One returns false when
 	// its entry no longer waits (it came back on its timer, and may have
 	// registered again): the next one is tried.
-	waiters []func() bool
+	waiters []waiter
+}
+
+// waiter is an entry waiting for w of its host's slots.
+type waiter struct {
+	w    int64
+	wake func() bool
 }
 
 const maxIdleHosts = 4096
@@ -48,26 +61,34 @@ const maxIdleHosts = 4096
 // hosts does not grow memory without bound.
 const maxDownHosts = 1 << 16
 
-func newHosts(perHost, failLimit int) *hosts {
-	return &hosts{cap: perHost, failLimit: failLimit, m: make(map[string]*host)}
+// newHosts caps each host at perHost connections' worth of streams (0: no
+// cap): perHost*streams.
+func newHosts(perHost, failLimit, streams int) *hosts {
+	return &hosts{cap: int64(perHost) * int64(max(streams, 1)), failLimit: failLimit, m: make(map[string]*host)}
 }
 
-// acquire waits for a per-host slot and returns the host's state. The caller must
-// release it.
-func (hs *hosts) acquire(ctx context.Context, name string) (*host, error) {
-	hs.mu.Lock()
-	h := hs.getLocked(name)
-	h.users++
-	hs.mu.Unlock()
-	if h.sem == nil {
-		return h, nil
-	}
-	select {
-	case h.sem <- struct{}{}:
-		return h, nil
-	case <-ctx.Done():
-		hs.done(h)
-		return nil, ctx.Err()
+// acquire waits for w of a host's slots and returns the host's state. The
+// caller must release them.
+func (hs *hosts) acquire(ctx context.Context, name string, w int64) (*host, error) {
+	for {
+		ch := make(chan struct{}, 1)
+		var gone atomic.Bool
+		h, ok := hs.tryAcquire(name, w, func() bool {
+			if gone.Load() {
+				return false
+			}
+			ch <- struct{}{}
+			return true
+		})
+		if ok {
+			return h, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			gone.Store(true)
+			return nil, ctx.Err()
+		}
 	}
 }
 
@@ -76,26 +97,21 @@ func (hs *hosts) acquire(ctx context.Context, name string) (*host, error) {
 // (the caller sets its entry aside meanwhile, and its worker takes others:
 // with --per-host, a slow or dead host does not hold the workers the other
 // hosts need), and returns ok false.
-func (hs *hosts) tryAcquire(name string, onFree func() bool) (h *host, ok bool) {
+func (hs *hosts) tryAcquire(name string, w int64, onFree func() bool) (h *host, ok bool) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	h = hs.getLocked(name)
-	if h.sem == nil {
+	if hs.cap == 0 || h.used+w <= hs.cap {
+		h.used += w
 		h.users++
 		return h, true
 	}
-	select {
-	case h.sem <- struct{}{}:
-		h.users++
-		return h, true
-	default:
-		// Under mu: a release frees its slot, then takes mu to call a waiter,
-		// so this one is not missed. A nil onFree only asks.
-		if onFree != nil {
-			h.waiters = append(h.waiters, onFree)
-		}
-		return nil, false
+	// Under mu: a release frees its slots under mu, then calls waiters, so
+	// this one is not missed. A nil onFree only asks.
+	if onFree != nil {
+		h.waiters = append(h.waiters, waiter{w, onFree})
 	}
+	return nil, false
 }
 
 // getLocked returns the named host's state, made if new.
@@ -110,37 +126,50 @@ func (hs *hosts) getLocked(name string) *host {
 			hs.sweepAt = 2 * len(hs.m)
 		}
 		h = &host{}
-		if hs.cap > 0 {
-			h.sem = make(chan struct{}, hs.cap)
-		}
 		hs.m[name] = h
 	}
 	return h
 }
 
-func (hs *hosts) release(h *host) {
-	if h.sem != nil {
-		<-h.sem
-	}
+// release gives back w slots of h taken by acquire or tryAcquire, and wakes
+// as many waiters, first in first out, as the free slots may serve.
+func (hs *hosts) release(h *host, w int64) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
+	h.used -= w
 	h.users--
 	// Under mu (lock order: hosts, then parking), so that a waiter that
 	// registers meanwhile is not missed.
-	for len(h.waiters) > 0 {
-		wake := h.waiters[0]
-		h.waiters[0] = nil
+	free := hs.cap - h.used
+	for len(h.waiters) > 0 && free > 0 {
+		wt := h.waiters[0]
+		h.waiters[0] = waiter{}
 		h.waiters = h.waiters[1:]
-		if wake() {
-			break
+		if wt.wake() {
+			// One registered before its host was known to speak HTTP/2
+			// comes back taking a stream.
+			if h.h2 {
+				free--
+			} else {
+				free -= wt.w
+			}
 		}
 	}
 }
 
-func (hs *hosts) done(h *host) {
+// multiplexed records that a response of the named host came over HTTP/2.
+func (hs *hosts) multiplexed(h *host) {
 	hs.mu.Lock()
-	h.users--
+	h.h2 = true
 	hs.mu.Unlock()
+}
+
+// isMultiplexed reports whether the named host is known to speak HTTP/2.
+func (hs *hosts) isMultiplexed(name string) bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h := hs.m[name]
+	return h != nil && h.h2
 }
 
 // sweepLocked forgets hosts nobody uses whose pause has ended.

@@ -48,8 +48,9 @@ type transfer struct {
 	buf       *[]byte
 	raw       *rawBody // the encoded body under the decoder (--compressed), nil if none
 	// responded: the last attempt got a response head (any status), so its
-	// host is up.
-	responded bool
+	// host is up; multiplexed: that response came over HTTP/2 from the host
+	// asked (no redirect to another).
+	responded, multiplexed bool
 	// cond, with --update, asks whether the file on disk changed; used only
 	// while nothing is written (a partial of the new version is resumed).
 	cond     *conditional
@@ -202,6 +203,7 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		return stallCause(actx, timeout, err)
 	}
 	t.responded = true
+	t.multiplexed = resp.ProtoMajor == 2 && resp.Request != nil && resp.Request.URL.Host == req.URL.Host
 	defer resp.Body.Close()
 	r.HTTPStatus = resp.StatusCode
 	if done, err := t.accept(resp); done || err != nil {

@@ -48,15 +48,15 @@ func TestSameKindValidator(t *testing.T) {
 // Forgetting idle hosts stays O(1) per new host even when most hosts are
 // paused (and so cannot be forgotten): a list of many hosts answering 429.
 func TestHostsSweepAmortized(t *testing.T) {
-	hs := newHosts(0, 8)
+	hs := newHosts(0, 8, 1)
 	const n = 5 * maxIdleHosts
 	for i := range n {
-		h, err := hs.acquire(context.Background(), fmt.Sprintf("h%d:80", i))
+		h, err := hs.acquire(context.Background(), fmt.Sprintf("h%d:80", i), 1)
 		if err != nil {
 			t.Fatal(err)
 		}
 		hs.pause(h, time.Hour)
-		hs.release(h)
+		hs.release(h, 1)
 	}
 	if hs.swept > 4*n {
 		t.Errorf("sweeps looked at %d hosts for %d new ones: quadratic", hs.swept, n)

@@ -32,6 +32,7 @@ type options struct {
 	input          string // "" none, "-" stdin
 	dir            string
 	jobs, perHost  int
+	streams        int // --streams
 	retries        int
 	timeout        time.Duration
 	connectTimeout time.Duration
@@ -91,7 +92,8 @@ func flags() []cli.Flag {
 	return append([]cli.Flag{
 		&cli.StringFlag{Name: "input", Aliases: []string{"i"}, TakesFile: true, Usage: "read URLs from `FILE` (- for stdin)"},
 		&cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Value: ".", Usage: "save under `DIR`"},
-		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 16, Usage: "concurrent downloads"},
+		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: 16, Usage: "concurrent downloads, in connections: over HTTP/2 each carries up to --streams files"},
+		&cli.IntFlag{Name: "streams", Value: 32, Usage: "requests in flight on one HTTP/2 connection (the server's own limit wins)"},
 		&cli.IntFlag{Name: "per-host", Usage: "cap concurrent connections to one host (0: no cap)"},
 		&cli.StringFlag{Name: "layout", Value: "tree", Usage: "file naming: tree (HOST/PATH), flat (BASENAME) or hash"},
 		&cli.IntFlag{Name: "retries", Value: 5, Usage: "retries of an attempt that received nothing"},
@@ -123,7 +125,7 @@ func flags() []cli.Flag {
 func parseOptions(c *cli.Context) (*options, error) {
 	o := &options{
 		urls: c.Args().Slice(), input: c.String("input"), dir: c.String("dir"),
-		jobs: c.Int("jobs"), perHost: c.Int("per-host"), retries: c.Int("retries"),
+		jobs: c.Int("jobs"), perHost: c.Int("per-host"), streams: c.Int("streams"), retries: c.Int("retries"),
 		timeout: c.Duration("timeout"), connectTimeout: c.Duration("connect-timeout"),
 		manifest: c.String("manifest"), quiet: c.Bool("quiet"), force: c.Bool("force"),
 		hashAll: c.Bool("sha256"), noSync: c.Bool("no-sync"),
@@ -139,6 +141,12 @@ func parseOptions(c *cli.Context) (*options, error) {
 	}
 	if o.jobs < 1 || o.perHost < 0 || o.retries < 0 {
 		return nil, fmt.Errorf("--jobs must be >= 1, --per-host and --retries >= 0")
+	}
+	if o.streams < 1 {
+		return nil, fmt.Errorf("--streams must be >= 1")
+	}
+	if o.http11 {
+		o.streams = 1 // nothing multiplexes: the engine counts whole connections
 	}
 	if o.dir == "" {
 		return nil, fmt.Errorf("--dir is empty (use . for the current directory)")

@@ -24,12 +24,25 @@ import (
 // Open files: each job may hold its connection, idle ones in the pool (up to
 // twice --jobs in all) and its staging file; the sink keeps directory handles
 // and commits waiting for the flush open; a few more go to stdio, the input,
-// the manifest and the runtime.
+// the manifest and the runtime. Over HTTP/2 each further stream of a job holds
+// a staging file, and a connection when its host is another (fdsPerStream).
 const (
-	fdsPerJob  = 4
-	fdReserve  = 64
-	sinkMinFDs = 64
+	fdsPerJob    = 4
+	fdsPerStream = 2
+	fdReserve    = 64
+	sinkMinFDs   = 64
 )
+
+// fitStreams fits --streams into the descriptors left after jobs (see
+// fitOpenFiles): fewer streams per connection rather than fewer jobs.
+func fitStreams(jobs, streams, sinkFDs int) (int, int) {
+	if sinkFDs == 0 || streams <= 1 {
+		return streams, sinkFDs
+	}
+	spare := sinkFDs - sinkMinFDs
+	fit := min(streams, 1+spare/(fdsPerStream*jobs))
+	return max(fit, 1), sinkFDs - fdsPerStream*jobs*(max(fit, 1)-1)
+}
 
 // fitOpenFiles fits --jobs and the sink into the limit on open files
 // (RLIMIT_NOFILE, which Go raises to the hard limit at start): it returns the
@@ -80,8 +93,14 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 			o.jobs, fdsPerJob*o.jobs+fdReserve+sinkMinFDs, limit, jobs)
 		o.jobs = jobs
 	}
+	streams, sinkFDs := fitStreams(o.jobs, o.streams, sinkFDs)
+	if streams < o.streams {
+		rep.printf(levelWarning, "warning: --streams %d at --jobs %d needs about %d more open files and the limit is %d (ulimit -n): %d streams per connection",
+			o.streams, o.jobs, fdsPerStream*o.jobs*(o.streams-streams), limit, streams)
+		o.streams = streams
+	}
 	client, err := httpclient.New(httpclient.Options{
-		Jobs: o.jobs, PerHost: o.perHost, ConnectTimeout: o.connectTimeout,
+		Jobs: o.jobs, PerHost: o.perHost, Streams: o.streams, ConnectTimeout: o.connectTimeout,
 		Timeout: o.timeout, CACert: o.cacert, Insecure: o.insecure, HTTP11: o.http11,
 		Netrc: o.netrc, Jar: o.jar,
 	})
@@ -129,7 +148,7 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 		return cli.Exit(err.Error(), exitUsage)
 	}
 	opts := download.Options{
-		Jobs: o.jobs, PerHost: o.perHost, Retries: o.retries, Timeout: o.timeout,
+		Jobs: o.jobs, PerHost: o.perHost, Streams: o.streams, Retries: o.retries, Timeout: o.timeout,
 		LimitRate: o.limitRate, Header: o.header, Layout: o.layout, Force: o.force, RunTag: runTag,
 		HashAll: o.hashAll, ShardK: o.shardK, ShardN: o.shardN, ShardBy: o.shardBy, Decode: o.decode,
 		Update: o.mirror.update, DryRun: o.mirror.dryRun, HostFailLimit: o.hostFailLimit,

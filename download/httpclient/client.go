@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"net/url"
 	"os"
@@ -26,8 +27,14 @@ import (
 
 // Options configures New.
 type Options struct {
-	Jobs           int           // concurrent downloads; sizes the idle pool
-	PerHost        int           // cap on connections to one host, 0 for none
+	Jobs    int // concurrent downloads; sizes the idle pool
+	PerHost int // cap on connections to one host, 0 for none
+	// Streams caps the requests in flight on one HTTP/2 connection
+	// (--streams, default 32; the server's SETTINGS_MAX_CONCURRENT_STREAMS
+	// wins when lower). A host's HTTP/2 requests go on as few connections as
+	// carry them, at most min(Jobs, PerHost) per host: as many as HTTP/1.1
+	// would open.
+	Streams        int
 	ConnectTimeout time.Duration // TCP connect and TLS handshake
 	Timeout        time.Duration // waiting for response headers
 	CACert         string        // extra PEM bundle to trust, "" for none
@@ -108,6 +115,10 @@ func New(o Options) (Client, error) {
 		MaxResponseHeaderBytes: 1 << 20,
 		WriteBufferSize:        16 << 10,
 		HTTP2: &http.HTTP2Config{
+			// A connection at the server's limit of streams queues the
+			// request rather than open another: the connections to a host are
+			// those sendTLS picks, one per transport.
+			StrictMaxConcurrentRequests: true,
 			// Windows big enough that one stream fills a fast link (a 64 KiB window,
 			// as in wget2, loses 80% of a 2 GiB transfer over HTTP/2 here), small
 			// enough that readers slower than the network (the disk) do not make
@@ -131,14 +142,26 @@ func New(o Options) (Client, error) {
 	if os.Getenv("HAUL_NETHTTP") != "" { // for comparisons: net/http for everything
 		return &http.Client{Transport: tr, CheckRedirect: checkRedirect}, nil
 	}
-	c := &client{proxy: proxy, http11: o.HTTP11, netrc: o.Netrc, jar: o.Jar, inflight: map[string]int{}, seed: maphash.MakeSeed()}
+	streams := o.Streams
+	if streams <= 0 {
+		streams = 32
+	}
+	c := &client{proxy: proxy, http11: o.HTTP11, netrc: o.Netrc, jar: o.Jar, streams: streams,
+		hosts: map[string]*tlsHost{}, seed: maphash.MakeSeed()}
 	c.std = &http.Client{Transport: tr, CheckRedirect: c.checkRedirect, Jar: o.Jar}
-	// net/http multiplexes every HTTP/2 request to a host on one connection, read
-	// by one goroutine: with many small files that connection is the bottleneck
-	// (10,000 small files over TLS took 1.2-1.5 s on one connection, 0.9-1.1 s
-	// on four). Requests are spread over a few transports, hence connections.
+	// net/http keeps one HTTP/2 connection per host and transport (and, with
+	// StrictMaxConcurrentRequests, opens no other while it lives): the
+	// transports are the connections a host may have, min(jobs, per-host) as
+	// over HTTP/1.1, and sendTLS puts a host's requests on as few of them as
+	// carry them with --streams each. (One connection is read by one
+	// goroutine: 10,000 small files over TLS took 1.2-1.5 s on one
+	// connection, 0.9-1.1 s on four.) An unused transport costs a few maps.
+	conns := jobs
+	if o.PerHost > 0 {
+		conns = min(conns, o.PerHost)
+	}
 	c.tls = []*http.Client{c.std}
-	for len(c.tls) < min(4, max(1, jobs/4)) {
+	for len(c.tls) < conns {
 		c.tls = append(c.tls, &http.Client{Transport: tr.Clone(), CheckRedirect: c.checkRedirect, Jar: o.Jar})
 	}
 	c.lean = h1.New(h1.Options{
@@ -169,17 +192,18 @@ type Client interface {
 
 // client sends each request through the lean HTTP/1.1 client or net/http.
 type client struct {
-	lean     Client         // an *h1.Client but in tests
-	std      *http.Client   // for http:// through a proxy, or that h1 cannot make
-	tls      []*http.Client // for https://, chosen by sendTLS; tls[0] == std
-	next     atomic.Uint32  // turns among a host's transports
-	seed     maphash.Seed   // picks a host's own transport
-	mu       sync.Mutex
-	inflight map[string]int // https requests in flight per host (sendTLS)
-	proxy    func(*url.URL) (*url.URL, error)
-	http11   bool
-	netrc    *Netrc
-	jar      http.CookieJar
+	lean    Client         // an *h1.Client but in tests
+	std     *http.Client   // for http:// through a proxy, or that h1 cannot make
+	tls     []*http.Client // for https://, chosen by sendTLS; tls[0] == std
+	seed    maphash.Seed   // picks a host's first transport
+	streams int            // requests in flight per HTTP/2 connection
+	mu      sync.Mutex
+	hosts   map[string]*tlsHost // https hosts' requests in flight (sendTLS)
+	sweepAt int                 // len(hosts) at which idle ones are forgotten
+	proxy   func(*url.URL) (*url.URL, error)
+	http11  bool
+	netrc   *Netrc
+	jar     http.CookieJar
 }
 
 func (c *client) Do(req *http.Request) (*http.Response, error) {
@@ -234,42 +258,152 @@ func (c *client) send(req *http.Request) (*http.Response, error) {
 	return c.std.Do(req)
 }
 
-// sendTLS sends req through one of the TLS transports, each with its own
-// connection to a host (one HTTP/2 connection is read by one goroutine, the
-// bottleneck on many small files from one host). Which one depends on the
-// host and on its requests in flight: a host with n requests in flight uses
-// the first 1+n transports from its own, in turn. So a host with many requests
-// in flight is spread over every transport, and a list spread over many hosts,
-// with a request or two in flight to each, opens a connection or two per
-// host, as over HTTP/1.1 (round robin gave every host a connection on each
-// transport: 192 for 50 hosts).
+// tlsHost is what sendTLS knows of a host: its requests in flight on each
+// transport, and which transports reach it over HTTP/2.
+type tlsHost struct {
+	n     []int32 // requests in flight, per transport
+	h2    []bool  // the transport's connection to the host speaks HTTP/2
+	total int     // sum of n
+	// wait is closed (and cleared) when a request ends or a transport turns
+	// out to speak HTTP/2, for the requests waiting for room; nil when none
+	// waits.
+	wait chan struct{}
+}
+
+// maxTLSHosts bounds the idle hosts sendTLS remembers (which of their
+// transports speak HTTP/2): past it, idle ones are forgotten.
+const maxTLSHosts = 4096
+
+// sendTLS sends req through one of the TLS transports, each with at most one
+// connection to a host (net/http's HTTP/2 pool, StrictMaxConcurrentRequests;
+// over HTTP/1.1 it has one request in flight there, so one connection).
+// Starting from the host's own transport (so that a list over many hosts
+// spreads), a request goes to the first transport whose HTTP/2 connection has
+// fewer than streams requests in flight, else to the first with none in
+// flight whose protocol is not known (it opens a connection, or reuses an
+// HTTP/1.1 one), else waits for room. So a host's HTTP/2 requests are on
+// ceil(in flight/streams) connections, at most one per transport: no more
+// than its requests would need over HTTP/1.1. A transport is known to speak
+// HTTP/2 from the connection its first request got (ALPN), before the
+// response, so a server slow to answer does not hold others back.
 func (c *client) sendTLS(req *http.Request) (*http.Response, error) {
 	if len(c.tls) == 1 {
 		return c.tls[0].Do(req)
 	}
 	host := req.URL.Host
-	c.mu.Lock()
-	n := c.inflight[host]
-	c.inflight[host] = n + 1
-	c.mu.Unlock()
+	i, probe, err := c.pick(req.Context(), host)
+	if err != nil {
+		return nil, err
+	}
+	if probe {
+		// The first connection only: a redirect's next hop (net/http follows
+		// it under the same context) may be another host's.
+		// A new connection tells at its handshake (net/http calls GotConn
+		// for it only once the response has come), a reused one at GotConn.
+		var first atomic.Bool
+		trace := &httptrace.ClientTrace{
+			TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
+				if err == nil && first.CompareAndSwap(false, true) {
+					c.learn(host, i, cs.NegotiatedProtocol == "h2")
+				}
+			},
+			GotConn: func(ci httptrace.GotConnInfo) {
+				if tc, ok := ci.Conn.(*tls.Conn); ok && first.CompareAndSwap(false, true) {
+					c.learn(host, i, tc.ConnectionState().NegotiatedProtocol == "h2")
+				}
+			},
+		}
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+	}
 	done := func() {
 		c.mu.Lock()
-		if c.inflight[host]--; c.inflight[host] <= 0 {
-			delete(c.inflight, host) // bounded by the requests in flight
-		}
+		st := c.hosts[host]
+		st.n[i]--
+		st.total--
+		st.wake()
 		c.mu.Unlock()
 	}
-	// Among the first 1+n transports from the host's own: as many as it has
-	// requests in flight, in turn.
-	k := uint32(min(len(c.tls), 1+n))
-	own := uint32(maphash.String(c.seed, host)) // no allocation per request
-	resp, err := c.tls[(own+c.next.Add(1)%k)%uint32(len(c.tls))].Do(req)
+	resp, err := c.tls[i].Do(req)
 	if err != nil {
 		done()
 		return resp, err
 	}
 	resp.Body = &doneBody{ReadCloser: resp.Body, done: done}
 	return resp, nil
+}
+
+// pick chooses the transport for a request to host (see sendTLS), waiting
+// while none has room, and counts the request in flight there. probe says
+// the transport's protocol is not known yet.
+func (c *client) pick(ctx context.Context, host string) (i int, probe bool, err error) {
+	own := int(uint32(maphash.String(c.seed, host)) % uint32(len(c.tls))) // no allocation per request
+	for {
+		c.mu.Lock()
+		st := c.hosts[host]
+		if st == nil {
+			if len(c.hosts) >= max(maxTLSHosts, c.sweepAt) {
+				for k, h := range c.hosts {
+					if h.total == 0 {
+						delete(c.hosts, k)
+					}
+				}
+				c.sweepAt = 2 * len(c.hosts)
+			}
+			st = &tlsHost{n: make([]int32, len(c.tls)), h2: make([]bool, len(c.tls))}
+			c.hosts[host] = st
+		}
+		i = -1
+		for k := range len(c.tls) {
+			j := (own + k) % len(c.tls)
+			if st.h2[j] && st.n[j] < int32(c.streams) {
+				i = j
+				break
+			}
+		}
+		if i < 0 {
+			for k := range len(c.tls) {
+				j := (own + k) % len(c.tls)
+				if !st.h2[j] && st.n[j] == 0 {
+					i, probe = j, true
+					break
+				}
+			}
+		}
+		if i >= 0 {
+			st.n[i]++
+			st.total++
+			c.mu.Unlock()
+			return i, probe, nil
+		}
+		if st.wait == nil {
+			st.wait = make(chan struct{})
+		}
+		wait := st.wait
+		c.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return 0, false, ctx.Err()
+		}
+	}
+}
+
+// learn records whether transport i reaches host over HTTP/2.
+func (c *client) learn(host string, i int, h2 bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.hosts[host]; st != nil && st.h2[i] != h2 {
+		st.h2[i] = h2
+		st.wake()
+	}
+}
+
+// wake lets the requests waiting for room look again (under c.mu).
+func (st *tlsHost) wake() {
+	if st.wait != nil {
+		close(st.wait)
+		st.wait = nil
+	}
 }
 
 // doneBody calls done once, when the body is closed: the request is over.

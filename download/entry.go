@@ -272,14 +272,10 @@ func (x *entry) plan() error {
 // waits for the slot on the worker.
 func (x *entry) takeSlot(ctx context.Context) bool {
 	e := x.e
-	if x.weight > 1 && e.hosts.isMultiplexed(x.hostKey) {
-		// Its host turned out to speak HTTP/2 since it was dispatched (the
-		// first entries of a list are, before any response): it takes a
-		// stream, not a connection, and gives the rest back.
-		e.jobs.Release(x.weight - 1)
-		x.weight, *x.granted = 1, 1
-	}
-	if h, ok := e.hosts.tryAcquire(x.hostKey, x.weight, nil); ok {
+	w := x.weight
+	h, ok := e.hosts.tryAcquire(x.hostKey, &w, nil)
+	x.lighten(w)
+	if ok {
 		x.host = h // the usual case: a slot is free, or there is no cap
 		return true
 	}
@@ -290,22 +286,35 @@ func (x *entry) takeSlot(ctx context.Context) bool {
 		x.e.claims.release(x.claimed, nil)
 		x.claimed = nil
 		e.parking.putForSlot(x, slotRecheck)
-		h, ok := e.hosts.tryAcquire(x.hostKey, x.weight, func() bool { return e.parking.wakeForSlot(x) })
+		w := x.weight
+		h, ok := e.hosts.tryAcquire(x.hostKey, &w, func() bool { return e.parking.wakeForSlot(x) })
 		if ok {
 			// A slot was free: the entry comes back at once, and takes
 			// one again then (this one is released).
-			e.hosts.release(h, x.weight)
+			e.hosts.release(h, w)
 			e.parking.wakeForSlot(x)
 		}
 		return false
 	}
-	h, err := e.hosts.acquire(ctx, x.hostKey, x.weight)
+	h, err := e.hosts.acquire(ctx, x.hostKey, &w)
+	x.lighten(w)
 	if err != nil {
 		x.end(ctx, err)
 		return false
 	}
 	x.host = h
 	return true
+}
+
+// lighten lowers the entry's weight to w: its host turned out to speak
+// HTTP/2 since it was dispatched (the first entries of a list are dispatched
+// before any response), so it takes a stream, not a connection, and gives
+// the rest of its grant back.
+func (x *entry) lighten(w int64) {
+	if w < x.weight {
+		x.e.jobs.Release(x.weight - w)
+		x.weight, *x.granted = w, w
+	}
 }
 
 // slotRecheck is how long an entry waiting for a slot of its host stays set

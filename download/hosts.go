@@ -67,9 +67,9 @@ func newHosts(perHost, failLimit, streams int) *hosts {
 	return &hosts{cap: int64(perHost) * int64(max(streams, 1)), failLimit: failLimit, m: make(map[string]*host)}
 }
 
-// acquire waits for w of a host's slots and returns the host's state. The
-// caller must release them.
-func (hs *hosts) acquire(ctx context.Context, name string, w int64) (*host, error) {
+// acquire waits for *w of a host's slots (lowered as tryAcquire does) and
+// returns the host's state. The caller must release them.
+func (hs *hosts) acquire(ctx context.Context, name string, w *int64) (*host, error) {
 	for {
 		ch := make(chan struct{}, 1)
 		var gone atomic.Bool
@@ -92,24 +92,30 @@ func (hs *hosts) acquire(ctx context.Context, name string, w int64) (*host, erro
 	}
 }
 
-// tryAcquire takes a slot of the named host if one is free. If none is, it
+// tryAcquire takes *w slots of the named host if they are free; a weight
+// above one (a whole connection) is lowered to one first if the host is known
+// to speak HTTP/2, in the same step, so that no entry takes a connection's
+// worth of a host just learnt to multiplex. If they are not free, it
 // does not wait: it registers onFree, called once when a slot is released
 // (the caller sets its entry aside meanwhile, and its worker takes others:
 // with --per-host, a slow or dead host does not hold the workers the other
 // hosts need), and returns ok false.
-func (hs *hosts) tryAcquire(name string, w int64, onFree func() bool) (h *host, ok bool) {
+func (hs *hosts) tryAcquire(name string, w *int64, onFree func() bool) (h *host, ok bool) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	h = hs.getLocked(name)
-	if hs.cap == 0 || h.used+w <= hs.cap {
-		h.used += w
+	if h.h2 {
+		*w = min(*w, 1)
+	}
+	if hs.cap == 0 || h.used+*w <= hs.cap {
+		h.used += *w
 		h.users++
 		return h, true
 	}
 	// Under mu: a release frees its slots under mu, then calls waiters, so
 	// this one is not missed. A nil onFree only asks.
 	if onFree != nil {
-		h.waiters = append(h.waiters, waiter{w, onFree})
+		h.waiters = append(h.waiters, waiter{*w, onFree})
 	}
 	return nil, false
 }

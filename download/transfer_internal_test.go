@@ -51,7 +51,8 @@ func TestHostsSweepAmortized(t *testing.T) {
 	hs := newHosts(0, 8, 1)
 	const n = 5 * maxIdleHosts
 	for i := range n {
-		h, err := hs.acquire(context.Background(), fmt.Sprintf("h%d:80", i), 1)
+		w := int64(1)
+		h, err := hs.acquire(context.Background(), fmt.Sprintf("h%d:80", i), &w)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -115,10 +115,11 @@ func New(o Options) (Client, error) {
 		MaxResponseHeaderBytes: 1 << 20,
 		WriteBufferSize:        16 << 10,
 		HTTP2: &http.HTTP2Config{
-			// A connection at the server's limit of streams queues the
-			// request rather than open another: the connections to a host are
-			// those sendTLS picks, one per transport.
-			StrictMaxConcurrentRequests: true,
+			// Not StrictMaxConcurrentRequests: with it, requests queued on a
+			// connection at the server's limit of streams stall (Go 1.26:
+			// some are never sent when streams end). A server whose limit is
+			// below --streams makes net/http open another connection on the
+			// transport; sendTLS then learns the limit (tlsHost.limit).
 			// Windows big enough that one stream fills a fast link (a 64 KiB window,
 			// as in wget2, loses 80% of a 2 GiB transfer over HTTP/2 here), small
 			// enough that readers slower than the network (the disk) do not make
@@ -264,6 +265,10 @@ type tlsHost struct {
 	n     []int32 // requests in flight, per transport
 	h2    []bool  // the transport's connection to the host speaks HTTP/2
 	total int     // sum of n
+	// limit is the server's limit of streams per connection, when found
+	// below streams (0: not found): a request on a transport already
+	// speaking HTTP/2 made net/http open another connection.
+	limit int32
 	// wait is closed (and cleared) when a request ends or a transport turns
 	// out to speak HTTP/2, for the requests waiting for room; nil when none
 	// waits.
@@ -291,9 +296,19 @@ func (c *client) sendTLS(req *http.Request) (*http.Response, error) {
 		return c.tls[0].Do(req)
 	}
 	host := req.URL.Host
-	i, probe, err := c.pick(req.Context(), host)
+	i, others, probe, err := c.pick(req.Context(), host)
 	if err != nil {
 		return nil, err
+	}
+	if !probe && others > 0 {
+		// A handshake now: net/http found the transport's connection full
+		// (the server's limit is the others in flight) and opened another.
+		trace := &httptrace.ClientTrace{TLSHandshakeDone: func(_ tls.ConnectionState, err error) {
+			if err == nil {
+				c.limited(host, others)
+			}
+		}}
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
 	}
 	if probe {
 		// The first connection only: a redirect's next hop (net/http follows
@@ -333,9 +348,10 @@ func (c *client) sendTLS(req *http.Request) (*http.Response, error) {
 }
 
 // pick chooses the transport for a request to host (see sendTLS), waiting
-// while none has room, and counts the request in flight there. probe says
-// the transport's protocol is not known yet.
-func (c *client) pick(ctx context.Context, host string) (i int, probe bool, err error) {
+// while none has room, and counts the request in flight there. others is how
+// many were in flight there before it; probe says the transport's protocol
+// is not known yet.
+func (c *client) pick(ctx context.Context, host string) (i int, others int32, probe bool, err error) {
 	own := int(uint32(maphash.String(c.seed, host)) % uint32(len(c.tls))) // no allocation per request
 	for {
 		c.mu.Lock()
@@ -353,9 +369,13 @@ func (c *client) pick(ctx context.Context, host string) (i int, probe bool, err 
 			c.hosts[host] = st
 		}
 		i = -1
+		streams := int32(c.streams)
+		if st.limit > 0 {
+			streams = min(streams, st.limit)
+		}
 		for k := range len(c.tls) {
 			j := (own + k) % len(c.tls)
-			if st.h2[j] && st.n[j] < int32(c.streams) {
+			if st.h2[j] && st.n[j] < streams {
 				i = j
 				break
 			}
@@ -370,10 +390,11 @@ func (c *client) pick(ctx context.Context, host string) (i int, probe bool, err 
 			}
 		}
 		if i >= 0 {
+			others = st.n[i]
 			st.n[i]++
 			st.total++
 			c.mu.Unlock()
-			return i, probe, nil
+			return i, others, probe, nil
 		}
 		if st.wait == nil {
 			st.wait = make(chan struct{})
@@ -383,8 +404,18 @@ func (c *client) pick(ctx context.Context, host string) (i int, probe bool, err 
 		select {
 		case <-wait:
 		case <-ctx.Done():
-			return 0, false, ctx.Err()
+			return 0, 0, false, ctx.Err()
 		}
+	}
+}
+
+// limited records that host allows at most n streams on a connection.
+func (c *client) limited(host string, n int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.hosts[host]; st != nil && (st.limit == 0 || n < st.limit) {
+		st.limit = max(n, 1)
+		st.wake()
 	}
 }
 

@@ -179,6 +179,7 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	e.xfer = transferDeps{client: client, header: o.Header, timeout: o.Timeout, decode: o.Decode,
 		hashAll: o.HashAll, limiter: e.limiter, bufs: e.bufs, bytes: &e.stats.Bytes}
 	e.jobs = semaphore.NewWeighted(int64(o.Jobs) * int64(o.Streams))
+	e.hosts.lighter = func(n int64) { e.jobs.Release(n) }
 	if o.Streams > 1 {
 		// Idle buffers kept: as many as the streams of -j connections use.
 		e.small = newBuffers(smallBufSize, (1+hashRing)*o.Jobs*o.Streams)

@@ -63,6 +63,8 @@ type entry struct {
 	// returns (that run's own: a parked entry's next run has another).
 	weight  int64
 	granted *int64
+	// small: it uses the small buffers (it took a stream when it started).
+	small bool
 
 	// Held between claim/openStaging and end or setAside.
 	claimed *claim
@@ -272,9 +274,11 @@ func (x *entry) plan() error {
 // waits for the slot on the worker.
 func (x *entry) takeSlot(ctx context.Context) bool {
 	e := x.e
-	w := x.weight
-	h, ok := e.hosts.tryAcquire(x.hostKey, &w, nil)
-	x.lighten(w)
+	// Once a heavy holder of its host's slots (w > 1), x.weight is read
+	// and written under the hosts' lock: w is the weight before.
+	w, before := x.weight, x.weight
+	h, ok := e.hosts.tryAcquire(x.hostKey, &w, x, nil)
+	x.lighten(w != before, w)
 	if ok {
 		x.host = h // the usual case: a slot is free, or there is no cap
 		return true
@@ -286,18 +290,20 @@ func (x *entry) takeSlot(ctx context.Context) bool {
 		x.e.claims.release(x.claimed, nil)
 		x.claimed = nil
 		e.parking.putForSlot(x, slotRecheck)
-		w := x.weight
-		h, ok := e.hosts.tryAcquire(x.hostKey, &w, func() bool { return e.parking.wakeForSlot(x) })
+		// Not x.weight: once parked, x may be another worker's already.
+		w2 := w
+		h, ok := e.hosts.tryAcquire(x.hostKey, &w2, nil, func() bool { return e.parking.wakeForSlot(x) })
 		if ok {
 			// A slot was free: the entry comes back at once, and takes
 			// one again then (this one is released).
-			e.hosts.release(h, w)
+			e.hosts.release(h, w2)
 			e.parking.wakeForSlot(x)
 		}
 		return false
 	}
-	h, err := e.hosts.acquire(ctx, x.hostKey, &w)
-	x.lighten(w)
+	before = w
+	h, err := e.hosts.acquire(ctx, x.hostKey, &w, x)
+	x.lighten(w != before, w)
 	if err != nil {
 		x.end(ctx, err)
 		return false
@@ -310,8 +316,8 @@ func (x *entry) takeSlot(ctx context.Context) bool {
 // HTTP/2 since it was dispatched (the first entries of a list are dispatched
 // before any response), so it takes a stream, not a connection, and gives
 // the rest of its grant back.
-func (x *entry) lighten(w int64) {
-	if w < x.weight {
+func (x *entry) lighten(lowered bool, w int64) {
+	if lowered {
 		x.e.jobs.Release(x.weight - w)
 		x.weight, *x.granted = w, w
 	}
@@ -531,7 +537,7 @@ func (x *entry) closeTransfer() {
 // deps is what its transfer uses of the engine: with the small buffers for
 // an entry on a stream of an HTTP/2 connection.
 func (x *entry) deps() *transferDeps {
-	if x.weight == 1 && x.e.small != nil {
+	if x.small && x.e.small != nil {
 		return &x.e.xferSmall
 	}
 	return &x.e.xfer
@@ -540,7 +546,7 @@ func (x *entry) deps() *transferDeps {
 // releaseHost gives the host slot back.
 func (x *entry) releaseHost() {
 	if x.host != nil {
-		x.e.hosts.release(x.host, x.weight)
+		x.e.hosts.releaseEntry(x.host, x)
 		x.host = nil
 	}
 }

@@ -21,8 +21,11 @@ import (
 // Entries for idle hosts are dropped once the table grows, so a list touching
 // millions of hosts does not grow memory without bound.
 type hosts struct {
-	cap       int64 // in streams; 0: no per-host cap
-	failLimit int   // attempts without a response that make a host down; <= 0: never
+	cap int64 // in streams; 0: no per-host cap
+	// lighter gives back n of -j's grant (Engine.jobs) of an entry made
+	// lighter in flight (multiplexed).
+	lighter   func(n int64)
+	failLimit int // attempts without a response that make a host down; <= 0: never
 
 	mu      sync.Mutex
 	m       map[string]*host
@@ -46,6 +49,10 @@ type host struct {
 	// its entry no longer waits (it came back on its timer, and may have
 	// registered again): the next one is tried.
 	waiters []waiter
+	// heavy are the entries holding more than one slot (a whole connection:
+	// sent before the host was known to speak HTTP/2): when it turns out to,
+	// they take one (multiplexed). Their weight is then read under mu.
+	heavy map[*entry]struct{}
 }
 
 // waiter is an entry waiting for w of its host's slots.
@@ -69,11 +76,11 @@ func newHosts(perHost, failLimit, streams int) *hosts {
 
 // acquire waits for *w of a host's slots (lowered as tryAcquire does) and
 // returns the host's state. The caller must release them.
-func (hs *hosts) acquire(ctx context.Context, name string, w *int64) (*host, error) {
+func (hs *hosts) acquire(ctx context.Context, name string, w *int64, holder *entry) (*host, error) {
 	for {
 		ch := make(chan struct{}, 1)
 		var gone atomic.Bool
-		h, ok := hs.tryAcquire(name, w, func() bool {
+		h, ok := hs.tryAcquire(name, w, holder, func() bool {
 			if gone.Load() {
 				return false
 			}
@@ -95,12 +102,14 @@ func (hs *hosts) acquire(ctx context.Context, name string, w *int64) (*host, err
 // tryAcquire takes *w slots of the named host if they are free; a weight
 // above one (a whole connection) is lowered to one first if the host is known
 // to speak HTTP/2, in the same step, so that no entry takes a connection's
-// worth of a host just learnt to multiplex. If they are not free, it
+// worth of a host just learnt to multiplex. An entry that takes more than one
+// (holder, nil for none) is recorded as heavy: see multiplexed. If they are
+// not free, it
 // does not wait: it registers onFree, called once when a slot is released
 // (the caller sets its entry aside meanwhile, and its worker takes others:
 // with --per-host, a slow or dead host does not hold the workers the other
 // hosts need), and returns ok false.
-func (hs *hosts) tryAcquire(name string, w *int64, onFree func() bool) (h *host, ok bool) {
+func (hs *hosts) tryAcquire(name string, w *int64, holder *entry, onFree func() bool) (h *host, ok bool) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	h = hs.getLocked(name)
@@ -110,6 +119,13 @@ func (hs *hosts) tryAcquire(name string, w *int64, onFree func() bool) (h *host,
 	if hs.cap == 0 || h.used+*w <= hs.cap {
 		h.used += *w
 		h.users++
+		if holder != nil && *w > 1 {
+			if h.heavy == nil {
+				h.heavy = make(map[*entry]struct{})
+			}
+			holder.weight = *w // under mu from now on
+			h.heavy[holder] = struct{}{}
+		}
 		return h, true
 	}
 	// Under mu: a release frees its slots under mu, then calls waiters, so
@@ -142,8 +158,27 @@ func (hs *hosts) getLocked(name string) *host {
 func (hs *hosts) release(h *host, w int64) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
+	hs.releaseLocked(h, w)
+}
+
+// releaseEntry gives back the slots of h that x holds (its weight, which
+// multiplexed may have lowered meanwhile).
+func (hs *hosts) releaseEntry(h *host, x *entry) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	delete(h.heavy, x)
+	hs.releaseLocked(h, x.weight)
+}
+
+func (hs *hosts) releaseLocked(h *host, w int64) {
 	h.used -= w
 	h.users--
+	hs.wakeLocked(h)
+}
+
+// wakeLocked wakes as many of h's waiters, first in first out, as its free
+// slots may serve.
+func (hs *hosts) wakeLocked(h *host) {
 	// Under mu (lock order: hosts, then parking), so that a waiter that
 	// registers meanwhile is not missed.
 	free := hs.cap - h.used
@@ -164,10 +199,27 @@ func (hs *hosts) release(h *host, w int64) {
 }
 
 // multiplexed records that a response of the named host came over HTTP/2.
+// Its heavy entries in flight now take a stream each: the rest of their
+// slots and of their -j grant is given back at once (a slow server may hold
+// them for long; the requests behind them need not wait).
 func (hs *hosts) multiplexed(h *host) {
 	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if h.h2 {
+		return
+	}
 	h.h2 = true
-	hs.mu.Unlock()
+	for x := range h.heavy {
+		d := x.weight - 1
+		h.used -= d
+		x.weight = 1
+		*x.granted -= d
+		if hs.lighter != nil {
+			hs.lighter(d)
+		}
+	}
+	h.heavy = nil
+	hs.wakeLocked(h)
 }
 
 // isMultiplexed reports whether the named host is known to speak HTTP/2.

@@ -194,7 +194,8 @@ func (p *parking) dispatch(ctx context.Context, entries <-chan *entry, sem *sema
 			sem.Release(w - nw)
 			w = nw
 		}
-		x.weight, x.granted = w, &w // takeSlot may lower w (see there)
+		// takeSlot and hosts.multiplexed may lower w (see there).
+		x.weight, x.granted, x.small = w, &w, w == 1
 		spawn(func() {
 			defer p.add(-1)
 			defer func() { sem.Release(w) }()

@@ -52,7 +52,7 @@ func TestHostsSweepAmortized(t *testing.T) {
 	const n = 5 * maxIdleHosts
 	for i := range n {
 		w := int64(1)
-		h, err := hs.acquire(context.Background(), fmt.Sprintf("h%d:80", i), &w)
+		h, err := hs.acquire(context.Background(), fmt.Sprintf("h%d:80", i), &w, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

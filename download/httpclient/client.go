@@ -119,7 +119,9 @@ func New(o Options) (Client, error) {
 			// connection at the server's limit of streams stall (Go 1.26:
 			// some are never sent when streams end). A server whose limit is
 			// below --streams makes net/http open another connection on the
-			// transport; sendTLS then learns the limit (tlsHost.limit).
+			// transport instead. (Learning the limit from that connection
+			// was tried: a GOAWAY, as nginx sends after 1,000 requests, looks
+			// the same, and would lower it each time.)
 			// Windows big enough that one stream fills a fast link (a 64 KiB window,
 			// as in wget2, loses 80% of a 2 GiB transfer over HTTP/2 here), small
 			// enough that readers slower than the network (the disk) do not make
@@ -265,10 +267,6 @@ type tlsHost struct {
 	n     []int32 // requests in flight, per transport
 	h2    []bool  // the transport's connection to the host speaks HTTP/2
 	total int     // sum of n
-	// limit is the server's limit of streams per connection, when found
-	// below streams (0: not found): a request on a transport already
-	// speaking HTTP/2 made net/http open another connection.
-	limit int32
 	// wait is closed (and cleared) when a request ends or a transport turns
 	// out to speak HTTP/2, for the requests waiting for room; nil when none
 	// waits.
@@ -288,7 +286,8 @@ const maxTLSHosts = 4096
 // flight whose protocol is not known (it opens a connection, or reuses an
 // HTTP/1.1 one), else waits for room. So a host's HTTP/2 requests are on
 // ceil(in flight/streams) connections, at most one per transport: no more
-// than its requests would need over HTTP/1.1. A transport is known to speak
+// than its requests would need over HTTP/1.1 (but for a server whose limit
+// of streams is below streams: see New). A transport is known to speak
 // HTTP/2 from the connection its first request got (ALPN), before the
 // response, so a server slow to answer does not hold others back.
 func (c *client) sendTLS(req *http.Request) (*http.Response, error) {
@@ -296,38 +295,22 @@ func (c *client) sendTLS(req *http.Request) (*http.Response, error) {
 		return c.tls[0].Do(req)
 	}
 	host := req.URL.Host
-	i, others, probe, err := c.pick(req.Context(), host)
+	i, probe, err := c.pick(req.Context(), host)
 	if err != nil {
 		return nil, err
-	}
-	if !probe && others > 0 {
-		// A handshake now: net/http found the transport's connection full
-		// (the server's limit is the others in flight) and opened another.
-		trace := &httptrace.ClientTrace{TLSHandshakeDone: func(_ tls.ConnectionState, err error) {
-			if err == nil {
-				c.limited(host, others)
-			}
-		}}
-		req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
 	}
 	if probe {
 		// The first connection only: a redirect's next hop (net/http follows
 		// it under the same context) may be another host's.
-		// A new connection tells at its handshake (net/http calls GotConn
-		// for it only once the response has come), a reused one at GotConn.
+		// At GotConn, as the request is sent: for HTTP/2 the connection is
+		// in net/http's pool then, so the requests that follow share it (at
+		// the TLS handshake, before, they would each dial one).
 		var first atomic.Bool
-		trace := &httptrace.ClientTrace{
-			TLSHandshakeDone: func(cs tls.ConnectionState, err error) {
-				if err == nil && first.CompareAndSwap(false, true) {
-					c.learn(host, i, cs.NegotiatedProtocol == "h2")
-				}
-			},
-			GotConn: func(ci httptrace.GotConnInfo) {
-				if tc, ok := ci.Conn.(*tls.Conn); ok && first.CompareAndSwap(false, true) {
-					c.learn(host, i, tc.ConnectionState().NegotiatedProtocol == "h2")
-				}
-			},
-		}
+		trace := &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) {
+			if tc, ok := ci.Conn.(*tls.Conn); ok && first.CompareAndSwap(false, true) {
+				c.learn(host, i, tc.ConnectionState().NegotiatedProtocol == "h2")
+			}
+		}}
 		req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
 	}
 	done := func() {
@@ -348,10 +331,9 @@ func (c *client) sendTLS(req *http.Request) (*http.Response, error) {
 }
 
 // pick chooses the transport for a request to host (see sendTLS), waiting
-// while none has room, and counts the request in flight there. others is how
-// many were in flight there before it; probe says the transport's protocol
-// is not known yet.
-func (c *client) pick(ctx context.Context, host string) (i int, others int32, probe bool, err error) {
+// while none has room, and counts the request in flight there. probe says
+// the transport's protocol is not known yet.
+func (c *client) pick(ctx context.Context, host string) (i int, probe bool, err error) {
 	own := int(uint32(maphash.String(c.seed, host)) % uint32(len(c.tls))) // no allocation per request
 	for {
 		c.mu.Lock()
@@ -370,9 +352,6 @@ func (c *client) pick(ctx context.Context, host string) (i int, others int32, pr
 		}
 		i = -1
 		streams := int32(c.streams)
-		if st.limit > 0 {
-			streams = min(streams, st.limit)
-		}
 		for k := range len(c.tls) {
 			j := (own + k) % len(c.tls)
 			if st.h2[j] && st.n[j] < streams {
@@ -390,11 +369,10 @@ func (c *client) pick(ctx context.Context, host string) (i int, others int32, pr
 			}
 		}
 		if i >= 0 {
-			others = st.n[i]
 			st.n[i]++
 			st.total++
 			c.mu.Unlock()
-			return i, others, probe, nil
+			return i, probe, nil
 		}
 		if st.wait == nil {
 			st.wait = make(chan struct{})
@@ -404,18 +382,8 @@ func (c *client) pick(ctx context.Context, host string) (i int, others int32, pr
 		select {
 		case <-wait:
 		case <-ctx.Done():
-			return 0, 0, false, ctx.Err()
+			return 0, false, ctx.Err()
 		}
-	}
-}
-
-// limited records that host allows at most n streams on a connection.
-func (c *client) limited(host string, n int32) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if st := c.hosts[host]; st != nil && (st.limit == 0 || n < st.limit) {
-		st.limit = max(n, 1)
-		st.wake()
 	}
 }
 

@@ -53,13 +53,17 @@ type Options struct {
 	// known, as a whole job; the same for PerHost. Default 1: one request
 	// per job whatever the protocol. The client must keep a host's HTTP/2
 	// requests on ceil(in flight/Streams) connections (httpclient does).
-	Streams   int
-	Retries   int           // extra attempts after one that received nothing (0: none)
-	Timeout   time.Duration // abort an attempt that receives nothing for this long (default 30s)
-	LimitRate int64         // total bytes per second across all downloads, 0: unlimited
-	Header    http.Header   // sent with every request (User-Agent included; Host replaces the URL's)
-	Layout    naming.Layout
-	Force     bool // download even when the final file exists
+	Streams int
+	// MaxStreams caps the downloads in flight that take a stream (0: no cap
+	// but Jobs*Streams): each holds a staging file, buffers and goroutines,
+	// so -j 64 x 32 streams of small files would cost memory for little.
+	MaxStreams int
+	Retries    int           // extra attempts after one that received nothing (0: none)
+	Timeout    time.Duration // abort an attempt that receives nothing for this long (default 30s)
+	LimitRate  int64         // total bytes per second across all downloads, 0: unlimited
+	Header     http.Header   // sent with every request (User-Agent included; Host replaces the URL's)
+	Layout     naming.Layout
+	Force      bool // download even when the final file exists
 	// Update checks every existing final file with the server instead of
 	// skipping it (--update): a conditional GET with the ETag recorded when
 	// haul wrote it, else its Last-Modified, else its modification time; a 304
@@ -129,6 +133,9 @@ type Engine struct {
 	// jobs is Jobs*Streams: what the entries in flight weigh at most
 	// (weight).
 	jobs *semaphore.Weighted
+	// streams caps the entries dispatched with weight 1 (MaxStreams; nil:
+	// no cap).
+	streams *semaphore.Weighted
 
 	// feedMu orders the list's reader against the end of the run: once
 	// stopped is set (under it), every entry read is reported, none is sent.
@@ -180,6 +187,9 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 		hashAll: o.HashAll, limiter: e.limiter, bufs: e.bufs, bytes: &e.stats.Bytes}
 	e.jobs = semaphore.NewWeighted(int64(o.Jobs) * int64(o.Streams))
 	e.hosts.lighter = func(n int64) { e.jobs.Release(n) }
+	if o.Streams > 1 && o.MaxStreams > 0 && o.MaxStreams < o.Jobs*o.Streams {
+		e.streams = semaphore.NewWeighted(int64(o.MaxStreams))
+	}
 	if o.Streams > 1 {
 		// Idle buffers kept: as many as the streams of -j connections use.
 		e.small = newBuffers(smallBufSize, (1+hashRing)*o.Jobs*o.Streams)
@@ -234,7 +244,7 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 		}
 	})
 	g.Go(func() error {
-		e.parking.dispatch(gctx, entries, e.jobs, e.weight,
+		e.parking.dispatch(gctx, entries, e.jobs, e.streams, e.weight,
 			func(f func()) { g.Go(func() error { f(); return nil }) },
 			func(x *entry) { x.run(ctx) })
 		return nil

@@ -256,3 +256,19 @@ func TestEngineHTTP2ManyHosts(t *testing.T) {
 		}
 	}
 }
+
+// MaxStreams caps the files in flight over HTTP/2 below -j x --streams (but
+// for the first entries, sent before the host is known, up to -j more).
+func TestEngineHTTP2MaxStreams(t *testing.T) {
+	t.Parallel()
+	// k 7 is never reached when the cap holds: each request waits 100 ms
+	// for it, so that requests overlap.
+	b := newBarrier(7, true, 100*time.Millisecond)
+	srv := tlsServer(t, b, true, 0)
+	multiplexRun(t, fileURLs(srv.URL, 30), download.Options{Jobs: 2, Streams: 8, MaxStreams: 4}, false)
+	most, _ := b.counts()
+	t.Logf("%d in flight at most", most)
+	if most > 4+2 {
+		t.Errorf("%d requests in flight at once, want at most 6 (MaxStreams 4, -j 2)", most)
+	}
+}

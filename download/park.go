@@ -153,11 +153,12 @@ func (p *parking) listDone() {
 // goroutine of its own once sem grants it weight(x) (an entry over HTTP/1.1
 // takes a connection's worth, one over HTTP/2 a stream: see Engine.weight).
 // So goroutines exist only for the entries in flight, however many streams
-// -j allows. The grant is in order: an entry waiting for a connection's worth
+// -j allows. An entry that takes a stream also takes one of streams (nil:
+// no cap), which bounds those in flight below -j x --streams. The grant is in order: an entry waiting for a connection's worth
 // holds back those behind it until enough streams end (never for ever: every
 // grant is released when its run returns). An entry taken as ctx ends is
 // reported as interrupted; those still in entries are the caller's to report.
-func (p *parking) dispatch(ctx context.Context, entries <-chan *entry, sem *semaphore.Weighted,
+func (p *parking) dispatch(ctx context.Context, entries <-chan *entry, sem, streams *semaphore.Weighted,
 	weight func(*entry) int64, spawn func(func()), run func(*entry)) {
 	for {
 		var x *entry
@@ -195,10 +196,21 @@ func (p *parking) dispatch(ctx context.Context, entries <-chan *entry, sem *sema
 			w = nw
 		}
 		// takeSlot and hosts.multiplexed may lower w (see there).
+		stream := w == 1 && streams != nil
+		if stream {
+			if err := streams.Acquire(ctx, 1); err != nil {
+				sem.Release(w)
+				x.interrupted()
+				return
+			}
+		}
 		x.weight, x.granted, x.small = w, &w, w == 1
 		spawn(func() {
 			defer p.add(-1)
 			defer func() { sem.Release(w) }()
+			if stream {
+				defer streams.Release(1)
+			}
 			run(x)
 		})
 	}

@@ -106,8 +106,7 @@ func newTransfer(d *transferDeps, ent Entry, w sink.Writer) (*transfer, error) {
 		}
 	}
 	if ent.SHA256 == "" && !d.hashAll {
-		t.buf = d.bufs.Get()
-		return t, nil
+		return t, nil // its buffer is taken at the first read (buffer)
 	}
 	t.hash = newAsyncHash(d.bufs)
 	if p.Offset > 0 {
@@ -433,6 +432,11 @@ func (t *transfer) chunk(ctx context.Context, body io.Reader, stall *time.Timer)
 func (t *transfer) buffer() []byte {
 	if t.hash != nil {
 		return t.hash.buffer()
+	}
+	if t.buf == nil {
+		// Not before: over HTTP/2 most entries in flight wait for their
+		// response head, and need no buffer meanwhile.
+		t.buf = t.d.bufs.Get()
 	}
 	return *t.buf
 }

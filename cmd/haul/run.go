@@ -148,7 +148,7 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 		return cli.Exit(err.Error(), exitUsage)
 	}
 	opts := download.Options{
-		Jobs: o.jobs, PerHost: o.perHost, Streams: o.streams, Retries: o.retries, Timeout: o.timeout,
+		Jobs: o.jobs, PerHost: o.perHost, Streams: o.streams, MaxStreams: o.maxStreams, Retries: o.retries, Timeout: o.timeout,
 		LimitRate: o.limitRate, Header: o.header, Layout: o.layout, Force: o.force, RunTag: runTag,
 		HashAll: o.hashAll, ShardK: o.shardK, ShardN: o.shardN, ShardBy: o.shardBy, Decode: o.decode,
 		Update: o.mirror.update, DryRun: o.mirror.dryRun, HostFailLimit: o.hostFailLimit,

@@ -264,9 +264,18 @@ func (c *client) send(req *http.Request) (*http.Response, error) {
 // tlsHost is what sendTLS knows of a host: its requests in flight on each
 // transport, and which transports reach it over HTTP/2.
 type tlsHost struct {
-	n     []int32 // requests in flight, per transport
-	h2    []bool  // the transport's connection to the host speaks HTTP/2
-	total int     // sum of n
+	n  []int32 // requests in flight, per transport
+	h2 []bool  // the transport's connection to the host speaks HTTP/2
+	// known: a connection to the host told its protocol. Until then one
+	// request is in flight (it opens one connection): over HTTP/2 the
+	// next ones share it rather than each open one.
+	known bool
+	// probing is the requests in flight on a transport whose protocol is
+	// not known yet (each opens a connection); waiting those waiting for
+	// room. Once the host speaks HTTP/2, a new connection is opened only for
+	// each streams requests waiting: a host has ceil(in flight/streams).
+	probing, waiting int
+	total            int // sum of n
 	// wait is closed (and cleared) when a request ends or a transport turns
 	// out to speak HTTP/2, for the requests waiting for room; nil when none
 	// waits.
@@ -284,7 +293,8 @@ const maxTLSHosts = 4096
 // spreads), a request goes to the first transport whose HTTP/2 connection has
 // fewer than streams requests in flight, else to the first with none in
 // flight whose protocol is not known (it opens a connection, or reuses an
-// HTTP/1.1 one), else waits for room. So a host's HTTP/2 requests are on
+// HTTP/1.1 one; the first request to a host goes alone, so that over HTTP/2
+// the next share its connection), else waits for room. So a host's HTTP/2 requests are on
 // ceil(in flight/streams) connections, at most one per transport: no more
 // than its requests would need over HTTP/1.1 (but for a server whose limit
 // of streams is below streams: see New). A transport is known to speak
@@ -299,15 +309,17 @@ func (c *client) sendTLS(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	// learnt: the probe's transport told its protocol (or the request
+	// ended first): it no longer counts as probing.
+	var learnt atomic.Bool
 	if probe {
-		// The first connection only: a redirect's next hop (net/http follows
-		// it under the same context) may be another host's.
 		// At GotConn, as the request is sent: for HTTP/2 the connection is
 		// in net/http's pool then, so the requests that follow share it (at
-		// the TLS handshake, before, they would each dial one).
-		var first atomic.Bool
+		// the TLS handshake, before, they would each dial one). The first
+		// connection only: a redirect's next hop (net/http follows it under
+		// the same context) may be another host's.
 		trace := &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) {
-			if tc, ok := ci.Conn.(*tls.Conn); ok && first.CompareAndSwap(false, true) {
+			if tc, ok := ci.Conn.(*tls.Conn); ok && learnt.CompareAndSwap(false, true) {
 				c.learn(host, i, tc.ConnectionState().NegotiatedProtocol == "h2")
 			}
 		}}
@@ -318,6 +330,9 @@ func (c *client) sendTLS(req *http.Request) (*http.Response, error) {
 		st := c.hosts[host]
 		st.n[i]--
 		st.total--
+		if probe && learnt.CompareAndSwap(false, true) {
+			st.probing--
+		}
 		st.wake()
 		c.mu.Unlock()
 	}
@@ -335,13 +350,18 @@ func (c *client) sendTLS(req *http.Request) (*http.Response, error) {
 // the transport's protocol is not known yet.
 func (c *client) pick(ctx context.Context, host string) (i int, probe bool, err error) {
 	own := int(uint32(maphash.String(c.seed, host)) % uint32(len(c.tls))) // no allocation per request
+	waited := false
 	for {
 		c.mu.Lock()
 		st := c.hosts[host]
+		if waited {
+			st.waiting-- // a host with one waiting is never swept
+			waited = false
+		}
 		if st == nil {
 			if len(c.hosts) >= max(maxTLSHosts, c.sweepAt) {
 				for k, h := range c.hosts {
-					if h.total == 0 {
+					if h.total == 0 && h.waiting == 0 {
 						delete(c.hosts, k)
 					}
 				}
@@ -352,14 +372,23 @@ func (c *client) pick(ctx context.Context, host string) (i int, probe bool, err 
 		}
 		i = -1
 		streams := int32(c.streams)
+		anyH2 := false
 		for k := range len(c.tls) {
 			j := (own + k) % len(c.tls)
+			anyH2 = anyH2 || st.h2[j]
 			if st.h2[j] && st.n[j] < streams {
 				i = j
 				break
 			}
 		}
-		if i < 0 {
+		// Another connection: for a host not known yet, only the first
+		// request's; over HTTP/1.1 one per request (each transport carries
+		// one); over HTTP/2 one per streams requests waiting.
+		canProbe := st.known || st.total == 0
+		if anyH2 {
+			canProbe = st.probing == 0 || st.waiting >= st.probing*c.streams
+		}
+		if i < 0 && canProbe {
 			for k := range len(c.tls) {
 				j := (own + k) % len(c.tls)
 				if !st.h2[j] && st.n[j] == 0 {
@@ -371,6 +400,9 @@ func (c *client) pick(ctx context.Context, host string) (i int, probe bool, err 
 		if i >= 0 {
 			st.n[i]++
 			st.total++
+			if probe {
+				st.probing++
+			}
 			c.mu.Unlock()
 			return i, probe, nil
 		}
@@ -378,10 +410,15 @@ func (c *client) pick(ctx context.Context, host string) (i int, probe bool, err 
 			st.wait = make(chan struct{})
 		}
 		wait := st.wait
+		st.waiting++
+		waited = true
 		c.mu.Unlock()
 		select {
 		case <-wait:
 		case <-ctx.Done():
+			c.mu.Lock()
+			st.waiting--
+			c.mu.Unlock()
 			return 0, false, ctx.Err()
 		}
 	}
@@ -391,8 +428,9 @@ func (c *client) pick(ctx context.Context, host string) (i int, probe bool, err 
 func (c *client) learn(host string, i int, h2 bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st := c.hosts[host]; st != nil && st.h2[i] != h2 {
-		st.h2[i] = h2
+	if st := c.hosts[host]; st != nil {
+		st.h2[i], st.known = h2, true
+		st.probing--
 		st.wake()
 	}
 }

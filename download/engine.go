@@ -199,6 +199,18 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	return e
 }
 
+// HostMultiplexed records that host (host[:port] of an https URL, as in the
+// URL) speaks HTTP/2, as the client learns it when a connection is made
+// (httpclient.Options.OnHTTP2): its entries take a stream each from now on,
+// those in flight too, without waiting for a response. Safe to call from
+// any goroutine while Run goes.
+func (e *Engine) HostMultiplexed(host string) {
+	if e.opts.Streams <= 1 {
+		return
+	}
+	e.hosts.multiplexedName(urlid.HostKey("https://" + host + "/"))
+}
+
 // weight is what x counts against Jobs and PerHost, in streams: one for a
 // host known to speak HTTP/2 (a response of it came over HTTP/2), a whole
 // connection (Streams) otherwise. So over HTTP/1.1 Jobs files are in flight,

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
@@ -99,8 +100,16 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 			o.streams, o.jobs, fdsPerStream*o.jobs*(o.streams-streams), limit, streams)
 		o.streams = streams
 	}
+	// The engine learns that a host speaks HTTP/2 from the client, as a
+	// connection is made (before the engine, --checksums URL's fetch: no one).
+	var engine atomic.Pointer[download.Engine]
+	onHTTP2 := func(host string) {
+		if e := engine.Load(); e != nil {
+			e.HostMultiplexed(host)
+		}
+	}
 	client, err := httpclient.New(httpclient.Options{
-		Jobs: o.jobs, PerHost: o.perHost, Streams: o.streams, ConnectTimeout: o.connectTimeout,
+		Jobs: o.jobs, PerHost: o.perHost, Streams: o.streams, OnHTTP2: onHTTP2, ConnectTimeout: o.connectTimeout,
 		Timeout: o.timeout, CACert: o.cacert, Insecure: o.insecure, HTTP11: o.http11,
 		Netrc: o.netrc, Jar: o.jar,
 	})
@@ -166,6 +175,7 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 		opts.Checksums = counted
 	}
 	eng := download.New(client, out, opts)
+	engine.Store(eng)
 	if set != nil && !o.mirror.recursive {
 		// Read twice to find ambiguous names first; a walk (-r) is not
 		// repeated: there, the second entry a NAME matches fails.

@@ -34,7 +34,12 @@ type Options struct {
 	// wins when lower). A host's HTTP/2 requests go on as few connections as
 	// carry them, at most min(Jobs, PerHost) per host: as many as HTTP/1.1
 	// would open.
-	Streams        int
+	Streams int
+	// OnHTTP2, if set, is called with a URL's host (host[:port], as in
+	// the URL) when a connection to it turns out to speak HTTP/2, as its
+	// first request is sent: the engine then counts the host's entries as
+	// streams without waiting a round trip for a response.
+	OnHTTP2        func(host string)
 	ConnectTimeout time.Duration // TCP connect and TLS handshake
 	Timeout        time.Duration // waiting for response headers
 	CACert         string        // extra PEM bundle to trust, "" for none
@@ -149,7 +154,7 @@ func New(o Options) (Client, error) {
 	if streams <= 0 {
 		streams = 32
 	}
-	c := &client{proxy: proxy, http11: o.HTTP11, netrc: o.Netrc, jar: o.Jar, streams: streams,
+	c := &client{proxy: proxy, http11: o.HTTP11, netrc: o.Netrc, jar: o.Jar, streams: streams, onHTTP2: o.OnHTTP2,
 		hosts: map[string]*tlsHost{}, seed: maphash.MakeSeed()}
 	c.std = &http.Client{Transport: tr, CheckRedirect: c.checkRedirect, Jar: o.Jar}
 	// net/http keeps one HTTP/2 connection per host and transport (and, with
@@ -200,6 +205,7 @@ type client struct {
 	tls     []*http.Client // for https://, chosen by sendTLS; tls[0] == std
 	seed    maphash.Seed   // picks a host's first transport
 	streams int            // requests in flight per HTTP/2 connection
+	onHTTP2 func(host string)
 	mu      sync.Mutex
 	hosts   map[string]*tlsHost // https hosts' requests in flight (sendTLS)
 	sweepAt int                 // len(hosts) at which idle ones are forgotten
@@ -426,11 +432,14 @@ func (c *client) pick(ctx context.Context, host string) (i int, probe bool, err 
 // learn records whether transport i reaches host over HTTP/2.
 func (c *client) learn(host string, i int, h2 bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if st := c.hosts[host]; st != nil {
 		st.h2[i] = h2
 		st.probing--
 		st.wake()
+	}
+	c.mu.Unlock()
+	if h2 && c.onHTTP2 != nil {
+		c.onHTTP2(host)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/haul/haul/download/index"
@@ -41,13 +42,28 @@ type Source interface {
 
 // Options configures an Engine. Zero values mean the defaults documented per field.
 type Options struct {
-	Jobs      int           // concurrent downloads (default 16)
-	Retries   int           // extra attempts after one that received nothing (0: none)
-	Timeout   time.Duration // abort an attempt that receives nothing for this long (default 30s)
-	LimitRate int64         // total bytes per second across all downloads, 0: unlimited
-	Header    http.Header   // sent with every request (User-Agent included; Host replaces the URL's)
-	Layout    naming.Layout
-	Force     bool // download even when the final file exists
+	// Jobs is how many connections' worth of downloads run at once (default
+	// 16): over HTTP/1.1 that many files, over HTTP/2 up to Streams times as
+	// many, Streams on each connection (see Streams).
+	Jobs int
+	// Streams is how many requests one HTTP/2 connection carries at once
+	// (--streams; the server's own limit wins, in the client). A download
+	// from a host known to speak HTTP/2 (one of its responses came over it)
+	// counts as 1/Streams of a job, one over HTTP/1.1, or to a host not yet
+	// known, as a whole job; the same for PerHost. Default 1: one request
+	// per job whatever the protocol. The client must keep a host's HTTP/2
+	// requests on ceil(in flight/Streams) connections (httpclient does).
+	Streams int
+	// MaxStreams caps the downloads in flight that take a stream (0: no cap
+	// but Jobs*Streams): each holds a staging file, buffers and goroutines,
+	// so -j 64 x 32 streams of small files would cost memory for little.
+	MaxStreams int
+	Retries    int           // extra attempts after one that received nothing (0: none)
+	Timeout    time.Duration // abort an attempt that receives nothing for this long (default 30s)
+	LimitRate  int64         // total bytes per second across all downloads, 0: unlimited
+	Header     http.Header   // sent with every request (User-Agent included; Host replaces the URL's)
+	Layout     naming.Layout
+	Force      bool // download even when the final file exists
 	// Update checks every existing final file with the server instead of
 	// skipping it (--update): a conditional GET with the ETag recorded when
 	// haul wrote it, else its Last-Modified, else its modification time; a 304
@@ -69,7 +85,8 @@ type Options struct {
 	ShardK, ShardN int
 	ShardBy        ShardBy
 	// PerHost caps concurrent connections to one host, a split file's pieces
-	// included (0: no cap beyond Jobs).
+	// included (0: no cap beyond Jobs), in connections' worth as Jobs: over
+	// HTTP/2, PerHost*Streams files.
 	PerHost int
 	// Split is how many connections one file may be fetched over at once
 	// (--split, default 4; 1: one). Only a file whose server serves ranges
@@ -115,6 +132,17 @@ type Engine struct {
 	bufs        *buffers
 	parking     *parking
 	xfer        transferDeps // what each transfer uses of the engine
+	// small and xferSmall are the same for entries that take a stream of an
+	// HTTP/2 connection (weight 1): Streams times as many of them are in
+	// flight, with smaller buffers (an HTTP/2 DATA frame is 16 KiB).
+	small     *buffers
+	xferSmall transferDeps
+	// jobs is Jobs*Streams: what the entries in flight weigh at most
+	// (weight).
+	jobs *semaphore.Weighted
+	// streams caps the entries dispatched with weight 1 (MaxStreams; nil:
+	// no cap).
+	streams *semaphore.Weighted
 
 	// feedMu orders the list's reader against the end of the run: once
 	// stopped is set (under it), every entry read is reported, none is sent.
@@ -126,10 +154,18 @@ type Engine struct {
 // syscalls on fast links, small enough that --jobs of them stay cheap.
 const bufSize = 128 << 10
 
+// smallBufSize is bufSize for an entry on a stream of an HTTP/2 connection:
+// --jobs*--streams of them may be in flight (2,048 at -j 64), and a read of
+// the body returns at most a DATA frame's 16 KiB anyway.
+const smallBufSize = 16 << 10
+
 // New returns an Engine. client is shared by every worker.
 func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	if o.Jobs <= 0 {
 		o.Jobs = 16
+	}
+	if o.Streams <= 0 {
+		o.Streams = 1
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 30 * time.Second
@@ -152,7 +188,7 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	if o.OnResult == nil {
 		o.OnResult = func(*Result) {}
 	}
-	e := &Engine{opts: o, client: client, sink: s, hosts: newHosts(o.PerHost, o.HostFailLimit), claims: newClaims(),
+	e := &Engine{opts: o, client: client, sink: s, hosts: newHosts(o.PerHost, o.HostFailLimit, o.Streams), claims: newClaims(),
 		parking: newParking(max(64, 4*o.Jobs))}
 	if o.LimitRate > 0 {
 		burst := int(min(max(o.LimitRate/10, 16<<10), bufSize))
@@ -163,7 +199,41 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	e.xfer = transferDeps{client: client, header: o.Header, timeout: o.Timeout, decode: o.Decode,
 		hashAll: o.HashAll, limiter: e.limiter, bufs: e.bufs, bytes: &e.stats.Bytes,
 		split: o.Split, minSplit: o.MinSplitSize, retries: o.Retries, backoff: e.backoff}
+	e.jobs = semaphore.NewWeighted(int64(o.Jobs) * int64(o.Streams))
+	e.hosts.lighter = func(n int64) { e.jobs.Release(n) }
+	if o.Streams > 1 && o.MaxStreams > 0 && o.MaxStreams < o.Jobs*o.Streams {
+		e.streams = semaphore.NewWeighted(int64(o.MaxStreams))
+	}
+	if o.Streams > 1 {
+		// Idle buffers kept: as many as the streams of -j connections use.
+		e.small = newBuffers(smallBufSize, (1+hashRing)*o.Jobs*o.Streams)
+		e.xferSmall = e.xfer
+		e.xferSmall.bufs = e.small
+	}
 	return e
+}
+
+// HostMultiplexed records that host (host[:port] of an https URL, as in the
+// URL) speaks HTTP/2, as the client learns it when a connection is made
+// (httpclient.Options.OnHTTP2): its entries take a stream each from now on,
+// those in flight too, without waiting for a response. Safe to call from
+// any goroutine while Run goes.
+func (e *Engine) HostMultiplexed(host string) {
+	if e.opts.Streams <= 1 {
+		return
+	}
+	e.hosts.multiplexedName(urlid.HostKey("https://" + host + "/"))
+}
+
+// weight is what x counts against Jobs and PerHost, in streams: one for a
+// host known to speak HTTP/2 (a response of it came over HTTP/2), a whole
+// connection (Streams) otherwise. So over HTTP/1.1 Jobs files are in flight,
+// as ever, and over HTTP/2 up to Jobs*Streams.
+func (e *Engine) weight(x *entry) int64 {
+	if e.opts.Streams > 1 && e.hosts.isMultiplexed(x.hostKey) {
+		return 1
+	}
+	return int64(e.opts.Streams)
 }
 
 // Stats returns the live counters; safe to read while Run is going.
@@ -199,12 +269,12 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 			return gctx.Err()
 		}
 	})
-	for range e.opts.Jobs {
-		g.Go(func() error {
-			e.parking.worker(gctx, entries, func(x *entry) { x.run(ctx) })
-			return nil
-		})
-	}
+	g.Go(func() error {
+		e.parking.dispatch(gctx, entries, e.jobs, e.streams, e.weight,
+			func(f func()) { g.Go(func() error { f(); return nil }) },
+			func(x *entry) { x.run(ctx) })
+		return nil
+	})
 	err := g.Wait()
 	// Entries read from the list that no worker took (still in the channel,
 	// or parked) are reported as interrupted: a list filtered to the failures

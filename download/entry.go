@@ -57,6 +57,14 @@ type entry struct {
 	// resumed: it comes back from a pause in its retry loop, so the bytes kept
 	// are this run's and --force does not start them over.
 	resumed bool
+	// weight is what it counts against --jobs and --per-host while a worker
+	// runs it, in streams (Engine.weight): set by the dispatcher each time,
+	// with granted, the dispatcher's count of what it releases when run
+	// returns (that run's own: a parked entry's next run has another).
+	weight  int64
+	granted *int64
+	// small: it uses the small buffers (it took a stream when it started).
+	small bool
 
 	// Held between claim/openStaging and end or setAside.
 	claimed *claim
@@ -189,7 +197,7 @@ func (x *entry) checkDisk() (done bool, err error) {
 		return false, nil
 	}
 	if ent.SHA256 != "" {
-		sum, err := e.hashFile(r.Name)
+		sum, err := e.hashFile(r.Name, x.deps().bufs)
 		if errors.Is(err, sink.ErrCorrupt) {
 			x.replace, x.why = true, "damaged compressed file"
 			return false, nil
@@ -277,7 +285,12 @@ func (x *entry) plan() error {
 // waits for the slot on the worker.
 func (x *entry) takeSlot(ctx context.Context) bool {
 	e := x.e
-	if h, ok := e.hosts.tryAcquire(x.hostKey, nil); ok {
+	// Once a heavy holder of its host's slots (w > 1), x.weight is read
+	// and written under the hosts' lock: w is the weight before.
+	w, before := x.weight, x.weight
+	h, ok := e.hosts.tryAcquire(x.hostKey, &w, x, nil)
+	x.lighten(w != before, w)
+	if ok {
 		x.host = h // the usual case: a slot is free, or there is no cap
 		return true
 	}
@@ -288,22 +301,37 @@ func (x *entry) takeSlot(ctx context.Context) bool {
 		x.e.claims.release(x.claimed, nil)
 		x.claimed = nil
 		e.parking.putForSlot(x, slotRecheck)
-		h, ok := e.hosts.tryAcquire(x.hostKey, func() bool { return e.parking.wakeForSlot(x) })
+		// Not x.weight: once parked, x may be another worker's already.
+		w2 := w
+		h, ok := e.hosts.tryAcquire(x.hostKey, &w2, nil, func() bool { return e.parking.wakeForSlot(x) })
 		if ok {
 			// A slot was free: the entry comes back at once, and takes
 			// one again then (this one is released).
-			e.hosts.release(h)
+			e.hosts.release(h, w2)
 			e.parking.wakeForSlot(x)
 		}
 		return false
 	}
-	h, err := e.hosts.acquire(ctx, x.hostKey)
+	before = w
+	h, err := e.hosts.acquire(ctx, x.hostKey, &w, x)
+	x.lighten(w != before, w)
 	if err != nil {
 		x.end(ctx, err)
 		return false
 	}
 	x.host = h
 	return true
+}
+
+// lighten lowers the entry's weight to w: its host turned out to speak
+// HTTP/2 since it was dispatched (the first entries of a list are dispatched
+// before any response), so it takes a stream, not a connection, and gives
+// the rest of its grant back.
+func (x *entry) lighten(lowered bool, w int64) {
+	if lowered {
+		x.e.jobs.Release(x.weight - w)
+		x.weight, *x.granted = w, w
+	}
 }
 
 // slotRecheck is how long an entry waiting for a slot of its host stays set
@@ -350,7 +378,7 @@ func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
 			return false, e.sinkError("create", ent.URL, err)
 		}
 	}
-	t, err := newTransfer(&e.xfer, ent, w)
+	t, err := newTransfer(x.deps(), ent, w)
 	if err != nil {
 		w.Abort()
 		return false, e.sinkError("read", ent.URL, err)
@@ -359,11 +387,7 @@ func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
 	t.slot = func() (func(), bool) {
 		// A piece of a split file is one more connection to its host:
 		// it takes a slot too, if one is free (else the file gets fewer).
-		h, ok := e.hosts.tryAcquire(x.hostKey, nil)
-		if !ok {
-			return nil, false
-		}
-		return func() { e.hosts.release(h) }, true
+		return e.hosts.tryConn(x.hostKey)
 	}
 	x.w, x.t = w, t
 	return false, nil
@@ -393,6 +417,9 @@ func (x *entry) attempts(ctx context.Context) (pause time.Duration, err error) {
 		err := t.attempt(ctx, r)
 		if t.responded {
 			e.hosts.responded(h)
+			if t.multiplexed && e.opts.Streams > 1 {
+				e.hosts.multiplexed(h) // its next entries take a stream each
+			}
 		}
 		if err == nil || errors.Is(err, errNotModified) {
 			return 0, err
@@ -523,10 +550,19 @@ func (x *entry) closeTransfer() {
 	x.w = nil
 }
 
+// deps is what its transfer uses of the engine: with the small buffers for
+// an entry on a stream of an HTTP/2 connection.
+func (x *entry) deps() *transferDeps {
+	if x.small && x.e.small != nil {
+		return &x.e.xferSmall
+	}
+	return &x.e.xfer
+}
+
 // releaseHost gives the host slot back.
 func (x *entry) releaseHost() {
 	if x.host != nil {
-		x.e.hosts.release(x.host)
+		x.e.hosts.releaseEntry(x.host, x)
 		x.host = nil
 	}
 }
@@ -596,15 +632,15 @@ var canceled = func() context.Context {
 	return ctx
 }()
 
-func (e *Engine) hashFile(name string) (string, error) {
+func (e *Engine) hashFile(name string, bufs *buffers) (string, error) {
 	f, err := e.sink.Open(name)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
 	h := newHasher()
-	bp := e.bufs.Get()
-	defer e.bufs.Put(bp)
+	bp := bufs.Get()
+	defer bufs.Put(bp)
 	if _, err := io.CopyBuffer(h, f, *bp); err != nil {
 		return "", err
 	}

@@ -10,12 +10,22 @@ import (
 
 // hosts tracks what the pool shares per host: a cap on concurrent downloads
 // (--per-host) and a pause that a 429 or 503 imposes on every worker, so one
-// overloaded host is backed off as a whole while the others keep going.
+// overloaded host is backed off as a whole while the others keep going, and
+// whether the host speaks HTTP/2 (its entries then take a stream, not a
+// connection: see Engine.weight).
+//
+// The cap is counted in streams: --per-host P is P*streams, an entry over
+// HTTP/1.1 (or to a host not yet known to speak HTTP/2) takes streams of them
+// (a whole connection), one over HTTP/2 takes one.
 //
 // Entries for idle hosts are dropped once the table grows, so a list touching
 // millions of hosts does not grow memory without bound.
 type hosts struct {
-	cap       int // 0: no per-host cap
+	cap     int64 // in streams; 0: no per-host cap
+	streams int64 // the weight of a whole connection
+	// lighter gives back n of -j's grant (Engine.jobs) of an entry made
+	// lighter in flight (multiplexed).
+	lighter   func(n int64)
 	failLimit int // attempts without a response that make a host down; <= 0: never
 
 	mu      sync.Mutex
@@ -29,16 +39,27 @@ type hosts struct {
 }
 
 type host struct {
-	sem    chan struct{} // nil without a cap
-	users  int           // workers between acquire and release
-	paused time.Time     // no new request before this instant
-	misses int           // consecutive attempts that got no response
-	down   error         // set once misses reached the limit: the host is down for this run
+	used   int64     // weight of the slots taken (see hosts.cap)
+	users  int       // workers between acquire and release
+	h2     bool      // a response of this host came over HTTP/2
+	paused time.Time // no new request before this instant
+	misses int       // consecutive attempts that got no response
+	down   error     // set once misses reached the limit: the host is down for this run
 	// waiters are called, first in first out, as slots free up: entries set
 	// aside while every slot was taken (tryAcquire). One returns false when
 	// its entry no longer waits (it came back on its timer, and may have
 	// registered again): the next one is tried.
-	waiters []func() bool
+	waiters []waiter
+	// heavy are the entries holding more than one slot (a whole connection:
+	// sent before the host was known to speak HTTP/2): when it turns out to,
+	// they take one (multiplexed). Their weight is then read under mu.
+	heavy map[*entry]struct{}
+}
+
+// waiter is an entry waiting for w of its host's slots.
+type waiter struct {
+	w    int64
+	wake func() bool
 }
 
 const maxIdleHosts = 4096
@@ -48,54 +69,88 @@ const maxIdleHosts = 4096
 // hosts does not grow memory without bound.
 const maxDownHosts = 1 << 16
 
-func newHosts(perHost, failLimit int) *hosts {
-	return &hosts{cap: perHost, failLimit: failLimit, m: make(map[string]*host)}
+// newHosts caps each host at perHost connections' worth of streams (0: no
+// cap): perHost*streams.
+func newHosts(perHost, failLimit, streams int) *hosts {
+	return &hosts{cap: int64(perHost) * int64(max(streams, 1)), streams: int64(max(streams, 1)), failLimit: failLimit,
+		m: make(map[string]*host)}
 }
 
-// acquire waits for a per-host slot and returns the host's state. The caller must
-// release it.
-func (hs *hosts) acquire(ctx context.Context, name string) (*host, error) {
+// tryConn takes a whole connection's worth of the named host's slots, if
+// free, without waiting: a split file's piece, on a connection of its own
+// whatever the host speaks. release gives them back.
+func (hs *hosts) tryConn(name string) (release func(), ok bool) {
 	hs.mu.Lock()
+	defer hs.mu.Unlock()
 	h := hs.getLocked(name)
-	h.users++
-	hs.mu.Unlock()
-	if h.sem == nil {
-		return h, nil
+	if hs.cap != 0 && h.used+hs.streams > hs.cap {
+		return nil, false
 	}
-	select {
-	case h.sem <- struct{}{}:
-		return h, nil
-	case <-ctx.Done():
-		hs.done(h)
-		return nil, ctx.Err()
+	h.used += hs.streams
+	h.users++
+	return func() { hs.release(h, hs.streams) }, true
+}
+
+// acquire waits for *w of a host's slots (lowered as tryAcquire does) and
+// returns the host's state. The caller must release them.
+func (hs *hosts) acquire(ctx context.Context, name string, w *int64, holder *entry) (*host, error) {
+	for {
+		ch := make(chan struct{}, 1)
+		var gone atomic.Bool
+		h, ok := hs.tryAcquire(name, w, holder, func() bool {
+			if gone.Load() {
+				return false
+			}
+			ch <- struct{}{}
+			return true
+		})
+		if ok {
+			return h, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			gone.Store(true)
+			return nil, ctx.Err()
+		}
 	}
 }
 
-// tryAcquire takes a slot of the named host if one is free. If none is, it
+// tryAcquire takes *w slots of the named host if they are free; a weight
+// above one (a whole connection) is lowered to one first if the host is known
+// to speak HTTP/2, in the same step, so that no entry takes a connection's
+// worth of a host just learnt to multiplex. An entry that takes more than one
+// (holder, nil for none) is recorded as heavy: see multiplexed. If they are
+// not free, it
 // does not wait: it registers onFree, called once when a slot is released
 // (the caller sets its entry aside meanwhile, and its worker takes others:
 // with --per-host, a slow or dead host does not hold the workers the other
 // hosts need), and returns ok false.
-func (hs *hosts) tryAcquire(name string, onFree func() bool) (h *host, ok bool) {
+func (hs *hosts) tryAcquire(name string, w *int64, holder *entry, onFree func() bool) (h *host, ok bool) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	h = hs.getLocked(name)
-	if h.sem == nil {
-		h.users++
-		return h, true
+	if h.h2 {
+		*w = min(*w, 1)
 	}
-	select {
-	case h.sem <- struct{}{}:
+	if hs.cap == 0 || h.used+*w <= hs.cap {
+		h.used += *w
 		h.users++
-		return h, true
-	default:
-		// Under mu: a release frees its slot, then takes mu to call a waiter,
-		// so this one is not missed. A nil onFree only asks.
-		if onFree != nil {
-			h.waiters = append(h.waiters, onFree)
+		if holder != nil && *w > 1 {
+			if h.heavy == nil {
+				h.heavy = make(map[*entry]struct{})
+			}
+			holder.weight = *w // under mu from now on
+			h.heavy[holder] = struct{}{}
 		}
-		return nil, false
+		return h, true
 	}
+	// Under mu: a release frees its slots under mu, then calls waiters, so
+	// this one is not missed. A nil onFree only asks.
+	if onFree != nil {
+		h.waiters = append(h.waiters, waiter{*w, onFree})
+	}
+	return nil, false
 }
 
 // getLocked returns the named host's state, made if new.
@@ -110,37 +165,97 @@ func (hs *hosts) getLocked(name string) *host {
 			hs.sweepAt = 2 * len(hs.m)
 		}
 		h = &host{}
-		if hs.cap > 0 {
-			h.sem = make(chan struct{}, hs.cap)
-		}
 		hs.m[name] = h
 	}
 	return h
 }
 
-func (hs *hosts) release(h *host) {
-	if h.sem != nil {
-		<-h.sem
-	}
+// release gives back w slots of h taken by acquire or tryAcquire, and wakes
+// as many waiters, first in first out, as the free slots may serve.
+func (hs *hosts) release(h *host, w int64) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
+	hs.releaseLocked(h, w)
+}
+
+// releaseEntry gives back the slots of h that x holds (its weight, which
+// multiplexed may have lowered meanwhile).
+func (hs *hosts) releaseEntry(h *host, x *entry) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	delete(h.heavy, x)
+	hs.releaseLocked(h, x.weight)
+}
+
+func (hs *hosts) releaseLocked(h *host, w int64) {
+	h.used -= w
 	h.users--
+	hs.wakeLocked(h)
+}
+
+// wakeLocked wakes as many of h's waiters, first in first out, as its free
+// slots may serve.
+func (hs *hosts) wakeLocked(h *host) {
 	// Under mu (lock order: hosts, then parking), so that a waiter that
 	// registers meanwhile is not missed.
-	for len(h.waiters) > 0 {
-		wake := h.waiters[0]
-		h.waiters[0] = nil
+	free := hs.cap - h.used
+	for len(h.waiters) > 0 && free > 0 {
+		wt := h.waiters[0]
+		h.waiters[0] = waiter{}
 		h.waiters = h.waiters[1:]
-		if wake() {
-			break
+		if wt.wake() {
+			// One registered before its host was known to speak HTTP/2
+			// comes back taking a stream.
+			if h.h2 {
+				free--
+			} else {
+				free -= wt.w
+			}
 		}
 	}
 }
 
-func (hs *hosts) done(h *host) {
+// multiplexed records that a response of the named host came over HTTP/2.
+// Its heavy entries in flight now take a stream each: the rest of their
+// slots and of their -j grant is given back at once (a slow server may hold
+// them for long; the requests behind them need not wait).
+func (hs *hosts) multiplexed(h *host) {
 	hs.mu.Lock()
-	h.users--
-	hs.mu.Unlock()
+	defer hs.mu.Unlock()
+	hs.multiplexedLocked(h)
+}
+
+// multiplexedName is multiplexed for the named host.
+func (hs *hosts) multiplexedName(name string) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.multiplexedLocked(hs.getLocked(name))
+}
+
+func (hs *hosts) multiplexedLocked(h *host) {
+	if h.h2 {
+		return
+	}
+	h.h2 = true
+	for x := range h.heavy {
+		d := x.weight - 1
+		h.used -= d
+		x.weight = 1
+		*x.granted -= d
+		if hs.lighter != nil {
+			hs.lighter(d)
+		}
+	}
+	h.heavy = nil
+	hs.wakeLocked(h)
+}
+
+// isMultiplexed reports whether the named host is known to speak HTTP/2.
+func (hs *hosts) isMultiplexed(name string) bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h := hs.m[name]
+	return h != nil && h.h2
 }
 
 // sweepLocked forgets hosts nobody uses whose pause has ended.

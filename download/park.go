@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // parking sets aside entries whose host is paused (a 429 or 503 with
@@ -146,33 +148,70 @@ func (p *parking) listDone() {
 	}
 }
 
-// worker takes entries from the list and from the parking until both are done
-// or ctx ends, running each with run. An entry taken as ctx ends is reported
-// as interrupted; those still in entries are the caller's to report.
-func (p *parking) worker(ctx context.Context, entries <-chan *entry, run func(*entry)) {
+// dispatch is the workers: it takes entries from the list and from the
+// parking until both are done or ctx ends, as worker does, and runs each on a
+// goroutine of its own once sem grants it weight(x) (an entry over HTTP/1.1
+// takes a connection's worth, one over HTTP/2 a stream: see Engine.weight).
+// So goroutines exist only for the entries in flight, however many streams
+// -j allows. An entry that takes a stream also takes one of streams (nil:
+// no cap), which bounds those in flight below -j x --streams. The grant is in order: an entry waiting for a connection's worth
+// holds back those behind it until enough streams end (never for ever: every
+// grant is released when its run returns). An entry taken as ctx ends is
+// reported as interrupted; those still in entries are the caller's to report.
+func (p *parking) dispatch(ctx context.Context, entries <-chan *entry, sem, streams *semaphore.Weighted,
+	weight func(*entry) int64, spawn func(func()), run func(*entry)) {
 	for {
+		var x *entry
 		select {
 		case <-ctx.Done():
 			return
 		case <-p.idle:
 			return
-		case x := <-p.back:
-			if p.unparked(x) {
-				run(x)
+		case x = <-p.back:
+			if !p.unparked(x) {
+				p.add(-1)
+				continue
 			}
-			p.add(-1)
-		case x, ok := <-entries:
+		case y, ok := <-entries:
 			if !ok {
 				entries = nil // a nil channel is never ready
 				p.listDone()
 				continue
 			}
 			if ctx.Err() != nil {
+				y.interrupted()
+				return
+			}
+			x = y
+		}
+		w := weight(x)
+		if err := sem.Acquire(ctx, w); err != nil {
+			x.interrupted()
+			return
+		}
+		if nw := weight(x); nw < w {
+			// Its host turned out to speak HTTP/2 while it waited: it
+			// takes a stream, not a connection.
+			sem.Release(w - nw)
+			w = nw
+		}
+		// takeSlot and hosts.multiplexed may lower w (see there).
+		stream := w == 1 && streams != nil
+		if stream {
+			if err := streams.Acquire(ctx, 1); err != nil {
+				sem.Release(w)
 				x.interrupted()
 				return
 			}
-			run(x)
-			p.add(-1)
 		}
+		x.weight, x.granted, x.small = w, &w, w == 1
+		spawn(func() {
+			defer p.add(-1)
+			defer func() { sem.Release(w) }()
+			if stream {
+				defer streams.Release(1)
+			}
+			run(x)
+		})
 	}
 }

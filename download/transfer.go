@@ -54,8 +54,9 @@ type transfer struct {
 	buf       *[]byte
 	raw       *rawBody // the encoded body under the decoder (--compressed), nil if none
 	// responded: the last attempt got a response head (any status), so its
-	// host is up.
-	responded bool
+	// host is up; multiplexed: that response came over HTTP/2 from the host
+	// asked (no redirect to another).
+	responded, multiplexed bool
 	// cond, with --update, asks whether the file on disk changed; used only
 	// while nothing is written (a partial of the new version is resumed).
 	cond     *conditional
@@ -134,8 +135,7 @@ func newTransfer(d *transferDeps, ent Entry, w sink.Writer) (*transfer, error) {
 		}
 	}
 	if ent.SHA256 == "" && !d.hashAll {
-		t.buf = d.bufs.Get()
-		return t, nil
+		return t, nil // its buffer is taken at the first read (buffer)
 	}
 	t.hash = newAsyncHash(d.bufs)
 	if p.Offset > 0 {
@@ -231,6 +231,7 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		return stallCause(actx, timeout, err)
 	}
 	t.responded = true
+	t.multiplexed = resp.ProtoMajor == 2 && resp.Request != nil && resp.Request.URL.Host == req.URL.Host
 	defer resp.Body.Close()
 	r.HTTPStatus = resp.StatusCode
 	if done, err := t.accept(resp); done || err != nil {
@@ -482,6 +483,11 @@ func (t *transfer) chunk(ctx context.Context, body io.Reader, stall *time.Timer)
 func (t *transfer) buffer() []byte {
 	if t.hash != nil {
 		return t.hash.buffer()
+	}
+	if t.buf == nil {
+		// Not before: over HTTP/2 most entries in flight wait for their
+		// response head, and need no buffer meanwhile.
+		t.buf = t.d.bufs.Get()
 	}
 	return *t.buf
 }

@@ -303,6 +303,29 @@ func TestE2ENetwork(t *testing.T) {
 			t.Errorf("--per-host 2: %d requests in flight at once", n)
 		}
 	})
+	t.Run("HTTP/2 streams", func(t *testing.T) {
+		t.Parallel()
+		// Over HTTP/2, -j 2 keeps more than 2 files in flight (each request
+		// waits a second, so those sent together overlap); --http1.1 keeps 2.
+		s := downloadtest.New(t, downloadtest.HTTP2())
+		var urls []string
+		for i := range 12 {
+			urls = append(urls, s.Add(fmt.Sprintf("/h2/%d", i), []byte("x"), downloadtest.Delay(time.Second)))
+		}
+		wantCode(t, runHaul(t, nil, append([]string{"-d", filepath.Join(t.TempDir(), "out"), "-j", "2", "--cacert", s.CAFile(t)}, urls...)...), 0)
+		if n := s.MaxInFlight(); n <= 2 {
+			t.Errorf("HTTP/2 at -j 2: at most %d requests in flight at once, want more", n)
+		}
+		s1 := downloadtest.New(t, downloadtest.HTTP2())
+		urls = nil
+		for i := range 6 {
+			urls = append(urls, s1.Add(fmt.Sprintf("/h1/%d", i), []byte("x"), downloadtest.Delay(300*time.Millisecond)))
+		}
+		wantCode(t, runHaul(t, nil, append([]string{"-d", filepath.Join(t.TempDir(), "out"), "-j", "2", "--http1.1", "--cacert", s1.CAFile(t)}, urls...)...), 0)
+		if n := s1.MaxInFlight(); n > 2 {
+			t.Errorf("--http1.1 at -j 2: %d requests in flight at once", n)
+		}
+	})
 	t.Run("TLS", func(t *testing.T) {
 		t.Parallel()
 		s := downloadtest.New(t, downloadtest.TLS())

@@ -48,6 +48,7 @@ func TestE2EUsageErrors(t *testing.T) {
 		{[]string{"-i", "/nonexistent/list.txt"}, []int{2}, "/nonexistent/list.txt"},
 		{[]string{"-i", list, u}, []int{2}, "not both"},
 		{[]string{"-j", "0", u}, []int{2}, "jobs"},
+		{[]string{"--streams", "0", u}, []int{2}, "streams"},
 		{[]string{"--retries", "-1", u}, []int{2}, "retries"},
 		{[]string{"--timeout", "soon", u}, []int{2}, "timeout"},
 		{[]string{"--timeout", "0s", u}, []int{2}, "timeout"},

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
@@ -25,12 +26,25 @@ import (
 // Open files: each job may hold its connection, idle ones in the pool (up to
 // twice --jobs in all) and its staging file; the sink keeps directory handles
 // and commits waiting for the flush open; a few more go to stdio, the input,
-// the manifest and the runtime.
+// the manifest and the runtime. Over HTTP/2 each further stream of a job holds
+// a staging file, and a connection when its host is another (fdsPerStream).
 const (
-	fdsPerJob  = 4
-	fdReserve  = 64
-	sinkMinFDs = 64
+	fdsPerJob    = 4
+	fdsPerStream = 2
+	fdReserve    = 64
+	sinkMinFDs   = 64
 )
+
+// fitStreams fits --streams into the descriptors left after jobs (see
+// fitOpenFiles): fewer streams per connection rather than fewer jobs.
+func fitStreams(jobs, streams, sinkFDs int) (int, int) {
+	if sinkFDs == 0 || streams <= 1 {
+		return streams, sinkFDs
+	}
+	spare := sinkFDs - sinkMinFDs
+	fit := min(streams, 1+spare/(fdsPerStream*jobs))
+	return max(fit, 1), sinkFDs - fdsPerStream*jobs*(max(fit, 1)-1)
+}
 
 // fitOpenFiles fits --jobs and the sink into the limit on open files
 // (RLIMIT_NOFILE, which Go raises to the hard limit at start): it returns the
@@ -81,8 +95,22 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 			o.jobs, fdsPerJob*o.jobs+fdReserve+sinkMinFDs, limit, jobs)
 		o.jobs = jobs
 	}
+	streams, sinkFDs := fitStreams(o.jobs, o.streams, sinkFDs)
+	if streams < o.streams {
+		rep.printf(levelWarning, "warning: --streams %d at --jobs %d needs about %d more open files and the limit is %d (ulimit -n): %d streams per connection",
+			o.streams, o.jobs, fdsPerStream*o.jobs*(o.streams-streams), limit, streams)
+		o.streams = streams
+	}
+	// The engine learns that a host speaks HTTP/2 from the client, as a
+	// connection is made (before the engine, --checksums URL's fetch: no one).
+	var engine atomic.Pointer[download.Engine]
+	onHTTP2 := func(host string) {
+		if e := engine.Load(); e != nil {
+			e.HostMultiplexed(host)
+		}
+	}
 	client, err := httpclient.New(httpclient.Options{
-		Jobs: o.jobs, PerHost: o.perHost, ConnectTimeout: o.connectTimeout,
+		Jobs: o.jobs, PerHost: o.perHost, Streams: o.streams, OnHTTP2: onHTTP2, ConnectTimeout: o.connectTimeout,
 		Timeout: o.timeout, CACert: o.cacert, Insecure: o.insecure, HTTP11: o.http11,
 		Netrc: o.netrc, Jar: o.jar,
 	})
@@ -131,8 +159,9 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 		return cli.Exit(err.Error(), exitUsage)
 	}
 	opts := download.Options{
-		Jobs: o.jobs, PerHost: o.perHost, Retries: o.retries, Timeout: o.timeout,
-		LimitRate: o.limitRate, Split: o.split, MinSplitSize: o.minSplit, Header: o.header, Layout: o.layout, Force: o.force, RunTag: runTag,
+		Jobs: o.jobs, PerHost: o.perHost, Streams: o.streams, MaxStreams: o.maxStreams, Retries: o.retries, Timeout: o.timeout,
+		LimitRate: o.limitRate, Split: o.split, MinSplitSize: o.minSplit, Header: o.header, Layout: o.layout, Force: o.force,
+		RunTag:  runTag,
 		HashAll: o.hashAll, ShardK: o.shardK, ShardN: o.shardN, ShardBy: o.shardBy, Decode: o.decode,
 		Update: o.mirror.update, DryRun: o.mirror.dryRun, HostFailLimit: o.hostFailLimit,
 		OnResult: func(r *download.Result) {
@@ -149,6 +178,7 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 		opts.Checksums = counted
 	}
 	eng := download.New(client, out, opts)
+	engine.Store(eng)
 	if set != nil && !o.mirror.recursive {
 		// Read twice to find ambiguous names first; a walk (-r) is not
 		// repeated: there, the second entry a NAME matches fails.

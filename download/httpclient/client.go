@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"net/url"
 	"os"
@@ -26,8 +27,19 @@ import (
 
 // Options configures New.
 type Options struct {
-	Jobs           int           // concurrent downloads; sizes the idle pool
-	PerHost        int           // cap on connections to one host, 0 for none
+	Jobs    int // concurrent downloads; sizes the idle pool
+	PerHost int // cap on connections to one host, 0 for none
+	// Streams caps the requests in flight on one HTTP/2 connection
+	// (--streams, default 32; the server's SETTINGS_MAX_CONCURRENT_STREAMS
+	// wins when lower). A host's HTTP/2 requests go on as few connections as
+	// carry them, at most min(Jobs, PerHost) per host: as many as HTTP/1.1
+	// would open.
+	Streams int
+	// OnHTTP2, if set, is called with a URL's host (host[:port], as in
+	// the URL) when a connection to it turns out to speak HTTP/2, as its
+	// first request is sent: the engine then counts the host's entries as
+	// streams without waiting a round trip for a response.
+	OnHTTP2        func(host string)
 	ConnectTimeout time.Duration // TCP connect and TLS handshake
 	Timeout        time.Duration // waiting for response headers
 	CACert         string        // extra PEM bundle to trust, "" for none
@@ -108,6 +120,13 @@ func New(o Options) (Client, error) {
 		MaxResponseHeaderBytes: 1 << 20,
 		WriteBufferSize:        16 << 10,
 		HTTP2: &http.HTTP2Config{
+			// Not StrictMaxConcurrentRequests: with it, requests queued on a
+			// connection at the server's limit of streams stall (Go 1.26:
+			// some are never sent when streams end). A server whose limit is
+			// below --streams makes net/http open another connection on the
+			// transport instead. (Learning the limit from that connection
+			// was tried: a GOAWAY, as nginx sends after 1,000 requests, looks
+			// the same, and would lower it each time.)
 			// Windows big enough that one stream fills a fast link (a 64 KiB window,
 			// as in wget2, loses 80% of a 2 GiB transfer over HTTP/2 here), small
 			// enough that readers slower than the network (the disk) do not make
@@ -131,14 +150,26 @@ func New(o Options) (Client, error) {
 	if os.Getenv("HAUL_NETHTTP") != "" { // for comparisons: net/http for everything
 		return &http.Client{Transport: tr, CheckRedirect: checkRedirect}, nil
 	}
-	c := &client{proxy: proxy, http11: o.HTTP11, netrc: o.Netrc, jar: o.Jar, inflight: map[string]int{}, seed: maphash.MakeSeed()}
+	streams := o.Streams
+	if streams <= 0 {
+		streams = 32
+	}
+	c := &client{proxy: proxy, http11: o.HTTP11, netrc: o.Netrc, jar: o.Jar, streams: streams, onHTTP2: o.OnHTTP2,
+		hosts: map[string]*tlsHost{}, seed: maphash.MakeSeed()}
 	c.std = &http.Client{Transport: tr, CheckRedirect: c.checkRedirect, Jar: o.Jar}
-	// net/http multiplexes every HTTP/2 request to a host on one connection, read
-	// by one goroutine: with many small files that connection is the bottleneck
-	// (10,000 small files over TLS took 1.2-1.5 s on one connection, 0.9-1.1 s
-	// on four). Requests are spread over a few transports, hence connections.
+	// net/http keeps one HTTP/2 connection per host and transport (and, with
+	// StrictMaxConcurrentRequests, opens no other while it lives): the
+	// transports are the connections a host may have, min(jobs, per-host) as
+	// over HTTP/1.1, and sendTLS puts a host's requests on as few of them as
+	// carry them with --streams each. (One connection is read by one
+	// goroutine: 10,000 small files over TLS took 1.2-1.5 s on one
+	// connection, 0.9-1.1 s on four.) An unused transport costs a few maps.
+	conns := jobs
+	if o.PerHost > 0 {
+		conns = min(conns, o.PerHost)
+	}
 	c.tls = []*http.Client{c.std}
-	for len(c.tls) < min(4, max(1, jobs/4)) {
+	for len(c.tls) < conns {
 		c.tls = append(c.tls, &http.Client{Transport: tr.Clone(), CheckRedirect: c.checkRedirect, Jar: o.Jar})
 	}
 	// Pieces of a split file (WithPiece) over https go over HTTP/1.1, one
@@ -178,18 +209,20 @@ type Client interface {
 
 // client sends each request through the lean HTTP/1.1 client or net/http.
 type client struct {
-	lean     Client         // an *h1.Client but in tests
-	std      *http.Client   // for http:// through a proxy, or that h1 cannot make
-	tls      []*http.Client // for https://, chosen by sendTLS; tls[0] == std
-	piece    *http.Client   // for https:// pieces of a split file (WithPiece)
-	next     atomic.Uint32  // turns among a host's transports
-	seed     maphash.Seed   // picks a host's own transport
-	mu       sync.Mutex
-	inflight map[string]int // https requests in flight per host (sendTLS)
-	proxy    func(*url.URL) (*url.URL, error)
-	http11   bool
-	netrc    *Netrc
-	jar      http.CookieJar
+	lean    Client         // an *h1.Client but in tests
+	std     *http.Client   // for http:// through a proxy, or that h1 cannot make
+	tls     []*http.Client // for https://, chosen by sendTLS; tls[0] == std
+	piece   *http.Client   // for https:// pieces of a split file (WithPiece)
+	seed    maphash.Seed   // picks a host's first transport
+	streams int            // requests in flight per HTTP/2 connection
+	onHTTP2 func(host string)
+	mu      sync.Mutex
+	hosts   map[string]*tlsHost // https hosts' requests in flight (sendTLS)
+	sweepAt int                 // len(hosts) at which idle ones are forgotten
+	proxy   func(*url.URL) (*url.URL, error)
+	http11  bool
+	netrc   *Netrc
+	jar     http.CookieJar
 }
 
 func (c *client) Do(req *http.Request) (*http.Response, error) {
@@ -247,42 +280,188 @@ func (c *client) send(req *http.Request) (*http.Response, error) {
 	return c.std.Do(req)
 }
 
-// sendTLS sends req through one of the TLS transports, each with its own
-// connection to a host (one HTTP/2 connection is read by one goroutine, the
-// bottleneck on many small files from one host). Which one depends on the
-// host and on its requests in flight: a host with n requests in flight uses
-// the first 1+n transports from its own, in turn. So a host with many requests
-// in flight is spread over every transport, and a list spread over many hosts,
-// with a request or two in flight to each, opens a connection or two per
-// host, as over HTTP/1.1 (round robin gave every host a connection on each
-// transport: 192 for 50 hosts).
+// tlsHost is what sendTLS knows of a host: its requests in flight on each
+// transport, and which transports reach it over HTTP/2.
+type tlsHost struct {
+	n  []int32 // requests in flight, per transport
+	h2 []bool  // the transport's connection to the host speaks HTTP/2
+	// probing is the requests in flight on a transport whose protocol is
+	// not known yet (each opens a connection); waiting those waiting for
+	// room. Once the host speaks HTTP/2, a new connection is opened only for
+	// each streams requests waiting: a host has ceil(in flight/streams).
+	probing, waiting int
+	total            int // sum of n
+	// wait is closed (and cleared) when a request ends or a transport turns
+	// out to speak HTTP/2, for the requests waiting for room; nil when none
+	// waits.
+	wait chan struct{}
+}
+
+// maxTLSHosts bounds the idle hosts sendTLS remembers (which of their
+// transports speak HTTP/2): past it, idle ones are forgotten.
+const maxTLSHosts = 4096
+
+// sendTLS sends req through one of the TLS transports, each with at most one
+// connection to a host (net/http's HTTP/2 pool, StrictMaxConcurrentRequests;
+// over HTTP/1.1 it has one request in flight there, so one connection).
+// Starting from the host's own transport (so that a list over many hosts
+// spreads), a request goes to the first transport whose HTTP/2 connection has
+// fewer than streams requests in flight, else to the first with none in
+// flight whose protocol is not known (it opens a connection, or reuses an
+// HTTP/1.1 one; over HTTP/2, one per streams requests waiting), else waits
+// for room. So a host's HTTP/2 requests are on
+// ceil(in flight/streams) connections, at most one per transport: no more
+// than its requests would need over HTTP/1.1 (but for a server whose limit
+// of streams is below streams: see New). A transport is known to speak
+// HTTP/2 from the connection its first request got (ALPN), before the
+// response, so a server slow to answer does not hold others back.
 func (c *client) sendTLS(req *http.Request) (*http.Response, error) {
 	if len(c.tls) == 1 {
 		return c.tls[0].Do(req)
 	}
 	host := req.URL.Host
-	c.mu.Lock()
-	n := c.inflight[host]
-	c.inflight[host] = n + 1
-	c.mu.Unlock()
+	i, probe, err := c.pick(req.Context(), host)
+	if err != nil {
+		return nil, err
+	}
+	// learnt: the probe's transport told its protocol (or the request
+	// ended first): it no longer counts as probing.
+	var learnt atomic.Bool
+	if probe {
+		// At GotConn, as the request is sent: for HTTP/2 the connection is
+		// in net/http's pool then, so the requests that follow share it (at
+		// the TLS handshake, before, they would each dial one). The first
+		// connection only: a redirect's next hop (net/http follows it under
+		// the same context) may be another host's.
+		trace := &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) {
+			if tc, ok := ci.Conn.(*tls.Conn); ok && learnt.CompareAndSwap(false, true) {
+				c.learn(host, i, tc.ConnectionState().NegotiatedProtocol == "h2")
+			}
+		}}
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+	}
 	done := func() {
 		c.mu.Lock()
-		if c.inflight[host]--; c.inflight[host] <= 0 {
-			delete(c.inflight, host) // bounded by the requests in flight
+		st := c.hosts[host]
+		st.n[i]--
+		st.total--
+		if probe && learnt.CompareAndSwap(false, true) {
+			st.probing--
 		}
+		st.wake()
 		c.mu.Unlock()
 	}
-	// Among the first 1+n transports from the host's own: as many as it has
-	// requests in flight, in turn.
-	k := uint32(min(len(c.tls), 1+n))
-	own := uint32(maphash.String(c.seed, host)) // no allocation per request
-	resp, err := c.tls[(own+c.next.Add(1)%k)%uint32(len(c.tls))].Do(req)
+	resp, err := c.tls[i].Do(req)
 	if err != nil {
 		done()
 		return resp, err
 	}
 	resp.Body = &doneBody{ReadCloser: resp.Body, done: done}
 	return resp, nil
+}
+
+// pick chooses the transport for a request to host (see sendTLS), waiting
+// while none has room, and counts the request in flight there. probe says
+// the transport's protocol is not known yet.
+func (c *client) pick(ctx context.Context, host string) (i int, probe bool, err error) {
+	own := int(uint32(maphash.String(c.seed, host)) % uint32(len(c.tls))) // no allocation per request
+	waited := false
+	for {
+		c.mu.Lock()
+		st := c.hosts[host]
+		if waited {
+			st.waiting-- // a host with one waiting is never swept
+			waited = false
+		}
+		if st == nil {
+			if len(c.hosts) >= max(maxTLSHosts, c.sweepAt) {
+				for k, h := range c.hosts {
+					if h.total == 0 && h.waiting == 0 {
+						delete(c.hosts, k)
+					}
+				}
+				c.sweepAt = 2 * len(c.hosts)
+			}
+			st = &tlsHost{n: make([]int32, len(c.tls)), h2: make([]bool, len(c.tls))}
+			c.hosts[host] = st
+		}
+		i = -1
+		streams := int32(c.streams)
+		anyH2 := false
+		for k := range len(c.tls) {
+			j := (own + k) % len(c.tls)
+			anyH2 = anyH2 || st.h2[j]
+			if st.h2[j] && st.n[j] < streams {
+				i = j
+				break
+			}
+		}
+		// Another connection: over HTTP/1.1, or to a host not known yet,
+		// one per request (each transport carries one: the engine keeps
+		// those to -j); over HTTP/2 one per streams requests waiting. (The
+		// first request to a new host alone, then the others sharing its
+		// connection, cost a handshake more: 2,000 small files over 41 ms
+		// went from 0.48 to 0.56-0.68 s.)
+		canProbe := true
+		if anyH2 {
+			canProbe = st.probing == 0 || st.waiting >= st.probing*c.streams
+		}
+		if i < 0 && canProbe {
+			for k := range len(c.tls) {
+				j := (own + k) % len(c.tls)
+				if !st.h2[j] && st.n[j] == 0 {
+					i, probe = j, true
+					break
+				}
+			}
+		}
+		if i >= 0 {
+			st.n[i]++
+			st.total++
+			if probe {
+				st.probing++
+			}
+			c.mu.Unlock()
+			return i, probe, nil
+		}
+		if st.wait == nil {
+			st.wait = make(chan struct{})
+		}
+		wait := st.wait
+		st.waiting++
+		waited = true
+		c.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			c.mu.Lock()
+			st.waiting--
+			c.mu.Unlock()
+			return 0, false, ctx.Err()
+		}
+	}
+}
+
+// learn records whether transport i reaches host over HTTP/2.
+func (c *client) learn(host string, i int, h2 bool) {
+	c.mu.Lock()
+	if st := c.hosts[host]; st != nil {
+		st.h2[i] = h2
+		st.probing--
+		st.wake()
+	}
+	c.mu.Unlock()
+	if h2 && c.onHTTP2 != nil {
+		c.onHTTP2(host)
+	}
+}
+
+// wake lets the requests waiting for room look again (under c.mu).
+func (st *tlsHost) wake() {
+	if st.wait != nil {
+		close(st.wait)
+		st.wait = nil
+	}
 }
 
 // doneBody calls done once, when the body is closed: the request is over.

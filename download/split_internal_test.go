@@ -27,7 +27,7 @@ func TestSplitPlanPieces(t *testing.T) {
 		// the first piece: two of a quarter, two of an eighth).
 		{gaps: []sink.Range{rg(0, 28241649)}, conns: 4, min: 4 * M,
 			want: []sink.Range{rg(0, 7060412), rg(7060412, 14120824), rg(14120824, 21181236), rg(21181236, 28241649)}},
-		{gaps: []sink.Range{rg(0, 256*M + 1)}, conns: 16, min: 16 * M, wantSize: 16 * M},
+		{gaps: []sink.Range{rg(0, 256*M+1)}, conns: 16, min: 16 * M, wantSize: 16 * M},
 		// Gaps of a resume: each cut on its own, a small one whole.
 		{gaps: []sink.Range{rg(10, 20), rg(100, 300)}, conns: 4, min: 50,
 			want: []sink.Range{rg(10, 20), rg(100, 166), rg(166, 232), rg(232, 300)}},

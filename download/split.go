@@ -264,7 +264,10 @@ func planPieces(gaps []sink.Range, conns int, minSplit int64) []sink.Range {
 	for _, g := range gaps {
 		missing += g.End - g.Start
 	}
-	target := max(minSplit, (missing+int64(conns)-1)/int64(conns))
+	// Rounded down: a gap of conns*target+r bytes (r < conns) is then cut
+	// into conns pieces, the last r bytes longer; rounded up, it was cut
+	// into conns-1, and the last connection halved one of them.
+	target := max(minSplit, missing/int64(conns), 1)
 	var plan []sink.Range
 	for _, g := range gaps {
 		n := max(1, (g.End-g.Start)/target)

@@ -22,6 +22,12 @@ func TestSplitPlanPieces(t *testing.T) {
 		{gaps: []sink.Range{rg(0, 256*M)}, conns: 4, min: 16 * M, wantSize: 64 * M},
 		// 40 MiB over 4 at 16 MiB: 2 pieces, none under 16 MiB.
 		{gaps: []sink.Range{rg(0, 40*M)}, conns: 4, min: 16 * M, want: []sink.Range{rg(0, 20*M), rg(20*M, 40*M)}},
+		// A length that is not a multiple of the connections: still one piece
+		// per connection (it was one fewer, the last connection then halving
+		// the first piece: two of a quarter, two of an eighth).
+		{gaps: []sink.Range{rg(0, 28241649)}, conns: 4, min: 4 * M,
+			want: []sink.Range{rg(0, 7060412), rg(7060412, 14120824), rg(14120824, 21181236), rg(21181236, 28241649)}},
+		{gaps: []sink.Range{rg(0, 256*M+1)}, conns: 16, min: 16 * M, wantSize: 16 * M},
 		// Gaps of a resume: each cut on its own, a small one whole.
 		{gaps: []sink.Range{rg(10, 20), rg(100, 300)}, conns: 4, min: 50,
 			want: []sink.Range{rg(10, 20), rg(100, 166), rg(166, 232), rg(232, 300)}},
@@ -35,7 +41,7 @@ func TestSplitPlanPieces(t *testing.T) {
 				t.Errorf("planPieces(%v, %d, %d): %d pieces", tc.gaps, tc.conns, tc.min, len(got))
 			}
 			for _, r := range got {
-				if r.End-r.Start != tc.wantSize {
+				if r.End-r.Start != tc.wantSize && r.End != tc.gaps[0].End {
 					t.Errorf("piece %v, want %d bytes", r, tc.wantSize)
 				}
 			}

@@ -178,3 +178,47 @@ func TestRangesCompressedStartsOver(t *testing.T) {
 		t.Fatalf("resumed %+v from %q", p, val)
 	}
 }
+
+// A file written in pieces, reopened and aborted with nothing written (the
+// next run's requests all failed: the host was down), keeps its record: the
+// ranges past the one from 0 are not dropped, and a file with none from 0 is
+// not removed.
+func TestRangesAbortUntouched(t *testing.T) {
+	for _, ranges := range [][]Range{{{0, 30}, {60, 80}}, {{60, 80}}} {
+		s, _ := newSink(t, FileOptions{})
+		data := bytes.Repeat([]byte("0123456789"), 10)
+		w, err := s.Create("h/f", "http://h/f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.SetValidator(`"v"`, 100)
+		rw := w.(RangeWriter)
+		for _, r := range ranges {
+			rw.WriteAt(data[r.Start:r.End], r.Start)
+		}
+		rw.SetRanges(ranges)
+		if err := w.Abort(); err != nil {
+			t.Fatal(err)
+		}
+		want := Partial{Validator: `"v"`, Total: 100}
+		if ranges[0].Start == 0 {
+			want.Offset, want.Done = ranges[0].End, ranges[1:]
+		} else {
+			want.Done = ranges
+		}
+		for i := range 2 {
+			w, err = s.Create("h/f", "http://h/f")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := w.Partial(); !reflect.DeepEqual(p, want) {
+				t.Fatalf("%v, reopened %d: Partial = %+v, want %+v", ranges, i, p, want)
+			}
+			if err := w.Abort(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w, _ = s.Create("h/f", "http://h/f")
+		w.Discard()
+	}
+}

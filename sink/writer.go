@@ -58,6 +58,11 @@ type fileWriter struct {
 	rangedBytes int64
 	// inPieces: the record adopted was a v2 one (a plain file's, in pieces).
 	inPieces bool
+	// untouched: the v2 record adopted still describes the file: nothing was
+	// written, recorded or restarted since. Abort then leaves record and
+	// file as they are (a v1 record of the range from 0 would drop the
+	// others' bytes, and a file with none from 0 would be removed).
+	untouched bool
 }
 
 var (
@@ -244,7 +249,7 @@ func (w *fileWriter) adopt(origin string) error {
 		w.partial = Partial{Offset: rs.plain, Validator: rs.validator, Total: rs.total, Done: rs.rest()}
 		w.validator, w.total = rs.validator, rs.total
 		if rs.ranges != nil {
-			w.inPieces = true
+			w.inPieces, w.untouched = true, true
 			// Written in pieces: the bytes in order run to the end of the range
 			// from 0; the other ranges stay where they are, for the caller to
 			// keep (SetRanges) or overwrite.
@@ -284,6 +289,7 @@ func (w *fileWriter) SetValidator(validator string, total int64) {
 }
 
 func (w *fileWriter) Write(p []byte) (int, error) {
+	w.untouched = false
 	n, err := w.f.Write(p)
 	w.written += int64(n)
 	if w.tmp && w.written > unnamedMax {
@@ -313,6 +319,7 @@ func (w *fileWriter) ReadAt(p []byte, off int64) (int, error) {
 
 // SetRanges implements RangeWriter.
 func (w *fileWriter) SetRanges(done []Range) {
+	w.untouched = false
 	w.ranged = true
 	w.ranges = append(w.ranges[:0], done...)
 	w.rangedBytes = 0
@@ -332,6 +339,7 @@ func (w *fileWriter) SetRanges(done []Range) {
 // EndRanges implements RangeWriter.
 func (w *fileWriter) EndRanges(prefix int64) error {
 	w.cp.Wait()
+	w.untouched = false
 	w.ranged, w.ranges, w.rangedBytes = false, nil, 0
 	w.written, w.plain, w.kicked = prefix, prefix, prefix
 	if w.lastCP > 0 || prefix > 0 {
@@ -438,6 +446,7 @@ func (w *fileWriter) Restart() error {
 	}
 	w.written, w.plain, w.lastCP, w.kept, w.kicked, w.partial = 0, 0, 0, 0, 0, Partial{}
 	w.ranged, w.ranges, w.rangedBytes = false, nil, 0
+	w.untouched = false
 	_, err := w.f.Seek(0, io.SeekStart)
 	return err
 }
@@ -459,6 +468,11 @@ func (w *fileWriter) releaseDir() {
 func (w *fileWriter) Abort() error {
 	defer w.releaseDir()
 	w.cp.Wait()
+	if w.untouched && w.validator == w.partial.Validator && w.total == w.partial.Total && !w.tmp {
+		// As adopted: its record is still right.
+		w.left = true
+		return w.f.Close()
+	}
 	if w.progress() == 0 || w.validator == "" || w.noResume.Load() || w.ranged && w.total <= 0 {
 		if w.tmp {
 			w.closeUnnamed() // an unnamed file is gone when closed

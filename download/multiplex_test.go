@@ -272,3 +272,38 @@ func TestEngineHTTP2MaxStreams(t *testing.T) {
 		t.Errorf("%d requests in flight at once, want at most 6 (MaxStreams 4, -j 2)", most)
 	}
 }
+
+// A server whose stream limit is below --streams gets no storm of
+// connections: each transport dials one at a time. (net/http dialed one for
+// every request that found the connection full and kept the extra ones open,
+// unused, for IdleConnTimeout: nginx at http2_max_concurrent_streams 4 had
+// 295 connections open at once from -j 4.)
+func TestEngineHTTP2ServerStreamLimitDials(t *testing.T) {
+	t.Parallel()
+	var open, most atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond) // requests overlap, connections fill
+		w.Write(payload(9, 512))
+	}))
+	srv.EnableHTTP2 = true
+	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 2}
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			n := open.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	multiplexRun(t, fileURLs(srv.URL, 300), download.Options{Jobs: 4, Streams: 32}, false)
+	t.Logf("%d connections open at most", most.Load())
+	// 4 transports x 32 requests over streams of 2 need 64 connections at
+	// worst if each holds one; a storm opens one per waiting request.
+	if n := most.Load(); n > 64 {
+		t.Errorf("%d connections open at once at -j 4, server limit of 2 streams; want at most 64", n)
+	}
+}

@@ -169,8 +169,23 @@ func New(o Options) (Client, error) {
 		conns = min(conns, o.PerHost)
 	}
 	c.tls = []*http.Client{c.std}
-	for len(c.tls) < conns {
-		c.tls = append(c.tls, &http.Client{Transport: tr.Clone(), CheckRedirect: c.checkRedirect, Jar: o.Jar})
+	if conns > 1 {
+		// Each of a host's transports holds one connection to it (sendTLS),
+		// so each dials one at a time: without a cap, net/http dials a
+		// connection for every request that finds the host's HTTP/2
+		// connection unable to take it (at a server's stream limit below
+		// --streams, or after its GOAWAY), and keeps those beyond the first
+		// open, unused, until IdleConnTimeout: nginx with
+		// http2_max_concurrent_streams 4 got 295 connections at once from
+		// -j 4, 756 from -j 64. (A connection that cannot take a request
+		// leaves the transport's count as it is dropped from the pool, so
+		// the next dial is not held up by one still finishing its streams.)
+		c.tls = c.tls[:0]
+		for len(c.tls) < conns {
+			t := tr.Clone()
+			t.MaxConnsPerHost = 1
+			c.tls = append(c.tls, &http.Client{Transport: t, CheckRedirect: c.checkRedirect, Jar: o.Jar})
+		}
 	}
 	// Pieces of a split file (WithPiece) over https go over HTTP/1.1, one
 	// request per connection: each gets its own TCP and TLS connection, also
@@ -211,7 +226,7 @@ type Client interface {
 type client struct {
 	lean    Client         // an *h1.Client but in tests
 	std     *http.Client   // for http:// through a proxy, or that h1 cannot make
-	tls     []*http.Client // for https://, chosen by sendTLS; tls[0] == std
+	tls     []*http.Client // for https://, chosen by sendTLS; tls[0] == std if it is the only one
 	piece   *http.Client   // for https:// pieces of a split file (WithPiece)
 	seed    maphash.Seed   // picks a host's first transport
 	streams int            // requests in flight per HTTP/2 connection
@@ -479,6 +494,7 @@ func (b *doneBody) Close() error {
 
 func (c *client) CloseIdleConnections() {
 	c.lean.CloseIdleConnections()
+	c.std.CloseIdleConnections() // not in tls when there are several
 	for _, t := range c.tls {
 		t.CloseIdleConnections()
 	}

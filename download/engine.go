@@ -270,8 +270,7 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 		}
 	})
 	g.Go(func() error {
-		e.parking.dispatch(gctx, entries, e.jobs, e.streams, e.weight,
-			func(f func()) { g.Go(func() error { f(); return nil }) },
+		e.parking.workers(gctx, entries, e.jobs, e.streams, e.weight, e.opts.Jobs, e.opts.Jobs*e.opts.Streams,
 			func(x *entry) { x.run(ctx) })
 		return nil
 	})

@@ -58,8 +58,8 @@ type entry struct {
 	// are this run's and --force does not start them over.
 	resumed bool
 	// weight is what it counts against --jobs and --per-host while a worker
-	// runs it, in streams (Engine.weight): set by the dispatcher each time,
-	// with granted, the dispatcher's count of what it releases when run
+	// runs it, in streams (Engine.weight): set by its worker each time,
+	// with granted, the worker's count of what it releases when run
 	// returns (that run's own: a parked entry's next run has another).
 	weight  int64
 	granted *int64

@@ -31,6 +31,18 @@ import (
 // splitServer serves one file with http.ServeContent (real ranges, If-Range),
 // counting requests, the ranged ones in flight, and the body bytes written.
 // A lie, if set, may answer a ranged request itself.
+// pieceHead answers a ranged request's head as a 206 of the range asked,
+// moved by shift bytes (a lie when not 0), of a file of size bytes, and
+// returns the range asked (END inclusive).
+func (s *splitServer) pieceHead(w http.ResponseWriter, r *http.Request, shift, size int) (a, b int) {
+	fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &a, &b)
+	w.Header().Set("ETag", s.etag)
+	w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", a+shift, b+shift, size))
+	w.Header().Set("Content-Length", strconv.Itoa(b-a+1))
+	w.WriteHeader(http.StatusPartialContent)
+	return a, b
+}
+
 type splitServer struct {
 	t *testing.T
 	*httptest.Server
@@ -334,12 +346,7 @@ func TestSplitLyingServers(t *testing.T) {
 		}, true},
 		{"lies in Content-Range", func(s *splitServer) []byte {
 			s.lie = func(s *splitServer, w http.ResponseWriter, r *http.Request, n int) bool {
-				var a, b int
-				fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &a, &b)
-				w.Header().Set("ETag", s.etag)
-				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", a+1, b+1, size))
-				w.Header().Set("Content-Length", strconv.Itoa(b-a+1))
-				w.WriteHeader(http.StatusPartialContent)
+				a, b := s.pieceHead(w, r, 1, size)
 				w.Write(s.data[a+1 : min(b+2, size)])
 				w.Write(make([]byte, max(0, b+2-size)))
 				return true
@@ -376,12 +383,7 @@ func TestSplitLyingServers(t *testing.T) {
 				if n != 1 {
 					return false
 				}
-				var a, b int
-				fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &a, &b)
-				w.Header().Set("ETag", s.etag)
-				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", a, b, size))
-				w.Header().Set("Content-Length", strconv.Itoa(b-a+1))
-				w.WriteHeader(http.StatusPartialContent)
+				a, b := s.pieceHead(w, r, 0, size)
 				w.Write(s.data[a : a+(b-a)/2])
 				w.(*countWriter).ResponseWriter.(http.Flusher).Flush()
 				panic(http.ErrAbortHandler) // the connection is cut
@@ -697,12 +699,7 @@ func TestSplitStalls(t *testing.T) {
 				if n != 1 {
 					return false
 				}
-				var a, b int
-				fmt.Sscanf(r.Header.Get("Range"), "bytes=%d-%d", &a, &b)
-				w.Header().Set("ETag", s.etag)
-				w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", a, b, size))
-				w.Header().Set("Content-Length", strconv.Itoa(b-a+1))
-				w.WriteHeader(http.StatusPartialContent)
+				a, _ := s.pieceHead(w, r, 0, size)
 				w.Write(s.data[a : a+1000])
 				<-r.Context().Done() // until the client gives up
 				return true

@@ -225,6 +225,13 @@ func (e *Engine) HostMultiplexed(host string) {
 	e.hosts.multiplexedName(urlid.HostKey("https://" + host + "/"))
 }
 
+// inline reports whether x can only go over HTTP/1.1 (a plain http:// URL,
+// or nothing multiplexes): its worker runs it (see parking.workers).
+func (e *Engine) inline(x *entry) bool {
+	u := x.ent.URL
+	return e.opts.Streams <= 1 || len(u) > 7 && strings.EqualFold(u[:7], "http://")
+}
+
 // weight is what x counts against Jobs and PerHost, in streams: one for a
 // host known to speak HTTP/2 (a response of it came over HTTP/2), a whole
 // connection (Streams) otherwise. So over HTTP/1.1 Jobs files are in flight,
@@ -270,7 +277,7 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 		}
 	})
 	g.Go(func() error {
-		e.parking.workers(gctx, entries, e.jobs, e.streams, e.weight, e.opts.Jobs, e.opts.Jobs*e.opts.Streams,
+		e.parking.workers(gctx, entries, e.jobs, e.streams, e.weight, e.inline, e.opts.Jobs,
 			func(x *entry) { x.run(ctx) })
 		return nil
 	})

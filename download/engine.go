@@ -140,7 +140,7 @@ type Engine struct {
 	// jobs is Jobs*Streams: what the entries in flight weigh at most
 	// (weight).
 	jobs *semaphore.Weighted
-	// streams caps the entries dispatched with weight 1 (MaxStreams; nil:
+	// streams caps the entries granted with weight 1 (MaxStreams; nil:
 	// no cap).
 	streams *semaphore.Weighted
 

@@ -158,7 +158,7 @@ func New(o Options) (Client, error) {
 		hosts: map[string]*tlsHost{}, seed: maphash.MakeSeed()}
 	c.std = &http.Client{Transport: tr, CheckRedirect: c.checkRedirect, Jar: o.Jar}
 	// net/http keeps one HTTP/2 connection per host and transport (and, with
-	// StrictMaxConcurrentRequests, opens no other while it lives): the
+	// MaxConnsPerHost 1 below, dials no other while it is usable): the
 	// transports are the connections a host may have, min(jobs, per-host) as
 	// over HTTP/1.1, and sendTLS puts a host's requests on as few of them as
 	// carry them with --streams each. (One connection is read by one
@@ -317,8 +317,8 @@ type tlsHost struct {
 const maxTLSHosts = 4096
 
 // sendTLS sends req through one of the TLS transports, each with at most one
-// connection to a host (net/http's HTTP/2 pool, StrictMaxConcurrentRequests;
-// over HTTP/1.1 it has one request in flight there, so one connection).
+// connection to a host (net/http's HTTP/2 pool, MaxConnsPerHost 1; over
+// HTTP/1.1 it has one request in flight there, so one connection).
 // Starting from the host's own transport (so that a list over many hosts
 // spreads), a request goes to the first transport whose HTTP/2 connection has
 // fewer than streams requests in flight, else to the first with none in

@@ -159,9 +159,9 @@ func (p *parking) listDone() {
 // over HTTP/1.1 (inline: http://, or no multiplexing) themselves: its start
 // costs no hand-over between goroutines. (One dispatcher handing every entry
 // to a goroutine of its own cost 12-14% more CPU on 10,000 small files over
-// HTTP/1.1.) Any other entry runs on a goroutine of its own, and its worker
-// goes on to the next: goroutines exist for the entries in flight, however
-// many streams -j allows, and a worker is not held by an https entry sent
+// HTTP/1.1.) Any other entry runs on a runner (spawn), and its worker goes
+// on to the next: runners exist for the entries in flight, however many
+// streams -j allows, and a worker is not held by an https entry sent
 // before its host was known to speak HTTP/2 (run by the worker, those cost
 // the next entries a round trip: 0.36 -> 0.40 s on 2,000 small files at
 // 41 ms). A worker whose entry waits for a
@@ -172,13 +172,12 @@ func (p *parking) listDone() {
 func (p *parking) workers(ctx context.Context, entries <-chan *entry, sem, streams *semaphore.Weighted,
 	weight func(*entry) int64, inline func(*entry) bool, jobs int, run func(*entry)) {
 	pl := &pool{p: p, ctx: ctx, entries: entries, sem: sem, streams: streams, weight: weight, inline: inline, run: run,
-		runq: make(chan func()), done: make(chan struct{})}
+		runq: make(chan job), done: make(chan struct{})}
 	pl.wg.Add(jobs)
 	for range jobs {
 		go pl.worker()
 	}
 	pl.wg.Wait()
-	pl.inflight.Wait()
 	close(pl.done)
 	pl.runners.Wait()
 }
@@ -193,38 +192,62 @@ type pool struct {
 	inline       func(*entry) bool
 	run          func(*entry)
 	wg           sync.WaitGroup // the workers
-	inflight     sync.WaitGroup // the entries on goroutines of their own
 	// Runners: goroutines that run entries off the workers, kept once their
 	// entry is done and given the next one (runq) until done is closed. A
 	// new goroutine for every entry grew its stack from the start each time
 	// (runtime.newstack: 14% of the CPU on 10,000 small files over HTTP/2);
-	// a runner keeps the stack it grew. There are as many as were ever in
-	// flight at once and those between the release of their grant and their
-	// wait for the next: at most 2 x -j x --streams.
-	runq    chan func()
+	// a runner keeps the stack it grew. A runner offers itself (free) before
+	// its entry's grant goes back, so the entry that grant lets start finds
+	// it: there are never more runners than entries granted at once.
+	runq    chan job
+	free    atomic.Int64 // runners offered and not yet given a job
 	done    chan struct{}
 	runners sync.WaitGroup
 }
 
-// spawn runs f on an idle runner, or on a new one if none is idle.
-func (pl *pool) spawn(f func()) {
-	pl.inflight.Add(1)
-	select {
-	case pl.runq <- f:
-	default:
-		pl.runners.Add(1)
-		go pl.runner(f)
+// job is an entry granted *w (and a stream if stream): run it, then give back
+// its grant. w is read once the run is done: takeSlot and hosts.multiplexed
+// may lower it as it runs (x.granted).
+type job struct {
+	x      *entry
+	w      *int64
+	stream bool
+}
+
+func (pl *pool) release(j job) {
+	if j.stream {
+		pl.streams.Release(1)
+	}
+	pl.sem.Release(*j.w)
+	pl.p.add(-1)
+}
+
+// spawn gives j to a runner that has offered itself, or to a new one if none
+// has.
+func (pl *pool) spawn(j job) {
+	for {
+		n := pl.free.Load()
+		if n <= 0 {
+			pl.runners.Add(1)
+			go pl.runner(j)
+			return
+		}
+		if pl.free.CompareAndSwap(n, n-1) {
+			pl.runq <- j // that runner is on its way to take it
+			return
+		}
 	}
 }
 
-func (pl *pool) runner(f func()) {
+func (pl *pool) runner(j job) {
 	defer pl.runners.Done()
 	for {
-		f()
-		pl.inflight.Done()
+		pl.run(j.x)
+		pl.free.Add(1)
+		pl.release(j)
 		select {
-		case f = <-pl.runq:
-		case <-pl.done:
+		case j = <-pl.runq:
+		case <-pl.done: // no worker is left to give it a job
 			return
 		}
 	}
@@ -263,9 +286,8 @@ func (pl *pool) worker() {
 	}
 }
 
-// one runs x once its grant is given (on a goroutine of its own if it took
-// a stream), and reports false if ctx ended first (x is reported as
-// interrupted).
+// one runs x once its grant is given (on a runner unless inline), and
+// reports false if ctx ended first (x is reported as interrupted).
 func (pl *pool) one(x *entry) bool {
 	ctx, sem := pl.ctx, pl.sem
 	w := pl.weight(x)
@@ -289,18 +311,12 @@ func (pl *pool) one(x *entry) bool {
 		}
 	}
 	x.weight, x.granted, x.small = w, &w, w == 1
-	finish := func() {
-		pl.run(x)
-		if stream {
-			pl.streams.Release(1)
-		}
-		sem.Release(w)
-		pl.p.add(-1)
-	}
+	j := job{x: x, w: &w, stream: stream}
 	if !pl.inline(x) {
-		pl.spawn(finish)
+		pl.spawn(j)
 		return true
 	}
-	finish()
+	pl.run(x)
+	pl.release(j)
 	return true
 }

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/net/http/httpproxy"
 
 	"github.com/haul/haul/download/internal/h1"
+	"github.com/haul/haul/download/internal/h2"
 )
 
 // Options configures New.
@@ -196,6 +197,30 @@ func New(o Options) (Client, error) {
 	pt.TLSClientConfig = tlsConf.Clone()
 	pt.TLSClientConfig.NextProtos = []string{"http/1.1"}
 	c.piece = &http.Client{Transport: pt, CheckRedirect: c.checkRedirect, Jar: o.Jar}
+	if !o.HTTP11 && os.Getenv("HAUL_NETHTTP2") == "" {
+		// https to servers that speak HTTP/2 goes through h2, on as few
+		// connections per host as carry its requests with --streams each
+		// (at most conns); a server that picks HTTP/1.1 in ALPN sends the
+		// host's requests to the transports above (sendTLS).
+		c.lean2 = h2.New(h2.Options{
+			DialContext:         dial,
+			TLSConfig:           tlsConf,
+			TLSHandshakeTimeout: o.ConnectTimeout,
+			Streams:             streams,
+			MaxConnsPerHost:     conns,
+			MaxIdle:             maxIdle(jobs),
+			CheckRedirect:       c.checkRedirect,
+			OnHTTP2:             o.OnHTTP2,
+			WriteTimeout:        o.Timeout,
+			OnHTTP1: func(host string, tc *tls.Conn) {
+				if a, ok := c.lean.(interface{ Adopt(string, *tls.Conn) }); ok {
+					a.Adopt(host, tc)
+				} else {
+					tc.Close()
+				}
+			},
+		})
+	}
 	c.lean = h1.New(h1.Options{
 		DialContext:         dial,
 		TLSConfig:           tlsConf,
@@ -225,6 +250,7 @@ type Client interface {
 // client sends each request through the lean HTTP/1.1 client or net/http.
 type client struct {
 	lean    Client         // an *h1.Client but in tests
+	lean2   Client         // an *h2.Client for https to HTTP/2 servers; nil with --http1.1
 	std     *http.Client   // for http:// through a proxy, or that h1 cannot make
 	tls     []*http.Client // for https://, chosen by sendTLS; tls[0] == std if it is the only one
 	piece   *http.Client   // for https:// pieces of a split file (WithPiece)
@@ -289,6 +315,20 @@ func (c *client) send(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme == "https" {
 		if isPiece(req.Context()) {
 			return c.piece.Do(req)
+		}
+		if c.viaH2(req.URL) {
+			resp, err := c.lean2.Do(req)
+			if !errors.Is(err, errors.ErrUnsupported) {
+				return resp, err
+			}
+			// The server does not speak HTTP/2 (h2.ErrNotOffered; h2
+			// handed its connection to h1), also on a redirect's hop:
+			// the request, from its first URL, goes over HTTP/1.1
+			// through h1, or net/http for what h1 cannot make.
+			resp, err = c.lean.Do(req)
+			if !errors.Is(err, errors.ErrUnsupported) {
+				return resp, err
+			}
 		}
 		return c.sendTLS(req)
 	}
@@ -494,6 +534,9 @@ func (b *doneBody) Close() error {
 
 func (c *client) CloseIdleConnections() {
 	c.lean.CloseIdleConnections()
+	if c.lean2 != nil {
+		c.lean2.CloseIdleConnections()
+	}
 	c.std.CloseIdleConnections() // not in tls when there are several
 	for _, t := range c.tls {
 		t.CloseIdleConnections()
@@ -513,11 +556,32 @@ func (c *client) viaLean(u *url.URL) bool {
 	return p == nil && err == nil
 }
 
+// viaH2 reports whether h2 makes a request for u: https without a proxy or a
+// cookie jar (h2 keeps none either), unless --http1.1.
+func (c *client) viaH2(u *url.URL) bool {
+	if c.lean2 == nil || c.jar != nil || u.Scheme != "https" {
+		return false
+	}
+	p, err := c.proxy(u)
+	return p == nil && err == nil
+}
+
+// route names the client that makes a request for u: h1, h2 or net/http.
+func (c *client) route(u *url.URL) int {
+	switch {
+	case c.viaLean(u):
+		return 1
+	case c.viaH2(u):
+		return 2
+	}
+	return 0
+}
+
 // crossRoute reports whether a redirect from one URL to the other changes
 // between h1 and net/http (which routes each hop itself: proxy, HTTP/2). A
 // non-http(s) target is not: the client that got it refuses it.
 func (c *client) crossRoute(from, to *url.URL) bool {
-	return (to.Scheme == "http" || to.Scheme == "https") && c.viaLean(from) != c.viaLean(to)
+	return (to.Scheme == "http" || to.Scheme == "https") && c.route(from) != c.route(to)
 }
 
 // checkRedirect is the CheckRedirect of the clients behind Do: it stops at a

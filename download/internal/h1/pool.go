@@ -309,3 +309,43 @@ func (l *connList) remove(cn *conn) {
 	cn.prev, cn.next = nil, nil
 	l.len--
 }
+
+// Adopt takes tc, a connection to host (host:port as a URL spells it, over
+// https) whose handshake is done and whose server chose HTTP/1.1 in ALPN, into
+// the idle pool, as if this client had dialed it: the next request to the host
+// uses it. h2 hands over the connections it opened to servers that do not
+// speak HTTP/2, so that learning it costs no connection.
+func (c *Client) Adopt(host string, tc *tls.Conn) {
+	st := tc.ConnectionState()
+	cn := &conn{nc: tc, tls: &st}
+	cn.setRaw(tc.NetConn())
+	cn.br = bufio.NewReaderSize(tc, readBufSize)
+	cn.bw = bufio.NewWriterSize(tc, writeBufSize)
+	k := hostKey{https: true, host: host}
+	var closing []*conn
+	c.mu.Lock()
+	p := c.hosts[k]
+	if p == nil {
+		p = &hostPool{key: k}
+		if c.o.MaxConnsPerHost > 0 {
+			p.sem = make(chan struct{}, c.o.MaxConnsPerHost)
+		}
+		c.hosts[k] = p
+	}
+	cn.pool = p
+	now := time.Now()
+	cn.idleAt = now
+	p.idle = append(p.idle, cn)
+	c.lru.pushBack(cn)
+	if len(p.idle) > max(c.o.MaxIdlePerHost, 0) {
+		closing = append(closing, c.removeIdleLocked(p, p.idle[0]))
+	}
+	for c.lru.head != nil && c.lru.len > c.o.MaxIdle {
+		old := c.lru.head
+		closing = append(closing, c.removeIdleLocked(old.pool, old))
+	}
+	c.mu.Unlock()
+	for _, v := range closing {
+		v.nc.Close()
+	}
+}

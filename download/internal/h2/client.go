@@ -1,0 +1,606 @@
+// Package h2 is a lean HTTP/2 client for haul's hot path: GET requests over
+// https, many in flight on each connection, built on golang.org/x/net/http2's
+// Framer and hpack.
+//
+// It exists for CPU time, as h1 does for HTTP/1.1. net/http's HTTP/2 client
+// gives every request a goroutine of its own that writes its HEADERS and
+// flushes them in a TLS record and a write(2) of their own, hands the response
+// over channels, and adds every :path to the HPACK table (evicting an entry
+// each time). On 10,000 small files over HTTPS the write alone was 15% of
+// haul's CPU. Here a request is written on the caller's goroutine into a
+// buffer the connection flushes for all the requests that came meanwhile (one
+// record, one write(2) for several HEADERS), one goroutine per connection
+// reads the frames and hands each stream's DATA to its body, and values that
+// change with every request are sent as literals, never indexed.
+//
+// It does less than net/http: only GET without a body, only https (ALPN "h2";
+// a server that picks HTTP/1.1 gets ErrNotOffered and the caller sends the
+// request another way), no proxies, no cookies, no transparent decompression,
+// no server push (disabled in SETTINGS), no PING health checks. Requests it
+// cannot make fail with an error wrapping errors.ErrUnsupported.
+//
+// Integrity: a response's body is exactly the DATA of its stream, checked
+// against its Content-Length (more or fewer bytes fail the body); the server
+// cannot send past the flow-control windows this client gives (4 MiB per
+// stream and per connection by default), which bounds the memory a connection
+// holds; a stream the server refuses (REFUSED_STREAM, or above the last stream
+// of a GOAWAY) is sent again on another connection, as RFC 9113 allows.
+package h2
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/haul/haul/download/internal/h1"
+)
+
+// Options configures New.
+type Options struct {
+	// DialContext opens TCP connections and should carry the connect timeout.
+	// Nil means a net.Dialer with a 30s timeout.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TLSConfig is the base configuration: each host gets a clone with
+	// ServerName set to the host (unless set) and NextProtos ["h2",
+	// "http/1.1"]; without a ClientSessionCache all hosts share one. Nil
+	// means an empty configuration.
+	TLSConfig *tls.Config
+	// TLSHandshakeTimeout bounds each handshake; 0 means 30s.
+	TLSHandshakeTimeout time.Duration
+	// Streams is how many requests one connection has in flight at most (fewer
+	// where the server's SETTINGS_MAX_CONCURRENT_STREAMS says so): 0 means 32.
+	Streams int
+	// MaxConnsPerHost caps the connections to one host: 0 means 1. A request
+	// that finds every connection full, and no room for another, waits.
+	MaxConnsPerHost int
+	// MaxIdle caps the connections without a request in flight kept across
+	// all hosts, the least recently used closed first: 0 means 100.
+	MaxIdle int
+	// CheckRedirect has the contract of http.Client.CheckRedirect. Nil means
+	// stop after 10 redirects.
+	CheckRedirect func(req *http.Request, via []*http.Request) error
+	// OnHTTP2, if set, is called with a host (as the URL spells it) the first
+	// time a connection to it speaks HTTP/2.
+	OnHTTP2 func(host string)
+	// OnHTTP1, if set, takes the connections (handshake done) to hosts whose
+	// server chose HTTP/1.1, so that learning it costs no connection; nil
+	// means they are closed.
+	OnHTTP1 func(host string, tc *tls.Conn)
+	// WriteTimeout bounds one write to a connection: a server that reads
+	// nothing for this long loses the connection. 0 means 30s.
+	WriteTimeout time.Duration
+	// MaxHeaderBytes bounds a response's header list (as HPACK counts it): 0
+	// means 1 MiB.
+	MaxHeaderBytes int
+	// StreamWindow and ConnWindow are the flow-control windows given to the
+	// server, per stream and per connection: 0 means 4 MiB each. They bound
+	// what a connection holds that its readers have not read yet.
+	StreamWindow, ConnWindow int
+}
+
+// ErrNotOffered is the error (wrapping errors.ErrUnsupported) of a request to
+// a host whose server did not choose HTTP/2 in ALPN. The host is remembered
+// (a few thousand of them), so later requests to it fail at once, without a
+// connection.
+var ErrNotOffered = fmt.Errorf("h2: server does not offer HTTP/2: %w", errors.ErrUnsupported)
+
+const (
+	idleTimeout = 90 * time.Second // an idle connection older than this is closed, not used
+	maxNoH2     = 4096             // hosts remembered as not speaking HTTP/2
+	maxRetries  = 4                // sends of a request the server refused unprocessed
+)
+
+// Client is a lean HTTP/2 client for GET requests. It is safe for concurrent
+// use; one should be shared.
+type Client struct {
+	o    Options
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	tls  *tls.Config
+
+	mu    sync.Mutex
+	hosts map[string]*host    // hosts with connections, dials or requests waiting
+	noH2  map[string]struct{} // hosts whose server picked HTTP/1.1
+	seen  map[string]struct{} // hosts OnHTTP2 was called for (bounded as noH2)
+	idle  connList            // connections with no stream, least recently used first
+}
+
+// host is the state of the connections to one host:port. Guarded by Client.mu.
+type host struct {
+	key   string
+	conns []*conn
+	dials []*dial
+	// wait is closed (and cleared) when a stream ends, a connection goes or
+	// a dial ends, for the requests waiting for room; nil when none waits.
+	wait    chan struct{}
+	waiting int
+	tls     *tls.Config
+}
+
+// dial is a connection being opened; the requests that wait for it share its
+// result (a dead host fails them all at once, not one timeout after another).
+type dial struct {
+	done    chan struct{}
+	err     error
+	waiters int // requests counting on a stream of it
+}
+
+// New returns a Client configured by o.
+func New(o Options) *Client {
+	if o.Streams <= 0 {
+		o.Streams = 32
+	}
+	if o.MaxConnsPerHost <= 0 {
+		o.MaxConnsPerHost = 1
+	}
+	if o.MaxIdle <= 0 {
+		o.MaxIdle = 100
+	}
+	if o.TLSHandshakeTimeout <= 0 {
+		o.TLSHandshakeTimeout = 30 * time.Second
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 30 * time.Second
+	}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = 1 << 20
+	}
+	if o.StreamWindow <= 0 {
+		o.StreamWindow = 4 << 20
+	}
+	if o.ConnWindow <= 0 {
+		o.ConnWindow = 4 << 20
+	}
+	o.StreamWindow = min(o.StreamWindow, 1<<31-1)
+	o.ConnWindow = min(max(o.ConnWindow, 65535), 1<<31-1)
+	c := &Client{o: o, dial: o.DialContext, hosts: map[string]*host{},
+		noH2: map[string]struct{}{}, seen: map[string]struct{}{}}
+	if c.dial == nil {
+		c.dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	if o.TLSConfig != nil {
+		c.tls = o.TLSConfig.Clone()
+	} else {
+		c.tls = &tls.Config{}
+	}
+	c.tls.NextProtos = []string{"h2", "http/1.1"}
+	if c.tls.ClientSessionCache == nil {
+		c.tls.ClientSessionCache = tls.NewLRUClientSessionCache(256)
+	}
+	return c
+}
+
+// Do sends a GET request and returns its response, following redirects as
+// http.Client does (see h1.Client.Do for the contract it shares). A request to
+// a host that does not speak HTTP/2 fails with ErrNotOffered, also on a
+// redirect's hop: the caller sends it again another way.
+func (c *Client) Do(req *http.Request) (*http.Response, error) {
+	if req.URL == nil {
+		return nil, &url.Error{Op: "Get", Err: errors.New("h2: nil Request.URL")}
+	}
+	if req.Method != "" && req.Method != http.MethodGet {
+		return nil, urlError(req.URL, fmt.Errorf("h2: method %s: %w", req.Method, errors.ErrUnsupported))
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body.Close()
+		return nil, urlError(req.URL, fmt.Errorf("h2: request body: %w", errors.ErrUnsupported))
+	}
+	var via []*http.Request
+	for {
+		resp, err := c.roundTrip(req)
+		if err != nil {
+			return nil, urlError(req.URL, err)
+		}
+		via = append(via, req)
+		next, loc, err := h1.Redirect(via, resp)
+		if err != nil {
+			resp.Body.Close()
+			return nil, urlError(req.URL, err)
+		}
+		if next == nil {
+			return resp, nil
+		}
+		if check := c.o.CheckRedirect; check != nil {
+			err = check(next, via)
+		} else if len(via) >= 10 {
+			err = errors.New("stopped after 10 redirects")
+		}
+		if err == http.ErrUseLastResponse {
+			return resp, nil
+		}
+		h1.Discard(resp)
+		if err != nil {
+			return resp, &url.Error{Op: "Get", URL: loc, Err: err}
+		}
+		req = next
+	}
+}
+
+// roundTrip makes one request without following redirects, sending it again
+// (on another connection) while the server refuses it unprocessed.
+func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
+	u := req.URL
+	if u.Scheme != "https" {
+		return nil, fmt.Errorf("h2: scheme %q: %w", u.Scheme, errors.ErrUnsupported)
+	}
+	if u.Host == "" {
+		return nil, errors.New("http: no Host in request URL")
+	}
+	for i := 0; i < len(u.Host); i++ {
+		if u.Host[i] >= 0x80 {
+			return nil, fmt.Errorf("h2: non-ASCII host %q: %w", u.Host, errors.ErrUnsupported)
+		}
+	}
+	ctx := req.Context()
+	for try := 0; ; try++ {
+		if ctx.Err() != nil {
+			return nil, canceled(ctx)
+		}
+		cn, err := c.get(ctx, u)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := cn.roundTrip(ctx, req)
+		if err == nil {
+			return resp, nil
+		}
+		var r retryable
+		if !errors.As(err, &r) || try >= maxRetries {
+			return nil, err
+		}
+	}
+}
+
+// get returns a connection to u's host with a stream reserved for the
+// caller: the first with room, else one being opened that has room, else a
+// new one (while the host has fewer than MaxConnsPerHost), else it waits.
+func (c *Client) get(ctx context.Context, u *url.URL) (*conn, error) {
+	key := u.Host
+	c.mu.Lock()
+	for {
+		if _, ok := c.noH2[key]; ok {
+			c.mu.Unlock()
+			return nil, ErrNotOffered
+		}
+		h := c.hosts[key]
+		if h == nil {
+			h = &host{key: key}
+			c.hosts[key] = h
+		}
+		var stale []*conn
+		var found *conn
+		for _, cn := range h.conns {
+			if cn.active == 0 && time.Since(cn.idleAt) > idleTimeout {
+				stale = append(stale, cn)
+				continue
+			}
+			if cn.canTake(c.o.Streams) {
+				found = cn
+				break
+			}
+		}
+		for _, cn := range stale {
+			c.dropLocked(cn)
+			go cn.close()
+		}
+		if found != nil {
+			if found.active == 0 {
+				c.idle.remove(found)
+			}
+			found.active++
+			c.mu.Unlock()
+			return found, nil
+		}
+		var d *dial
+		for _, x := range h.dials {
+			if x.waiters < c.o.Streams {
+				d = x
+				break
+			}
+		}
+		if d == nil && len(h.conns)+len(h.dials) < c.o.MaxConnsPerHost {
+			d = &dial{done: make(chan struct{})}
+			h.dials = append(h.dials, d)
+			go c.open(h, d, u)
+		}
+		if d != nil {
+			d.waiters++
+			c.mu.Unlock()
+			select {
+			case <-d.done:
+			case <-ctx.Done():
+				c.mu.Lock()
+				d.waiters--
+				c.forgetLocked(h)
+				c.mu.Unlock()
+				return nil, canceled(ctx)
+			}
+			if d.err != nil {
+				return nil, d.err
+			}
+			c.mu.Lock()
+			continue
+		}
+		if h.wait == nil {
+			h.wait = make(chan struct{})
+		}
+		wait := h.wait
+		h.waiting++
+		c.mu.Unlock()
+		select {
+		case <-wait:
+			c.mu.Lock()
+			h.waiting--
+		case <-ctx.Done():
+			c.mu.Lock()
+			h.waiting--
+			c.forgetLocked(h)
+			c.mu.Unlock()
+			return nil, canceled(ctx)
+		}
+	}
+}
+
+// open dials a connection for h, on a context of its own (the requests
+// waiting for it may give up; the connection is kept for the next ones).
+func (c *Client) open(h *host, d *dial, u *url.URL) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.o.TLSHandshakeTimeout+30*time.Second)
+	defer cancel()
+	cn, err := c.connect(ctx, h, u)
+	c.mu.Lock()
+	if err == nil {
+		h.conns = append(h.conns, cn)
+		cn.idleAt = time.Now()
+		c.idle.pushBack(cn) // no stream yet: idle until a waiter takes one
+	} else if errors.Is(err, ErrNotOffered) {
+		if len(c.noH2) >= maxNoH2 {
+			clear(c.noH2)
+		}
+		c.noH2[h.key] = struct{}{}
+	}
+	d.err = err
+	for i, x := range h.dials {
+		if x == d {
+			h.dials = append(h.dials[:i], h.dials[i+1:]...)
+			break
+		}
+	}
+	close(d.done)
+	h.wake()
+	first := false
+	if err == nil {
+		if _, ok := c.seen[h.key]; !ok {
+			if len(c.seen) >= maxNoH2 {
+				clear(c.seen)
+			}
+			c.seen[h.key] = struct{}{}
+			first = true
+		}
+		c.trimIdleLocked()
+	} else {
+		c.forgetLocked(h)
+	}
+	c.mu.Unlock()
+	if err == nil {
+		go cn.readLoop()
+		if first && c.o.OnHTTP2 != nil {
+			c.o.OnHTTP2(h.key)
+		}
+	}
+}
+
+// connect dials, shakes hands and sends the client preface.
+func (c *Client) connect(ctx context.Context, h *host, u *url.URL) (*conn, error) {
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "443")
+	}
+	nc, err := c.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if h.tls == nil {
+		h.tls = c.tls.Clone()
+		if h.tls.ServerName == "" {
+			h.tls.ServerName = u.Hostname()
+		}
+	}
+	conf := h.tls
+	c.mu.Unlock()
+	tc := tls.Client(nc, conf)
+	hctx, cancel := context.WithTimeout(ctx, c.o.TLSHandshakeTimeout)
+	err = tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		nc.Close()
+		if hctx.Err() == context.DeadlineExceeded {
+			return nil, errors.New("net/http: TLS handshake timeout")
+		}
+		return nil, err
+	}
+	if tc.ConnectionState().NegotiatedProtocol != "h2" {
+		if c.o.OnHTTP1 != nil {
+			c.o.OnHTTP1(h.key, tc)
+		} else {
+			tc.Close()
+		}
+		return nil, ErrNotOffered
+	}
+	cn := newConn(c, h, tc)
+	if err := cn.start(); err != nil {
+		tc.Close()
+		return nil, err
+	}
+	return cn, nil
+}
+
+// release ends a stream's hold on cn (its stream closed on the wire).
+func (c *Client) release(cn *conn) {
+	c.mu.Lock()
+	cn.active--
+	closeIt := false
+	if cn.active == 0 {
+		if cn.dead || cn.draining {
+			closeIt = !cn.dead
+			c.dropLocked(cn)
+		} else {
+			cn.idleAt = time.Now()
+			c.idle.pushBack(cn)
+			c.trimIdleLocked()
+		}
+	}
+	cn.h.wake()
+	c.mu.Unlock()
+	if closeIt {
+		cn.close()
+	}
+}
+
+// trimIdleLocked closes the least recently used idle connections past MaxIdle.
+func (c *Client) trimIdleLocked() {
+	for c.idle.n > c.o.MaxIdle {
+		cn := c.idle.head
+		c.dropLocked(cn)
+		go cn.close()
+	}
+}
+
+// dropLocked takes cn out of its host's connections and the idle list: no
+// request will get it again.
+func (c *Client) dropLocked(cn *conn) {
+	if cn.inIdle {
+		c.idle.remove(cn)
+	}
+	h := cn.h
+	for i, x := range h.conns {
+		if x == cn {
+			h.conns = append(h.conns[:i], h.conns[i+1:]...)
+			break
+		}
+	}
+	cn.dead = true
+	h.wake()
+	c.forgetLocked(h)
+}
+
+// forgetLocked drops h from the map once nothing refers to it.
+func (c *Client) forgetLocked(h *host) {
+	if len(h.conns) == 0 && len(h.dials) == 0 && h.waiting == 0 && c.hosts[h.key] == h {
+		delete(c.hosts, h.key)
+	}
+}
+
+// lost is called by cn's reader when the connection has ended.
+func (c *Client) lost(cn *conn) {
+	c.mu.Lock()
+	if !cn.dead {
+		c.dropLocked(cn)
+	}
+	c.mu.Unlock()
+}
+
+// drain marks cn as taking no new streams (GOAWAY, stream ids used up); it is
+// closed once its last stream ends.
+func (c *Client) drain(cn *conn) {
+	c.mu.Lock()
+	cn.draining = true
+	closeIt := false
+	if cn.active == 0 && !cn.dead {
+		c.dropLocked(cn)
+		closeIt = true
+	}
+	cn.h.wake()
+	c.mu.Unlock()
+	if closeIt {
+		cn.close()
+	}
+}
+
+// setMaxStreams records the server's SETTINGS_MAX_CONCURRENT_STREAMS.
+func (c *Client) setMaxStreams(cn *conn, n uint32) {
+	c.mu.Lock()
+	cn.peerMax = n
+	cn.h.wake()
+	c.mu.Unlock()
+}
+
+// CloseIdleConnections closes the connections with no stream in flight.
+func (c *Client) CloseIdleConnections() {
+	c.mu.Lock()
+	var idle []*conn
+	for c.idle.head != nil {
+		cn := c.idle.head
+		c.dropLocked(cn)
+		idle = append(idle, cn)
+	}
+	c.mu.Unlock()
+	for _, cn := range idle {
+		cn.close()
+	}
+}
+
+func (h *host) wake() {
+	if h.wait != nil {
+		close(h.wait)
+		h.wait = nil
+	}
+}
+
+// connList is a list of idle connections, least recently used first.
+type connList struct {
+	head, tail *conn
+	n          int
+}
+
+func (l *connList) pushBack(cn *conn) {
+	cn.prev, cn.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = cn
+	} else {
+		l.head = cn
+	}
+	l.tail = cn
+	cn.inIdle = true
+	l.n++
+}
+
+func (l *connList) remove(cn *conn) {
+	if cn.prev != nil {
+		cn.prev.next = cn.next
+	} else {
+		l.head = cn.next
+	}
+	if cn.next != nil {
+		cn.next.prev = cn.prev
+	} else {
+		l.tail = cn.prev
+	}
+	cn.prev, cn.next = nil, nil
+	cn.inIdle = false
+	l.n--
+}
+
+// urlError wraps err as net/http does, with the URL's password masked.
+func urlError(u *url.URL, err error) error {
+	s := u.String()
+	if _, ok := u.User.Password(); ok {
+		s = strings.Replace(s, u.User.String()+"@", u.User.Username()+":***@", 1)
+	}
+	return &url.Error{Op: "Get", URL: s, Err: err}
+}
+
+// canceled is the error of an operation cut short by the end of ctx.
+func canceled(ctx context.Context) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("%w: %w", err, cause)
+	}
+	return err
+}

@@ -1,0 +1,741 @@
+package h2
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+const (
+	maxStreamID   = 1<<31 - 1
+	initialWindow = 65535 // RFC 9113's, for the connection until our WINDOW_UPDATE
+	frameSize     = 16 << 10
+)
+
+// retryable marks the error of a request the server did not process: it may
+// be sent again on another connection.
+type retryable struct{ err error }
+
+func (r retryable) Error() string { return r.err.Error() }
+func (r retryable) Unwrap() error { return r.err }
+
+// conn is one HTTP/2 connection. Requests write their HEADERS on their own
+// goroutine (under wmu); readLoop, its one goroutine, reads every frame.
+type conn struct {
+	c  *Client
+	h  *host
+	nc net.Conn
+	fr *http2.Framer
+	cs tls.ConnectionState
+
+	// Guarded by Client.mu.
+	active     int    // streams reserved or open
+	peerMax    uint32 // the server's SETTINGS_MAX_CONCURRENT_STREAMS
+	draining   bool   // GOAWAY received or ids used up: no new streams
+	dead       bool   // out of the pool
+	inIdle     bool
+	idleAt     time.Time
+	prev, next *conn
+
+	// Guarded by wmu: the write side. Frames are appended to wbuf (the
+	// Framer writes there) and whoever finds no flush under way writes them,
+	// with those appended meanwhile, until none is left.
+	wmu      sync.Mutex
+	wbuf     []byte
+	spare    []byte
+	flushing bool
+	werr     error
+	henc     *hpack.Encoder
+	hbuf     []byte
+	nextID   uint32
+	maxFrame uint32 // the server's SETTINGS_MAX_FRAME_SIZE
+
+	// Guarded by mu: the streams and the connection's receive window.
+	mu       sync.Mutex
+	streams  map[uint32]*stream
+	lastID   uint32 // the highest stream id sent
+	broken   error  // set once the connection has failed
+	recvWin  int    // what the server may still send on the connection
+	unacked  int    // consumed (or discarded) but not yet given back
+	served   bool   // a stream got its response: the connection was reused after
+	canonMap map[string]string
+}
+
+// connWriter is what the Framer writes to: wbuf, under wmu.
+type connWriter struct{ cn *conn }
+
+func (w connWriter) Write(p []byte) (int, error) {
+	w.cn.wbuf = append(w.cn.wbuf, p...)
+	return len(p), nil
+}
+
+func newConn(c *Client, h *host, nc net.Conn) *conn {
+	cn := &conn{c: c, h: h, nc: nc, peerMax: 100, nextID: 1, maxFrame: frameSize,
+		streams: map[uint32]*stream{}, recvWin: initialWindow}
+	if tc, ok := nc.(*tls.Conn); ok {
+		cn.cs = tc.ConnectionState()
+	}
+	cn.fr = http2.NewFramer(connWriter{cn}, bufio.NewReaderSize(nc, 32<<10))
+	cn.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	cn.fr.MaxHeaderListSize = uint32(c.o.MaxHeaderBytes)
+	cn.fr.SetMaxReadFrameSize(frameSize)
+	cn.henc = hpack.NewEncoder(hbufWriter{cn})
+	return cn
+}
+
+type hbufWriter struct{ cn *conn }
+
+func (w hbufWriter) Write(p []byte) (int, error) {
+	w.cn.hbuf = append(w.cn.hbuf, p...)
+	return len(p), nil
+}
+
+// start writes the client preface: the magic, SETTINGS (no push, our stream
+// window, the header list bound) and the connection's window.
+func (cn *conn) start() error {
+	o := &cn.c.o
+	return cn.write(func() error {
+		cn.wbuf = append(cn.wbuf, http2.ClientPreface...)
+		if err := cn.fr.WriteSettings(
+			http2.Setting{ID: http2.SettingEnablePush, Val: 0},
+			http2.Setting{ID: http2.SettingInitialWindowSize, Val: uint32(o.StreamWindow)},
+			http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: uint32(o.MaxHeaderBytes)},
+		); err != nil {
+			return err
+		}
+		if o.ConnWindow > initialWindow {
+			cn.mu.Lock()
+			cn.recvWin = o.ConnWindow
+			cn.mu.Unlock()
+			return cn.fr.WriteWindowUpdate(0, uint32(o.ConnWindow-initialWindow))
+		}
+		return nil
+	})
+}
+
+// write runs fill under wmu (it appends frames) and makes sure they are
+// written: by this goroutine, or by the one already flushing, which writes
+// everything appended before it finds the buffer empty. An error is the
+// connection's: it is closed, and its reader fails the streams.
+func (cn *conn) write(fill func() error) error {
+	cn.wmu.Lock()
+	if cn.werr != nil {
+		err := cn.werr
+		cn.wmu.Unlock()
+		return err
+	}
+	if err := fill(); err != nil {
+		cn.werr = err
+		cn.wmu.Unlock()
+		cn.nc.Close()
+		return err
+	}
+	if cn.flushing {
+		cn.wmu.Unlock()
+		return nil
+	}
+	cn.flushing = true
+	for len(cn.wbuf) > 0 && cn.werr == nil {
+		b := cn.wbuf
+		cn.wbuf = cn.spare[:0]
+		cn.wmu.Unlock()
+		cn.nc.SetWriteDeadline(time.Now().Add(cn.c.o.WriteTimeout))
+		_, err := cn.nc.Write(b)
+		cn.wmu.Lock()
+		if cap(b) <= 64<<10 {
+			cn.spare = b[:0]
+		} else {
+			cn.spare = nil
+		}
+		if err != nil {
+			cn.werr = err
+		}
+	}
+	cn.flushing = false
+	err := cn.werr
+	cn.wmu.Unlock()
+	if err != nil {
+		cn.nc.Close()
+	}
+	return err
+}
+
+func (cn *conn) close() { cn.nc.Close() }
+
+// canTake reports whether cn has room for another stream (under Client.mu).
+func (cn *conn) canTake(streams int) bool {
+	return !cn.dead && !cn.draining && cn.active < min(streams, int(cn.peerMax))
+}
+
+// roundTrip sends req on a stream of cn (reserved by get) and waits for its
+// response head.
+func (cn *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
+	s := &stream{cn: cn, req: req, ctx: ctx, head: make(chan struct{}), notify: make(chan struct{}, 1),
+		clen: -1}
+	s.recvWin = cn.c.o.StreamWindow
+	if err := cn.send(s); err != nil {
+		return nil, err
+	}
+	select {
+	case <-s.head:
+	case <-ctx.Done():
+		s.abort(http2.ErrCodeCancel)
+		return nil, canceled(ctx)
+	}
+	cn.mu.Lock()
+	resp, err := s.resp, s.err
+	cn.mu.Unlock()
+	if resp == nil {
+		s.abort(http2.ErrCodeCancel)
+		return nil, err
+	}
+	return resp, nil
+}
+
+// send encodes req's HEADERS and writes them (END_STREAM: a GET has no
+// body), registering the stream first so that its response finds it.
+func (cn *conn) send(s *stream) error {
+	req := s.req
+	authority := req.Host
+	if authority == "" {
+		authority = req.URL.Host
+	}
+	path := req.URL.RequestURI()
+	if path == "" {
+		path = "/"
+	}
+	if !httpguts.ValidHostHeader(authority) {
+		cn.c.release(cn)
+		return fmt.Errorf("h2: invalid Host %q", authority)
+	}
+	for k, vv := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			cn.c.release(cn)
+			return fmt.Errorf("h2: invalid header field name %q", k)
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				cn.c.release(cn)
+				return fmt.Errorf("h2: invalid header field value for %q", k)
+			}
+		}
+	}
+	registered := false
+	err := cn.write(func() error {
+		if cn.nextID > maxStreamID {
+			return nil // the reservation is given back below
+		}
+		cn.mu.Lock()
+		if cn.broken != nil {
+			cn.mu.Unlock()
+			return nil
+		}
+		s.id = cn.nextID
+		cn.nextID += 2
+		cn.streams[s.id] = s
+		cn.lastID = s.id
+		cn.mu.Unlock()
+		registered = true
+		cn.hbuf = cn.hbuf[:0]
+		cn.field(":method", "GET", false)
+		cn.field(":scheme", "https", false)
+		cn.field(":authority", authority, false)
+		cn.field(":path", path, true)
+		for k, vv := range req.Header {
+			name, skip, literal := lowerName(k)
+			if skip {
+				continue
+			}
+			for _, v := range vv {
+				if name == "te" && v != "trailers" {
+					continue
+				}
+				cn.field(name, v, literal)
+			}
+		}
+		block := cn.hbuf
+		first := true
+		for first || len(block) > 0 {
+			n := min(len(block), int(cn.maxFrame))
+			frag, end := block[:n], n == len(block)
+			var err error
+			if first {
+				err = cn.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: s.id, BlockFragment: frag,
+					EndStream: true, EndHeaders: end})
+			} else {
+				err = cn.fr.WriteContinuation(s.id, end, frag)
+			}
+			if err != nil {
+				return err
+			}
+			block, first = block[n:], false
+		}
+		if cn.nextID > maxStreamID {
+			go cn.c.drain(cn)
+		}
+		return nil
+	})
+	if !registered {
+		cn.c.release(cn)
+		if err == nil {
+			err = errors.New("h2: connection closed")
+		}
+		return retryable{err}
+	}
+	if err != nil {
+		// The reader fails the stream as the connection ends; the head
+		// wait sees it.
+		return nil
+	}
+	return nil
+}
+
+// field appends one header field to hbuf. Literal fields (the path, the
+// range, validators) change with every request: sent without indexing, they
+// cost neither side an entry evicted from its table.
+func (cn *conn) field(name, value string, literal bool) {
+	cn.henc.WriteField(hpack.HeaderField{Name: name, Value: value, Sensitive: literal})
+}
+
+// readLoop reads the connection's frames until it fails, then fails its
+// streams.
+func (cn *conn) readLoop() {
+	err := cn.readFrames()
+	cn.nc.Close()
+	cn.mu.Lock()
+	if cn.broken == nil {
+		cn.broken = err
+	}
+	streams := cn.streams
+	cn.streams = map[uint32]*stream{}
+	served := cn.served
+	cn.mu.Unlock()
+	cn.c.lost(cn)
+	for _, s := range streams {
+		e := fmt.Errorf("h2: connection lost: %w", err)
+		cn.mu.Lock()
+		gotHead := s.resp != nil
+		cn.mu.Unlock()
+		if !gotHead && served && isEOF(err) {
+			// As over HTTP/1.1: a connection that served responses and
+			// ends before this one's was most likely closed as idle by
+			// the server, before it saw the request.
+			s.fail(retryable{e})
+		} else {
+			s.fail(e)
+		}
+	}
+}
+
+func isEOF(err error) bool {
+	var ne *net.OpError
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne)
+}
+
+func (cn *conn) readFrames() error {
+	f, err := cn.fr.ReadFrame()
+	if err != nil {
+		return err
+	}
+	if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
+		return fmt.Errorf("h2: server's first frame is %v, not SETTINGS", f.Header().Type)
+	}
+	for {
+		if err := cn.handle(f); err != nil {
+			return err
+		}
+		f, err = cn.fr.ReadFrame()
+		if err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				// A malformed header block (the Framer decoded all of it,
+				// so the table is in step): that stream fails, the
+				// connection goes on.
+				if s := cn.lookup(se.StreamID); s != nil {
+					s.fail(fmt.Errorf("h2: stream error: %w", se))
+				}
+				if err := cn.rst(se.StreamID, se.Code); err != nil {
+					return err
+				}
+				f, err = cn.fr.ReadFrame()
+				if err != nil && !errors.As(err, &se) {
+					return err
+				}
+				if err != nil {
+					continue
+				}
+			} else {
+				return err
+			}
+		}
+	}
+}
+
+func (cn *conn) lookup(id uint32) *stream {
+	cn.mu.Lock()
+	s := cn.streams[id]
+	cn.mu.Unlock()
+	return s
+}
+
+// known reports whether id is a stream this client opened (even if closed
+// since): frames on any other are a protocol error.
+func (cn *conn) known(id uint32) bool {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	return id%2 == 1 && id <= cn.lastID
+}
+
+func (cn *conn) handle(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.DataFrame:
+		return cn.onData(f)
+	case *http2.MetaHeadersFrame:
+		return cn.onHeaders(f)
+	case *http2.RSTStreamFrame:
+		if !cn.known(f.StreamID) {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		if s := cn.lookup(f.StreamID); s != nil {
+			e := fmt.Errorf("h2: stream reset by the server: %v", f.ErrCode)
+			cn.mu.Lock()
+			gotHead := s.resp != nil
+			cn.mu.Unlock()
+			if f.ErrCode == http2.ErrCodeRefusedStream && !gotHead {
+				s.fail(retryable{e})
+			} else {
+				s.fail(e)
+			}
+		}
+	case *http2.SettingsFrame:
+		if f.IsAck() {
+			return nil
+		}
+		var maxStreams *uint32
+		err := f.ForeachSetting(func(s http2.Setting) error {
+			switch s.ID {
+			case http2.SettingMaxConcurrentStreams:
+				v := s.Val
+				maxStreams = &v
+			case http2.SettingMaxFrameSize:
+				cn.wmu.Lock()
+				cn.maxFrame = s.Val
+				cn.wmu.Unlock()
+			case http2.SettingHeaderTableSize:
+				cn.wmu.Lock()
+				cn.henc.SetMaxDynamicTableSizeLimit(s.Val)
+				cn.wmu.Unlock()
+			}
+			return s.Valid()
+		})
+		if err != nil {
+			return err
+		}
+		if maxStreams != nil {
+			cn.c.setMaxStreams(cn, *maxStreams)
+		}
+		return cn.write(cn.fr.WriteSettingsAck)
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			data := f.Data
+			return cn.write(func() error { return cn.fr.WritePing(true, data) })
+		}
+	case *http2.GoAwayFrame:
+		last := f.LastStreamID
+		cn.mu.Lock()
+		var refused []*stream
+		for id, s := range cn.streams {
+			if id > last {
+				refused = append(refused, s)
+			}
+		}
+		cn.mu.Unlock()
+		cn.c.drain(cn)
+		for _, s := range refused {
+			s.fail(retryable{fmt.Errorf("h2: server sent GOAWAY (%v) before the stream", f.ErrCode)})
+		}
+	case *http2.PushPromiseFrame:
+		return http2.ConnectionError(http2.ErrCodeProtocol) // push is off
+	case *http2.WindowUpdateFrame, *http2.PriorityFrame, *http2.UnknownFrame:
+		// This client sends no DATA: the server's windows do not matter.
+	default:
+		return fmt.Errorf("h2: unexpected frame %v", f.Header().Type)
+	}
+	return nil
+}
+
+func (cn *conn) onHeaders(f *http2.MetaHeadersFrame) error {
+	id := f.StreamID
+	if !cn.known(id) {
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	s := cn.lookup(id)
+	if s == nil {
+		return nil // a stream this client reset
+	}
+	if f.Truncated {
+		s.fail(errors.New("h2: response header list too large"))
+		return cn.rst(id, http2.ErrCodeProtocol)
+	}
+	cn.mu.Lock()
+	gotHead := s.resp != nil
+	cn.mu.Unlock()
+	if gotHead {
+		// Trailers: they end the stream; their fields are not kept.
+		if !f.StreamEnded() {
+			s.fail(errors.New("h2: trailers without END_STREAM"))
+			return cn.rst(id, http2.ErrCodeProtocol)
+		}
+		s.end()
+		return nil
+	}
+	status := f.PseudoValue("status")
+	code, err := strconv.Atoi(status)
+	if len(status) != 3 || err != nil || code < 100 {
+		s.fail(fmt.Errorf("h2: malformed response status %q", status))
+		return cn.rst(id, http2.ErrCodeProtocol)
+	}
+	if code < 200 {
+		if code == 101 || f.StreamEnded() {
+			s.fail(fmt.Errorf("h2: %d response", code))
+			return cn.rst(id, http2.ErrCodeProtocol)
+		}
+		return nil // an interim response: the final one follows
+	}
+	regular := f.RegularFields()
+	h := make(http.Header, len(regular))
+	vals := make([]string, len(regular))
+	clen := int64(-1)
+	for i, hf := range regular {
+		k := cn.canon(hf.Name)
+		vals[i] = hf.Value
+		if vv := h[k]; vv != nil {
+			h[k] = append(vv, hf.Value)
+		} else {
+			h[k] = vals[i : i+1 : i+1]
+		}
+		if k == "Content-Length" {
+			n, ok := parseLength(hf.Value)
+			if !ok || clen >= 0 && n != clen {
+				s.fail(fmt.Errorf("h2: invalid Content-Length %q", hf.Value))
+				return cn.rst(id, http2.ErrCodeProtocol)
+			}
+			clen = n
+		}
+	}
+	resp := &http.Response{Status: status + " " + http.StatusText(code), StatusCode: code,
+		Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, ContentLength: clen, Request: s.req, TLS: &cn.cs}
+	resp.Body = &body{s: s}
+	cn.mu.Lock()
+	s.noBody = code == http.StatusNoContent || code == http.StatusNotModified
+	s.clen = clen
+	s.resp = resp
+	cn.served = true
+	cn.mu.Unlock()
+	close(s.head)
+	if f.StreamEnded() {
+		s.end()
+	}
+	return nil
+}
+
+// parseLength parses a Content-Length value: digits only.
+func parseLength(v string) (int64, bool) {
+	if v == "" || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(v[i]-'0')
+	}
+	return n, true
+}
+
+func (cn *conn) onData(f *http2.DataFrame) error {
+	id := f.StreamID
+	if !cn.known(id) {
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
+	n := int(f.Header().Length) // padding counts against the windows too
+	data := f.Data()
+	cn.mu.Lock()
+	if n > cn.recvWin {
+		cn.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeFlowControl)
+	}
+	cn.recvWin -= n
+	s := cn.streams[id]
+	if s == nil || s.resp == nil || s.closed || s.err != nil {
+		// Reset by this client (or DATA before HEADERS, failed below): its
+		// bytes are given back to the connection at once.
+		cn.unacked += n
+		cn.mu.Unlock()
+		if s != nil && s.resp == nil {
+			s.fail(errors.New("h2: DATA before the response head"))
+			if err := cn.rst(id, http2.ErrCodeProtocol); err != nil {
+				return err
+			}
+		}
+		return cn.ack(0)
+	}
+	if n > s.recvWin {
+		cn.unacked += n
+		cn.mu.Unlock()
+		s.fail(errors.New("h2: server sent past the stream's flow-control window"))
+		if err := cn.rst(id, http2.ErrCodeFlowControl); err != nil {
+			return err
+		}
+		return cn.ack(0)
+	}
+	s.recvWin -= n
+	pad := n - len(data)
+	cn.unacked += pad
+	s.unacked += pad
+	if s.clen >= 0 && s.recvd+int64(len(data)) > s.clen || s.noBody && len(data) > 0 {
+		cn.unacked += len(data)
+		cn.mu.Unlock()
+		s.fail(errors.New("h2: server sent more than the Content-Length"))
+		if err := cn.rst(id, http2.ErrCodeProtocol); err != nil {
+			return err
+		}
+		return cn.ack(0)
+	}
+	s.recvd += int64(len(data))
+	if len(data) > 0 {
+		b := getChunk()
+		*b = append((*b)[:0], data...)
+		s.chunks = append(s.chunks, b)
+		s.buffered += len(data)
+	}
+	cn.mu.Unlock()
+	if len(data) > 0 {
+		s.signal()
+	}
+	if f.StreamEnded() {
+		s.end()
+	}
+	return cn.ack(0)
+}
+
+// ack sends the WINDOW_UPDATEs due: the connection's once a quarter of its
+// window is consumed, and stream id's (if not 0) once a quarter of its own.
+func (cn *conn) ack(id uint32) error {
+	cn.mu.Lock()
+	connInc := 0
+	if cn.unacked >= cn.c.o.ConnWindow/4 {
+		connInc, cn.unacked = cn.unacked, 0
+		cn.recvWin += connInc
+	}
+	streamInc := 0
+	if s := cn.streams[id]; id != 0 && s != nil && !s.ended && s.unacked >= cn.c.o.StreamWindow/4 {
+		streamInc, s.unacked = s.unacked, 0
+		s.recvWin += streamInc
+	}
+	cn.mu.Unlock()
+	if connInc == 0 && streamInc == 0 {
+		return nil
+	}
+	return cn.write(func() error {
+		if connInc > 0 {
+			if err := cn.fr.WriteWindowUpdate(0, uint32(connInc)); err != nil {
+				return err
+			}
+		}
+		if streamInc > 0 {
+			return cn.fr.WriteWindowUpdate(id, uint32(streamInc))
+		}
+		return nil
+	})
+}
+
+func (cn *conn) rst(id uint32, code http2.ErrCode) error {
+	return cn.write(func() error { return cn.fr.WriteRSTStream(id, code) })
+}
+
+// canon returns the canonical form of a (lower-case) field name, from a
+// cache per connection for the names servers repeat.
+func (cn *conn) canon(name string) string {
+	if k, ok := commonCanon[name]; ok {
+		return k
+	}
+	if k, ok := cn.canonMap[name]; ok {
+		return k
+	}
+	k := http.CanonicalHeaderKey(name)
+	if cn.canonMap == nil {
+		cn.canonMap = map[string]string{}
+	}
+	if len(cn.canonMap) < 256 {
+		cn.canonMap[name] = k
+	}
+	return k
+}
+
+var commonCanon = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"Accept-Ranges", "Age", "Cache-Control", "Content-Disposition",
+		"Content-Encoding", "Content-Language", "Content-Length", "Content-Location", "Content-Range",
+		"Content-Type", "Date", "Digest", "Etag", "Expires", "Last-Modified", "Link", "Location",
+		"Retry-After", "Server", "Set-Cookie", "Strict-Transport-Security", "Vary", "Via",
+		"Www-Authenticate", "X-Content-Type-Options", "X-Frame-Options", "Repr-Digest",
+		"Content-Digest", "Alt-Svc", "Access-Control-Allow-Origin", "X-Cache"} {
+		m[http.CanonicalHeaderKey(k)] = k
+		m[lower(k)] = k
+	}
+	return m
+}()
+
+func lower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// lowerName is the HTTP/2 name of a request field: lower case; skip for the
+// fields HTTP/2 forbids (connection-specific ones, and Host: :authority
+// carries it); literal for the values that change with each request.
+func lowerName(k string) (name string, skip, literal bool) {
+	switch k {
+	case "User-Agent":
+		return "user-agent", false, false
+	case "Accept-Encoding":
+		return "accept-encoding", false, false
+	case "Accept":
+		return "accept", false, false
+	case "Range":
+		return "range", false, true
+	case "If-Range":
+		return "if-range", false, true
+	case "If-None-Match":
+		return "if-none-match", false, true
+	case "If-Modified-Since":
+		return "if-modified-since", false, true
+	}
+	name = lower(k)
+	switch name {
+	case "connection", "proxy-connection", "transfer-encoding", "upgrade", "keep-alive", "host":
+		return name, true, false
+	case "authorization", "cookie", "referer", "proxy-authorization":
+		return name, false, true
+	}
+	return name, false, false
+}

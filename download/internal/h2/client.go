@@ -109,6 +109,8 @@ type Client struct {
 	noH2  map[string]struct{} // hosts whose server picked HTTP/1.1
 	seen  map[string]struct{} // hosts OnHTTP2 was called for (bounded as noH2)
 	idle  connList            // connections with no stream, least recently used first
+
+	plain bool // tests: HTTP/2 over the dialed connection, without TLS (prior knowledge)
 }
 
 // host is the state of the connections to one host:port. Guarded by Client.mu.
@@ -249,6 +251,10 @@ func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := cn.roundTrip(ctx, req)
 		if err == nil {
 			return resp, nil
+		}
+		if errors.Is(err, errNotSent) {
+			try--
+			continue
 		}
 		var r retryable
 		if !errors.As(err, &r) || try >= maxRetries {
@@ -404,6 +410,14 @@ func (c *Client) connect(ctx context.Context, h *host, u *url.URL) (*conn, error
 	nc, err := c.dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if c.plain {
+		cn := newConn(c, h, nc)
+		if err := cn.start(); err != nil {
+			nc.Close()
+			return nil, err
+		}
+		return cn, nil
 	}
 	c.mu.Lock()
 	if h.tls == nil {

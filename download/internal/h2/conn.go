@@ -24,6 +24,10 @@ const (
 	frameSize     = 16 << 10
 )
 
+// errNotSent is the error of a request that found its connection broken or
+// full when it came to be written: it is tried again and that try not counted.
+var errNotSent = errors.New("h2: connection unusable before the request was sent")
+
 // retryable marks the error of a request the server did not process: it may
 // be sent again on another connection.
 type retryable struct{ err error }
@@ -61,6 +65,10 @@ type conn struct {
 	hbuf     []byte
 	nextID   uint32
 	maxFrame uint32 // the server's SETTINGS_MAX_FRAME_SIZE
+	// wmax is the server's SETTINGS_MAX_CONCURRENT_STREAMS as of the frames
+	// in wbuf: HEADERS appended after it changed (and so after the SETTINGS
+	// ACK) open no more streams than it allows.
+	wmax uint32
 
 	// Guarded by mu: the streams and the connection's receive window.
 	mu       sync.Mutex
@@ -82,7 +90,7 @@ func (w connWriter) Write(p []byte) (int, error) {
 }
 
 func newConn(c *Client, h *host, nc net.Conn) *conn {
-	cn := &conn{c: c, h: h, nc: nc, peerMax: 100, nextID: 1, maxFrame: frameSize,
+	cn := &conn{c: c, h: h, nc: nc, peerMax: 100, wmax: 100, nextID: 1, maxFrame: frameSize,
 		streams: map[uint32]*stream{}, recvWin: initialWindow}
 	if tc, ok := nc.(*tls.Conn); ok {
 		cn.cs = tc.ConnectionState()
@@ -238,7 +246,9 @@ func (cn *conn) send(s *stream) error {
 			return nil // the reservation is given back below
 		}
 		cn.mu.Lock()
-		if cn.broken != nil {
+		if cn.broken != nil || uint32(len(cn.streams)) >= cn.wmax {
+			// Broken, or at a stream limit the server lowered after get
+			// reserved this stream: another try, as if not reserved.
 			cn.mu.Unlock()
 			return nil
 		}
@@ -290,7 +300,7 @@ func (cn *conn) send(s *stream) error {
 	if !registered {
 		cn.c.release(cn)
 		if err == nil {
-			err = errors.New("h2: connection closed")
+			err = errNotSent
 		}
 		return retryable{err}
 	}
@@ -356,27 +366,25 @@ func (cn *conn) readFrames() error {
 		if err := cn.handle(f); err != nil {
 			return err
 		}
-		f, err = cn.fr.ReadFrame()
-		if err != nil {
+		for {
+			f, err = cn.fr.ReadFrame()
+			if err == nil {
+				break
+			}
+			// A StreamError is a malformed header block (the Framer
+			// decoded all of it, so the table is in step) or a bad frame
+			// on one stream: that stream fails, the connection goes on.
 			var se http2.StreamError
-			if errors.As(err, &se) {
-				// A malformed header block (the Framer decoded all of it,
-				// so the table is in step): that stream fails, the
-				// connection goes on.
-				if s := cn.lookup(se.StreamID); s != nil {
-					s.fail(fmt.Errorf("h2: stream error: %w", se))
-				}
-				if err := cn.rst(se.StreamID, se.Code); err != nil {
-					return err
-				}
-				f, err = cn.fr.ReadFrame()
-				if err != nil && !errors.As(err, &se) {
-					return err
-				}
-				if err != nil {
-					continue
-				}
-			} else {
+			if !errors.As(err, &se) {
+				return err
+			}
+			if !cn.known(se.StreamID) {
+				return http2.ConnectionError(http2.ErrCodeProtocol)
+			}
+			if s := cn.lookup(se.StreamID); s != nil {
+				s.fail(fmt.Errorf("h2: stream error: %w", se))
+			}
+			if err := cn.rst(se.StreamID, se.Code); err != nil {
 				return err
 			}
 		}
@@ -429,6 +437,9 @@ func (cn *conn) handle(f http2.Frame) error {
 			case http2.SettingMaxConcurrentStreams:
 				v := s.Val
 				maxStreams = &v
+				cn.wmu.Lock()
+				cn.wmax = v
+				cn.wmu.Unlock()
 			case http2.SettingMaxFrameSize:
 				cn.wmu.Lock()
 				cn.maxFrame = s.Val
@@ -494,8 +505,8 @@ func (cn *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	cn.mu.Unlock()
 	if gotHead {
 		// Trailers: they end the stream; their fields are not kept.
-		if !f.StreamEnded() {
-			s.fail(errors.New("h2: trailers without END_STREAM"))
+		if !f.StreamEnded() || len(f.PseudoFields()) > 0 {
+			s.fail(errors.New("h2: malformed trailers"))
 			return cn.rst(id, http2.ErrCodeProtocol)
 		}
 		s.end()
@@ -510,6 +521,13 @@ func (cn *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	if code < 200 {
 		if code == 101 || f.StreamEnded() {
 			s.fail(fmt.Errorf("h2: %d response", code))
+			return cn.rst(id, http2.ErrCodeProtocol)
+		}
+		for _, hf := range f.Fields {
+			s.interim += int64(hf.Size())
+		}
+		if s.interim > int64(cn.c.o.MaxHeaderBytes) {
+			s.fail(errors.New("h2: interim responses' header lists too large"))
 			return cn.rst(id, http2.ErrCodeProtocol)
 		}
 		return nil // an interim response: the final one follows

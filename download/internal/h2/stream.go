@@ -27,6 +27,7 @@ type stream struct {
 	closed   bool  // aborted by this side (body closed, request canceled)
 	released bool  // out of cn.streams, its reservation given back
 	noBody   bool  // 204, 304: DATA is an error
+	interim  int64 // size of the interim (1xx) header lists so far (the reader's own)
 
 	clen     int64 // Content-Length, -1 if none
 	recvd    int64 // body bytes received

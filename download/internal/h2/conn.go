@@ -99,6 +99,7 @@ func newConn(c *Client, h *host, nc net.Conn) *conn {
 	cn.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	cn.fr.MaxHeaderListSize = uint32(c.o.MaxHeaderBytes)
 	cn.fr.SetMaxReadFrameSize(frameSize)
+	cn.fr.SetReuseFrames() // a DATA frame's payload is copied out before the next read
 	cn.henc = hpack.NewEncoder(hbufWriter{cn})
 	return cn
 }
@@ -635,9 +636,16 @@ func (cn *conn) onData(f *http2.DataFrame) error {
 	}
 	s.recvd += int64(len(data))
 	if len(data) > 0 {
-		b := getChunk()
-		*b = append((*b)[:0], data...)
-		s.chunks = append(s.chunks, b)
+		// Into the last chunk while it has room: small frames (nginx sends
+		// 8 KiB, some servers less) fill chunks, so what a stream holds is
+		// its bytes, not a chunk per frame.
+		if k := len(s.chunks) - 1; k >= 0 && cap(*s.chunks[k])-len(*s.chunks[k]) >= len(data) {
+			*s.chunks[k] = append(*s.chunks[k], data...)
+		} else {
+			b := getChunk()
+			*b = append((*b)[:0], data...)
+			s.chunks = append(s.chunks, b)
+		}
 		s.buffered += len(data)
 	}
 	cn.mu.Unlock()

@@ -94,8 +94,34 @@ var ErrNotOffered = fmt.Errorf("h2: server does not offer HTTP/2: %w", errors.Er
 const (
 	idleTimeout = 90 * time.Second // an idle connection older than this is closed, not used
 	maxNoH2     = 4096             // hosts remembered as not speaking HTTP/2
-	maxRetries  = 4                // sends of a request the server refused unprocessed
+	// maxRetries bounds the sends again of a request on a connection that
+	// died before its response (likely closed while idle). A request the
+	// server refused unprocessed (REFUSED_STREAM, above a GOAWAY's last
+	// stream) is sent again up to maxProgress times where that connection
+	// served others: a server that takes k requests a connection (nginx
+	// keepalive_requests) refuses most of a new connection's burst of
+	// Streams, which is no error. Refusals by a connection that served
+	// nothing count against maxRefused, each after a longer wait
+	// (refusedBackoff): a server refusing everything fails its requests.
+	maxRetries  = 4
+	maxProgress = 64
+	maxRefused  = 8
 )
+
+// errNoStreams fails the requests to a host whose server allows no streams
+// (SETTINGS_MAX_CONCURRENT_STREAMS 0) on its connection: at once, rather
+// than waiting for a stream that may never come.
+var errNoStreams = errors.New("h2: the server allows no streams on the connection (SETTINGS_MAX_CONCURRENT_STREAMS 0)")
+
+// refusedBackoff is the wait before the n-th send again of a request
+// refused by a connection that served nothing: none for the first 2, then
+// 10 ms doubling to 500 ms.
+func refusedBackoff(n int) time.Duration {
+	if n < 2 {
+		return 0
+	}
+	return min(10*time.Millisecond<<(n-2), 500*time.Millisecond)
+}
 
 // Client is a lean HTTP/2 client for GET requests. It is safe for concurrent
 // use; one should be shared.
@@ -240,11 +266,13 @@ func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	ctx := req.Context()
-	for try := 0; ; try++ {
+	key := hostKey(u)
+	tries, progress, refused := 0, 0, 0
+	for {
 		if ctx.Err() != nil {
 			return nil, canceled(ctx)
 		}
-		cn, err := c.get(ctx, u)
+		cn, err := c.get(ctx, key, u)
 		if err != nil {
 			return nil, err
 		}
@@ -252,22 +280,51 @@ func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil {
 			return resp, nil
 		}
-		if errors.Is(err, errNotSent) {
-			try--
-			continue
-		}
 		var r retryable
-		if !errors.As(err, &r) || try >= maxRetries {
+		switch {
+		case errors.Is(err, errNotSent):
+			// Not written: not a try.
+		case errors.As(err, &r) && r.refused && r.progress && progress < maxProgress:
+			progress++
+		case errors.As(err, &r) && r.refused && refused < maxRefused:
+			refused++
+			if d := refusedBackoff(refused); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+					return nil, canceled(ctx)
+				}
+			}
+		case errors.As(err, &r) && !r.refused && tries < maxRetries:
+			tries++
+		default:
 			return nil, err
 		}
 	}
 }
 
+// hostKey is the pool's name for u's host: host:port, lower case, the port
+// 443 when the URL gives none (as the engine's urlid.HostKey), so that two
+// spellings of a host share its connections and its cap.
+func hostKey(u *url.URL) string {
+	k := u.Host
+	if u.Port() == "" {
+		k = net.JoinHostPort(u.Hostname(), "443")
+	}
+	for i := 0; i < len(k); i++ {
+		if 'A' <= k[i] && k[i] <= 'Z' {
+			return strings.ToLower(k)
+		}
+	}
+	return k
+}
+
 // get returns a connection to u's host with a stream reserved for the
 // caller: the first with room, else one being opened that has room, else a
 // new one (while the host has fewer than MaxConnsPerHost), else it waits.
-func (c *Client) get(ctx context.Context, u *url.URL) (*conn, error) {
-	key := u.Host
+func (c *Client) get(ctx context.Context, key string, u *url.URL) (*conn, error) {
 	c.mu.Lock()
 	for {
 		if _, ok := c.noH2[key]; ok {
@@ -290,8 +347,13 @@ func (c *Client) get(ctx context.Context, u *url.URL) (*conn, error) {
 				found = cn
 				break
 			}
+			if cn.peerMax == 0 && !cn.draining {
+				c.mu.Unlock()
+				return nil, errNoStreams
+			}
 		}
 		for _, cn := range stale {
+			cn.dead = true
 			c.dropLocked(cn)
 			go cn.close()
 		}
@@ -403,11 +465,7 @@ func (c *Client) open(h *host, d *dial, u *url.URL) {
 
 // connect dials, shakes hands and sends the client preface.
 func (c *Client) connect(ctx context.Context, h *host, u *url.URL) (*conn, error) {
-	addr := u.Host
-	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), "443")
-	}
-	nc, err := c.dial(ctx, "tcp", addr)
+	nc, err := c.dial(ctx, "tcp", h.key)
 	if err != nil {
 		return nil, err
 	}
@@ -441,7 +499,7 @@ func (c *Client) connect(ctx context.Context, h *host, u *url.URL) (*conn, error
 	}
 	if tc.ConnectionState().NegotiatedProtocol != "h2" {
 		if c.o.OnHTTP1 != nil {
-			c.o.OnHTTP1(h.key, tc)
+			c.o.OnHTTP1(u.Host, tc) // h1 names hosts as the URL does
 		} else {
 			tc.Close()
 		}
@@ -461,8 +519,9 @@ func (c *Client) release(cn *conn) {
 	cn.active--
 	closeIt := false
 	if cn.active == 0 {
-		if cn.dead || cn.draining {
+		if cn.draining || cn.dead {
 			closeIt = !cn.dead
+			cn.dead = true
 			c.dropLocked(cn)
 		} else {
 			cn.idleAt = time.Now()
@@ -481,13 +540,14 @@ func (c *Client) release(cn *conn) {
 func (c *Client) trimIdleLocked() {
 	for c.idle.n > c.o.MaxIdle {
 		cn := c.idle.head
+		cn.dead = true
 		c.dropLocked(cn)
 		go cn.close()
 	}
 }
 
-// dropLocked takes cn out of its host's connections and the idle list: no
-// request will get it again.
+// dropLocked takes cn out of its host's connections and the idle list, if
+// there: no request gets it again. It may be called more than once.
 func (c *Client) dropLocked(cn *conn) {
 	if cn.inIdle {
 		c.idle.remove(cn)
@@ -499,7 +559,6 @@ func (c *Client) dropLocked(cn *conn) {
 			break
 		}
 	}
-	cn.dead = true
 	h.wake()
 	c.forgetLocked(h)
 }
@@ -514,23 +573,25 @@ func (c *Client) forgetLocked(h *host) {
 // lost is called by cn's reader when the connection has ended.
 func (c *Client) lost(cn *conn) {
 	c.mu.Lock()
-	if !cn.dead {
-		c.dropLocked(cn)
-	}
+	cn.dead = true
+	c.dropLocked(cn)
 	c.mu.Unlock()
 }
 
-// drain marks cn as taking no new streams (GOAWAY, stream ids used up); it is
-// closed once its last stream ends.
+// drain marks cn as taking no new streams (GOAWAY, stream ids used up). It
+// leaves its host's connections at once, so it no longer counts against
+// MaxConnsPerHost (its streams may take long to end), and is closed once its
+// last stream ends.
 func (c *Client) drain(cn *conn) {
 	c.mu.Lock()
-	cn.draining = true
 	closeIt := false
-	if cn.active == 0 && !cn.dead {
+	if !cn.draining && !cn.dead {
+		cn.draining = true
 		c.dropLocked(cn)
-		closeIt = true
+		if cn.active == 0 {
+			cn.dead, closeIt = true, true
+		}
 	}
-	cn.h.wake()
 	c.mu.Unlock()
 	if closeIt {
 		cn.close()
@@ -551,6 +612,7 @@ func (c *Client) CloseIdleConnections() {
 	var idle []*conn
 	for c.idle.head != nil {
 		cn := c.idle.head
+		cn.dead = true
 		c.dropLocked(cn)
 		idle = append(idle, cn)
 	}

@@ -28,9 +28,18 @@ const (
 // full when it came to be written: it is tried again and that try not counted.
 var errNotSent = errors.New("h2: connection unusable before the request was sent")
 
-// retryable marks the error of a request the server did not process: it may
-// be sent again on another connection.
-type retryable struct{ err error }
+// retryable marks the error of a request that may be sent again, on another
+// connection: refused, the server said it did not process it (REFUSED_STREAM,
+// above a GOAWAY's last stream); else its connection died before any
+// response, after serving others (most likely closed while idle).
+type retryable struct {
+	err     error
+	refused bool
+	// progress: the refusing connection serves others (a GOAWAY whose last
+	// stream is not 0, a REFUSED_STREAM on a connection that answered
+	// others), so sending again gets somewhere.
+	progress bool
+}
 
 func (r retryable) Error() string { return r.err.Error() }
 func (r retryable) Unwrap() error { return r.err }
@@ -78,6 +87,7 @@ type conn struct {
 	recvWin  int    // what the server may still send on the connection
 	unacked  int    // consumed (or discarded) but not yet given back
 	served   bool   // a stream got its response: the connection was reused after
+	goaway   bool   // GOAWAY received: no stream is opened after it
 	canonMap map[string]string
 }
 
@@ -247,9 +257,10 @@ func (cn *conn) send(s *stream) error {
 			return nil // the reservation is given back below
 		}
 		cn.mu.Lock()
-		if cn.broken != nil || uint32(len(cn.streams)) >= cn.wmax {
-			// Broken, or at a stream limit the server lowered after get
-			// reserved this stream: another try, as if not reserved.
+		if cn.broken != nil || cn.goaway || uint32(len(cn.streams)) >= cn.wmax {
+			// Broken, going away, or at a stream limit the server lowered
+			// after get reserved this stream: another try, as if not
+			// reserved.
 			cn.mu.Unlock()
 			return nil
 		}
@@ -300,10 +311,10 @@ func (cn *conn) send(s *stream) error {
 	})
 	if !registered {
 		cn.c.release(cn)
-		if err == nil {
-			err = errNotSent
+		if err != nil {
+			return fmt.Errorf("%w: %w", errNotSent, err)
 		}
-		return retryable{err}
+		return errNotSent
 	}
 	if err != nil {
 		// The reader fails the stream as the connection ends; the head
@@ -343,7 +354,7 @@ func (cn *conn) readLoop() {
 			// As over HTTP/1.1: a connection that served responses and
 			// ends before this one's was most likely closed as idle by
 			// the server, before it saw the request.
-			s.fail(retryable{e})
+			s.fail(retryable{err: e})
 		} else {
 			s.fail(e)
 		}
@@ -382,11 +393,12 @@ func (cn *conn) readFrames() error {
 			if !cn.known(se.StreamID) {
 				return http2.ConnectionError(http2.ErrCodeProtocol)
 			}
+			rerr := cn.rst(se.StreamID, se.Code) // before the stream's slot is given back
 			if s := cn.lookup(se.StreamID); s != nil {
 				s.fail(fmt.Errorf("h2: stream error: %w", se))
 			}
-			if err := cn.rst(se.StreamID, se.Code); err != nil {
-				return err
+			if rerr != nil {
+				return rerr
 			}
 		}
 	}
@@ -423,7 +435,10 @@ func (cn *conn) handle(f http2.Frame) error {
 			gotHead := s.resp != nil
 			cn.mu.Unlock()
 			if f.ErrCode == http2.ErrCodeRefusedStream && !gotHead {
-				s.fail(retryable{e})
+				cn.mu.Lock()
+				progress := cn.served
+				cn.mu.Unlock()
+				s.fail(retryable{err: e, refused: true, progress: progress})
 			} else {
 				s.fail(e)
 			}
@@ -467,6 +482,7 @@ func (cn *conn) handle(f http2.Frame) error {
 	case *http2.GoAwayFrame:
 		last := f.LastStreamID
 		cn.mu.Lock()
+		cn.goaway = true // send opens no stream after this
 		var refused []*stream
 		for id, s := range cn.streams {
 			if id > last {
@@ -476,7 +492,8 @@ func (cn *conn) handle(f http2.Frame) error {
 		cn.mu.Unlock()
 		cn.c.drain(cn)
 		for _, s := range refused {
-			s.fail(retryable{fmt.Errorf("h2: server sent GOAWAY (%v) before the stream", f.ErrCode)})
+			s.fail(retryable{err: fmt.Errorf("h2: server sent GOAWAY (%v) before the stream", f.ErrCode),
+				refused: true, progress: last > 0})
 		}
 	case *http2.PushPromiseFrame:
 		return http2.ConnectionError(http2.ErrCodeProtocol) // push is off
@@ -498,8 +515,9 @@ func (cn *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return nil // a stream this client reset
 	}
 	if f.Truncated {
+		err := cn.rst(id, http2.ErrCodeProtocol) // before the stream's slot is given back
 		s.fail(errors.New("h2: response header list too large"))
-		return cn.rst(id, http2.ErrCodeProtocol)
+		return err
 	}
 	cn.mu.Lock()
 	gotHead := s.resp != nil
@@ -507,8 +525,9 @@ func (cn *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	if gotHead {
 		// Trailers: they end the stream; their fields are not kept.
 		if !f.StreamEnded() || len(f.PseudoFields()) > 0 {
+			err := cn.rst(id, http2.ErrCodeProtocol) // before the stream's slot is given back
 			s.fail(errors.New("h2: malformed trailers"))
-			return cn.rst(id, http2.ErrCodeProtocol)
+			return err
 		}
 		s.end()
 		return nil
@@ -516,20 +535,23 @@ func (cn *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	status := f.PseudoValue("status")
 	code, err := strconv.Atoi(status)
 	if len(status) != 3 || err != nil || code < 100 {
+		err := cn.rst(id, http2.ErrCodeProtocol) // before the stream's slot is given back
 		s.fail(fmt.Errorf("h2: malformed response status %q", status))
-		return cn.rst(id, http2.ErrCodeProtocol)
+		return err
 	}
 	if code < 200 {
 		if code == 101 || f.StreamEnded() {
+			err := cn.rst(id, http2.ErrCodeProtocol) // before the stream's slot is given back
 			s.fail(fmt.Errorf("h2: %d response", code))
-			return cn.rst(id, http2.ErrCodeProtocol)
+			return err
 		}
 		for _, hf := range f.Fields {
 			s.interim += int64(hf.Size())
 		}
 		if s.interim > int64(cn.c.o.MaxHeaderBytes) {
+			err := cn.rst(id, http2.ErrCodeProtocol) // before the stream's slot is given back
 			s.fail(errors.New("h2: interim responses' header lists too large"))
-			return cn.rst(id, http2.ErrCodeProtocol)
+			return err
 		}
 		return nil // an interim response: the final one follows
 	}
@@ -548,8 +570,9 @@ func (cn *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		if k == "Content-Length" {
 			n, ok := parseLength(hf.Value)
 			if !ok || clen >= 0 && n != clen {
+				err := cn.rst(id, http2.ErrCodeProtocol) // before the stream's slot is given back
 				s.fail(fmt.Errorf("h2: invalid Content-Length %q", hf.Value))
-				return cn.rst(id, http2.ErrCodeProtocol)
+				return err
 			}
 			clen = n
 		}
@@ -605,9 +628,10 @@ func (cn *conn) onData(f *http2.DataFrame) error {
 		cn.unacked += n
 		cn.mu.Unlock()
 		if s != nil && s.resp == nil {
+			rerr := cn.rst(id, http2.ErrCodeProtocol) // before the stream's slot is given back
 			s.fail(errors.New("h2: DATA before the response head"))
-			if err := cn.rst(id, http2.ErrCodeProtocol); err != nil {
-				return err
+			if rerr != nil {
+				return rerr
 			}
 		}
 		return cn.ack(0)
@@ -615,9 +639,10 @@ func (cn *conn) onData(f *http2.DataFrame) error {
 	if n > s.recvWin {
 		cn.unacked += n
 		cn.mu.Unlock()
+		rerr := cn.rst(id, http2.ErrCodeFlowControl) // before the stream's slot is given back
 		s.fail(errors.New("h2: server sent past the stream's flow-control window"))
-		if err := cn.rst(id, http2.ErrCodeFlowControl); err != nil {
-			return err
+		if rerr != nil {
+			return rerr
 		}
 		return cn.ack(0)
 	}
@@ -628,9 +653,10 @@ func (cn *conn) onData(f *http2.DataFrame) error {
 	if s.clen >= 0 && s.recvd+int64(len(data)) > s.clen || s.noBody && len(data) > 0 {
 		cn.unacked += len(data)
 		cn.mu.Unlock()
+		rerr := cn.rst(id, http2.ErrCodeProtocol) // before the stream's slot is given back
 		s.fail(errors.New("h2: server sent more than the Content-Length"))
-		if err := cn.rst(id, http2.ErrCodeProtocol); err != nil {
-			return err
+		if rerr != nil {
+			return rerr
 		}
 		return cn.ack(0)
 	}
@@ -655,7 +681,7 @@ func (cn *conn) onData(f *http2.DataFrame) error {
 	if f.StreamEnded() {
 		s.end()
 	}
-	return cn.ack(0)
+	return cn.ack(id) // padding alone may have used up a quarter of the stream's window
 }
 
 // ack sends the WINDOW_UPDATEs due: the connection's once a quarter of its

@@ -202,6 +202,7 @@ func (b *body) Close() error {
 	cn.mu.Unlock()
 	if !already {
 		b.s.abort(http2.ErrCodeCancel)
+		b.s.signal() // a Read blocked on the body returns
 	}
 	return nil
 }

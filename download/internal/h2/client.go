@@ -338,6 +338,7 @@ func (c *Client) get(ctx context.Context, key string, u *url.URL) (*conn, error)
 		}
 		var stale []*conn
 		var found *conn
+		zero := false // a connection allows no streams at all
 		for _, cn := range h.conns {
 			if cn.active == 0 && time.Since(cn.idleAt) > idleTimeout {
 				stale = append(stale, cn)
@@ -347,15 +348,16 @@ func (c *Client) get(ctx context.Context, key string, u *url.URL) (*conn, error)
 				found = cn
 				break
 			}
-			if cn.peerMax == 0 && !cn.draining {
-				c.mu.Unlock()
-				return nil, errNoStreams
-			}
+			zero = zero || cn.peerMax == 0
 		}
 		for _, cn := range stale {
 			cn.dead = true
 			c.dropLocked(cn)
 			go cn.close()
+		}
+		if found == nil && zero {
+			c.mu.Unlock()
+			return nil, errNoStreams
 		}
 		if found != nil {
 			if found.active == 0 {

@@ -106,12 +106,8 @@ const (
 	maxRetries  = 4
 	maxProgress = 64
 	maxRefused  = 8
+	maxUnsent   = 64 // requests not written (their connection failed or went away meanwhile)
 )
-
-// errNoStreams fails the requests to a host whose server allows no streams
-// (SETTINGS_MAX_CONCURRENT_STREAMS 0) on its connection: at once, rather
-// than waiting for a stream that may never come.
-var errNoStreams = errors.New("h2: the server allows no streams on the connection (SETTINGS_MAX_CONCURRENT_STREAMS 0)")
 
 // refusedBackoff is the wait before the n-th send again of a request
 // refused by a connection that served nothing: none for the first 2, then
@@ -146,9 +142,10 @@ type host struct {
 	dials []*dial
 	// wait is closed (and cleared) when a stream ends, a connection goes or
 	// a dial ends, for the requests waiting for room; nil when none waits.
-	wait    chan struct{}
-	waiting int
-	tls     *tls.Config
+	wait     chan struct{}
+	waiting  int
+	draining int // connections going away with streams still open
+	tls      *tls.Config
 }
 
 // dial is a connection being opened; the requests that wait for it share its
@@ -267,7 +264,7 @@ func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	key := hostKey(u)
-	tries, progress, refused := 0, 0, 0
+	tries, progress, refused, unsent := 0, 0, 0, 0
 	for {
 		if ctx.Err() != nil {
 			return nil, canceled(ctx)
@@ -282,8 +279,9 @@ func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		var r retryable
 		switch {
-		case errors.Is(err, errNotSent):
-			// Not written: not a try.
+		case errors.Is(err, errNotSent) && unsent < maxUnsent:
+			// Not written: not a try (the connection left the pool).
+			unsent++
 		case errors.As(err, &r) && r.refused && r.progress && progress < maxProgress:
 			progress++
 		case errors.As(err, &r) && r.refused && refused < maxRefused:
@@ -313,8 +311,11 @@ func hostKey(u *url.URL) string {
 	if u.Port() == "" {
 		k = net.JoinHostPort(u.Hostname(), "443")
 	}
-	for i := 0; i < len(k); i++ {
+	for i := 0; i < len(k) && k[i] != '%'; i++ { // an IPv6 zone keeps its case
 		if 'A' <= k[i] && k[i] <= 'Z' {
+			if j := strings.IndexByte(k, '%'); j >= 0 {
+				return strings.ToLower(k[:j]) + k[j:]
+			}
 			return strings.ToLower(k)
 		}
 	}
@@ -338,7 +339,6 @@ func (c *Client) get(ctx context.Context, key string, u *url.URL) (*conn, error)
 		}
 		var stale []*conn
 		var found *conn
-		zero := false // a connection allows no streams at all
 		for _, cn := range h.conns {
 			if cn.active == 0 && time.Since(cn.idleAt) > idleTimeout {
 				stale = append(stale, cn)
@@ -348,16 +348,11 @@ func (c *Client) get(ctx context.Context, key string, u *url.URL) (*conn, error)
 				found = cn
 				break
 			}
-			zero = zero || cn.peerMax == 0
 		}
 		for _, cn := range stale {
 			cn.dead = true
 			c.dropLocked(cn)
 			go cn.close()
-		}
-		if found == nil && zero {
-			c.mu.Unlock()
-			return nil, errNoStreams
 		}
 		if found != nil {
 			if found.active == 0 {
@@ -374,7 +369,11 @@ func (c *Client) get(ctx context.Context, key string, u *url.URL) (*conn, error)
 				break
 			}
 		}
-		if d == nil && len(h.conns)+len(h.dials) < c.o.MaxConnsPerHost {
+		// Connections going away do not count against MaxConnsPerHost (their
+		// last streams may take long), but those still open are bounded: at
+		// most as many again.
+		n := len(h.conns) + len(h.dials)
+		if d == nil && n < c.o.MaxConnsPerHost && n+h.draining < 2*c.o.MaxConnsPerHost {
 			d = &dial{done: make(chan struct{})}
 			h.dials = append(h.dials, d)
 			go c.open(h, d, u)
@@ -525,6 +524,7 @@ func (c *Client) release(cn *conn) {
 			closeIt = !cn.dead
 			cn.dead = true
 			c.dropLocked(cn)
+			c.undrainLocked(cn)
 		} else {
 			cn.idleAt = time.Now()
 			c.idle.pushBack(cn)
@@ -567,7 +567,7 @@ func (c *Client) dropLocked(cn *conn) {
 
 // forgetLocked drops h from the map once nothing refers to it.
 func (c *Client) forgetLocked(h *host) {
-	if len(h.conns) == 0 && len(h.dials) == 0 && h.waiting == 0 && c.hosts[h.key] == h {
+	if len(h.conns) == 0 && len(h.dials) == 0 && h.waiting == 0 && h.draining == 0 && c.hosts[h.key] == h {
 		delete(c.hosts, h.key)
 	}
 }
@@ -577,7 +577,18 @@ func (c *Client) lost(cn *conn) {
 	c.mu.Lock()
 	cn.dead = true
 	c.dropLocked(cn)
+	c.undrainLocked(cn)
 	c.mu.Unlock()
+}
+
+// undrainLocked stops counting cn among its host's draining connections.
+func (c *Client) undrainLocked(cn *conn) {
+	if cn.counted {
+		cn.counted = false
+		cn.h.draining--
+		cn.h.wake()
+		c.forgetLocked(cn.h)
+	}
 }
 
 // drain marks cn as taking no new streams (GOAWAY, stream ids used up). It
@@ -592,6 +603,9 @@ func (c *Client) drain(cn *conn) {
 		c.dropLocked(cn)
 		if cn.active == 0 {
 			cn.dead, closeIt = true, true
+		} else {
+			cn.counted = true
+			cn.h.draining++
 		}
 	}
 	c.mu.Unlock()
@@ -601,11 +615,17 @@ func (c *Client) drain(cn *conn) {
 }
 
 // setMaxStreams records the server's SETTINGS_MAX_CONCURRENT_STREAMS.
+// A connection whose server allows no streams (0, which RFC 9113 lets a
+// server send for a while) goes away as after a GOAWAY: the requests waiting
+// open another (a server refusing everything fails them, see maxRefused).
 func (c *Client) setMaxStreams(cn *conn, n uint32) {
 	c.mu.Lock()
 	cn.peerMax = n
 	cn.h.wake()
 	c.mu.Unlock()
+	if n == 0 {
+		c.drain(cn)
+	}
 }
 
 // CloseIdleConnections closes the connections with no stream in flight.

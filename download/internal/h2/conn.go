@@ -59,6 +59,7 @@ type conn struct {
 	draining   bool   // GOAWAY received or ids used up: no new streams
 	dead       bool   // out of the pool
 	inIdle     bool
+	counted    bool // in its host's draining count
 	idleAt     time.Time
 	prev, next *conn
 
@@ -86,7 +87,7 @@ type conn struct {
 	broken   error  // set once the connection has failed
 	recvWin  int    // what the server may still send on the connection
 	unacked  int    // consumed (or discarded) but not yet given back
-	served   bool   // a stream got its response: the connection was reused after
+	heads    int    // response heads received: served > 0 means the connection was reused after
 	goaway   bool   // GOAWAY received: no stream is opened after it
 	canonMap map[string]string
 }
@@ -158,7 +159,7 @@ func (cn *conn) write(fill func() error) error {
 	if err := fill(); err != nil {
 		cn.werr = err
 		cn.wmu.Unlock()
-		cn.nc.Close()
+		cn.fail()
 		return err
 	}
 	if cn.flushing {
@@ -186,12 +187,25 @@ func (cn *conn) write(fill func() error) error {
 	err := cn.werr
 	cn.wmu.Unlock()
 	if err != nil {
-		cn.nc.Close()
+		cn.fail()
 	}
 	return err
 }
 
 func (cn *conn) close() { cn.nc.Close() }
+
+// fail takes a connection whose write failed out of the pool, at once (no
+// request may get it while it closes), and closes its socket without TLS's
+// close_notify, which would wait on the same stuck socket; its reader then
+// fails the streams.
+func (cn *conn) fail() {
+	cn.c.lost(cn)
+	if tc, ok := cn.nc.(*tls.Conn); ok {
+		tc.NetConn().Close()
+		return
+	}
+	cn.nc.Close()
+}
 
 // canTake reports whether cn has room for another stream (under Client.mu).
 func (cn *conn) canTake(streams int) bool {
@@ -265,6 +279,7 @@ func (cn *conn) send(s *stream) error {
 			return nil
 		}
 		s.id = cn.nextID
+		s.heads = cn.heads
 		cn.nextID += 2
 		cn.streams[s.id] = s
 		cn.lastID = s.id
@@ -335,6 +350,7 @@ func (cn *conn) field(name, value string, literal bool) {
 // streams.
 func (cn *conn) readLoop() {
 	err := cn.readFrames()
+	cn.c.lost(cn) // out of the pool before the close, which may take time
 	cn.nc.Close()
 	cn.mu.Lock()
 	if cn.broken == nil {
@@ -342,9 +358,11 @@ func (cn *conn) readLoop() {
 	}
 	streams := cn.streams
 	cn.streams = map[uint32]*stream{}
-	served := cn.served
+	served := cn.heads > 0
 	cn.mu.Unlock()
-	cn.c.lost(cn)
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF // a body cut short is no io.EOF, even wrapped
+	}
 	for _, s := range streams {
 		e := fmt.Errorf("h2: connection lost: %w", err)
 		cn.mu.Lock()
@@ -436,7 +454,7 @@ func (cn *conn) handle(f http2.Frame) error {
 			cn.mu.Unlock()
 			if f.ErrCode == http2.ErrCodeRefusedStream && !gotHead {
 				cn.mu.Lock()
-				progress := cn.served
+				progress := cn.heads > s.heads // others were answered since this one was sent
 				cn.mu.Unlock()
 				s.fail(retryable{err: e, refused: true, progress: progress})
 			} else {
@@ -584,7 +602,7 @@ func (cn *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	s.noBody = code == http.StatusNoContent || code == http.StatusNotModified
 	s.clen = clen
 	s.resp = resp
-	cn.served = true
+	cn.heads++
 	cn.mu.Unlock()
 	close(s.head)
 	if f.StreamEnded() {

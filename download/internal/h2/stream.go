@@ -28,6 +28,7 @@ type stream struct {
 	released bool  // out of cn.streams, its reservation given back
 	noBody   bool  // 204, 304: DATA is an error
 	interim  int64 // size of the interim (1xx) header lists so far (the reader's own)
+	heads    int   // the connection's heads count when this stream was sent
 
 	clen     int64 // Content-Length, -1 if none
 	recvd    int64 // body bytes received

@@ -210,12 +210,6 @@ func (sc *srvConn) rst(id uint32, code http2.ErrCode) {
 	sc.fr.WriteRSTStream(id, code)
 }
 
-func (sc *srvConn) raw(b []byte) {
-	sc.wmu.Lock()
-	defer sc.wmu.Unlock()
-	sc.nc.Write(b)
-}
-
 func reviewClient(o Options) *Client {
 	o.TLSConfig = &tls.Config{InsecureSkipVerify: true}
 	return New(o)

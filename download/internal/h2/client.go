@@ -153,7 +153,8 @@ type host struct {
 type dial struct {
 	done    chan struct{}
 	err     error
-	waiters int // requests counting on a stream of it
+	cn      *conn // the connection, once done without err
+	waiters int   // requests counting on a stream of it (each reserved one at the end)
 }
 
 // New returns a Client configured by o.
@@ -385,6 +386,15 @@ func (c *Client) get(ctx context.Context, key string, u *url.URL) (*conn, error)
 			case <-d.done:
 			case <-ctx.Done():
 				c.mu.Lock()
+				select {
+				case <-d.done: // too late: open reserved this request's stream
+					c.mu.Unlock()
+					if d.err == nil {
+						c.release(d.cn)
+					}
+					return nil, canceled(ctx)
+				default:
+				}
 				d.waiters--
 				c.forgetLocked(h)
 				c.mu.Unlock()
@@ -393,8 +403,7 @@ func (c *Client) get(ctx context.Context, key string, u *url.URL) (*conn, error)
 			if d.err != nil {
 				return nil, d.err
 			}
-			c.mu.Lock()
-			continue
+			return d.cn, nil // its stream reserved by open
 		}
 		if h.wait == nil {
 			h.wait = make(chan struct{})
@@ -426,7 +435,14 @@ func (c *Client) open(h *host, d *dial, u *url.URL) {
 	if err == nil {
 		h.conns = append(h.conns, cn)
 		cn.idleAt = time.Now()
-		c.idle.pushBack(cn) // no stream yet: idle until a waiter takes one
+		// A stream for each request waiting on the dial, before any other
+		// request sees the connection (which could take them and make the
+		// waiters open another: 5 connections for 16 requests at 4 streams).
+		d.cn = cn
+		cn.active = d.waiters
+		if cn.active == 0 {
+			c.idle.pushBack(cn)
+		}
 	} else if errors.Is(err, ErrNotOffered) {
 		if len(c.noH2) >= maxNoH2 {
 			clear(c.noH2)
@@ -626,6 +642,16 @@ func (c *Client) setMaxStreams(cn *conn, n uint32) {
 	if n == 0 {
 		c.drain(cn)
 	}
+}
+
+// lowerMaxStreams records a stream limit the writer met before the reader
+// told the pool (it only lowers: the reader's own update may be newer).
+func (c *Client) lowerMaxStreams(cn *conn, n uint32) {
+	c.mu.Lock()
+	if n < cn.peerMax {
+		cn.peerMax = n
+	}
+	c.mu.Unlock()
 }
 
 // CloseIdleConnections closes the connections with no stream in flight.

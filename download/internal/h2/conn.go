@@ -266,13 +266,24 @@ func (cn *conn) send(s *stream) error {
 		}
 	}
 	registered := false
+	var why int // why not registered: 1 going away, 2 broken, 3 at the server's limit
+	var limit uint32
 	err := cn.write(func() error {
 		if cn.nextID > maxStreamID {
+			why = 1
 			return nil // the reservation is given back below
 		}
 		cn.mu.Lock()
-		if cn.broken != nil || cn.goaway || uint32(len(cn.streams)) >= cn.wmax {
-			// Broken, going away, or at a stream limit the server lowered
+		switch {
+		case cn.goaway:
+			why = 1
+		case cn.broken != nil:
+			why = 2
+		case uint32(len(cn.streams)) >= cn.wmax:
+			why, limit = 3, cn.wmax
+		}
+		if why != 0 {
+			// Going away, broken, or at a stream limit the server lowered
 			// after get reserved this stream: another try, as if not
 			// reserved.
 			cn.mu.Unlock()
@@ -325,6 +336,16 @@ func (cn *conn) send(s *stream) error {
 		return nil
 	})
 	if !registered {
+		// The pool learns it now, not when the reader gets to it: the
+		// next get must not hand this connection back.
+		switch {
+		case why == 1:
+			cn.c.drain(cn)
+		case why == 2 || err != nil:
+			cn.c.lost(cn)
+		case why == 3:
+			cn.c.lowerMaxStreams(cn, limit)
+		}
 		cn.c.release(cn)
 		if err != nil {
 			return fmt.Errorf("%w: %w", errNotSent, err)

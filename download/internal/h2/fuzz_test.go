@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -77,9 +78,38 @@ func encodeScript(data []byte) []byte {
 	return out.Bytes()
 }
 
+// loopback returns the two ends of a TCP connection on 127.0.0.1, from one
+// listener per process (a fuzz worker runs its inputs one after another).
+// TCP, not net.Pipe: the server half-closes after its script, and the client
+// may still write (a SETTINGS ACK, a WINDOW_UPDATE) while it reads the rest;
+// on a closed net.Pipe that write fails and x/net/http2's client dropped
+// frames it had not read yet.
+func loopback() (client, server net.Conn, err error) {
+	lnOnce.Do(func() { ln, lnErr = net.Listen("tcp", "127.0.0.1:0") })
+	if lnErr != nil {
+		return nil, nil, lnErr
+	}
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return nil, nil, err
+	}
+	server, err = ln.Accept()
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	return client, server, nil
+}
+
+var (
+	lnOnce sync.Once
+	ln     net.Listener
+	lnErr  error
+)
+
 // serveScript plays the server's side on nc: it reads the client's frames
 // (discarding them) and, once the request's HEADERS came, writes SETTINGS and
-// the script, then closes.
+// the script, then half-closes and reads until the client closes.
 func serveScript(nc net.Conn, raw []byte) {
 	defer nc.Close()
 	preface := make([]byte, len(http2.ClientPreface))
@@ -89,7 +119,9 @@ func serveScript(nc net.Conn, raw []byte) {
 	fr := http2.NewFramer(io.Discard, nc)
 	fr.SetMaxReadFrameSize(1 << 24)
 	got := make(chan struct{})
+	ended := make(chan struct{})
 	go func() {
+		defer close(ended)
 		sent := false
 		for {
 			f, err := fr.ReadFrame()
@@ -97,6 +129,7 @@ func serveScript(nc net.Conn, raw []byte) {
 				if !sent {
 					close(got)
 				}
+				io.Copy(io.Discard, nc) // past a frame error, until the client closes
 				return
 			}
 			if _, ok := f.(*http2.HeadersFrame); ok && !sent {
@@ -113,6 +146,13 @@ func serveScript(nc net.Conn, raw []byte) {
 		return
 	}
 	nc.Write(raw)
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.CloseWrite()
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+	}
 }
 
 type outcome struct {
@@ -123,7 +163,10 @@ type outcome struct {
 
 func fetchOurs(raw []byte) (outcome, bool) {
 	c := New(Options{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		a, b := net.Pipe()
+		a, b, err := loopback()
+		if err != nil {
+			return nil, err
+		}
 		go serveScript(b, raw)
 		return a, nil
 	}})
@@ -136,7 +179,10 @@ func fetchOurs(raw []byte) (outcome, bool) {
 }
 
 func fetchNetHTTP(raw []byte) (outcome, bool) {
-	a, b := net.Pipe()
+	a, b, err := loopback()
+	if err != nil {
+		return outcome{err: err}, false
+	}
 	go serveScript(b, raw)
 	defer a.Close()
 	// x/net/http2's ClientConn on a connection given (net/http's own

@@ -71,11 +71,13 @@ type Options struct {
 //
 // Plain http:// requests (and, with HTTP11, https:// too) go through h1, a lean
 // HTTP/1.1 client that costs about half the CPU of net/http per request, which
-// is what bounds haul on small files. https:// goes through net/http, which
-// negotiates HTTP/2 where the server offers it, and so does every request that
-// goes through a proxy (h1 implements none). Each hop of a redirect chain is
-// routed as a first request for its URL would be: a client stops at a redirect
-// to a URL the other one routes, and the chain goes on there.
+// is what bounds haul on small files. https:// goes through h2, a lean HTTP/2
+// client (ALPN h2 or http/1.1: a server that picks HTTP/1.1 gets its
+// connection and the host's requests handed to h1). net/http makes every
+// request that goes through a proxy or needs the cookie jar (neither lean
+// client implements them). Each hop of a redirect chain is routed as a first
+// request for its URL would be: a client stops at a redirect to a URL another
+// one routes, and the chain goes on there.
 func New(o Options) (Client, error) {
 	tlsConf := &tls.Config{InsecureSkipVerify: o.Insecure}
 	if o.CACert != "" {
@@ -247,7 +249,7 @@ type Client interface {
 	CloseIdleConnections()
 }
 
-// client sends each request through the lean HTTP/1.1 client or net/http.
+// client sends each request through the lean HTTP/1.1 or HTTP/2 client, or net/http.
 type client struct {
 	lean    Client         // an *h1.Client but in tests
 	lean2   Client         // an *h2.Client for https to HTTP/2 servers; nil with --http1.1

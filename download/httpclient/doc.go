@@ -1,8 +1,8 @@
 // Package httpclient builds the one HTTP client a haul run shares, and routes
 // each request: plain http:// through haul's lean HTTP/1.1 client (h1), and
-// https:// through net/http, which speaks HTTP/2 where the server offers it
-// (or through h1 with --http1.1); through net/http whenever the environment
-// names a proxy for the scheme.
+// https:// through its lean HTTP/2 client (h2), which hands a host whose server
+// picks HTTP/1.1 to h1 (so does --http1.1); through net/http whenever the
+// environment names a proxy for the scheme, or with a cookie jar.
 //
 // It owns connection pooling, TLS settings (--cacert, --insecure), proxies,
 // and the redirect policy (at most 10, http(s) only, credentials and Referer

@@ -103,32 +103,41 @@ func New(o Options) *Client {
 // Read and Close of one body must not be called concurrently; cancel the
 // request's context to abort a blocked Read.
 func (c *Client) Do(req *http.Request) (*http.Response, error) {
+	return Get(req, "h1", c.roundTrip, c.o.CheckRedirect)
+}
+
+// Get is the Do of a lean client whose roundTrip makes one GET without
+// following redirects (h1's, h2's): it refuses what neither makes (another
+// method, a request body), follows redirects as http.Client does under check
+// (nil: stop after 10), and wraps errors as *url.Error, prefixed by name.
+func Get(req *http.Request, name string, roundTrip func(*http.Request) (*http.Response, error),
+	check func(req *http.Request, via []*http.Request) error) (*http.Response, error) {
 	if req.URL == nil {
-		return nil, &url.Error{Op: "Get", Err: errors.New("h1: nil Request.URL")}
+		return nil, &url.Error{Op: "Get", Err: fmt.Errorf("%s: nil Request.URL", name)}
 	}
 	if req.Method != "" && req.Method != http.MethodGet {
-		return nil, urlError(req.URL, fmt.Errorf("h1: method %s: %w", req.Method, errors.ErrUnsupported))
+		return nil, URLError(req.URL, fmt.Errorf("%s: method %s: %w", name, req.Method, errors.ErrUnsupported))
 	}
 	if req.Body != nil && req.Body != http.NoBody {
 		req.Body.Close()
-		return nil, urlError(req.URL, fmt.Errorf("h1: request body: %w", errors.ErrUnsupported))
+		return nil, URLError(req.URL, fmt.Errorf("%s: request body: %w", name, errors.ErrUnsupported))
 	}
 	var via []*http.Request
 	for {
-		resp, err := c.roundTrip(req)
+		resp, err := roundTrip(req)
 		if err != nil {
-			return nil, urlError(req.URL, err)
+			return nil, URLError(req.URL, err)
 		}
 		via = append(via, req)
 		next, loc, err := Redirect(via, resp)
 		if err != nil {
 			resp.Body.Close()
-			return nil, urlError(req.URL, err)
+			return nil, URLError(req.URL, err)
 		}
 		if next == nil {
 			return resp, nil
 		}
-		if check := c.o.CheckRedirect; check != nil {
+		if check != nil {
 			err = check(next, via)
 		} else if len(via) >= 10 {
 			err = errors.New("stopped after 10 redirects")
@@ -244,8 +253,8 @@ func isDomainOrSubdomain(sub, parent string) bool {
 	return strings.HasSuffix(sub, parent) && sub[len(sub)-len(parent)-1] == '.'
 }
 
-// urlError wraps err as net/http does, with the URL's password masked.
-func urlError(u *url.URL, err error) error {
+// URLError wraps err as net/http does, with the URL's password masked.
+func URLError(u *url.URL, err error) error {
 	s := u.String()
 	if _, ok := u.User.Password(); ok {
 		s = strings.Replace(s, u.User.String()+"@", u.User.Username()+":***@", 1)
@@ -272,7 +281,7 @@ func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	if ctx.Err() != nil {
-		return nil, canceled(ctx)
+		return nil, Canceled(ctx)
 	}
 	p, err := c.acquire(ctx, hostKey{https: u.Scheme == "https", host: u.Host})
 	if err != nil {
@@ -303,9 +312,9 @@ func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// canceled is the error of an operation cut short by the end of ctx: it is
+// Canceled is the error of an operation cut short by the end of ctx: it is
 // (wraps) ctx.Err() and, when different, context.Cause(ctx).
-func canceled(ctx context.Context) error {
+func Canceled(ctx context.Context) error {
 	err := ctx.Err()
 	if cause := context.Cause(ctx); cause != nil && cause != err {
 		return fmt.Errorf("%w: %w", err, cause)
@@ -318,7 +327,7 @@ func canceled(ctx context.Context) error {
 // the reason.
 func ctxErr(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		return canceled(ctx)
+		return Canceled(ctx)
 	}
 	return err
 }

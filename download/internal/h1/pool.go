@@ -111,7 +111,7 @@ func (c *Client) acquire(ctx context.Context, k hostKey) (*hostPool, error) {
 			c.mu.Lock()
 			c.dropUserLocked(p)
 			c.mu.Unlock()
-			return nil, canceled(ctx)
+			return nil, Canceled(ctx)
 		}
 	}
 	return p, nil

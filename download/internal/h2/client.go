@@ -207,45 +207,7 @@ func New(o Options) *Client {
 // a host that does not speak HTTP/2 fails with ErrNotOffered, also on a
 // redirect's hop: the caller sends it again another way.
 func (c *Client) Do(req *http.Request) (*http.Response, error) {
-	if req.URL == nil {
-		return nil, &url.Error{Op: "Get", Err: errors.New("h2: nil Request.URL")}
-	}
-	if req.Method != "" && req.Method != http.MethodGet {
-		return nil, urlError(req.URL, fmt.Errorf("h2: method %s: %w", req.Method, errors.ErrUnsupported))
-	}
-	if req.Body != nil && req.Body != http.NoBody {
-		req.Body.Close()
-		return nil, urlError(req.URL, fmt.Errorf("h2: request body: %w", errors.ErrUnsupported))
-	}
-	var via []*http.Request
-	for {
-		resp, err := c.roundTrip(req)
-		if err != nil {
-			return nil, urlError(req.URL, err)
-		}
-		via = append(via, req)
-		next, loc, err := h1.Redirect(via, resp)
-		if err != nil {
-			resp.Body.Close()
-			return nil, urlError(req.URL, err)
-		}
-		if next == nil {
-			return resp, nil
-		}
-		if check := c.o.CheckRedirect; check != nil {
-			err = check(next, via)
-		} else if len(via) >= 10 {
-			err = errors.New("stopped after 10 redirects")
-		}
-		if err == http.ErrUseLastResponse {
-			return resp, nil
-		}
-		h1.Discard(resp)
-		if err != nil {
-			return resp, &url.Error{Op: "Get", URL: loc, Err: err}
-		}
-		req = next
-	}
+	return h1.Get(req, "h2", c.roundTrip, c.o.CheckRedirect)
 }
 
 // roundTrip makes one request without following redirects, sending it again
@@ -268,7 +230,7 @@ func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 	tries, progress, refused, unsent := 0, 0, 0, 0
 	for {
 		if ctx.Err() != nil {
-			return nil, canceled(ctx)
+			return nil, h1.Canceled(ctx)
 		}
 		cn, err := c.get(ctx, key, u)
 		if err != nil {
@@ -293,7 +255,7 @@ func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 				case <-t.C:
 				case <-ctx.Done():
 					t.Stop()
-					return nil, canceled(ctx)
+					return nil, h1.Canceled(ctx)
 				}
 			}
 		case errors.As(err, &r) && !r.refused && tries < maxRetries:
@@ -392,13 +354,13 @@ func (c *Client) get(ctx context.Context, key string, u *url.URL) (*conn, error)
 					if d.err == nil {
 						c.release(d.cn)
 					}
-					return nil, canceled(ctx)
+					return nil, h1.Canceled(ctx)
 				default:
 				}
 				d.waiters--
 				c.forgetLocked(h)
 				c.mu.Unlock()
-				return nil, canceled(ctx)
+				return nil, h1.Canceled(ctx)
 			}
 			if d.err != nil {
 				return nil, d.err
@@ -420,7 +382,7 @@ func (c *Client) get(ctx context.Context, key string, u *url.URL) (*conn, error)
 			h.waiting--
 			c.forgetLocked(h)
 			c.mu.Unlock()
-			return nil, canceled(ctx)
+			return nil, h1.Canceled(ctx)
 		}
 	}
 }
@@ -709,22 +671,4 @@ func (l *connList) remove(cn *conn) {
 	cn.prev, cn.next = nil, nil
 	cn.inIdle = false
 	l.n--
-}
-
-// urlError wraps err as net/http does, with the URL's password masked.
-func urlError(u *url.URL, err error) error {
-	s := u.String()
-	if _, ok := u.User.Password(); ok {
-		s = strings.Replace(s, u.User.String()+"@", u.User.Username()+":***@", 1)
-	}
-	return &url.Error{Op: "Get", URL: s, Err: err}
-}
-
-// canceled is the error of an operation cut short by the end of ctx.
-func canceled(ctx context.Context) error {
-	err := ctx.Err()
-	if cause := context.Cause(ctx); cause != nil && cause != err {
-		return fmt.Errorf("%w: %w", err, cause)
-	}
-	return err
 }

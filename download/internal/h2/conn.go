@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/haul/haul/download/internal/h1"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -216,8 +218,7 @@ func (cn *conn) canTake(streams int) bool {
 // response head.
 func (cn *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	s := &stream{cn: cn, req: req, ctx: ctx, head: make(chan struct{}), notify: make(chan struct{}, 1),
-		clen: -1}
-	s.recvWin = cn.c.o.StreamWindow
+		clen: -1, recvWin: cn.c.o.StreamWindow}
 	if err := cn.send(s); err != nil {
 		return nil, err
 	}
@@ -225,7 +226,7 @@ func (cn *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respons
 	case <-s.head:
 	case <-ctx.Done():
 		s.abort(http2.ErrCodeCancel)
-		return nil, canceled(ctx)
+		return nil, h1.Canceled(ctx)
 	}
 	cn.mu.Lock()
 	resp, err := s.resp, s.err
@@ -352,11 +353,8 @@ func (cn *conn) send(s *stream) error {
 		}
 		return errNotSent
 	}
-	if err != nil {
-		// The reader fails the stream as the connection ends; the head
-		// wait sees it.
-		return nil
-	}
+	// A write error (err) is the connection's: the reader fails the stream
+	// as the connection ends, and the head wait sees it.
 	return nil
 }
 
@@ -455,8 +453,10 @@ func (cn *conn) lookup(id uint32) *stream {
 func (cn *conn) known(id uint32) bool {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
-	return id%2 == 1 && id <= cn.lastID
+	return cn.knownLocked(id)
 }
+
+func (cn *conn) knownLocked(id uint32) bool { return id%2 == 1 && id <= cn.lastID }
 
 func (cn *conn) handle(f http2.Frame) error {
 	switch f := f.(type) {
@@ -649,12 +649,13 @@ func parseLength(v string) (int64, bool) {
 
 func (cn *conn) onData(f *http2.DataFrame) error {
 	id := f.StreamID
-	if !cn.known(id) {
-		return http2.ConnectionError(http2.ErrCodeProtocol)
-	}
 	n := int(f.Header().Length) // padding counts against the windows too
 	data := f.Data()
 	cn.mu.Lock()
+	if !cn.knownLocked(id) {
+		cn.mu.Unlock()
+		return http2.ConnectionError(http2.ErrCodeProtocol)
+	}
 	if n > cn.recvWin {
 		cn.mu.Unlock()
 		return http2.ConnectionError(http2.ErrCodeFlowControl)
@@ -785,21 +786,10 @@ var commonCanon = func() map[string]string {
 		"Retry-After", "Server", "Set-Cookie", "Strict-Transport-Security", "Vary", "Via",
 		"Www-Authenticate", "X-Content-Type-Options", "X-Frame-Options", "Repr-Digest",
 		"Content-Digest", "Alt-Svc", "Access-Control-Allow-Origin", "X-Cache"} {
-		m[http.CanonicalHeaderKey(k)] = k
-		m[lower(k)] = k
+		m[strings.ToLower(k)] = k
 	}
 	return m
 }()
-
-func lower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
 
 // lowerName is the HTTP/2 name of a request field: lower case; skip for the
 // fields HTTP/2 forbids (connection-specific ones, and Host: :authority
@@ -821,7 +811,7 @@ func lowerName(k string) (name string, skip, literal bool) {
 	case "If-Modified-Since":
 		return "if-modified-since", false, true
 	}
-	name = lower(k)
+	name = strings.ToLower(k)
 	switch name {
 	case "connection", "proxy-connection", "transfer-encoding", "upgrade", "keep-alive", "host":
 		return name, true, false

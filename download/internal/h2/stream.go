@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sync"
 
+	"github.com/haul/haul/download/internal/h1"
 	"golang.org/x/net/http2"
 )
 
@@ -198,7 +199,7 @@ func (b *body) Read(p []byte) (int, error) {
 		select {
 		case <-s.notify:
 		case <-s.ctx.Done():
-			return 0, canceled(s.ctx)
+			return 0, h1.Canceled(s.ctx)
 		}
 	}
 }

@@ -200,7 +200,6 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 		hashAll: o.HashAll, limiter: e.limiter, bufs: e.bufs, bytes: &e.stats.Bytes,
 		split: o.Split, minSplit: o.MinSplitSize, retries: o.Retries, backoff: e.backoff}
 	e.jobs = semaphore.NewWeighted(int64(o.Jobs) * int64(o.Streams))
-	e.hosts.lighter = func(n int64) { e.jobs.Release(n) }
 	if o.Streams > 1 && o.MaxStreams > 0 && o.MaxStreams < o.Jobs*o.Streams {
 		e.streams = semaphore.NewWeighted(int64(o.MaxStreams))
 	}
@@ -226,7 +225,7 @@ func (e *Engine) HostMultiplexed(host string) {
 }
 
 // inline reports whether x can only go over HTTP/1.1 (a plain http:// URL,
-// or nothing multiplexes): its worker runs it (see parking.workers).
+// or nothing multiplexes): its worker runs it (see pool).
 func (e *Engine) inline(x *entry) bool {
 	u := x.ent.URL
 	return e.opts.Streams <= 1 || len(u) > 7 && strings.EqualFold(u[:7], "http://")
@@ -277,8 +276,9 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 		}
 	})
 	g.Go(func() error {
-		e.parking.workers(gctx, entries, e.jobs, e.streams, e.weight, e.inline, e.opts.Jobs,
-			func(x *entry) { x.run(ctx) })
+		pl := &pool{parking: e.parking, jobs: e.jobs, streams: e.streams, weight: e.weight, inline: e.inline,
+			workers: e.opts.Jobs, run: func(x *entry, g *grant) { x.run(ctx, g) }}
+		pl.work(gctx, entries)
 		return nil
 	})
 	err := g.Wait()

@@ -57,12 +57,10 @@ type entry struct {
 	// resumed: it comes back from a pause in its retry loop, so the bytes kept
 	// are this run's and --force does not start them over.
 	resumed bool
-	// weight is what it counts against --jobs and --per-host while a worker
-	// runs it, in streams (Engine.weight): set by its worker each time,
-	// with granted, the worker's count of what it releases when run
-	// returns (that run's own: a parked entry's next run has another).
-	weight  int64
-	granted *int64
+	// grant is its share of --jobs and, once takeSlot has a slot, of its
+	// host's --per-host, for this run (a parked entry's next run has
+	// another): given by the pool, which releases it when run returns.
+	grant *grant
 	// small: it uses the small buffers (it took a stream when it started).
 	small bool
 
@@ -77,10 +75,11 @@ func (e *Engine) newEntry(ent Entry) *entry {
 	return &entry{e: e, ent: ent, hostKey: urlid.HostKey(ent.URL)}
 }
 
-// run takes the entry as far as it goes on this worker: to its end (maybe
-// later, from the committer) or to the parking.
-func (x *entry) run(ctx context.Context) {
+// run takes the entry as far as it goes on this worker, on the grant g: to
+// its end (maybe later, from the committer) or to the parking.
+func (x *entry) run(ctx context.Context, g *grant) {
 	e := x.e
+	x.grant, x.small = g, g.Weight() == 1
 	if !x.started {
 		// An entry whose host asked to be left alone (429/503) waits aside
 		// before it starts, so that this worker serves other hosts meanwhile.
@@ -279,17 +278,13 @@ func (x *entry) plan() error {
 	return nil
 }
 
-// takeSlot takes a slot of the entry's host (--per-host). When every slot is
-// taken, the entry is set aside until one is released, and takeSlot returns
-// false: its worker goes on with other entries. With the parking full, it
-// waits for the slot on the worker.
+// takeSlot takes a slot of the entry's host (--per-host) for its grant.
+// When every slot is taken, the entry is set aside until one is released,
+// and takeSlot returns false: its worker goes on with other entries. With
+// the parking full, it waits for the slot on the worker.
 func (x *entry) takeSlot(ctx context.Context) bool {
-	e := x.e
-	// Once a heavy holder of its host's slots (w > 1), x.weight is read
-	// and written under the hosts' lock: w is the weight before.
-	w, before := x.weight, x.weight
-	h, ok := e.hosts.tryAcquire(x.hostKey, &w, x, nil)
-	x.lighten(w != before, w)
+	e, g := x.e, x.grant
+	h, ok := e.hosts.tryAcquire(x.hostKey, g, nil)
 	if ok {
 		x.host = h // the usual case: a slot is free, or there is no cap
 		return true
@@ -297,41 +292,24 @@ func (x *entry) takeSlot(ctx context.Context) bool {
 	if e.parking.reserve() {
 		// Parked before it registers as a waiter (both under the hosts' lock
 		// in tryAcquire would invert the lock order): a release in between
-		// finds it parked. If a slot is free after all, it is taken back.
+		// finds it parked. If a slot is free after all, it comes back at
+		// once and takes it then. Once parked, x may be another worker's
+		// already: only g, this run's grant, is read.
 		x.e.claims.release(x.claimed, nil)
 		x.claimed = nil
 		e.parking.putForSlot(x, slotRecheck)
-		// Not x.weight: once parked, x may be another worker's already.
-		w2 := w
-		h, ok := e.hosts.tryAcquire(x.hostKey, &w2, nil, func() bool { return e.parking.wakeForSlot(x) })
-		if ok {
-			// A slot was free: the entry comes back at once, and takes
-			// one again then (this one is released).
-			e.hosts.release(h, w2)
+		if e.hosts.waitFor(x.hostKey, g.Weight(), func() bool { return e.parking.wakeForSlot(x) }) {
 			e.parking.wakeForSlot(x)
 		}
 		return false
 	}
-	before = w
-	h, err := e.hosts.acquire(ctx, x.hostKey, &w, x)
-	x.lighten(w != before, w)
+	h, err := e.hosts.acquire(ctx, x.hostKey, g)
 	if err != nil {
 		x.end(ctx, err)
 		return false
 	}
 	x.host = h
 	return true
-}
-
-// lighten lowers the entry's weight to w: its host turned out to speak
-// HTTP/2 since it was dispatched (the first entries of a list are dispatched
-// before any response), so it takes a stream, not a connection, and gives
-// the rest of its grant back.
-func (x *entry) lighten(lowered bool, w int64) {
-	if lowered {
-		x.e.jobs.Release(x.weight - w)
-		x.weight, *x.granted = w, w
-	}
 }
 
 // slotRecheck is how long an entry waiting for a slot of its host stays set
@@ -559,10 +537,11 @@ func (x *entry) deps() *transferDeps {
 	return &x.e.xfer
 }
 
-// releaseHost gives the host slot back.
+// releaseHost gives the host slot back (its grant keeps its share of
+// --jobs until run returns).
 func (x *entry) releaseHost() {
 	if x.host != nil {
-		x.e.hosts.releaseEntry(x.host, x)
+		x.e.hosts.release(x.grant)
 		x.host = nil
 	}
 }

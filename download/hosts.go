@@ -16,17 +16,17 @@ import (
 //
 // The cap is counted in streams: --per-host P is P*streams, an entry over
 // HTTP/1.1 (or to a host not yet known to speak HTTP/2) takes streams of them
-// (a whole connection), one over HTTP/2 takes one.
+// (a whole connection), one over HTTP/2 takes one. An entry's slots are
+// taken for its grant and recorded in it (tryAcquire, release); hosts keeps
+// the grants that hold a connection's worth, to lower them when the host
+// turns out to multiplex, and knows nothing of the entries.
 //
 // Entries for idle hosts are dropped once the table grows, so a list touching
 // millions of hosts does not grow memory without bound.
 type hosts struct {
-	cap     int64 // in streams; 0: no per-host cap
-	streams int64 // the weight of a whole connection
-	// lighter gives back n of -j's grant (Engine.jobs) of an entry made
-	// lighter in flight (multiplexed).
-	lighter   func(n int64)
-	failLimit int // attempts without a response that make a host down; <= 0: never
+	cap       int64 // in streams; 0: no per-host cap
+	streams   int64 // the weight of a whole connection
+	failLimit int   // attempts without a response that make a host down; <= 0: never
 
 	mu      sync.Mutex
 	m       map[string]*host
@@ -40,7 +40,7 @@ type hosts struct {
 
 type host struct {
 	used   int64     // weight of the slots taken (see hosts.cap)
-	users  int       // workers between acquire and release
+	users  int       // grants (and split pieces) between acquire and release
 	h2     bool      // a response of this host came over HTTP/2
 	paused time.Time // no new request before this instant
 	misses int       // consecutive attempts that got no response
@@ -50,10 +50,10 @@ type host struct {
 	// its entry no longer waits (it came back on its timer, and may have
 	// registered again): the next one is tried.
 	waiters []waiter
-	// heavy are the entries holding more than one slot (a whole connection:
+	// heavy are the grants holding more than one slot (a whole connection:
 	// sent before the host was known to speak HTTP/2): when it turns out to,
-	// they take one (multiplexed). Their weight is then read under mu.
-	heavy map[*entry]struct{}
+	// they are lowered to one (multiplexed).
+	heavy map[*grant]struct{}
 }
 
 // waiter is an entry waiting for w of its host's slots.
@@ -88,16 +88,20 @@ func (hs *hosts) tryConn(name string) (release func(), ok bool) {
 	}
 	h.used += hs.streams
 	h.users++
-	return func() { hs.release(h, hs.streams) }, true
+	return func() {
+		hs.mu.Lock()
+		defer hs.mu.Unlock()
+		hs.releaseLocked(h, hs.streams)
+	}, true
 }
 
-// acquire waits for *w of a host's slots (lowered as tryAcquire does) and
-// returns the host's state. The caller must release them.
-func (hs *hosts) acquire(ctx context.Context, name string, w *int64, holder *entry) (*host, error) {
+// acquire waits for g's weight of a host's slots (lowered as tryAcquire
+// does) and returns the host's state. The caller must release them.
+func (hs *hosts) acquire(ctx context.Context, name string, g *grant) (*host, error) {
 	for {
 		ch := make(chan struct{}, 1)
 		var gone atomic.Bool
-		h, ok := hs.tryAcquire(name, w, holder, func() bool {
+		h, ok := hs.tryAcquire(name, g, func() bool {
 			if gone.Load() {
 				return false
 			}
@@ -116,41 +120,63 @@ func (hs *hosts) acquire(ctx context.Context, name string, w *int64, holder *ent
 	}
 }
 
-// tryAcquire takes *w slots of the named host if they are free; a weight
-// above one (a whole connection) is lowered to one first if the host is known
+// tryAcquire takes g's weight of the named host's slots, if they are free,
+// and records them in g (release gives them back); a weight above one (a
+// whole connection) is lowered to one first (g.Lower) if the host is known
 // to speak HTTP/2, in the same step, so that no entry takes a connection's
-// worth of a host just learnt to multiplex. An entry that takes more than one
-// (holder, nil for none) is recorded as heavy: see multiplexed. If they are
-// not free, it
-// does not wait: it registers onFree, called once when a slot is released
-// (the caller sets its entry aside meanwhile, and its worker takes others:
-// with --per-host, a slow or dead host does not hold the workers the other
-// hosts need), and returns ok false.
-func (hs *hosts) tryAcquire(name string, w *int64, holder *entry, onFree func() bool) (h *host, ok bool) {
+// worth of a host just learnt to multiplex. A grant that takes more than one
+// is kept as heavy: see multiplexed. If they are not free, it does not wait:
+// it registers onFree (nil: none), called once when a slot is released (the
+// caller sets its entry aside meanwhile, and its worker takes others: with
+// --per-host, a slow or dead host does not hold the workers the other hosts
+// need), and returns ok false.
+func (hs *hosts) tryAcquire(name string, g *grant, onFree func() bool) (h *host, ok bool) {
+	g.mu.Lock() // lock order: the grant, then the hosts (see grant)
+	defer g.mu.Unlock()
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	h = hs.getLocked(name)
 	if h.h2 {
-		*w = min(*w, 1)
+		g.lowerLocked(1) // it holds no slot yet: only -j gets the rest back
 	}
-	if hs.cap == 0 || h.used+*w <= hs.cap {
-		h.used += *w
+	w := g.w
+	if hs.cap == 0 || h.used+w <= hs.cap {
+		h.used += w
 		h.users++
-		if holder != nil && *w > 1 {
+		g.hosts, g.host = hs, h
+		if w > 1 {
 			if h.heavy == nil {
-				h.heavy = make(map[*entry]struct{})
+				h.heavy = make(map[*grant]struct{})
 			}
-			holder.weight = *w // under mu from now on
-			h.heavy[holder] = struct{}{}
+			h.heavy[g] = struct{}{}
 		}
 		return h, true
 	}
 	// Under mu: a release frees its slots under mu, then calls waiters, so
-	// this one is not missed. A nil onFree only asks.
+	// this one is not missed.
 	if onFree != nil {
-		h.waiters = append(h.waiters, waiter{*w, onFree})
+		h.waiters = append(h.waiters, waiter{w, onFree})
 	}
 	return nil, false
+}
+
+// waitFor registers onFree to be called once when w of the named host's
+// slots may be free (as tryAcquire does when they are not), and reports
+// true instead if they are free now: the caller then takes them itself. The
+// waiters of the host that the free slots may serve are woken meanwhile.
+func (hs *hosts) waitFor(name string, w int64, onFree func() bool) (free bool) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h := hs.getLocked(name)
+	if h.h2 {
+		w = min(w, 1)
+	}
+	if hs.cap == 0 || h.used+w <= hs.cap {
+		hs.wakeLocked(h)
+		return true
+	}
+	h.waiters = append(h.waiters, waiter{w, onFree})
+	return false
 }
 
 // getLocked returns the named host's state, made if new.
@@ -170,21 +196,30 @@ func (hs *hosts) getLocked(name string) *host {
 	return h
 }
 
-// release gives back w slots of h taken by acquire or tryAcquire, and wakes
-// as many waiters, first in first out, as the free slots may serve.
-func (hs *hosts) release(h *host, w int64) {
-	hs.mu.Lock()
-	defer hs.mu.Unlock()
-	hs.releaseLocked(h, w)
+// release gives back the host's slots that g holds (taken by acquire or
+// tryAcquire, less what Lower gave back meanwhile), and wakes as many
+// waiters, first in first out, as the free slots may serve. g keeps its
+// share of -j (Release gives it back).
+func (hs *hosts) release(g *grant) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.leaveHostLocked()
 }
 
-// releaseEntry gives back the slots of h that x holds (its weight, which
-// multiplexed may have lowered meanwhile).
-func (hs *hosts) releaseEntry(h *host, x *entry) {
+// giveBack returns n of h's slots that g holds; leave: they are all it
+// holds, and it lets go of h. The caller holds g's mu (see grant).
+func (hs *hosts) giveBack(h *host, g *grant, n int64, leave bool) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
-	delete(h.heavy, x)
-	hs.releaseLocked(h, x.weight)
+	if leave || g.w <= 1 {
+		delete(h.heavy, g)
+	}
+	if leave {
+		hs.releaseLocked(h, n)
+		return
+	}
+	h.used -= n
+	hs.wakeLocked(h)
 }
 
 func (hs *hosts) releaseLocked(h *host, w int64) {
@@ -215,39 +250,45 @@ func (hs *hosts) wakeLocked(h *host) {
 	}
 }
 
-// multiplexed records that a response of the named host came over HTTP/2.
-// Its heavy entries in flight now take a stream each: the rest of their
-// slots and of their -j grant is given back at once (a slow server may hold
-// them for long; the requests behind them need not wait).
+// multiplexed records that a response of h came over HTTP/2. Its heavy
+// grants in flight now hold a stream each: the rest of their slots and of
+// their share of -j is given back at once (a slow server may hold them for
+// long; the requests behind them need not wait).
 func (hs *hosts) multiplexed(h *host) {
 	hs.mu.Lock()
-	defer hs.mu.Unlock()
-	hs.multiplexedLocked(h)
+	heavy := hs.multiplexedLocked(h)
+	hs.mu.Unlock()
+	lower(heavy)
 }
 
-// multiplexedName is multiplexed for the named host.
+// multiplexedName is multiplexed for the named host: safe to call from any
+// goroutine, as a connection to it is found to speak HTTP/2.
 func (hs *hosts) multiplexedName(name string) {
 	hs.mu.Lock()
-	defer hs.mu.Unlock()
-	hs.multiplexedLocked(hs.getLocked(name))
+	heavy := hs.multiplexedLocked(hs.getLocked(name))
+	hs.mu.Unlock()
+	lower(heavy)
 }
 
-func (hs *hosts) multiplexedLocked(h *host) {
+// multiplexedLocked marks h as speaking HTTP/2 and returns its heavy grants,
+// for the caller to lower once it has let hs.mu go (lock order: see grant).
+// From now on no grant takes more than one of h's slots (tryAcquire).
+func (hs *hosts) multiplexedLocked(h *host) map[*grant]struct{} {
 	if h.h2 {
-		return
+		return nil
 	}
 	h.h2 = true
-	for x := range h.heavy {
-		d := x.weight - 1
-		h.used -= d
-		x.weight = 1
-		*x.granted -= d
-		if hs.lighter != nil {
-			hs.lighter(d)
-		}
-	}
+	heavy := h.heavy
 	h.heavy = nil
-	hs.wakeLocked(h)
+	hs.wakeLocked(h) // a heavy waiter now waits for one slot
+	return heavy
+}
+
+// lower lowers each grant of heavy to a stream.
+func lower(heavy map[*grant]struct{}) {
+	for g := range heavy {
+		g.Lower(1)
+	}
 }
 
 // isMultiplexed reports whether the named host is known to speak HTTP/2.

@@ -50,6 +50,12 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("server returned %d %s", e.Code, http.StatusText(e.Code))
 }
 
+// statusError is the error of a response that is not a success, with the
+// wait its Retry-After asks for.
+func statusError(resp *http.Response) *StatusError {
+	return &StatusError{Code: resp.StatusCode, RetryAfter: retry.After(resp.Header.Get("Retry-After"), time.Now())}
+}
+
 // FatalError stops the whole run: the output cannot be written (disk full,
 // read-only filesystem, no permission), so no further entry can succeed.
 type FatalError struct{ Err error }

@@ -51,7 +51,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/haul/haul/download/internal/retry"
 	"github.com/haul/haul/sink"
@@ -267,7 +266,7 @@ func checkPiece(resp *http.Response, start, end, total int64, validator string) 
 	case resp.StatusCode == http.StatusOK, resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
 		return fmt.Errorf("%w: %s to a range request", errSplice, resp.Status)
 	}
-	se := &StatusError{Code: resp.StatusCode, RetryAfter: retry.After(resp.Header.Get("Retry-After"), time.Now())}
+	se := statusError(resp)
 	if retryable(se) {
 		return se
 	}

@@ -76,13 +76,6 @@ type transfer struct {
 // resuming reports whether bytes of the body are kept.
 func (t *transfer) resuming() bool { return t.written > 0 || len(t.done) > 0 }
 
-func (t *transfer) takeSlot() (release func(), ok bool) {
-	if t.slot == nil {
-		return func() {}, true
-	}
-	return t.slot()
-}
-
 // conditional is --update's question about a final file: If-None-Match with
 // the ETag it was written from, else If-Modified-Since.
 type conditional struct {
@@ -338,7 +331,7 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 		// the kept bytes are no use.
 		return false, t.forget(fmt.Errorf("range from %d not satisfiable", t.written))
 	default:
-		return false, &StatusError{Code: resp.StatusCode, RetryAfter: retry.After(resp.Header.Get("Retry-After"), time.Now())}
+		return false, statusError(resp)
 	}
 	if t.ent.Size >= 0 && t.total >= 0 && t.total != t.ent.Size {
 		return false, fmt.Errorf("%w: server announces %d bytes, size= says %d", ErrBadLength, t.total, t.ent.Size)

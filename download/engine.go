@@ -16,6 +16,7 @@ import (
 
 	"github.com/haul/haul/download/index"
 	"github.com/haul/haul/download/input"
+	"github.com/haul/haul/download/internal/retry"
 	"github.com/haul/haul/download/naming"
 	"github.com/haul/haul/internal/urlid"
 	"github.com/haul/haul/sink"
@@ -198,7 +199,8 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	e.bufs = newBuffers(bufSize, (1+hashRing)*o.Jobs)
 	e.xfer = transferDeps{client: client, header: o.Header, timeout: o.Timeout, decode: o.Decode,
 		hashAll: o.HashAll, limiter: e.limiter, bufs: e.bufs, bytes: &e.stats.Bytes,
-		split: o.Split, minSplit: o.MinSplitSize, retries: o.Retries, backoff: e.backoff}
+		split: o.Split, minSplit: o.MinSplitSize, retries: o.Retries,
+		backoff: retry.Backoff{Base: o.RetryBase, Max: o.RetryMax, Jitter: 0.5}}
 	e.jobs = semaphore.NewWeighted(int64(o.Jobs) * int64(o.Streams))
 	if o.Streams > 1 && o.MaxStreams > 0 && o.MaxStreams < o.Jobs*o.Streams {
 		e.streams = semaphore.NewWeighted(int64(o.MaxStreams))

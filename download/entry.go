@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"syscall"
 	"time"
 
+	"github.com/haul/haul/download/internal/retry"
 	"github.com/haul/haul/internal/urlid"
 	"github.com/haul/haul/sink"
 )
@@ -334,7 +334,7 @@ func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
 			break
 		}
 		waited = true
-		if err := sleep(ctx, lockPoll); err != nil {
+		if err := retry.Sleep(ctx, lockPoll); err != nil {
 			return false, err
 		}
 	}
@@ -427,7 +427,7 @@ func (x *entry) attempts(ctx context.Context) (pause time.Duration, err error) {
 		delay := time.Duration(0)
 		if t.best <= before {
 			x.failures++
-			delay = e.backoff(x.failures)
+			delay = t.d.backoff.Delay(x.failures)
 		}
 		var se *StatusError
 		paused := errors.As(err, &se) && (se.Code == 429 || se.Code == 503)
@@ -455,20 +455,10 @@ func (x *entry) attempts(ctx context.Context) (pause time.Duration, err error) {
 			// tell sooner whether it is down).
 			return delay, nil
 		}
-		if err := sleep(ctx, delay); err != nil {
+		if err := retry.Sleep(ctx, delay); err != nil {
 			return 0, err
 		}
 	}
-}
-
-// backoff is exponential with full jitter: uniform in [d/2, d), d = base * 2^(n-1)
-// capped at RetryMax.
-func (e *Engine) backoff(n int) time.Duration {
-	d := e.opts.RetryBase << min(n-1, 20)
-	if d > e.opts.RetryMax || d <= 0 {
-		d = e.opts.RetryMax
-	}
-	return d/2 + rand.N(d/2+1)
 }
 
 // verify checks what arrived against Content-Length, size= and sha256=.

@@ -1,16 +1,13 @@
 package download
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"syscall"
 	"time"
 
-	"github.com/haul/haul/download/httpclient"
+	"github.com/haul/haul/download/internal/retry"
 	"github.com/haul/haul/internal/urlid"
 )
 
@@ -53,6 +50,12 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("server returned %d %s", e.Code, http.StatusText(e.Code))
 }
 
+// statusError is the error of a response that is not a success, with the
+// wait its Retry-After asks for.
+func statusError(resp *http.Response) *StatusError {
+	return &StatusError{Code: resp.StatusCode, RetryAfter: retry.After(resp.Header.Get("Retry-After"), time.Now())}
+}
+
 // FatalError stops the whole run: the output cannot be written (disk full,
 // read-only filesystem, no permission), so no further entry can succeed.
 type FatalError struct{ Err error }
@@ -70,31 +73,15 @@ func fatalSinkError(err error) bool {
 
 // retryable decides, once, whether a failed attempt is worth another: connection
 // errors, timeouts, stalls, short bodies, 408, 429 and 5xx are; other statuses,
-// collisions, checksum mismatches and local I/O errors are not.
+// collisions, checksum mismatches, local I/O errors and what the network
+// policy (retry.Retryable) calls final are not.
 func retryable(err error) bool {
 	var se *StatusError
 	if errors.As(err, &se) {
-		return se.Code == http.StatusRequestTimeout || se.Code == http.StatusTooManyRequests || se.Code >= 500
+		return retry.Status(se.Code)
 	}
 	var le *localError
-	var pe *permanentError
-	var cv *tls.CertificateVerificationError
-	var ua x509.UnknownAuthorityError
-	var hn x509.HostnameError
-	var ci x509.CertificateInvalidError
-	if errors.As(err, &le) || errors.As(err, &pe) || errors.Is(err, ErrCollision) || errors.Is(err, ErrBadChecksum) ||
-		errors.Is(err, httpclient.ErrBadRedirect) || errors.Is(err, httpclient.ErrTooManyRedirects) {
-		return false
-	}
-	// A name the resolver says does not exist (NXDOMAIN) will not exist on the
-	// next attempt either (curl and wget give up at once too); a resolver
-	// that timed out or failed may answer next time.
-	var de *net.DNSError
-	if errors.As(err, &de) && de.IsNotFound {
-		return false
-	}
-	// A certificate that does not verify will not verify on the next attempt.
-	if errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) {
+	if errors.As(err, &le) || errors.Is(err, ErrCollision) || errors.Is(err, ErrBadChecksum) {
 		return false
 	}
 	if errors.Is(err, ErrBadLength) {
@@ -102,14 +89,8 @@ func retryable(err error) bool {
 		// than promised or than size= will be just as wrong the next time.
 		return errors.Is(err, errShortBody)
 	}
-	return true // network errors of every kind
+	return retry.Retryable(err)
 }
-
-// permanentError marks a failure that another attempt cannot fix.
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
 
 // localError marks a failure of the local side (sink I/O), never retried.
 type localError struct{ err error }

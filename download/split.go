@@ -26,8 +26,13 @@ package download
 // pieces are discarded and the file starts over on one connection (errSplice),
 // never spliced. A piece whose connection drops is asked again from where it
 // got to; one that keeps failing leaves its range to the others, and if none
-// is left the attempt fails with the pieces' progress kept (t.done), so the
-// next attempt (or run) fetches only the missing ranges.
+// is left the attempt fails with the pieces' progress kept (the transfer's
+// done ranges), so the next attempt (or run) fetches only the missing ranges.
+//
+// A split is a type of its own (as rclone's multi-thread copy): it writes
+// with a sink.RangeWriter and asks for each piece with a fetch function; the
+// transfer hands it the first response's body, the missing ranges and what
+// is written, and reads back the ranges written when every piece ended.
 //
 // The writer records the ranges written (sink.RangeWriter.SetRanges), which
 // its checkpoints make durable then store; with a hash wanted, a goroutine
@@ -46,9 +51,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
-	"github.com/haul/haul/download/httpclient"
+	"github.com/haul/haul/download/internal/retry"
 	"github.com/haul/haul/sink"
 )
 
@@ -61,11 +65,30 @@ type piece struct {
 	start, next, done, end int64
 }
 
-// split is the state of one split attempt.
+// split fetches the missing ranges of one body over several connections and
+// writes them with rw. Its fields up to ctx are given by its caller, who
+// then calls run once.
 type split struct {
-	t      *transfer
-	rw     sink.RangeWriter
-	url    string // the first response's URL (after redirects)
+	rw sink.RangeWriter
+	// fetch asks for the bytes [start, end) of the file; its body carries
+	// exactly them, or it fails (errSplice: the response is not of this
+	// file).
+	fetch    func(ctx context.Context, start, end int64) (*pacedBody, error)
+	minSplit int64 // no piece is cut smaller (--min-split-size)
+	// A piece that gets no byte is asked again retries times, backoff apart.
+	retries int
+	backoff retry.Backoff
+	// slot takes one more connection to the host (--per-host), without
+	// waiting; nil: no cap.
+	slot func() (release func(), ok bool)
+	bufs *buffers
+	// firstBuf is the first connection's buffer; nil: it takes one from bufs.
+	firstBuf []byte
+	// hash, if not nil, is fed the file's bytes from hashed on, read back
+	// from rw as the range from 0 grows.
+	hash   *asyncHash
+	hashed int64
+
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
@@ -139,78 +162,28 @@ func (t *transfer) gaps() []sink.Range {
 	return g
 }
 
-// runSplit fetches the body over several connections, the first of which is
-// body (resp's), read under stall. It returns when every piece ended.
-func (t *transfer) runSplit(ctx context.Context, cancelFirst context.CancelCauseFunc, resp *http.Response,
-	body io.ReadCloser, stall *time.Timer, conns int) error {
-	sctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	// The first response was asked under the attempt's context: the split's
-	// end (or failure) ends it too.
-	defer context.AfterFunc(sctx, func() { cancelFirst(context.Cause(sctx)) })()
-	s := &split{t: t, rw: t.w.(sink.RangeWriter), url: pieceURL(t.ent.URL, resp), ctx: sctx, cancel: cancel,
-		moved: make(chan struct{}, 1)}
+// runSplit fetches the body over several connections, the first of which
+// reads first (resp's body). It returns when every piece ended, with what
+// they wrote kept in t.written and t.done.
+func (t *transfer) runSplit(ctx context.Context, first *pacedBody, resp *http.Response, conns int) error {
+	rw := t.w.(sink.RangeWriter)
+	s := &split{rw: rw, fetch: t.fetchPiece(pieceURL(t.ent.URL, resp)), minSplit: t.d.minSplit,
+		retries: t.d.retries, backoff: t.d.backoff, slot: t.slot, bufs: t.d.bufs,
+		hash: t.hash, hashed: t.written}
+	if t.buf != nil {
+		// Unless the transfer hashes: then its buffers are the hash's ring,
+		// fed by the split's hashPrefix.
+		s.firstBuf = *t.buf
+	}
+	var have []sink.Range
 	if t.written > 0 {
-		s.finished = append(s.finished, sink.Range{Start: 0, End: t.written})
+		have = append(have, sink.Range{Start: 0, End: t.written})
 	}
-	s.finished = mergeRange(s.finished, t.done...)
-	// The connections first (--per-host may leave fewer), then the pieces,
-	// one per connection: with no slot free the first response streams on
-	// to the end of its range, as without --split.
-	var slots []func()
-	for range conns - 1 {
-		release, ok := t.takeSlot()
-		if !ok {
-			break
-		}
-		slots = append(slots, release)
-	}
-	plan := planPieces(t.gaps(), 1+len(slots), t.d.minSplit)
-	first := &piece{start: plan[0].Start, next: plan[0].Start, done: plan[0].Start, end: plan[0].End}
-	s.active = []*piece{first}
-	s.todo = plan[1:]
+	have = mergeRange(have, t.done...)
 	t.ranged = true
-	s.mu.Lock()
-	s.record()
-	s.mu.Unlock()
-
-	var hashDone chan error
-	if t.hash != nil {
-		hashDone = make(chan error, 1)
-		go func() { hashDone <- s.hashPrefix(t.written) }()
-	}
-	var wg sync.WaitGroup
-	work := func(p *piece, body io.ReadCloser, stall *time.Timer) {
-		defer wg.Done()
-		if err := s.work(p, body, stall); err != nil {
-			s.mu.Lock()
-			s.errs = append(s.errs, err)
-			s.mu.Unlock()
-		}
-	}
-	wg.Add(1)
-	go work(first, body, stall)
-	for _, release := range slots {
-		s.mu.Lock()
-		p := s.take()
-		s.mu.Unlock()
-		if p == nil {
-			release()
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer release()
-			work(p, nil, nil)
-		}()
-	}
-	wg.Wait()
+	done, err := s.run(ctx, first, have, t.gaps(), conns)
 
 	// Every piece ended: what is written is what the next attempt keeps.
-	s.mu.Lock()
-	s.record()
-	done := slices.Clone(s.snap)
-	s.mu.Unlock()
 	t.written = 0
 	if len(done) > 0 && done[0].Start == 0 {
 		t.written, done = done[0].End, done[1:]
@@ -224,14 +197,6 @@ func (t *transfer) runSplit(ctx context.Context, cancelFirst context.CancelCause
 		progress += r.End - r.Start
 	}
 	t.best = max(t.best, progress)
-	if hashDone != nil {
-		s.signal()
-		close(s.moved)
-		if err := <-hashDone; err != nil {
-			return &localError{err}
-		}
-	}
-	err := errors.Join(s.errs...)
 	var le *localError
 	switch {
 	case errors.Is(err, errSplice):
@@ -240,7 +205,7 @@ func (t *transfer) runSplit(ctx context.Context, cancelFirst context.CancelCause
 		return le
 	case t.written == t.total:
 		t.ranged = false
-		if err := s.rw.EndRanges(t.total); err != nil {
+		if err := rw.EndRanges(t.total); err != nil {
 			return &localError{err}
 		}
 		return nil
@@ -250,10 +215,153 @@ func (t *transfer) runSplit(ctx context.Context, cancelFirst context.CancelCause
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if len(s.errs) > 0 {
-		err = s.errs[len(s.errs)-1] // the last piece to give up
-	}
 	return fmt.Errorf("%d of %d bytes in pieces: %w", progress, t.total, err)
+}
+
+// fetchPiece returns the fetch of a split's pieces from u: a closed range
+// with If-Range, whose 206 must carry exactly the range asked for, the
+// total length and the validator of the first response, and no
+// Content-Encoding.
+func (t *transfer) fetchPiece(u string) func(ctx context.Context, start, end int64) (*pacedBody, error) {
+	d, validator, total := t.d, t.validator, t.total
+	return func(ctx context.Context, start, end int64) (*pacedBody, error) {
+		x, err := d.newExchange(ctx, u, true)
+		if err != nil {
+			return nil, err
+		}
+		x.setRange(start, end, validator)
+		resp, err := x.do()
+		if err != nil {
+			x.end()
+			return nil, err
+		}
+		if err := checkPiece(resp, start, end, total, validator); err != nil {
+			resp.Body.Close()
+			x.end()
+			return nil, err
+		}
+		return x.body(resp.Body, resp.Body), nil
+	}
+}
+
+// checkPiece checks the response to a piece's request for [start, end) of
+// the file of length total under validator.
+func checkPiece(resp *http.Response, start, end, total int64, validator string) error {
+	switch {
+	case resp.StatusCode == http.StatusPartialContent:
+		want := "bytes " + strconv.FormatInt(start, 10) + "-" + strconv.FormatInt(end-1, 10) + "/" + strconv.FormatInt(total, 10)
+		if cr := resp.Header.Get("Content-Range"); cr != want {
+			return fmt.Errorf("%w: Content-Range %q, asked for %q", errSplice, cr, want)
+		}
+		if resp.ContentLength >= 0 && resp.ContentLength != end-start {
+			return fmt.Errorf("%w: Content-Length %d for a range of %d", errSplice, resp.ContentLength, end-start)
+		}
+		if v := sameKindValidator(resp.Header, validator); v != validator {
+			return fmt.Errorf("%w: validator %q, the file's is %q", errSplice, v, validator)
+		}
+		if encoded(resp.Header) {
+			return fmt.Errorf("%w: Content-Encoding %s", errSplice, resp.Header.Get("Content-Encoding"))
+		}
+		return nil
+	case resp.StatusCode == http.StatusOK, resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+		return fmt.Errorf("%w: %s to a range request", errSplice, resp.Status)
+	}
+	se := statusError(resp)
+	if retryable(se) {
+		return se
+	}
+	return fmt.Errorf("%w: %w", errSplice, se)
+}
+
+// run fetches gaps (sorted; the first starts where first does) over up to
+// conns connections, the first of which reads first; have are the ranges
+// written already. It returns when every piece ended, with the ranges written
+// (have's included), and why they are not all of the file: the errors of a
+// piece's response that was not of the file (errSplice) or of the writer
+// (*localError), else the error of the last piece to give up; nil if none did.
+func (s *split) run(ctx context.Context, first *pacedBody, have, gaps []sink.Range, conns int) ([]sink.Range, error) {
+	s.ctx, s.cancel = context.WithCancelCause(ctx)
+	defer s.cancel(nil)
+	// The first response was asked under a context of its own: the split's
+	// end (or failure) ends it too.
+	defer context.AfterFunc(s.ctx, func() { first.abort(context.Cause(s.ctx)) })()
+	s.moved = make(chan struct{}, 1)
+	s.finished = have
+	// The connections first (--per-host may leave fewer), then the pieces,
+	// one per connection: with no slot free the first response streams on
+	// to the end of its range, as without --split.
+	var slots []func()
+	for range conns - 1 {
+		release, ok := s.takeSlot()
+		if !ok {
+			break
+		}
+		slots = append(slots, release)
+	}
+	plan := planPieces(gaps, 1+len(slots), s.minSplit)
+	p0 := &piece{start: plan[0].Start, next: plan[0].Start, done: plan[0].Start, end: plan[0].End}
+	s.active = []*piece{p0}
+	s.todo = plan[1:]
+	s.mu.Lock()
+	s.record()
+	s.mu.Unlock()
+
+	var hashDone chan error
+	if s.hash != nil {
+		hashDone = make(chan error, 1)
+		go func() { hashDone <- s.hashPrefix(s.hashed) }()
+	}
+	var wg sync.WaitGroup
+	work := func(p *piece, body *pacedBody) {
+		defer wg.Done()
+		if err := s.work(p, body); err != nil {
+			s.mu.Lock()
+			s.errs = append(s.errs, err)
+			s.mu.Unlock()
+		}
+	}
+	wg.Add(1)
+	go work(p0, first)
+	for _, release := range slots {
+		s.mu.Lock()
+		p := s.take()
+		s.mu.Unlock()
+		if p == nil {
+			release()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer release()
+			work(p, nil)
+		}()
+	}
+	wg.Wait()
+
+	s.mu.Lock()
+	s.record()
+	done := slices.Clone(s.snap)
+	s.mu.Unlock()
+	if hashDone != nil {
+		s.signal()
+		close(s.moved)
+		if err := <-hashDone; err != nil {
+			return done, &localError{err}
+		}
+	}
+	err := errors.Join(s.errs...)
+	var le *localError
+	if err == nil || errors.Is(err, errSplice) || errors.As(err, &le) {
+		return done, err
+	}
+	return done, s.errs[len(s.errs)-1] // the last piece to give up
+}
+
+func (s *split) takeSlot() (release func(), ok bool) {
+	if s.slot == nil {
+		return func() {}, true
+	}
+	return s.slot()
 }
 
 // planPieces cuts the missing ranges into the first pieces: about equal, one
@@ -304,7 +412,6 @@ func pieceURL(entry string, resp *http.Response) string {
 // 0 grows, reading them back from the file; once moved is closed it catches
 // up with the last prefix and returns.
 func (s *split) hashPrefix(hashed int64) error {
-	t := s.t
 	for {
 		_, open := <-s.moved
 		s.mu.Lock()
@@ -315,9 +422,9 @@ func (s *split) hashPrefix(hashed int64) error {
 		}
 		s.mu.Unlock()
 		for hashed < prefix {
-			buf := t.hash.buffer()
+			buf := s.hash.buffer()
 			n, err := s.rw.ReadAt(buf[:min(int64(len(buf)), prefix-hashed)], hashed)
-			t.hash.submit(buf[:n])
+			s.hash.submit(buf[:n])
 			hashed += int64(n)
 			if err != nil && hashed < prefix {
 				return fmt.Errorf("hashing the bytes written: %w", err)
@@ -357,7 +464,7 @@ func (s *split) take() *piece {
 				big = a
 			}
 		}
-		if big == nil || big.end-big.next < 2*s.t.d.minSplit {
+		if big == nil || big.end-big.next < 2*s.minSplit {
 			return nil
 		}
 		mid := big.next + (big.end-big.next)/2
@@ -413,32 +520,35 @@ func mergeRange(set []sink.Range, rs ...sink.Range) []sink.Range {
 
 // work runs one connection: its piece (from body, the first response's, if
 // given), then the pieces it takes, until none is left or it fails for good.
-func (s *split) work(p *piece, body io.ReadCloser, stall *time.Timer) error {
-	t := s.t
-	// One buffer per connection: the first uses the transfer's own (unless
-	// the transfer hashes: its ring is the hash's, fed by hashPrefix).
+func (s *split) work(p *piece, body *pacedBody) error {
+	// One buffer per connection.
 	var buf []byte
-	if body != nil && t.buf != nil {
-		buf = *t.buf
+	if body != nil && s.firstBuf != nil {
+		buf = s.firstBuf
 	} else {
-		bp := t.d.bufs.Get()
-		defer t.d.bufs.Put(bp)
+		bp := s.bufs.Get()
+		defer s.bufs.Put(bp)
 		buf = *bp
 	}
 	failures := 0
 	for {
 		var err error
 		before := p.done
+		if body == nil {
+			s.mu.Lock()
+			start, end := p.next, p.end
+			s.mu.Unlock()
+			if start < end {
+				body, err = s.fetch(s.ctx, start, end)
+			}
+		}
 		if body != nil {
-			err = s.copyBuf(p, body, stall, buf)
-			// Done with the first response (its piece ended, or it failed):
-			// its stall timer must not end the others, and its connection
-			// goes (over HTTP/1.1 the rest of its body is not read).
-			stall.Stop()
+			err = s.copy(p, body, buf)
+			// Done with this response (its piece ended, or it failed): its
+			// stall timer must not end the others, and its connection goes
+			// (over HTTP/1.1 the rest of its body is not read).
 			body.Close()
 			body = nil
-		} else {
-			err = s.fetch(p, buf)
 		}
 		if err == nil {
 			s.mu.Lock()
@@ -468,21 +578,20 @@ func (s *split) work(p *piece, body io.ReadCloser, stall *time.Timer) error {
 			continue // a dropped connection: ask again from where it got
 		}
 		failures++
-		if failures > t.d.retries || !retryable(&Error{Err: err}) {
+		if failures > s.retries || !retryable(err) {
 			s.giveUp(p)
 			return err
 		}
-		delay := t.d.backoff(failures)
+		delay := s.backoff.Delay(failures)
 		var se *StatusError
 		if errors.As(err, &se) && se.RetryAfter > 0 {
 			delay = se.RetryAfter
 		}
-		if serr := sleep(s.ctx, delay); serr != nil {
+		if retry.Sleep(s.ctx, delay) != nil {
 			s.giveUp(p)
 			return err
 		}
 	}
-	// (not reached)
 }
 
 func (s *split) giveUp(p *piece) {
@@ -492,74 +601,8 @@ func (s *split) giveUp(p *piece) {
 	s.mu.Unlock()
 }
 
-// fetch asks for what is left of p and copies it.
-func (s *split) fetch(p *piece, buf []byte) error {
-	t := s.t
-	s.mu.Lock()
-	from, end := p.next, p.end
-	s.mu.Unlock()
-	if from >= end {
-		return nil
-	}
-	timeout := t.d.timeout
-	ctx, cancel := context.WithCancelCause(s.ctx)
-	defer cancel(nil)
-	stall := time.AfterFunc(timeout, func() { cancel(ErrStalled) })
-	defer stall.Stop()
-	ctx = httpclient.WithHop(httpclient.WithPiece(ctx), func() { stall.Reset(timeout) })
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
-	if err != nil {
-		return err
-	}
-	if t.d.header != nil {
-		req.Header = t.d.header.Clone()
-		if host := req.Header.Get("Host"); host != "" {
-			req.Host = host
-		}
-	} else {
-		req.Header = http.Header{}
-	}
-	want := "bytes " + strconv.FormatInt(from, 10) + "-" + strconv.FormatInt(end-1, 10) + "/" + strconv.FormatInt(t.total, 10)
-	req.Header.Set("Range", "bytes="+strconv.FormatInt(from, 10)+"-"+strconv.FormatInt(end-1, 10))
-	req.Header.Set("If-Range", t.validator)
-	resp, err := t.d.client.Do(req)
-	if err != nil {
-		return stallCause(ctx, timeout, err)
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusPartialContent:
-		if cr := resp.Header.Get("Content-Range"); cr != want {
-			return fmt.Errorf("%w: Content-Range %q, asked for %q", errSplice, cr, want)
-		}
-		if resp.ContentLength >= 0 && resp.ContentLength != end-from {
-			return fmt.Errorf("%w: Content-Length %d for a range of %d", errSplice, resp.ContentLength, end-from)
-		}
-		if v := sameKindValidator(resp.Header, t.validator); v != t.validator {
-			return fmt.Errorf("%w: validator %q, the file's is %q", errSplice, v, t.validator)
-		}
-		if encoded(resp.Header) {
-			return fmt.Errorf("%w: Content-Encoding %s", errSplice, resp.Header.Get("Content-Encoding"))
-		}
-	case resp.StatusCode == http.StatusOK, resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
-		return fmt.Errorf("%w: %s to a range request", errSplice, resp.Status)
-	default:
-		se := &StatusError{Code: resp.StatusCode, RetryAfter: retryAfter(resp.Header)}
-		if retryable(&Error{Err: se}) {
-			return se
-		}
-		return fmt.Errorf("%w: %w", errSplice, se)
-	}
-	return stallCause(ctx, timeout, s.copyBuf(p, resp.Body, stall, buf))
-}
-
-// copyBuf moves body into p until p ends (its end may be lowered meanwhile).
-func (s *split) copyBuf(p *piece, body io.Reader, stall *time.Timer, buf []byte) error {
-	t := s.t
-	lim := t.d.limiter
-	if lim != nil {
-		buf = buf[:min(len(buf), lim.Burst())]
-	}
+// copy moves body into p until p ends (its end may be lowered meanwhile).
+func (s *split) copy(p *piece, body *pacedBody, buf []byte) error {
 	for {
 		s.mu.Lock()
 		left := p.end - p.next
@@ -569,13 +612,6 @@ func (s *split) copyBuf(p *piece, body io.Reader, stall *time.Timer, buf []byte)
 		}
 		n, rerr := body.Read(buf[:min(int64(len(buf)), left)])
 		if n > 0 {
-			if lim != nil {
-				stall.Stop()
-				if err := lim.WaitN(s.ctx, n); err != nil {
-					return err
-				}
-			}
-			stall.Reset(t.d.timeout)
 			s.mu.Lock()
 			n = int(min(int64(n), p.end-p.next)) // a steal may have moved the end
 			off := p.next
@@ -585,7 +621,7 @@ func (s *split) copyBuf(p *piece, body io.Reader, stall *time.Timer, buf []byte)
 				if _, err := s.rw.WriteAt(buf[:n], off); err != nil {
 					return &localError{err}
 				}
-				t.d.bytes.Add(int64(n))
+				body.stored(n)
 				s.mu.Lock()
 				p.done += int64(n)
 				s.record()

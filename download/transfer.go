@@ -17,7 +17,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/time/rate"
 
-	"github.com/haul/haul/download/httpclient"
+	"github.com/haul/haul/download/internal/retry"
 	"github.com/haul/haul/sink"
 )
 
@@ -37,7 +37,7 @@ type transferDeps struct {
 	split    int
 	minSplit int64
 	retries  int
-	backoff  func(failures int) time.Duration
+	backoff  retry.Backoff
 }
 
 // transfer is the state of one entry's body across attempts: how much is written,
@@ -75,13 +75,6 @@ type transfer struct {
 
 // resuming reports whether bytes of the body are kept.
 func (t *transfer) resuming() bool { return t.written > 0 || len(t.done) > 0 }
-
-func (t *transfer) takeSlot() (release func(), ok bool) {
-	if t.slot == nil {
-		return func() {}, true
-	}
-	return t.slot()
-}
 
 // conditional is --update's question about a final file: If-None-Match with
 // the ETag it was written from, else If-Modified-Since.
@@ -182,42 +175,25 @@ func (t *transfer) close() {
 // attempt makes one request and streams its body to the writer. It resumes with
 // Range + If-Range when bytes are already written and a validator guards them.
 func (t *transfer) attempt(ctx context.Context, r *Result) error {
-	actx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	timeout := t.d.timeout
-	stall := time.AfterFunc(timeout, func() { cancel(ErrStalled) })
-	defer stall.Stop()
-	// Each redirect hop is progress: --timeout bounds every hop, not the chain.
-	actx = httpclient.WithHop(actx, func() { stall.Reset(timeout) })
-
-	req, err := http.NewRequestWithContext(actx, http.MethodGet, t.ent.URL, nil)
+	x, err := t.d.newExchange(ctx, t.ent.URL, false)
 	if err != nil {
 		return err
 	}
-	if t.d.header != nil {
-		req.Header = t.d.header // shared and read-only: cloned before any change
-		if host := req.Header.Get("Host"); host != "" {
-			req.Host = host // as curl -H 'Host: …' (net/http ignores a Host header)
-		}
-	}
+	defer x.end()
 	if t.resuming() && t.validator != "" {
-		req.Header = req.Header.Clone()
-		req.Header.Set("Range", "bytes="+strconv.FormatInt(t.written, 10)+"-")
-		req.Header.Set("If-Range", t.validator)
+		x.setRange(t.written, -1, t.validator)
 		// A range of an encoded body is not a range of the stored (decoded)
 		// bytes: a resume asks for the identity representation (no
 		// Accept-Encoding), whose bytes the stored ones are.
 	} else if t.d.decode {
-		req.Header = req.Header.Clone()
-		req.Header.Set("Accept-Encoding", "zstd, gzip")
+		x.set("Accept-Encoding", "zstd, gzip")
 	}
 	t.condSent = t.cond != nil && !t.resuming()
 	if t.condSent {
-		req.Header = req.Header.Clone()
 		if t.cond.etag != "" {
-			req.Header.Set("If-None-Match", t.cond.etag)
+			x.set("If-None-Match", t.cond.etag)
 		} else {
-			req.Header.Set("If-Modified-Since", t.cond.since)
+			x.set("If-Modified-Since", t.cond.since)
 		}
 	}
 	if t.resuming() && t.validator == "" {
@@ -226,12 +202,12 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		}
 	}
 	t.responded = false
-	resp, err := t.d.client.Do(req)
+	resp, err := x.do()
 	if err != nil {
-		return stallCause(actx, timeout, err)
+		return err
 	}
 	t.responded = true
-	t.multiplexed = resp.ProtoMajor == 2 && resp.Request != nil && resp.Request.URL.Host == req.URL.Host
+	t.multiplexed = resp.ProtoMajor == 2 && resp.Request != nil && resp.Request.URL.Host == x.req.URL.Host
 	defer resp.Body.Close()
 	r.HTTPStatus = resp.StatusCode
 	if done, err := t.accept(resp); done || err != nil {
@@ -240,24 +216,24 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 			// spending a retry (the next request has no Range, so this recurses
 			// once at most).
 			resp.Body.Close()
-			stall.Stop()
+			x.stall.Stop()
 			return t.attempt(ctx, r)
 		}
 		return err
 	}
 	body, err := t.decode(resp)
 	if err != nil {
-		return stallCause(actx, timeout, err)
+		return x.stalled(err)
 	}
 	defer body.Close()
 	if conns := t.splitConns(resp); conns > 0 {
-		err := t.runSplit(ctx, cancel, resp, resp.Body, stall, conns)
+		err := t.runSplit(ctx, x.body(resp.Body, resp.Body), resp, conns)
 		if errors.Is(err, errStartOver) {
 			// A piece's response was not of this file: the pieces are
 			// discarded, and the file starts over on one connection.
 			t.noSplit = true
 			resp.Body.Close()
-			stall.Stop()
+			x.stall.Stop()
 			return t.attempt(ctx, r)
 		}
 		return err
@@ -272,16 +248,16 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		}
 		t.ranged, t.done = false, nil
 	}
-	if err := t.copy(actx, body, stall); err != nil {
+	if err := t.copy(x.body(body, nil)); err != nil {
 		var le *localError
-		if t.raw != nil && t.raw.err == nil && actx.Err() == nil && !errors.As(err, &le) {
+		if t.raw != nil && t.raw.err == nil && x.ctx.Err() == nil && !errors.As(err, &le) {
 			// The decoder failed on bytes the connection delivered whole: the
 			// encoded stream is corrupt (a bad block or checksum), and what it
 			// decoded before noticing cannot be trusted. Start the file over.
 			t.forget(err)
 			return fmt.Errorf("corrupt %s body: %w", resp.Header.Get("Content-Encoding"), err)
 		}
-		return stallCause(actx, timeout, err)
+		return x.stalled(err)
 	}
 	// A body with neither a length nor chunked framing ends when the server
 	// closes the connection (RFC 9112 §6.3, HTTP/1 only): a cut connection
@@ -312,7 +288,7 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 			if t.resuming() {
 				return false, t.forget(err)
 			}
-			return false, &permanentError{err}
+			return false, retry.Final(err)
 		}
 		if t.resuming() {
 			if err := t.restart(); err != nil {
@@ -355,7 +331,7 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 		// the kept bytes are no use.
 		return false, t.forget(fmt.Errorf("range from %d not satisfiable", t.written))
 	default:
-		return false, &StatusError{Code: resp.StatusCode, RetryAfter: retryAfter(resp.Header)}
+		return false, statusError(resp)
 	}
 	if t.ent.Size >= 0 && t.total >= 0 && t.total != t.ent.Size {
 		return false, fmt.Errorf("%w: server announces %d bytes, size= says %d", ErrBadLength, t.total, t.ent.Size)
@@ -393,7 +369,7 @@ func (t *transfer) decode(resp *http.Response) (io.ReadCloser, error) {
 		}
 		return d.IOReadCloser(), nil
 	}
-	return nil, &permanentError{fmt.Errorf("unsupported Content-Encoding %q", ce)}
+	return nil, retry.Final(fmt.Errorf("unsupported Content-Encoding %q", ce))
 }
 
 // encoded reports whether h has a Content-Encoding other than identity.
@@ -425,12 +401,11 @@ func (t *transfer) restart() error {
 	return nil
 }
 
-// copy streams body into the writer chunk by chunk, feeding the hash on another
-// goroutine, pacing by --limit-rate, and pushing the stall deadline back on
-// every chunk that arrives.
-func (t *transfer) copy(ctx context.Context, body io.Reader, stall *time.Timer) error {
+// copy streams body into the writer chunk by chunk, feeding the hash on
+// another goroutine; body paces the reads and pushes the stall deadline back.
+func (t *transfer) copy(body *pacedBody) error {
 	for {
-		n, rerr := t.chunk(ctx, body, stall)
+		n, rerr := t.chunk(body)
 		if n < 0 {
 			return rerr
 		}
@@ -445,11 +420,8 @@ func (t *transfer) copy(ctx context.Context, body io.Reader, stall *time.Timer) 
 
 // chunk moves one read's worth of bytes from body to the writer and the hash.
 // n < 0 means a local failure (err). Every buffer taken is handed back.
-func (t *transfer) chunk(ctx context.Context, body io.Reader, stall *time.Timer) (n int, err error) {
+func (t *transfer) chunk(body *pacedBody) (n int, err error) {
 	buf := t.buffer()
-	if lim := t.d.limiter; lim != nil {
-		buf = buf[:min(len(buf), lim.Burst())]
-	}
 	n, err = body.Read(buf)
 	if t.hash != nil {
 		defer func() { t.hash.submit(buf[:max(n, 0)]) }()
@@ -457,15 +429,6 @@ func (t *transfer) chunk(ctx context.Context, body io.Reader, stall *time.Timer)
 	if n == 0 {
 		return 0, err
 	}
-	if lim := t.d.limiter; lim != nil {
-		// Waiting for --limit-rate is not the network stalling: the stall
-		// timer starts again once the limiter lets the bytes through.
-		stall.Stop()
-		if werr := lim.WaitN(ctx, n); werr != nil {
-			return -1, werr
-		}
-	}
-	stall.Reset(t.d.timeout)
 	if _, werr := t.w.Write(buf[:n]); werr != nil {
 		return -1, &localError{werr}
 	}
@@ -476,7 +439,7 @@ func (t *transfer) chunk(ctx context.Context, body io.Reader, stall *time.Timer)
 		return -1, fmt.Errorf("%w: more than the %d bytes size= says", ErrBadLength, t.ent.Size)
 	}
 	t.best = max(t.best, t.written)
-	t.d.bytes.Add(int64(n))
+	body.stored(n)
 	return n, err
 }
 
@@ -508,14 +471,6 @@ func (t *transfer) verify(r *Result) error {
 		return fmt.Errorf("%w: expected %s, got %s", ErrBadChecksum, t.ent.SHA256, r.SHA256)
 	}
 	return nil
-}
-
-// stallCause turns the cancellation caused by the stall timer into ErrStalled.
-func stallCause(ctx context.Context, timeout time.Duration, err error) error {
-	if err != nil && errors.Is(context.Cause(ctx), ErrStalled) {
-		return fmt.Errorf("%w: no data for %s", ErrStalled, timeout)
-	}
-	return err
 }
 
 // validatorOf returns what If-Range may carry: a strong ETag, else a strong
@@ -597,24 +552,4 @@ func parseContentRange(s string) (start, total int64, ok bool) {
 		total = n
 	}
 	return start, total, true
-}
-
-// maxRetryAfter caps what a server can make us wait.
-const maxRetryAfter = 5 * time.Minute
-
-// retryAfter parses Retry-After (seconds or an HTTP date), capped at 5 minutes.
-func retryAfter(h http.Header) time.Duration {
-	v := h.Get("Retry-After")
-	if v == "" {
-		return 0
-	}
-	var d time.Duration
-	if secs, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64); err == nil {
-		d = time.Duration(min(secs, uint64(maxRetryAfter/time.Second))) * time.Second
-	} else if _, err := strconv.ParseUint(strings.TrimSpace(v), 10, 0); errors.Is(err, strconv.ErrRange) {
-		d = maxRetryAfter // more seconds than fit in 64 bits
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = time.Until(t)
-	}
-	return max(min(d, maxRetryAfter), 0)
 }

@@ -8,28 +8,6 @@ import (
 	"time"
 )
 
-func TestRetryAfter(t *testing.T) {
-	for v, want := range map[string]time.Duration{
-		"":                     0,
-		"7":                    7 * time.Second,
-		" 7 ":                  7 * time.Second,
-		"300":                  maxRetryAfter,
-		"301":                  maxRetryAfter,
-		"9999999999":           maxRetryAfter, // overflows time.Duration when multiplied
-		"18446744074":          maxRetryAfter, // overflows it to a small positive value
-		"99999999999999999999": maxRetryAfter, // more than 64 bits
-		"-5":                   0,
-		"soon":                 0,
-	} {
-		if got := retryAfter(http.Header{"Retry-After": {v}}); got != want {
-			t.Errorf("Retry-After %q: %v, want %v", v, got, want)
-		}
-	}
-	if got := retryAfter(http.Header{"Retry-After": {time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)}}); got != maxRetryAfter {
-		t.Errorf("a date an hour ahead: %v, want the cap", got)
-	}
-}
-
 func TestSameKindValidator(t *testing.T) {
 	h := http.Header{"Etag": {"xyz789"}, "Last-Modified": {"Mon, 02 Jan 2026 03:04:05 GMT"}}
 	for stored, want := range map[string]string{

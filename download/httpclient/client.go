@@ -24,6 +24,7 @@ import (
 
 	"github.com/haul/haul/download/internal/h1"
 	"github.com/haul/haul/download/internal/h2"
+	"github.com/haul/haul/download/internal/retry"
 )
 
 // Options configures New.
@@ -661,10 +662,11 @@ func WithPiece(ctx context.Context) context.Context {
 
 func isPiece(ctx context.Context) bool { return ctx.Value(pieceKey{}) != nil }
 
-// Errors of the redirect policy; another attempt cannot fix either.
+// Errors of the redirect policy; another attempt cannot fix either (they are
+// marked retry.Final).
 var (
-	ErrTooManyRedirects = errors.New("stopped after 10 redirects")
-	ErrBadRedirect      = errors.New("redirect to a non-http(s) URL")
+	ErrTooManyRedirects = retry.Final(errors.New("stopped after 10 redirects"))
+	ErrBadRedirect      = retry.Final(errors.New("redirect to a non-http(s) URL"))
 )
 
 // hostPort is u's host with its port, the scheme's default when none is given.

@@ -3,16 +3,12 @@ package index
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"mime"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,8 +16,8 @@ import (
 
 	"golang.org/x/net/html"
 
-	"github.com/haul/haul/download/httpclient"
 	"github.com/haul/haul/download/input"
+	"github.com/haul/haul/download/internal/retry"
 	"github.com/haul/haul/internal/urlid"
 )
 
@@ -58,7 +54,7 @@ type Options struct {
 	// Retries is how many more attempts a page gets after a connection
 	// error, a stall, a body cut short, 408, 429 or 5xx (default 3; negative:
 	// none). Backoff doubles from Options.Backoff (default 1 s); Retry-After
-	// is honoured, up to 5 minutes.
+	// is honoured, up to 5 minutes (retry.MaxAfter).
 	Retries int
 	Backoff time.Duration
 	// Timeout aborts an attempt at a page that receives nothing for this
@@ -83,8 +79,7 @@ const (
 	DefaultTimeout  = 30 * time.Second
 	DefaultQueueLen = 1024
 
-	maxRetryAfter = 5 * time.Minute
-	maxBackoff    = time.Minute
+	maxBackoff = time.Minute
 )
 
 // Errors a *DirError may wrap.
@@ -477,8 +472,8 @@ func (w *Walker) readPage() (input.Entry, bool, error) {
 			}
 			if retryable(err) && pg.tries <= w.retries {
 				// Cut short: again, from the start, passing over what was given.
-				if err := sleep(w.ctx, w.backoff(pg.tries)); err != nil {
-					return input.Entry{}, false, err
+				if retry.Sleep(w.ctx, w.backoff(pg.tries)) != nil {
+					return input.Entry{}, false, context.Cause(w.ctx)
 				}
 				return w.open(pg.it, pg.given, pg.tries)
 			}
@@ -523,8 +518,8 @@ func (w *Walker) fetch(it item, tries *int) (*http.Response, context.Context, co
 	waited := false // Retry-After replaced the backoff
 	for {
 		if *tries > 0 && !waited {
-			if err := sleep(w.ctx, w.backoff(*tries)); err != nil {
-				return nil, nil, nil, nil, err
+			if retry.Sleep(w.ctx, w.backoff(*tries)) != nil {
+				return nil, nil, nil, nil, context.Cause(w.ctx)
 			}
 		}
 		ctx, cancel := context.WithCancelCause(w.ctx)
@@ -552,7 +547,7 @@ func (w *Walker) fetch(it item, tries *int) (*http.Response, context.Context, co
 			io.CopyN(io.Discard, resp.Body, 2<<10)
 			resp.Body.Close()
 			err = &statusError{resp.StatusCode}
-			wait = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+			wait = retry.After(resp.Header.Get("Retry-After"), time.Now())
 		}
 		cancel(nil)
 		if c := context.Cause(w.ctx); c != nil {
@@ -563,8 +558,8 @@ func (w *Walker) fetch(it item, tries *int) (*http.Response, context.Context, co
 		}
 		waited = wait > 0
 		if waited {
-			if err := sleep(w.ctx, wait); err != nil {
-				return nil, nil, nil, nil, err
+			if retry.Sleep(w.ctx, wait) != nil {
+				return nil, nil, nil, nil, context.Cause(w.ctx)
 			}
 		}
 	}
@@ -591,57 +586,22 @@ func (w *Walker) dirError(u string, err error) error {
 // less up to a quarter at random, so that walkers started together do not
 // retry together.
 func (w *Walker) backoff(n int) time.Duration {
-	d := w.opts.Backoff << min(n-1, 30)
-	if d <= 0 || d > maxBackoff {
-		d = maxBackoff
-	}
-	return d - rand.N(d/4+1)
+	return retry.Backoff{Base: w.opts.Backoff, Max: maxBackoff, Jitter: 0.25}.Delay(n)
 }
 
 // retryable reports whether another attempt at a page may succeed: after a
 // connection error, a stall, a body cut short, 408, 429 or 5xx; not after
-// other statuses, a bad redirect, a certificate that does not verify, a page
-// too large or a tag too long.
+// other statuses, a page too large, a tag too long, or what the network
+// policy calls final (a bad redirect, a certificate that does not verify, a
+// name that does not exist).
 func retryable(err error) bool {
 	var se *statusError
 	if errors.As(err, &se) {
-		return se.code == http.StatusRequestTimeout || se.code == http.StatusTooManyRequests || se.code >= 500
+		return retry.Status(se.code)
 	}
 	var le *localError
-	var cv *tls.CertificateVerificationError
-	var ua x509.UnknownAuthorityError
-	var hn x509.HostnameError
-	var ci x509.CertificateInvalidError
 	return !errors.As(err, &le) && !errors.Is(err, errPageTooLarge) && !errors.Is(err, errAbandoned) &&
-		!errors.Is(err, httpclient.ErrBadRedirect) && !errors.Is(err, httpclient.ErrTooManyRedirects) &&
-		!errors.As(err, &cv) && !errors.As(err, &ua) && !errors.As(err, &hn) && !errors.As(err, &ci) &&
-		!errors.Is(err, html.ErrBufferExceeded)
-}
-
-// retryAfter reads a Retry-After header (seconds or an HTTP date), capped at
-// five minutes; 0 when there is none.
-func retryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	var d time.Duration
-	if s, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
-		d = time.Duration(min(max(s, 0), int64(maxRetryAfter/time.Second))) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now)
-	}
-	return min(max(d, 0), maxRetryAfter)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	}
+		!errors.Is(err, html.ErrBufferExceeded) && retry.Retryable(err)
 }
 
 // htmlType reports whether a Content-Type is HTML; known is false when there

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -558,22 +559,39 @@ func TestWalkRetries(t *testing.T) {
 	}
 }
 
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for v, want := range map[string]time.Duration{
-		"":                              0,
-		"3":                             3 * time.Second,
-		" 7 ":                           7 * time.Second,
-		"-1":                            0,
-		"100000":                        5 * time.Minute,
-		"Thu, 01 Jan 2026 00:00:30 GMT": 30 * time.Second,
-		"Thu, 01 Jan 2026 03:00:00 GMT": 5 * time.Minute,
-		"Wed, 31 Dec 2025 23:00:00 GMT": 0,
-		"soon":                          0,
+// A host name that does not exist (NXDOMAIN) is asked once: no attempt
+// will find it. A resolver that timed out is asked again.
+func TestWalkNameNotFoundNotRetried(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		err   net.DNSError
+		tries int
+	}{
+		{"NXDOMAIN", net.DNSError{Err: "no such host", IsNotFound: true}, 1},
+		{"resolver timeout", net.DNSError{Err: "i/o timeout", IsTimeout: true}, 1 + DefaultRetries},
 	} {
-		if got := retryAfter(v, now); got != want {
-			t.Errorf("retryAfter(%q) = %v, want %v", v, got, want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			var dials atomic.Int32
+			client := &http.Client{Transport: &http.Transport{
+				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+					dials.Add(1)
+					err := tc.err
+					err.Name = addr
+					return nil, &err
+				},
+			}}
+			es, des := walkAll(t, NewSource(context.Background(), client, []string{"http://nowhere.invalid/"}, fast(Options{})))
+			if len(es) != 0 || len(des) != 1 {
+				t.Fatalf("entries %v, errors %v: want one error", es, des)
+			}
+			var de *net.DNSError
+			if !errors.As(des[0], &de) {
+				t.Errorf("error %v: not the resolver's", des[0])
+			}
+			if got := int(dials.Load()); got != tc.tries {
+				t.Errorf("%d attempts, want %d", got, tc.tries)
+			}
+		})
 	}
 }
 

@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/haul/haul/download/internal/h1"
+	"github.com/haul/haul/download/internal/retry"
 )
 
 // Options configures New.
@@ -110,14 +111,9 @@ const (
 )
 
 // refusedBackoff is the wait before the n-th send again of a request
-// refused by a connection that served nothing: none for the first 2, then
+// refused by a connection that served nothing: none for the first, then
 // 10 ms doubling to 500 ms.
-func refusedBackoff(n int) time.Duration {
-	if n < 2 {
-		return 0
-	}
-	return min(10*time.Millisecond<<(n-2), 500*time.Millisecond)
-}
+var refusedBackoff = retry.Backoff{Base: 10 * time.Millisecond, Max: 500 * time.Millisecond, Free: 1}
 
 // Client is a lean HTTP/2 client for GET requests. It is safe for concurrent
 // use; one should be shared.
@@ -249,14 +245,8 @@ func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 			progress++
 		case errors.As(err, &r) && r.refused && refused < maxRefused:
 			refused++
-			if d := refusedBackoff(refused); d > 0 {
-				t := time.NewTimer(d)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
-					return nil, h1.Canceled(ctx)
-				}
+			if retry.Sleep(ctx, refusedBackoff.Delay(refused)) != nil {
+				return nil, h1.Canceled(ctx)
 			}
 		case errors.As(err, &r) && !r.refused && tries < maxRetries:
 			tries++

@@ -225,9 +225,9 @@ type Walker struct {
 	// of its server with the trailing "/", so its server's listings mark
 	// their directories, and a link written without one is a file.
 	marked bool
-	front *frontier
-	spool *spool
-	page  *page // the listing being read, nil between pages
+	front  *frontier
+	spool  *spool
+	page   *page // the listing being read, nil between pages
 }
 
 // page is the listing being read.

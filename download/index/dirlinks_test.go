@@ -19,22 +19,12 @@ import (
 // bareListing serves a tree as h2o's file.dirlisting does: a directory's
 // listing links its parent as ".." and every entry without a trailing "/",
 // directories included; a directory asked for without its "/" is redirected
-// to it (301), a file is served, anything else is 404. It counts requests by
-// method.
+// to it (301), a file is served, anything else is 404.
 type bareListing struct {
 	files map[string]string // path below the top ("a/b.txt") → content
-
-	mu      sync.Mutex
-	methods map[string]int
 }
 
 func (b *bareListing) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	b.mu.Lock()
-	if b.methods == nil {
-		b.methods = map[string]int{}
-	}
-	b.methods[r.Method]++
-	b.mu.Unlock()
 	p := strings.TrimPrefix(r.URL.Path, "/")
 	if body, ok := b.files[p]; ok {
 		w.Header().Set("Content-Type", "text/plain")
@@ -87,12 +77,6 @@ func (b *bareListing) children(p string) []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-func (b *bareListing) count(method string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.methods[method]
 }
 
 // bareTree is three levels deep, with spaces in the names of a directory

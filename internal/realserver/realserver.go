@@ -297,17 +297,13 @@ func start(cmd *exec.Cmd, work string) (*proc, error) {
 	return p, nil
 }
 
-// stop ends the process group: SIGTERM, and SIGKILL if the server has not
-// exited after a while. The group's leader is not reaped before it has
-// exited, so its id names no other group meanwhile.
+// stop kills the process group, at once: a graceful stop waits for the
+// clients' idle connections (h2o's does), and nothing of a server's state
+// outlives its work directory. The group's leader is not reaped before it
+// has exited, so its id names no other group meanwhile.
 func (p *proc) stop() {
-	syscall.Kill(-p.pid, syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		syscall.Kill(-p.pid, syscall.SIGKILL)
-		<-p.exited
-	}
+	syscall.Kill(-p.pid, syscall.SIGKILL)
+	<-p.exited
 }
 
 // waitReady polls until the server's own process listens on s.Port (where

@@ -151,7 +151,7 @@ var errClosed = errors.New("index: walker closed")
 //
 // # Directories written without their "/"
 //
-// A listing that writes every directory with its trailing "/" (nginx,
+// A listing that writes its directories with their trailing "/" (nginx,
 // Apache, lighttpd, Caddy, python, Go's FileServer) is taken at its word: a
 // link without one is a file. h2o's file.dirlisting writes directories
 // without it (<A HREF="a">, and ".." for the parent), and a request for /a is
@@ -161,15 +161,19 @@ var errClosed = errors.New("index: walker closed")
 // path plus "/" is a directory, walked as one, and never given as a file.
 //
 // wget finds this out by fetching every link; the walker, which fetches no
-// file, asks with a HEAD (see probe), and only where it has to: for a link
+// file, asks with a HEAD, and only where it has to: for a link
 // without "/" on a page of a tree none of whose pages so far has linked a
 // directory of its server with the "/" (a subdirectory, its parent "../",
-// a breadcrumb). Every link of an h2o tree is asked about, one request each;
-// an nginx or lighttpd listing links its parent as "../" before any entry,
-// and costs none; a listing with no such link (Apache's and python's top,
-// Go's FileServer) costs one for each file before its first subdirectory.
-// The engine does not find it out when it downloads the file: it would then
-// have to hand the directory back to a walk that may have ended.
+// a breadcrumb). Every link of an h2o tree is asked about, one request each
+// (--accept and --reject spare none: a name they refuse may be a
+// directory's); nginx's and lighttpd's "../" and Caddy's breadcrumbs come
+// before any entry, and cost none; a listing with no such link (Apache's and
+// python's top, Go's FileServer) costs one for each file before its first
+// subdirectory. It is the walker that asks, not the engine once it downloads
+// the link: the engine would have to hand the directory back to a walk that
+// may have ended by then. What a listing that marks directories writes
+// without "/" is not asked about: Go's FileServer writes a symbolic link to a
+// directory so, and it is given as a file.
 //
 // # Redirects
 //

@@ -161,10 +161,9 @@ var errClosed = errors.New("index: walker closed")
 // path plus "/" is a directory, walked as one, and never given as a file.
 //
 // wget finds this out by fetching every link; the walker, which fetches no
-// file, asks with a HEAD, and only where it has to: for a link
-// without "/" on a page of a tree none of whose pages so far has linked a
-// directory of its server with the "/" (a subdirectory, its parent "../",
-// a breadcrumb). Every link of an h2o tree is asked about, one request each
+// file, asks with a HEAD, and only where it has to: for a link without "/"
+// on a page of a tree none of whose pages so far has linked a directory of
+// its server with the "/" (a subdirectory, its parent "../", a breadcrumb). Every link of an h2o tree is asked about, one request each
 // (--accept and --reject spare none: a name they refuse may be a
 // directory's); nginx's and lighttpd's "../" and Caddy's breadcrumbs come
 // before any entry, and cost none; a listing with no such link (Apache's and

@@ -5,8 +5,8 @@
 //
 // It owns the reading of listings (Links: nginx's autoindex, Apache's
 // mod_autoindex, plain and FancyIndexing, lighttpd's mod_dirlisting, Caddy's
-// file_server browse, python3 -m http.server, Go's http.FileServer, or any
-// page of links), what counts as below the start, the order of the walk and
+// file_server browse, python3 -m http.server, Go's http.FileServer, h2o's
+// file.dirlisting, or any page of links), what counts as below the start, the order of the walk and
 // its bounds (depth, page size, memory: the waiting directories spill to a
 // temporary file), the requests for index pages and their retries, and
 // --accept/--reject (Filter).

@@ -72,6 +72,10 @@ type parser struct {
 	dir      []string // the page directory's path segments, unescaped
 	prefix   string   // the page's directory as a canonical URL, ending in "/"
 	last     string   // the URL last given
+	// slashed: the page has linked a directory of its own server with the
+	// trailing "/" (a subdirectory, its parent "../", a breadcrumb): its
+	// server's listings write directories so.
+	slashed bool
 }
 
 func newParser(page *url.URL, r io.Reader) *parser {
@@ -124,11 +128,28 @@ func (p *parser) next() (Link, error) {
 				}
 				continue
 			}
+			if !p.slashed {
+				p.noteSlash(href)
+			}
 			if l, ok := p.resolve(href); ok && l.URL != p.last {
 				p.last = l.URL
 				return l, nil
 			}
 		}
+	}
+}
+
+// noteSlash sets slashed if href links a directory of the page's server
+// with its trailing "/".
+func (p *parser) noteSlash(href string) {
+	h := trimHref(href)
+	h, _, _ = strings.Cut(h, "#")
+	h, _, _ = strings.Cut(h, "?")
+	if !strings.HasSuffix(h, "/") {
+		return
+	}
+	if u, err := p.base.Parse(fixEscapes(h)); err == nil && u.Opaque == "" && originKey(u) == p.origin {
+		p.slashed = true
 	}
 }
 

@@ -56,7 +56,7 @@ func TestLinksFixtures(t *testing.T) {
 				}
 			}
 			for _, d := range []string{"d1", "empty", "withindex", "link"} {
-				if d == "link" && s.symlinkAsFile {
+				if d == "link" && s.symlinkAsFile || s.bare {
 					want = append(want, page+d)
 				} else {
 					want = append(want, page+d+"/")

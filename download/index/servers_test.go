@@ -1,48 +1,34 @@
 package index
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
+	"sync/atomic"
 	"testing"
-	"time"
 	"unicode/utf8"
 
 	"github.com/haul/haul/download/httpclient"
+	"github.com/haul/haul/internal/realserver"
 )
 
 // The real-server tests serve one awkward tree with each server's own
-// directory listing and walk it. Each server is started once for the whole
-// run (startGroup's sync.Once) and stopped by TestMain; a server whose binary
-// is missing is skipped, naming it.
+// directory listing (started by package realserver, stopped when the test
+// ends), walk it, and fetch every file found. A server whose program is
+// missing is skipped, naming it (under CI it fails).
 //
 // go test -run TestServers -update rewrites testdata/*.html (each server's
 // listing of the tree's top) and the FuzzLinks seed corpus from them.
 
 var update = flag.Bool("update", false, "rewrite testdata/*.html and testdata/fuzz/FuzzLinks from the real servers")
-
-func TestMain(m *testing.M) {
-	flag.Parse()
-	code := m.Run()
-	stopServers()
-	if treeBase != "" {
-		os.RemoveAll(treeBase)
-	}
-	os.Exit(code)
-}
 
 // longName is a name of 240 bytes: near the 255 that filesystems allow.
 var longName = strings.Repeat("L", 236) + ".bin"
@@ -89,461 +75,115 @@ const indexHTML = `<html><body><p>not a listing</p><a href="sibling.txt">sibling
 <a href="../">up</a> <a href="?C=N;O=D">sort</a> <a href="/">top</a></body></html>
 `
 
-var (
-	treeOnce sync.Once
-	treeBase string // holds www/ (the served tree), outside/ and one work dir per server
-	treeErr  error
-)
-
-// makeTree creates the tree once. Every directory is world-readable: Apache's
-// children run as www-data.
-func makeTree() (string, error) {
-	treeOnce.Do(func() {
-		treeBase, treeErr = os.MkdirTemp("", "haul-index-servers-")
-		if treeErr != nil {
-			return
+// makeTree creates the tree under a directory every server can read
+// (Apache's children run as www-data), removed when t ends, and returns the
+// served directory, www.
+func makeTree(t *testing.T) string {
+	base := realserver.TempDir(t)
+	www := filepath.Join(base, "www")
+	write := func(root, rel, body string) {
+		p := filepath.Join(root, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
 		}
-		os.Chmod(treeBase, 0o755)
-		www := filepath.Join(treeBase, "www")
-		write := func(root, rel, body string) {
-			p := filepath.Join(root, filepath.FromSlash(rel))
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil && treeErr == nil {
-				treeErr = err
-			}
-			if err := os.WriteFile(p, []byte(body), 0o644); err != nil && treeErr == nil {
-				treeErr = err
-			}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
 		}
-		for _, f := range treeFiles {
-			body := "file " + f + "\n"
-			if f == "withindex/index.html" {
-				body = indexHTML
-			}
-			write(www, f, body)
+	}
+	for _, f := range treeFiles {
+		body := "file " + f + "\n"
+		if f == "withindex/index.html" {
+			body = indexHTML
 		}
-		for _, d := range treeDirs {
-			if err := os.MkdirAll(filepath.Join(www, d), 0o755); err != nil && treeErr == nil {
-				treeErr = err
-			}
+		write(www, f, body)
+	}
+	for _, d := range treeDirs {
+		if err := os.MkdirAll(filepath.Join(www, d), 0o755); err != nil {
+			t.Fatal(err)
 		}
-		outside := filepath.Join(treeBase, "outside")
-		for _, f := range outsideFiles {
-			write(outside, f, "outside "+f+"\n")
-		}
-		if err := os.Symlink(outside, filepath.Join(www, "link")); err != nil && treeErr == nil {
-			treeErr = err
-		}
-	})
-	return treeBase, treeErr
+	}
+	outside := filepath.Join(base, "outside")
+	for _, f := range outsideFiles {
+		write(outside, f, "outside "+f+"\n")
+	}
+	if err := os.Symlink(outside, filepath.Join(www, "link")); err != nil {
+		t.Fatal(err)
+	}
+	return www
 }
 
-// server is one listing format; several may share one process (group).
+// server is one listing format.
 type server struct {
-	name        string
-	group       string
-	servesIndex bool // serves a directory's index.html in place of its listing
+	name   string
+	kind   realserver.Kind // "" for Go's http.FileServer, in this process
+	config string          // added to the server's configuration
+	// servesIndex: serves a directory's index.html in place of its listing.
+	servesIndex bool
 	// symlinkAsFile: the listing writes link/ without its "/" (Go's FileServer
-	// asks fs.DirEntry.IsDir, false for a symbolic link), so it is a file.
+	// asks fs.DirEntry.IsDir, false for a symbolic link), and links its
+	// parent nowhere: link is taken for a file, and its request is
+	// redirected to link/, a listing.
 	symlinkAsFile bool
+	// bare: the listing writes every directory without its "/" (h2o's).
+	bare bool
 	// surrogates: a name that is not UTF-8 is written, and served only, with
 	// Python's surrogate escapes: byte E9 as U+DCE9, %ED%B3%A9.
 	surrogates bool
+	// unserved are files the server lists but will not serve: the walk must
+	// find them, and their bytes are not checked.
+	unserved []string
 }
 
 var servers = []server{
-	{name: "nginx", group: "nginx"},
-	{name: "apache", group: "apache"},       // mod_autoindex's plain list
-	{name: "apache-fancy", group: "apache"}, // IndexOptions FancyIndexing: a <pre>
-	{name: "apache-table", group: "apache"}, // Debian's autoindex.conf: FancyIndexing HTMLTable
-	{name: "lighttpd", group: "lighttpd"},
-	{name: "caddy", group: "caddy"},
-	{name: "python", group: "python", servesIndex: true, surrogates: true},
-	{name: "gofileserver", group: "gofileserver", servesIndex: true, symlinkAsFile: true},
+	{name: "nginx", kind: realserver.Nginx},
+	{name: "apache", kind: realserver.Apache}, // mod_autoindex's plain list
+	// IndexOptions FancyIndexing: a <pre>.
+	{name: "apache-fancy", kind: realserver.Apache, config: "IndexOptions FancyIndexing"},
+	// Debian's autoindex.conf: FancyIndexing HTMLTable.
+	{name: "apache-table", kind: realserver.Apache, config: `IndexOptions FancyIndexing VersionSort HTMLTable NameWidth=* DescriptionWidth=* Charset=UTF-8
+AddIconByType (TXT,/icons/text.gif) text/*
+AddIcon /icons/back.gif ..
+AddIcon /icons/folder.gif ^^DIRECTORY^^
+AddIcon /icons/blank.gif ^^BLANKICON^^
+DefaultIcon /icons/unknown.gif
+IndexIgnore .??* *~ *# RCS CVS *,v *,t`},
+	// A name with a control character is listed, and refused (400).
+	{name: "lighttpd", kind: realserver.Lighttpd, unserved: []string{"new\nline.txt", "tab\there.txt"}},
+	{name: "caddy", kind: realserver.Caddy},
+	{name: "h2o", kind: realserver.H2O, bare: true},
+	{name: "python", kind: realserver.Python, servesIndex: true, surrogates: true},
+	// A name that is not UTF-8 is listed, and refused (404: filepath.Localize).
+	{name: "gofileserver", servesIndex: true, symlinkAsFile: true, unserved: []string{"latin1-caf\xe9.txt"}},
 }
 
-// group is one server process (or in-process server) and the base URL of
-// each listing format it serves.
-type group struct {
-	once  sync.Once
-	bases map[string]string
-	stop  func()
-	skip  string // why it is skipped: a missing binary
-	err   error
+// start starts s serving www until t ends and returns its base URL (no
+// trailing slash), or skips t.
+func start(t *testing.T, s server, www string) string {
+	if s.kind == "" {
+		srv := httptest.NewServer(http.FileServer(http.Dir(www)))
+		t.Cleanup(srv.Close)
+		return srv.URL
+	}
+	return realserver.Start(t, s.kind, realserver.Options{Dir: www, Listing: true, Config: s.config}).URL
 }
 
-var (
-	groupsMu sync.Mutex
-	groups   = map[string]*group{}
-)
-
-func stopServers() {
-	groupsMu.Lock()
-	defer groupsMu.Unlock()
-	for _, g := range groups {
-		if g.stop != nil {
-			g.stop()
-		}
-	}
-}
-
-// startGroup starts s's group once; it reports the outcome in the group.
-func startGroup(s server) *group {
-	groupsMu.Lock()
-	g := groups[s.group]
-	if g == nil {
-		g = &group{}
-		groups[s.group] = g
-	}
-	groupsMu.Unlock()
-	g.once.Do(func() {
-		base, err := makeTree()
-		if err != nil {
-			g.err = err
-			return
-		}
-		work := filepath.Join(base, "run", s.group)
-		if err := os.MkdirAll(work, 0o755); err != nil {
-			g.err = err
-			return
-		}
-		g.bases, g.stop, g.skip, g.err = starters[s.group](filepath.Join(base, "www"), work)
-	})
-	return g
-}
-
-// baseURL returns s's base URL (no trailing slash), starting its server if it
-// is not running, or skips the test.
-func baseURL(t *testing.T, s server) string {
-	t.Helper()
-	g := startGroup(s)
-	if g.skip != "" {
-		t.Skip(g.skip)
-	}
-	if g.err != nil {
-		t.Fatalf("starting %s: %v", s.group, g.err)
-	}
-	return g.bases[s.name]
-}
-
-type starter func(www, work string) (bases map[string]string, stop func(), skip string, err error)
-
-var starters = map[string]starter{
-	"nginx":        startNginx,
-	"apache":       startApache,
-	"lighttpd":     startLighttpd,
-	"caddy":        startCaddy,
-	"python":       startPython,
-	"gofileserver": startGoFileServer,
-}
-
-// lookBin finds a server binary in PATH or in the sbin directories Debian
-// puts them in (not in a user's PATH).
-func lookBin(name string) (string, string) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, ""
-	}
-	for _, d := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
-		p := filepath.Join(d, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
-			return p, ""
-		}
-	}
-	return "", name + " not installed (" + debianPackage[name] + "): skipped"
-}
-
-var debianPackage = map[string]string{
-	"nginx": "Debian package nginx-light", "apache2": "Debian package apache2",
-	"lighttpd": "Debian package lighttpd", "caddy": "Debian package caddy", "python3": "Debian package python3",
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// run starts cmd in a process group of its own (Apache forks), logging to
-// work/log, and waits until every url answers. The process is killed if the
-// test binary dies (Pdeathsig) and stopped, with its group, by stop.
-func run(cmd *exec.Cmd, work string, urls ...string) (func(), error) {
-	logf, err := os.Create(filepath.Join(work, "log"))
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Setpgid = true
-	dieWithParent(cmd.SysProcAttr)
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, err
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(exited) }()
-	pgid := cmd.Process.Pid
-	stop := func() {
-		syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(3 * time.Second):
-			syscall.Kill(-pgid, syscall.SIGKILL)
-			<-exited
-		}
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for _, u := range urls {
-		for {
-			resp, err := http.Get(u)
-			if err == nil {
-				resp.Body.Close()
-				break
-			}
-			select {
-			case <-exited:
-				log, _ := os.ReadFile(filepath.Join(work, "log"))
-				return nil, fmt.Errorf("%s exited: %s", cmd.Path, log)
-			case <-time.After(20 * time.Millisecond):
-			}
-			if time.Now().After(deadline) {
-				stop()
-				log, _ := os.ReadFile(filepath.Join(work, "log"))
-				return nil, fmt.Errorf("%s did not answer %s: %v\n%s", cmd.Path, u, err, log)
-			}
-		}
-	}
-	return stop, nil
-}
-
-func local(port int) string { return "http://127.0.0.1:" + strconv.Itoa(port) }
-
-func writeConf(work, name, conf string) (string, error) {
-	p := filepath.Join(work, name)
-	return p, os.WriteFile(p, []byte(conf), 0o644)
-}
-
-func startNginx(www, work string) (map[string]string, func(), string, error) {
-	bin, skip := lookBin("nginx")
-	if skip != "" {
-		return nil, nil, skip, nil
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, nil, "", err
-	}
-	// One process in the foreground; "index" names no file, so that
-	// withindex/ is listed too.
-	conf, err := writeConf(work, "nginx.conf", fmt.Sprintf(`daemon off;
-master_process off;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 64; }
-http {
-	access_log off;
-	client_body_temp_path %[1]s/body;
-	proxy_temp_path %[1]s/proxy;
-	fastcgi_temp_path %[1]s/fastcgi;
-	uwsgi_temp_path %[1]s/uwsgi;
-	scgi_temp_path %[1]s/scgi;
-	server {
-		listen 127.0.0.1:%[2]d;
-		root %[3]s;
-		index no-such-index-file;
-		autoindex on;
-	}
-}
-`, work, port, www))
-	if err != nil {
-		return nil, nil, "", err
-	}
-	stop, err := run(exec.Command(bin, "-p", work, "-c", conf), work, local(port)+"/")
-	return map[string]string{"nginx": local(port)}, stop, "", err
-}
-
-func startApache(www, work string) (map[string]string, func(), string, error) {
-	bin, skip := lookBin("apache2")
-	if skip != "" {
-		return nil, nil, skip, nil
-	}
-	const mods = "/usr/lib/apache2/modules"
-	if _, err := os.Stat(filepath.Join(mods, "mod_autoindex.so")); err != nil {
-		return nil, nil, "apache2's modules are not in " + mods + " (Debian package apache2): skipped", nil
-	}
-	var ports [3]int
-	for i := range ports {
-		p, err := freePort()
-		if err != nil {
-			return nil, nil, "", err
-		}
-		ports[i] = p
-	}
-	// Apache refuses to serve as root. Its User directive would make it
-	// setuid, which clears Pdeathsig: it is started as www-data instead.
-	var cred *syscall.Credential
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("www-data")
-		if err != nil {
-			return nil, nil, "running as root and no user www-data to run apache2 as: skipped", nil
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		if err := os.Chown(work, uid, gid); err != nil {
-			return nil, nil, "", err
-		}
-	}
-	mimeTypes, err := writeConf(work, "mime.types", "text/plain txt log\ntext/html html\n")
-	if err != nil {
-		return nil, nil, "", err
-	}
-	// Three listings: mod_autoindex's plain list (no IndexOptions), its
-	// FancyIndexing <pre>, and Debian's default (mods-available/autoindex.conf):
-	// FancyIndexing HTMLTable. DirectoryIndex disabled lists withindex/ too.
-	conf, err := writeConf(work, "httpd.conf", fmt.Sprintf(`ServerRoot %[1]s
-Listen 127.0.0.1:%[2]d
-Listen 127.0.0.1:%[3]d
-Listen 127.0.0.1:%[4]d
-PidFile %[1]s/httpd.pid
-ErrorLog %[1]s/error.log
-Mutex file:%[1]s
-LoadModule mpm_event_module %[5]s/mod_mpm_event.so
-LoadModule authz_core_module %[5]s/mod_authz_core.so
-LoadModule dir_module %[5]s/mod_dir.so
-LoadModule mime_module %[5]s/mod_mime.so
-LoadModule autoindex_module %[5]s/mod_autoindex.so
-LoadModule alias_module %[5]s/mod_alias.so
-ServerName 127.0.0.1
-TypesConfig %[6]s
-DocumentRoot %[7]s
-DirectoryIndex disabled
-<Directory %[7]s>
-	Options Indexes FollowSymLinks
-	Require all granted
-</Directory>
-<VirtualHost 127.0.0.1:%[2]d>
-</VirtualHost>
-<VirtualHost 127.0.0.1:%[3]d>
-	IndexOptions FancyIndexing
-</VirtualHost>
-<VirtualHost 127.0.0.1:%[4]d>
-	IndexOptions FancyIndexing VersionSort HTMLTable NameWidth=* DescriptionWidth=* Charset=UTF-8
-	AddIconByType (TXT,/icons/text.gif) text/*
-	AddIcon /icons/back.gif ..
-	AddIcon /icons/folder.gif ^^DIRECTORY^^
-	AddIcon /icons/blank.gif ^^BLANKICON^^
-	DefaultIcon /icons/unknown.gif
-	IndexIgnore .??* *~ *# RCS CVS *,v *,t
-</VirtualHost>
-`, work, ports[0], ports[1], ports[2], mods, mimeTypes, www))
-	if err != nil {
-		return nil, nil, "", err
-	}
-	// -X: one process, no children, so that Pdeathsig leaves nothing behind
-	// if the test binary dies (children of a killed parent keep serving).
-	cmd := exec.Command(bin, "-f", conf, "-X")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	stop, err := run(cmd, work,
-		local(ports[0])+"/", local(ports[1])+"/", local(ports[2])+"/")
-	return map[string]string{"apache": local(ports[0]), "apache-fancy": local(ports[1]),
-		"apache-table": local(ports[2])}, stop, "", err
-}
-
-func startLighttpd(www, work string) (map[string]string, func(), string, error) {
-	bin, skip := lookBin("lighttpd")
-	if skip != "" {
-		return nil, nil, skip, nil
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, nil, "", err
-	}
-	conf, err := writeConf(work, "lighttpd.conf", fmt.Sprintf(`server.document-root = %q
-server.bind = "127.0.0.1"
-server.port = %d
-server.modules += ( "mod_dirlisting" )
-dir-listing.activate = "enable"
-index-file.names = ( )
-server.errorlog = %q
-mimetype.assign = ( ".txt" => "text/plain", ".html" => "text/html" )
-`, www, port, filepath.Join(work, "error.log")))
-	if err != nil {
-		return nil, nil, "", err
-	}
-	stop, err := run(exec.Command(bin, "-D", "-f", conf), work, local(port)+"/")
-	return map[string]string{"lighttpd": local(port)}, stop, "", err
-}
-
-func startCaddy(www, work string) (map[string]string, func(), string, error) {
-	bin, skip := lookBin("caddy")
-	if skip != "" {
-		return nil, nil, skip, nil
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, nil, "", err
-	}
-	// No admin endpoint (it would take localhost:2019 from anyone else's
-	// Caddy), no HTTPS, and state under work, not $HOME.
-	conf, err := writeConf(work, "Caddyfile", fmt.Sprintf(`{
-	admin off
-	auto_https off
-	storage file_system %[1]s/data
-}
-http://127.0.0.1:%[2]d {
-	root * %[3]s
-	file_server browse {
-		index no-such-index-file
-	}
-}
-`, work, port, www))
-	if err != nil {
-		return nil, nil, "", err
-	}
-	cmd := exec.Command(bin, "run", "--config", conf, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+work, "XDG_DATA_HOME="+work, "XDG_CONFIG_HOME="+work)
-	stop, err := run(cmd, work, local(port)+"/")
-	return map[string]string{"caddy": local(port)}, stop, "", err
-}
-
-func startPython(www, work string) (map[string]string, func(), string, error) {
-	bin, skip := lookBin("python3")
-	if skip != "" {
-		return nil, nil, skip, nil
-	}
-	port, err := freePort()
-	if err != nil {
-		return nil, nil, "", err
-	}
-	cmd := exec.Command(bin, "-m", "http.server", "--bind", "127.0.0.1", "--directory", www, strconv.Itoa(port))
-	stop, err := run(cmd, work, local(port)+"/")
-	return map[string]string{"python": local(port)}, stop, "", err
-}
-
-func startGoFileServer(www, _ string) (map[string]string, func(), string, error) {
-	s := httptest.NewServer(http.FileServer(http.Dir(www)))
-	return map[string]string{"gofileserver": s.URL}, s.Close, "", nil
-}
-
-// wantFiles is the set of URLs a walk of s from start (a directory below
-// the top, "" or ending in "/") must find, but those under link/.
-func wantFiles(s server, base, start string) map[string]bool {
-	want := map[string]bool{}
+// wantFiles maps each URL a walk of s from start (a directory below the top,
+// "" or ending in "/") must find, but those under link/, to its file below
+// the top; "" for a directory its listing writes as a file (symlinkAsFile).
+func wantFiles(s server, base, start string) map[string]string {
+	want := map[string]string{}
 	for _, f := range treeFiles {
 		if !strings.HasPrefix(f, start) || s.servesIndex && f == "withindex/index.html" {
 			continue
 		}
+		u := f
 		if s.surrogates {
-			f = surrogateEscape(f)
+			u = surrogateEscape(f)
 		}
-		want[base+"/"+escapePath(f)] = true
+		want[base+"/"+escapePath(u)] = f
 	}
 	if s.symlinkAsFile && start == "" {
-		want[base+"/link"] = true
+		want[base+"/link"] = ""
 	}
 	return want
 }
@@ -578,29 +218,41 @@ func TestServers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Start them all at once: most of a start is waiting.
-	var wg sync.WaitGroup
-	for _, s := range servers {
-		wg.Go(func() { startGroup(s) })
-	}
-	wg.Wait()
+	www := makeTree(t)
 	for _, s := range servers {
 		t.Run(s.name, func(t *testing.T) {
-			base := baseURL(t, s)
+			t.Parallel() // most of a start is waiting
+			base := start(t, s, www)
 			if *update {
 				capture(t, s, base)
 			}
 			for _, start := range []string{"", "d1/"} {
 				t.Run("/"+start, func(t *testing.T) {
-					checkWalk(t, client, s, base, start)
+					checkWalk(t, client, s, base, start, www)
 				})
 			}
 		})
 	}
 }
 
-func checkWalk(t *testing.T, client HTTPClient, s server, base, start string) {
-	w := NewSource(context.Background(), client, []string{base + "/" + escapePath(start)}, Options{})
+// countHEAD counts the HEAD requests of a walk: the links asked about.
+type countHEAD struct {
+	HTTPClient
+	n atomic.Int64
+}
+
+func (c *countHEAD) Do(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodHead {
+		c.n.Add(1)
+	}
+	return c.HTTPClient.Do(req)
+}
+
+// checkWalk walks s's tree from start and fetches every file found: each
+// must be a file of the tree, its own bytes, never a listing.
+func checkWalk(t *testing.T, client HTTPClient, s server, base, start, www string) {
+	cc := &countHEAD{HTTPClient: client}
+	w := NewSource(context.Background(), cc, []string{base + "/" + escapePath(start)}, Options{})
 	defer w.Close()
 	got := map[string]bool{}
 	var linked []string
@@ -622,17 +274,21 @@ func checkWalk(t *testing.T, client HTTPClient, s server, base, start string) {
 		if rest, ok := strings.CutPrefix(e.URL, base+"/link/"); ok {
 			linked = append(linked, rest)
 			delete(got, e.URL)
+			checkBody(t, client, e.URL, filepath.Join(www, "link", filepath.FromSlash(unescape(rest))))
 		}
 	}
 	want := wantFiles(s, base, start)
 	for u := range got {
-		if !want[u] {
+		if _, ok := want[u]; !ok {
 			t.Errorf("found %s, not a file of the tree below /%s", u, start)
 		}
 	}
-	for u := range want {
-		if !got[u] {
+	for u, f := range want {
+		switch {
+		case !got[u]:
 			t.Errorf("missed %s", u)
+		case f != "" && !slices.Contains(s.unserved, f):
+			checkBody(t, client, u, filepath.Join(www, filepath.FromSlash(f)))
 		}
 	}
 	// Through link/, all of the outside directory or nothing, whichever
@@ -642,7 +298,32 @@ func checkWalk(t *testing.T, client HTTPClient, s server, base, start string) {
 		t.Errorf("through link/: %q, want %q or nothing", linked, outsideFiles)
 	}
 	if start == "" {
-		t.Logf("%s: %d files, %d through the symbolic link", s.name, len(got), len(linked))
+		t.Logf("%s: %d files, %d through the symbolic link, %d links asked about (HEAD)",
+			s.name, len(got), len(linked), cc.n.Load())
+	}
+}
+
+// checkBody fetches u, which must be the file at path: its bytes, at u
+// itself (a directory's request is redirected to its listing).
+func checkBody(t *testing.T, client HTTPClient, u, path string) {
+	t.Helper()
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Errorf("%s: %v", u, err)
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || resp.Request.URL.String() != u || !bytes.Equal(body, want) {
+		t.Errorf("%s: %s from %s, %d bytes (%v), want the %d of %s", u, resp.Status, resp.Request.URL, len(body), err, len(want), path)
 	}
 }
 

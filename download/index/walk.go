@@ -144,6 +144,31 @@ var errClosed = errors.New("index: walker closed")
 // with the tree. Only a server can make it revisit, by a symbolic link to a
 // directory above (MaxDepth stops that chain) or a redirect (below).
 //
+// # Directories written without their "/"
+//
+// A listing that writes its directories with their trailing "/" (nginx,
+// Apache, lighttpd, Caddy, python, Go's FileServer) is taken at its word: a
+// link without one is a file. h2o's file.dirlisting writes directories
+// without it (<A HREF="a">, and ".." for the parent), and a request for /a is
+// redirected to /a/: saved as the file a, that is a listing, and the tree
+// below it is lost. So, as wget -r does (it follows the redirect and lists
+// what it finds), a link whose request the server redirects to the same
+// path plus "/" is a directory, walked as one, and never given as a file.
+//
+// wget finds this out by fetching every link; the walker, which fetches no
+// file, asks with a HEAD, and only where it has to: for a link without "/"
+// on a page of a tree none of whose pages so far has linked a directory of
+// its server with the "/" (a subdirectory, its parent "../", a breadcrumb). Every link of an h2o tree is asked about, one request each
+// (--accept and --reject spare none: a name they refuse may be a
+// directory's); nginx's and lighttpd's "../" and Caddy's breadcrumbs come
+// before any entry, and cost none; a listing with no such link (Apache's and
+// python's top, Go's FileServer) costs one for each file before its first
+// subdirectory. It is the walker that asks, not the engine once it downloads
+// the link: the engine would have to hand the directory back to a walk that
+// may have ended by then. What a listing that marks directories writes
+// without "/" is not asked about: Go's FileServer writes a symbolic link to a
+// directory so, and it is given as a file.
+//
 // # Redirects
 //
 // The client follows them. Links resolve against the page's final URL, and
@@ -194,9 +219,13 @@ type Walker struct {
 
 	root  input.Entry // the line being walked
 	scope string      // dirKey of its final URL: every page is below it
-	front *frontier
-	spool *spool
-	page  *page // the listing being read, nil between pages
+	// marked: a page of this root's tree has written a link to a directory
+	// of its server with the trailing "/", so its server's listings mark
+	// their directories, and a link written without one is a file.
+	marked bool
+	front  *frontier
+	spool  *spool
+	page   *page // the listing being read, nil between pages
 }
 
 // page is the listing being read.
@@ -321,7 +350,7 @@ func (w *Walker) Next() (input.Entry, error) {
 		if err != nil || !IsIndex(e.URL) {
 			return e, err
 		}
-		w.root, w.scope = e, ""
+		w.root, w.scope, w.marked = e, "", false
 		u, _, _ := strings.Cut(e.URL, "#") // never sent
 		w.front.push(item{url: u})         // cannot fail: the frontier is empty
 	}
@@ -366,7 +395,7 @@ func (w *Walker) release(end error) {
 // over its first skip links. tries counts the attempts made at it already.
 // It returns an entry when the directory is a file after all.
 func (w *Walker) open(it item, skip, tries int) (input.Entry, bool, error) {
-	resp, ctx, cancel, stall, err := w.fetch(it, &tries)
+	resp, ctx, cancel, stall, err := w.fetch(http.MethodGet, it.url, &tries)
 	if err != nil {
 		return input.Entry{}, false, w.dirError(it.url, err)
 	}
@@ -484,6 +513,16 @@ func (w *Walker) readPage() (input.Entry, bool, error) {
 			continue
 		}
 		pg.given++
+		w.marked = w.marked || pg.p.slashed
+		if !l.Dir && !w.marked {
+			dir, err := w.probe(l.URL)
+			if err != nil {
+				return input.Entry{}, false, err
+			}
+			if dir {
+				l.URL, l.Dir = l.URL+"/", true
+			}
+		}
 		if l.Dir {
 			if pg.it.depth >= w.opts.MaxDepth {
 				return input.Entry{}, false, &DirError{URL: l.URL, Line: w.root.Line, Err: ErrTooDeep}
@@ -511,10 +550,43 @@ func (w *Walker) endPage() {
 	w.page = nil
 }
 
-// fetch GETs the directory it, with retries; *tries counts the attempts. On
-// success the response's body is the caller's, as are its request's context,
-// the cancel of that context, and its stall timer.
-func (w *Walker) fetch(it item, tries *int) (*http.Response, context.Context, context.CancelCauseFunc, *stallTimer, error) {
+// probe reports whether the link u, written without a trailing "/" on a
+// page whose server has not shown that its listings mark directories, is a
+// directory: one whose request the server redirects to u plus "/", as every
+// server does for a directory asked for without its "/" (wget -r follows
+// that redirect and lists what it finds there). It asks with HEAD, which
+// costs a file no transfer; anything but a success (after the retries of a
+// page) leaves u a file, for the engine to fetch and report. The error is
+// one that stops the walk.
+func (w *Walker) probe(u string) (bool, error) {
+	tries := 0
+	resp, _, cancel, stall, err := w.fetch(http.MethodHead, u, &tries)
+	if err != nil {
+		if c := context.Cause(w.ctx); c != nil {
+			return false, c
+		}
+		return false, nil
+	}
+	stall.stop()
+	resp.Body.Close()
+	cancel(nil)
+	return resp.Request != nil && isDirRedirect(u, resp.Request.URL), nil
+}
+
+// isDirRedirect reports whether final, where a request for link ended, is
+// link's own path plus "/" on its server, however either is escaped.
+func isDirRedirect(link string, final *url.URL) bool {
+	if final == nil || final.RawQuery != "" || final.ForceQuery || !strings.HasSuffix(final.EscapedPath(), "/") {
+		return false
+	}
+	dir, err := url.Parse(link + "/")
+	return err == nil && dirKey(final) == dirKey(dir)
+}
+
+// fetch asks for u (GET a directory, HEAD a probe), with retries; *tries
+// counts the attempts. On success the response's body is the caller's, as
+// are its request's context, the cancel of that context, and its stall timer.
+func (w *Walker) fetch(method, u string, tries *int) (*http.Response, context.Context, context.CancelCauseFunc, *stallTimer, error) {
 	waited := false // Retry-After replaced the backoff
 	for {
 		if *tries > 0 && !waited {
@@ -524,7 +596,7 @@ func (w *Walker) fetch(it item, tries *int) (*http.Response, context.Context, co
 		}
 		ctx, cancel := context.WithCancelCause(w.ctx)
 		stall := newStallTimer(w.opts.Timeout, cancel)
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, it.url, nil)
+		req, err := http.NewRequestWithContext(ctx, method, u, nil)
 		if err != nil {
 			stall.stop()
 			cancel(nil)

@@ -399,6 +399,9 @@ func TestWalkHugeTreeBoundedMemory(t *testing.T) {
 func TestWalkStreamsWithinPage(t *testing.T) {
 	got := make(chan struct{})
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			return // a file, as the walker's HEAD finds
+		}
 		w.Header().Set("Content-Type", "text/html")
 		fmt.Fprint(w, `<a href="first">first</a>`)
 		w.(http.Flusher).Flush()
@@ -431,6 +434,9 @@ func TestWalkStreamsWithinPage(t *testing.T) {
 func TestWalkReadsPageWhileConsumerWaits(t *testing.T) {
 	done := make(chan struct{})
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			return // a file, as the walker's HEAD finds
+		}
 		defer close(done)
 		w.Header().Set("Content-Type", "text/html")
 		// 10 MB: more than loopback's socket buffers hold (a few MiB).

@@ -5,56 +5,22 @@ package h2
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/haul/haul/internal/realserver"
 )
 
 // The real-server tests run the client against the HTTP/2 servers users
-// meet (nginx, Caddy, h2o when installed), configured to be awkward: a stream
-// limit below Streams, a GOAWAY every few dozen requests, small frames. Every
-// body must be its file's, over HTTP/2.
-
-// selfSigned writes a certificate for 127.0.0.1 and its key into dir.
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
+// meet (nginx, Caddy, h2o, started by package realserver), configured to be
+// awkward: a stream limit below Streams, a GOAWAY every few dozen requests,
+// small frames. Every body must be its file's, over HTTP/2.
 
 // realFiles writes n files of varied sizes (0 to 200 KiB) and a 12 MiB one
 // (many windows' worth) under www, and returns their paths.
@@ -81,83 +47,25 @@ func realFiles(t *testing.T, www string, n int) []string {
 	return paths
 }
 
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startServer runs cmd in a process group of its own until the test ends,
-// and waits until port accepts connections.
-func startServer(t *testing.T, cmd *exec.Cmd, work string, port int) {
-	t.Helper()
-	logf, _ := os.Create(filepath.Join(work, "log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); logf.Close(); close(exited) }()
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(3 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-	})
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-			return
-		}
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(filepath.Join(work, "log"))
-			t.Fatalf("%s exited: %s", cmd.Path, log)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s does not listen on %d", cmd.Path, port)
-		}
-	}
-}
-
 func TestRealServers(t *testing.T) {
 	for _, srv := range []struct {
-		name  string
-		start func(t *testing.T, www, work, cert, key string, port int)
+		kind   realserver.Kind
+		config string
 	}{
-		{"nginx", startNginx},
-		{"caddy", startCaddy},
-		{"h2o", startH2O},
+		// nginx: 4 streams per connection (below Streams), a GOAWAY after 40
+		// requests, 4 KiB DATA frames.
+		{realserver.Nginx, "http2_max_concurrent_streams 4;\nkeepalive_requests 40;\nhttp2_chunk_size 4k;"},
+		{realserver.Caddy, ""},
+		{realserver.H2O, "http2-max-concurrent-requests-per-connection: 4"},
 	} {
-		t.Run(srv.name, func(t *testing.T) {
-			if _, err := exec.LookPath(srv.name); err != nil {
-				if os.Getenv("CI") != "" {
-					t.Fatalf("%s is not installed (.ci/run installs it)", srv.name)
-				}
-				t.Skipf("%s is not installed", srv.name)
-			}
+		t.Run(string(srv.kind), func(t *testing.T) {
 			t.Parallel()
-			base := t.TempDir()
-			os.Chmod(base, 0o755)
-			www, work := filepath.Join(base, "www"), filepath.Join(base, "work")
-			os.MkdirAll(www, 0o755)
-			os.MkdirAll(work, 0o755)
-			cert, key, pool := selfSigned(t, work)
+			www := t.TempDir()
 			paths := realFiles(t, www, 300)
-			port := freePort(t)
-			srv.start(t, www, work, cert, key, port)
-			c := New(Options{TLSConfig: &tls.Config{RootCAs: pool}, Streams: 16, MaxConnsPerHost: 2})
+			s := realserver.Start(t, srv.kind, realserver.Options{Dir: www, TLS: true, Config: srv.config})
+			c := New(Options{TLSConfig: s.Cert.ClientConfig(), Streams: 16, MaxConnsPerHost: 2})
 			defer c.CloseIdleConnections()
-			base = fmt.Sprintf("https://127.0.0.1:%d", port)
+			base := s.URL
 			var wg sync.WaitGroup
 			work1 := make(chan string)
 			var mu sync.Mutex
@@ -210,76 +118,4 @@ func fetchCheck(c *Client, base, path, file string) error {
 		return fmt.Errorf("%s: %s %s, %d bytes, want 200 over HTTP/2 and its %d", path, resp.Proto, resp.Status, len(got), len(want))
 	}
 	return nil
-}
-
-// nginx: 4 streams per connection (below Streams), a GOAWAY after 40
-// requests, 4 KiB DATA frames.
-func startNginx(t *testing.T, www, work, cert, key string, port int) {
-	conf := fmt.Sprintf(`daemon off;
-master_process off;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 256; }
-http {
-	access_log off;
-	client_body_temp_path %[1]s/body;
-	proxy_temp_path %[1]s/proxy;
-	fastcgi_temp_path %[1]s/fastcgi;
-	uwsgi_temp_path %[1]s/uwsgi;
-	scgi_temp_path %[1]s/scgi;
-	http2_max_concurrent_streams 4;
-	keepalive_requests 40;
-	http2_chunk_size 4k;
-	server {
-		listen 127.0.0.1:%[2]d ssl http2;
-		ssl_certificate %[4]s;
-		ssl_certificate_key %[5]s;
-		root %[3]s;
-	}
-}
-`, work, port, www, cert, key)
-	p := filepath.Join(work, "nginx.conf")
-	os.WriteFile(p, []byte(conf), 0o644)
-	startServer(t, exec.Command("nginx", "-p", work, "-c", p), work, port)
-}
-
-func startCaddy(t *testing.T, www, work, cert, key string, port int) {
-	conf := fmt.Sprintf(`{
-	admin off
-	auto_https off
-	storage file_system %[1]s/data
-}
-https://127.0.0.1:%[2]d {
-	tls %[4]s %[5]s
-	root * %[3]s
-	file_server
-}
-`, work, port, www, cert, key)
-	p := filepath.Join(work, "Caddyfile")
-	os.WriteFile(p, []byte(conf), 0o644)
-	cmd := exec.Command("caddy", "run", "--config", p, "--adapter", "caddyfile")
-	cmd.Env = append(os.Environ(), "HOME="+work, "XDG_DATA_HOME="+work, "XDG_CONFIG_HOME="+work)
-	startServer(t, cmd, work, port)
-}
-
-func startH2O(t *testing.T, www, work, cert, key string, port int) {
-	conf := fmt.Sprintf(`listen:
-  host: 127.0.0.1
-  port: %[2]d
-  ssl:
-    certificate-file: %[4]s
-    key-file: %[5]s
-http2-max-concurrent-requests-per-connection: 4
-user: root
-error-log: %[1]s/error.log
-hosts:
-  default:
-    paths:
-      /:
-        file.dir: %[3]s
-`, work, port, www, cert, key)
-	p := filepath.Join(work, "h2o.conf")
-	os.WriteFile(p, []byte(conf), 0o644)
-	startServer(t, exec.Command("h2o", "-c", p), work, port)
 }

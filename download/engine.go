@@ -213,18 +213,6 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	return e
 }
 
-// HostMultiplexed records that host (host[:port] of an https URL, as in the
-// URL) speaks HTTP/2, as the client learns it when a connection is made
-// (httpclient.Options.OnHTTP2): its entries take a stream each from now on,
-// those in flight too, without waiting for a response. Safe to call from
-// any goroutine while Run goes.
-func (e *Engine) HostMultiplexed(host string) {
-	if e.opts.Streams <= 1 {
-		return
-	}
-	e.hosts.multiplexedName(urlid.HostKey("https://" + host + "/"))
-}
-
 // inline reports whether x can only go over HTTP/1.1 (a plain http:// URL,
 // or nothing multiplexes): its worker runs it (see parking.workers).
 func (e *Engine) inline(x *entry) bool {

@@ -225,13 +225,6 @@ func (hs *hosts) multiplexed(h *host) {
 	hs.multiplexedLocked(h)
 }
 
-// multiplexedName is multiplexed for the named host.
-func (hs *hosts) multiplexedName(name string) {
-	hs.mu.Lock()
-	defer hs.mu.Unlock()
-	hs.multiplexedLocked(hs.getLocked(name))
-}
-
 func (hs *hosts) multiplexedLocked(h *host) {
 	if h.h2 {
 		return

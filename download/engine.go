@@ -48,8 +48,8 @@ type Options struct {
 	Jobs int
 	// Streams is how many requests one HTTP/2 connection carries at once
 	// (--streams; the server's own limit wins, in the client). A download
-	// from a host known to speak HTTP/2 (one of its responses came over it)
-	// counts as 1/Streams of a job, one over HTTP/1.1, or to a host not yet
+	// from a host known to speak HTTP/2 (a connection to it negotiated h2,
+	// as the client tells an httptrace.ClientTrace's GotConn) counts as 1/Streams of a job, one over HTTP/1.1, or to a host not yet
 	// known, as a whole job; the same for PerHost. Default 1: one request
 	// per job whatever the protocol. The client must keep a host's HTTP/2
 	// requests on ceil(in flight/Streams) connections (httpclient does).
@@ -221,7 +221,7 @@ func (e *Engine) inline(x *entry) bool {
 }
 
 // weight is what x counts against Jobs and PerHost, in streams: one for a
-// host known to speak HTTP/2 (a response of it came over HTTP/2), a whole
+// host known to speak HTTP/2 (a connection to it negotiated h2), a whole
 // connection (Streams) otherwise. So over HTTP/1.1 Jobs files are in flight,
 // as ever, and over HTTP/2 up to Jobs*Streams.
 func (e *Engine) weight(x *entry) int64 {

@@ -41,7 +41,7 @@ type hosts struct {
 type host struct {
 	used   int64     // weight of the slots taken (see hosts.cap)
 	users  int       // workers between acquire and release
-	h2     bool      // a response of this host came over HTTP/2
+	h2     bool      // a connection to this host negotiated HTTP/2
 	paused time.Time // no new request before this instant
 	misses int       // consecutive attempts that got no response
 	down   error     // set once misses reached the limit: the host is down for this run
@@ -215,7 +215,7 @@ func (hs *hosts) wakeLocked(h *host) {
 	}
 }
 
-// multiplexed records that a response of the named host came over HTTP/2.
+// multiplexed records that a connection to the host negotiated HTTP/2.
 // Its heavy entries in flight now take a stream each: the rest of their
 // slots and of their -j grant is given back at once (a slow server may hold
 // them for long; the requests behind them need not wait).

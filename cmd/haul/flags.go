@@ -24,6 +24,7 @@ var (
 	shardByValues = []string{"url", "host"}
 	layoutValues  = []string{"tree", "flat", "hash"}
 	compressAlgs  = []string{"gzip", "zstd"}
+	httpClients   = []string{"haul", "net/http"}
 )
 
 // options is everything the flags say, as plain values; run() never sees cli.
@@ -174,7 +175,7 @@ func parseOptions(c *cli.Context) (*options, error) {
 	case "net/http":
 		o.netHTTP = true
 	default:
-		return nil, fmt.Errorf("--http-client %q: want haul or net/http", c.String("http-client"))
+		return nil, fmt.Errorf("--http-client %q: want %s", c.String("http-client"), strings.Join(httpClients, " or "))
 	}
 	if o.dir == "" {
 		return nil, fmt.Errorf("--dir is empty (use . for the current directory)")

@@ -445,10 +445,9 @@ func TestRedirectLimitAcrossClients(t *testing.T) {
 }
 
 // Over HTTPS, a list spread over many hosts opens about one connection per
-// host, as over HTTP/1.1 (requests used to go round robin over the TLS
-// transports, giving every host a connection on each), while many requests in
-// flight to one host known to speak HTTP/2 are spread over ceil(in
-// flight/streams) connections: 16 at --streams 4 on 2 to 4, never more.
+// host, as over HTTP/1.1, while many requests in flight to one host known to
+// speak HTTP/2 are spread over ceil(in flight/streams) connections: 16 at
+// --streams 4 on 2 to 4, never more.
 func TestTLSConnectionsPerHost(t *testing.T) {
 	var conns sync.Map // server URL -> *atomic.Int32
 	newServer := func() *httptest.Server {

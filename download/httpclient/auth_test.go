@@ -145,7 +145,7 @@ func TestNetrcCredentialsStayOnTheirHost(t *testing.T) {
 }
 
 // --cookies: a Netscape cookies.txt's cookies go to their domain only, also
-// over plain http (through h1) too, expired ones not at all.
+// over plain http (through h1), expired ones not at all.
 func TestCookiesFile(t *testing.T) {
 	var log authLog
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -49,8 +49,8 @@ type Options struct {
 	Jobs int
 	// Streams is how many requests one HTTP/2 connection carries at once
 	// (--streams; the server's own limit wins, in the client). A download
-	// from a host known to speak HTTP/2 (one of its responses came over it)
-	// counts as 1/Streams of a job, one over HTTP/1.1, or to a host not yet
+	// from a host known to speak HTTP/2 (a connection to it negotiated h2,
+	// as the client tells an httptrace.ClientTrace's GotConn) counts as 1/Streams of a job, one over HTTP/1.1, or to a host not yet
 	// known, as a whole job; the same for PerHost. Default 1: one request
 	// per job whatever the protocol. The client must keep a host's HTTP/2
 	// requests on ceil(in flight/Streams) connections (httpclient does).
@@ -214,18 +214,6 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	return e
 }
 
-// HostMultiplexed records that host (host[:port] of an https URL, as in the
-// URL) speaks HTTP/2, as the client learns it when a connection is made
-// (httpclient.Options.OnHTTP2): its entries take a stream each from now on,
-// those in flight too, without waiting for a response. Safe to call from
-// any goroutine while Run goes.
-func (e *Engine) HostMultiplexed(host string) {
-	if e.opts.Streams <= 1 {
-		return
-	}
-	e.hosts.multiplexedName(urlid.HostKey("https://" + host + "/"))
-}
-
 // inline reports whether x can only go over HTTP/1.1 (a plain http:// URL,
 // or nothing multiplexes): its worker runs it (see pool).
 func (e *Engine) inline(x *entry) bool {
@@ -234,7 +222,7 @@ func (e *Engine) inline(x *entry) bool {
 }
 
 // weight is what x counts against Jobs and PerHost, in streams: one for a
-// host known to speak HTTP/2 (a response of it came over HTTP/2), a whole
+// host known to speak HTTP/2 (a connection to it negotiated h2), a whole
 // connection (Streams) otherwise. So over HTTP/1.1 Jobs files are in flight,
 // as ever, and over HTTP/2 up to Jobs*Streams.
 func (e *Engine) weight(x *entry) int64 {

@@ -367,6 +367,12 @@ func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
 		// it takes a slot too, if one is free (else the file gets fewer).
 		return e.hosts.tryConn(x.hostKey)
 	}
+	if e.opts.Streams > 1 {
+		// The host speaks HTTP/2: its next entries take a stream each, and
+		// so do those in flight (see hosts.multiplexed).
+		h := x.host
+		t.multiplexed = func() { e.hosts.multiplexed(h) }
+	}
 	x.w, x.t = w, t
 	return false, nil
 }
@@ -395,9 +401,6 @@ func (x *entry) attempts(ctx context.Context) (pause time.Duration, err error) {
 		err := t.attempt(ctx, r)
 		if t.responded {
 			e.hosts.responded(h)
-			if t.multiplexed && e.opts.Streams > 1 {
-				e.hosts.multiplexed(h) // its next entries take a stream each
-			}
 		}
 		if err == nil || errors.Is(err, errNotModified) {
 			return 0, err

@@ -89,7 +89,7 @@ func TestGrantLowerRacesRelease(t *testing.T) {
 		var wg sync.WaitGroup
 		wg.Go(func() { g.Lower(1) })
 		wg.Go(func() { hs.multiplexed(h) })
-		wg.Go(func() { hs.multiplexedName(name) })
+		wg.Go(func() { hs.multiplexed(h) })
 		wg.Go(func() {
 			hs.release(g)
 			g.Release()

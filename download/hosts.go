@@ -43,7 +43,7 @@ type hosts struct {
 type host struct {
 	used   int64     // weight of the slots taken (see hosts.cap)
 	users  int       // grants (and split pieces) between acquire and release
-	h2     bool      // a response of this host came over HTTP/2
+	h2     bool      // a connection to this host negotiated HTTP/2
 	paused time.Time // no new request before this instant
 	misses int       // consecutive attempts that got no response
 	down   error     // set once misses reached the limit: the host is down for this run
@@ -252,22 +252,13 @@ func (hs *hosts) wakeLocked(h *host) {
 	}
 }
 
-// multiplexed records that a response of h came over HTTP/2. Its heavy
+// multiplexed records that a connection to h negotiated HTTP/2. Its heavy
 // grants in flight now hold a stream each: the rest of their slots and of
 // their share of -j is given back at once (a slow server may hold them for
-// long; the requests behind them need not wait).
+// long; the requests behind them need not wait). Safe from any goroutine.
 func (hs *hosts) multiplexed(h *host) {
 	hs.mu.Lock()
 	heavy := hs.multiplexedLocked(h)
-	hs.mu.Unlock()
-	lower(heavy)
-}
-
-// multiplexedName is multiplexed for the named host: safe to call from any
-// goroutine, as a connection to it is found to speak HTTP/2.
-func (hs *hosts) multiplexedName(name string) {
-	hs.mu.Lock()
-	heavy := hs.multiplexedLocked(hs.getLocked(name))
 	hs.mu.Unlock()
 	lower(heavy)
 }

@@ -108,9 +108,17 @@ func tlsServer(t *testing.T, b *barrier, h2 bool, maxStreams int) *httptest.Serv
 // client made with jobs, perHost and streams, and checks every file came.
 func multiplexRun(t *testing.T, urls []string, o download.Options, http11 bool) {
 	t.Helper()
+	multiplexRunWith(t, urls, o, httpclient.Options{HTTP11: http11})
+}
+
+// multiplexRunWith is multiplexRun with the client's options co (Jobs,
+// PerHost and Streams from o).
+func multiplexRunWith(t *testing.T, urls []string, o download.Options, co httpclient.Options) {
+	t.Helper()
 	h := newHarness(t)
-	c, err := httpclient.New(httpclient.Options{Jobs: o.Jobs, PerHost: o.PerHost, Streams: o.Streams,
-		Insecure: true, HTTP11: http11, ConnectTimeout: 5 * time.Second})
+	co.Jobs, co.PerHost, co.Streams = o.Jobs, o.PerHost, o.Streams
+	co.Insecure, co.ConnectTimeout = true, 5*time.Second
+	c, err := httpclient.New(co)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +162,29 @@ func TestEngineHTTP2Multiplexes(t *testing.T) {
 	}
 	if perConn > 8 || most > 16 {
 		t.Errorf("%d requests in flight on one connection, %d in all; want at most 8 (--streams) and 16", perConn, most)
+	}
+}
+
+// The engine learns that a host speaks HTTP/2 as the first connection to it
+// is made, before any response, through either client: at -j 2 --streams 8,
+// a server that answers nothing until 16 requests are in flight gets them.
+// (Learnt from a response, the first 2 requests would hold a whole job each
+// until the server gave up waiting.)
+func TestEngineHTTP2LearnedAtConnection(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		netHTTP bool
+	}{{"haul", false}, {"net/http", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := newBarrier(16, false, 15*time.Second)
+			srv := tlsServer(t, b, true, 0)
+			multiplexRunWith(t, fileURLs(srv.URL, 32), download.Options{Jobs: 2, Streams: 8}, httpclient.Options{NetHTTP: tc.netHTTP})
+			if most, _ := b.counts(); b.timedOut.Load() {
+				t.Errorf("16 requests were never in flight at once (at most %d) while none was answered", most)
+			}
+		})
 	}
 }
 

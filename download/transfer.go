@@ -2,11 +2,13 @@ package download
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -54,9 +56,11 @@ type transfer struct {
 	buf       *[]byte
 	raw       *rawBody // the encoded body under the decoder (--compressed), nil if none
 	// responded: the last attempt got a response head (any status), so its
-	// host is up; multiplexed: that response came over HTTP/2 from the host
-	// asked (no redirect to another).
-	responded, multiplexed bool
+	// host is up.
+	responded bool
+	// multiplexed, if set, is called when an attempt's first request gets a
+	// connection that speaks HTTP/2 (see multiplexTrace).
+	multiplexed func()
 	// cond, with --update, asks whether the file on disk changed; used only
 	// while nothing is written (a partial of the new version is resumed).
 	cond     *conditional
@@ -175,6 +179,10 @@ func (t *transfer) close() {
 // attempt makes one request and streams its body to the writer. It resumes with
 // Range + If-Range when bytes are already written and a validator guards them.
 func (t *transfer) attempt(ctx context.Context, r *Result) error {
+	if t.multiplexed != nil {
+		// The engine learns at connection time that the host speaks HTTP/2.
+		ctx = httptrace.WithClientTrace(ctx, multiplexTrace(t.multiplexed))
+	}
 	x, err := t.d.newExchange(ctx, t.ent.URL, false)
 	if err != nil {
 		return err
@@ -207,7 +215,6 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		return err
 	}
 	t.responded = true
-	t.multiplexed = resp.ProtoMajor == 2 && resp.Request != nil && resp.Request.URL.Host == x.req.URL.Host
 	defer resp.Body.Close()
 	r.HTTPStatus = resp.StatusCode
 	if done, err := t.accept(resp); done || err != nil {
@@ -270,6 +277,24 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		return fmt.Errorf("%w: range ended at %d of %d", errShortBody, t.written, t.total)
 	}
 	return nil
+}
+
+// multiplexTrace calls h2 when the first connection an attempt gets (that of
+// its first request: the entry's own host, whatever the redirects after it)
+// speaks HTTP/2, as the client gets it, before the request is sent on it:
+// entries waiting for the host learn it without waiting a round trip. Each
+// client tells the trace as net/http's Transport does (GotConn), through a
+// proxy's CONNECT tunnel too.
+func multiplexTrace(h2 func()) *httptrace.ClientTrace {
+	var first atomic.Bool
+	return &httptrace.ClientTrace{GotConn: func(ci httptrace.GotConnInfo) {
+		if !first.CompareAndSwap(false, true) {
+			return
+		}
+		if tc, ok := ci.Conn.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+			h2()
+		}
+	}}
 }
 
 // accept checks the response and positions the writer: append after a matching

@@ -24,6 +24,7 @@ var (
 	shardByValues = []string{"url", "host"}
 	layoutValues  = []string{"tree", "flat", "hash"}
 	compressAlgs  = []string{"gzip", "zstd"}
+	httpClients   = []string{"haul", "net/http"}
 )
 
 // options is everything the flags say, as plain values; run() never sees cli.
@@ -58,6 +59,7 @@ type options struct {
 	cacert         string
 	insecure       bool
 	http11         bool
+	netHTTP        bool // --http-client net/http
 	mirror         mirrorOptions
 	hostFailLimit  int // download.Options.HostFailLimit
 	netrc          *httpclient.Netrc
@@ -128,6 +130,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "cacert", TakesFile: true, Usage: "also trust the CA certificates in PEM `FILE`"},
 		&cli.BoolFlag{Name: "insecure", Aliases: []string{"k"}, Usage: "do not verify TLS certificates"},
 		&cli.BoolFlag{Name: "http1.1", Usage: "use HTTP/1.1 over TLS too, even where the server offers HTTP/2"},
+		&cli.StringFlag{Name: "http-client", Value: "haul", Usage: "haul (its own HTTP/1.1 and HTTP/2 clients: least CPU per request) or net/http (Go's standard client, for comparisons); requests through a proxy always go through net/http"},
 	}, append(mirrorFlags(), networkFlags()...)...)
 }
 
@@ -166,6 +169,13 @@ func parseOptions(c *cli.Context) (*options, error) {
 	}
 	if o.http11 {
 		o.streams = 1 // nothing multiplexes: the engine counts whole connections
+	}
+	switch c.String("http-client") {
+	case "haul":
+	case "net/http":
+		o.netHTTP = true
+	default:
+		return nil, fmt.Errorf("--http-client %q: want %s", c.String("http-client"), strings.Join(httpClients, " or "))
 	}
 	if o.dir == "" {
 		return nil, fmt.Errorf("--dir is empty (use . for the current directory)")

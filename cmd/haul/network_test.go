@@ -422,7 +422,8 @@ func TestE2EOpenFileLimit(t *testing.T) {
 }
 
 // TLS trust from SSL_CERT_FILE or SSL_CERT_DIR works as --cacert does, and the
-// protocol is HTTP/2 where the server offers it, HTTP/1.1 with --http1.1.
+// protocol is HTTP/2 where the server offers it (through net/http's client
+// too), HTTP/1.1 with --http1.1.
 func TestE2ETLSFromTheEnvironmentAndHTTP11(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t, downloadtest.HTTP2())
@@ -437,6 +438,7 @@ func TestE2ETLSFromTheEnvironmentAndHTTP11(t *testing.T) {
 		{"SSL_CERT_FILE", []string{"SSL_CERT_FILE=" + ca}, nil, "HTTP/2.0"},
 		{"SSL_CERT_DIR", []string{"SSL_CERT_FILE=/nonexistent", "SSL_CERT_DIR=" + filepath.Dir(ca)}, nil, "HTTP/2.0"},
 		{"--cacert --http1.1", nil, []string{"--cacert", ca, "--http1.1"}, "HTTP/1.1"},
+		{"--cacert --http-client net", nil, []string{"--cacert", ca, "--http-client", "net/http"}, "HTTP/2.0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -450,5 +452,16 @@ func TestE2ETLSFromTheEnvironmentAndHTTP11(t *testing.T) {
 				t.Errorf("requests %+v, want one over %s", log, tc.proto)
 			}
 		})
+	}
+}
+
+// --http-client takes haul or net/http: anything else is a usage error that
+// names the flag.
+func TestHTTPClientFlagChecked(t *testing.T) {
+	t.Parallel()
+	r := runHaul(t, nil, "--http-client", "curl", "-d", t.TempDir(), "http://127.0.0.1:1/x")
+	wantCode(t, r, exitUsage)
+	if !strings.Contains(r.stderr, `--http-client "curl": want haul or net/http`) {
+		t.Errorf("stderr %q does not name the flag and its values", r.stderr)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
@@ -101,17 +100,9 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 			o.streams, o.jobs, fdsPerStream*o.jobs*(o.streams-streams), limit, streams)
 		o.streams = streams
 	}
-	// The engine learns that a host speaks HTTP/2 from the client, as a
-	// connection is made (before the engine, --checksums URL's fetch: no one).
-	var engine atomic.Pointer[download.Engine]
-	onHTTP2 := func(host string) {
-		if e := engine.Load(); e != nil {
-			e.HostMultiplexed(host)
-		}
-	}
 	client, err := httpclient.New(httpclient.Options{
-		Jobs: o.jobs, PerHost: o.perHost, Streams: o.streams, OnHTTP2: onHTTP2, ConnectTimeout: o.connectTimeout,
-		Timeout: o.timeout, CACert: o.cacert, Insecure: o.insecure, HTTP11: o.http11,
+		Jobs: o.jobs, PerHost: o.perHost, Streams: o.streams, ConnectTimeout: o.connectTimeout,
+		Timeout: o.timeout, CACert: o.cacert, Insecure: o.insecure, HTTP11: o.http11, NetHTTP: o.netHTTP,
 		Netrc: o.netrc, Jar: o.jar,
 	})
 	if err != nil {
@@ -178,7 +169,6 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 		opts.Checksums = counted
 	}
 	eng := download.New(client, out, opts)
-	engine.Store(eng)
 	if set != nil && !o.mirror.recursive {
 		// Read twice to find ambiguous names first; a walk (-r) is not
 		// repeated: there, the second entry a NAME matches fails.

@@ -33,9 +33,12 @@ _haul() {
         --shard-by)
             COMPREPLY=($(compgen -W "url host" -- "$cur"))
             return ;;
+        --http-client)
+            COMPREPLY=($(compgen -W "haul net/http" -- "$cur"))
+            return ;;
     esac
     if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W "-i --input -d --dir -j --jobs --streams --per-host --layout --retries --timeout --connect-timeout --limit-rate --split --min-split-size -H --header --user-agent --manifest -q --quiet --progress --progress-interval --force --sha256 --no-sync --compress --compress-level --compressed --shard --shard-by --cacert -k --insecure --http1.1 -N --update --dry-run --checksums -r --recursive -A --accept -R --reject --host-fail-limit --netrc --netrc-file --cookies -h --help -v --version" -- "$cur"))
+        COMPREPLY=($(compgen -W "-i --input -d --dir -j --jobs --streams --per-host --layout --retries --timeout --connect-timeout --limit-rate --split --min-split-size -H --header --user-agent --manifest -q --quiet --progress --progress-interval --force --sha256 --no-sync --compress --compress-level --compressed --shard --shard-by --cacert -k --insecure --http1.1 --http-client -N --update --dry-run --checksums -r --recursive -A --accept -R --reject --host-fail-limit --netrc --netrc-file --cookies -h --help -v --version" -- "$cur"))
     elif [[ $COMP_CWORD -eq 1 ]]; then
         COMPREPLY=($(compgen -W "completion man" -- "$cur"))
     elif [[ $COMP_CWORD -eq 2 && ${COMP_WORDS[1]} == completion ]]; then

@@ -33,6 +33,7 @@ complete -c haul -l shard-by -x -a 'url host' -d 'what --shard hashes: url (as w
 complete -c haul -l cacert -r -F -d 'also trust the CA certificates in PEM FILE'
 complete -c haul -s k -l insecure -d 'do not verify TLS certificates'
 complete -c haul -l http1.1 -d 'use HTTP/1.1 over TLS too, even where the server offers HTTP/2'
+complete -c haul -l http-client -x -a 'haul net/http' -d 'haul (its own HTTP/1.1 and HTTP/2 clients: least CPU per request) or net/http (Go\'s standard client, for comparisons); requests through a proxy always go through net/http'
 complete -c haul -s N -l update -d 'check files already on disk with the server (If-None-Match / If-Modified-Since) and replace those that changed'
 complete -c haul -l dry-run -d 'ask nothing, write nothing: print each entry a run would fetch, resume or replace, and why (exit 1 if any)'
 complete -c haul -l checksums -x -d 'expected SHA-256 hashes from FILE or URL, in sha256sum (HEX  NAME) or BSD (SHA256 (NAME) = HEX) format'

@@ -88,7 +88,7 @@ func (a *authLog) add(r *http.Request) {
 	a.seen = append(a.seen, r.Host+" auth="+r.Header.Get("Authorization")+" cookie="+r.Header.Get("Cookie"))
 }
 
-// --netrc: credentials go to their host only, over h1 and net/http, and never
+// --netrc: credentials go to their host only, and never
 // on to the host a redirect names, even one the netrc has no entry for.
 func TestNetrcCredentialsStayOnTheirHost(t *testing.T) {
 	var log authLog
@@ -145,7 +145,7 @@ func TestNetrcCredentialsStayOnTheirHost(t *testing.T) {
 }
 
 // --cookies: a Netscape cookies.txt's cookies go to their domain only, also
-// over plain http (which then goes through net/http), expired ones not at all.
+// over plain http (through h1), expired ones not at all.
 func TestCookiesFile(t *testing.T) {
 	var log authLog
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -146,22 +146,25 @@ func newBackend(t *testing.T, https bool, h http.HandlerFunc) *backend {
 
 func serveOK(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok "+r.URL.Path) }
 
-// leanLog is the lean client, logging the URL of each request given to it.
+// leanLog is h1, logging the URL of each request the router gives it.
 type leanLog struct {
-	Client
+	http.RoundTripper
 	recorder
 }
 
-func (l *leanLog) Do(req *http.Request) (*http.Response, error) {
+func (l *leanLog) RoundTrip(req *http.Request) (*http.Response, error) {
 	l.add(req.URL.String())
-	return l.Client.Do(req)
+	return l.RoundTripper.RoundTrip(req)
+}
+
+func (l *leanLog) CloseIdleConnections() {
+	l.RoundTripper.(interface{ CloseIdleConnections() }).CloseIdleConnections()
 }
 
 // newTestClient returns a client that sends the schemes in proxied through p,
-// trusts the httptest certificate, and logs what it gives the lean client.
+// trusts the httptest certificate, and logs what the router gives h1.
 func newTestClient(t *testing.T, o Options, p *fakeProxy, proxied ...string) (*client, *leanLog) {
 	t.Helper()
-	t.Setenv("HAUL_NETHTTP", "")
 	var pu *url.URL
 	if p != nil {
 		pu, _ = url.Parse(p.URL)
@@ -179,8 +182,11 @@ func newTestClient(t *testing.T, o Options, p *fakeProxy, proxied ...string) (*c
 		t.Fatal(err)
 	}
 	c := hc.(*client)
-	ll := &leanLog{Client: c.lean}
-	c.lean = ll
+	ll := &leanLog{}
+	if r, ok := c.hc.Transport.(*router); ok {
+		ll.RoundTripper = r.h1
+		r.h1 = ll
+	}
 	t.Cleanup(c.CloseIdleConnections)
 	return c, ll
 }
@@ -349,7 +355,7 @@ func TestRedirectHTTPSToHTTPViaProxy(t *testing.T) {
 }
 
 // TestRedirectPolicyAcrossClients checks the redirect policy on a chain that
-// changes client at each hop (h1 for http, net/http for https): credentials go
+// changes client at each hop (h1 for http, h2 for https): credentials go
 // only to the first origin, a Referer given is sent on but not from https to http,
 // and each hop restarts the stall timer.
 func TestRedirectPolicyAcrossClients(t *testing.T) {
@@ -439,10 +445,9 @@ func TestRedirectLimitAcrossClients(t *testing.T) {
 }
 
 // Over HTTPS, a list spread over many hosts opens about one connection per
-// host, as over HTTP/1.1 (requests used to go round robin over the TLS
-// transports, giving every host a connection on each), while many requests in
-// flight to one host known to speak HTTP/2 are spread over ceil(in
-// flight/streams) connections: 16 at --streams 4 on 2 to 4, never more.
+// host, as over HTTP/1.1, while many requests in flight to one host known to
+// speak HTTP/2 are spread over ceil(in flight/streams) connections: 16 at
+// --streams 4 on 2 to 4, never more.
 func TestTLSConnectionsPerHost(t *testing.T) {
 	var conns sync.Map // server URL -> *atomic.Int32
 	newServer := func() *httptest.Server {

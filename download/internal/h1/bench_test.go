@@ -39,8 +39,9 @@ func BenchmarkSmallGET(b *testing.B) {
 		{"client=h1", nil, nil},
 		{"client=nethttp", nil, nil},
 	}
+	// h1 as haul uses it: the RoundTripper under an http.Client.
 	h := New(Options{})
-	clients[0].do, clients[0].stop = h.Do, h.CloseIdleConnections
+	clients[0].do, clients[0].stop = (&http.Client{Transport: h}).Do, h.CloseIdleConnections
 	tr := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4, ReadBufferSize: 64 << 10}
 	nc := &http.Client{Transport: tr}
 	clients[1].do, clients[1].stop = nc.Do, tr.CloseIdleConnections

@@ -8,8 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -166,10 +166,6 @@ func TestMalformedResponses(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want one containing %q", err, tt.want)
 			}
-			var ue interface{ Unwrap() error }
-			if !errors.As(err, &ue) || !strings.HasPrefix(err.Error(), `Get "http://`) {
-				t.Errorf("error %q is not a *url.Error", err)
-			}
 		})
 	}
 }
@@ -234,7 +230,7 @@ func TestCloseUnreadBody(t *testing.T) {
 	c := newClient(t, Options{})
 	do := func(path string) {
 		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
-		resp, err := c.Do(req)
+		resp, err := c.RoundTrip(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -373,7 +369,7 @@ func TestCancelStalledBody(t *testing.T) {
 	c := newClient(t, Options{})
 	ctx, cancel := context.WithCancelCause(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.url("/"), nil)
-	resp, err := c.Do(req)
+	resp, err := c.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,118 +407,9 @@ func TestCancelWaitingForHead(t *testing.T) {
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.url("/"), nil)
 	start := time.Now()
-	_, err := c.Do(req)
+	_, err := c.RoundTrip(req)
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
 		t.Fatalf("error %v after %s", err, time.Since(start))
-	}
-}
-
-func TestRedirects(t *testing.T) {
-	var mu sync.Mutex
-	var seen []string // path and Authorization of each request
-	srv, _ := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		seen = append(seen, r.URL.Path+" "+r.Header.Get("Authorization"))
-		mu.Unlock()
-		switch r.URL.Path {
-		case "/a/start":
-			w.Header().Set("Location", "next") // relative: /a/next
-			w.WriteHeader(http.StatusFound)
-			io.WriteString(w, "redirect body")
-		case "/a/next":
-			http.Redirect(w, r, "/final?q=1", http.StatusSeeOther)
-		case "/final":
-			io.WriteString(w, "final "+r.URL.RawQuery+" "+r.Header.Get("Referer"))
-		case "/loop":
-			http.Redirect(w, r, "/loop", http.StatusTemporaryRedirect)
-		case "/nolocation":
-			w.WriteHeader(http.StatusMovedPermanently)
-			io.WriteString(w, "stay")
-		}
-	}))
-	t.Run("Follow", func(t *testing.T) {
-		seen = nil
-		c := newClient(t, Options{})
-		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/a/start", nil)
-		req.Header.Set("Authorization", "secret")
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if want := "final q=1 " + srv.URL + "/a/next"; string(body) != want || resp.Request.URL.Path != "/final" {
-			t.Errorf("body %q, want %q; request %v", body, want, resp.Request.URL)
-		}
-		if want := []string{"/a/start secret", "/a/next secret", "/final secret"}; fmt.Sprint(seen) != fmt.Sprint(want) {
-			t.Errorf("requests %q, want %q", seen, want)
-		}
-	})
-	t.Run("NoLocation", func(t *testing.T) {
-		resp, body := mustGet(t, newClient(t, Options{}), srv.URL+"/nolocation")
-		if resp.StatusCode != 301 || body != "stay" {
-			t.Errorf("%d %q", resp.StatusCode, body)
-		}
-	})
-	t.Run("TooMany", func(t *testing.T) {
-		_, _, err := get(t, newClient(t, Options{}), srv.URL+"/loop")
-		if err == nil || !strings.Contains(err.Error(), "stopped after 10 redirects") {
-			t.Errorf("error %v", err)
-		}
-	})
-	t.Run("CheckRedirectError", func(t *testing.T) {
-		refuse := &refusal{}
-		var via int
-		c := newClient(t, Options{CheckRedirect: func(req *http.Request, v []*http.Request) error {
-			via = len(v)
-			if req.URL.Path == "/final" {
-				return refuse
-			}
-			return nil
-		}})
-		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/a/start", nil)
-		resp, err := c.Do(req)
-		var r *refusal
-		var ue interface{ Timeout() bool }
-		if !errors.As(err, &r) || !errors.As(err, &ue) || resp == nil || resp.StatusCode != 303 || via != 2 {
-			t.Fatalf("resp %v, error %v (%T), via %d", resp, err, err, via)
-		}
-		if !strings.HasPrefix(err.Error(), `Get "/final?q=1"`) {
-			t.Errorf("error %q does not name the Location", err)
-		}
-	})
-	t.Run("UseLastResponse", func(t *testing.T) {
-		c := newClient(t, Options{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }})
-		resp, body := mustGet(t, c, srv.URL+"/a/start")
-		if resp.StatusCode != 302 || body != "redirect body" {
-			t.Errorf("%d %q", resp.StatusCode, body)
-		}
-	})
-}
-
-type refusal struct{}
-
-func (*refusal) Error() string { return "refused" }
-
-func TestRedirectToOtherHostDropsCredentials(t *testing.T) {
-	var got atomic.Value
-	other, _ := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got.Store(fmt.Sprintf("auth=%q cookie=%q x=%q", r.Header.Get("Authorization"), r.Header.Get("Cookie"), r.Header.Get("X-Keep")))
-	}))
-	// Same port, other host name: 127.0.0.1 redirects to localhost.
-	target := strings.Replace(other.URL, "127.0.0.1", "localhost", 1)
-	first, _ := countingServer(t, http.RedirectHandler(target+"/x", http.StatusMovedPermanently))
-	req, _ := http.NewRequest(http.MethodGet, first.URL, nil)
-	req.Header.Set("Authorization", "Bearer t")
-	req.Header.Set("Cookie", "a=b")
-	req.Header.Set("X-Keep", "yes")
-	resp, err := newClient(t, Options{}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if want := `auth="" cookie="" x="yes"`; got.Load() != want {
-		t.Errorf("other host saw %v, want %s", got.Load(), want)
 	}
 }
 
@@ -540,7 +427,7 @@ func TestRequestHead(t *testing.T) {
 	req.Header.Set("X-A", " 1 ")
 	req.Header.Set("Accept", "*/*")
 	req.Header["x-raw"] = []string{"kept as is"}
-	if _, err := c.Do(req); err != nil {
+	if _, err := c.RoundTrip(req); err != nil {
 		t.Fatal(err)
 	}
 	want := "GET /p%20q/r?s=t&u HTTP/1.1\r\nHost: " + srv.ln.Addr().String() + "\r\n" +
@@ -562,7 +449,7 @@ func TestRequestHeadHostAndUserAgent(t *testing.T) {
 	req.Host = "example.com"
 	req.Header.Set("User-Agent", "")
 	req.Close = true
-	if _, err := newClient(t, Options{}).Do(req); err != nil {
+	if _, err := newClient(t, Options{}).RoundTrip(req); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := <-heads, "GET / HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"; got != want {
@@ -584,7 +471,7 @@ func TestUnsupportedRequests(t *testing.T) {
 		{http.MethodGet, "ftp://127.0.0.1:1/", nil, "unsupported protocol scheme"},
 	} {
 		req, _ := http.NewRequest(tt.method, tt.url, tt.body)
-		_, err := c.Do(req)
+		_, err := c.RoundTrip(req)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s %s: error %v, want %q", tt.method, tt.url, err, tt.want)
 		}
@@ -595,11 +482,11 @@ func TestUnsupportedRequests(t *testing.T) {
 	srv := newRawServer(t, serveCanned(false, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
 	req, _ := http.NewRequest(http.MethodGet, srv.url("/"), nil)
 	req.Header.Set("X-Bad", "a\r\nInjected: 1")
-	if _, err := c.Do(req); err == nil || !strings.Contains(err.Error(), "invalid header field value") {
+	if _, err := c.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "invalid header field value") {
 		t.Errorf("header injection: %v", err)
 	}
 	req.Header = http.Header{"User-Agent": {"a\nInjected: 1"}}
-	if _, err := c.Do(req); err == nil || !strings.Contains(err.Error(), "invalid header field value") {
+	if _, err := c.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "invalid header field value") {
 		t.Errorf("User-Agent injection: %v", err)
 	}
 }
@@ -624,7 +511,7 @@ func TestCancelDuringDial(t *testing.T) {
 	}})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { <-dialing; cancel() }()
-	_, err := c.Do(mustRequest(t, ctx, "http://example.invalid/"))
+	_, err := c.RoundTrip(mustRequest(t, ctx, "http://example.invalid/"))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error %v, want context.Canceled", err)
 	}
@@ -637,7 +524,7 @@ func TestCancelDuringDial(t *testing.T) {
 
 func TestReadAfterClose(t *testing.T) {
 	srv := newRawServer(t, serveCanned(false, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"))
-	resp, err := newClient(t, Options{}).Do(mustRequest(t, context.Background(), srv.url("/")))
+	resp, err := newClient(t, Options{}).RoundTrip(mustRequest(t, context.Background(), srv.url("/")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -647,5 +534,48 @@ func TestReadAfterClose(t *testing.T) {
 	}
 	if err := resp.Body.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// RoundTrip tells a ClientTrace in the request's context the host:port it
+// wants and the connection it got, as net/http's Transport does: the second
+// request reuses the first one's connection, idle in between.
+func TestTraceGetConnGotConn(t *testing.T) {
+	srv, _ := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	c := newClient(t, Options{})
+	var log []string
+	var conns []net.Conn
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		GetConn: func(hostPort string) { log = append(log, "get "+hostPort) },
+		GotConn: func(ci httptrace.GotConnInfo) {
+			log = append(log, fmt.Sprintf("got reused=%v idle=%v", ci.Reused, ci.WasIdle))
+			conns = append(conns, ci.Conn)
+		},
+	})
+	for range 2 {
+		resp, err := c.RoundTrip(mustRequest(t, ctx, srv.URL+"/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	host := strings.TrimPrefix(srv.URL, "http://")
+	want := []string{"get " + host, "got reused=false idle=false", "get " + host, "got reused=true idle=true"}
+	if fmt.Sprint(log) != fmt.Sprint(want) {
+		t.Errorf("trace %q, want %q", log, want)
+	}
+	if len(conns) != 2 || conns[0] == nil || conns[0] != conns[1] {
+		t.Errorf("connections %v: want the same one twice", conns)
+	}
+}
+
+// RoundTrip makes one exchange: a redirect is the response, for the
+// http.Client above to follow.
+func TestRedirectIsTheResponse(t *testing.T) {
+	srv, _ := countingServer(t, http.RedirectHandler("/next", http.StatusFound))
+	resp, body := mustGet(t, newClient(t, Options{}), srv.URL+"/first")
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/next" || resp.Request.URL.Path != "/first" {
+		t.Errorf("%d Location %q for %v (%q)", resp.StatusCode, resp.Header.Get("Location"), resp.Request.URL, body)
 	}
 }

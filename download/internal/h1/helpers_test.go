@@ -128,7 +128,7 @@ func get(t *testing.T, c *Client, rawURL string) (*http.Response, string, error)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := c.Do(req)
+	resp, err := c.RoundTrip(req)
 	if err != nil {
 		return nil, "", err
 	}

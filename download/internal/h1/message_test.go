@@ -71,7 +71,7 @@ func TestRequestTargetAndHost(t *testing.T) {
 	u := srv.url("/")
 	req := mustRequest(t, context.Background(), u)
 	req.URL.RawQuery = "a\tb"
-	if resp, err := c.Do(req); err == nil || !strings.Contains(err.Error(), "control character") {
+	if resp, err := c.RoundTrip(req); err == nil || !strings.Contains(err.Error(), "control character") {
 		if err == nil {
 			resp.Body.Close()
 		}
@@ -80,7 +80,7 @@ func TestRequestTargetAndHost(t *testing.T) {
 	for _, host := range []string{"a b", "a/b", `a"b`, "a\r\nX: 1"} {
 		req := mustRequest(t, context.Background(), u)
 		req.Host = host
-		resp, err := c.Do(req)
+		resp, err := c.RoundTrip(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -90,7 +90,7 @@ func TestConcurrentUse(t *testing.T) {
 					q = "?chunked"
 				}
 				req, _ := http.NewRequest(http.MethodGet, srv.URL+path+q, nil)
-				resp, err := c.Do(req)
+				resp, err := c.RoundTrip(req)
 				if err != nil {
 					t.Error(err)
 					failed.Add(1)
@@ -130,7 +130,7 @@ func TestMaxConnsPerHost(t *testing.T) {
 	for range 20 {
 		wg.Go(func() {
 			req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
-			resp, err := c.Do(req)
+			resp, err := c.RoundTrip(req)
 			if err != nil {
 				t.Error(err)
 				return
@@ -148,17 +148,17 @@ func TestMaxConnsPerHost(t *testing.T) {
 	t.Logf("%d connections", conns.Load())
 
 	// A request waiting for a slot gives up when its context ends.
-	held, err := c.Do(mustRequest(t, context.Background(), srv.URL))
+	held, err := c.RoundTrip(mustRequest(t, context.Background(), srv.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
-	held2, err := c.Do(mustRequest(t, context.Background(), srv.URL))
+	held2, err := c.RoundTrip(mustRequest(t, context.Background(), srv.URL))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := c.Do(mustRequest(t, ctx, srv.URL)); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := c.RoundTrip(mustRequest(t, ctx, srv.URL)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("waiting for a slot: %v", err)
 	}
 	held.Body.Close()
@@ -183,8 +183,8 @@ func TestIdleLimits(t *testing.T) {
 	}
 	c := newClient(t, Options{MaxIdle: 2, MaxIdlePerHost: 1})
 	// Two concurrent requests to one host leave one idle connection there.
-	a, _ := c.Do(mustRequest(t, context.Background(), servers[0].URL))
-	b, _ := c.Do(mustRequest(t, context.Background(), servers[0].URL))
+	a, _ := c.RoundTrip(mustRequest(t, context.Background(), servers[0].URL))
+	b, _ := c.RoundTrip(mustRequest(t, context.Background(), servers[0].URL))
 	io.ReadAll(a.Body)
 	io.ReadAll(b.Body)
 	a.Body.Close()

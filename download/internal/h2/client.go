@@ -13,11 +13,13 @@
 // reads the frames and hands each stream's DATA to its body, and values that
 // change with every request are sent as literals, never indexed.
 //
-// It does less than net/http: only GET without a body, only https (ALPN "h2";
-// a server that picks HTTP/1.1 gets ErrNotOffered and the caller sends the
-// request another way), no proxies, no cookies, no transparent decompression,
-// no server push (disabled in SETTINGS), no PING health checks. Requests it
-// cannot make fail with an error wrapping errors.ErrUnsupported.
+// Client is an http.RoundTripper: one exchange per RoundTrip, under an
+// http.Client that follows redirects and keeps cookies. It does less than
+// net/http's Transport: only GET without a body, only https (ALPN "h2"; a
+// server that picks HTTP/1.1 gets its connection and the request handed to
+// Options.HTTP1), no proxies, no transparent decompression, no server push
+// (disabled in SETTINGS), no PING health checks. Requests it cannot make
+// fail with an error wrapping errors.ErrUnsupported.
 //
 // Integrity: a response's body is exactly the DATA of its stream, checked
 // against its Content-Length (more or fewer bytes fail the body); the server
@@ -34,6 +36,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"sync"
@@ -64,16 +67,11 @@ type Options struct {
 	// MaxIdle caps the connections without a request in flight kept across
 	// all hosts, the least recently used closed first: 0 means 100.
 	MaxIdle int
-	// CheckRedirect has the contract of http.Client.CheckRedirect. Nil means
-	// stop after 10 redirects.
-	CheckRedirect func(req *http.Request, via []*http.Request) error
-	// OnHTTP2, if set, is called with a host (as the URL spells it) the first
-	// time a connection to it speaks HTTP/2.
-	OnHTTP2 func(host string)
-	// OnHTTP1, if set, takes the connections (handshake done) to hosts whose
-	// server chose HTTP/1.1, so that learning it costs no connection; nil
-	// means they are closed.
-	OnHTTP1 func(host string, tc *tls.Conn)
+	// HTTP1, if set, makes the requests to hosts whose server chose
+	// HTTP/1.1 in ALPN, and takes the connection (handshake done) that
+	// learnt it, so that learning it costs no connection. Nil means those
+	// requests fail with ErrNotOffered and the connection is closed.
+	HTTP1 HTTP1
 	// WriteTimeout bounds one write to a connection: a server that reads
 	// nothing for this long loses the connection. 0 means 30s.
 	WriteTimeout time.Duration
@@ -86,10 +84,20 @@ type Options struct {
 	StreamWindow, ConnWindow int
 }
 
+// HTTP1 is the HTTP/1.1 client h2 hands a request to when the server does
+// not speak HTTP/2 (h1.Client is one).
+type HTTP1 interface {
+	// RoundTrip makes one exchange over HTTP/1.1.
+	RoundTrip(*http.Request) (*http.Response, error)
+	// Adopt takes tc, a connection to host (host:port as the URL spells it)
+	// whose server chose HTTP/1.1, as an idle connection of its own.
+	Adopt(host string, tc *tls.Conn)
+}
+
 // ErrNotOffered is the error (wrapping errors.ErrUnsupported) of a request to
-// a host whose server did not choose HTTP/2 in ALPN. The host is remembered
-// (a few thousand of them), so later requests to it fail at once, without a
-// connection.
+// a host whose server did not choose HTTP/2 in ALPN, without Options.HTTP1.
+// The host is remembered (a few thousand of them), so later requests to it
+// go to HTTP1 (or fail) at once, without a connection.
 var ErrNotOffered = fmt.Errorf("h2: server does not offer HTTP/2: %w", errors.ErrUnsupported)
 
 const (
@@ -125,7 +133,6 @@ type Client struct {
 	mu    sync.Mutex
 	hosts map[string]*host    // hosts with connections, dials or requests waiting
 	noH2  map[string]struct{} // hosts whose server picked HTTP/1.1
-	seen  map[string]struct{} // hosts OnHTTP2 was called for (bounded as noH2)
 	idle  connList            // connections with no stream, least recently used first
 
 	plain bool // tests: HTTP/2 over the dialed connection, without TLS (prior knowledge)
@@ -181,8 +188,7 @@ func New(o Options) *Client {
 	}
 	o.StreamWindow = min(o.StreamWindow, 1<<31-1)
 	o.ConnWindow = min(max(o.ConnWindow, 65535), 1<<31-1)
-	c := &Client{o: o, dial: o.DialContext, hosts: map[string]*host{},
-		noH2: map[string]struct{}{}, seen: map[string]struct{}{}}
+	c := &Client{o: o, dial: o.DialContext, hosts: map[string]*host{}, noH2: map[string]struct{}{}}
 	if c.dial == nil {
 		c.dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	}
@@ -198,16 +204,44 @@ func New(o Options) *Client {
 	return c
 }
 
-// Do sends a GET request and returns its response, following redirects as
-// http.Client does (see h1.Client.Do for the contract it shares). A request to
-// a host that does not speak HTTP/2 fails with ErrNotOffered, also on a
-// redirect's hop: the caller sends it again another way.
-func (c *Client) Do(req *http.Request) (*http.Response, error) {
-	return h1.Get(req, "h2", c.roundTrip, c.o.CheckRedirect)
+// RoundTrip makes one GET exchange and returns its response, as an
+// http.RoundTripper: it follows no redirect and keeps no cookies, a response
+// is not an error whatever its status, and the caller must close the body. A
+// request the server refuses unprocessed is sent again on another
+// connection. A request to a host whose server does not speak HTTP/2 goes to
+// Options.HTTP1 (without it, fails with ErrNotOffered).
+//
+// An httptrace.ClientTrace in the request's context is told GetConn (the
+// host:port) and GotConn (the connection, a *tls.Conn, before the request is
+// sent on it), as net/http's Transport tells it.
+func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL == nil {
+		closeBody(req)
+		return nil, errors.New("h2: nil Request.URL")
+	}
+	if req.Method != "" && req.Method != http.MethodGet {
+		closeBody(req)
+		return nil, fmt.Errorf("h2: method %s: %w", req.Method, errors.ErrUnsupported)
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		closeBody(req)
+		return nil, fmt.Errorf("h2: request body: %w", errors.ErrUnsupported)
+	}
+	resp, err := c.roundTrip(req)
+	if errors.Is(err, ErrNotOffered) && c.o.HTTP1 != nil {
+		return c.o.HTTP1.RoundTrip(req)
+	}
+	return resp, err
 }
 
-// roundTrip makes one request without following redirects, sending it again
-// (on another connection) while the server refuses it unprocessed.
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
+
+// roundTrip makes one request, sending it again (on another connection)
+// while the server refuses it unprocessed.
 func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 	u := req.URL
 	if u.Scheme != "https" {
@@ -223,14 +257,21 @@ func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ctx := req.Context()
 	key := hostKey(u)
+	trace := httptrace.ContextClientTrace(ctx)
+	if trace != nil && trace.GetConn != nil {
+		trace.GetConn(key)
+	}
 	tries, progress, refused, unsent := 0, 0, 0, 0
 	for {
 		if ctx.Err() != nil {
 			return nil, h1.Canceled(ctx)
 		}
-		cn, err := c.get(ctx, key, u)
+		cn, reused, err := c.get(ctx, key, u)
 		if err != nil {
 			return nil, err
+		}
+		if trace != nil && trace.GotConn != nil {
+			trace.GotConn(httptrace.GotConnInfo{Conn: cn.nc, Reused: reused})
 		}
 		resp, err := cn.roundTrip(ctx, req)
 		if err == nil {
@@ -276,14 +317,15 @@ func hostKey(u *url.URL) string {
 }
 
 // get returns a connection to u's host with a stream reserved for the
-// caller: the first with room, else one being opened that has room, else a
-// new one (while the host has fewer than MaxConnsPerHost), else it waits.
-func (c *Client) get(ctx context.Context, key string, u *url.URL) (*conn, error) {
+// caller: the first with room (reused), else one being opened that has room,
+// else a new one (while the host has fewer than MaxConnsPerHost), else it
+// waits.
+func (c *Client) get(ctx context.Context, key string, u *url.URL) (cn *conn, reused bool, err error) {
 	c.mu.Lock()
 	for {
 		if _, ok := c.noH2[key]; ok {
 			c.mu.Unlock()
-			return nil, ErrNotOffered
+			return nil, false, ErrNotOffered
 		}
 		h := c.hosts[key]
 		if h == nil {
@@ -313,7 +355,7 @@ func (c *Client) get(ctx context.Context, key string, u *url.URL) (*conn, error)
 			}
 			found.active++
 			c.mu.Unlock()
-			return found, nil
+			return found, true, nil
 		}
 		var d *dial
 		for _, x := range h.dials {
@@ -344,18 +386,18 @@ func (c *Client) get(ctx context.Context, key string, u *url.URL) (*conn, error)
 					if d.err == nil {
 						c.release(d.cn)
 					}
-					return nil, h1.Canceled(ctx)
+					return nil, false, h1.Canceled(ctx)
 				default:
 				}
 				d.waiters--
 				c.forgetLocked(h)
 				c.mu.Unlock()
-				return nil, h1.Canceled(ctx)
+				return nil, false, h1.Canceled(ctx)
 			}
 			if d.err != nil {
-				return nil, d.err
+				return nil, false, d.err
 			}
-			return d.cn, nil // its stream reserved by open
+			return d.cn, false, nil // its stream reserved by open
 		}
 		if h.wait == nil {
 			h.wait = make(chan struct{})
@@ -372,7 +414,7 @@ func (c *Client) get(ctx context.Context, key string, u *url.URL) (*conn, error)
 			h.waiting--
 			c.forgetLocked(h)
 			c.mu.Unlock()
-			return nil, h1.Canceled(ctx)
+			return nil, false, h1.Canceled(ctx)
 		}
 	}
 }
@@ -410,15 +452,7 @@ func (c *Client) open(h *host, d *dial, u *url.URL) {
 	}
 	close(d.done)
 	h.wake()
-	first := false
 	if err == nil {
-		if _, ok := c.seen[h.key]; !ok {
-			if len(c.seen) >= maxNoH2 {
-				clear(c.seen)
-			}
-			c.seen[h.key] = struct{}{}
-			first = true
-		}
 		c.trimIdleLocked()
 	} else {
 		c.forgetLocked(h)
@@ -426,9 +460,6 @@ func (c *Client) open(h *host, d *dial, u *url.URL) {
 	c.mu.Unlock()
 	if err == nil {
 		go cn.readLoop()
-		if first && c.o.OnHTTP2 != nil {
-			c.o.OnHTTP2(h.key)
-		}
 	}
 }
 
@@ -467,8 +498,8 @@ func (c *Client) connect(ctx context.Context, h *host, u *url.URL) (*conn, error
 		return nil, err
 	}
 	if tc.ConnectionState().NegotiatedProtocol != "h2" {
-		if c.o.OnHTTP1 != nil {
-			c.o.OnHTTP1(u.Host, tc) // h1 names hosts as the URL does
+		if c.o.HTTP1 != nil {
+			c.o.HTTP1.Adopt(u.Host, tc) // h1 names hosts as the URL does
 		} else {
 			tc.Close()
 		}

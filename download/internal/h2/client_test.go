@@ -72,9 +72,7 @@ func (cc *concurrency) handler() http.Handler {
 func TestManyRequests(t *testing.T) {
 	t.Parallel()
 	cc := &concurrency{sleep: time.Millisecond}
-	var h2hosts atomic.Int32
-	srv, c, conns := tlsServer(t, cc.handler(), false, 0,
-		Options{Streams: 8, MaxConnsPerHost: 3, OnHTTP2: func(string) { h2hosts.Add(1) }})
+	srv, c, conns := tlsServer(t, cc.handler(), false, 0, Options{Streams: 8, MaxConnsPerHost: 3})
 	var wg sync.WaitGroup
 	errs := make(chan error, 300)
 	for i := range 300 {
@@ -105,9 +103,6 @@ func TestManyRequests(t *testing.T) {
 	}
 	if cc.most < 9 {
 		t.Errorf("at most %d requests in flight: more than one connection never carried them", cc.most)
-	}
-	if h2hosts.Load() != 1 {
-		t.Errorf("OnHTTP2 called %d times, want once", h2hosts.Load())
 	}
 }
 
@@ -144,49 +139,50 @@ func TestServerStreamLimit(t *testing.T) {
 	}
 }
 
-// A server that picks HTTP/1.1 in ALPN: ErrNotOffered, the connection handed
-// to OnHTTP1, and the host remembered (no second connection).
+// A server that picks HTTP/1.1 in ALPN: the connection handed to HTTP1's
+// Adopt, each request to HTTP1's RoundTrip, and the host remembered (no
+// second connection); without HTTP1, ErrNotOffered.
 func TestNotOffered(t *testing.T) {
 	t.Parallel()
-	var handed atomic.Int32
+	one := &http1Stub{t: t}
 	srv, c, conns := tlsServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), true, 0,
-		Options{OnHTTP1: func(host string, tc *tls.Conn) {
-			handed.Add(1)
-			if tc.ConnectionState().NegotiatedProtocol == "h2" {
-				t.Error("handed an h2 connection")
-			}
-			tc.Close()
-		}})
+		Options{HTTP1: one})
 	for range 3 {
 		_, _, err := get(context.Background(), c, srv.URL+"/x")
-		if !errors.Is(err, ErrNotOffered) || !errors.Is(err, errors.ErrUnsupported) {
-			t.Fatalf("err %v, want ErrNotOffered", err)
+		if !errors.Is(err, errHTTP1Stub) {
+			t.Fatalf("err %v, want HTTP1's", err)
 		}
 	}
-	if handed.Load() != 1 || conns.Load() != 1 {
-		t.Errorf("%d connections handed over, %d made; want 1 and 1", handed.Load(), conns.Load())
+	if one.adopted.Load() != 1 || one.sent.Load() != 3 || conns.Load() != 1 {
+		t.Errorf("%d connections handed over, %d requests, %d connections made; want 1, 3 and 1",
+			one.adopted.Load(), one.sent.Load(), conns.Load())
+	}
+	srv, c, _ = tlsServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), true, 0, Options{})
+	if _, _, err := get(context.Background(), c, srv.URL+"/x"); !errors.Is(err, ErrNotOffered) || !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("err %v, want ErrNotOffered", err)
 	}
 }
 
-// Redirects are followed as net/http follows them, and the response names
-// its request.
-func TestRedirect(t *testing.T) {
-	t.Parallel()
-	cc := &concurrency{}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/old", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/new", http.StatusFound) })
-	mux.Handle("/new", cc.handler())
-	srv, c, _ := tlsServer(t, mux, false, 0, Options{})
-	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/old", nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
+var errHTTP1Stub = errors.New("sent over HTTP/1.1")
+
+// http1Stub is the HTTP1 of TestNotOffered: it closes the connections it is
+// handed and fails the requests.
+type http1Stub struct {
+	t             *testing.T
+	adopted, sent atomic.Int32
+}
+
+func (h *http1Stub) Adopt(host string, tc *tls.Conn) {
+	h.adopted.Add(1)
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		h.t.Error("handed an h2 connection")
 	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || !bytes.Equal(body, content("/new")) || resp.Request.URL.Path != "/new" || resp.ProtoMajor != 2 {
-		t.Errorf("err %v, %d bytes, request %s, proto %s", err, len(body), resp.Request.URL, resp.Proto)
-	}
+	tc.Close()
+}
+
+func (h *http1Stub) RoundTrip(*http.Request) (*http.Response, error) {
+	h.sent.Add(1)
+	return nil, errHTTP1Stub
 }
 
 // A body shorter or longer than its Content-Length fails, never ends in
@@ -321,7 +317,7 @@ func TestStreamWindowEnforced(t *testing.T) {
 	})
 	c := rawClient(t, rs, Options{StreamWindow: 64 << 10, ConnWindow: 1 << 20})
 	req, _ := http.NewRequest(http.MethodGet, rs.url("/flood"), nil)
-	resp, err := c.Do(req)
+	resp, err := c.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +350,7 @@ func TestConnWindowGivenBack(t *testing.T) {
 	c := rawClient(t, rs, Options{StreamWindow: 128 << 10, ConnWindow: 128 << 10, MaxConnsPerHost: 1, Streams: 2})
 	for i := range 20 { // 5 MiB through a 128 KiB window
 		req, _ := http.NewRequest(http.MethodGet, rs.url("/b"), nil)
-		resp, err := c.Do(req)
+		resp, err := c.RoundTrip(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -398,7 +394,7 @@ func TestCloseEarlyResets(t *testing.T) {
 	})
 	c := rawClient(t, rs, Options{MaxConnsPerHost: 1, Streams: 1})
 	req, _ := http.NewRequest(http.MethodGet, rs.url("/big"), nil)
-	resp, err := c.Do(req)
+	resp, err := c.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,7 +559,7 @@ func TestUnsupported(t *testing.T) {
 		{http.MethodGet, "https://bücher.example/"},
 	} {
 		req, _ := http.NewRequest(tc.method, tc.url, nil)
-		if _, err := c.Do(req); !errors.Is(err, errors.ErrUnsupported) {
+		if _, err := c.RoundTrip(req); !errors.Is(err, errors.ErrUnsupported) {
 			t.Errorf("%s %s: %v, want ErrUnsupported", tc.method, tc.url, err)
 		}
 	}

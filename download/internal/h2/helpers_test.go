@@ -283,7 +283,7 @@ func get(ctx context.Context, c *Client, url string) (status int, body []byte, e
 	if err != nil {
 		return 0, nil, err
 	}
-	resp, err := c.Do(req)
+	resp, err := c.RoundTrip(req)
 	if err != nil {
 		return 0, nil, err
 	}

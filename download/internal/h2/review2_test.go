@@ -255,7 +255,7 @@ func TestReview2WriteErrorSpin(t *testing.T) {
 		go func() {
 			req, _ := rvNewReq(ctx, srv.url("/big"))
 			req.Header.Set("X-Pad", pad)
-			if resp, err := c.Do(req); err == nil {
+			if resp, err := c.RoundTrip(req); err == nil {
 				resp.Body.Close()
 			}
 		}()

@@ -220,7 +220,7 @@ func rvGet(ctx context.Context, c *Client, url string) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.Do(req)
+	return c.RoundTrip(req)
 }
 
 func rvNewReq(ctx context.Context, url string) (*http.Request, error) {

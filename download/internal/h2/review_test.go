@@ -108,7 +108,7 @@ func TestReviewStreamSentAfterGoAway(t *testing.T) {
 	}()
 	<-got1
 	u, _ := url.Parse(srv.url("/second"))
-	cn, err := c.get(ctx, hostKey(u), u) // the reservation a request holds until its HEADERS are written
+	cn, _, err := c.get(ctx, hostKey(u), u) // the reservation a request holds until its HEADERS are written
 	if err != nil {
 		t.Fatal(err)
 	}

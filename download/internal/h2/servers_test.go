@@ -104,7 +104,7 @@ func fetchCheck(c *Client, base, path, file string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.Do(req)
+	resp, err := c.RoundTrip(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}

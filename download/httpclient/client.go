@@ -214,6 +214,9 @@ func New(o Options) (Client, error) {
 			CheckRedirect:       c.checkRedirect,
 			OnHTTP2:             o.OnHTTP2,
 			WriteTimeout:        o.Timeout,
+			// A connection silent for 15s is sent a PING; one that does not
+			// answer within the connect timeout is closed and its streams fail.
+			ReadIdleTimeout: 15 * time.Second, PingTimeout: o.ConnectTimeout,
 			OnHTTP1: func(host string, tc *tls.Conn) {
 				if a, ok := c.lean.(interface{ Adopt(string, *tls.Conn) }); ok {
 					a.Adopt(host, tc)

@@ -793,6 +793,24 @@ func (rt *asyncRoundTrip) response() *http.Response {
 	return resp
 }
 
+// wantNoReaders checks that none of c's connection readers is left, once
+// every goroutine of the test is blocked (they are the test's own: other
+// tests' connections do not count).
+func wantNoReaders(t *testing.T, c *Client) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		c.readers.Wait()
+		close(done)
+	}()
+	synctest.Wait()
+	select {
+	case <-done:
+	default:
+		t.Fatal("a connection's reader is left after CloseIdleConnections")
+	}
+}
+
 // --- Certificates and real servers ---
 
 var (

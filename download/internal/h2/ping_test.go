@@ -34,6 +34,7 @@ func pingScript(t *testing.T) (*testServer, *Client, *serverConn, *asyncRoundTri
 // the body fails with a timeout, and the next request goes to a new
 // connection.
 func TestSilentServerPingedThenConnectionClosed(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		srv, c, sc, rt := pingScript(t)
 		body := rt.response().Body
@@ -78,6 +79,7 @@ func TestSilentServerPingedThenConnectionClosed(t *testing.T) {
 // A server that answers the PING keeps the connection: the next PING comes
 // ReadIdleTimeout after the answer, and the body completes.
 func TestAnsweredPingKeepsConnection(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		srv, _, sc, rt := pingScript(t)
 		time.Sleep(testReadIdle - time.Nanosecond)
@@ -105,6 +107,7 @@ func TestAnsweredPingKeepsConnection(t *testing.T) {
 // A connection that keeps reading frames, each sooner than ReadIdleTimeout
 // after the last, sends no PING.
 func TestActiveConnectionSendsNoPing(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		_, _, sc, rt := pingScript(t)
 		body := rt.response().Body
@@ -130,6 +133,7 @@ func TestActiveConnectionSendsNoPing(t *testing.T) {
 
 // With ReadIdleTimeout 0 (the default) no PING is ever sent.
 func TestNoPingByDefault(t *testing.T) {
+	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		srv := newTestServer(t, nil, nil)
 		c := srv.client(Options{})
@@ -147,5 +151,49 @@ func TestNoPingByDefault(t *testing.T) {
 		if b, err := io.ReadAll(rt.response().Body); err != nil || string(b) != "x" {
 			t.Errorf("body %q, %v", b, err)
 		}
+	})
+}
+
+// A connection without streams is checked too: kept idle in the pool, its
+// server silent, it leaves the pool once its PING goes unanswered, and the
+// next request opens another rather than waiting on a dead one.
+func TestIdleConnLostToPingLeavesPool(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		srv := newTestServer(t, nil, nil)
+		c := srv.client(Options{ReadIdleTimeout: testReadIdle, PingTimeout: testPingWait})
+		rt := startRoundTrip(t, context.Background(), c, srv.url("/a"))
+		sc := srv.accept()
+		r := sc.wantHeaders()
+		sc.headers(r.id, true, 204)
+		rt.response()
+		synctest.Wait()
+		c.mu.Lock()
+		idle := c.idle.n
+		c.mu.Unlock()
+		if idle != 1 {
+			t.Fatalf("%d idle connections, want 1", idle)
+		}
+
+		time.Sleep(testReadIdle)
+		sc.wantPing()
+		time.Sleep(testPingWait)
+		if !sc.closedByClient() {
+			t.Fatal("idle connection still open PingTimeout after an unanswered PING")
+		}
+		c.mu.Lock()
+		idle = c.idle.n
+		c.mu.Unlock()
+		if idle != 0 {
+			t.Errorf("%d idle connections after the loss, want 0", idle)
+		}
+		rt = startRoundTrip(t, context.Background(), c, srv.url("/b"))
+		sc2 := srv.accept()
+		r = sc2.wantHeaders()
+		sc2.headers(r.id, true, 204)
+		if resp := rt.response(); resp.StatusCode != 204 {
+			t.Errorf("%s, want 204", resp.Status)
+		}
+		sc.wantIdle() // nothing more on the lost connection
 	})
 }

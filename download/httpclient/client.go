@@ -179,7 +179,10 @@ func New(o Options) (Client, error) {
 				MaxConnsPerHost:     conns,
 				MaxIdle:             maxIdle(jobs),
 				WriteTimeout:        o.Timeout,
-				HTTP1:               one, // servers that choose HTTP/1.1 in ALPN
+				// A connection silent for 15s is sent a PING; one that does not
+				// answer within the connect timeout is closed and its streams fail.
+				ReadIdleTimeout: 15 * time.Second, PingTimeout: o.ConnectTimeout,
+				HTTP1: one, // servers that choose HTTP/1.1 in ALPN
 			})
 		}
 		rt = r

@@ -18,8 +18,13 @@
 // net/http's Transport: only GET without a body, only https (ALPN "h2"; a
 // server that picks HTTP/1.1 gets its connection and the request handed to
 // Options.HTTP1), no proxies, no transparent decompression, no server push
-// (disabled in SETTINGS), no PING health checks. Requests it cannot make
+// (disabled in SETTINGS). Requests it cannot make
 // fail with an error wrapping errors.ErrUnsupported.
+//
+// Health: with Options.ReadIdleTimeout set, a connection that has read
+// nothing for that long is sent a PING, and closed if no answer comes within
+// Options.PingTimeout, so a connection the network lost without a word (no
+// FIN, no RST) fails its streams in bounded time.
 //
 // Integrity: a response's body is exactly the DATA of its stream, checked
 // against its Content-Length (more or fewer bytes fail the body); the server
@@ -82,6 +87,16 @@ type Options struct {
 	// server, per stream and per connection: 0 means 4 MiB each. They bound
 	// what a connection holds that its readers have not read yet.
 	StreamWindow, ConnWindow int
+	// ReadIdleTimeout, if not 0, is how long a connection may read no frame
+	// before it is sent a PING. A server that does not answer it within
+	// PingTimeout loses the connection: its streams fail (with an error
+	// wrapping os.ErrDeadlineExceeded), requests not yet written on it are
+	// sent on another. It also covers connections without streams, which
+	// are then known dead before a request is given one. 0 means no PING,
+	// as in x/net/http2's Transport.
+	ReadIdleTimeout time.Duration
+	// PingTimeout bounds the wait for a PING's answer: 0 means 15s.
+	PingTimeout time.Duration
 }
 
 // HTTP1 is the HTTP/1.1 client h2 hands a request to when the server does
@@ -135,7 +150,8 @@ type Client struct {
 	noH2  map[string]struct{} // hosts whose server picked HTTP/1.1
 	idle  connList            // connections with no stream, least recently used first
 
-	plain bool // tests: HTTP/2 over the dialed connection, without TLS (prior knowledge)
+	plain   bool           // tests: HTTP/2 over the dialed connection, without TLS (prior knowledge)
+	readers sync.WaitGroup // the connections' reader goroutines (tests wait for them to end)
 }
 
 // host is the state of the connections to one host:port. Guarded by Client.mu.
@@ -185,6 +201,9 @@ func New(o Options) *Client {
 	}
 	if o.ConnWindow <= 0 {
 		o.ConnWindow = 4 << 20
+	}
+	if o.PingTimeout <= 0 {
+		o.PingTimeout = 15 * time.Second
 	}
 	o.StreamWindow = min(o.StreamWindow, 1<<31-1)
 	o.ConnWindow = min(max(o.ConnWindow, 65535), 1<<31-1)
@@ -459,7 +478,7 @@ func (c *Client) open(h *host, d *dial, u *url.URL) {
 	}
 	c.mu.Unlock()
 	if err == nil {
-		go cn.readLoop()
+		c.readers.Go(cn.readLoop)
 	}
 }
 

@@ -4,14 +4,17 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/haul/haul/download/internal/h1"
@@ -91,7 +94,19 @@ type conn struct {
 	unacked  int    // consumed (or discarded) but not yet given back
 	heads    int    // response heads received: served > 0 means the connection was reused after
 	goaway   bool   // GOAWAY received: no stream is opened after it
+	lastOK   uint32 // the last stream id of the GOAWAY
 	canonMap map[string]string
+
+	// The health check (Options.ReadIdleTimeout): idle fires once the
+	// connection may have read nothing for that long, and again PingTimeout
+	// after the PING it then sends. idle, pinging and ping are guarded by
+	// mu; born and lastRead are written by the reader.
+	idle     *time.Timer
+	pinging  bool    // a PING is out, its answer not yet read
+	ping     [8]byte // the PING's payload
+	pings    uint64  // PINGs sent
+	born     time.Time
+	lastRead atomic.Int64 // when the last frame was read, as a time.Duration since born
 }
 
 // connWriter is what the Framer writes to: wbuf, under wmu.
@@ -269,6 +284,7 @@ func (cn *conn) send(s *stream) error {
 	registered := false
 	var why int // why not registered: 1 going away, 2 broken, 3 at the server's limit
 	var limit uint32
+	var notSent error // the error for a connection that failed or went away before serving anything
 	err := cn.write(func() error {
 		if cn.nextID > maxStreamID {
 			why = 1
@@ -278,10 +294,28 @@ func (cn *conn) send(s *stream) error {
 		switch {
 		case cn.goaway:
 			why = 1
+			if cn.heads == 0 {
+				// Refused before any response: as the streams above the
+				// GOAWAY's last are (counted, with a wait, if the server
+				// serves none at all).
+				notSent = retryable{err: errors.New("h2: server sent GOAWAY before the stream"),
+					refused: true, progress: cn.lastOK > 0}
+			}
 		case cn.broken != nil:
 			why = 2
+			if cn.heads == 0 {
+				// A connection that ends before serving anything: a try
+				// (else a server closing every connection at once gets
+				// a new one for each send, up to maxUnsent).
+				notSent = retryable{err: fmt.Errorf("h2: connection lost before the request was sent: %w", cn.broken)}
+			}
 		case uint32(len(cn.streams)) >= cn.wmax:
 			why, limit = 3, cn.wmax
+			if cn.wmax == 0 && cn.heads == 0 {
+				// A server that allows no stream before serving any: a
+				// refusal, as if it had reset this one.
+				notSent = retryable{err: errors.New("h2: server allows no streams"), refused: true}
+			}
 		}
 		if why != 0 {
 			// Going away, broken, or at a stream limit the server lowered
@@ -351,6 +385,9 @@ func (cn *conn) send(s *stream) error {
 		if err != nil {
 			return fmt.Errorf("%w: %w", errNotSent, err)
 		}
+		if notSent != nil {
+			return notSent
+		}
 		return errNotSent
 	}
 	// A write error (err) is the connection's: the reader fails the stream
@@ -368,12 +405,23 @@ func (cn *conn) field(name, value string, literal bool) {
 // readLoop reads the connection's frames until it fails, then fails its
 // streams.
 func (cn *conn) readLoop() {
+	if d := cn.c.o.ReadIdleTimeout; d > 0 {
+		cn.born = time.Now()
+		cn.mu.Lock()
+		cn.idle = time.AfterFunc(d, cn.healthCheck)
+		cn.mu.Unlock()
+	}
 	err := cn.readFrames()
 	cn.c.lost(cn) // out of the pool before the close, which may take time
 	cn.nc.Close()
 	cn.mu.Lock()
 	if cn.broken == nil {
 		cn.broken = err
+	} else {
+		err = cn.broken // the health check's verdict, not the close it made
+	}
+	if cn.idle != nil {
+		cn.idle.Stop()
 	}
 	streams := cn.streams
 	cn.streams = map[uint32]*stream{}
@@ -398,6 +446,54 @@ func (cn *conn) readLoop() {
 	}
 }
 
+// healthCheck runs when the connection may have read no frame for
+// ReadIdleTimeout: it sends a PING if so (and checks again later if not),
+// and closes the connection when the PING it sent is still unanswered
+// PingTimeout later.
+func (cn *conn) healthCheck() {
+	o := &cn.c.o
+	cn.mu.Lock()
+	if cn.broken != nil {
+		cn.mu.Unlock()
+		return
+	}
+	if cn.pinging {
+		cn.broken = fmt.Errorf("h2: no answer to PING within %v: %w", o.PingTimeout, os.ErrDeadlineExceeded)
+		cn.mu.Unlock()
+		cn.fail() // out of the pool at once; the reader fails the streams with broken
+		return
+	}
+	if idle := time.Since(cn.born) - time.Duration(cn.lastRead.Load()); idle < o.ReadIdleTimeout {
+		cn.idle.Reset(o.ReadIdleTimeout - idle)
+		cn.mu.Unlock()
+		return
+	}
+	cn.pinging = true
+	cn.pings++
+	binary.BigEndian.PutUint64(cn.ping[:], cn.pings)
+	data := cn.ping
+	cn.idle.Reset(o.PingTimeout)
+	cn.mu.Unlock()
+	cn.write(func() error { return cn.fr.WritePing(false, data) }) // an error is the connection's
+}
+
+// onPingAck ends the health check's wait if data answers its PING.
+func (cn *conn) onPingAck(data [8]byte) {
+	cn.mu.Lock()
+	if cn.pinging && data == cn.ping {
+		cn.pinging = false
+		cn.idle.Reset(cn.c.o.ReadIdleTimeout)
+	}
+	cn.mu.Unlock()
+}
+
+// frameRead records, for the health check, that a frame was read.
+func (cn *conn) frameRead() {
+	if cn.idle != nil { // set by this goroutine, before the first read
+		cn.lastRead.Store(int64(time.Since(cn.born)))
+	}
+}
+
 func isEOF(err error) bool {
 	var ne *net.OpError
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne)
@@ -405,6 +501,7 @@ func isEOF(err error) bool {
 
 func (cn *conn) readFrames() error {
 	f, err := cn.fr.ReadFrame()
+	cn.frameRead()
 	if err != nil {
 		return err
 	}
@@ -417,6 +514,7 @@ func (cn *conn) readFrames() error {
 		}
 		for {
 			f, err = cn.fr.ReadFrame()
+			cn.frameRead()
 			if err == nil {
 				break
 			}
@@ -514,14 +612,17 @@ func (cn *conn) handle(f http2.Frame) error {
 		}
 		return cn.write(cn.fr.WriteSettingsAck)
 	case *http2.PingFrame:
-		if !f.IsAck() {
-			data := f.Data
-			return cn.write(func() error { return cn.fr.WritePing(true, data) })
+		if f.IsAck() {
+			cn.onPingAck(f.Data)
+			return nil
 		}
+		data := f.Data
+		return cn.write(func() error { return cn.fr.WritePing(true, data) })
 	case *http2.GoAwayFrame:
 		last := f.LastStreamID
 		cn.mu.Lock()
 		cn.goaway = true // send opens no stream after this
+		cn.lastOK = last
 		var refused []*stream
 		for id, s := range cn.streams {
 			if id > last {

@@ -9,8 +9,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -78,35 +78,6 @@ func encodeScript(data []byte) []byte {
 	return out.Bytes()
 }
 
-// loopback returns the two ends of a TCP connection on 127.0.0.1, from one
-// listener per process (a fuzz worker runs its inputs one after another).
-// TCP, not net.Pipe: the server half-closes after its script, and the client
-// may still write (a SETTINGS ACK, a WINDOW_UPDATE) while it reads the rest;
-// on a closed net.Pipe that write fails and x/net/http2's client dropped
-// frames it had not read yet.
-func loopback() (client, server net.Conn, err error) {
-	lnOnce.Do(func() { ln, lnErr = net.Listen("tcp", "127.0.0.1:0") })
-	if lnErr != nil {
-		return nil, nil, lnErr
-	}
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		return nil, nil, err
-	}
-	server, err = ln.Accept()
-	if err != nil {
-		client.Close()
-		return nil, nil, err
-	}
-	return client, server, nil
-}
-
-var (
-	lnOnce sync.Once
-	ln     net.Listener
-	lnErr  error
-)
-
 // serveScript plays the server's side on nc: it reads the client's frames
 // (discarding them) and, once the request's HEADERS came, writes SETTINGS and
 // the script, then half-closes and reads until the client closes.
@@ -146,9 +117,7 @@ func serveScript(nc net.Conn, raw []byte) {
 		return
 	}
 	nc.Write(raw)
-	if tc, ok := nc.(*net.TCPConn); ok {
-		tc.CloseWrite()
-	}
+	nc.(interface{ CloseWrite() error }).CloseWrite()
 	select {
 	case <-ended:
 	case <-time.After(5 * time.Second):
@@ -161,12 +130,16 @@ type outcome struct {
 	err    error
 }
 
+// fetchOurs and fetchNetHTTP run inside a synctest bubble: the connection is
+// in memory (the server half-closes it after its script, and the client may
+// still write, a SETTINGS ACK or a WINDOW_UPDATE, while it reads the rest),
+// and their time limits are on the bubble's clock: reached only when the
+// client waits for something that never comes.
 func fetchOurs(raw []byte) (outcome, bool) {
+	port := uint16(20000)
 	c := New(Options{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		a, b, err := loopback()
-		if err != nil {
-			return nil, err
-		}
+		a, b := memPipe(port)
+		port++
 		go serveScript(b, raw)
 		return a, nil
 	}})
@@ -179,15 +152,12 @@ func fetchOurs(raw []byte) (outcome, bool) {
 }
 
 func fetchNetHTTP(raw []byte) (outcome, bool) {
-	a, b, err := loopback()
-	if err != nil {
-		return outcome{err: err}, false
-	}
+	a, b := memPipe(30000)
 	go serveScript(b, raw)
 	defer a.Close()
 	// x/net/http2's ClientConn on a connection given (net/http's own
 	// NewClientConn dials): the same HTTP/2 client code net/http bundles.
-	//lint:ignore SA1019 the comparison needs a client over a net.Pipe
+	//lint:ignore SA1019 the comparison needs a client over a connection it is given
 	cc, err := (&http2.Transport{}).NewClientConn(a)
 	if err != nil {
 		return outcome{err: err}, true
@@ -237,30 +207,32 @@ func FuzzFramesVsNetHTTP(f *testing.F) {
 	} {
 		f.Add(script(s...))
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		raw := encodeScript(data)
-		ours, done := fetchOurs(raw)
-		if !done {
-			t.Fatalf("h2 did not return on a script that ends: %v", ours.err)
-		}
-		if ours.err != nil {
+	f.Fuzz(func(t *testing.T, data []byte) { synctest.Test(t, func(t *testing.T) { compareFetches(t, data) }) })
+}
+
+func compareFetches(t *testing.T, data []byte) {
+	raw := encodeScript(data)
+	ours, done := fetchOurs(raw)
+	if !done {
+		t.Fatalf("h2 did not return on a script that ends: %v", ours.err)
+	}
+	if ours.err != nil {
+		return
+	}
+	theirs, done := fetchNetHTTP(raw)
+	if !done {
+		return // net/http's trouble, not ours
+	}
+	if theirs.err != nil {
+		if errors.Is(theirs.err, context.DeadlineExceeded) {
 			return
 		}
-		theirs, done := fetchNetHTTP(raw)
-		if !done {
-			return // net/http's trouble, not ours
+		if (ours.status == 204 || ours.status == 304) && len(ours.body) == 0 && errors.Is(theirs.err, io.ErrUnexpectedEOF) {
+			return // net/http wants a Content-Length's bytes after a 304 too (RFC 9110 says none come)
 		}
-		if theirs.err != nil {
-			if errors.Is(theirs.err, context.DeadlineExceeded) {
-				return
-			}
-			if (ours.status == 204 || ours.status == 304) && len(ours.body) == 0 && errors.Is(theirs.err, io.ErrUnexpectedEOF) {
-				return // net/http wants a Content-Length's bytes after a 304 too (RFC 9110 says none come)
-			}
-			t.Fatalf("h2 accepted %d with %q, net/http failed: %v", ours.status, ours.body, theirs.err)
-		}
-		if ours.status != theirs.status || !bytes.Equal(ours.body, theirs.body) {
-			t.Fatalf("h2: %d %q; net/http: %d %q", ours.status, ours.body, theirs.status, theirs.body)
-		}
-	})
+		t.Fatalf("h2 accepted %d with %q, net/http failed: %v", ours.status, ours.body, theirs.err)
+	}
+	if ours.status != theirs.status || !bytes.Equal(ours.body, theirs.body) {
+		t.Fatalf("h2: %d %q; net/http: %d %q", ours.status, ours.body, theirs.status, theirs.body)
+	}
 }

@@ -250,7 +250,7 @@ run_one() {
   fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s%s\t%s\t%s\t%s\n' "$t" "$r" "$status" "$rc" "$wall" "$usr" "$sys" "$rss" \
     "$(ticks_s "$s0" "$s1")" "${PROBE:+$'\t'$PROBE}" "$files" "$miss" "$extra" >> "$TSV"
-  log "$TAG run $r/$R $t: ${wall}s $status (rc=$rc files=$files missing=$miss extra=$extra${PROBE:+ $(tr '\t' ' ' <<< "$PROBE")})"
+  log "$TAG run $r/$R $t: ${wall}s $status (rc=$rc files=$files missing=$miss extra=$extra$(paste -d= <(tr '\t' '\n' <<< "$PROBE_COLS") <(tr '\t' '\n' <<< "$PROBE") | sed 's/^/ /' | tr -d '\n'))"
   rm -rf "$out" "$got" "$tf"
   CUR=()
 }

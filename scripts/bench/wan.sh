@@ -224,7 +224,7 @@ if [[ $KIND == lat ]]; then pid_alive "$TOXI_PID" || STARTED+=(toxi); toxi_up; f
 
 # ---------------------------------------------------------------- the list
 L=wan-$P
-small() { grep ' small/' "$MANIFEST" | head -n "$NSMALL" | awk '{print $3}'; }
+small() { awk -v n="$NSMALL" 'index($3, "small/") == 1 && n-- > 0 {print $3}' "$MANIFEST"; }
 case $P in
   far-small) small | awk -v b="http://127.0.0.1:$HTTP_PORT/" '{print b $1, $1}' ;;
   far-small-tls) small | awk -v b="https://127.0.0.1:$TLS_PORT/" '{print b $1, $1}' ;;
@@ -232,8 +232,9 @@ case $P in
       '{printf "%s://127.0.0.%d:%s/%s %s\n", s, 2 + (NR - 1) % h, p, $1, $1}' ;;
   many-hosts-tls) small | awk -v s=https -v p="$TLS_PORT" -v h="$HOSTS" \
       '{printf "%s://127.0.0.%d:%s/%s %s\n", s, 2 + (NR - 1) % h, p, $1, $1}' ;;
-  capped-large) grep ' large/' "$MANIFEST" | head -n "$NLARGE" | awk -v b="http://127.0.0.1:$CAP_PORT/" '{print b $3, $3}' ;;
-  capped-huge) grep ' large/' "$MANIFEST" | head -n 1 | awk -v b="http://127.0.0.1:$CAP_PORT/" '{print b $3, $3}' ;;
+  capped-large|capped-huge)
+    awk -v n="$( [[ $P == capped-huge ]] && echo 1 || echo "$NLARGE")" -v b="http://127.0.0.1:$CAP_PORT/" \
+      'index($3, "large/") == 1 && n-- > 0 {print b $3, $3}' "$MANIFEST" ;;
 esac | make_lists "$L"
 N=$(wc -l < "$LISTS/$L.txt")
 BYTES=$(cat "$LISTS/$L.bytes")

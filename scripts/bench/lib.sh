@@ -146,7 +146,7 @@ tool_cmd() {
     rclone)     CMD=(rclone copy --config /dev/null :http: "$o" --http-url "$RCLONE_BASE" --files-from-raw "$l.paths"
                      --no-traverse --transfers "$C" --checkers "$C" -q "${rca[@]}" ${RCLONE_OPTS:-}) ;;
     haul|haul-*) # haul-NAME: the binary $HAUL_NAME (ab runs, variants); Go reads SSL_CERT_FILE
-                local bin=$HAUL v=${1#haul}
+                local bin=${HAUL:-} v=${1#haul}
                 if [[ -n $v ]]; then v=HAUL_${v#-}; v=${v^^}; bin=${!v:-}; fi
                 CMD=("$bin" -q -i "$l.txt" -d "$o" -j "$C" --layout tree ${HAUL_OPTS:-})
                 if ((TLS)); then CMD=(env SSL_CERT_FILE="$BENCH_CA" "${CMD[@]}"); fi ;;

@@ -123,9 +123,11 @@ tool_cmd() {
   if ((TLS)); then
     ca=(--ca-certificate="$BENCH_CA") cac=(--cacert "$BENCH_CA") pyca=(--cacert "$BENCH_CA") rca=(--ca-cert "$BENCH_CA")
   fi
+  local aopts ropts hopts   # extra options, split on blanks
+  read -r -a aopts <<< "${ARIA2_OPTS:-}"; read -r -a ropts <<< "${RCLONE_OPTS:-}"; read -r -a hopts <<< "${HAUL_OPTS:-}"
   local aria=(--no-conf -d "$o" -j "$C" --file-allocation=none --auto-save-interval=0 --allow-overwrite=true
               --auto-file-renaming=false --summary-interval=0 --console-log-level=warn --download-result=hide
-              --show-console-readout=false "${ca[@]}" ${ARIA2_OPTS:-})
+              --show-console-readout=false "${ca[@]}" "${aopts[@]}")
   case $1 in
     aria2c)     CMD=(aria2c -i "$l.aria2" -x "${ARIA2_X:-1}" -s "${ARIA2_X:-1}" -k 1M "${aria[@]}") ;;
     aria2c-x1)  CMD=(aria2c -i "$l.aria2" -x 1 -s 1 "${aria[@]}") ;;
@@ -144,11 +146,11 @@ tool_cmd() {
                 if ((${PY_TREE:-0})); then CMD+=(--tree); fi ;;
     py-threads) CMD=("$BENCH_PY" "$BENCH/pyfetch.py" threads -i "$l.txt" -d "$o" -j "$C" "${pyca[@]}") ;;
     rclone)     CMD=(rclone copy --config /dev/null :http: "$o" --http-url "$RCLONE_BASE" --files-from-raw "$l.paths"
-                     --no-traverse --transfers "$C" --checkers "$C" -q "${rca[@]}" ${RCLONE_OPTS:-}) ;;
+                     --no-traverse --transfers "$C" --checkers "$C" -q "${rca[@]}" "${ropts[@]}") ;;
     haul|haul-*) # haul-NAME: the binary $HAUL_NAME (ab runs, variants); Go reads SSL_CERT_FILE
                 local bin=${HAUL:-} v=${1#haul}
                 if [[ -n $v ]]; then v=HAUL_${v#-}; v=${v^^}; bin=${!v:-}; fi
-                CMD=("$bin" -q -i "$l.txt" -d "$o" -j "$C" --layout tree ${HAUL_OPTS:-})
+                CMD=("$bin" -q -i "$l.txt" -d "$o" -j "$C" --layout tree "${hopts[@]}")
                 if ((TLS)); then CMD=(env SSL_CERT_FILE="$BENCH_CA" "${CMD[@]}"); fi ;;
     *) die "unknown tool $1" ;;
   esac

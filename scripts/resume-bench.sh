@@ -45,19 +45,20 @@ t0=$(now)
 part=$(find "$o" -name '*.part' 2>/dev/null | head -n 1)
 while kill -0 "$pid" 2>/dev/null; do
   part=$(find "$o" -name '*.part' 2>/dev/null | head -n 1)
-  [[ -n $part ]] && (($(stat -c %s "$part") >= size / 2)) && break
+  # allocated bytes, not the length: with --split the pieces write at their own offsets
+  [[ -n $part ]] && (($(stat -c '%b * %B' "$part") >= size / 2)) && break
   sleep 0.05
 done
 kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
 t1=$(now)
-have=$(stat -c %s "$part")
+have=$(($(stat -c '%b * %B' "$part")))
 # haul's summary line says how many body bytes this run received ("...; 1.1 GB in 1.2s ...").
 /usr/bin/time -f '%e %M' -o "$TMP/t" "$HAUL" -d "$o" "$url" 2> "$TMP/summary" >/dev/null || true
 read -r wall rss < "$TMP/t"
 refetched=$(grep -o '[0-9.]* [kMG]*B in' "$TMP/summary" | tail -n 1 | sed 's/ in$//')
 final=$(find "$o" -type f ! -name '*.part' | head -n 1)
 ok=$(cmp -s "$final" "$WWW/huge/$(basename "$final")" && echo identical || echo DIFFERENT)
-printf 'killed after %.2f s with %d of %d bytes in the .part file\n' "$(echo "$t1 - $t0" | bc)" "$have" "$size"
+printf 'killed after %.2f s with %d of %d bytes written to the .part file\n' "$(echo "$t1 - $t0" | bc)" "$have" "$size"
 printf 'resume: %s s, peak RSS %s KiB, %s received (file: %d bytes), result %s\n' \
   "$wall" "$rss" "$refetched" "$size" "$ok"
 rm -rf "$o"

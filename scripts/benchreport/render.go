@@ -28,13 +28,19 @@ func markdown(run, meta, svg string, cl []*cell, wls map[string]workload, lims [
 		" each `-j`, left axis files/s, right axis MB/s (the same bars), log scale where a panel spans more than 10×."+
 		" Dashed lines: the machine's limits from `scripts/bench/limits.sh` (a line over one `-j` group applies to that concurrency).\n", svg)
 
-	p("\n## haul against the fastest peer\n\n| workload | -j | haul wall s | files/s | MB/s | fastest peer | its wall s | haul ÷ fastest peer |\n|---|--:|--:|--:|--:|---|--:|--:|\n")
+	p("\n## haul against the fastest peer\n\nlimit: the shortest wall the machine's limits below allow (the larger of files ÷" +
+		" min(the server's best request rate, the file-creation rate) and bytes ÷ min(the loopback rate, the page-cache write" +
+		" rate), each over the workload's protocol); it counts neither the client's own CPU nor durability.\n\n" +
+		"| workload | -j | haul wall s | files/s | MB/s | peak RSS MiB | fastest peer | its wall s | haul ÷ fastest peer | limit s | haul ÷ limit |\n" +
+		"|---|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|\n")
 	for _, c := range cl {
 		name, best := fastestPeer(c.stats)
+		wl := wls[c.w]
+		lim := machineLimit(c.w, wl, lims)
 		for _, s := range c.stats {
-			if wl := wls[c.w]; s.tool == "haul" {
-				p("| %s | %d | %s | %s | %s | %s | %s | **%s** |\n", c.w, c.c, f2(s.wall), perSec(wl.files, s.wall),
-					perSec(wl.bytes/1e6, s.wall), name, f2(best), ratio(s.wall, best))
+			if s.tool == "haul" {
+				p("| %s | %d | %s | %s | %s | %.0f | %s | %s | **%s** | %s | %s |\n", c.w, c.c, f2(s.wall), perSec(wl.files, s.wall),
+					perSec(wl.bytes/1e6, s.wall), s.rssMiB, name, f2(best), ratio(s.wall, best), f2(lim), ratio(s.wall, lim))
 			}
 		}
 	}

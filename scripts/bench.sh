@@ -1,47 +1,49 @@
 #!/usr/bin/env bash
-# bench.sh [--no-limits]: haul against its peers on the shared loopback benchmark and under WAN
-# conditions, written up in docs/benchmarks.md with a chart (docs/benchmarks.svg). A full run takes
-# an hour or more (the WAN profiles alone about 25 minutes).
-#   1. $BENCH_SHARED/setup.sh: packages, dataset, nginx on 127.0.0.1 (idempotent)
+# bench.sh [--no-limits]: haul against its peers on the loopback benchmark of scripts/bench/ and
+# under WAN conditions, written up in docs/benchmarks.md with a chart (docs/benchmarks.svg). A full
+# run takes an hour or more (the WAN profiles alone about 25 minutes); run it as root on an idle
+# machine (setup installs packages).
+#   1. scripts/bench/setup.sh: packages, dataset, CA, nginx on 127.0.0.1 (idempotent)
 #   2. builds haul from this checkout into a temp dir (or uses $HAUL if set)
-#   3. limits.sh: machine ceilings (loopback HTTP/HTTPS, disk, small-file creation, nginx req/s)
-#   4. peers.sh W C for each workload W in $WORKLOADS and concurrency C in $CONCURRENCY, HAUL set
+#   3. scripts/bench/limits.sh: the machine's ceilings (loopback HTTP/HTTPS, disk, file creation, nginx req/s)
+#   4. scripts/bench/loopback.sh W C for each workload W in $WORKLOADS and concurrency C in $CONCURRENCY
 #   5. haul only: a 10-million-line streaming list run with --shard 0/1000, and a re-run of the
 #      finished small list (wall time and peak RSS)
-#   6. wan.sh P $WAN_C for each WAN profile P in $WAN_PROFILES (toxiproxy latency, many hosts, capped
-#      servers), every peer it knows; on capped-* once more for haul with --split 16 (haul-split16)
-#   7. scripts/benchreport: tables + SVG chart into $BENCH_DOCS (docs/)
+#   6. scripts/bench/wan.sh P $WAN_C for each WAN profile P in $WAN_PROFILES (latency, many hosts,
+#      capped servers), every peer it knows; on capped-* also haul --split 16 (tool haul-split16)
+#   7. scripts/bench/hosts.sh P for each profile P in $HOSTS_PROFILES (none by default: root, long)
+#   8. scripts/benchreport: tables + SVG chart into $BENCH_DOCS (docs/)
 # Everything printed goes to bench-out/bench-STAMP.txt, the data to bench-out/bench-STAMP/ (both
-# git-ignored); `go run ./scripts/benchreport -dir bench-out/bench-STAMP` redoes step 6.
-# Every run writes to a fresh dir under a `chattr +T` parent (see bench/README.md on this ext4).
+# git-ignored); `go run ./scripts/benchreport -dir bench-out/bench-STAMP` redoes step 8.
+# Every run writes to a fresh dir under a `chattr +T` parent (see scripts/bench/README.md).
 # Env: WORKLOADS (all: "small medium large huge small-tls medium-tls large-tls huge-tls"),
 #      CONCURRENCY ("16 64"), BENCH_RUNS (3), BENCH_TOOLS (peers subset, e.g. "curl haul"),
 #      LIMITS (1; 0 = skip limits.sh, like --no-limits), LIMITS_FILE (reuse a saved limits.sh
 #      output instead of running it), EXTRA (1; 0 = skip step 5), STREAM_LINES (10000000; the
 #      list is cached in $BENCH_DIR, ~530 MB), HAUL (a prebuilt binary), BENCH_DOCS ($ROOT/docs;
-#      "" = no report), BENCH_SHARED (../shared/bench from the repo), and whatever peers.sh,
-#      limits.sh and setup.sh read (BENCH_DIR, BENCH_PORT, LIMITS_RUNS, WRK_SECONDS, ...).
+#      "" = no report), and whatever loopback.sh, limits.sh and setup.sh read (BENCH_DIR,
+#      BENCH_PORT, LIMITS_RUNS, WRK_SECONDS, ...).
 #      WORKLOADS="" skips the loopback workloads. WAN_PROFILES (all six: "far-small far-small-tls
 #      many-hosts many-hosts-tls capped-large capped-huge"; "" skips them), WAN_C (16), WAN_TOOLS
 #      (wan.sh's tools; default all it knows), WAN_SPLIT (1; 0 = no haul-split16 runs), and what
-#      wan.sh reads (WAN_RTT_MS, WAN_HOSTS, WAN_RATE, ...).
+#      wan.sh reads (WAN_RTT_MS, WAN_HOSTS, WAN_RATE, ...). HOSTS_PROFILES ("": e.g. "hosts
+#      hosts-tls hosts-reuse"), HOSTS_C (64), and what hosts.sh reads (HOSTS_N, ...).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_SHARED=${BENCH_SHARED:-$ROOT/../shared/bench}
+BENCH=$ROOT/scripts/bench
 command -v go >/dev/null || PATH=/usr/local/go/bin:$PATH
 LIMITS=${LIMITS:-1}
 for a in "$@"; do
   case $a in
-    --limits) LIMITS=1 ;;     # the default; kept for old command lines
+    --limits) LIMITS=1 ;;     # the default
     --no-limits) LIMITS=0 ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "bench.sh: unknown argument $a (usage: bench.sh [--no-limits])" >&2; exit 2 ;;
   esac
 done
-[[ -f $BENCH_SHARED/peers.sh ]] ||
-  { echo "bench.sh: no peers.sh in $BENCH_SHARED (set BENCH_SHARED)" >&2; exit 1; }
 read -r -a workloads <<< "${WORKLOADS-small medium large huge small-tls medium-tls large-tls huge-tls}"
 read -r -a wan_profiles <<< "${WAN_PROFILES-far-small far-small-tls many-hosts many-hosts-tls capped-large capped-huge}"
+read -r -a hosts_profiles <<< "${HOSTS_PROFILES:-}"
 WAN_C=${WAN_C:-16}
 WAN_SPLIT=${WAN_SPLIT:-1}
 read -r -a concurrency <<< "${CONCURRENCY:-16 64}"
@@ -49,8 +51,8 @@ export BENCH_RUNS=${BENCH_RUNS:-3}
 EXTRA=${EXTRA:-1}
 STREAM_LINES=${STREAM_LINES:-10000000}
 BENCH_DOCS=${BENCH_DOCS-$ROOT/docs}
-# shellcheck source=/dev/null
-source "$BENCH_SHARED/common.sh"    # BENCH_DIR, LISTS, RESULTS, BASE_URL (sets its own WORKLOADS)
+# shellcheck source=scripts/bench/lib.sh
+source "$BENCH/lib.sh"    # BENCH_DIR, LISTS, RESULTS, BASE_URL (sets its own WORKLOADS)
 
 STAMP=$(date +%Y%m%dT%H%M%S)
 mkdir -p "$ROOT/bench-out"
@@ -81,7 +83,7 @@ extra_row() {
   echo "   $1 run $2: $status rc=$RC files=$files/$4 (wall user sys maxrss_kb: $TIMES)"
 }
 
-# haul-only measurements that peers.sh does not make (plain HTTP, small files, -j 16 default)
+# haul-only measurements that loopback.sh does not make (plain HTTP, small files, -j 16 default)
 haul_extra() {
   local xo=$BENCH_DIR/out-haul list=$BENCH_DIR/haul-stream-$STREAM_LINES-$BENCH_PORT.txt expect r o n
   mkdir -p "$xo"; chattr +T "$xo" 2>/dev/null || true
@@ -101,13 +103,13 @@ haul_extra() {
     extra_row stream "$r" "$STREAM_LINES" "$expect" "$o"
     rm -rf "$o"
   done
-  n=$(wc -l < "$BENCH_DIR/small.txt")
+  n=$(wc -l < "$LISTS/small.txt")
   for ((r = 1; r <= BENCH_RUNS; r++)); do
     o=$xo/rerun-$STAMP.$r; mkdir "$o"; sync
-    timed "$TMP/time" "$RUN/first.$r.log" "$HAUL" -i "$BENCH_DIR/small.txt" -d "$o" -q
+    timed "$TMP/time" "$RUN/first.$r.log" "$HAUL" -i "$LISTS/small.txt" -d "$o" -q
     extra_row first "$r" "$n" "$n" "$o"
     sync
-    timed "$TMP/time" "$RUN/rerun.$r.log" "$HAUL" -i "$BENCH_DIR/small.txt" -d "$o" -q
+    timed "$TMP/time" "$RUN/rerun.$r.log" "$HAUL" -i "$LISTS/small.txt" -d "$o" -q
     extra_row rerun "$r" "$n" "$n" "$o"
     rm -rf "$o"
   done
@@ -115,11 +117,11 @@ haul_extra() {
 }
 
 # raw_tsv OUT: the results file named by the "(raw runs: .../results/TAG.tsv; ...)" line that
-# peers.sh and wan.sh end with
+# loopback.sh, wan.sh and hosts.sh end with
 raw_tsv() { sed -n 's|^(raw runs: .*/results/\([^;/]*\.tsv\);.*|\1|p' "$1" | tail -n 1; }
 
 # run_wan: wan.sh for each WAN profile into $RUN/wan/P-cC.tsv (raw runs) and P-cC.out (its output:
-# the limit); on capped-*, haul with --split 16 too, its rows added as tool haul-split16
+# the limit); on capped-*, haul with --split 16 too (tool haul-split16), its rows added
 run_wan() {
   local p base tag rc
   mkdir -p "$RUN/wan"
@@ -128,7 +130,7 @@ run_wan() {
   for p in "${wan_profiles[@]}"; do
     base=$RUN/wan/$p-c$WAN_C
     echo; rc=0
-    BENCH_TOOLS=${WAN_TOOLS:-} bash "$BENCH_SHARED/wan.sh" "$p" "$WAN_C" | tee "$base.out" || rc=$?
+    BENCH_TOOLS=${WAN_TOOLS:-} bash "$BENCH/wan.sh" "$p" "$WAN_C" | tee "$base.out" || rc=$?
     tag=$(raw_tsv "$base.out")
     if [[ -z $tag || ! -s $RESULTS/$tag ]]; then
       echo "bench.sh: wan.sh $p $WAN_C failed (rc=$rc), no results"; rm -f "$base.out"; continue
@@ -136,10 +138,10 @@ run_wan() {
     cp "$RESULTS/$tag" "$base.tsv"
     if [[ $p == capped-* ]] && ((WAN_SPLIT)); then
       echo; rc=0
-      HAUL=$TMP/haul-split16 BENCH_TOOLS=haul bash "$BENCH_SHARED/wan.sh" "$p" "$WAN_C" | tee "$base.split16.out" || rc=$?
+      HAUL_SPLIT16=$TMP/haul-split16 BENCH_TOOLS=haul-split16 bash "$BENCH/wan.sh" "$p" "$WAN_C" | tee "$base.split16.out" || rc=$?
       tag=$(raw_tsv "$base.split16.out")
       if [[ -n $tag && -s $RESULTS/$tag ]]; then
-        awk -F'\t' -v OFS='\t' 'NR > 1 && $1 == "haul" {$1 = "haul-split16"; print}' "$RESULTS/$tag" >> "$base.tsv"
+        tail -n +2 "$RESULTS/$tag" >> "$base.tsv"
       else echo "bench.sh: wan.sh $p $WAN_C with haul --split 16 failed (rc=$rc), no results"; fi
     fi
   done
@@ -160,7 +162,7 @@ main() {
     echo "command: WORKLOADS=\"${workloads[*]}\" CONCURRENCY=\"${concurrency[*]}\" WAN_PROFILES=\"${wan_profiles[*]}\" WAN_C=$WAN_C BENCH_RUNS=$BENCH_RUNS BENCH_TOOLS=\"${BENCH_TOOLS:-all}\" scripts/bench.sh"
   } > "$RUN/meta.txt"
 
-  bash "$BENCH_SHARED/setup.sh"
+  bash "$BENCH/setup.sh"
   (cd "$ROOT" && go build -o "$TMP/benchreport" ./scripts/benchreport)
   if [[ -n ${HAUL:-} ]]; then
     [[ -x $HAUL ]] || { echo "bench.sh: HAUL=$HAUL is not executable" >&2; exit 1; }
@@ -172,7 +174,7 @@ main() {
   export HAUL
   : > "$RUN/workloads.txt"
   for w in "${workloads[@]}"; do
-    printf '%s\t%s\t%s\n' "$w" "$(wc -l < "$BENCH_DIR/$w.txt")" "$(cat "$LISTS/$w.bytes")" >> "$RUN/workloads.txt"
+    printf '%s\t%s\t%s\n' "$w" "$(wc -l < "$LISTS/$w.txt")" "$(cat "$LISTS/$w.bytes")" >> "$RUN/workloads.txt"
     if [[ $w == *-tls ]]; then has_tls=1; else has_plain=1; fi
   done
 
@@ -181,21 +183,25 @@ main() {
   elif ((LIMITS)) && ((${#workloads[@]})); then
     ((has_tls)) || lflag=(--no-tls)
     ((has_plain)) || lflag=(--tls-only)
-    echo; bash "$BENCH_SHARED/limits.sh" "${lflag[@]}" | tee "$RUN/limits.txt"
+    echo; bash "$BENCH/limits.sh" "${lflag[@]}" | tee "$RUN/limits.txt"
   fi
 
   for w in "${workloads[@]}"; do
     for c in "${concurrency[@]}"; do
       echo; rc=0
-      bash "$BENCH_SHARED/peers.sh" "$w" "$c" | tee "$TMP/peers.out" || rc=$?
-      tag=$(raw_tsv "$TMP/peers.out")
+      bash "$BENCH/loopback.sh" "$w" "$c" | tee "$TMP/loopback.out" || rc=$?
+      tag=$(raw_tsv "$TMP/loopback.out")
       if [[ -n $tag && -s $RESULTS/$tag ]]; then cp "$RESULTS/$tag" "$RUN/peers/"
-      else echo "bench.sh: peers.sh $w $c failed (rc=$rc), no results"; fi
+      else echo "bench.sh: loopback.sh $w $c failed (rc=$rc), no results"; fi
     done
   done
 
   if ((EXTRA)) && ((${#workloads[@]})); then haul_extra; fi
   if ((${#wan_profiles[@]})); then run_wan; fi
+  for p in "${hosts_profiles[@]}"; do
+    mkdir -p "$RUN/hosts"; echo
+    bash "$BENCH/hosts.sh" "$p" "${HOSTS_C:-64}" | tee "$RUN/hosts/$p.out" || echo "bench.sh: hosts.sh $p failed"
+  done
 
   if [[ -n $BENCH_DOCS ]]; then
     mkdir -p "$BENCH_DOCS"

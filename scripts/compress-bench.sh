@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # compress-bench.sh: haul's compressed sinks against the pipeline a user would write instead,
-# on the shared benchmark's nginx and dataset (run scripts/bench.sh or ../shared/bench/setup.sh).
+# on the loopback benchmark's nginx and dataset (run scripts/bench/setup.sh first).
 #   haul -i LIST -d OUT --compress zstd|gzip --compress-level 1
 #   vs. xargs -P C: curl -s URL | zstd -1 -q > OUT/NAME.zst   (and gzip -1)
 # For each workload in $COMPRESS_WORKLOADS (medium large) at concurrency $C (16): median wall of
@@ -23,7 +23,7 @@ if [[ ${COMPRESS_TEXT:-0} == 1 ]]; then
       seq 1 4000000 | awk -v i="$i" '{printf "%d host%d GET /p/%x %d %d\n", $1, $1%97, $1*7919+i, 200+($1%5), $1%65536}' > "$WWW/text/t$i.txt"
     done
   fi
-  for i in 0 1 2 3; do echo "$BASE_URL/text/t$i.txt"; done > "$BENCH_DIR/text.txt"
+  for i in 0 1 2 3; do echo "$BASE_URL/text/t$i.txt"; done > "$LISTS/text.txt"
   workloads+=(text)
 fi
 
@@ -36,7 +36,7 @@ pipeline() {
 
 printf '%-8s %-14s %8s %9s %8s %7s %8s %7s\n' workload tool wall_s files/s MB/s cpu_s rss_MiB ratio
 for w in "${workloads[@]}"; do
-  list=$BENCH_DIR/$w.txt
+  list=$LISTS/$w.txt
   n=$(wc -l < "$list")
   bytes=$(while read -r u; do curl -sI "$u" | awk 'tolower($1)=="content-length:" {printf "%d\n", $2}'; done < "$list" |
           awk '{s+=$1} END {print s}')

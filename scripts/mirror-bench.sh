@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# mirror-bench.sh: what keeping a mirror costs, on the shared loopback benchmark's 10,000 small
-# files (../shared/bench/setup.sh must have run). For each step: wall time, requests and response
+# mirror-bench.sh: what keeping a mirror costs, on the loopback benchmark's 10,000 small
+# files (scripts/bench/setup.sh must have run). For each step: wall time, requests and response
 # bytes as a logging nginx saw them (a second nginx on the same files, with an access log), and
 # haul's manifest statuses:
 #   1. full download of small.txt into a fresh dir
@@ -9,16 +9,15 @@
 #   4. -r over the same tree as an nginx autoindex (when haul has -r), against wget -r -np and
 #      rclone copy with the http backend (those that are installed)
 # Env: HAUL (binary; default: built from this checkout), RUNS (3, medians), C (16), PORT (29180),
-#      BENCH_SHARED, BENCH_DIR.
+#      BENCH_DIR.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-BENCH_SHARED=${BENCH_SHARED:-$ROOT/../shared/bench}
-# shellcheck source=/dev/null
-source "$BENCH_SHARED/common.sh"
+# shellcheck source=scripts/bench/lib.sh
+source "$ROOT/scripts/bench/lib.sh"
 RUNS=${RUNS:-3}
 C=${C:-16}
 PORT=${PORT:-29180}
-[[ -d $WWW/small ]] || die "no dataset in $WWW: run $BENCH_SHARED/setup.sh"
+[[ -d $WWW/small ]] || die "no dataset in $WWW: run scripts/bench/setup.sh"
 if [[ -z ${HAUL:-} ]]; then
   HAUL=$(mktemp -d)/haul
   (cd "$ROOT" && go build -o "$HAUL" ./cmd/haul)
@@ -45,8 +44,8 @@ mkdir -p "$W/tmp"
 nginx -c "$W/nginx.conf"
 trap 'kill "$(cat "$W/nginx.pid")" 2>/dev/null || true' EXIT
 LIST=$W/small.txt
-sed "s#http://127.0.0.1:$BENCH_PORT/#http://127.0.0.1:$PORT/#" "$BENCH_DIR/small.txt" > "$LIST"
-grep ' small/' "$BENCH_DIR/SHA256SUMS" > "$W/SHA256SUMS"
+sed "s#http://127.0.0.1:$BENCH_PORT/#http://127.0.0.1:$PORT/#" "$LISTS/small.txt" > "$LIST"
+grep ' small/' "$WWW/SHA256SUMS" > "$W/SHA256SUMS"
 
 # step NAME CMD...: runs CMD with the access log emptied; prints wall, requests, bytes, statuses.
 step() {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"hash/fnv"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -115,7 +116,7 @@ func TestReport(t *testing.T) {
 	m, _ := os.ReadFile(md)
 	s, _ := os.ReadFile(svg)
 	for _, want := range []string{
-		"- date: today", "(b.svg)", "| small | 16 | 3.00 | 3333 | 13.7 | curl | 2.00 | **1.50** |",
+		"- date: today", "(b.svg)", "| small | 16 | 3.00 | 3333 | 13.7 | 30 | curl | 2.00 | **1.50** | 0.17 | 17.32 |",
 		"| **haul** | 2/3 | 3.00 | 3333 | 13.7 | 1.50 | 36.6 | 30 | 50 | 1.50 | 2.00 0.50! 4.00 |",
 		"| aria2c | 0/1 | - |", "10000000 lines", "| 1/1 | 10.00 | 1000000 | 10.00 | 20 |", "| (d) nginx small-file req/s, wrk -t2 -c64 | 57744 |",
 	} {
@@ -222,5 +223,35 @@ func TestWAN(t *testing.T) {
 		if !strings.Contains(string(s), want) {
 			t.Errorf("svg lacks %q", want)
 		}
+	}
+}
+
+// The limit of a workload is its binding bound: files for small files (the server's request rate
+// below the file-creation rate), bytes for big ones (the page cache below loopback), one stream
+// for a single file, the TLS rows for -tls workloads.
+func TestMachineLimit(t *testing.T) {
+	ls, err := parseLimits(strings.NewReader(limitsSample + "(a) loopback HTTP, curl -o /dev/null x4   2000  2000  MB/s   2000\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		w    string
+		wl   workload
+		want float64
+	}{
+		{"small", workload{10000, 40960000}, 10000.0 / 57744},
+		{"large", workload{4, 1 << 30}, float64(1<<30) / 1443e6},
+		{"huge", workload{1, 1 << 31}, float64(1<<31) / 1443e6},
+		{"small-tls", workload{10000, 40960000}, 10000.0 / 53900},
+		{"large-tls", workload{4, 1 << 30}, float64(1<<30) / 669e6},
+		{"huge-tls", workload{1, 1 << 31}, float64(1<<31) / 1443e6}, // no one-stream HTTPS row: the page cache alone
+	} {
+		got := machineLimit(c.w, c.wl, ls)
+		if math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("%s: limit %.6f s, want %.6f", c.w, got, c.want)
+		}
+	}
+	if got := machineLimit("small", workload{10, 10}, nil); got != 0 {
+		t.Errorf("no limits measured: %v, want 0", got)
 	}
 }

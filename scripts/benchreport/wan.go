@@ -94,7 +94,7 @@ func wanMarkdown(ps []wanProfile) string {
 	}
 	var b strings.Builder
 	p := func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }
-	p("\n## WAN profiles (`wan.sh`)\n\n`../shared/bench/wan.sh PROFILE C`: toxiproxy adds 20 + 20 ms in front of nginx" +
+	p("\n## WAN profiles (`scripts/bench/wan.sh`)\n\n`scripts/bench/wan.sh PROFILE C`: toxiproxy adds 20 + 20 ms in front of nginx" +
 		" (about 41 ms round trip) for the far-* and many-hosts* profiles (2,000 small files; many-hosts* spread them" +
 		" over 50 hosts, 127.0.0.2-51); capped-* fetch 256 MiB files from an nginx that caps every request at" +
 		" 16 MiB/s. The limit is wan.sh's: ceil(files / C) round trips with C requests in flight (far-*, many-hosts*)," +

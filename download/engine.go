@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
-	"github.com/haul/haul/download/index"
 	"github.com/haul/haul/download/input"
 	"github.com/haul/haul/download/naming"
 	"github.com/haul/haul/internal/urlid"
@@ -34,10 +33,22 @@ type Entry = input.Entry
 type LineError = input.LineError
 
 // Source yields entries one at a time; *input.Scanner is one. Next returns io.EOF at the
-// end, a *LineError for a bad line (and may be called again), any other error to
-// stop reading.
+// end, a *LineError for a bad line or a SourceError for an item that yields no
+// entries (and may be called again after either), any other error to stop
+// reading.
 type Source interface {
 	Next() (Entry, error)
+}
+
+// SourceError is an error a Source returns for one item of its list that it
+// could not turn into entries, such as a directory of -r that could not be
+// listed (*index.DirError is one). The engine reports it as a failed entry of
+// its own, for the item's URL, and reads on.
+type SourceError interface {
+	error
+	// SourceFailure returns the item's URL, the input line it came from, the
+	// HTTP status that failed it (0 for none) and the cause.
+	SourceFailure() (url string, line, status int, cause error)
 }
 
 // Options configures an Engine. Zero values mean the defaults documented per field.
@@ -339,12 +350,14 @@ func (e *Engine) feed(ctx context.Context, src Source, ch chan<- *entry) error {
 			e.opts.OnResult(r)
 			continue
 		}
-		var de *index.DirError
-		if errors.As(err, &de) {
-			// A directory of -r that could not be listed: a failed entry of
-			// its own (its files are not known), and the walk goes on.
-			r := &Result{Entry: Entry{URL: de.URL, Line: de.Line, Size: -1}, Status: StatusFailed,
-				HTTPStatus: de.Status, Err: &Error{Op: "list", URL: de.URL, Err: de.Err}}
+		var se SourceError
+		if errors.As(err, &se) {
+			// An item that yields no entries (a directory of -r that could
+			// not be listed): a failed entry of its own (its files are not
+			// known), and the walk goes on.
+			u, line, status, cause := se.SourceFailure()
+			r := &Result{Entry: Entry{URL: u, Line: line, Size: -1}, Status: StatusFailed,
+				HTTPStatus: status, Err: &Error{Op: "list", URL: u, Err: cause}}
 			e.stats.Queued.Add(1)
 			e.stats.count(r.Status)
 			e.opts.OnResult(r)
@@ -451,8 +464,8 @@ func (e *Engine) Names(src Source, fn func(name string)) error {
 		if errors.As(err, &le) {
 			continue
 		}
-		var de *index.DirError
-		if errors.As(err, &de) {
+		var se SourceError
+		if errors.As(err, &se) {
 			continue
 		}
 		if err != nil {

@@ -3,11 +3,8 @@ package download_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"io/fs"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +17,7 @@ import (
 	"github.com/haul/haul/download/downloadtest"
 	"github.com/haul/haul/download/httpclient"
 	"github.com/haul/haul/download/input"
+	"github.com/haul/haul/internal/testutil"
 	"github.com/haul/haul/sink"
 )
 
@@ -238,20 +236,8 @@ func (h *harness) checkNoPartFiles() {
 	}
 }
 
-// payload returns n deterministic pseudo-random bytes.
-func payload(seed uint64, n int) []byte {
-	r := rand.New(rand.NewPCG(seed, uint64(n)))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
-func sha256Hex(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
+// payload is testutil.Payload under the name split_test.go uses.
+func payload(seed uint64, n int) []byte { return testutil.Payload(seed, n) }
 
 func statusCode(err error) int {
 	var se *download.StatusError

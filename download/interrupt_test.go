@@ -13,6 +13,7 @@ import (
 
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 	"github.com/haul/haul/sink"
 )
 
@@ -22,9 +23,9 @@ func TestEngineHostPauseParkedInterrupt(t *testing.T) {
 	t.Parallel()
 	busy, other := downloadtest.New(t), downloadtest.New(t)
 	h := newHarness(t)
-	body := payload(80, 5000)
+	body := testutil.Payload(80, 5000)
 	a := dropThenBusy(busy, "/a", body, "60")
-	b := other.Add("/b", payload(81, 1000))
+	b := other.Add("/b", testutil.Payload(81, 1000))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	oc, wait := h.start(ctx, download.Options{Jobs: 1, Retries: 2}, a, b)
@@ -73,7 +74,7 @@ func TestEngineCancel(t *testing.T) {
 				h := newHarness(t)
 				var lines []string
 				for i := range tc.entries {
-					lines = append(lines, s.Add(fmt.Sprintf("/c%d", i), payload(uint64(i), 50_000),
+					lines = append(lines, s.Add(fmt.Sprintf("/c%d", i), testutil.Payload(uint64(i), 50_000),
 						downloadtest.Stall(1000, time.Hour, downloadtest.Always)))
 				}
 				ctx, cancel := context.WithCancel(context.Background())
@@ -148,7 +149,7 @@ func TestEngineCancelReportsEntriesNotStarted(t *testing.T) {
 		h := newHarness(t)
 		var lines []string
 		for i := range 3 {
-			lines = append(lines, s.Add(fmt.Sprintf("/w%d", i), payload(uint64(i), 50_000),
+			lines = append(lines, s.Add(fmt.Sprintf("/w%d", i), testutil.Payload(uint64(i), 50_000),
 				downloadtest.Stall(1000, time.Hour, downloadtest.Always)))
 		}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -178,10 +179,10 @@ func TestEngineCancelReportsEntriesNotStarted(t *testing.T) {
 		t.Parallel()
 		busy, other := downloadtest.New(t), downloadtest.New(t)
 		h := newHarness(t)
-		a := busy.Add("/a", payload(90, 100), downloadtest.Status(503, downloadtest.Always), downloadtest.RetryAfter("60"))
-		b := busy.Add("/b", payload(91, 100))
-		c := busy.Add("/c", payload(92, 100))
-		d := other.Add("/d", payload(93, 100))
+		a := busy.Add("/a", testutil.Payload(90, 100), downloadtest.Status(503, downloadtest.Always), downloadtest.RetryAfter("60"))
+		b := busy.Add("/b", testutil.Payload(91, 100))
+		c := busy.Add("/c", testutil.Payload(92, 100))
+		d := other.Add("/d", testutil.Payload(93, 100))
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		oc, wait := h.start(ctx, download.Options{Jobs: 1, Retries: 3}, a, b, c, d)

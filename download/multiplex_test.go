@@ -14,6 +14,7 @@ import (
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/httpclient"
 	"github.com/haul/haul/download/naming"
+	"github.com/haul/haul/internal/testutil"
 )
 
 // barrier is a handler that holds requests until k are in flight at once
@@ -42,7 +43,7 @@ type barrier struct {
 }
 
 func newBarrier(k int, firsts bool, wait time.Duration) *barrier {
-	return &barrier{k: k, firsts: firsts, wait: wait, body: payload(9, 4096), perConn: map[string]int{},
+	return &barrier{k: k, firsts: firsts, wait: wait, body: testutil.Payload(9, 4096), perConn: map[string]int{},
 		conn: map[string]bool{}, release: make(chan struct{})}
 }
 
@@ -285,7 +286,7 @@ func TestEngineHTTP2ServerStreamLimitDials(t *testing.T) {
 	var open, most atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(20 * time.Millisecond) // requests overlap, connections fill
-		w.Write(payload(9, 512))
+		w.Write(testutil.Payload(9, 512))
 	}))
 	srv.EnableHTTP2 = true
 	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 2}

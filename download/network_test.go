@@ -16,6 +16,7 @@ import (
 	"github.com/haul/haul/download/downloadtest"
 	"github.com/haul/haul/download/httpclient"
 	"github.com/haul/haul/download/naming"
+	"github.com/haul/haul/internal/testutil"
 )
 
 func TestEngineManyFiles(t *testing.T) {
@@ -28,7 +29,7 @@ func TestEngineManyFiles(t *testing.T) {
 	var lines []string
 	var total int64
 	for i := range 50 {
-		b := payload(uint64(i), (i*7919)%300_000)
+		b := testutil.Payload(uint64(i), (i*7919)%300_000)
 		u := s.Add(fmt.Sprintf("/many/f%02d.bin", i), b)
 		bodies[u] = b
 		lines = append(lines, u)
@@ -63,7 +64,7 @@ func TestEngineManyFiles(t *testing.T) {
 
 func TestEngineStatus(t *testing.T) {
 	t.Parallel()
-	body := payload(1, 20_000)
+	body := testutil.Payload(1, 20_000)
 	tests := []struct {
 		name     string
 		opts     []downloadtest.FileOption
@@ -129,9 +130,9 @@ func TestEngineHostPause(t *testing.T) {
 	other := downloadtest.New(t)
 	h := newHarness(t)
 	slow := downloadtest.Delay(150 * time.Millisecond)
-	a := busy.Add("/a", payload(2, 1000), downloadtest.Status(429, 1), downloadtest.RetryAfter("1"))
-	b := busy.Add("/b", payload(3, 1000), downloadtest.Status(500, 1), slow)
-	x := other.Add("/x", payload(4, 1000), downloadtest.Status(500, 1), slow)
+	a := busy.Add("/a", testutil.Payload(2, 1000), downloadtest.Status(429, 1), downloadtest.RetryAfter("1"))
+	b := busy.Add("/b", testutil.Payload(3, 1000), downloadtest.Status(500, 1), slow)
+	x := other.Add("/x", testutil.Payload(4, 1000), downloadtest.Status(500, 1), slow)
 	oc := h.run(download.Options{Jobs: 3, Retries: 2}, a, b, x)
 	for _, u := range []string{a, b, x} {
 		if r := oc.get(u); r.Status != download.StatusOK || r.Attempts != 2 {
@@ -161,12 +162,12 @@ func TestEngineHostPauseParks(t *testing.T) {
 	h := newHarness(t)
 	var bs []string
 	for i := range 4 {
-		bs = append(bs, other.Add(fmt.Sprintf("/b%d", i), payload(uint64(45+i), 1000), downloadtest.Delay(50*time.Millisecond)))
+		bs = append(bs, other.Add(fmt.Sprintf("/b%d", i), testutil.Payload(uint64(45+i), 1000), downloadtest.Delay(50*time.Millisecond)))
 	}
 	// b0 keeps the second worker busy until the 429 has paused busy.
-	lines := []string{busy.Add("/first", payload(40, 1000), downloadtest.Status(429, 1), downloadtest.RetryAfter("2")), bs[0]}
+	lines := []string{busy.Add("/first", testutil.Payload(40, 1000), downloadtest.Status(429, 1), downloadtest.RetryAfter("2")), bs[0]}
 	for i := range 3 {
-		lines = append(lines, busy.Add(fmt.Sprintf("/a%d", i), payload(uint64(41+i), 1000)))
+		lines = append(lines, busy.Add(fmt.Sprintf("/a%d", i), testutil.Payload(uint64(41+i), 1000)))
 	}
 	lines = append(lines, bs[1:]...)
 	oc := h.run(download.Options{Jobs: 2, Retries: 1}, lines...)
@@ -194,7 +195,7 @@ func TestEngineHostPauseLastAttempt(t *testing.T) {
 	s := downloadtest.New(t)
 	h := newHarness(t)
 	busy := s.Add("/busy", nil, downloadtest.Status(503, downloadtest.Always), downloadtest.RetryAfter("1"))
-	next := s.Add("/next", payload(50, 100))
+	next := s.Add("/next", testutil.Payload(50, 100))
 	oc := h.run(download.Options{Jobs: 1, Retries: 0}, busy, next)
 	if r := oc.get(busy); r.Status != download.StatusFailed {
 		t.Errorf("/busy: %s, want failed", r.Status)
@@ -231,13 +232,13 @@ func TestEngineHostPauseParksRetries(t *testing.T) {
 	// The delay keeps /a1 in flight until the second worker has asked for /a2:
 	// both get their 429 on a first attempt, in their retry loops.
 	slow := downloadtest.Delay(200 * time.Millisecond)
-	a1 := busy.Add("/a1", payload(60, 1000), downloadtest.Status(429, 1), downloadtest.RetryAfter("2"), slow)
+	a1 := busy.Add("/a1", testutil.Payload(60, 1000), downloadtest.Status(429, 1), downloadtest.RetryAfter("2"), slow)
 	// Two 429s with --retries 1: it fails on its second attempt, unless parking
 	// had reset its count (a third attempt would get the file).
-	a2 := busy.Add("/a2", payload(61, 1000), downloadtest.Status(429, 2), downloadtest.RetryAfter("2"), slow)
+	a2 := busy.Add("/a2", testutil.Payload(61, 1000), downloadtest.Status(429, 2), downloadtest.RetryAfter("2"), slow)
 	lines := []string{a1, a2}
 	for i := range 3 {
-		lines = append(lines, other.Add(fmt.Sprintf("/b%d", i), payload(uint64(62+i), 1000)))
+		lines = append(lines, other.Add(fmt.Sprintf("/b%d", i), testutil.Payload(uint64(62+i), 1000)))
 	}
 	oc := h.run(download.Options{Jobs: 2, Retries: 1}, lines...)
 
@@ -249,7 +250,7 @@ func TestEngineHostPauseParksRetries(t *testing.T) {
 	if r := oc.get(a1); r.Status != download.StatusOK || r.Attempts != 2 || len(a1log) != 2 {
 		t.Errorf("/a1: status %s attempts %d requests %d err %v, want ok after 2", r.Status, r.Attempts, len(a1log), r.Err)
 	} else {
-		h.checkFile(r.Name, payload(60, 1000))
+		h.checkFile(r.Name, testutil.Payload(60, 1000))
 	}
 	if r := oc.get(a2); r.Status != download.StatusFailed || statusCode(r.Err) != 429 || r.Attempts != 2 || len(a2log) != 2 {
 		t.Errorf("/a2: status %s attempts %d requests %d err %v, want failed with 429 after 2 (--retries 1)",
@@ -319,9 +320,9 @@ func TestEngineHostPauseParksProgress(t *testing.T) {
 	t.Parallel()
 	busy, other := downloadtest.New(t), downloadtest.New(t)
 	h := newHarness(t)
-	body := payload(70, 5000)
+	body := testutil.Payload(70, 5000)
 	a := dropThenBusy(busy, "/a", body, "1")
-	b := other.Add("/b", payload(71, 1000))
+	b := other.Add("/b", testutil.Payload(71, 1000))
 	oc := h.run(download.Options{Jobs: 1, Retries: 2}, a, b)
 	r := oc.get(a)
 	if r.Status != download.StatusOK || r.Attempts != 3 {
@@ -347,7 +348,7 @@ func TestEngineHostPauseParksProgress(t *testing.T) {
 
 func TestEngineStall(t *testing.T) {
 	t.Parallel()
-	body := payload(5, 300_000)
+	body := testutil.Payload(5, 300_000)
 	const timeout = 200 * time.Millisecond
 	t.Run("stall fails with ErrStalled", func(t *testing.T) {
 		// The server sends headers, then nothing: every attempt stalls.
@@ -408,7 +409,7 @@ func TestEngineStall(t *testing.T) {
 
 func TestEngineRedirects(t *testing.T) {
 	t.Parallel()
-	body := payload(12, 10_000)
+	body := testutil.Payload(12, 10_000)
 	s := downloadtest.New(t)
 	s.Add("/target", body)
 	// chain(n) returns a URL that redirects n times before reaching /target.
@@ -467,7 +468,7 @@ func TestEngineRedirects(t *testing.T) {
 // first URL's origin: not to another port of the same host, as curl does.
 func TestEngineRedirectCredentials(t *testing.T) {
 	t.Parallel()
-	body := payload(13, 1000)
+	body := testutil.Payload(13, 1000)
 	s, other := downloadtest.New(t), downloadtest.New(t)
 	s.Add("/here", body)
 	s.Add("/same", nil, downloadtest.Redirect("/here", downloadtest.Always))
@@ -507,8 +508,8 @@ func TestEnginePerHost(t *testing.T) {
 			var lines []string
 			for i := range 8 {
 				d := downloadtest.Delay(30 * time.Millisecond)
-				lines = append(lines, busy.Add(fmt.Sprintf("/b%d", i), payload(uint64(i), 1000), d),
-					other.Add(fmt.Sprintf("/o%d", i), payload(uint64(i), 1000), d))
+				lines = append(lines, busy.Add(fmt.Sprintf("/b%d", i), testutil.Payload(uint64(i), 1000), d),
+					other.Add(fmt.Sprintf("/o%d", i), testutil.Payload(uint64(i), 1000), d))
 			}
 			oc := h.run(download.Options{Jobs: 8, PerHost: perHost}, lines...)
 			if st := oc.eng.Stats(); st.OK.Load() != 16 {
@@ -528,7 +529,7 @@ func TestEnginePerHost(t *testing.T) {
 		h := newHarness(t)
 		var lines []string
 		for i := range 8 {
-			lines = append(lines, s.Add(fmt.Sprintf("/b%d", i), payload(uint64(i), 1000),
+			lines = append(lines, s.Add(fmt.Sprintf("/b%d", i), testutil.Payload(uint64(i), 1000),
 				downloadtest.Delay(50*time.Millisecond)))
 		}
 		h.run(download.Options{Jobs: 4}, lines...)
@@ -546,9 +547,9 @@ func TestEngineLimitRate(t *testing.T) {
 	var lines []string
 	bodies := map[string][]byte{}
 	for i := range 4 {
-		b := payload(uint64(30+i), 64<<10)
+		b := testutil.Payload(uint64(30+i), 64<<10)
 		u := s.Add(fmt.Sprintf("/l%d", i), b, downloadtest.DropAfter(10_000, 1))
-		lines = append(lines, u+" sha256="+sha256Hex(b))
+		lines = append(lines, u+" sha256="+testutil.SHA256Hex(b))
 		bodies[u] = b
 	}
 	oc := h.run(download.Options{LimitRate: 2 << 20}, lines...)
@@ -567,7 +568,7 @@ func TestEngineLimitRateSlowerThanTimeout(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
 	h := newHarness(t)
-	b := payload(35, 48<<10)
+	b := testutil.Payload(35, 48<<10)
 	u := s.Add("/slow", b)
 	r := h.run(download.Options{LimitRate: 32 << 10, Timeout: 250 * time.Millisecond, Retries: 0}, u).get(u)
 	if r.Status != download.StatusOK || r.Attempts != 1 {
@@ -578,7 +579,7 @@ func TestEngineLimitRateSlowerThanTimeout(t *testing.T) {
 
 func TestEngineTLS(t *testing.T) {
 	t.Parallel()
-	body := payload(70, 200_000)
+	body := testutil.Payload(70, 200_000)
 	t.Run("HTTP/2 with --cacert, resumed after a reset stream", func(t *testing.T) {
 		t.Parallel()
 		s := downloadtest.New(t, downloadtest.HTTP2())
@@ -634,7 +635,7 @@ func TestEngineHostDown(t *testing.T) {
 	for i := range 200 {
 		lines = append(lines, fmt.Sprintf("%s/d%d", dead, i))
 		if i%40 == 0 {
-			u := live.Add(fmt.Sprintf("/l%d", i), payload(uint64(i), 1000))
+			u := live.Add(fmt.Sprintf("/l%d", i), testutil.Payload(uint64(i), 1000))
 			lines, liveURLs = append(lines, u), append(liveURLs, u)
 		}
 	}
@@ -701,7 +702,7 @@ func TestEnginePerHostSlowHostDoesNotHoldWorkers(t *testing.T) {
 		lines, slowURLs = append(lines, u), append(slowURLs, u)
 	}
 	for i := range 6 {
-		u := live.Add(fmt.Sprintf("/l%d", i), payload(uint64(50+i), 1000))
+		u := live.Add(fmt.Sprintf("/l%d", i), testutil.Payload(uint64(50+i), 1000))
 		lines, liveURLs = append(lines, u), append(liveURLs, u)
 	}
 	h := newHarness(t)

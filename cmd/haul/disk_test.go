@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
 // mountTmpfs mounts a tmpfs with the given options on a new directory, or skips
@@ -88,7 +89,7 @@ func TestE2EDiskFull(t *testing.T) {
 	var urls []string
 	for i := range 40 {
 		p := fmt.Sprintf("/full/%d.bin", i)
-		b := body(uint64(2100+i), 300<<10)
+		b := testutil.Payload(uint64(2100+i), 300<<10)
 		urls = append(urls, s.Add(p, b))
 		want[hostDir(s)+p] = b
 	}

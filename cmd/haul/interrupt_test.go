@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
 // startHaul starts haul in the background; wait returns its result.
@@ -61,7 +62,7 @@ func fileSize(name string) int64 {
 // killed (SIGKILL: from the last checkpoint).
 func TestInterruptLargeFile(t *testing.T) {
 	const size = 48 << 20
-	data := body(1, size)
+	data := testutil.Payload(1, size)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
 			s := downloadtest.New(t)
@@ -121,7 +122,7 @@ func TestInterruptManyFiles(t *testing.T) {
 			want := map[string][]byte{}
 			var lines []string
 			for i := range n {
-				b := body(uint64(100+i), 20_000+i*100)
+				b := testutil.Payload(uint64(100+i), 20_000+i*100)
 				p := fmt.Sprintf("/f/%03d.bin", i)
 				lines = append(lines, s.Add(p, b, downloadtest.Delay(30*time.Millisecond)))
 				want[hostDir(s)+p] = b
@@ -198,14 +199,14 @@ func TestE2EInterrupt(t *testing.T) {
 			var fast, slow, lines []string
 			for i := range 8 {
 				p := fmt.Sprintf("/fast/%d.bin", i)
-				b := body(uint64(1100+i), 2000)
+				b := testutil.Payload(uint64(1100+i), 2000)
 				lines = append(lines, s.Add(p, b))
 				want[h+p] = b
 				fast = append(fast, p)
 			}
 			for i := range 4 {
 				p := fmt.Sprintf("/slow/%d.bin", i)
-				b := body(uint64(1200+i), 256<<10)
+				b := testutil.Payload(uint64(1200+i), 256<<10)
 				// The first request of each sends 64 KiB, then stalls until the
 				// client goes away; later requests are served normally.
 				lines = append(lines, s.Add(p, b, downloadtest.Stall(64<<10, time.Minute, 1)))
@@ -301,7 +302,7 @@ func TestE2EInterrupt(t *testing.T) {
 func TestE2EInterruptWhileReadingInput(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	b := body(1900, 1000)
+	b := testutil.Payload(1900, 1000)
 	u := s.Add("/first.bin", b)
 	dir := filepath.Join(t.TempDir(), "out")
 	cmd, w, stderr := startPiped(t, "-d", dir)
@@ -339,7 +340,7 @@ func TestE2EInterruptWhileReadingInput(t *testing.T) {
 func TestE2ESecondInterrupt(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	u := s.Add("/stuck.bin", body(1901, 256<<10), downloadtest.Stall(64<<10, time.Minute, downloadtest.Always))
+	u := s.Add("/stuck.bin", testutil.Payload(1901, 256<<10), downloadtest.Stall(64<<10, time.Minute, downloadtest.Always))
 	dir := filepath.Join(t.TempDir(), "out")
 	cmd, w, stderr := startPiped(t, "-d", dir)
 	defer w.Close()
@@ -384,7 +385,7 @@ func TestE2EKill9(t *testing.T) {
 	var lines []string
 	for i := range 6 {
 		p := fmt.Sprintf("/k/%d.bin", i)
-		b := body(uint64(1950+i), 200<<10)
+		b := testutil.Payload(uint64(1950+i), 200<<10)
 		var opts []downloadtest.FileOption
 		if i%2 == 1 {
 			opts = append(opts, downloadtest.Stall(100<<10, time.Minute, 1))
@@ -432,7 +433,7 @@ func TestE2EInterruptReportsEntriesNotStarted(t *testing.T) {
 	s := downloadtest.New(t)
 	var lines []string
 	for i := range 6 {
-		lines = append(lines, s.Add(fmt.Sprintf("/s%d", i), body(uint64(1300+i), 200<<10),
+		lines = append(lines, s.Add(fmt.Sprintf("/s%d", i), testutil.Payload(uint64(1300+i), 200<<10),
 			downloadtest.Stall(16<<10, time.Minute, downloadtest.Always)))
 	}
 	list := writeList(t, lines...)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
 // 7. Retries: 503 with Retry-After is honoured then succeeds; 404 fails at once.
@@ -26,7 +27,7 @@ func TestE2ERetries(t *testing.T) {
 	t.Run("503 Retry-After", func(t *testing.T) {
 		t.Parallel()
 		s := downloadtest.New(t)
-		b := body(71, 5000)
+		b := testutil.Payload(71, 5000)
 		u := s.Add("/busy.bin", b, downloadtest.Status(503, 1), downloadtest.RetryAfter("1"))
 		dir := filepath.Join(t.TempDir(), "out")
 		r := runHaul(t, nil, "-d", dir, "--manifest", "-", u)
@@ -47,7 +48,7 @@ func TestE2ERetries(t *testing.T) {
 	t.Run("404", func(t *testing.T) {
 		t.Parallel()
 		s := downloadtest.New(t)
-		b := body(72, 5000)
+		b := testutil.Payload(72, 5000)
 		ok := s.Add("/ok.bin", b)
 		missing := s.URL + "/missing.bin"
 		dir := filepath.Join(t.TempDir(), "out")
@@ -70,7 +71,7 @@ func TestE2ERetries(t *testing.T) {
 	t.Run("500 until retries are spent", func(t *testing.T) {
 		t.Parallel()
 		s := downloadtest.New(t)
-		u := s.Add("/broken.bin", body(73, 10), downloadtest.Status(500, downloadtest.Always))
+		u := s.Add("/broken.bin", testutil.Payload(73, 10), downloadtest.Status(500, downloadtest.Always))
 		dir := filepath.Join(t.TempDir(), "out")
 		r := runHaul(t, nil, "-d", dir, "--retries", "1", u)
 		wantCode(t, r, 1)
@@ -100,7 +101,7 @@ func TestE2EStall(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := downloadtest.New(t)
-			u := s.Add("/slow.bin", body(81, 64<<10), tc.opt)
+			u := s.Add("/slow.bin", testutil.Payload(81, 64<<10), tc.opt)
 			dir := filepath.Join(t.TempDir(), "out")
 			r := runHaul(t, nil, "-d", dir, "--timeout", "300ms", "--retries", "0", u)
 			wantCode(t, r, 1)
@@ -119,7 +120,7 @@ func TestE2EStall(t *testing.T) {
 	t.Run("mid-body, resumed", func(t *testing.T) {
 		t.Parallel()
 		s := downloadtest.New(t)
-		b := body(82, 64<<10)
+		b := testutil.Payload(82, 64<<10)
 		u := s.Add("/slow.bin", b, downloadtest.Stall(1000, 20*time.Second, 1))
 		dir := filepath.Join(t.TempDir(), "out")
 		r := runHaul(t, nil, "-d", dir, "--timeout", "300ms", "--retries", "0", u)
@@ -138,7 +139,7 @@ func TestE2EStall(t *testing.T) {
 // with retries, the transfer resumes where it broke.
 func TestE2EShortBody(t *testing.T) {
 	t.Parallel()
-	b := body(91, 20000)
+	b := testutil.Payload(91, 20000)
 	for _, tc := range []struct {
 		name string
 		opts []downloadtest.FileOption
@@ -205,7 +206,7 @@ func TestE2ENetwork(t *testing.T) {
 	h := hostDir(s)
 	t.Run("redirect", func(t *testing.T) {
 		t.Parallel()
-		b := body(1701, 1000)
+		b := testutil.Payload(1701, 1000)
 		s.Add("/target.bin", b)
 		u := s.Add("/moved.bin", nil, downloadtest.Redirect("/target.bin", downloadtest.Always))
 		dir := filepath.Join(t.TempDir(), "out")
@@ -284,7 +285,7 @@ func TestE2ENetwork(t *testing.T) {
 		t.Parallel()
 		var gz bytes.Buffer
 		zw := gzip.NewWriter(&gz)
-		zw.Write(body(1702, 10000))
+		zw.Write(testutil.Payload(1702, 10000))
 		zw.Close()
 		u := s.Add("/page.html", gz.Bytes(), downloadtest.Header("Content-Encoding", "gzip"))
 		dir := filepath.Join(t.TempDir(), "out")
@@ -329,7 +330,7 @@ func TestE2ENetwork(t *testing.T) {
 	t.Run("TLS", func(t *testing.T) {
 		t.Parallel()
 		s := downloadtest.New(t, downloadtest.TLS())
-		b := body(1703, 3000)
+		b := testutil.Payload(1703, 3000)
 		u := s.Add("/tls.bin", b)
 		want := map[string][]byte{hostDir(s) + "/tls.bin": b}
 
@@ -356,7 +357,7 @@ func TestE2ENetwork(t *testing.T) {
 	t.Run("HTTP/2, dropped stream resumed", func(t *testing.T) {
 		t.Parallel()
 		s := downloadtest.New(t, downloadtest.HTTP2())
-		b := body(1704, 300<<10)
+		b := testutil.Payload(1704, 300<<10)
 		u := s.Add("/h2.bin", b, downloadtest.DropAfter(100<<10, 1))
 		dir := filepath.Join(t.TempDir(), "out")
 		r := runHaul(t, nil, "-d", dir, "--cacert", s.CAFile(t), "--retries", "0", u)
@@ -378,7 +379,7 @@ func TestE2ENetwork(t *testing.T) {
 func TestE2ELimitRate(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	b := body(1970, 300<<10)
+	b := testutil.Payload(1970, 300<<10)
 	u := s.Add("/rate.bin", b)
 	dir := filepath.Join(t.TempDir(), "out")
 	r := runHaul(t, nil, "-d", dir, "--limit-rate", "300K", u)
@@ -403,7 +404,7 @@ func TestE2EOpenFileLimit(t *testing.T) {
 	var lines []string
 	for i := range 400 {
 		p := fmt.Sprintf("/fd/%03d", i)
-		b := body(uint64(3000+i), 3000)
+		b := testutil.Payload(uint64(3000+i), 3000)
 		lines = append(lines, s.Add(p, b, downloadtest.Delay(5*time.Millisecond)))
 		want[hostDir(s)+p] = b
 	}
@@ -426,7 +427,7 @@ func TestE2EOpenFileLimit(t *testing.T) {
 func TestE2ETLSFromTheEnvironmentAndHTTP11(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t, downloadtest.HTTP2())
-	b := body(1706, 3000)
+	b := testutil.Payload(1706, 3000)
 	ca := s.CAFile(t)
 	for _, tc := range []struct {
 		name  string

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/haul/haul/internal/testutil"
 )
 
 // pacedServer serves files with http.ServeContent (ranges, If-Range, ETag),
@@ -128,7 +130,7 @@ func TestSplitKill9(t *testing.T) {
 	var urls []string
 	for i := range nfiles {
 		p := fmt.Sprintf("/f%d.bin", i)
-		files[p] = body(uint64(10+i), size)
+		files[p] = testutil.Payload(uint64(10+i), size)
 	}
 	s := newPacedServer(t, files, 1<<20) // about 0.25 s per file over 4 connections
 	for i := range nfiles {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
 func get(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Response, []byte, error) {
@@ -30,17 +31,9 @@ func get(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Respons
 	return resp, b, err
 }
 
-func body(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + i>>8)
-	}
-	return b
-}
-
 func TestServer(t *testing.T) {
 	t.Parallel()
-	data := body(10000)
+	data := testutil.Payload(1, 10000)
 	s := downloadtest.New(t)
 	c := s.Client()
 
@@ -124,7 +117,7 @@ func TestServer(t *testing.T) {
 
 	t.Run("ChangeAfterAndIgnoreRange", func(t *testing.T) {
 		// The second request's If-Range no longer matches: the whole new body.
-		nb := body(3000)
+		nb := testutil.Payload(1, 3000)
 		u := s.Add("/c", data, downloadtest.ChangeAfter(1, nb, ""))
 		resp, _, _ := get(t, c, u)
 		resp, got, err := get(t, c, u, "Range", "bytes=100-", "If-Range", resp.Header.Get("ETag"))
@@ -157,7 +150,7 @@ func TestServer(t *testing.T) {
 
 func TestServerHTTP2Drop(t *testing.T) {
 	t.Parallel()
-	data := body(100000)
+	data := testutil.Payload(1, 100000)
 	s := downloadtest.New(t, downloadtest.HTTP2())
 	u := s.Add("/d", data, downloadtest.DropAfter(5000, 1))
 	resp, got, err := get(t, s.Client(), u)

@@ -140,9 +140,8 @@ func TestSplitKill9(t *testing.T) {
 	host := strings.Replace(strings.TrimPrefix(s.URL, "http://"), ":", "_", 1)
 	// Checkpoints every 64 KiB: a kill then loses little, and the bound on
 	// the re-run below is tight.
-	env := append(os.Environ(), "HAUL_CHECKPOINT=65536")
 	args := func(dir string) []string {
-		return []string{"-q", "-d", dir, "-i", list, "--split", "4", "--min-split-size", "64K", "--retries", "2"}
+		return []string{"-q", "-d", dir, "-i", list, "--split", "4", "--min-split-size", "64K", "--retries", "2", "--checkpoint", "64K"}
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	split, resumed := 0, 0
@@ -152,7 +151,6 @@ func TestSplitKill9(t *testing.T) {
 		before := len(s.requests())
 		ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
 		cmd, _, _ := haulCmd(ctx, nil, args(dir)...)
-		cmd.Env = env
 		if err := cmd.Start(); err != nil {
 			cancel()
 			t.Fatal(err)
@@ -185,7 +183,7 @@ func TestSplitKill9(t *testing.T) {
 		}
 		sent := s.served.Load()
 		reqs := len(s.requests())
-		r := runHaulEnv(t, []string{"HAUL_CHECKPOINT=65536"}, nil, args(dir)...)
+		r := runHaul(t, nil, args(dir)...)
 		wantCode(t, r, exitOK)
 		want := map[string][]byte{}
 		for p, data := range files {
@@ -209,12 +207,14 @@ func TestSplitKill9(t *testing.T) {
 	}
 }
 
-// --split and --min-split-size are checked.
+// --split, --min-split-size and --checkpoint are checked.
 func TestSplitFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--split", "0"},
 		{"--min-split-size", "1"},
 		{"--min-split-size", "lots"},
+		{"--checkpoint", "1K"},
+		{"--checkpoint", "-4M"},
 	} {
 		r := runHaul(t, nil, append(args, "-d", t.TempDir(), "http://127.0.0.1:1/x")...)
 		wantCode(t, r, exitUsage)

@@ -92,4 +92,3 @@ func FuzzLoadCookies(f *testing.F) {
 		}
 	})
 }
-

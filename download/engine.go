@@ -345,9 +345,9 @@ func (e *Engine) feed(ctx context.Context, src Source, ch chan<- *entry) error {
 		}
 		var le *LineError
 		if errors.As(err, &le) {
-			r := &Result{Entry: Entry{Line: le.Line}, Status: StatusInvalid, Err: le}
-			e.stats.count(r.Status)
-			e.opts.OnResult(r)
+			if !e.reportRead(&Result{Entry: Entry{Line: le.Line}, Status: StatusInvalid, Err: le}) {
+				return ctx.Err()
+			}
 			continue
 		}
 		var se SourceError
@@ -356,11 +356,10 @@ func (e *Engine) feed(ctx context.Context, src Source, ch chan<- *entry) error {
 			// not be listed): a failed entry of its own (its files are not
 			// known), and the walk goes on.
 			u, line, status, cause := se.SourceFailure()
-			r := &Result{Entry: Entry{URL: u, Line: line, Size: -1}, Status: StatusFailed,
-				HTTPStatus: status, Err: &Error{Op: "list", URL: u, Err: cause}}
-			e.stats.Queued.Add(1)
-			e.stats.count(r.Status)
-			e.opts.OnResult(r)
+			if !e.reportRead(&Result{Entry: Entry{URL: u, Line: line, Size: -1}, Status: StatusFailed,
+				HTTPStatus: status, Err: &Error{Op: "list", URL: u, Err: cause}}) {
+				return ctx.Err()
+			}
 			continue
 		}
 		if err != nil {
@@ -373,6 +372,23 @@ func (e *Engine) feed(ctx context.Context, src Source, ch chan<- *entry) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// reportRead reports r, a result of the list's reader itself (a bad line, an
+// item that yielded no entries), unless Run has returned: it reports whether
+// it did.
+func (e *Engine) reportRead(r *Result) bool {
+	e.feedMu.Lock()
+	defer e.feedMu.Unlock()
+	if e.stopped {
+		return false
+	}
+	if r.Status != StatusInvalid {
+		e.stats.Queued.Add(1)
+	}
+	e.stats.count(r.Status)
+	e.opts.OnResult(r)
+	return true
 }
 
 // send hands x to the workers; once the run is stopping it reports x as

@@ -49,15 +49,13 @@ func fetchOne(t *testing.T, body []byte, o download.Options, fields string, opts
 }
 
 // stopRun cancels a run started with harness.start and checks that Run returns
-// promptly, with context.Canceled.
+// context.Canceled. That it returns at once is checked by what its callers
+// wait on: stalls of an hour, pauses of a minute, which a Run that did not
+// stop would wait out (and report other than as interrupted).
 func stopRun(t *testing.T, cancel func(), wait func() *outcome) {
 	t.Helper()
-	t0 := time.Now()
 	cancel()
 	oc := wait()
-	if d := time.Since(t0); d > 2*time.Second {
-		t.Errorf("Run took %v to return after cancel", d)
-	}
 	if !errors.Is(oc.err, context.Canceled) {
 		t.Errorf("Run returned %v, want context.Canceled", oc.err)
 	}
@@ -132,11 +130,15 @@ func (h *harness) start(ctx context.Context, o download.Options, lines ...string
 		oc.err = oc.eng.Run(ctx, input.NewScanner(strings.NewReader(strings.Join(lines, "\n"))))
 	}()
 	return oc, func() *outcome {
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			h.t.Fatal("Run did not return within 20s")
-		}
+		h.t.Helper()
+		testutil.WaitFor(h.t, "Run to return", func() bool {
+			select {
+			case <-done:
+				return true
+			default:
+				return false
+			}
+		})
 		return oc
 	}
 }

@@ -4,6 +4,8 @@
 package testutil
 
 import (
+	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -14,11 +16,16 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -157,16 +164,68 @@ type deadliner interface {
 // binary be killed with no word of what was awaited.
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
+	Until(t, func() error {
+		if cond() {
+			return nil
+		}
+		return errors.New("still waiting for " + what)
+	})
+}
+
+// Until is WaitFor for a check that says what it still waits for: it polls
+// check until it returns nil, and fails the test with its last error a
+// little before the test binary's deadline.
+func Until(t testing.TB, check func() error) {
+	t.Helper()
 	var stop time.Time
 	if d, ok := t.(deadliner); ok {
 		if dl, ok := d.Deadline(); ok {
 			stop = dl.Add(-time.Until(dl) / 20)
 		}
 	}
-	for wait := time.Millisecond; !cond(); wait = min(2*wait, 20*time.Millisecond) {
+	for wait := time.Millisecond; ; wait = min(2*wait, 20*time.Millisecond) {
+		err := check()
+		if err == nil {
+			return
+		}
 		if !stop.IsZero() && time.Now().After(stop) {
-			t.Fatalf("still waiting for %s when the test's time ran out", what)
+			t.Fatalf("the test's time ran out: %v", err)
 		}
 		time.Sleep(wait)
 	}
 }
+
+var trackSeq atomic.Int64
+
+// TrackGoroutines labels the calling goroutine, the test's own, with a pprof
+// label unique to this call, which every goroutine it starts from then on
+// inherits, and those they start. alive returns the stacks of the labelled
+// goroutines still running, but the test's own: what the test started and
+// left behind, told apart from what tests running beside it start (a scan of
+// all goroutines cannot). A goroutine the test merely woke (a pool's worker
+// started earlier) is not counted.
+func TrackGoroutines(t testing.TB) (alive func() []string) {
+	t.Helper()
+	label := fmt.Sprintf("%s#%d", t.Name(), trackSeq.Add(1))
+	pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels(trackLabel, label)))
+	t.Cleanup(func() { pprof.SetGoroutineLabels(context.Background()) })
+	want := fmt.Sprintf("# labels: {%q:%q}", trackLabel, label)
+	return func() []string {
+		var buf bytes.Buffer
+		if err := pprof.Lookup("goroutine").WriteTo(&buf, 1); err != nil {
+			panic(err)
+		}
+		var out []string
+		// Records are blank-line separated: "N @ PCs", "# labels: {...}",
+		// then one "#\tPC\tfunc+off\tfile:line" per frame.
+		for rec := range strings.SplitSeq(buf.String(), "\n\n") {
+			if !strings.Contains(rec, want+"\n") || strings.Contains(rec, "runtime/pprof.writeGoroutine") {
+				continue
+			}
+			out = append(out, rec)
+		}
+		return out
+	}
+}
+
+const trackLabel = "haul-test"

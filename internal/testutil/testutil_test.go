@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 )
 
@@ -85,5 +87,41 @@ func TestWaitForReturnsOnceTrue(t *testing.T) {
 	WaitFor(t, "the third call", func() bool { n++; return n == 3 })
 	if n != 3 {
 		t.Errorf("cond called %d times, want 3", n)
+	}
+}
+
+func blockedOn(ch chan struct{}) { <-ch }
+
+// TrackGoroutines sees what the test starts, also through another goroutine,
+// and not what was started before it.
+func TestTrackGoroutines(t *testing.T) {
+	before := make(chan struct{})
+	defer close(before)
+	go blockedOn(before)
+	alive := TrackGoroutines(t)
+	if n := len(alive()); n != 0 {
+		t.Fatalf("%d goroutines before any was started:\n%s", n, alive())
+	}
+	ch := make(chan struct{})
+	go func() { go blockedOn(ch) }()
+	WaitFor(t, "the grandchild", func() bool { return len(alive()) == 1 })
+	if s := alive()[0]; !strings.Contains(s, "testutil.blockedOn") {
+		t.Errorf("the stack is not blockedOn's:\n%s", s)
+	}
+	close(ch)
+	WaitFor(t, "the grandchild to end", func() bool { return len(alive()) == 0 })
+}
+
+// Until polls until its check returns nil.
+func TestUntilReturnsOnNil(t *testing.T) {
+	n := 0
+	Until(t, func() error {
+		if n++; n < 3 {
+			return fmt.Errorf("call %d", n)
+		}
+		return nil
+	})
+	if n != 3 {
+		t.Errorf("check called %d times, want 3", n)
 	}
 }

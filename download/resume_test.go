@@ -27,13 +27,7 @@ func (h *harness) interrupt(url string, n int64) {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	oc, wait := h.start(ctx, download.Options{}, url)
-	deadline := time.Now().Add(10 * time.Second)
-	for oc.eng.Stats().Bytes.Load() < n {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("only %d of %d bytes arrived", oc.eng.Stats().Bytes.Load(), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(h.t, fmt.Sprintf("%d body bytes", n), func() bool { return oc.eng.Stats().Bytes.Load() >= n })
 	cancel()
 	if oc = wait(); oc.err != context.Canceled {
 		h.t.Fatalf("interrupted Run returned %v, want context.Canceled", oc.err)
@@ -220,8 +214,16 @@ func TestResumeLockedByAnotherProcess(t *testing.T) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
+	alive := testutil.TrackGoroutines(t)
 	oc, wait := h.start(context.Background(), download.Options{}, url+" out=x/l")
-	time.Sleep(400 * time.Millisecond)
+	testutil.WaitFor(t, "the entry to wait for the lock", func() bool {
+		for _, g := range alive() {
+			if strings.Contains(g, "(*entry).openStaging") && strings.Contains(g, "download.sleep") {
+				return true
+			}
+		}
+		return false
+	})
 	if oc.eng.Stats().OK.Load()+oc.eng.Stats().Failed.Load() != 0 || s.Requests("/l") != 0 {
 		t.Fatal("the engine did not wait for the lock")
 	}
@@ -506,13 +508,7 @@ func TestEngineTwoRunsOneDir(t *testing.T) {
 	body := testutil.Payload(62, 100_000)
 	u := s.Add("/shared", body, downloadtest.Stall(10_000, 400*time.Millisecond, 1))
 	oc1, wait1 := h1.start(context.Background(), download.Options{}, u)
-	deadline := time.Now().Add(5 * time.Second)
-	for oc1.eng.Stats().Bytes.Load() < 10_000 {
-		if time.Now().After(deadline) {
-			t.Fatal("first run did not start")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "the first run's body", func() bool { return oc1.eng.Stats().Bytes.Load() >= 10_000 })
 	oc2 := h2.run(download.Options{}, u)
 	wait1()
 	if r := oc1.get(u); r.Status != download.StatusOK {

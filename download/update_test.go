@@ -42,7 +42,7 @@ func TestUpdateETag(t *testing.T) {
 		t.Fatalf("first run: %s %v", r.Status, r.Err)
 	}
 	ino, mt := h.inode(r.Name)
-	time.Sleep(10 * time.Millisecond) // a rewrite would show in the modification time
+	h.clockPast(mt) // a rewrite would show in the modification time
 	for i := range 2 {
 		r = h.run(download.Options{Update: true}, u).get(u)
 		if r.Status != download.StatusUnchanged || r.Size != int64(len(v1)) {
@@ -159,13 +159,7 @@ func TestUpdateInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	oc, wait := h.start(ctx, download.Options{Update: true, Timeout: time.Minute}, u)
-	deadline := time.Now().Add(5 * time.Second)
-	for oc.eng.Stats().Bytes.Load() < 300_000 {
-		if time.Now().After(deadline) {
-			t.Fatal("the new body did not arrive")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "the new body", func() bool { return oc.eng.Stats().Bytes.Load() >= 300_000 })
 	h.checkFile(r.Name, v1) // readable, whole, the old one, while the new one arrives
 	cancel()
 	wait()
@@ -355,4 +349,19 @@ func TestUpdateSmallFileChangedOnDisk(t *testing.T) {
 		t.Fatalf("-N over the rewritten file: %s %v", r.Status, r.Err)
 	}
 	h.checkFile(r.Name, body)
+}
+
+// clockPast waits until a file written now in the harness's directory gets a
+// modification time after mt: from then on a rewrite shows.
+func (h *harness) clockPast(mt time.Time) {
+	h.t.Helper()
+	probe := filepath.Join(h.dir, ".clock")
+	defer os.Remove(probe)
+	testutil.WaitFor(h.t, "the filesystem's clock to pass "+mt.String(), func() bool {
+		if err := os.WriteFile(probe, nil, 0o644); err != nil {
+			h.t.Fatal(err)
+		}
+		fi, err := os.Stat(probe)
+		return err == nil && fi.ModTime().After(mt)
+	})
 }

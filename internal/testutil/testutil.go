@@ -195,6 +195,19 @@ func Until(t testing.TB, check func() error) {
 	}
 }
 
+// Patience is how long a test may wait for something that must happen: until
+// a little before the test binary's deadline (go test -timeout), or ten
+// minutes without one. A wait bounded by it fails only a test that would
+// otherwise hang.
+func Patience(t testing.TB) time.Duration {
+	if d, ok := t.(deadliner); ok {
+		if dl, ok := d.Deadline(); ok {
+			return time.Until(dl) * 19 / 20
+		}
+	}
+	return 10 * time.Minute
+}
+
 var trackSeq atomic.Int64
 
 // TrackGoroutines labels the calling goroutine, the test's own, with a pprof

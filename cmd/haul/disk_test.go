@@ -6,7 +6,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -151,7 +150,7 @@ func TestE2EPermissionDenied(t *testing.T) {
 	}
 	run := func(args ...string) result {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
+		ctx, cancel := haulContext(t)
 		defer cancel()
 		cmd, stdout, stderr := haulCmd(ctx, nil, args...)
 		if os.Geteuid() == 0 {

@@ -6,7 +6,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -23,7 +22,7 @@ import (
 	"github.com/haul/haul/internal/testutil"
 )
 
-// 2. The list comes from a pipe on stdin (no -i), -i -, -i FILE or arguments,
+// The list comes from a pipe on stdin (no -i), -i -, -i FILE or arguments,
 // and is streamed: the first entry is downloaded before the list ends.
 func TestE2EInputSources(t *testing.T) {
 	t.Parallel()
@@ -90,7 +89,7 @@ func TestE2EInputSources(t *testing.T) {
 		cmd, w, stderr := startPiped(t, "-d", dir)
 		fmt.Fprintln(w, urls[0])
 		first := filepath.Join(dir, hostDir(s), "src", "0.txt")
-		if !waitFor(10*time.Second, func() bool { _, err := os.Stat(first); return err == nil }) {
+		if !waitFor(t, func() bool { _, err := os.Stat(first); return err == nil }) {
 			t.Errorf("the first entry was not downloaded while the list was still open")
 		}
 		fmt.Fprintln(w, urls[1])
@@ -103,7 +102,7 @@ func TestE2EInputSources(t *testing.T) {
 	})
 }
 
-// 3. Comments, blank lines, JSON lines, key=value fields, tabs, CRLF and a last
+// Comments, blank lines, JSON lines, key=value fields, tabs, CRLF and a last
 // line without a newline are all honoured.
 func TestE2EInputFormats(t *testing.T) {
 	t.Parallel()
@@ -206,7 +205,7 @@ func TestE2EInputFormats(t *testing.T) {
 	})
 }
 
-// 4. Every kind of bad line is reported as "haul: input line N: reason" with the
+// Every kind of bad line is reported as "haul: input line N: reason" with the
 // right N and listed in the manifest as invalid; the good lines still run; exit 1.
 func TestE2EBadLines(t *testing.T) {
 	t.Parallel()
@@ -328,7 +327,7 @@ func TestE2EBadLines(t *testing.T) {
 	}
 }
 
-// 10. --shard K/N over one list: every URL fetched exactly once across the shards,
+// --shard K/N over one list: every URL fetched exactly once across the shards,
 // which split it by FNV-1a 64 of the URL; every shard reports the bad lines.
 func TestE2EShards(t *testing.T) {
 	t.Parallel()
@@ -481,7 +480,7 @@ func TestE2EStdinTerminal(t *testing.T) {
 	t.Parallel()
 	_, tty := openPTY(t)
 	dir := filepath.Join(t.TempDir(), "out")
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := haulContext(t)
 	defer cancel()
 	cmd, stdout, stderr := haulCmd(ctx, nil, "-d", dir)
 	cmd.Stdin = tty

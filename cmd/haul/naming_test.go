@@ -19,7 +19,7 @@ import (
 	"github.com/haul/haul/internal/testutil"
 )
 
-// 5. No name ever escapes --dir: "..", encoded "%2e%2e", encoded slashes,
+// No name ever escapes --dir: "..", encoded "%2e%2e", encoded slashes,
 // out=../x, out=/abs, and symbolic links planted in the output directory.
 func TestE2ETraversal(t *testing.T) {
 	t.Parallel()
@@ -132,7 +132,7 @@ func TestE2ETraversal(t *testing.T) {
 	})
 }
 
-// 6. Two URLs that would write one file: the second fails with a clear error and
+// Two URLs that would write one file: the second fails with a clear error and
 // the first stays intact. The same URL twice is fetched once.
 func TestE2ECollisions(t *testing.T) {
 	t.Parallel()

@@ -7,7 +7,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -24,7 +23,7 @@ import (
 	"github.com/haul/haul/internal/testutil"
 )
 
-// 12. Usage errors exit 2 and touch nothing; an output directory that cannot be
+// Usage errors exit 2 and touch nothing; an output directory that cannot be
 // created exits 3 with a clear message.
 func TestE2EUsageErrors(t *testing.T) {
 	t.Parallel()
@@ -104,7 +103,7 @@ func TestE2EUsageErrors(t *testing.T) {
 	})
 }
 
-// 13. -q prints nothing on success; without it a non-terminal stderr gets plain
+// -q prints nothing on success; without it a non-terminal stderr gets plain
 // lines (no bar, no escape codes) and a summary; --manifest - keeps stdout pure JSON.
 func TestE2EReporting(t *testing.T) {
 	t.Parallel()
@@ -278,7 +277,7 @@ func TestE2EManifestReaderGone(t *testing.T) {
 		bodies[fmt.Sprintf("%02d", i)] = b
 	}
 	out := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
+	ctx, cancel := haulContext(t)
 	defer cancel()
 	cmd, _, stderr := haulCmd(ctx, nil, append([]string{"-q", "-j", "2", "--manifest", "-", "-d", out}, urls...)...)
 	pr, pw, err := os.Pipe()

@@ -48,8 +48,9 @@ func TestE2EProgressBarTmux(t *testing.T) {
 		return done, shown
 	}
 	first, shown1 := look()
-	time.Sleep(700 * time.Millisecond)
-	second, shown2 := look()
+	var second int
+	var shown2 string
+	waitFor(t, func() bool { second, shown2 = look(); return second != first })
 	if first >= n || second <= first {
 		t.Errorf("the bar did not move during the run: %d, then %d files\n%s\n%s", first, second, shown1, shown2)
 	}

@@ -4,7 +4,6 @@ package main
 // real binary, and a Kubernetes Indexed Job simulated with N processes.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -106,14 +105,14 @@ func cleanEnv(extra ...string) []string {
 // runHaulInEnv is runHaul with exactly the environment env (no stdin).
 func runHaulInEnv(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
+	ctx, cancel := haulContext(t)
 	defer cancel()
 	cmd, stdout, stderr := haulCmd(ctx, nil, args...)
 	cmd.Env = env
 	return runCmd(t, ctx, cmd, stdout, stderr, args)
 }
 
-// fnvMod is the spec's shard of key among n, from hash/fnv.
+// fnvMod is the shard of key among n (FNV-1a 64-bit mod n), from hash/fnv.
 func fnvMod(key string, n int) int {
 	h := fnv.New64a()
 	h.Write([]byte(key))
@@ -337,7 +336,7 @@ func TestE2EIndexedJobSimulation(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := func() int { b, _ := os.ReadFile(man[victim]); return strings.Count(string(b), "\n") }
-	if !waitFor(20*time.Second, func() bool { return done() >= 8 }) {
+	if !waitFor(t, func() bool { return done() >= 8 }) {
 		cmd.Process.Kill()
 		cmd.Wait()
 		t.Fatalf("the victim did not get going:\n%s", stderr)

@@ -6,7 +6,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -149,7 +148,7 @@ func TestSplitKill9(t *testing.T) {
 	for round := range rounds {
 		dir := t.TempDir()
 		before := len(s.requests())
-		ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
+		ctx, cancel := haulContext(t)
 		cmd, _, _ := haulCmd(ctx, nil, args(dir)...)
 		if err := cmd.Start(); err != nil {
 			cancel()

@@ -1,6 +1,7 @@
 package download_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -300,19 +302,42 @@ func TestEngineInvalidLines(t *testing.T) {
 	}
 }
 
-// Cancellation tests are not parallel so that the goroutine count means something.
-
 // A collision with a URL in flight names that URL without its password.
 func TestEngineCollisionMessageRedacted(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	s.Add("/x", testutil.Payload(3, 1000), downloadtest.Delay(300*time.Millisecond))
 	first := strings.Replace(s.URL, "://", "://alice:s3cret@", 1) + "/x?a=1"
 	second := s.URL + "/x%3Fa=1" // the same name in the tree layout
-	// The filler keeps the second worker busy while the first claims the name.
-	filler := s.Add("/filler", testutil.Payload(5, 100), downloadtest.Delay(100*time.Millisecond))
+	var ocp atomic.Pointer[outcome]
+	// The first is in flight until the second has its result.
+	s.Handle("/x", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for oc := ocp.Load(); oc == nil || len(oc.all(second)) == 0; oc = ocp.Load() {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		w.Write(testutil.Payload(3, 1000))
+	}))
+	// The filler keeps the second worker busy until the first has claimed
+	// the name (its request came).
+	filler := s.Handle("/filler", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for s.Requests("/x") == 0 {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		w.Write(testutil.Payload(5, 100))
+	}))
 	h := newHarness(t)
-	oc := h.run(download.Options{Jobs: 2}, first, filler, second)
+	oc, wait := h.start(context.Background(), download.Options{Jobs: 2}, first, filler, second)
+	ocp.Store(oc)
+	if wait(); oc.err != nil {
+		t.Fatalf("Run: %v", oc.err)
+	}
 	r := oc.get(second)
 	if !errors.Is(r.Err, download.ErrCollision) {
 		t.Fatalf("second: %s %v, want a collision", r.Status, r.Err)

@@ -365,7 +365,9 @@ func TestEngineHostPauseParksProgress(t *testing.T) {
 func TestEngineStall(t *testing.T) {
 	t.Parallel()
 	body := testutil.Payload(5, 300_000)
-	const timeout = 200 * time.Millisecond
+	// A second: far above any gap of a transfer on a loaded machine, far
+	// below the stalls, which last an hour.
+	const timeout = time.Second
 	t.Run("stall fails with ErrStalled", func(t *testing.T) {
 		// The server sends headers, then nothing: every attempt stalls.
 		t.Parallel()
@@ -391,14 +393,14 @@ func TestEngineStall(t *testing.T) {
 		}
 	})
 	t.Run("slow redirect hops are not a stall", func(t *testing.T) {
-		// Five hops of 120 ms each: the chain takes longer than the timeout,
-		// no hop does.
+		// Eight requests (seven redirects) of 150 ms each: the chain takes
+		// longer than the timeout, no hop comes near it.
 		t.Parallel()
 		s := downloadtest.New(t)
 		h := newHarness(t)
-		next := s.Add("/end", body, downloadtest.Delay(120*time.Millisecond))
-		for i := range 4 {
-			next = s.Add(fmt.Sprintf("/hop%d", i), nil, downloadtest.Redirect(next, downloadtest.Always), downloadtest.Delay(120*time.Millisecond))
+		next := s.Add("/end", body, downloadtest.Delay(150*time.Millisecond))
+		for i := range 7 {
+			next = s.Add(fmt.Sprintf("/hop%d", i), nil, downloadtest.Redirect(next, downloadtest.Always), downloadtest.Delay(150*time.Millisecond))
 		}
 		r := h.run(download.Options{Timeout: timeout, Retries: 0}, next).get(next)
 		if r.Status != download.StatusOK {

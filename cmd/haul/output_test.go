@@ -270,9 +270,16 @@ func TestE2EManifestReaderGone(t *testing.T) {
 	s := downloadtest.New(t)
 	var urls []string
 	bodies := map[string][]byte{}
+	// All files but the first are held until the reader has left: the run
+	// cannot be over before.
+	gone := make(chan struct{})
 	for i := range 40 {
 		b := []byte(strings.Repeat(fmt.Sprint(i), 1000))
-		u := s.Add(fmt.Sprintf("/p/%02d", i), b, downloadtest.Delay(20*time.Millisecond))
+		p := fmt.Sprintf("/p/%02d", i)
+		u := s.Add(p, b)
+		if i > 0 {
+			u = s.Handle(p, heldUntil(gone, b))
+		}
 		urls = append(urls, u)
 		bodies[fmt.Sprintf("%02d", i)] = b
 	}
@@ -294,6 +301,7 @@ func TestE2EManifestReaderGone(t *testing.T) {
 		t.Fatalf("first manifest line %q, %v", line, err)
 	}
 	pr.Close() // as head -1 does
+	close(gone)
 	err = cmd.Wait()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {

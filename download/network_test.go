@@ -642,12 +642,7 @@ func TestEngineTLS(t *testing.T) {
 // through it and no entry waits it out).
 func TestEngineHostDown(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + ln.Addr().String()
-	ln.Close() // connection refused from now on
+	dead := "http://" + testutil.RefusedAddr(t) // connection refused
 	live := downloadtest.New(t)
 	var lines, liveURLs []string
 	for i := range 200 {
@@ -686,12 +681,7 @@ func TestEngineHostDown(t *testing.T) {
 // its own retries.
 func TestEngineHostFailLimitOff(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + ln.Addr().String()
-	ln.Close()
+	dead := "http://" + testutil.RefusedAddr(t) // connection refused
 	var lines []string
 	for i := range 5 {
 		lines = append(lines, fmt.Sprintf("%s/d%d", dead, i))

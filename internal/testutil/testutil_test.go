@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -124,5 +126,18 @@ func TestUntilReturnsOnNil(t *testing.T) {
 	})
 	if n != 3 {
 		t.Errorf("check called %d times, want 3", n)
+	}
+}
+
+// A connection to RefusedAddr is refused.
+func TestRefusedAddrRefuses(t *testing.T) {
+	addr := RefusedAddr(t)
+	c, err := net.Dial("tcp", addr)
+	if err == nil {
+		c.Close()
+		t.Fatalf("%s accepted a connection", addr)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial %s: %v, want connection refused", addr, err)
 	}
 }

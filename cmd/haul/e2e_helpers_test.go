@@ -49,6 +49,11 @@ type buildHaul struct{ m *testing.M }
 func (b buildHaul) Run() int { return testMain(b.m) }
 
 func testMain(m *testing.M) int {
+	if slices.ContainsFunc(os.Args, func(a string) bool { return strings.HasPrefix(a, "-test.fuzzworker") }) {
+		// A fuzzing worker runs only the fuzz target, over and over in
+		// processes of its own: no binary to build.
+		return m.Run()
+	}
 	dir, err := os.MkdirTemp("", "haul-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
 // encodingHandler serves body encoded as the request's Accept-Encoding allows
@@ -68,7 +69,7 @@ func TestEngineDecode(t *testing.T) {
 	t.Run("Compressed", func(t *testing.T) {
 		// --compressed: zstd on the wire, decoded bytes on disk, hash of the decoded bytes.
 		h := newHarness(t)
-		oc := h.run(download.Options{Decode: true}, url+" out=b sha256="+sha256Hex(body)+" size="+strconv.Itoa(len(body)))
+		oc := h.run(download.Options{Decode: true}, url+" out=b sha256="+testutil.SHA256Hex(body)+" size="+strconv.Itoa(len(body)))
 		if r := oc.get(url); r.Status != download.StatusOK || r.Size != int64(len(body)) {
 			t.Fatalf("%s %v size %d", r.Status, r.Err, r.Size)
 		}
@@ -80,7 +81,7 @@ func TestEngineDecode(t *testing.T) {
 // stored: the retry asks for the identity representation from that offset, with
 // If-Range on Last-Modified (the encoded variant's ETag does not name it).
 func TestEngineDecodeResume(t *testing.T) {
-	body := payload(21, 1<<20) // incompressible: the encoded stream is about as long
+	body := testutil.Payload(21, 1<<20) // incompressible: the encoded stream is about as long
 	modtime := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	encoded := bytes.NewBuffer(gzipped(body))
 	var drops atomic.Int32
@@ -100,7 +101,7 @@ func TestEngineDecodeResume(t *testing.T) {
 		http.ServeContent(w, r, "", modtime, bytes.NewReader(body))
 	}))
 	h := newHarness(t)
-	oc := h.run(download.Options{Decode: true}, url+" out=r sha256="+sha256Hex(body))
+	oc := h.run(download.Options{Decode: true}, url+" out=r sha256="+testutil.SHA256Hex(body))
 	if r := oc.get(url); r.Status != download.StatusOK {
 		t.Fatalf("%s %v", r.Status, r.Err)
 	}
@@ -122,7 +123,7 @@ func TestEngineDecodeResume(t *testing.T) {
 // checksum fails) is not resumed from what the decoder wrote before it noticed:
 // the file starts over, and only the next, sound, response is stored.
 func TestEngineDecodeCorruptStartsOver(t *testing.T) {
-	body := payload(23, 1<<20)
+	body := testutil.Payload(23, 1<<20)
 	modtime := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	var zbuf bytes.Buffer
 	enc, _ := zstd.NewWriter(&zbuf, zstd.WithEncoderCRC(true))
@@ -162,7 +163,7 @@ func TestEngineDecodeCorruptStartsOver(t *testing.T) {
 // that keep files gzipped do) cannot extend the decoded bytes kept: the file
 // starts over instead of failing on every attempt and every run.
 func TestEngineDecodeEncodedRangeStartsOver(t *testing.T) {
-	body := payload(24, 1<<20)
+	body := testutil.Payload(24, 1<<20)
 	modtime := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	gz := bytes.NewBuffer(gzipped(body))
 	var drops atomic.Int32

@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
-	"github.com/haul/haul/download/index"
 	"github.com/haul/haul/download/input"
 	"github.com/haul/haul/download/internal/retry"
 	"github.com/haul/haul/download/naming"
@@ -35,10 +34,22 @@ type Entry = input.Entry
 type LineError = input.LineError
 
 // Source yields entries one at a time; *input.Scanner is one. Next returns io.EOF at the
-// end, a *LineError for a bad line (and may be called again), any other error to
-// stop reading.
+// end, a *LineError for a bad line or a SourceError for an item that yields no
+// entries (and may be called again after either), any other error to stop
+// reading.
 type Source interface {
 	Next() (Entry, error)
+}
+
+// SourceError is an error a Source returns for one item of its list that it
+// could not turn into entries, such as a directory of -r that could not be
+// listed (*index.DirError is one). The engine reports it as a failed entry of
+// its own, for the item's URL, and reads on.
+type SourceError interface {
+	error
+	// SourceFailure returns the item's URL, the input line it came from, the
+	// HTTP status that failed it (0 for none) and the cause.
+	SourceFailure() (url string, line, status int, cause error)
 }
 
 // Options configures an Engine. Zero values mean the defaults documented per field.
@@ -324,20 +335,21 @@ func (e *Engine) feed(ctx context.Context, src Source, ch chan<- *entry) error {
 		}
 		var le *LineError
 		if errors.As(err, &le) {
-			r := &Result{Entry: Entry{Line: le.Line}, Status: StatusInvalid, Err: le}
-			e.stats.count(r.Status)
-			e.opts.OnResult(r)
+			if !e.reportRead(&Result{Entry: Entry{Line: le.Line}, Status: StatusInvalid, Err: le}) {
+				return ctx.Err()
+			}
 			continue
 		}
-		var de *index.DirError
-		if errors.As(err, &de) {
-			// A directory of -r that could not be listed: a failed entry of
-			// its own (its files are not known), and the walk goes on.
-			r := &Result{Entry: Entry{URL: de.URL, Line: de.Line, Size: -1}, Status: StatusFailed,
-				HTTPStatus: de.Status, Err: &Error{Op: "list", URL: de.URL, Err: de.Err}}
-			e.stats.Queued.Add(1)
-			e.stats.count(r.Status)
-			e.opts.OnResult(r)
+		var se SourceError
+		if errors.As(err, &se) {
+			// An item that yields no entries (a directory of -r that could
+			// not be listed): a failed entry of its own (its files are not
+			// known), and the walk goes on.
+			u, line, status, cause := se.SourceFailure()
+			if !e.reportRead(&Result{Entry: Entry{URL: u, Line: line, Size: -1}, Status: StatusFailed,
+				HTTPStatus: status, Err: &Error{Op: "list", URL: u, Err: cause}}) {
+				return ctx.Err()
+			}
 			continue
 		}
 		if err != nil {
@@ -350,6 +362,23 @@ func (e *Engine) feed(ctx context.Context, src Source, ch chan<- *entry) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// reportRead reports r, a result of the list's reader itself (a bad line, an
+// item that yielded no entries), unless Run has returned: it reports whether
+// it did.
+func (e *Engine) reportRead(r *Result) bool {
+	e.feedMu.Lock()
+	defer e.feedMu.Unlock()
+	if e.stopped {
+		return false
+	}
+	if r.Status != StatusInvalid {
+		e.stats.Queued.Add(1)
+	}
+	e.stats.count(r.Status)
+	e.opts.OnResult(r)
+	return true
 }
 
 // send hands x to the workers; once the run is stopping it reports x as
@@ -441,8 +470,8 @@ func (e *Engine) Names(src Source, fn func(name string)) error {
 		if errors.As(err, &le) {
 			continue
 		}
-		var de *index.DirError
-		if errors.As(err, &de) {
+		var se SourceError
+		if errors.As(err, &se) {
 			continue
 		}
 		if err != nil {

@@ -1,6 +1,7 @@
 package download_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,12 +17,13 @@ import (
 
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 	"github.com/haul/haul/sink"
 )
 
 func TestEngineDuplicates(t *testing.T) {
 	t.Parallel()
-	body := payload(9, 30_000)
+	body := testutil.Payload(9, 30_000)
 	t.Run("same URL twice is fetched once", func(t *testing.T) {
 		t.Parallel()
 		// With the sync sink the first copy's result (and its claim on the name)
@@ -55,7 +58,7 @@ func TestEngineDuplicates(t *testing.T) {
 		for _, jobs := range []int{1, 4} {
 			s := downloadtest.New(t)
 			h := newHarness(t)
-			other := payload(10, 1234)
+			other := testutil.Payload(10, 1234)
 			u1 := s.Add("/one", body, downloadtest.Delay(20*time.Millisecond))
 			u2 := s.Add("/two", other, downloadtest.Delay(20*time.Millisecond))
 			oc := h.run(download.Options{Jobs: jobs}, u1+" out=same.bin", u2+" out=same.bin")
@@ -77,7 +80,7 @@ func TestEngineDuplicates(t *testing.T) {
 		s := downloadtest.New(t)
 		h := newHarness(t)
 		u1 := s.Add("/one", body)
-		u2 := s.Add("/two", payload(11, 99))
+		u2 := s.Add("/two", testutil.Payload(11, 99))
 		h.run(download.Options{}, u1+" out=x")
 		oc := h.run(download.Options{}, u2+" out=x")
 		if r := oc.get(u2); r.Status != download.StatusFailed || !errors.Is(r.Err, download.ErrCollision) {
@@ -114,7 +117,7 @@ func TestEngineDuplicates(t *testing.T) {
 			if !noSync {
 				h = newSyncHarness(t)
 			}
-			theirs := payload(12, 777)
+			theirs := testutil.Payload(12, 777)
 			u := s.Handle("/late", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				p := filepath.Join(h.dir, "x")
 				if err := os.WriteFile(p, theirs, 0o644); err != nil {
@@ -140,10 +143,10 @@ func TestEngineDuplicates(t *testing.T) {
 		h := newHarness(t)
 		var lines []string
 		for i := range 5 {
-			lines = append(lines, s.Add(fmt.Sprintf("/r%d", i), payload(uint64(20+i), 5000)))
+			lines = append(lines, s.Add(fmt.Sprintf("/r%d", i), testutil.Payload(uint64(20+i), 5000)))
 		}
 		withSum := s.Add("/sum", body)
-		lines = append(lines, withSum+" sha256="+sha256Hex(body)+fmt.Sprintf(" size=%d", len(body)))
+		lines = append(lines, withSum+" sha256="+testutil.SHA256Hex(body)+fmt.Sprintf(" size=%d", len(body)))
 		h.run(download.Options{}, lines...)
 		before := s.TotalRequests()
 
@@ -155,7 +158,7 @@ func TestEngineDuplicates(t *testing.T) {
 			t.Errorf("re-run: skipped %d ok %d, want 6 and 0", st.Skipped.Load(), st.OK.Load())
 		}
 		r := oc.get(withSum)
-		if r.SHA256 != sha256Hex(body) || r.Size != int64(len(body)) {
+		if r.SHA256 != testutil.SHA256Hex(body) || r.Size != int64(len(body)) {
 			t.Errorf("skipped entry: sha256 %q size %d, want the checked sum and size", r.SHA256, r.Size)
 		}
 
@@ -180,7 +183,7 @@ func TestEngineDuplicates(t *testing.T) {
 		s := downloadtest.New(t)
 		h := newHarness(t)
 		u := s.Add("/f", body)
-		for _, fields := range []string{fmt.Sprintf("size=%d", len(body)), "sha256=" + sha256Hex(body)} {
+		for _, fields := range []string{fmt.Sprintf("size=%d", len(body)), "sha256=" + testutil.SHA256Hex(body)} {
 			r := h.run(download.Options{}, u+" "+fields).get(u)
 			p := filepath.Join(h.dir, filepath.FromSlash(r.Name))
 			b := h.read(r.Name)
@@ -243,7 +246,7 @@ func TestEngineShards(t *testing.T) {
 	lines := []string{"not a url"}
 	var urls []string
 	for i := range 30 {
-		u := s.Add(fmt.Sprintf("/s%02d", i), payload(uint64(40+i), 100))
+		u := s.Add(fmt.Sprintf("/s%02d", i), testutil.Payload(uint64(40+i), 100))
 		urls = append(urls, u)
 		lines = append(lines, u)
 	}
@@ -279,7 +282,7 @@ func TestEngineInvalidLines(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
 	h := newHarness(t)
-	u := s.Add("/ok", payload(50, 10))
+	u := s.Add("/ok", testutil.Payload(50, 10))
 	oc := h.run(download.Options{}, "ftp://x/y", "# comment", "", u, u+" bogus=1")
 	var invalid []int
 	for _, r := range oc.results {
@@ -299,19 +302,42 @@ func TestEngineInvalidLines(t *testing.T) {
 	}
 }
 
-// Cancellation tests are not parallel so that the goroutine count means something.
-
 // A collision with a URL in flight names that URL without its password.
 func TestEngineCollisionMessageRedacted(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	s.Add("/x", payload(3, 1000), downloadtest.Delay(300*time.Millisecond))
 	first := strings.Replace(s.URL, "://", "://alice:s3cret@", 1) + "/x?a=1"
 	second := s.URL + "/x%3Fa=1" // the same name in the tree layout
-	// The filler keeps the second worker busy while the first claims the name.
-	filler := s.Add("/filler", payload(5, 100), downloadtest.Delay(100*time.Millisecond))
+	var ocp atomic.Pointer[outcome]
+	// The first is in flight until the second has its result.
+	s.Handle("/x", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for oc := ocp.Load(); oc == nil || len(oc.all(second)) == 0; oc = ocp.Load() {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		w.Write(testutil.Payload(3, 1000))
+	}))
+	// The filler keeps the second worker busy until the first has claimed
+	// the name (its request came).
+	filler := s.Handle("/filler", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for s.Requests("/x") == 0 {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		w.Write(testutil.Payload(5, 100))
+	}))
 	h := newHarness(t)
-	oc := h.run(download.Options{Jobs: 2}, first, filler, second)
+	oc, wait := h.start(context.Background(), download.Options{Jobs: 2}, first, filler, second)
+	ocp.Store(oc)
+	if wait(); oc.err != nil {
+		t.Fatalf("Run: %v", oc.err)
+	}
 	r := oc.get(second)
 	if !errors.Is(r.Err, download.ErrCollision) {
 		t.Fatalf("second: %s %v, want a collision", r.Status, r.Err)
@@ -328,7 +354,7 @@ func TestEngineDuplicateFailuresFetchedOnce(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
 	bad := s.Add("/bad", nil, downloadtest.Status(500, downloadtest.Always))
-	good := s.Add("/good", payload(4, 1000))
+	good := s.Add("/good", testutil.Payload(4, 1000))
 	lines := []string{bad, bad, bad, good + " out=g", bad, bad, bad}
 	h := newHarness(t)
 	oc := h.run(download.Options{Jobs: 2, Retries: 2}, lines...)
@@ -348,7 +374,7 @@ func TestEngineDuplicateFailuresFetchedOnce(t *testing.T) {
 	if got := s.Requests("/bad"); got != 3 {
 		t.Errorf("%d requests for the bad URL, want 3 (one entry's attempts)", got)
 	}
-	h.checkFile("g", payload(4, 1000))
+	h.checkFile("g", testutil.Payload(4, 1000))
 }
 
 // A failure remembered for a URL is replayed only onto lines that would fail
@@ -357,16 +383,16 @@ func TestEngineDuplicateFailuresFetchedOnce(t *testing.T) {
 func TestEngineDuplicateFailureNotReplayedOnOtherChecks(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	body := payload(6, 2000)
+	body := testutil.Payload(6, 2000)
 	u := s.Add("/f", body)
 	wrong := strings.Repeat("0", 64)
 	h := newHarness(t)
 	oc := h.run(download.Options{Jobs: 1},
-		u+" sha256="+wrong,           // fails its check
-		u+" sha256="+wrong,           // the same question: replayed, no request
-		u+" size=5",                  // another question: asked
-		u+" sha256="+sha256Hex(body), // the right answer
-		u+" sha256="+sha256Hex(body), // done: skipped from disk
+		u+" sha256="+wrong,                    // fails its check
+		u+" sha256="+wrong,                    // the same question: replayed, no request
+		u+" size=5",                           // another question: asked
+		u+" sha256="+testutil.SHA256Hex(body), // the right answer
+		u+" sha256="+testutil.SHA256Hex(body), // done: skipped from disk
 	)
 	rs := oc.all(u)
 	if len(rs) != 5 {

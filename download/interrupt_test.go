@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 	"github.com/haul/haul/sink"
 )
 
@@ -22,22 +23,15 @@ func TestEngineHostPauseParkedInterrupt(t *testing.T) {
 	t.Parallel()
 	busy, other := downloadtest.New(t), downloadtest.New(t)
 	h := newHarness(t)
-	body := payload(80, 5000)
+	body := testutil.Payload(80, 5000)
 	a := dropThenBusy(busy, "/a", body, "60")
-	b := other.Add("/b", payload(81, 1000))
+	b := other.Add("/b", testutil.Payload(81, 1000))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	oc, wait := h.start(ctx, download.Options{Jobs: 1, Retries: 2}, a, b)
-	// With one worker, /b is done only once /a is out of its way.
-	deadline := time.Now().Add(5 * time.Second)
-	for len(oc.all(b)) == 0 {
-		if time.Now().After(deadline) {
-			cancel()
-			wait()
-			t.Fatalf("/b not done 5s after the start: held up by the other host's pause (requests to /a: %d)", busy.Requests("/a"))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// With one worker, /b is done only once /a is out of its way (parked for
+	// its host's pause of a minute).
+	testutil.WaitFor(t, "/b, held up by the other host's pause", func() bool { return len(oc.all(b)) > 0 })
 	stopRun(t, cancel, wait)
 	r := oc.get(a) // exactly one result
 	if r.Status != download.StatusFailed || !errors.Is(r.Err, download.ErrInterrupted) || r.Attempts != 2 {
@@ -66,27 +60,23 @@ func TestEngineCancel(t *testing.T) {
 		{"whole list in flight", 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			base := runtime.NumGoroutine()
+			alive := testutil.TrackGoroutines(t)
 			t.Run("run", func(t *testing.T) {
 				// Every body stalls after 1000 bytes until the client goes away.
 				s := downloadtest.New(t)
 				h := newHarness(t)
 				var lines []string
 				for i := range tc.entries {
-					lines = append(lines, s.Add(fmt.Sprintf("/c%d", i), payload(uint64(i), 50_000),
+					lines = append(lines, s.Add(fmt.Sprintf("/c%d", i), testutil.Payload(uint64(i), 50_000),
 						downloadtest.Stall(1000, time.Hour, downloadtest.Always)))
 				}
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				const jobs = 4
 				oc, wait := h.start(ctx, download.Options{Jobs: jobs, Timeout: time.Minute}, lines...)
-				deadline := time.Now().Add(5 * time.Second)
-				for s.TotalRequests() < min(jobs, tc.entries) || oc.eng.Stats().Bytes.Load() < int64(min(jobs, tc.entries))*1000 {
-					if time.Now().After(deadline) {
-						t.Fatalf("only %d requests started", s.TotalRequests())
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
+				testutil.WaitFor(t, "a stalled body on every job", func() bool {
+					return s.TotalRequests() >= min(jobs, tc.entries) && oc.eng.Stats().Bytes.Load() >= int64(min(jobs, tc.entries))*1000
+				})
 				stopRun(t, cancel, wait)
 				oc.mu.Lock()
 				for _, r := range oc.results {
@@ -101,15 +91,15 @@ func TestEngineCancel(t *testing.T) {
 					}
 				}
 			})
-			// The server and the client's connections are closed now.
-			deadline := time.Now().Add(3 * time.Second)
-			for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
-				time.Sleep(10 * time.Millisecond)
-			}
-			if n := runtime.NumGoroutine(); n > base {
-				buf := make([]byte, 1<<16)
-				t.Errorf("%d goroutines after the run, %d before:\n%s", n, base, buf[:runtime.Stack(buf, true)])
-			}
+			// The server and the client's connections are closed now: every
+			// goroutine the run started ends (those of tests running beside
+			// it are not counted).
+			testutil.Until(t, func() error {
+				if left := alive(); len(left) > 0 {
+					return fmt.Errorf("%d goroutines of the run left:\n%s", len(left), strings.Join(left, "\n\n"))
+				}
+				return nil
+			})
 		})
 	}
 }
@@ -121,13 +111,7 @@ func cancelAfter(t *testing.T, h *harness, line string, after int64) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	oc, wait := h.start(ctx, download.Options{Timeout: time.Minute}, line)
-	deadline := time.Now().Add(5 * time.Second)
-	for oc.eng.Stats().Bytes.Load() < after {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d bytes arrived", oc.eng.Stats().Bytes.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, fmt.Sprintf("%d bytes of body", after), func() bool { return oc.eng.Stats().Bytes.Load() >= after })
 	cancel()
 	wait()
 	if !errors.Is(oc.err, context.Canceled) {
@@ -148,7 +132,7 @@ func TestEngineCancelReportsEntriesNotStarted(t *testing.T) {
 		h := newHarness(t)
 		var lines []string
 		for i := range 3 {
-			lines = append(lines, s.Add(fmt.Sprintf("/w%d", i), payload(uint64(i), 50_000),
+			lines = append(lines, s.Add(fmt.Sprintf("/w%d", i), testutil.Payload(uint64(i), 50_000),
 				downloadtest.Stall(1000, time.Hour, downloadtest.Always)))
 		}
 		ctx, cancel := context.WithCancel(context.Background())
@@ -156,13 +140,7 @@ func TestEngineCancelReportsEntriesNotStarted(t *testing.T) {
 		// One worker, on the first; the second waits in the channel, the third
 		// in the list's reader (which then reads to the end).
 		oc, wait := h.start(ctx, download.Options{Jobs: 1, Timeout: time.Minute}, lines...)
-		deadline := time.Now().Add(5 * time.Second)
-		for oc.eng.Stats().Bytes.Load() < 1000 {
-			if time.Now().After(deadline) {
-				t.Fatal("the first body did not start")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testutil.WaitFor(t, "the first body", func() bool { return oc.eng.Stats().Bytes.Load() >= 1000 })
 		stopRun(t, cancel, wait)
 		for _, u := range lines {
 			r := oc.get(u) // exactly one result each
@@ -178,20 +156,14 @@ func TestEngineCancelReportsEntriesNotStarted(t *testing.T) {
 		t.Parallel()
 		busy, other := downloadtest.New(t), downloadtest.New(t)
 		h := newHarness(t)
-		a := busy.Add("/a", payload(90, 100), downloadtest.Status(503, downloadtest.Always), downloadtest.RetryAfter("60"))
-		b := busy.Add("/b", payload(91, 100))
-		c := busy.Add("/c", payload(92, 100))
-		d := other.Add("/d", payload(93, 100))
+		a := busy.Add("/a", testutil.Payload(90, 100), downloadtest.Status(503, downloadtest.Always), downloadtest.RetryAfter("60"))
+		b := busy.Add("/b", testutil.Payload(91, 100))
+		c := busy.Add("/c", testutil.Payload(92, 100))
+		d := other.Add("/d", testutil.Payload(93, 100))
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		oc, wait := h.start(ctx, download.Options{Jobs: 1, Retries: 3}, a, b, c, d)
-		deadline := time.Now().Add(5 * time.Second)
-		for len(oc.all(d)) == 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("/d not done: held up by the other host's pause")
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testutil.WaitFor(t, "/d, held up by the other host's pause", func() bool { return len(oc.all(d)) > 0 })
 		stopRun(t, cancel, wait)
 		if n := busy.Requests("/b") + busy.Requests("/c"); n != 0 {
 			t.Errorf("%d requests to /b and /c during the host's pause", n)
@@ -205,49 +177,96 @@ func TestEngineCancelReportsEntriesNotStarted(t *testing.T) {
 	})
 }
 
-// slowSource is a list read from a pipe whose writer is slow: its second line
-// comes only once release is closed.
+// slowSource is a list read from a pipe whose writer is slow: its second
+// line (an entry, or second when set) comes only once release is closed;
+// asked is closed when it is asked for.
 type slowSource struct {
 	base    string
 	n       int
+	second  error
+	asked   chan struct{}
 	release chan struct{}
 }
 
 func (s *slowSource) Next() (download.Entry, error) {
 	s.n++
-	if s.n == 2 {
+	switch s.n {
+	case 1:
+	case 2:
+		close(s.asked)
 		<-s.release
+		if s.second != nil {
+			return download.Entry{}, s.second
+		}
+	default:
+		return download.Entry{}, io.EOF
 	}
 	return download.Entry{URL: fmt.Sprintf("%s/x%d", s.base, s.n), Size: -1, Line: s.n}, nil
 }
 
+// failedDir is an item of a list that yields no entries.
+type failedDir struct{ url string }
+
+func (d failedDir) Error() string { return "listing " + d.url + " failed" }
+func (d failedDir) SourceFailure() (string, int, int, error) {
+	return d.url, 2, 500, errors.New("listing failed")
+}
+
 // OnResult is never called after Run returns, even when the list's reader
-// (which Ctrl-C cannot interrupt) reads another line afterwards: the caller
-// has closed its manifest and printed its summary by then.
+// (which Ctrl-C cannot interrupt) reads another line afterwards, be it an
+// entry, a bad line or an item that failed: the caller has closed its
+// manifest and printed its summary by then.
 func TestEngineNoResultAfterRun(t *testing.T) {
 	t.Parallel()
-	s := downloadtest.New(t)
-	s.Handle("/x1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		<-r.Context().Done()
-	}))
-	h := newHarness(t)
-	var runDone, late atomic.Bool
-	src := &slowSource{base: s.URL, release: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	eng := download.New(h.client, h.sink, fastOptions(download.Options{Jobs: 2, OnResult: func(r *download.Result) {
-		if runDone.Load() {
-			late.Store(true)
-		}
-	}}))
-	time.AfterFunc(200*time.Millisecond, cancel)
-	if err := eng.Run(ctx, src); !errors.Is(err, context.Canceled) {
-		t.Errorf("Run: %v", err)
-	}
-	runDone.Store(true)
-	queued := eng.Stats().Queued.Load()
-	close(src.release)
-	time.Sleep(200 * time.Millisecond)
-	if late.Load() || eng.Stats().Queued.Load() != queued {
-		t.Errorf("a result came after Run returned (queued %d, then %d)", queued, eng.Stats().Queued.Load())
+	for _, tc := range []struct {
+		name   string
+		second func(base string) error
+	}{
+		{"entry", func(string) error { return nil }},
+		{"bad line", func(string) error { return &download.LineError{Line: 2, Reason: "bad"} }},
+		{"failed item", func(base string) error { return failedDir{base + "/dir/"} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			alive := testutil.TrackGoroutines(t)
+			s := downloadtest.New(t)
+			started := make(chan struct{})
+			s.Handle("/x1", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				close(started)
+				<-r.Context().Done()
+			}))
+			h := newHarness(t)
+			var runDone, late atomic.Bool
+			src := &slowSource{base: s.URL, second: tc.second(s.URL), asked: make(chan struct{}), release: make(chan struct{})}
+			ctx, cancel := context.WithCancel(context.Background())
+			eng := download.New(h.client, h.sink, fastOptions(download.Options{Jobs: 2, OnResult: func(r *download.Result) {
+				if runDone.Load() {
+					late.Store(true)
+				}
+			}}))
+			go func() {
+				// Ctrl-C while line 1 is in flight and the reader waits for line 2.
+				<-started
+				<-src.asked
+				cancel()
+			}()
+			if err := eng.Run(ctx, src); !errors.Is(err, context.Canceled) {
+				t.Errorf("Run: %v", err)
+			}
+			runDone.Store(true)
+			queued := eng.Stats().Queued.Load()
+			close(src.release)
+			testutil.WaitFor(t, "the list's reader to end", func() bool {
+				for _, g := range alive() {
+					if strings.Contains(g, "(*Engine).feed") {
+						return false
+					}
+				}
+				return true
+			})
+			if late.Load() || eng.Stats().Queued.Load() != queued {
+				t.Errorf("a result came after Run returned (queued %d, then %d)", queued, eng.Stats().Queued.Load())
+			}
+		})
 	}
 }

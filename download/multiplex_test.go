@@ -14,6 +14,7 @@ import (
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/httpclient"
 	"github.com/haul/haul/download/naming"
+	"github.com/haul/haul/internal/testutil"
 )
 
 // barrier is a handler that holds requests until k are in flight at once
@@ -22,7 +23,9 @@ import (
 // the host speaks HTTP/2 take a whole job each until they end, and each
 // opens a connection of its own. It records the most requests in
 // flight, in all and on one connection, and the connections opened. A request
-// waits at most wait: timedOut says one did (k was never reached).
+// waits at most wait: timedOut says one did (k was never reached). A barrier
+// that k must pass waits testutil.Patience: a loaded machine may be slow to
+// get there.
 type barrier struct {
 	k      int
 	firsts bool
@@ -42,7 +45,7 @@ type barrier struct {
 }
 
 func newBarrier(k int, firsts bool, wait time.Duration) *barrier {
-	return &barrier{k: k, firsts: firsts, wait: wait, body: payload(9, 4096), perConn: map[string]int{},
+	return &barrier{k: k, firsts: firsts, wait: wait, body: testutil.Payload(9, 4096), perConn: map[string]int{},
 		conn: map[string]bool{}, release: make(chan struct{})}
 }
 
@@ -149,7 +152,7 @@ func fileURLs(base string, n int) []string {
 // at most 2 connections, at most 8 on each.
 func TestEngineHTTP2Multiplexes(t *testing.T) {
 	t.Parallel()
-	b := newBarrier(16, true, 15*time.Second)
+	b := newBarrier(16, true, testutil.Patience(t))
 	srv := tlsServer(t, b, true, 0)
 	multiplexRun(t, fileURLs(srv.URL, 40), download.Options{Jobs: 2, Streams: 8}, false)
 	most, perConn := b.counts()
@@ -223,7 +226,7 @@ func TestEngineHTTP1JobsBoundFiles(t *testing.T) {
 // flight at per-host*streams.
 func TestEngineHTTP2PerHost(t *testing.T) {
 	t.Parallel()
-	b := newBarrier(8, true, 15*time.Second)
+	b := newBarrier(8, true, testutil.Patience(t))
 	srv := tlsServer(t, b, true, 0)
 	multiplexRun(t, fileURLs(srv.URL, 30), download.Options{Jobs: 8, PerHost: 2, Streams: 4}, false)
 	most, perConn := b.counts()
@@ -245,7 +248,7 @@ func TestEngineHTTP2PerHost(t *testing.T) {
 // connection when one was full: 5-6 here.)
 func TestEngineHTTP2ServerStreamLimit(t *testing.T) {
 	t.Parallel()
-	b := newBarrier(8, true, 15*time.Second) // 8 in flight: 2 connections of 4 at least
+	b := newBarrier(8, true, testutil.Patience(t)) // 8 in flight: 2 connections of 4 at least
 	srv := tlsServer(t, b, true, 4)
 	multiplexRun(t, fileURLs(srv.URL, 40), download.Options{Jobs: 2, Streams: 8}, false)
 	most, perConn := b.counts()
@@ -316,7 +319,7 @@ func TestEngineHTTP2ServerStreamLimitDials(t *testing.T) {
 	var open, most atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(20 * time.Millisecond) // requests overlap, connections fill
-		w.Write(payload(9, 512))
+		w.Write(testutil.Payload(9, 512))
 	}))
 	srv.EnableHTTP2 = true
 	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 2}

@@ -17,6 +17,7 @@ import (
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/downloadtest"
 	"github.com/haul/haul/download/input"
+	"github.com/haul/haul/internal/testutil"
 	"github.com/haul/haul/sink"
 )
 
@@ -26,13 +27,7 @@ func (h *harness) interrupt(url string, n int64) {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	oc, wait := h.start(ctx, download.Options{}, url)
-	deadline := time.Now().Add(10 * time.Second)
-	for oc.eng.Stats().Bytes.Load() < n {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("only %d of %d bytes arrived", oc.eng.Stats().Bytes.Load(), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(h.t, fmt.Sprintf("%d body bytes", n), func() bool { return oc.eng.Stats().Bytes.Load() >= n })
 	cancel()
 	if oc = wait(); oc.err != context.Canceled {
 		h.t.Fatalf("interrupted Run returned %v, want context.Canceled", oc.err)
@@ -60,8 +55,8 @@ func (h *harness) plantPart(name, origin string, body []byte, resume string) {
 
 func TestResumeAcrossRuns(t *testing.T) {
 	const size, cut = 300_000, 100_000
-	body := payload(7, size)
-	newBody := payload(8, size)
+	body := testutil.Payload(7, size)
+	newBody := testutil.Payload(8, size)
 	lastMod := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	cases := []struct {
 		name      string
@@ -126,15 +121,15 @@ func TestResumeAcrossRuns(t *testing.T) {
 }
 
 func TestResumePlantedPartial(t *testing.T) {
-	body := payload(9, 50_000)
+	body := testutil.Payload(9, 50_000)
 	t.Run("CompleteAnswers416", func(t *testing.T) {
 		// Every byte is already here: the server answers 416 and haul just finishes.
 		s := downloadtest.New(t)
 		url := s.Add("/a", body, downloadtest.ETag("e1"))
 		h := newHarness(t)
 		h.plantPart("x/a", url, body, fmt.Sprintf("v1 %d %d %d \"e1\"", len(body), len(body), len(body)))
-		oc := h.run(download.Options{}, url+" out=x/a sha256="+sha256Hex(body))
-		if r := oc.get(url); r.Status != download.StatusOK || r.SHA256 != sha256Hex(body) {
+		oc := h.run(download.Options{}, url+" out=x/a sha256="+testutil.SHA256Hex(body))
+		if r := oc.get(url); r.Status != download.StatusOK || r.SHA256 != testutil.SHA256Hex(body) {
 			t.Fatalf("got %s %v sha %s", r.Status, r.Err, r.SHA256)
 		}
 		h.checkFile("x/a", body)
@@ -167,7 +162,7 @@ func TestResumePlantedPartial(t *testing.T) {
 		h := newHarness(t)
 		junk := append(append([]byte{}, body[:20_000]...), make([]byte, 10_000)...)
 		h.plantPart("x/b", url, junk, fmt.Sprintf("v1 20000 20000 %d \"e1\"", len(body)))
-		oc := h.run(download.Options{}, url+" out=x/b sha256="+sha256Hex(body))
+		oc := h.run(download.Options{}, url+" out=x/b sha256="+testutil.SHA256Hex(body))
 		if r := oc.get(url); r.Status != download.StatusOK {
 			t.Fatalf("got %s %v", r.Status, r.Err)
 		}
@@ -204,7 +199,7 @@ func TestResumePlantedPartial(t *testing.T) {
 // Another process holds the staging file: the engine waits for it, and when that
 // process has finished the file, skips the entry without a request.
 func TestResumeLockedByAnotherProcess(t *testing.T) {
-	body := payload(10, 1000)
+	body := testutil.Payload(10, 1000)
 	s := downloadtest.New(t)
 	url := s.Add("/l", body)
 	h := newHarness(t)
@@ -219,8 +214,16 @@ func TestResumeLockedByAnotherProcess(t *testing.T) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
+	alive := testutil.TrackGoroutines(t)
 	oc, wait := h.start(context.Background(), download.Options{}, url+" out=x/l")
-	time.Sleep(400 * time.Millisecond)
+	testutil.WaitFor(t, "the entry to wait for the lock", func() bool {
+		for _, g := range alive() {
+			if strings.Contains(g, "(*entry).openStaging") && strings.Contains(g, "download.sleep") {
+				return true
+			}
+		}
+		return false
+	})
 	if oc.eng.Stats().OK.Load()+oc.eng.Stats().Failed.Load() != 0 || s.Requests("/l") != 0 {
 		t.Fatal("the engine did not wait for the lock")
 	}
@@ -243,7 +246,7 @@ func TestResumeLockedByAnotherProcess(t *testing.T) {
 // total ("bytes A-B/*"), is asked for the rest until the announced length is
 // there: never a truncated file taken as complete.
 func TestResumeShortRanges(t *testing.T) {
-	body := payload(31, 200_000)
+	body := testutil.Payload(31, 200_000)
 	s := downloadtest.New(t)
 	var first atomic.Bool
 	url := s.Handle("/p.bin", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -281,7 +284,7 @@ func TestResumeShortRanges(t *testing.T) {
 // being committed as that part.
 func TestResume200WithContentRange(t *testing.T) {
 	t.Parallel()
-	body := payload(31, 20000)
+	body := testutil.Payload(31, 20000)
 	var n atomic.Int32
 	s := downloadtest.New(t)
 	url := s.Handle("/f", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -313,8 +316,8 @@ func TestResume200WithContentRange(t *testing.T) {
 func TestEngineResume(t *testing.T) {
 	t.Parallel()
 	const size = 300_000
-	body := payload(6, size)
-	changed := payload(7, 250_000)
+	body := testutil.Payload(6, size)
+	changed := testutil.Payload(7, 250_000)
 	lastMod := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name    string
@@ -421,8 +424,8 @@ func TestEngineResumeAcrossRuns(t *testing.T) {
 	// resume_test.go (TestResumeAcrossRuns); these are the other ones.
 	t.Parallel()
 	const size, cut = 300_000, 100_000
-	body := payload(60, size)
-	changed := payload(61, 200_000)
+	body := testutil.Payload(60, size)
+	changed := testutil.Payload(61, 200_000)
 	tests := []struct {
 		name   string
 		sync   bool                         // default sink instead of NoSync
@@ -434,10 +437,10 @@ func TestEngineResumeAcrossRuns(t *testing.T) {
 	}{
 		{name: "resumes with the sync sink", sync: true, want: body, ranges: []string{"bytes=100000-"}},
 		// The kept prefix is hashed from disk so sha256= covers the whole file.
-		{name: "resumes and verifies sha256=", line: func(u string) string { return u + " sha256=" + sha256Hex(body) },
+		{name: "resumes and verifies sha256=", line: func(u string) string { return u + " sha256=" + testutil.SHA256Hex(body) },
 			want: body, ranges: []string{"bytes=100000-"}},
 		// Replaced on the server (new ETag) between the runs: If-Range fails.
-		{name: "replaced on the server restarts", line: func(u string) string { return u + " sha256=" + sha256Hex(changed) },
+		{name: "replaced on the server restarts", line: func(u string) string { return u + " sha256=" + testutil.SHA256Hex(changed) },
 			second: func(s *downloadtest.Server) { s.Add("/big", changed) },
 			want:   changed, ranges: []string{"bytes=100000-"}},
 		{name: "Force restarts", force: true, want: body, ranges: nil},
@@ -502,16 +505,10 @@ func TestEngineTwoRunsOneDir(t *testing.T) {
 	dir := t.TempDir()
 	h1 := newHarnessDir(t, dir, sink.FileOptions{NoSync: true})
 	h2 := newHarnessDir(t, dir, sink.FileOptions{NoSync: true})
-	body := payload(62, 100_000)
+	body := testutil.Payload(62, 100_000)
 	u := s.Add("/shared", body, downloadtest.Stall(10_000, 400*time.Millisecond, 1))
 	oc1, wait1 := h1.start(context.Background(), download.Options{}, u)
-	deadline := time.Now().Add(5 * time.Second)
-	for oc1.eng.Stats().Bytes.Load() < 10_000 {
-		if time.Now().After(deadline) {
-			t.Fatal("first run did not start")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "the first run's body", func() bool { return oc1.eng.Stats().Bytes.Load() >= 10_000 })
 	oc2 := h2.run(download.Options{}, u)
 	wait1()
 	if r := oc1.get(u); r.Status != download.StatusOK {
@@ -532,7 +529,7 @@ func TestEngineNilHeaderResume(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
 	h := newHarness(t)
-	body := payload(61, 100_000)
+	body := testutil.Payload(61, 100_000)
 	u := s.Add("/f", body, downloadtest.DropAfter(1000, 1))
 	var got atomic.Pointer[download.Result]
 	eng := download.New(h.client, h.sink, download.Options{RetryBase: time.Millisecond,
@@ -548,7 +545,7 @@ func TestEngineNilHeaderResume(t *testing.T) {
 
 func TestEngineNeverSplice(t *testing.T) {
 	t.Parallel()
-	body := payload(72, 100_000)
+	body := testutil.Payload(72, 100_000)
 	t.Run("206 at the wrong offset", func(t *testing.T) {
 		// The first answer dies after 1000 bytes; the ranged retry gets a 206
 		// that starts at 0, not 1000: that must not be appended. The entry
@@ -616,7 +613,7 @@ func TestEngineNeverSplice(t *testing.T) {
 // retried as a network failure on every run.
 func TestResumeUnsendableValidatorStartsOver(t *testing.T) {
 	t.Parallel()
-	body := payload(12, 50_000)
+	body := testutil.Payload(12, 50_000)
 	s := downloadtest.New(t)
 	url := s.Add("/v", body)
 	h := newHarness(t)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
 func TestHostShardKey(t *testing.T) {
@@ -95,7 +96,7 @@ func TestEngineShardByHost(t *testing.T) {
 		want[hp] = fnvShard(hp, n) // the key of 127.0.0.1:PORT is itself
 		used[want[hp]] = true
 		for j := range perHost {
-			u := s.Add(fmt.Sprintf("/h%d/f%d", i, j), payload(uint64(100*i+j), 64+j))
+			u := s.Add(fmt.Sprintf("/h%d/f%d", i, j), testutil.Payload(uint64(100*i+j), 64+j))
 			if j == 1 { // other spellings of the same host
 				u = strings.Replace(u, "http://", "HTTP://user:pw@", 1)
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
 // inode returns the final file's inode and modification time.
@@ -32,7 +33,7 @@ func (h *harness) inode(name string) (uint64, time.Time) {
 func TestUpdateETag(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	v1, v2 := payload(30, 70_000), payload(31, 90_000)
+	v1, v2 := testutil.Payload(30, 70_000), testutil.Payload(31, 90_000)
 	// Three runs see v1 (the download, two questions); then the file changes.
 	u := s.Add("/f", v1, downloadtest.ETag("e1"), downloadtest.ChangeAfter(3, v2, "e2"))
 	h := newHarness(t)
@@ -41,7 +42,7 @@ func TestUpdateETag(t *testing.T) {
 		t.Fatalf("first run: %s %v", r.Status, r.Err)
 	}
 	ino, mt := h.inode(r.Name)
-	time.Sleep(10 * time.Millisecond) // a rewrite would show in the modification time
+	h.clockPast(mt) // a rewrite would show in the modification time
 	for i := range 2 {
 		r = h.run(download.Options{Update: true}, u).get(u)
 		if r.Status != download.StatusUnchanged || r.Size != int64(len(v1)) {
@@ -73,7 +74,7 @@ func TestUpdateETag(t *testing.T) {
 func TestUpdateLastModified(t *testing.T) {
 	t.Parallel()
 	mod := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	body := payload(32, 5000)
+	body := testutil.Payload(32, 5000)
 	s := downloadtest.New(t)
 	u := s.Add("/f", body, downloadtest.NoValidator(), downloadtest.LastModified(mod))
 	h := newHarness(t)
@@ -127,13 +128,13 @@ const http1Time = "Mon, 02 Jan 2006 15:04:05 GMT"
 // asks nothing. One that does not match fetches the file.
 func TestUpdatePinnedBySHA256(t *testing.T) {
 	t.Parallel()
-	body := payload(33, 4000)
+	body := testutil.Payload(33, 4000)
 	s := downloadtest.New(t)
 	u := s.Add("/f", body)
 	h := newHarness(t)
 	h.run(download.Options{}, u)
 	n := s.Requests("/f")
-	r := h.run(download.Options{Update: true}, u+" sha256="+sha256Hex(body)).get(u)
+	r := h.run(download.Options{Update: true}, u+" sha256="+testutil.SHA256Hex(body)).get(u)
 	if r.Status != download.StatusSkipped || s.Requests("/f") != n {
 		t.Errorf("pinned: %s after %d requests, want skipped without one", r.Status, s.Requests("/f")-n)
 	}
@@ -144,7 +145,7 @@ func TestUpdatePinnedBySHA256(t *testing.T) {
 // no conditional question) and replaces the old file only once it is whole.
 func TestUpdateInterrupted(t *testing.T) {
 	t.Parallel()
-	v1, v2 := payload(34, 50_000), payload(35, 400_000)
+	v1, v2 := testutil.Payload(34, 50_000), testutil.Payload(35, 400_000)
 	s := downloadtest.New(t)
 	// The first run gets v1; from the second request on v2, stalling after
 	// 300 kB once.
@@ -158,13 +159,7 @@ func TestUpdateInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	oc, wait := h.start(ctx, download.Options{Update: true, Timeout: time.Minute}, u)
-	deadline := time.Now().Add(5 * time.Second)
-	for oc.eng.Stats().Bytes.Load() < 300_000 {
-		if time.Now().After(deadline) {
-			t.Fatal("the new body did not arrive")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "the new body", func() bool { return oc.eng.Stats().Bytes.Load() >= 300_000 })
 	h.checkFile(r.Name, v1) // readable, whole, the old one, while the new one arrives
 	cancel()
 	wait()
@@ -200,7 +195,7 @@ func TestUpdateInterrupted(t *testing.T) {
 func TestDryRun(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	done, small, big, fresh := payload(40, 1000), payload(41, 1000), payload(42, 500_000), payload(43, 10)
+	done, small, big, fresh := testutil.Payload(40, 1000), testutil.Payload(41, 1000), testutil.Payload(42, 500_000), testutil.Payload(43, 10)
 	uDone := s.Add("/done", done)
 	uSmall := s.Add("/small", small)
 	uBig := s.Add("/big", big, downloadtest.Stall(200_000, time.Hour, 1))
@@ -213,7 +208,7 @@ func TestDryRun(t *testing.T) {
 	oc := h.run(download.Options{DryRun: true},
 		uDone,            // done
 		uSmall+" size=5", // on disk, another size
-		uSmall+" out=x sha256="+sha256Hex(small), // missing under that name
+		uSmall+" out=x sha256="+testutil.SHA256Hex(small), // missing under that name
 		uBig,   // partial
 		uFresh, // missing
 		uDone+" sha256="+strings.Repeat("0", 64)) // the hash differs
@@ -226,7 +221,7 @@ func TestDryRun(t *testing.T) {
 	want := map[string]string{ // URL+fields → plan: reason prefix
 		uDone:              "",
 		uSmall + " size=5": "replace: size differs: 1000 on disk, size= says 5",
-		uSmall + " out=x sha256=" + sha256Hex(small): "fetch: missing",
+		uSmall + " out=x sha256=" + testutil.SHA256Hex(small): "fetch: missing",
 		uBig:   "resume: partial at byte ",
 		uFresh: "fetch: missing",
 		uDone + " sha256=" + strings.Repeat("0", 64): "replace: sha256 differs",
@@ -274,7 +269,7 @@ func TestDryRun(t *testing.T) {
 // wrote, so the file is fetched again without asking, not kept on a 304.
 func TestUpdateFileChangedOnDisk(t *testing.T) {
 	t.Parallel()
-	body := payload(36, 100_000) // over 64 KiB: its length at the commit is recorded
+	body := testutil.Payload(36, 100_000) // over 64 KiB: its length at the commit is recorded
 	s := downloadtest.New(t)
 	u := s.Add("/f", body)
 	h := newHarness(t)
@@ -302,7 +297,7 @@ func TestUpdateFileChangedOnDisk(t *testing.T) {
 // never reported unchanged while nothing is at its name).
 func TestUpdateDecidesAgainAfterPause(t *testing.T) {
 	t.Parallel()
-	body := payload(37, 5000)
+	body := testutil.Payload(37, 5000)
 	s := downloadtest.New(t)
 	var n atomic.Int32
 	var final string
@@ -339,7 +334,7 @@ func TestUpdateDecidesAgainAfterPause(t *testing.T) {
 // its modification time is no longer the Last-Modified haul set.
 func TestUpdateSmallFileChangedOnDisk(t *testing.T) {
 	t.Parallel()
-	body := payload(38, 1000)
+	body := testutil.Payload(38, 1000)
 	s := downloadtest.New(t)
 	u := s.Add("/f", body, downloadtest.LastModified(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)))
 	h := newHarness(t)
@@ -354,4 +349,19 @@ func TestUpdateSmallFileChangedOnDisk(t *testing.T) {
 		t.Fatalf("-N over the rewritten file: %s %v", r.Status, r.Err)
 	}
 	h.checkFile(r.Name, body)
+}
+
+// clockPast waits until a file written now in the harness's directory gets a
+// modification time after mt: from then on a rewrite shows.
+func (h *harness) clockPast(mt time.Time) {
+	h.t.Helper()
+	probe := filepath.Join(h.dir, ".clock")
+	defer os.Remove(probe)
+	testutil.WaitFor(h.t, "the filesystem's clock to pass "+mt.String(), func() bool {
+		if err := os.WriteFile(probe, nil, 0o644); err != nil {
+			h.t.Fatal(err)
+		}
+		fi, err := os.Stat(probe)
+		return err == nil && fi.ModTime().After(mt)
+	})
 }

@@ -13,13 +13,14 @@ import (
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/checksums"
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
 func TestEngineVerify(t *testing.T) {
 	t.Parallel()
-	body := payload(8, 50_000)
-	sum := sha256Hex(body)
-	wrongSum := sha256Hex([]byte("something else"))
+	body := testutil.Payload(8, 50_000)
+	sum := testutil.SHA256Hex(body)
+	wrongSum := testutil.SHA256Hex([]byte("something else"))
 	tests := []struct {
 		name    string
 		fields  string // after the URL on the line
@@ -104,7 +105,7 @@ func TestEngineStoredAsServed(t *testing.T) {
 	// Content-Encoding: gzip is stored as the gzip bytes the server published,
 	// and the client does not ask for compression.
 	t.Parallel()
-	gz := payload(71, 5000) // stands for gzip data: it must not be touched
+	gz := testutil.Payload(71, 5000) // stands for gzip data: it must not be touched
 	s := downloadtest.New(t)
 	u := s.Add("/f.gz", gz, downloadtest.Header("Content-Encoding", "gzip"))
 	h := newHarness(t)
@@ -129,7 +130,7 @@ func TestEngineStoredAsServed(t *testing.T) {
 func TestEngineCloseDelimitedMarked(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	body := payload(14, 30_000)
+	body := testutil.Payload(14, 30_000)
 	closed := s.Handle("/closed", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conn, buf, err := http.NewResponseController(w).Hijack()
 		if err != nil {
@@ -184,22 +185,22 @@ func TestEngineCloseDelimitedMarked(t *testing.T) {
 func TestEngineChecksums(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	a, b, c := payload(20, 3000), payload(21, 3000), payload(22, 3000)
+	a, b, c := testutil.Payload(20, 3000), testutil.Payload(21, 3000), testutil.Payload(22, 3000)
 	ua := s.Add("/pub/a.bin", a)
 	ub := s.Add("/pub/b.bin", b)
 	uc := s.Add("/pub/sub/c.bin", c)
 	ud := s.Add("/other/a.bin", a)
-	list := sha256Hex(a) + "  a.bin\n" +
+	list := testutil.SHA256Hex(a) + "  a.bin\n" +
 		strings.Repeat("0", 64) + "  b.bin\n" + // wrong: the publisher's list says otherwise
-		sha256Hex(c) + " *./sub/c.bin\n"
+		testutil.SHA256Hex(c) + " *./sub/c.bin\n"
 	set, bad, err := checksums.Parse(strings.NewReader(list))
 	if err != nil || len(bad) > 0 {
 		t.Fatal(err, bad)
 	}
 	h := newHarness(t)
 	oc := h.run(download.Options{Jobs: 1, Checksums: set},
-		ua, ub, uc, ub+" out=b-own sha256="+sha256Hex(b), ud)
-	if r := oc.get(ua); r.Status != download.StatusOK || r.SHA256 != sha256Hex(a) {
+		ua, ub, uc, ub+" out=b-own sha256="+testutil.SHA256Hex(b), ud)
+	if r := oc.get(ua); r.Status != download.StatusOK || r.SHA256 != testutil.SHA256Hex(a) {
 		t.Errorf("a: %s %v sha %q", r.Status, r.Err, r.SHA256)
 	}
 	for _, r := range oc.all(ub) {
@@ -215,7 +216,7 @@ func TestEngineChecksums(t *testing.T) {
 			}
 		}
 	}
-	if r := oc.get(uc); r.Status != download.StatusOK || r.SHA256 != sha256Hex(c) {
+	if r := oc.get(uc); r.Status != download.StatusOK || r.SHA256 != testutil.SHA256Hex(c) {
 		t.Errorf("c: %s %v sha %q", r.Status, r.Err, r.SHA256)
 	}
 	if r := oc.get(ud); r.Status != download.StatusFailed || !errors.Is(r.Err, checksums.ErrAmbiguous) {

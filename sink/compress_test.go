@@ -4,26 +4,13 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
-)
 
-// body returns n bytes that compress somewhat (text-like) or not at all.
-func body(n int, compressible bool) []byte {
-	r := rand.New(rand.NewPCG(uint64(n), 1))
-	b := make([]byte, n)
-	for i := range b {
-		if compressible {
-			b[i] = "haul streams URLs to disk\n"[r.IntN(26)]
-		} else {
-			b[i] = byte(r.Uint32())
-		}
-	}
-	return b
-}
+	"github.com/haul/haul/internal/testutil"
+)
 
 // decompress decodes a final file with the standard tool when it is installed,
 // else with the sink's own reader.
@@ -67,8 +54,8 @@ func TestCompressedRoundTrip(t *testing.T) {
 		}{
 			{"Empty", nil},
 			{"Tiny", []byte("x")},
-			{"Large", body(300_000, true)}, // several frames: checkpoints every 64 KiB
-			{"Incompressible", body(200_000, false)},
+			{"Large", testutil.Text(1, 300_000)}, // several frames: checkpoints every 64 KiB
+			{"Incompressible", testutil.Payload(1, 200_000)},
 		} {
 			t.Run(codec+"/"+tc.name, func(t *testing.T) {
 				c, dir := newCompressed(t, codec)
@@ -101,7 +88,7 @@ func TestCompressedRoundTrip(t *testing.T) {
 // stop (Abort), and after a crash (the process dies after a checkpoint, leaving
 // a torn frame behind it).
 func TestCompressedResume(t *testing.T) {
-	full := body(400_000, true)
+	full := testutil.Text(1, 400_000)
 	for _, codec := range []string{Gzip, Zstd} {
 		for _, crash := range []bool{false, true} {
 			name := codec + "/Abort"
@@ -153,7 +140,7 @@ func TestCompressedResume(t *testing.T) {
 func TestCompressedRestart(t *testing.T) {
 	c, dir := newCompressed(t, Zstd)
 	w, _ := c.Create("f", "u")
-	w.Write(body(100_000, true))
+	w.Write(testutil.Text(1, 100_000))
 	w.Restart()
 	w.Write([]byte("fresh"))
 	if err := commit(t, w); err != nil {
@@ -172,7 +159,7 @@ func TestCompressedRestart(t *testing.T) {
 // resuming onto it (a corrupt final file) or handing the engine a Prefix it
 // cannot read (the same failure on every run).
 func TestCompressedCorruptPartialRestarts(t *testing.T) {
-	full := body(400_000, true)
+	full := testutil.Text(1, 400_000)
 	for _, codec := range []string{Gzip, Zstd} {
 		for _, damage := range []string{"Garbage", "TruncatedFrame", "ShortOfState"} {
 			t.Run(codec+"/"+damage, func(t *testing.T) {

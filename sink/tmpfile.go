@@ -11,7 +11,7 @@ import (
 // file instead of two (create NAME.part, rename it). The bare system calls for
 // 10,000 files of 4 KiB, 16 at a time, took 0.26-0.32 s as create+link against
 // 0.37-0.49 s as create+rename on this machine's ext4; in haul, with the HTTP
-// around them, the small-file workload runs 6-8 % faster (HAUL_NAMED_STAGING=1
+// around them, the small-file workload runs 6-8 % faster (haul --named-staging
 // compares).
 // Such a file is given its staging name NAME.part, locked, once it is known to
 // be bigger than unnamedMax (64 KiB: its announced length, or the bytes written),

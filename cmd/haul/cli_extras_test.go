@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/haul/haul/download/downloadtest"
 )
@@ -200,7 +199,7 @@ func tmuxShell(t *testing.T, env []string, argv ...string) (send func(keys ...st
 func waitScreen(t *testing.T, screen func() string, re string) string {
 	t.Helper()
 	var s string
-	if !waitFor(10*time.Second, func() bool { s = screen(); return regexp.MustCompile(re).MatchString(s) }) {
+	if !waitFor(t, func() bool { s = screen(); return regexp.MustCompile(re).MatchString(s) }) {
 		t.Fatalf("the screen never matched %s:\n%s", re, s)
 	}
 	return s

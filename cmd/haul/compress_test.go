@@ -19,6 +19,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
 // --compress gzip|zstd stores NAME.gz / NAME.zst holding the body; sha256= is of
@@ -26,7 +27,7 @@ import (
 func TestE2ECompress(t *testing.T) {
 	t.Parallel()
 	text := bytes.Repeat([]byte("haul streams URL lists to disk. "), 20000)
-	bs := map[string][]byte{"/c/text.txt": text, "/c/random.bin": body(2200, 100<<10), "/c/empty": nil, "/c/dropped.txt": text}
+	bs := map[string][]byte{"/c/text.txt": text, "/c/random.bin": testutil.Payload(2200, 100<<10), "/c/empty": nil, "/c/dropped.txt": text}
 	// Each subtest has its own server: the re-run counts its requests.
 	serve := func(t *testing.T) *downloadtest.Server {
 		s := downloadtest.New(t)
@@ -64,7 +65,7 @@ func TestE2ECompress(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "out")
 			man := filepath.Join(t.TempDir(), "m.jsonl")
 			list := writeList(t,
-				s.URL+"/c/text.txt sha256="+sha(text),
+				s.URL+"/c/text.txt sha256="+testutil.SHA256Hex(text),
 				s.URL+"/c/random.bin size="+fmt.Sprint(100<<10),
 				s.URL+"/c/empty",
 				s.URL+"/c/dropped.txt",
@@ -92,12 +93,12 @@ func TestE2ECompress(t *testing.T) {
 			for _, m := range readManifest(t, man) {
 				// out is the entry's name without the codec's extension, so that
 				// a manifest line fed back with the same --compress names the same
-				// file; the spec does not say which.
+				// file; either is accepted.
 				name := strings.TrimPrefix(m.URL, s.URL)
 				if m.Status != "ok" || (str(m.Out) != h+name && str(m.Out) != h+name+ext) {
 					t.Errorf("manifest for %s: status %s, out %s", m.URL, m.Status, str(m.Out))
 				}
-				if strings.HasSuffix(m.URL, "text.txt") && str(m.SHA256) != sha(text) {
+				if strings.HasSuffix(m.URL, "text.txt") && str(m.SHA256) != testutil.SHA256Hex(text) {
 					t.Errorf("manifest sha256 %s, want that of the uncompressed bytes", str(m.SHA256))
 				}
 			}
@@ -132,7 +133,7 @@ func TestE2ECompress(t *testing.T) {
 		t.Parallel()
 		s := serve(t)
 		dir := filepath.Join(t.TempDir(), "out")
-		r := runHaul(t, nil, "-d", dir, "--compress", "gzip", s.URL+"/c/text.txt sha256="+sha(nil))
+		r := runHaul(t, nil, "-d", dir, "--compress", "gzip", s.URL+"/c/text.txt sha256="+testutil.SHA256Hex(nil))
 		wantCode(t, r, 1)
 		checkFiles(t, dir, map[string][]byte{})
 	})
@@ -153,7 +154,7 @@ func TestE2EContentEncoding(t *testing.T) {
 	t.Run("--compressed", func(t *testing.T) {
 		t.Parallel()
 		dir := filepath.Join(t.TempDir(), "out")
-		r := runHaul(t, nil, "-d", dir, "--compressed", u+" sha256="+sha(plain))
+		r := runHaul(t, nil, "-d", dir, "--compressed", u+" sha256="+testutil.SHA256Hex(plain))
 		wantCode(t, r, 0)
 		checkFiles(t, dir, map[string][]byte{hostDir(s) + "/e/page.txt": plain})
 		log := s.Log("/e/page.txt")
@@ -180,19 +181,25 @@ func TestE2EContentEncoding(t *testing.T) {
 func TestE2ECompressInterrupted(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	b := body(2300, 512<<10)
+	b := testutil.Payload(2300, 512<<10)
 	u := s.Add("/ci.bin", b, downloadtest.Stall(128<<10, time.Minute, 1))
 	dir := filepath.Join(t.TempDir(), "out")
 	cmd, _, stderr := haulCmd(t.Context(), nil, "-d", dir, "--compress", "zstd", u)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(15*time.Second, func() bool { return s.BodyBytes() >= 128<<10 }) {
+	if !waitFor(t, func() bool { return s.BodyBytes() >= 128<<10 }) {
 		cmd.Process.Kill()
 		cmd.Wait()
 		t.Fatalf("no progress:\n%s", stderr)
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Some of it is stored: the re-run has a compressed staging file to go on from.
+	part := filepath.Join(dir, hostDir(s), "ci.bin.zst.part")
+	if !waitFor(t, func() bool { return fileSize(part) > 0 }) {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("nothing stored:\n%s", stderr)
+	}
 	cmd.Process.Signal(os.Interrupt)
 	cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != 130 {

@@ -6,7 +6,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
 // mountTmpfs mounts a tmpfs with the given options on a new directory, or skips
@@ -88,7 +88,7 @@ func TestE2EDiskFull(t *testing.T) {
 	var urls []string
 	for i := range 40 {
 		p := fmt.Sprintf("/full/%d.bin", i)
-		b := body(uint64(2100+i), 300<<10)
+		b := testutil.Payload(uint64(2100+i), 300<<10)
 		urls = append(urls, s.Add(p, b))
 		want[hostDir(s)+p] = b
 	}
@@ -150,7 +150,7 @@ func TestE2EPermissionDenied(t *testing.T) {
 	}
 	run := func(args ...string) result {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
+		ctx, cancel := haulContext(t)
 		defer cancel()
 		cmd, stdout, stderr := haulCmd(ctx, nil, args...)
 		if os.Geteuid() == 0 {

@@ -10,19 +10,17 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
 // haulBin is the path of the haul binary built by TestMain.
@@ -50,6 +49,11 @@ type buildHaul struct{ m *testing.M }
 func (b buildHaul) Run() int { return testMain(b.m) }
 
 func testMain(m *testing.M) int {
+	if slices.ContainsFunc(os.Args, func(a string) bool { return strings.HasPrefix(a, "-test.fuzzworker") }) {
+		// A fuzzing worker runs only the fuzz target, over and over in
+		// processes of its own: no binary to build.
+		return m.Run()
+	}
 	dir, err := os.MkdirTemp("", "haul-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
@@ -86,8 +90,13 @@ func clip(s string) string {
 	return s
 }
 
-// runHaulTimeout bounds every haul run: a hang is a test failure, not a stuck suite.
-const runHaulTimeout = 60 * time.Second
+// haulContext is the context a haul process of t runs under. It ends with the
+// test's patience (testutil.Patience: a little before go test's -timeout), so
+// that a hung process is a test failure with its output, not a stuck suite,
+// and a slow machine is not one.
+func haulContext(t *testing.T) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), testutil.Patience(t))
+}
 
 // haulCmd returns an unstarted haul command with args; stdin may be nil
 // (/dev/null, which is not a terminal).
@@ -125,7 +134,7 @@ func runHaul(t *testing.T, stdin io.Reader, args ...string) result {
 // environment) added to haul's environment.
 func runHaulEnv(t *testing.T, env []string, stdin io.Reader, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
+	ctx, cancel := haulContext(t)
 	defer cancel()
 	cmd, stdout, stderr := haulCmd(ctx, stdin, args...)
 	if env != nil {
@@ -145,7 +154,7 @@ func runCmd(t *testing.T, ctx context.Context, cmd *exec.Cmd, stdout, stderr *by
 	var ee *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
-		t.Errorf("haul %q did not finish within %v: %v\n%v", args, runHaulTimeout, err, r)
+		t.Errorf("haul %q did not finish in the test's time: %v\n%v", args, err, r)
 		r.code = -1
 	case err == nil, errors.As(err, &ee):
 		r.code = cmd.ProcessState.ExitCode()
@@ -162,17 +171,6 @@ func wantCode(t *testing.T, r result, code int) {
 	if r.code != code {
 		t.Fatalf("exit code %d, want %d\n%v", r.code, code, r)
 	}
-}
-
-// body returns n deterministic pseudo-random bytes for seed.
-func body(seed uint64, n int) []byte {
-	var key [32]byte
-	for i := range 8 {
-		key[i] = byte(seed >> (8 * i))
-	}
-	b := make([]byte, n)
-	rand.NewChaCha8(key).Read(b)
-	return b
 }
 
 // hostDir is the tree layout's directory for s: "127.0.0.1_PORT".
@@ -341,10 +339,10 @@ func str(p *string) string {
 	return *p
 }
 
-// waitFor polls cond every 10ms until it holds or d passes; it reports whether
-// cond held.
-func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
+// waitFor polls cond every 10ms until it holds or the test's patience
+// (testutil.Patience) runs out; it reports whether cond held.
+func waitFor(t *testing.T, cond func() bool) bool {
+	deadline := time.Now().Add(testutil.Patience(t))
 	for {
 		if cond() {
 			return true
@@ -354,11 +352,6 @@ func waitFor(d time.Duration, cond func() bool) bool {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func sha(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }
 
 func lastLine(s string) string {
@@ -389,4 +382,23 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 	}
 	t.Cleanup(func() { m.Close(); sl.Close() })
 	return m, sl
+}
+
+// syncBuffer is a bytes.Buffer that a process's output may be written to while
+// the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

@@ -48,6 +48,8 @@ type options struct {
 	force          bool
 	hashAll        bool
 	noSync         bool
+	checkpoint     int64  // --checkpoint
+	namedStaging   bool   // --named-staging
 	compress       string // "", gzip, zstd
 	compressLevel  int
 	decode         bool // --compressed
@@ -122,6 +124,8 @@ func flags() []cli.Flag {
 		&cli.BoolFlag{Name: "force", Usage: "download even what is already on disk"},
 		&cli.BoolFlag{Name: "sha256", Usage: "compute the SHA-256 of every file (for the manifest)"},
 		&cli.BoolFlag{Name: "no-sync", Usage: "do not flush files to stable storage before renaming (faster, not power-loss safe)"},
+		&cli.StringFlag{Name: "checkpoint", Value: "32M", Usage: "record a partial file's progress durably every `SIZE` of body (K/M/G, at least 4K): after a crash at most that much is fetched again"},
+		&cli.BoolFlag{Name: "named-staging", Usage: "stage every new file as NAME.part from its start, never unnamed (slower by a few percent on small files; for comparisons)"},
 		&cli.StringFlag{Name: "compress", Usage: "store each file compressed: gzip (NAME.gz) or zstd (NAME.zst)"},
 		&cli.IntFlag{Name: "compress-level", Usage: "compression level (gzip 1-9, zstd 1-22; default 6 / 3)"},
 		&cli.BoolFlag{Name: "compressed", Usage: "ask servers for zstd/gzip transfer encoding and store the decoded bytes"},
@@ -141,7 +145,7 @@ func parseOptions(c *cli.Context) (*options, error) {
 		split:   c.Int("split"),
 		timeout: c.Duration("timeout"), connectTimeout: c.Duration("connect-timeout"),
 		manifest: c.String("manifest"), quiet: c.Bool("quiet"), force: c.Bool("force"),
-		hashAll: c.Bool("sha256"), noSync: c.Bool("no-sync"),
+		hashAll: c.Bool("sha256"), noSync: c.Bool("no-sync"), namedStaging: c.Bool("named-staging"),
 		compress: c.String("compress"), compressLevel: c.Int("compress-level"), decode: c.Bool("compressed"),
 		cacert: c.String("cacert"), insecure: c.Bool("insecure"), http11: c.Bool("http1.1"),
 	}
@@ -203,7 +207,10 @@ func parseOptions(c *cli.Context) (*options, error) {
 	if o.limitRate, err = parseRate(c.String("limit-rate")); err != nil {
 		return nil, err
 	}
-	if o.minSplit, err = parseSize(c.String("min-split-size")); err != nil {
+	if o.minSplit, err = parseSize("min-split-size", c.String("min-split-size"), 1<<10); err != nil {
+		return nil, err
+	}
+	if o.checkpoint, err = parseSize("checkpoint", c.String("checkpoint"), 4<<10); err != nil {
 		return nil, err
 	}
 	if o.shardK, o.shardN, o.shardFrom, err = parseShard(c.String("shard"), os.LookupEnv); err != nil {
@@ -268,12 +275,12 @@ func parseRate(s string) (int64, error) {
 	return int64(v * mult), nil
 }
 
-// parseSize parses --min-split-size: bytes with an optional K, M or G suffix
-// (powers of 1024), at least 1K.
-func parseSize(s string) (int64, error) {
+// parseSize parses the SIZE of --flag: bytes with an optional K, M or G suffix
+// (powers of 1024), at least least (a whole number of K).
+func parseSize(flag, s string, least int64) (int64, error) {
 	n, err := parseRate(s)
-	if err != nil || n < 1<<10 {
-		return 0, fmt.Errorf("--min-split-size %q: want a size like 1M or 16M (at least 1K)", s)
+	if err != nil || n < least {
+		return 0, fmt.Errorf("--%s %q: want a size like 1M or 16M (at least %dK)", flag, s, least>>10)
 	}
 	return n, nil
 }

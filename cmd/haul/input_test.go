@@ -6,7 +6,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
@@ -20,9 +19,10 @@ import (
 	"time"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
-// 2. The list comes from a pipe on stdin (no -i), -i -, -i FILE or arguments,
+// The list comes from a pipe on stdin (no -i), -i -, -i FILE or arguments,
 // and is streamed: the first entry is downloaded before the list ends.
 func TestE2EInputSources(t *testing.T) {
 	t.Parallel()
@@ -31,7 +31,7 @@ func TestE2EInputSources(t *testing.T) {
 		want = map[string][]byte{}
 		for i := range 3 {
 			p := fmt.Sprintf("/src/%d.txt", i)
-			b := body(uint64(100+i), 1000+i)
+			b := testutil.Payload(uint64(100+i), 1000+i)
 			urls = append(urls, s.Add(p, b))
 			want[hostDir(s)+p] = b
 		}
@@ -89,7 +89,7 @@ func TestE2EInputSources(t *testing.T) {
 		cmd, w, stderr := startPiped(t, "-d", dir)
 		fmt.Fprintln(w, urls[0])
 		first := filepath.Join(dir, hostDir(s), "src", "0.txt")
-		if !waitFor(10*time.Second, func() bool { _, err := os.Stat(first); return err == nil }) {
+		if !waitFor(t, func() bool { _, err := os.Stat(first); return err == nil }) {
 			t.Errorf("the first entry was not downloaded while the list was still open")
 		}
 		fmt.Fprintln(w, urls[1])
@@ -102,7 +102,7 @@ func TestE2EInputSources(t *testing.T) {
 	})
 }
 
-// 3. Comments, blank lines, JSON lines, key=value fields, tabs, CRLF and a last
+// Comments, blank lines, JSON lines, key=value fields, tabs, CRLF and a last
 // line without a newline are all honoured.
 func TestE2EInputFormats(t *testing.T) {
 	t.Parallel()
@@ -111,7 +111,7 @@ func TestE2EInputFormats(t *testing.T) {
 	b := make([][]byte, 10)
 	u := make([]string, 10)
 	for i := range b {
-		b[i] = body(uint64(200+i), 500+i*10)
+		b[i] = testutil.Payload(uint64(200+i), 500+i*10)
 		u[i] = s.Add(fmt.Sprintf("/fmt/%d.dat", i), b[i])
 	}
 	jsonLine := func(m map[string]any) string {
@@ -128,9 +128,9 @@ func TestE2EInputFormats(t *testing.T) {
 		"  \t ",
 		u[1],
 		u[2] + " out=custom/dir/name.bin",
-		u[3] + " sha256=" + strings.ToUpper(sha(b[3])) + " size=" + fmt.Sprint(len(b[3])),
+		u[3] + " sha256=" + strings.ToUpper(testutil.SHA256Hex(b[3])) + " size=" + fmt.Sprint(len(b[3])),
 		jsonLine(map[string]any{"url": u[4], "out": "json/out.bin"}),
-		jsonLine(map[string]any{"url": u[5], "sha256": sha(b[5]), "size": len(b[5]), "extra": []int{1, 2}, "out": nil}),
+		jsonLine(map[string]any{"url": u[5], "sha256": testutil.SHA256Hex(b[5]), "size": len(b[5]), "extra": []int{1, 2}, "out": nil}),
 		"  " + u[6] + " \t out=./tabbed//x/../t.bin  ",
 		u[7] + "\r",
 		// A manifest line is an input line: null and "" count as absent.
@@ -165,8 +165,8 @@ func TestE2EInputFormats(t *testing.T) {
 		t.Errorf("manifest has %d entries, want 9", len(ms))
 	}
 	for _, i := range []int{3, 5} {
-		if m := ms[u[i]]; str(m.SHA256) != sha(b[i]) {
-			t.Errorf("manifest sha256 for a line with sha256= is %s, want %s", str(m.SHA256), sha(b[i]))
+		if m := ms[u[i]]; str(m.SHA256) != testutil.SHA256Hex(b[i]) {
+			t.Errorf("manifest sha256 for a line with sha256= is %s, want %s", str(m.SHA256), testutil.SHA256Hex(b[i]))
 		}
 	}
 	if m := ms[u[1]]; m.SHA256 != nil {
@@ -179,14 +179,14 @@ func TestE2EInputFormats(t *testing.T) {
 		r := runHaul(t, nil, "-d", dir, "--sha256", "--manifest", "-", u[1])
 		wantCode(t, r, 0)
 		ms := parseManifest(t, r.stdout)
-		if len(ms) != 1 || str(ms[0].SHA256) != sha(b[1]) {
+		if len(ms) != 1 || str(ms[0].SHA256) != testutil.SHA256Hex(b[1]) {
 			t.Errorf("--sha256 manifest: %s", r.stdout)
 		}
 	})
 	t.Run("sha256 mismatch", func(t *testing.T) {
 		t.Parallel()
 		dir := filepath.Join(t.TempDir(), "out")
-		r := runHaul(t, nil, "-d", dir, u[1]+" sha256="+sha(b[2]))
+		r := runHaul(t, nil, "-d", dir, u[1]+" sha256="+testutil.SHA256Hex(b[2]))
 		wantCode(t, r, 1)
 		if !strings.Contains(r.stderr, "sha256") || !strings.Contains(r.stderr, u[1]) {
 			t.Errorf("stderr does not explain the sha256 mismatch:\n%s", r.stderr)
@@ -205,7 +205,7 @@ func TestE2EInputFormats(t *testing.T) {
 	})
 }
 
-// 4. Every kind of bad line is reported as "haul: input line N: reason" with the
+// Every kind of bad line is reported as "haul: input line N: reason" with the
 // right N and listed in the manifest as invalid; the good lines still run; exit 1.
 func TestE2EBadLines(t *testing.T) {
 	t.Parallel()
@@ -213,7 +213,7 @@ func TestE2EBadLines(t *testing.T) {
 	h := hostDir(s)
 	good := map[string][]byte{}
 	add := func(p string) string {
-		b := body(uint64(len(good)+300), 700)
+		b := testutil.Payload(uint64(len(good)+300), 700)
 		good[h+p] = b
 		return s.Add(p, b)
 	}
@@ -327,7 +327,7 @@ func TestE2EBadLines(t *testing.T) {
 	}
 }
 
-// 10. --shard K/N over one list: every URL fetched exactly once across the shards,
+// --shard K/N over one list: every URL fetched exactly once across the shards,
 // which split it by FNV-1a 64 of the URL; every shard reports the bad lines.
 func TestE2EShards(t *testing.T) {
 	t.Parallel()
@@ -337,7 +337,7 @@ func TestE2EShards(t *testing.T) {
 	want := map[string][]byte{}
 	for i := range n {
 		p := fmt.Sprintf("/shard/%03d.txt", i)
-		b := body(uint64(1000+i), 64+i)
+		b := testutil.Payload(uint64(1000+i), 64+i)
 		lines = append(lines, s.Add(p, b))
 		want[hostDir(s)+p] = b
 		if i == 150 {
@@ -425,7 +425,7 @@ func TestE2EManifestIsTheInput(t *testing.T) {
 func TestE2EMemoryBound(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	small, big := body(1980, 1<<20), body(1981, 48<<20)
+	small, big := testutil.Payload(1980, 1<<20), testutil.Payload(1981, 48<<20)
 	us := s.Add("/small.bin", small)
 	// The stall near the end gives the sampler a look at the process late in the run.
 	ub := s.Add("/big.bin", big, downloadtest.Stall(int64(len(big)-1000), 200*time.Millisecond, 1))
@@ -480,7 +480,7 @@ func TestE2EStdinTerminal(t *testing.T) {
 	t.Parallel()
 	_, tty := openPTY(t)
 	dir := filepath.Join(t.TempDir(), "out")
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := haulContext(t)
 	defer cancel()
 	cmd, stdout, stderr := haulCmd(ctx, nil, "-d", dir)
 	cmd.Stdin = tty
@@ -502,7 +502,7 @@ func TestE2EStdinTerminal(t *testing.T) {
 func TestE2ELineLengthBoundary(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	u := s.Add("/len", body(2400, 10))
+	u := s.Add("/len", testutil.Payload(2400, 10))
 	line := func(n int, c string) string { // a line of n bytes
 		prefix := u + "?q="
 		return prefix + strings.Repeat(c, n-len(prefix))
@@ -550,7 +550,7 @@ func TestE2ELineLengthBoundary(t *testing.T) {
 func TestE2ELongURL(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	b := body(2401, 1000)
+	b := testutil.Payload(2401, 1000)
 	short := s.Add("/short", b)
 	var urls []string
 	for _, n := range []int{2000, 4100, 8000, 60000} {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
 func hexSum(b []byte) string {
@@ -29,12 +30,12 @@ func TestE2EMirrorRefreshAndVerify(t *testing.T) {
 	sums := ""
 	bodies := map[string][]byte{}
 	for i := range 4 {
-		b := body(uint64(100+i), 2000+i)
+		b := testutil.Payload(uint64(100+i), 2000+i)
 		name := fmt.Sprintf("pub/f%d.bin", i)
 		opts := []downloadtest.FileOption{downloadtest.ETag(fmt.Sprintf("v%d", i))}
 		if i == 3 {
 			// Changes once the first two runs have seen it.
-			opts = append(opts, downloadtest.ChangeAfter(2, body(200, 3000), "v3b"))
+			opts = append(opts, downloadtest.ChangeAfter(2, testutil.Payload(200, 3000), "v3b"))
 		}
 		lines = append(lines, s.Add("/"+name, b, opts...))
 		bodies[name] = b
@@ -100,7 +101,7 @@ func TestE2EMirrorRefreshAndVerify(t *testing.T) {
 func TestE2EChecksumsAmbiguousAndErrors(t *testing.T) {
 	t.Parallel()
 	a, b := downloadtest.New(t), downloadtest.New(t)
-	ba, bb := body(1, 100), body(2, 100)
+	ba, bb := testutil.Payload(1, 100), testutil.Payload(2, 100)
 	ua, ub := a.Add("/x.iso", ba), b.Add("/x.iso", bb)
 	sums := filepath.Join(t.TempDir(), "SHA256SUMS")
 	if err := os.WriteFile(sums, []byte(hexSum(ba)+"  x.iso\nMD5 (y) = 00\n"), 0o644); err != nil {
@@ -133,11 +134,11 @@ func TestE2ERecursive(t *testing.T) {
 	t.Parallel()
 	root := t.TempDir()
 	tree := map[string][]byte{
-		"pub/a.iso":          body(400, 3000),
-		"pub/notes.txt":      body(401, 100),
-		"pub/sub/b.iso":      body(402, 2000),
-		"pub/sub/deep/c.txt": body(403, 50),
-		"other/secret.iso":   body(404, 10),
+		"pub/a.iso":          testutil.Payload(400, 3000),
+		"pub/notes.txt":      testutil.Payload(401, 100),
+		"pub/sub/b.iso":      testutil.Payload(402, 2000),
+		"pub/sub/deep/c.txt": testutil.Payload(403, 50),
+		"other/secret.iso":   testutil.Payload(404, 10),
 	}
 	for name, b := range tree {
 		p := filepath.Join(root, filepath.FromSlash(name))
@@ -193,7 +194,7 @@ func TestE2ERecursive(t *testing.T) {
 func TestE2EChecksumsUncovered(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	covered, other := body(500, 100), body(501, 100)
+	covered, other := testutil.Payload(500, 100), testutil.Payload(501, 100)
 	u1, u2 := s.Add("/d/a:b.log", covered), s.Add("/d/other.bin", other)
 	sums := filepath.Join(t.TempDir(), "SHA256SUMS")
 	if err := os.WriteFile(sums, []byte(hexSum(covered)+"  a:b.log\n"), 0o644); err != nil {

@@ -16,9 +16,10 @@ import (
 	"time"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
-// 5. No name ever escapes --dir: "..", encoded "%2e%2e", encoded slashes,
+// No name ever escapes --dir: "..", encoded "%2e%2e", encoded slashes,
 // out=../x, out=/abs, and symbolic links planted in the output directory.
 func TestE2ETraversal(t *testing.T) {
 	t.Parallel()
@@ -51,7 +52,7 @@ func TestE2ETraversal(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bx := [...][]byte{body(1, 100), body(2, 200), body(3, 300), body(4, 400)}
+	bx := [...][]byte{testutil.Payload(1, 100), testutil.Payload(2, 200), testutil.Payload(3, 300), testutil.Payload(4, 400)}
 	s.Add("/../../x1", bx[0])
 	s.Add("/../../x2", bx[1])
 	s.Add("/a/../../x3", bx[2])
@@ -131,12 +132,12 @@ func TestE2ETraversal(t *testing.T) {
 	})
 }
 
-// 6. Two URLs that would write one file: the second fails with a clear error and
+// Two URLs that would write one file: the second fails with a clear error and
 // the first stays intact. The same URL twice is fetched once.
 func TestE2ECollisions(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	ba, bb := body(61, 3000), body(62, 4000)
+	ba, bb := testutil.Payload(61, 3000), testutil.Payload(62, 4000)
 	ua, ub := s.Add("/a/same.bin", ba), s.Add("/b/same.bin", bb)
 
 	t.Run("flat, one run", func(t *testing.T) {
@@ -187,7 +188,7 @@ func TestE2ECollisions(t *testing.T) {
 	t.Run("same URL listed three times", func(t *testing.T) {
 		t.Parallel()
 		s := downloadtest.New(t)
-		b := body(63, 100<<10)
+		b := testutil.Payload(63, 100<<10)
 		u := s.Add("/dup.bin", b, downloadtest.Delay(100*time.Millisecond))
 		dir := filepath.Join(t.TempDir(), "out")
 		man := filepath.Join(t.TempDir(), "m.jsonl")
@@ -211,7 +212,7 @@ func TestE2ECollisions(t *testing.T) {
 	t.Run("same URL twice with --force", func(t *testing.T) {
 		t.Parallel()
 		s := downloadtest.New(t)
-		b := body(64, 1000)
+		b := testutil.Payload(64, 1000)
 		u := s.Add("/dup.bin", b)
 		dir := filepath.Join(t.TempDir(), "out")
 		wantCode(t, runHaul(t, nil, "-d", dir, u), 0)
@@ -234,7 +235,7 @@ func TestE2ENaming(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
 	h := hostDir(s)
-	bs := [...][]byte{body(1401, 10), body(1402, 20), body(1403, 30), body(1404, 40), body(1405, 50), body(1406, 60)}
+	bs := [...][]byte{testutil.Payload(1401, 10), testutil.Payload(1402, 20), testutil.Payload(1403, 30), testutil.Payload(1404, 40), testutil.Payload(1405, 50), testutil.Payload(1406, 60)}
 	long := strings.Repeat("n", 300) + ".txt"
 	urls := []string{
 		s.Add("/", bs[0]),
@@ -274,7 +275,7 @@ func TestE2ENaming(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "out")
 		r := runHaul(t, nil, "-d", dir, "--layout", "hash", "--manifest", "-", urls[5], urls[2])
 		wantCode(t, r, 0)
-		h5, h2 := sha([]byte(urls[5])), sha([]byte(urls[2]))
+		h5, h2 := testutil.SHA256Hex([]byte(urls[5])), testutil.SHA256Hex([]byte(urls[2]))
 		want := map[string][]byte{
 			h5[:2] + "/" + h5[2:4] + "/" + h5 + ".gz":  bs[5],
 			h2[:2] + "/" + h2[2:4] + "/" + h2 + ".php": bs[2],
@@ -301,7 +302,7 @@ func TestE2ENaming(t *testing.T) {
 		t.Parallel()
 		s := downloadtest.New(t)
 		h := hostDir(s)
-		a, apart, b, bpart := body(1411, 3000), body(1412, 3100), body(1413, 3200), body(1414, 3300)
+		a, apart, b, bpart := testutil.Payload(1411, 3000), testutil.Payload(1412, 3100), testutil.Payload(1413, 3200), testutil.Payload(1414, 3300)
 		ua, uapart := s.Add("/a", a), s.Add("/a.part", apart)
 		ub, ubpart := s.Add("/b", b), s.Add("/b.part", bpart)
 		dir := filepath.Join(t.TempDir(), "out")
@@ -320,7 +321,7 @@ func TestE2ENaming(t *testing.T) {
 func TestE2EFileDirectoryConflict(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	ba, bb := body(1960, 100), body(1961, 200)
+	ba, bb := testutil.Payload(1960, 100), testutil.Payload(1961, 200)
 	ua, ub := s.Add("/a", ba), s.Add("/a/b", bb)
 	for _, tc := range []struct {
 		name          string

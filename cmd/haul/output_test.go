@@ -7,7 +7,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -21,9 +20,10 @@ import (
 	"time"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
-// 12. Usage errors exit 2 and touch nothing; an output directory that cannot be
+// Usage errors exit 2 and touch nothing; an output directory that cannot be
 // created exits 3 with a clear message.
 func TestE2EUsageErrors(t *testing.T) {
 	t.Parallel()
@@ -103,12 +103,12 @@ func TestE2EUsageErrors(t *testing.T) {
 	})
 }
 
-// 13. -q prints nothing on success; without it a non-terminal stderr gets plain
+// -q prints nothing on success; without it a non-terminal stderr gets plain
 // lines (no bar, no escape codes) and a summary; --manifest - keeps stdout pure JSON.
 func TestE2EReporting(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	b1, b2 := body(1301, 3000), body(1302, 4000)
+	b1, b2 := testutil.Payload(1301, 3000), testutil.Payload(1302, 4000)
 	u1, u2 := s.Add("/r/1.bin", b1), s.Add("/r/2.bin", b2)
 	missing := s.URL + "/r/missing.bin"
 	t.Run("quiet success", func(t *testing.T) {
@@ -168,11 +168,11 @@ func TestE2EReporting(t *testing.T) {
 func TestE2EManifestAsInput(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	b1, b2, b3 := body(1501, 100), body(1502, 200), body(1503, 300)
+	b1, b2, b3 := testutil.Payload(1501, 100), testutil.Payload(1502, 200), testutil.Payload(1503, 300)
 	u1 := s.Add("/m/1.bin", b1)
 	u2 := s.URL + "/m/2.bin" // 404 at first
 	u3 := s.Add("/m/3.bin", b3)
-	want3 := sha(body(1504, 300)) // the publisher's hash: what is served is wrong
+	want3 := testutil.SHA256Hex(testutil.Payload(1504, 300)) // the publisher's hash: what is served is wrong
 	dir := filepath.Join(t.TempDir(), "out")
 	man := filepath.Join(t.TempDir(), "m.jsonl")
 	list := writeList(t, u1, u2, u3+" sha256="+want3+" size=300")
@@ -194,7 +194,7 @@ func TestE2EManifestAsInput(t *testing.T) {
 	// A failed line carries what was expected, never what came: fed back, it
 	// checks the same.
 	for _, l := range failed {
-		if strings.Contains(l, u3) && (!strings.Contains(l, `"sha256":"`+want3+`"`) || strings.Contains(l, `"sha256":"`+sha(b3))) {
+		if strings.Contains(l, u3) && (!strings.Contains(l, `"sha256":"`+want3+`"`) || strings.Contains(l, `"sha256":"`+testutil.SHA256Hex(b3))) {
 			t.Errorf("failed line does not carry the expected hash %s:\n%s", want3, l)
 		}
 	}
@@ -221,7 +221,7 @@ func TestE2EProgressBarOnTerminal(t *testing.T) {
 	var urls []string
 	for i := range 20 {
 		p := fmt.Sprintf("/bar/%d.bin", i)
-		b := body(uint64(2000+i), 50<<10)
+		b := testutil.Payload(uint64(2000+i), 50<<10)
 		urls = append(urls, s.Add(p, b, downloadtest.Delay(time.Duration(i)*10*time.Millisecond)))
 		want[hostDir(s)+p] = b
 	}
@@ -270,14 +270,21 @@ func TestE2EManifestReaderGone(t *testing.T) {
 	s := downloadtest.New(t)
 	var urls []string
 	bodies := map[string][]byte{}
+	// All files but the first are held until the reader has left: the run
+	// cannot be over before.
+	gone := make(chan struct{})
 	for i := range 40 {
 		b := []byte(strings.Repeat(fmt.Sprint(i), 1000))
-		u := s.Add(fmt.Sprintf("/p/%02d", i), b, downloadtest.Delay(20*time.Millisecond))
+		p := fmt.Sprintf("/p/%02d", i)
+		u := s.Add(p, b)
+		if i > 0 {
+			u = s.Handle(p, heldUntil(gone, b))
+		}
 		urls = append(urls, u)
 		bodies[fmt.Sprintf("%02d", i)] = b
 	}
 	out := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
+	ctx, cancel := haulContext(t)
 	defer cancel()
 	cmd, _, stderr := haulCmd(ctx, nil, append([]string{"-q", "-j", "2", "--manifest", "-", "-d", out}, urls...)...)
 	pr, pw, err := os.Pipe()
@@ -294,6 +301,7 @@ func TestE2EManifestReaderGone(t *testing.T) {
 		t.Fatalf("first manifest line %q, %v", line, err)
 	}
 	pr.Close() // as head -1 does
+	close(gone)
 	err = cmd.Wait()
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {

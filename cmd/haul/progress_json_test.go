@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
 // progressKeys are the keys of every progress object; the final one adds
@@ -73,7 +74,7 @@ func TestE2EProgressJSON(t *testing.T) {
 	var total int64
 	const n = 40
 	for i := range n {
-		b := body(uint64(3000+i), 20<<10)
+		b := testutil.Payload(uint64(3000+i), 20<<10)
 		total += int64(len(b))
 		// 40 files at 2 at a time, 50 ms each: about a second, ten intervals.
 		lines = append(lines, s.Add(fmt.Sprintf("/p/%02d", i), b, downloadtest.Delay(50*time.Millisecond)))
@@ -181,7 +182,7 @@ func TestE2EProgressPlain(t *testing.T) {
 	s := downloadtest.New(t)
 	var lines []string
 	for i := range 30 {
-		lines = append(lines, s.Add(fmt.Sprintf("/q/%02d", i), body(uint64(3100+i), 10<<10), downloadtest.Delay(50*time.Millisecond)))
+		lines = append(lines, s.Add(fmt.Sprintf("/q/%02d", i), testutil.Payload(uint64(3100+i), 10<<10), downloadtest.Delay(50*time.Millisecond)))
 	}
 	lines = append(lines, "not a url")
 	r := runHaul(t, nil, "-i", writeList(t, lines...), "-d", filepath.Join(t.TempDir(), "out"), "-j", "2",

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
 // A real terminal: under tmux, a run of 2,000 files draws a progress bar that
@@ -23,7 +24,7 @@ func TestE2EProgressBarTmux(t *testing.T) {
 	var lines []string
 	for i := range n {
 		// 2,000 x 15 ms at -j 16: about two seconds.
-		lines = append(lines, s.Add(fmt.Sprintf("/tty/%04d.bin", i), body(uint64(i), 512), downloadtest.Delay(15*time.Millisecond)))
+		lines = append(lines, s.Add(fmt.Sprintf("/tty/%04d.bin", i), testutil.Payload(uint64(i), 512), downloadtest.Delay(15*time.Millisecond)))
 		if i == n/2 {
 			lines = append(lines, s.Add("/tty/gone", nil, downloadtest.Status(404, downloadtest.Always)))
 		}
@@ -47,8 +48,9 @@ func TestE2EProgressBarTmux(t *testing.T) {
 		return done, shown
 	}
 	first, shown1 := look()
-	time.Sleep(700 * time.Millisecond)
-	second, shown2 := look()
+	var second int
+	var shown2 string
+	waitFor(t, func() bool { second, shown2 = look(); return second != first })
 	if first >= n || second <= first {
 		t.Errorf("the bar did not move during the run: %d, then %d files\n%s\n%s", first, second, shown1, shown2)
 	}

@@ -15,9 +15,10 @@ import (
 	"time"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
-// 1. A thousand files arrive byte-identical with -j 16; the manifest has one
+// A thousand files arrive byte-identical with -j 16; the manifest has one
 // valid line per entry; a second run skips them all without a single request.
 func TestE2EThousandFiles(t *testing.T) {
 	t.Parallel()
@@ -28,7 +29,7 @@ func TestE2EThousandFiles(t *testing.T) {
 	paths := map[string]string{} // URL -> served path
 	for i := range n {
 		p := fmt.Sprintf("/d%02d/f%04d.bin", i%25, i)
-		b := body(uint64(i), i*977%6000) // 0 to 6000 bytes, the first one empty
+		b := testutil.Payload(uint64(i), i*977%6000) // 0 to 6000 bytes, the first one empty
 		u := s.Add(p, b)
 		lines = append(lines, u)
 		want[hostDir(s)+p] = b
@@ -103,7 +104,7 @@ func TestE2EResumeAfterInterrupt(t *testing.T) {
 // the re-run the summary advises resumes the partial file.
 func resumeAfterInterrupt(t *testing.T, force bool) {
 	s := downloadtest.New(t)
-	b := body(1300, 512<<10)
+	b := testutil.Payload(1300, 512<<10)
 	u := s.Add("/big.bin", b, downloadtest.Stall(128<<10, time.Minute, 1))
 	dir := filepath.Join(t.TempDir(), "out")
 	part := filepath.Join(dir, hostDir(s), "big.bin.part")
@@ -115,7 +116,7 @@ func resumeAfterInterrupt(t *testing.T, force bool) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(15*time.Second, func() bool {
+	if !waitFor(t, func() bool {
 		fi, err := os.Stat(part)
 		return err == nil && fi.Size() >= 128<<10
 	}) {
@@ -157,16 +158,16 @@ func resumeAfterInterrupt(t *testing.T, force bool) {
 func TestE2ESkipChecks(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
-	b := body(1601, 5000)
+	b := testutil.Payload(1601, 5000)
 	u := s.Add("/s.bin", b)
 	final := filepath.Join(hostDir(s), "s.bin")
 	dir := filepath.Join(t.TempDir(), "out")
-	line := u + " size=" + fmt.Sprint(len(b)) + " sha256=" + sha(b)
+	line := u + " size=" + fmt.Sprint(len(b)) + " sha256=" + testutil.SHA256Hex(b)
 	wantCode(t, runHaul(t, nil, "-d", dir, line), 0)
 
 	r := runHaul(t, nil, "-d", dir, "--manifest", "-", line)
 	wantCode(t, r, 0)
-	if ms := parseManifest(t, r.stdout); len(ms) != 1 || ms[0].Status != "skipped" || str(ms[0].SHA256) != sha(b) {
+	if ms := parseManifest(t, r.stdout); len(ms) != 1 || ms[0].Status != "skipped" || str(ms[0].SHA256) != testutil.SHA256Hex(b) {
 		t.Errorf("skip with sha256= checked: %s", r.stdout)
 	}
 	if n := s.Requests("/s.bin"); n != 1 {
@@ -197,7 +198,6 @@ func TestE2ESkipChecks(t *testing.T) {
 	if n := s.Requests("/s.bin"); n != 3 {
 		t.Errorf("an existing file was fetched again (requests %d)", n)
 	}
-	time.Sleep(50 * time.Millisecond)
 	wantCode(t, runHaul(t, nil, "-d", dir, "--force", u), 0)
 	if n := s.Requests("/s.bin"); n != 4 {
 		t.Errorf("--force did not fetch again (requests %d)", n)
@@ -212,7 +212,7 @@ func TestE2ETwoProcessesOneDir(t *testing.T) {
 	want := map[string][]byte{}
 	for i := range 12 {
 		p := fmt.Sprintf("/two/%d.bin", i)
-		b := body(uint64(1800+i), 256<<10)
+		b := testutil.Payload(uint64(1800+i), 256<<10)
 		urls = append(urls, s.Add(p, b, downloadtest.Stall(64<<10, 200*time.Millisecond, downloadtest.Always)))
 		want[hostDir(s)+p] = b
 	}
@@ -241,7 +241,7 @@ func TestTwoProcessesOneDirectory(t *testing.T) {
 	want := map[string][]byte{}
 	var lines []string
 	for i := range n {
-		b := body(uint64(500+i), 200_000)
+		b := testutil.Payload(uint64(500+i), 200_000)
 		p := fmt.Sprintf("/g/%02d.bin", i)
 		lines = append(lines, s.Add(p, b, downloadtest.Delay(20*time.Millisecond)))
 		want[hostDir(s)+p] = b

@@ -4,9 +4,6 @@ package main
 // real binary, and a Kubernetes Indexed Job simulated with N processes.
 
 import (
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -21,6 +18,7 @@ import (
 	"time"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
 func TestShardFromEnv(t *testing.T) {
@@ -107,20 +105,14 @@ func cleanEnv(extra ...string) []string {
 // runHaulInEnv is runHaul with exactly the environment env (no stdin).
 func runHaulInEnv(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
+	ctx, cancel := haulContext(t)
 	defer cancel()
 	cmd, stdout, stderr := haulCmd(ctx, nil, args...)
 	cmd.Env = env
 	return runCmd(t, ctx, cmd, stdout, stderr, args)
 }
 
-// sha256Of is the hex SHA-256 of b.
-func sha256Of(b []byte) string {
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
-
-// fnvMod is the spec's shard of key among n, from hash/fnv.
+// fnvMod is the shard of key among n (FNV-1a 64-bit mod n), from hash/fnv.
 func fnvMod(key string, n int) int {
 	h := fnv.New64a()
 	h.Write([]byte(key))
@@ -175,14 +167,14 @@ func shardedList(t *testing.T, s *downloadtest.Server, n int, prefix string, opt
 	var lines []string
 	for i := range n {
 		p := fmt.Sprintf("/%s/%03d.bin", prefix, i)
-		b := body(uint64(7000+i), 1000+37*i)
+		b := testutil.Payload(uint64(7000+i), 1000+37*i)
 		var o []downloadtest.FileOption
 		if opts != nil {
 			o = opts(i)
 		}
 		u := s.Add(p, b, o...)
 		urls = append(urls, u)
-		lines = append(lines, fmt.Sprintf("%s sha256=%s", u, sha256Of(b)))
+		lines = append(lines, fmt.Sprintf("%s sha256=%s", u, testutil.SHA256Hex(b)))
 		want[hostDir(s)+p] = b
 	}
 	return writeList(t, lines...), urls, want
@@ -263,7 +255,7 @@ func TestE2EShardByHost(t *testing.T) {
 		used[fnvMod(s.Host(), n)] = true
 		for j := range 5 {
 			p := fmt.Sprintf("/h%d/%d.bin", i, j)
-			b := body(uint64(9000+10*i+j), 500+j)
+			b := testutil.Payload(uint64(9000+10*i+j), 500+j)
 			u := s.Add(p, b)
 			if j == 0 {
 				u = strings.Replace(u, "http://", "HTTP://someone@", 1)
@@ -344,7 +336,7 @@ func TestE2EIndexedJobSimulation(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := func() int { b, _ := os.ReadFile(man[victim]); return strings.Count(string(b), "\n") }
-	if !waitFor(20*time.Second, func() bool { return done() >= 8 }) {
+	if !waitFor(t, func() bool { return done() >= 8 }) {
 		cmd.Process.Kill()
 		cmd.Wait()
 		t.Fatalf("the victim did not get going:\n%s", stderr)

@@ -6,7 +6,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/haul/haul/internal/testutil"
 )
 
 // pacedServer serves files with http.ServeContent (ranges, If-Range, ETag),
@@ -128,7 +129,7 @@ func TestSplitKill9(t *testing.T) {
 	var urls []string
 	for i := range nfiles {
 		p := fmt.Sprintf("/f%d.bin", i)
-		files[p] = body(uint64(10+i), size)
+		files[p] = testutil.Payload(uint64(10+i), size)
 	}
 	s := newPacedServer(t, files, 1<<20) // about 0.25 s per file over 4 connections
 	for i := range nfiles {
@@ -138,9 +139,8 @@ func TestSplitKill9(t *testing.T) {
 	host := strings.Replace(strings.TrimPrefix(s.URL, "http://"), ":", "_", 1)
 	// Checkpoints every 64 KiB: a kill then loses little, and the bound on
 	// the re-run below is tight.
-	env := append(os.Environ(), "HAUL_CHECKPOINT=65536")
 	args := func(dir string) []string {
-		return []string{"-q", "-d", dir, "-i", list, "--split", "4", "--min-split-size", "64K", "--retries", "2"}
+		return []string{"-q", "-d", dir, "-i", list, "--split", "4", "--min-split-size", "64K", "--retries", "2", "--checkpoint", "64K"}
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	split, resumed := 0, 0
@@ -148,9 +148,8 @@ func TestSplitKill9(t *testing.T) {
 	for round := range rounds {
 		dir := t.TempDir()
 		before := len(s.requests())
-		ctx, cancel := context.WithTimeout(context.Background(), runHaulTimeout)
+		ctx, cancel := haulContext(t)
 		cmd, _, _ := haulCmd(ctx, nil, args(dir)...)
-		cmd.Env = env
 		if err := cmd.Start(); err != nil {
 			cancel()
 			t.Fatal(err)
@@ -183,7 +182,7 @@ func TestSplitKill9(t *testing.T) {
 		}
 		sent := s.served.Load()
 		reqs := len(s.requests())
-		r := runHaulEnv(t, []string{"HAUL_CHECKPOINT=65536"}, nil, args(dir)...)
+		r := runHaul(t, nil, args(dir)...)
 		wantCode(t, r, exitOK)
 		want := map[string][]byte{}
 		for p, data := range files {
@@ -207,12 +206,14 @@ func TestSplitKill9(t *testing.T) {
 	}
 }
 
-// --split and --min-split-size are checked.
+// --split, --min-split-size and --checkpoint are checked.
 func TestSplitFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--split", "0"},
 		{"--min-split-size", "1"},
 		{"--min-split-size", "lots"},
+		{"--checkpoint", "1K"},
+		{"--checkpoint", "-4M"},
 	} {
 		r := runHaul(t, nil, append(args, "-d", t.TempDir(), "http://127.0.0.1:1/x")...)
 		wantCode(t, r, exitUsage)

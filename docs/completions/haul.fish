@@ -25,6 +25,8 @@ complete -c haul -l progress-interval -x -d 'with --progress plain or json: one 
 complete -c haul -l force -d 'download even what is already on disk'
 complete -c haul -l sha256 -d 'compute the SHA-256 of every file (for the manifest)'
 complete -c haul -l no-sync -d 'do not flush files to stable storage before renaming (faster, not power-loss safe)'
+complete -c haul -l checkpoint -x -d 'record a partial file\'s progress durably every SIZE of body (K/M/G, at least 4K): after a crash at most that much is fetched again'
+complete -c haul -l named-staging -d 'stage every new file as NAME.part from its start, never unnamed (slower by a few percent on small files; for comparisons)'
 complete -c haul -l compress -x -a 'gzip zstd' -d 'store each file compressed: gzip (NAME.gz) or zstd (NAME.zst)'
 complete -c haul -l compress-level -x -d 'compression level (gzip 1-9, zstd 1-22; default 6 / 3)'
 complete -c haul -l compressed -d 'ask servers for zstd/gzip transfer encoding and store the decoded bytes'

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/testutil"
 )
 
 func get(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Response, []byte, error) {
@@ -30,17 +31,9 @@ func get(t *testing.T, c *http.Client, url string, hdr ...string) (*http.Respons
 	return resp, b, err
 }
 
-func body(n int) []byte {
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(i*7 + i>>8)
-	}
-	return b
-}
-
 func TestServer(t *testing.T) {
 	t.Parallel()
-	data := body(10000)
+	data := testutil.Payload(1, 10000)
 	s := downloadtest.New(t)
 	c := s.Client()
 
@@ -108,23 +101,30 @@ func TestServer(t *testing.T) {
 
 	t.Run("StallUntilClientGivesUp", func(t *testing.T) {
 		u := s.Add("/stall", data, downloadtest.Stall(500, time.Hour, 1))
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		resp, err := c.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := io.ReadAll(resp.Body)
+		// The 500 bytes before the stall arrive; then the client gives up
+		// (for an hour, nothing more would come).
+		got := make([]byte, 500)
+		if _, err := io.ReadFull(resp.Body, got); err != nil {
+			t.Fatalf("the bytes before the stall: %v", err)
+		}
+		cancel()
+		rest, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if err == nil || len(got) != 500 {
-			t.Fatalf("stalled GET: err %v, %d bytes", err, len(got))
+		if err == nil || len(rest) != 0 {
+			t.Fatalf("stalled GET: err %v, %d bytes past the stall", err, len(rest))
 		}
 	})
 
 	t.Run("ChangeAfterAndIgnoreRange", func(t *testing.T) {
 		// The second request's If-Range no longer matches: the whole new body.
-		nb := body(3000)
+		nb := testutil.Payload(1, 3000)
 		u := s.Add("/c", data, downloadtest.ChangeAfter(1, nb, ""))
 		resp, _, _ := get(t, c, u)
 		resp, got, err := get(t, c, u, "Range", "bytes=100-", "If-Range", resp.Header.Get("ETag"))
@@ -157,7 +157,7 @@ func TestServer(t *testing.T) {
 
 func TestServerHTTP2Drop(t *testing.T) {
 	t.Parallel()
-	data := body(100000)
+	data := testutil.Payload(1, 100000)
 	s := downloadtest.New(t, downloadtest.HTTP2())
 	u := s.Add("/d", data, downloadtest.DropAfter(5000, 1))
 	resp, got, err := get(t, s.Client(), u)

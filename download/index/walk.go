@@ -100,7 +100,8 @@ var (
 
 // DirError is a directory that could not be listed, or listed only in part.
 // Next returns it and may be called again: the walk goes on with the next
-// directory. The engine reports it as a failed entry for URL.
+// directory. It is a download.SourceError: the engine reports it as a failed
+// entry for URL.
 type DirError struct {
 	URL    string // the directory's URL
 	Line   int    // the input line of the root it was found below
@@ -110,6 +111,12 @@ type DirError struct {
 
 func (e *DirError) Error() string { return "index " + urlid.Redact(e.URL) + ": " + e.Err.Error() }
 func (e *DirError) Unwrap() error { return e.Err }
+
+// SourceFailure returns what the engine reports of a directory that failed
+// (download.SourceError).
+func (e *DirError) SourceFailure() (url string, line, status int, cause error) {
+	return e.URL, e.Line, e.Status, e.Err
+}
 
 // statusError is a response that was not a success.
 type statusError struct{ code int }

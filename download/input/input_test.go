@@ -8,7 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/haul/haul/internal/testutil"
 )
 
 const (
@@ -246,13 +247,16 @@ func TestScannerStreams(t *testing.T) {
 	next := func() result {
 		ch := make(chan result, 1)
 		go func() { e, err := s.Next(); ch <- result{e, err} }()
-		select {
-		case r := <-ch:
-			return r
-		case <-time.After(5 * time.Second):
-			t.Fatal("Next blocked: Scanner is not streaming")
-			return result{}
-		}
+		var r result
+		testutil.WaitFor(t, "Next (a Scanner that does not stream blocks here)", func() bool {
+			select {
+			case r = <-ch:
+				return true
+			default:
+				return false
+			}
+		})
+		return r
 	}
 	if r := next(); r.err != nil || r.e.URL != "http://x/1" || r.e.Line != 2 {
 		t.Fatalf("first Next = %+v, %v", r.e, r.err)

@@ -200,7 +200,7 @@ func TestEngineDuplicates(t *testing.T) {
 	})
 }
 
-// fnvShard is the spec's sharding function, written out independently of the
+// fnvShard is --shard's documented function, written out independently of the
 // engine: FNV-1a 64-bit of the URL as written, modulo n.
 func fnvShard(url string, n int) int {
 	h := fnv.New64a()

@@ -264,7 +264,7 @@ var (
 )
 
 // parseManifest parses data as a manifest: every line one JSON object with
-// exactly the spec's keys for its status.
+// exactly the documented keys for its status.
 func parseManifest(t *testing.T, data string) []manLine {
 	t.Helper()
 	var out []manLine

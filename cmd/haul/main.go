@@ -13,7 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// Exit codes, as the spec defines them.
+// Exit codes, as docs/reference.md lists them.
 const (
 	exitOK          = 0
 	exitFailed      = 1   // some entries failed or were invalid

@@ -59,7 +59,7 @@ func fitOpenFiles(jobs int) (int, int, int) {
 }
 
 // run is one haul invocation: open the input, build the sink and the engine, run
-// them, report. It returns nil or a cli.ExitCoder carrying the spec's exit code.
+// them, report. It returns nil or a cli.ExitCoder carrying its exit code.
 func run(ctx context.Context, o *options, stdin io.Reader, stdout, stderr io.Writer) error {
 	rep := newReporter(stderr, o.quiet, o.progress, o.progressEvery, isTerminal(stderr))
 	rep.force = o.force
@@ -210,7 +210,7 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 	return exit
 }
 
-// outcome maps the run's end to the spec's exit codes.
+// outcome maps the run's end to haul's exit codes.
 func outcome(err error, st *download.Stats) error {
 	var fe *download.FatalError
 	switch {

@@ -1,8 +1,8 @@
 // Command slurmcheck is scripts/slurm-test.sh's server and checker: it serves
 // generated files on 127.0.0.1 (optionally slowly), logs every response, and
 // checks what a sharded haul run left in a directory against the list, the
-// manifests and the log. It computes shards itself with hash/fnv, as the spec
-// writes them, not with haul's code.
+// manifests and the log. It computes shards itself with hash/fnv, as docs/reference.md
+// defines them, not with haul's code.
 //
 //	slurmcheck serve -dir WWW -gen N -list LIST -log LOG [-rate BYTES/S] [-min B -max B]
 //	    writes N files into WWW and LIST (URL sha256=HEX size=N), prints the base URL
@@ -92,7 +92,8 @@ func parseShard(s string) (k, n int) {
 	return k, n
 }
 
-// shardOf is the spec's: FNV-1a 64 of the URL as written, modulo n.
+// shardOf is --shard's function as documented: FNV-1a 64 of the URL as
+// written, modulo n.
 func shardOf(u string, n int) int {
 	h := fnv.New64a()
 	h.Write([]byte(u))

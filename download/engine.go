@@ -106,6 +106,14 @@ type Options struct {
 	// (default 16 MiB), is split; no piece is smaller. See split.go.
 	Split        int
 	MinSplitSize int64
+	// SplitBelow is the rate, in bytes a second, under which a file's first
+	// connection must run before the file is split (default 64 MiB/s; < 0:
+	// split at once): its rate since the body's start, from 50 ms on, until
+	// the file ends or is split. A connection faster than that is not what
+	// limits the download (on loopback or a fast LAN the disk or the CPU
+	// is), and more connections would cost CPU for nothing; a link that caps
+	// each connection gets its pieces 50 ms late.
+	SplitBelow int64
 	// HostFailLimit is how many attempts in a row to one host may get no
 	// response before its remaining entries fail at once, as ErrHostDown
 	// (default 8; < 0: never).
@@ -194,6 +202,9 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	if o.MinSplitSize <= 0 {
 		o.MinSplitSize = 16 << 20
 	}
+	if o.SplitBelow == 0 {
+		o.SplitBelow = defaultSplitBelow
+	}
 	if o.HostFailLimit == 0 {
 		o.HostFailLimit = 8
 	}
@@ -210,7 +221,7 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	e.bufs = newBuffers(bufSize, (1+hashRing)*o.Jobs)
 	e.xfer = transferDeps{client: client, header: o.Header, timeout: o.Timeout, decode: o.Decode,
 		hashAll: o.HashAll, limiter: e.limiter, bufs: e.bufs, bytes: &e.stats.Bytes,
-		split: o.Split, minSplit: o.MinSplitSize, retries: o.Retries,
+		split: o.Split, minSplit: o.MinSplitSize, splitBelow: o.SplitBelow, retries: o.Retries,
 		backoff: retry.Backoff{Base: o.RetryBase, Max: o.RetryMax, Jitter: 0.5}}
 	e.jobs = semaphore.NewWeighted(int64(o.Jobs) * int64(o.Streams))
 	if o.Streams > 1 && o.MaxStreams > 0 && o.MaxStreams < o.Jobs*o.Streams {

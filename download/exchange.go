@@ -24,6 +24,9 @@ type exchange struct {
 	stall  *time.Timer
 	req    *http.Request
 	own    bool // req.Header is the request's own, not the shared one
+	// pushed: when a read last pushed the stall deadline back (pushStall);
+	// the zero time: not yet, or the timer was stopped.
+	pushed time.Time
 }
 
 // newExchange builds the request for rawURL under ctx, with its stall timer
@@ -81,6 +84,20 @@ func (x *exchange) do() (*http.Response, error) {
 // progress pushes the stall deadline back.
 func (x *exchange) progress() { x.stall.Reset(x.d.timeout) }
 
+// pushStall pushes the stall deadline back after a read that brought bytes:
+// to --timeout and an eighth from now, but only once an eighth of --timeout
+// has passed since it was last pushed, so an attempt stops between --timeout
+// and --timeout and an eighth after its last byte. Resetting a runtime timer
+// on every read wakes the thread parked in the network poller each time: on
+// loopback that cost a sixth of the copy's CPU.
+func (x *exchange) pushStall() {
+	now := time.Now()
+	if x.pushed.IsZero() || now.Sub(x.pushed) >= x.d.timeout/8 {
+		x.stall.Reset(x.d.timeout + x.d.timeout/8)
+		x.pushed = now
+	}
+}
+
 // end stops the stall timer and ends the request's context.
 func (x *exchange) end() {
 	x.stall.Stop()
@@ -127,8 +144,9 @@ func (b *pacedBody) Read(p []byte) (int, error) {
 		if werr := lim.WaitN(x.ctx, n); werr != nil {
 			return 0, x.stalled(werr)
 		}
+		x.pushed = time.Time{}
 	}
-	x.progress()
+	x.pushStall()
 	if err != nil && err != io.EOF {
 		err = x.stalled(err)
 	}

@@ -89,8 +89,10 @@ func TestPacedBodyStalls(t *testing.T) {
 		if len(got) != 10 {
 			t.Errorf("%d bytes before the stall, want 10", len(got))
 		}
-		// Ten reads 20 s apart, each within the timeout, then 30 s of nothing.
-		if d := time.Since(start); d != 10*20*time.Second+30*time.Second {
+		// Ten reads 20 s apart, each within the timeout, then 30 s of
+		// nothing and the eighth of it a push adds (pushStall: a read pushes
+		// the deadline to 9/8 of the timeout, at most every eighth of it).
+		if d := time.Since(start); d != 10*20*time.Second+30*time.Second+30*time.Second/8 {
 			t.Errorf("stalled after %v", d)
 		}
 		body.Close()
@@ -146,5 +148,30 @@ func TestPacedBodyLimiterIsNotAStall(t *testing.T) {
 		if d := time.Since(start); d < 5*time.Second {
 			t.Errorf("5000 bytes at 1000 B/s in %v", d)
 		}
+	})
+}
+
+// Reads that come often push the stall deadline back at most every eighth
+// of --timeout (a timer reset per read costs CPU): reads every second with a
+// 32 s timeout push it at 1 s, 5 s and 9 s, not at 10 s, so the body stalls
+// 36 s after the push at 9 s.
+func TestPacedBodyPushesStallLazily(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var bytes atomic.Int64
+		d := &transferDeps{timeout: 32 * time.Second, bytes: &bytes}
+		x, err := d.newExchange(context.Background(), "http://127.0.0.1:1/f", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := &slowReader{r: strings.NewReader(strings.Repeat("x", 10)), every: time.Second}
+		body := x.body(&blockingReader{ctx: x.ctx, r: src}, nil)
+		start := time.Now()
+		if _, err := io.ReadAll(body); !errors.Is(err, ErrStalled) {
+			t.Fatalf("%v, want ErrStalled", err)
+		}
+		if d := time.Since(start); d != 9*time.Second+36*time.Second {
+			t.Errorf("stalled after %v, want 45s", d)
+		}
+		body.Close()
 	})
 }

@@ -3,8 +3,11 @@ package download
 // One body over several connections (--split): the first response, a plain
 // GET (or the Range request of a resume) streaming from the first missing
 // byte, becomes the first piece once its head shows a length, a strong
-// validator and that the server serves ranges; up to Split-1 more connections
-// take pieces of the rest, each a closed range ("bytes=S-E") with If-Range.
+// validator and that the server serves ranges, and once it runs slower than
+// SplitBelow (copyUntilSlow: a connection faster than that is not what limits
+// the download, and the file goes on over it alone, in order; what it wrote
+// before is the range from 0); up to Split-1 more connections take pieces of
+// the rest, each a closed range ("bytes=S-E") with If-Range.
 // The connections are taken first (--per-host slots, without waiting), then the
 // missing bytes are cut into about equal pieces, one per connection (none
 // under MinSplitSize): 256 MiB over 16 connections is 16 pieces of 16 MiB, the
@@ -55,6 +58,14 @@ import (
 	"github.com/haul/haul/download/internal/retry"
 	"github.com/haul/haul/sink"
 )
+
+// defaultSplitBelow is Options.SplitBelow's default: 64 MiB/s, half what a
+// gigabit link carries. A server that caps each connection, or a long path
+// whose window caps it, rarely gives one connection more; one on loopback or
+// a fast LAN runs ten times faster (the page cache or the CPU is the limit
+// there, and more connections only share it), and stays above it even on a
+// machine whose CPUs are busy with other work.
+const defaultSplitBelow = 64 << 20
 
 // errSplice: a piece's response does not belong to the file the others hold.
 var errSplice = errors.New("a piece's response does not match the file")

@@ -79,6 +79,9 @@ type splitServer struct {
 	// change, if set, replaces the content when the first ranged request
 	// arrives (before it is answered).
 	change []byte
+	// rate, if > 0, paces every response to about that many bytes a second,
+	// as a link that caps each connection.
+	rate int
 }
 
 func newSplitServer(t *testing.T, data []byte) *splitServer {
@@ -122,6 +125,9 @@ type countWriter struct {
 }
 
 func (w *countWriter) Write(p []byte) (int, error) {
+	if w.s.rate > 0 {
+		return w.paced(p)
+	}
 	n, err := w.ResponseWriter.Write(p)
 	w.s.mu.Lock()
 	w.s.served += int64(n)
@@ -148,6 +154,27 @@ func (w *countWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return n, err
+}
+
+// paced writes p in 8 KiB chunks, flushed, each after the time it takes at
+// the server's rate.
+func (w *countWriter) paced(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		c := p[:min(len(p), 8<<10)]
+		time.Sleep(time.Duration(len(c)) * time.Second / time.Duration(w.s.rate))
+		m, err := w.ResponseWriter.Write(c)
+		w.s.mu.Lock()
+		w.s.served += int64(m)
+		w.s.mu.Unlock()
+		n += m
+		if err != nil {
+			return n, err
+		}
+		w.ResponseWriter.(http.Flusher).Flush()
+		p = p[len(c):]
+	}
+	return n, nil
 }
 
 func (s *splitServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -212,9 +239,10 @@ func sum(b []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
-// splitOpts: pieces of at least 64 KiB, every file hashed.
+// splitOpts: pieces of at least 64 KiB, every file hashed, split at once
+// (a loopback server is faster than SplitBelow).
 func splitOpts(n int) download.Options {
-	return download.Options{Split: n, MinSplitSize: 64 << 10, HashAll: true}
+	return download.Options{Split: n, MinSplitSize: 64 << 10, HashAll: true, SplitBelow: -1}
 }
 
 // A file of 1 MiB over 4 connections at once: the server sees 4 requests in
@@ -288,6 +316,51 @@ func TestSplitNotWhen(t *testing.T) {
 			h.checkFile(r.Name, data)
 			if rs := s.ranged(); len(rs) != 0 {
 				t.Errorf("ranged requests %q, want none", rs)
+			}
+		})
+	}
+}
+
+// A file is split only where its first connection runs slower than
+// SplitBelow: over a connection paced to 2 MiB/s it is, without being told
+// to split at once; over one faster than SplitBelow it goes on in order.
+func TestSplitOnlySlowLinks(t *testing.T) {
+	const size = 2 << 20
+	for _, tc := range []struct {
+		name      string
+		rate      int   // the server's pace per connection (0: loopback)
+		below     int64 // SplitBelow
+		wantSplit bool
+	}{
+		{"a capped connection is split", 2 << 20, 0, true},
+		// 1 byte a second: no read of a loopback connection is that slow.
+		{"a fast connection is not", 0, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := payload(12, size)
+			s := newSplitServer(t, data)
+			s.rate = tc.rate
+			h := newHarness(t)
+			o := splitOpts(4)
+			o.SplitBelow = tc.below
+			oc := h.run(o, s.url())
+			r := oc.get(s.url())
+			if r.Err != nil {
+				t.Fatal(r.Err)
+			}
+			h.checkFile(r.Name, data)
+			if r.SHA256 != sum(data) {
+				t.Errorf("sha256 %s, want %s", r.SHA256, sum(data))
+			}
+			rs := s.ranged()
+			if tc.wantSplit && len(rs) < 3 {
+				t.Errorf("ranged requests %q, want 3 pieces besides the first", rs)
+			}
+			if !tc.wantSplit && len(rs) != 0 {
+				t.Errorf("ranged requests %q, want none", rs)
+			}
+			if got := oc.eng.Stats().Bytes.Load(); got != size {
+				t.Errorf("Stats.Bytes %d, want %d (every byte counted once)", got, size)
 			}
 		})
 	}

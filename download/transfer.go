@@ -38,8 +38,11 @@ type transferDeps struct {
 	// piece that gets no byte is tried retries+1 times, backoff apart.
 	split    int
 	minSplit int64
-	retries  int
-	backoff  retry.Backoff
+	// splitBelow: a file is split only once its first connection runs
+	// slower than this (bytes/s); < 0: at once (copyUntilSlow).
+	splitBelow int64
+	retries    int
+	backoff    retry.Backoff
 }
 
 // transfer is the state of one entry's body across attempts: how much is written,
@@ -233,8 +236,21 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 		return x.stalled(err)
 	}
 	defer body.Close()
-	if conns := t.splitConns(resp); conns > 0 {
-		err := t.runSplit(ctx, x.body(resp.Body, resp.Body), resp, conns)
+	conns := t.splitConns(resp)
+	first := x.body(resp.Body, resp.Body)
+	if conns > 1 && !t.ranged && t.done == nil && t.d.splitBelow > 0 {
+		// More connections only where the first one is slow: the body goes
+		// on in order until it ends or its rate drops below splitBelow.
+		slow, err := t.copyUntilSlow(first)
+		if err != nil {
+			return err
+		}
+		if !slow || t.total-t.written < 2*t.d.minSplit {
+			conns = 0 // on in order (or already at the end)
+		}
+	}
+	if conns > 0 {
+		err := t.runSplit(ctx, first, resp, conns)
 		if errors.Is(err, errStartOver) {
 			// A piece's response was not of this file: the pieces are
 			// discarded, and the file starts over on one connection.
@@ -439,6 +455,32 @@ func (t *transfer) copy(body *pacedBody) error {
 		}
 		if rerr != nil {
 			return rerr
+		}
+	}
+}
+
+// splitProbe is how long copyUntilSlow lets the first connection run before
+// its rate counts: a slow link gets its pieces that late.
+const splitProbe = 50 * time.Millisecond
+
+// copyUntilSlow copies body as copy does until it ends (slow false) or its
+// rate since the start, past splitProbe, is below splitBelow (slow true: the
+// rest may be split). The rate since the start, not over a recent window: a
+// moment's pause (another process on the CPU) does not split a fast link,
+// and a link that slows down for good still falls below in time.
+func (t *transfer) copyUntilSlow(body *pacedBody) (slow bool, err error) {
+	start, from := time.Now(), t.written
+	for {
+		n, rerr := t.chunk(body)
+		if n < 0 || rerr != nil {
+			if rerr == io.EOF {
+				rerr = nil
+			}
+			return false, rerr
+		}
+		if el := time.Since(start); el >= splitProbe &&
+			float64(t.written-from) < float64(t.d.splitBelow)*el.Seconds() {
+			return true, nil
 		}
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/httpclient"
 	"github.com/haul/haul/download/input"
+	"github.com/haul/haul/internal/testutil"
 	"github.com/haul/haul/sink"
 )
 
@@ -58,14 +59,15 @@ type splitServer struct {
 	maxInflight int
 	served      int64
 	// barrier, if > 0, holds every response after its first bytes until
-	// that many requests are in flight at once (or a few seconds passed: the
-	// test then fails on maxInflight, it does not hang).
+	// that many requests are in flight at once, or barrierWait passed (by
+	// default until the test's time runs out: it then fails on maxInflight,
+	// it does not hang).
 	barrier     int
-	barrierWait time.Duration // default 5 s
+	barrierWait time.Duration
 	released    chan struct{}
 	release     sync.Once
 	// holdPlain holds a plain response after its first bytes until a ranged
-	// request arrived (or a few seconds passed): on loopback the first
+	// request arrived (or the client gave up on it): on loopback the first
 	// response could otherwise end before any piece is asked for.
 	holdPlain bool
 	// stallPlain: a plain response stops after its first bytes, until the
@@ -137,13 +139,15 @@ func (w *countWriter) Write(p []byte) (int, error) {
 		if w.s.holdPlain && w.plain {
 			select {
 			case <-w.s.ranging:
-			case <-time.After(5 * time.Second):
+			case <-w.ctx.Done():
+			case <-time.After(testutil.Patience(w.s.t)):
 			}
 		}
 		if w.s.barrier > 0 {
 			select {
 			case <-w.s.released:
-			case <-time.After(cmp.Or(w.s.barrierWait, 5*time.Second)):
+			case <-w.ctx.Done():
+			case <-time.After(cmp.Or(w.s.barrierWait, testutil.Patience(w.s.t))):
 			}
 		}
 	}
@@ -480,9 +484,7 @@ func TestSplitResume(t *testing.T) {
 	o.LimitRate = 2 << 20 // the interruption lands mid-transfer
 	ctx, cancel := context.WithCancel(context.Background())
 	oc, wait := h.start(ctx, o, s.url())
-	for oc.eng.Stats().Bytes.Load() < size/3 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "a third of the file", func() bool { return oc.eng.Stats().Bytes.Load() >= size/3 })
 	cancel()
 	wait()
 	if got := len(s.ranged()); got < 3 {

@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/haul/haul/internal/testutil"
 )
 
 // recorder is a log that handlers on other goroutines append to.
@@ -450,9 +452,30 @@ func TestRedirectLimitAcrossClients(t *testing.T) {
 // --streams 4 on 2 to 4, never more.
 func TestTLSConnectionsPerHost(t *testing.T) {
 	var conns sync.Map // server URL -> *atomic.Int32
-	newServer := func() *httptest.Server {
+	// gate, once opened for a server, holds its responses until more
+	// requests are in flight at once than one connection carries (--streams
+	// 4): a second connection is then needed.
+	type gate struct {
+		on       atomic.Bool
+		inflight atomic.Int32
+		open     chan struct{}
+		once     sync.Once
+	}
+	newServer := func(g *gate) *httptest.Server {
 		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			time.Sleep(5 * time.Millisecond) // requests overlap
+			if g != nil && g.on.Load() {
+				if g.inflight.Add(1) > 4 {
+					g.once.Do(func() { close(g.open) })
+				}
+				select {
+				case <-g.open:
+				case <-r.Context().Done():
+				case <-time.After(testutil.Patience(t)):
+				}
+				g.inflight.Add(-1)
+			} else {
+				time.Sleep(5 * time.Millisecond) // widens the overlap of requests to many hosts
+			}
 			io.WriteString(w, "x")
 		}))
 		srv.EnableHTTP2 = true
@@ -497,7 +520,7 @@ func TestTLSConnectionsPerHost(t *testing.T) {
 	var servers []*httptest.Server
 	var urls []string
 	for range 20 {
-		s := newServer()
+		s := newServer(nil)
 		defer s.Close()
 		servers = append(servers, s)
 	}
@@ -513,11 +536,13 @@ func TestTLSConnectionsPerHost(t *testing.T) {
 	if total > 2*int32(len(servers)) {
 		t.Errorf("%d connections for %d hosts, want about one per host", total, len(servers))
 	}
-	one := newServer()
+	g := &gate{open: make(chan struct{})}
+	one := newServer(g)
 	defer one.Close()
 	// Known to speak HTTP/2 first: before that, concurrent requests each
 	// open a connection, as over HTTP/1.1 (the engine keeps those to -j).
 	fetch([]string{one.URL + "/warm"})
+	g.on.Store(true)
 	urls = urls[:0]
 	for i := range 400 {
 		urls = append(urls, fmt.Sprintf("%s/f%d", one.URL, i))

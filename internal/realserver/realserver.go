@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/haul/haul/internal/testutil"
 )
 
 // Kind is a server program.
@@ -75,8 +77,8 @@ type Server struct {
 	Kind Kind
 	URL  string // scheme://127.0.0.1:PORT, without a trailing "/"
 	Port int
-	Cert Cert   // its certificate, with Options.TLS
-	Work string // its configuration and logs
+	Cert testutil.Cert // its certificate, with Options.TLS
+	Work string        // its configuration and logs
 	pid  int
 }
 
@@ -148,7 +150,7 @@ func Start(t testing.TB, k Kind, o Options) *Server {
 	var files tlsFiles
 	scheme := "http"
 	if o.TLS {
-		s.Cert = SelfSigned(t)
+		s.Cert = testutil.SelfSigned(t)
 		files.cert, files.key = s.Cert.WriteFiles(t, s.Work)
 		scheme = "https"
 	}

@@ -13,16 +13,11 @@ package h2
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -38,6 +33,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/haul/haul/internal/testutil"
 )
 
 // roundTrip is how every test sends a request: one place to change if the
@@ -269,8 +266,9 @@ type testServer struct {
 
 	mu     sync.Mutex
 	conns  []*serverConn
-	queue  []*serverConn // accepted, not yet taken by accept
-	broken bool          // dials fail (a dead host)
+	queue  []*serverConn  // accepted, not yet taken by accept
+	broken bool           // dials fail (a dead host)
+	cert   *testutil.Cert // made at the first dial over TLS
 	wg     sync.WaitGroup
 }
 
@@ -315,6 +313,11 @@ func (s *testServer) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	srv.r.limit = s.limit
 	sc := newServerConn(s.t, srv)
 	s.conns = append(s.conns, sc)
+	if s.tls && s.cert == nil {
+		c := testutil.SelfSigned(s.t)
+		s.cert = &c
+	}
+	cert := s.cert
 	if s.handle == nil {
 		s.queue = append(s.queue, sc)
 		return cli, nil
@@ -322,7 +325,7 @@ func (s *testServer) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	s.wg.Go(func() {
 		defer srv.Close()
 		if s.tls {
-			tc := tls.Server(srv, &tls.Config{Certificates: []tls.Certificate{testCert()}, NextProtos: []string{"h2"}})
+			tc := tls.Server(srv, &tls.Config{Certificates: []tls.Certificate{cert.TLS}, NextProtos: []string{"h2"}})
 			sc.setConn(tc)
 		}
 		if sc.handshake(s.settings) != nil {
@@ -812,30 +815,6 @@ func wantNoReaders(t *testing.T, c *Client) {
 }
 
 // --- Certificates and real servers ---
-
-var (
-	certOnce sync.Once
-	certVal  tls.Certificate
-)
-
-// testCert is a self-signed certificate for 127.0.0.1.
-func testCert() tls.Certificate {
-	certOnce.Do(func() {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			panic(err)
-		}
-		certVal = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	})
-	return certVal
-}
 
 // tlsServer is an httptest server over TLS with HTTP/2 (unless h1only), and
 // a client trusting it.

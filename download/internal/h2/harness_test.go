@@ -501,6 +501,14 @@ func (sc *serverConn) respond(r request, body []byte) error {
 	return nil
 }
 
+// reply answers stream id with status 200, a Content-Length and body in one
+// DATA frame that ends the stream, regardless of flow control (for a body
+// within the initial windows).
+func (sc *serverConn) reply(id uint32, body string) {
+	sc.headers(id, false, 200, "content-length", strconv.Itoa(len(body)))
+	sc.data(id, true, []byte(body))
+}
+
 // Reading frames, in a handler.
 
 // readHeaders reads frames until a request's HEADERS, acking SETTINGS, and
@@ -740,6 +748,7 @@ func (sc *serverConn) closedByClient() bool {
 // asyncRoundTrip is a request sent on a goroutine of its own.
 type asyncRoundTrip struct {
 	t    *testing.T
+	url  string
 	done chan struct{}
 	resp *http.Response
 	err  error
@@ -748,7 +757,7 @@ type asyncRoundTrip struct {
 // startRoundTrip sends a GET for url on a goroutine of its own and returns
 // once the test's goroutines are all blocked.
 func startRoundTrip(t *testing.T, ctx context.Context, c *Client, url string) *asyncRoundTrip {
-	rt := &asyncRoundTrip{t: t, done: make(chan struct{})}
+	rt := &asyncRoundTrip{t: t, url: url, done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		defer close(rt.done)
@@ -794,6 +803,15 @@ func (rt *asyncRoundTrip) response() *http.Response {
 		rt.t.Fatalf("request failed: %v", err)
 	}
 	return resp
+}
+
+// wantBody reads the response's body to its end; it fails the test unless
+// that is want, without error.
+func (rt *asyncRoundTrip) wantBody(want string) {
+	rt.t.Helper()
+	if b, err := io.ReadAll(rt.response().Body); err != nil || string(b) != want {
+		rt.t.Fatalf("%s: body %q, %v; want %q", rt.url, b, err, want)
+	}
 }
 
 // wantNoReaders checks that none of c's connection readers is left, once

@@ -38,11 +38,8 @@ func TestClosingBodyEarlyResetsStreamAndFreesSlot(t *testing.T) {
 
 		rt = startRoundTrip(t, context.Background(), c, srv.url("/next"))
 		r = sc.wantHeaders()
-		sc.headers(r.id, false, 200, "content-length", "4")
-		sc.data(r.id, true, []byte("next"))
-		if b, err := io.ReadAll(rt.response().Body); err != nil || string(b) != "next" {
-			t.Errorf("next: %q %v", b, err)
-		}
+		sc.reply(r.id, "next")
+		rt.wantBody("next")
 		srv.wantNoConn()
 	})
 }
@@ -164,8 +161,7 @@ func TestFailedWriteTakesConnOutOfPool(t *testing.T) {
 		stop := make(chan struct{})
 		srv := newTestServer(t, nil, func(i int, sc *serverConn) {
 			id := sc.readHeaders()
-			sc.headers(id, false, 200, "content-length", "2")
-			sc.data(id, true, []byte("ok"))
+			sc.reply(id, "ok")
 			<-stop // reads nothing more: the client's writes fill the buffers
 		})
 		defer close(stop)

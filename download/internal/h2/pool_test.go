@@ -218,8 +218,7 @@ func TestMaxStreamsZeroBrieflyFailsNoRequest(t *testing.T) {
 				if !ok {
 					return
 				}
-				sc.headers(h.StreamID, false, 200, "content-length", "2")
-				sc.data(h.StreamID, true, []byte("ok"))
+				sc.reply(h.StreamID, "ok")
 				once.Do(func() {
 					wg.Go(func() {
 						time.Sleep(20 * time.Millisecond)

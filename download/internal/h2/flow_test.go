@@ -48,12 +48,7 @@ func TestConnWindowGivenBackForReadAndDiscardedBodies(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		big := bytes.Repeat([]byte("0123456789abcdef"), 16<<10) // 256 KiB
 		srv := newTestServer(t, nil, func(i int, sc *serverConn) {
-			sc.serve()
-			for {
-				r, ok := sc.next()
-				if !ok {
-					return
-				}
+			for r := range sc.requests() {
 				sc.respond(r, big)
 			}
 		})

@@ -18,6 +18,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"iter"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -602,6 +603,20 @@ func (sc *serverConn) next() (request, bool) {
 		return r, true
 	case <-sc.done:
 		return request{}, false
+	}
+}
+
+// requests serves the connection (serve) and yields its requests until it
+// ends.
+func (sc *serverConn) requests() iter.Seq[request] {
+	sc.serve()
+	return func(yield func(request) bool) {
+		for {
+			r, ok := sc.next()
+			if !ok || !yield(r) {
+				return
+			}
+		}
 	}
 }
 

@@ -50,12 +50,7 @@ func TestCanceledRequestReturnsAndFreesSlot(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		srv := newTestServer(t, nil, func(i int, sc *serverConn) {
-			sc.serve()
-			for {
-				r, ok := sc.next()
-				if !ok {
-					return
-				}
+			for r := range sc.requests() {
 				switch r.path {
 				case "/stall-head":
 				case "/stall-body":
@@ -125,12 +120,7 @@ func TestConnClosedByServerReplacedAndReadersEnd(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		srv := newTestServer(t, nil, func(i int, sc *serverConn) {
-			sc.serve()
-			for {
-				r, ok := sc.next()
-				if !ok {
-					return
-				}
+			for r := range sc.requests() {
 				sc.respond(r, []byte("one"))
 				if i < 3 {
 					return // closes the connection

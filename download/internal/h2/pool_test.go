@@ -142,12 +142,7 @@ func TestIdleConnsPastMaxIdleClosedOldestFirst(t *testing.T) {
 		var order []*testServer
 		for _, host := range []string{"a.test", "b.test", "c.test"} {
 			srv := newTestServer(t, nil, func(i int, sc *serverConn) {
-				sc.serve()
-				for {
-					r, ok := sc.next()
-					if !ok {
-						return
-					}
+				for r := range sc.requests() {
 					sc.respond(r, []byte("x"))
 				}
 			})

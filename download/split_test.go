@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -211,11 +209,6 @@ func (s *splitServer) ranged() []string {
 	return out
 }
 
-func sum(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
-}
-
 // splitOpts: pieces of at least 64 KiB, every file hashed.
 func splitOpts(n int) download.Options {
 	return download.Options{Split: n, MinSplitSize: 64 << 10, HashAll: true}
@@ -234,8 +227,8 @@ func TestSplitParallel(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 	h.checkFile(r.Name, data)
-	if r.SHA256 != sum(data) {
-		t.Errorf("sha256 %s, want %s", r.SHA256, sum(data))
+	if r.SHA256 != testutil.SHA256Hex(data) {
+		t.Errorf("sha256 %s, want %s", r.SHA256, testutil.SHA256Hex(data))
 	}
 	if s.maxInflight < 4 {
 		t.Errorf("%d requests in flight at most, want 4 (ranged: %q)", s.maxInflight, s.ranged())
@@ -411,8 +404,8 @@ func TestSplitLyingServers(t *testing.T) {
 				t.Fatalf("%v (requests %q)", r.Err, s.reqs)
 			}
 			h.checkFile(r.Name, want)
-			if r.SHA256 != sum(want) {
-				t.Errorf("sha256 %s, want %s", r.SHA256, sum(want))
+			if r.SHA256 != testutil.SHA256Hex(want) {
+				t.Errorf("sha256 %s, want %s", r.SHA256, testutil.SHA256Hex(want))
 			}
 			s.mu.Lock()
 			reqs := slicesClone(s.reqs)
@@ -513,8 +506,8 @@ func TestSplitResume(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 	h.checkFile(r.Name, data)
-	if r.SHA256 != sum(data) {
-		t.Errorf("sha256 %s, want %s", r.SHA256, sum(data))
+	if r.SHA256 != testutil.SHA256Hex(data) {
+		t.Errorf("sha256 %s, want %s", r.SHA256, testutil.SHA256Hex(data))
 	}
 	// Every request of the second run starts at a byte not kept, and every
 	// closed range lies within the bytes not kept.

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/haul/haul/internal/testutil"
 )
 
 func TestContentLengthBody(t *testing.T) {
@@ -508,9 +510,7 @@ func TestUnsupportedRequests(t *testing.T) {
 }
 
 func TestDialError(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testutil.RefusedAddr(t) // refuses connections, and no other test's listener gets it
 	_, _, err := get(t, newClient(t, Options{}), "http://"+addr+"/")
 	var op *net.OpError
 	if !errors.As(err, &op) || op.Op != "dial" {

@@ -178,7 +178,7 @@ func newTestClient(t *testing.T, o Options, p *fakeProxy, proxied ...string) (*c
 		return nil, nil
 	}
 	o.CACert = testCA(t)
-	o.ConnectTimeout = 5 * time.Second
+	o.ConnectTimeout = testutil.Patience(t)
 	hc, err := New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +210,7 @@ func testCA(t *testing.T) string {
 // response with its body read.
 func get(t *testing.T, c Client, ctx context.Context, rawURL string, fields ...string) (*http.Response, string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, testutil.Patience(t))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
@@ -489,7 +489,7 @@ func TestTLSConnectionsPerHost(t *testing.T) {
 		conns.Store(srv.URL, &n)
 		return srv
 	}
-	c, err := New(Options{Jobs: 16, Streams: 4, ConnectTimeout: 5 * time.Second, Insecure: true,
+	c, err := New(Options{Jobs: 16, Streams: 4, ConnectTimeout: testutil.Patience(t), Insecure: true,
 		proxy: func(*url.URL) (*url.URL, error) { return nil, nil }})
 	if err != nil {
 		t.Fatal(err)

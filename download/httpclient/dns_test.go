@@ -15,6 +15,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/haul/haul/internal/testutil"
 )
 
 // countingLookup resolves names ending in ".test" to loopback (others fail)
@@ -59,7 +61,7 @@ func TestDNSLookedUpOnce(t *testing.T) {
 	defer srv.Close()
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	cl := &countingLookup{n: map[string]int{}}
-	c, err := New(Options{Jobs: 8, ConnectTimeout: 5 * time.Second, lookup: cl.lookup,
+	c, err := New(Options{Jobs: 8, ConnectTimeout: testutil.Patience(t), lookup: cl.lookup,
 		proxy: func(*url.URL) (*url.URL, error) { return nil, nil }})
 	if err != nil {
 		t.Fatal(err)

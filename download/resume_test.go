@@ -218,7 +218,7 @@ func TestResumeLockedByAnotherProcess(t *testing.T) {
 	oc, wait := h.start(context.Background(), download.Options{}, url+" out=x/l")
 	testutil.WaitFor(t, "the entry to wait for the lock", func() bool {
 		for _, g := range alive() {
-			if strings.Contains(g, "(*entry).openStaging") && strings.Contains(g, "download.sleep") {
+			if strings.Contains(g, "(*entry).openStaging") && strings.Contains(g, "retry.Sleep") {
 				return true
 			}
 		}

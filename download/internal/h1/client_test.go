@@ -400,8 +400,10 @@ func TestCancelStalledBody(t *testing.T) {
 	if n, err := resp.Body.Read(buf); n != 10 || err != nil {
 		t.Fatalf("read %d, %v", n, err)
 	}
-	time.AfterFunc(50*time.Millisecond, func() { cancel(stallErr) }) // while the read below waits
-	_, err = io.ReadAll(resp.Body)                                   // the server sends nothing more until the test ends
+	// The server sends nothing more until the test ends: only the
+	// cancellation, while the read waits, ends the read.
+	time.AfterFunc(50*time.Millisecond, func() { cancel(stallErr) })
+	_, err = io.ReadAll(resp.Body)
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, stallErr) {
 		t.Errorf("error %v, want context.Canceled and the cause", err)
 	}

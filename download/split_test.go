@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -25,6 +23,7 @@ import (
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/httpclient"
 	"github.com/haul/haul/download/input"
+	"github.com/haul/haul/internal/testutil"
 	"github.com/haul/haul/sink"
 )
 
@@ -58,14 +57,15 @@ type splitServer struct {
 	maxInflight int
 	served      int64
 	// barrier, if > 0, holds every response after its first bytes until
-	// that many requests are in flight at once (or a few seconds passed: the
-	// test then fails on maxInflight, it does not hang).
+	// that many requests are in flight at once, or barrierWait passed (by
+	// default until the test's time runs out: it then fails on maxInflight,
+	// it does not hang).
 	barrier     int
-	barrierWait time.Duration // default 5 s
+	barrierWait time.Duration
 	released    chan struct{}
 	release     sync.Once
 	// holdPlain holds a plain response after its first bytes until a ranged
-	// request arrived (or a few seconds passed): on loopback the first
+	// request arrived (or the client gave up on it): on loopback the first
 	// response could otherwise end before any piece is asked for.
 	holdPlain bool
 	// stallPlain: a plain response stops after its first bytes, until the
@@ -143,13 +143,15 @@ func (w *countWriter) Write(p []byte) (int, error) {
 		if w.s.holdPlain && w.plain {
 			select {
 			case <-w.s.ranging:
-			case <-time.After(5 * time.Second):
+			case <-w.ctx.Done():
+			case <-time.After(testutil.Patience(w.s.t)):
 			}
 		}
 		if w.s.barrier > 0 {
 			select {
 			case <-w.s.released:
-			case <-time.After(cmp.Or(w.s.barrierWait, 5*time.Second)):
+			case <-w.ctx.Done():
+			case <-time.After(cmp.Or(w.s.barrierWait, testutil.Patience(w.s.t))):
 			}
 		}
 	}
@@ -234,11 +236,6 @@ func (s *splitServer) ranged() []string {
 	return out
 }
 
-func sum(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
-}
-
 // splitOpts: pieces of at least 64 KiB, every file hashed, split at once
 // (a loopback server is faster than SplitBelow).
 func splitOpts(n int) download.Options {
@@ -258,8 +255,8 @@ func TestSplitParallel(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 	h.checkFile(r.Name, data)
-	if r.SHA256 != sum(data) {
-		t.Errorf("sha256 %s, want %s", r.SHA256, sum(data))
+	if r.SHA256 != testutil.SHA256Hex(data) {
+		t.Errorf("sha256 %s, want %s", r.SHA256, testutil.SHA256Hex(data))
 	}
 	if s.maxInflight < 4 {
 		t.Errorf("%d requests in flight at most, want 4 (ranged: %q)", s.maxInflight, s.ranged())
@@ -349,8 +346,8 @@ func TestSplitOnlySlowLinks(t *testing.T) {
 				t.Fatal(r.Err)
 			}
 			h.checkFile(r.Name, data)
-			if r.SHA256 != sum(data) {
-				t.Errorf("sha256 %s, want %s", r.SHA256, sum(data))
+			if r.SHA256 != testutil.SHA256Hex(data) {
+				t.Errorf("sha256 %s, want %s", r.SHA256, testutil.SHA256Hex(data))
 			}
 			rs := s.ranged()
 			if tc.wantSplit && len(rs) < 3 {
@@ -480,8 +477,8 @@ func TestSplitLyingServers(t *testing.T) {
 				t.Fatalf("%v (requests %q)", r.Err, s.reqs)
 			}
 			h.checkFile(r.Name, want)
-			if r.SHA256 != sum(want) {
-				t.Errorf("sha256 %s, want %s", r.SHA256, sum(want))
+			if r.SHA256 != testutil.SHA256Hex(want) {
+				t.Errorf("sha256 %s, want %s", r.SHA256, testutil.SHA256Hex(want))
 			}
 			s.mu.Lock()
 			reqs := slicesClone(s.reqs)
@@ -553,9 +550,7 @@ func TestSplitResume(t *testing.T) {
 	o.LimitRate = 2 << 20 // the interruption lands mid-transfer
 	ctx, cancel := context.WithCancel(context.Background())
 	oc, wait := h.start(ctx, o, s.url())
-	for oc.eng.Stats().Bytes.Load() < size/3 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "a third of the file", func() bool { return oc.eng.Stats().Bytes.Load() >= size/3 })
 	cancel()
 	wait()
 	if got := len(s.ranged()); got < 3 {
@@ -584,8 +579,8 @@ func TestSplitResume(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 	h.checkFile(r.Name, data)
-	if r.SHA256 != sum(data) {
-		t.Errorf("sha256 %s, want %s", r.SHA256, sum(data))
+	if r.SHA256 != testutil.SHA256Hex(data) {
+		t.Errorf("sha256 %s, want %s", r.SHA256, testutil.SHA256Hex(data))
 	}
 	// Every request of the second run starts at a byte not kept, and every
 	// closed range lies within the bytes not kept.

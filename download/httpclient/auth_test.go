@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/haul/haul/internal/testutil"
 )
 
 func TestParseNetrc(t *testing.T) {
@@ -116,7 +118,7 @@ func TestNetrcCredentialsStayOnTheirHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, http11 := range []bool{false, true} {
-		c, err := New(Options{Jobs: 2, ConnectTimeout: 5 * time.Second, Netrc: n, HTTP11: http11,
+		c, err := New(Options{Jobs: 2, ConnectTimeout: testutil.Patience(t), Netrc: n, HTTP11: http11,
 			proxy: func(*url.URL) (*url.URL, error) { return nil, nil }})
 		if err != nil {
 			t.Fatal(err)
@@ -162,7 +164,7 @@ func TestCookiesFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(Options{Jobs: 2, ConnectTimeout: 5 * time.Second, Jar: jar,
+	c, err := New(Options{Jobs: 2, ConnectTimeout: testutil.Patience(t), Jar: jar,
 		proxy: func(*url.URL) (*url.URL, error) { return nil, nil }})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/haul/haul/internal/testutil"
 )
 
 // recorder is a log that handlers on other goroutines append to.
@@ -176,7 +178,7 @@ func newTestClient(t *testing.T, o Options, p *fakeProxy, proxied ...string) (*c
 		return nil, nil
 	}
 	o.CACert = testCA(t)
-	o.ConnectTimeout = 5 * time.Second
+	o.ConnectTimeout = testutil.Patience(t)
 	hc, err := New(o)
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +210,7 @@ func testCA(t *testing.T) string {
 // response with its body read.
 func get(t *testing.T, c Client, ctx context.Context, rawURL string, fields ...string) (*http.Response, string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, testutil.Patience(t))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
@@ -450,9 +452,30 @@ func TestRedirectLimitAcrossClients(t *testing.T) {
 // --streams 4 on 2 to 4, never more.
 func TestTLSConnectionsPerHost(t *testing.T) {
 	var conns sync.Map // server URL -> *atomic.Int32
-	newServer := func() *httptest.Server {
+	// gate, once opened for a server, holds its responses until more
+	// requests are in flight at once than one connection carries (--streams
+	// 4): a second connection is then needed.
+	type gate struct {
+		on       atomic.Bool
+		inflight atomic.Int32
+		open     chan struct{}
+		once     sync.Once
+	}
+	newServer := func(g *gate) *httptest.Server {
 		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			time.Sleep(5 * time.Millisecond) // requests overlap
+			if g != nil && g.on.Load() {
+				if g.inflight.Add(1) > 4 {
+					g.once.Do(func() { close(g.open) })
+				}
+				select {
+				case <-g.open:
+				case <-r.Context().Done():
+				case <-time.After(testutil.Patience(t)):
+				}
+				g.inflight.Add(-1)
+			} else {
+				time.Sleep(5 * time.Millisecond) // widens the overlap of requests to many hosts
+			}
 			io.WriteString(w, "x")
 		}))
 		srv.EnableHTTP2 = true
@@ -466,7 +489,7 @@ func TestTLSConnectionsPerHost(t *testing.T) {
 		conns.Store(srv.URL, &n)
 		return srv
 	}
-	c, err := New(Options{Jobs: 16, Streams: 4, ConnectTimeout: 5 * time.Second, Insecure: true,
+	c, err := New(Options{Jobs: 16, Streams: 4, ConnectTimeout: testutil.Patience(t), Insecure: true,
 		proxy: func(*url.URL) (*url.URL, error) { return nil, nil }})
 	if err != nil {
 		t.Fatal(err)
@@ -497,7 +520,7 @@ func TestTLSConnectionsPerHost(t *testing.T) {
 	var servers []*httptest.Server
 	var urls []string
 	for range 20 {
-		s := newServer()
+		s := newServer(nil)
 		defer s.Close()
 		servers = append(servers, s)
 	}
@@ -513,11 +536,13 @@ func TestTLSConnectionsPerHost(t *testing.T) {
 	if total > 2*int32(len(servers)) {
 		t.Errorf("%d connections for %d hosts, want about one per host", total, len(servers))
 	}
-	one := newServer()
+	g := &gate{open: make(chan struct{})}
+	one := newServer(g)
 	defer one.Close()
 	// Known to speak HTTP/2 first: before that, concurrent requests each
 	// open a connection, as over HTTP/1.1 (the engine keeps those to -j).
 	fetch([]string{one.URL + "/warm"})
+	g.on.Store(true)
 	urls = urls[:0]
 	for i := range 400 {
 		urls = append(urls, fmt.Sprintf("%s/f%d", one.URL, i))

@@ -13,7 +13,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/haul/haul/internal/testutil"
 )
 
 // Kind is a server program.
@@ -75,14 +76,10 @@ type Server struct {
 	Kind Kind
 	URL  string // scheme://127.0.0.1:PORT, without a trailing "/"
 	Port int
-	Cert Cert   // its certificate, with Options.TLS
-	Work string // its configuration and logs
+	Cert testutil.Cert // its certificate, with Options.TLS
+	Work string        // its configuration and logs
 	pid  int
 }
-
-// launchTimeout bounds one attempt at starting a server: generous, for a
-// loaded machine.
-const launchTimeout = 2 * time.Minute
 
 // attempts is how many ports a server is started on before the test fails:
 // another process may take the port picked before the server binds it, and
@@ -90,14 +87,7 @@ const launchTimeout = 2 * time.Minute
 const attempts = 5
 
 // pickPort returns a port of 127.0.0.1 free a moment ago (tests replace it).
-var pickPort = func() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+var pickPort = testutil.FreePort
 
 // kind is what Start needs to know of a Kind.
 type kind struct {
@@ -148,21 +138,18 @@ func Start(t testing.TB, k Kind, o Options) *Server {
 	var files tlsFiles
 	scheme := "http"
 	if o.TLS {
-		s.Cert = SelfSigned(t)
+		s.Cert = testutil.SelfSigned(t)
 		files.cert, files.key = s.Cert.WriteFiles(t, s.Work)
 		scheme = "https"
 	}
 	for try := 1; ; try++ {
-		port, err := pickPort()
-		if err != nil {
-			t.Fatalf("realserver: picking a port: %v", err)
-		}
+		port := pickPort(t)
 		s.Port, s.URL = port, scheme+"://127.0.0.1:"+strconv.Itoa(port)
 		p, err := start(spec.command(t, s, o, bin, files), s.Work)
 		if err != nil {
 			t.Fatalf("realserver: starting %s: %v", k, err)
 		}
-		err = p.waitReady(s)
+		err = p.waitReady(s, testutil.Patience(t))
 		if err == nil {
 			s.pid = p.pid
 			t.Cleanup(p.stop)
@@ -308,13 +295,15 @@ func (p *proc) stop() {
 
 // waitReady polls until the server's own process listens on s.Port (where
 // that can be seen: another process that took the port must not pass for
-// it) and answers an HTTP request there; errExited if it exits first.
-func (p *proc) waitReady(s *Server) error {
+// it) and answers an HTTP request there; errExited if it exits first. It
+// gives up after patience (the test's time, on a loaded machine a launch may
+// take long).
+func (p *proc) waitReady(s *Server, patience time.Duration) error {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.Cert.Pool}, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	deadline := time.Now().Add(launchTimeout)
+	deadline := time.Now().Add(patience)
 	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
 		select {
 		case <-p.exited:
@@ -325,7 +314,7 @@ func (p *proc) waitReady(s *Server) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no answer at %s after %v", s.URL, launchTimeout)
+			return fmt.Errorf("no answer at %s after %v", s.URL, patience)
 		}
 		select {
 		case <-p.exited:

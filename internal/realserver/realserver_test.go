@@ -79,11 +79,11 @@ func TestStartOnAnotherPortWhenTaken(t *testing.T) {
 	real := pickPort
 	defer func() { pickPort = real }()
 	picks := 0
-	pickPort = func() (int, error) {
+	pickPort = func(t testing.TB) int {
 		if picks++; picks == 1 {
-			return port, nil
+			return port
 		}
-		return real()
+		return real(t)
 	}
 	s := Start(t, Python, Options{Dir: TempDir(t)})
 	if s.Port == port || picks != 2 {

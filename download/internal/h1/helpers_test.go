@@ -11,7 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
+
+	"github.com/haul/haul/internal/testutil"
 )
 
 // rawServer is a TCP server whose handler writes crafted responses. It counts
@@ -122,7 +123,7 @@ func newClient(t testing.TB, o Options) *Client {
 // get does a GET of rawURL and returns the response with its body read.
 func get(t *testing.T, c *Client, rawURL string) (*http.Response, string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience(t))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {

@@ -34,11 +34,8 @@ func TestServerPastStreamWindowFailsStream(t *testing.T) {
 
 		rt = startRoundTrip(t, context.Background(), c, srv.url("/after"))
 		r = sc.wantHeaders()
-		sc.headers(r.id, false, 200, "content-length", "5")
-		sc.data(r.id, true, []byte("after"))
-		if b, err := io.ReadAll(rt.response().Body); err != nil || string(b) != "after" {
-			t.Errorf("after: %q, %v", b, err)
-		}
+		sc.reply(r.id, "after")
+		rt.wantBody("after")
 		srv.wantNoConn()
 	})
 }
@@ -51,12 +48,7 @@ func TestConnWindowGivenBackForReadAndDiscardedBodies(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		big := bytes.Repeat([]byte("0123456789abcdef"), 16<<10) // 256 KiB
 		srv := newTestServer(t, nil, func(i int, sc *serverConn) {
-			sc.serve()
-			for {
-				r, ok := sc.next()
-				if !ok {
-					return
-				}
+			for r := range sc.requests() {
 				sc.respond(r, big)
 			}
 		})

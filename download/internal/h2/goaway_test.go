@@ -33,11 +33,8 @@ func TestRefusedAndGoAwayStreamsSentAgain(t *testing.T) {
 		}
 		sc2 := srv.accept()
 		r = sc2.wantHeaders()
-		sc2.headers(r.id, false, 200, "content-length", "2")
-		sc2.data(r.id, true, []byte("ok"))
-		if b, err := io.ReadAll(rt.response().Body); err != nil || string(b) != "ok" {
-			t.Fatalf("%q, %v", b, err)
-		}
+		sc2.reply(r.id, "ok")
+		rt.wantBody("ok")
 		srv.wantNoConn()
 	})
 }
@@ -82,9 +79,7 @@ func TestNoStreamOpenedAfterGoAway(t *testing.T) {
 		}
 		sc.wantIdle() // no HEADERS
 		sc.data(r.id, true, []byte(" rest"))
-		if b, err := io.ReadAll(rt.response().Body); err != nil || string(b) != "partial rest" {
-			t.Errorf("the stream below the GOAWAY: %q, %v", b, err)
-		}
+		rt.wantBody("partial rest")
 	})
 }
 
@@ -107,11 +102,8 @@ func TestDrainingConnDoesNotBlockHost(t *testing.T) {
 		rt2 := startRoundTrip(t, context.Background(), c, srv.url("/short"))
 		sc2 := srv.accept()
 		r2 := sc2.wantHeaders()
-		sc2.headers(r2.id, false, 200, "content-length", "2")
-		sc2.data(r2.id, true, []byte("ok"))
-		if b, err := io.ReadAll(rt2.response().Body); err != nil || string(b) != "ok" {
-			t.Fatalf("second request with the first connection draining: %q, %v", b, err)
-		}
+		sc2.reply(r2.id, "ok")
+		rt2.wantBody("ok")
 		sc.data(r.id, true, []byte(" rest"))
 		if b, err := io.ReadAll(resp.Body); err != nil || string(b) != " rest" {
 			t.Errorf("the draining stream: %q, %v", b, err)
@@ -191,8 +183,7 @@ func goAwayAfterK(k int) func(i int, sc *serverConn) {
 			}
 			wg.Go(func() {
 				time.Sleep(5 * time.Millisecond) // the response takes a while: the client's burst comes meanwhile
-				sc.headers(h.StreamID, false, 200, "content-length", "2")
-				sc.data(h.StreamID, true, []byte("ok"))
+				sc.reply(h.StreamID, "ok")
 			})
 			if served == k {
 				wg.Wait()
@@ -270,8 +261,7 @@ func TestRefusalsAfterServedResponseBounded(t *testing.T) {
 				}
 				if first {
 					first = false
-					sc.headers(h.StreamID, false, 200, "content-length", "2")
-					sc.data(h.StreamID, true, []byte("ok"))
+					sc.reply(h.StreamID, "ok")
 					return
 				}
 				sends.Add(1)

@@ -13,16 +13,12 @@ package h2
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
+	"iter"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -38,6 +34,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/haul/haul/internal/testutil"
 )
 
 // roundTrip is how every test sends a request: one place to change if the
@@ -269,8 +267,9 @@ type testServer struct {
 
 	mu     sync.Mutex
 	conns  []*serverConn
-	queue  []*serverConn // accepted, not yet taken by accept
-	broken bool          // dials fail (a dead host)
+	queue  []*serverConn  // accepted, not yet taken by accept
+	broken bool           // dials fail (a dead host)
+	cert   *testutil.Cert // made at the first dial over TLS
 	wg     sync.WaitGroup
 }
 
@@ -315,6 +314,11 @@ func (s *testServer) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	srv.r.limit = s.limit
 	sc := newServerConn(s.t, srv)
 	s.conns = append(s.conns, sc)
+	if s.tls && s.cert == nil {
+		c := testutil.SelfSigned(s.t)
+		s.cert = &c
+	}
+	cert := s.cert
 	if s.handle == nil {
 		s.queue = append(s.queue, sc)
 		return cli, nil
@@ -322,7 +326,7 @@ func (s *testServer) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	s.wg.Go(func() {
 		defer srv.Close()
 		if s.tls {
-			tc := tls.Server(srv, &tls.Config{Certificates: []tls.Certificate{testCert()}, NextProtos: []string{"h2"}})
+			tc := tls.Server(srv, &tls.Config{Certificates: []tls.Certificate{cert.TLS}, NextProtos: []string{"h2"}})
 			sc.setConn(tc)
 		}
 		if sc.handshake(s.settings) != nil {
@@ -498,6 +502,14 @@ func (sc *serverConn) respond(r request, body []byte) error {
 	return nil
 }
 
+// reply answers stream id with status 200, a Content-Length and body in one
+// DATA frame that ends the stream, regardless of flow control (for a body
+// within the initial windows).
+func (sc *serverConn) reply(id uint32, body string) {
+	sc.headers(id, false, 200, "content-length", strconv.Itoa(len(body)))
+	sc.data(id, true, []byte(body))
+}
+
 // Reading frames, in a handler.
 
 // readHeaders reads frames until a request's HEADERS, acking SETTINGS, and
@@ -591,6 +603,20 @@ func (sc *serverConn) next() (request, bool) {
 		return r, true
 	case <-sc.done:
 		return request{}, false
+	}
+}
+
+// requests serves the connection (serve) and yields its requests until it
+// ends.
+func (sc *serverConn) requests() iter.Seq[request] {
+	sc.serve()
+	return func(yield func(request) bool) {
+		for {
+			r, ok := sc.next()
+			if !ok || !yield(r) {
+				return
+			}
+		}
 	}
 }
 
@@ -737,6 +763,7 @@ func (sc *serverConn) closedByClient() bool {
 // asyncRoundTrip is a request sent on a goroutine of its own.
 type asyncRoundTrip struct {
 	t    *testing.T
+	url  string
 	done chan struct{}
 	resp *http.Response
 	err  error
@@ -745,7 +772,7 @@ type asyncRoundTrip struct {
 // startRoundTrip sends a GET for url on a goroutine of its own and returns
 // once the test's goroutines are all blocked.
 func startRoundTrip(t *testing.T, ctx context.Context, c *Client, url string) *asyncRoundTrip {
-	rt := &asyncRoundTrip{t: t, done: make(chan struct{})}
+	rt := &asyncRoundTrip{t: t, url: url, done: make(chan struct{})}
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		defer close(rt.done)
@@ -793,6 +820,15 @@ func (rt *asyncRoundTrip) response() *http.Response {
 	return resp
 }
 
+// wantBody reads the response's body to its end; it fails the test unless
+// that is want, without error.
+func (rt *asyncRoundTrip) wantBody(want string) {
+	rt.t.Helper()
+	if b, err := io.ReadAll(rt.response().Body); err != nil || string(b) != want {
+		rt.t.Fatalf("%s: body %q, %v; want %q", rt.url, b, err, want)
+	}
+}
+
 // wantNoReaders checks that none of c's connection readers is left, once
 // every goroutine of the test is blocked (they are the test's own: other
 // tests' connections do not count).
@@ -812,30 +848,6 @@ func wantNoReaders(t *testing.T, c *Client) {
 }
 
 // --- Certificates and real servers ---
-
-var (
-	certOnce sync.Once
-	certVal  tls.Certificate
-)
-
-// testCert is a self-signed certificate for 127.0.0.1.
-func testCert() tls.Certificate {
-	certOnce.Do(func() {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			panic(err)
-		}
-		certVal = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-	})
-	return certVal
-}
 
 // tlsServer is an httptest server over TLS with HTTP/2 (unless h1only), and
 // a client trusting it.

@@ -38,11 +38,8 @@ func TestClosingBodyEarlyResetsStreamAndFreesSlot(t *testing.T) {
 
 		rt = startRoundTrip(t, context.Background(), c, srv.url("/next"))
 		r = sc.wantHeaders()
-		sc.headers(r.id, false, 200, "content-length", "4")
-		sc.data(r.id, true, []byte("next"))
-		if b, err := io.ReadAll(rt.response().Body); err != nil || string(b) != "next" {
-			t.Errorf("next: %q %v", b, err)
-		}
+		sc.reply(r.id, "next")
+		rt.wantBody("next")
 		srv.wantNoConn()
 	})
 }
@@ -53,12 +50,7 @@ func TestCanceledRequestReturnsAndFreesSlot(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		srv := newTestServer(t, nil, func(i int, sc *serverConn) {
-			sc.serve()
-			for {
-				r, ok := sc.next()
-				if !ok {
-					return
-				}
+			for r := range sc.requests() {
 				switch r.path {
 				case "/stall-head":
 				case "/stall-body":
@@ -128,12 +120,7 @@ func TestConnClosedByServerReplacedAndReadersEnd(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		srv := newTestServer(t, nil, func(i int, sc *serverConn) {
-			sc.serve()
-			for {
-				r, ok := sc.next()
-				if !ok {
-					return
-				}
+			for r := range sc.requests() {
 				sc.respond(r, []byte("one"))
 				if i < 3 {
 					return // closes the connection
@@ -164,8 +151,7 @@ func TestFailedWriteTakesConnOutOfPool(t *testing.T) {
 		stop := make(chan struct{})
 		srv := newTestServer(t, nil, func(i int, sc *serverConn) {
 			id := sc.readHeaders()
-			sc.headers(id, false, 200, "content-length", "2")
-			sc.data(id, true, []byte("ok"))
+			sc.reply(id, "ok")
 			<-stop // reads nothing more: the client's writes fill the buffers
 		})
 		defer close(stop)

@@ -68,11 +68,8 @@ func TestSilentServerPingedThenConnectionClosed(t *testing.T) {
 		rt2 := startRoundTrip(t, context.Background(), c, srv.url("/next"))
 		sc2 := srv.accept()
 		r := sc2.wantHeaders()
-		sc2.headers(r.id, false, 200, "content-length", "4")
-		sc2.data(r.id, true, []byte("next"))
-		if b, err := io.ReadAll(rt2.response().Body); err != nil || string(b) != "next" {
-			t.Errorf("next request: %q, %v", b, err)
-		}
+		sc2.reply(r.id, "next")
+		rt2.wantBody("next")
 	})
 }
 
@@ -95,9 +92,7 @@ func TestAnsweredPingKeepsConnection(t *testing.T) {
 			sc.wantIdle()
 		}
 		sc.data(1, true, []byte("67890"))
-		if b, err := io.ReadAll(rt.response().Body); err != nil || string(b) != "1234567890" {
-			t.Errorf("body %q, %v", b, err)
-		}
+		rt.wantBody("1234567890")
 		if n := srv.accepted(); n != 1 {
 			t.Errorf("%d connections, want 1", n)
 		}
@@ -148,9 +143,7 @@ func TestNoPingByDefault(t *testing.T) {
 			t.Fatal("connection closed")
 		}
 		sc.data(r.id, true, []byte("x"))
-		if b, err := io.ReadAll(rt.response().Body); err != nil || string(b) != "x" {
-			t.Errorf("body %q, %v", b, err)
-		}
+		rt.wantBody("x")
 	})
 }
 

@@ -142,12 +142,7 @@ func TestIdleConnsPastMaxIdleClosedOldestFirst(t *testing.T) {
 		var order []*testServer
 		for _, host := range []string{"a.test", "b.test", "c.test"} {
 			srv := newTestServer(t, nil, func(i int, sc *serverConn) {
-				sc.serve()
-				for {
-					r, ok := sc.next()
-					if !ok {
-						return
-					}
+				for r := range sc.requests() {
 					sc.respond(r, []byte("x"))
 				}
 			})
@@ -218,8 +213,7 @@ func TestMaxStreamsZeroBrieflyFailsNoRequest(t *testing.T) {
 				if !ok {
 					return
 				}
-				sc.headers(h.StreamID, false, 200, "content-length", "2")
-				sc.data(h.StreamID, true, []byte("ok"))
+				sc.reply(h.StreamID, "ok")
 				once.Do(func() {
 					wg.Go(func() {
 						time.Sleep(20 * time.Millisecond)

@@ -86,7 +86,7 @@ func TestE2EUsageErrors(t *testing.T) {
 				t.Errorf("stdout: %q", r.stdout)
 			}
 			if _, err := os.Stat(args[1]); err == nil && r.code == 2 {
-				// Not in the spec; noted, not failed: run() creates --dir
+				// Noted, not failed: run() creates --dir
 				// before it opens --manifest.
 				t.Logf("NOTE: the usage error left the output directory %s created", args[1])
 			}

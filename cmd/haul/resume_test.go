@@ -88,7 +88,7 @@ func TestE2EThousandFiles(t *testing.T) {
 	}
 }
 
-// The spec: a re-run after Ctrl-C resumes partial files with Range requests
+// A re-run after Ctrl-C resumes partial files with Range requests
 // guarded by the validator (If-Range) rather than fetching them again.
 func TestE2EResumeAfterInterrupt(t *testing.T) {
 	t.Parallel()

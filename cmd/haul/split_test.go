@@ -154,15 +154,29 @@ func TestSplitKill9(t *testing.T) {
 			cancel()
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(20+rng.IntN(300)) * time.Millisecond)
-		cmd.Process.Signal(unix.SIGKILL)
-		cmd.Wait()
-		cancel()
-		for _, q := range s.requests()[before:] {
-			if strings.Contains(q, "bytes=") && !strings.HasSuffix(q, "-") {
-				split++
-				break
+		// Killed mid-transfer by what the server saw, not after a random
+		// time (on a loaded machine haul may not have sent a request by
+		// then): once the round's first piece was asked for (the file is
+		// split) and then a random 384 KiB to 1.9 MiB more of the 3 MiB were
+		// sent.
+		exited := make(chan struct{})
+		go func() { cmd.Wait(); close(exited) }()
+		done := func() bool {
+			select {
+			case <-exited:
+				return true
+			default:
+				return false
 			}
+		}
+		waitFor(t, func() bool { return done() || pieceAsked(s.requests()[before:]) })
+		from, extra := s.served.Load(), int64(384<<10+rng.IntN(7)*256<<10)
+		waitFor(t, func() bool { return done() || s.served.Load()-from >= extra })
+		cmd.Process.Signal(unix.SIGKILL)
+		<-exited
+		cancel()
+		if pieceAsked(s.requests()[before:]) {
+			split++
 		}
 		// Whatever is at a final name is right.
 		missing := int64(0)
@@ -204,6 +218,17 @@ func TestSplitKill9(t *testing.T) {
 	if split < rounds/2 || resumed < rounds/2 {
 		t.Errorf("only %d rounds split and %d files resumed: the kills did not land mid-transfer", split, resumed)
 	}
+}
+
+// pieceAsked reports whether one of the requests (path and Range) asked for
+// a piece of a split file: a closed range.
+func pieceAsked(reqs []string) bool {
+	for _, q := range reqs {
+		if strings.Contains(q, "bytes=") && !strings.HasSuffix(q, "-") {
+			return true
+		}
+	}
+	return false
 }
 
 // --split, --min-split-size and --checkpoint are checked.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/haul/haul/download/input"
+	"github.com/haul/haul/internal/testutil"
 )
 
 // fast are options that keep retries quick.
@@ -407,7 +408,7 @@ func TestWalkStreamsWithinPage(t *testing.T) {
 		w.(http.Flusher).Flush()
 		select {
 		case <-got:
-		case <-time.After(5 * time.Second):
+		case <-time.After(testutil.Patience(t)):
 			t.Error("the first entry did not come out before the page ended")
 		}
 		fmt.Fprint(w, `<a href="second">second</a>`)
@@ -452,7 +453,7 @@ func TestWalkReadsPageWhileConsumerWaits(t *testing.T) {
 	}
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+	case <-time.After(testutil.Patience(t)):
 		t.Fatal("the server could not send the page while the consumer waited")
 	}
 }
@@ -669,13 +670,11 @@ func TestWalkStall(t *testing.T) {
 	}
 	s := httptest.NewServer(tr)
 	defer s.Close()
-	start := time.Now()
+	// Pages that stall are given up after the timeout and asked again (a
+	// walk that waited on them would never end).
 	es, des := walkAll(t, NewSource(context.Background(), s.Client(), []string{s.URL + "/"}, fast(Options{Timeout: 100 * time.Millisecond})))
 	if got, want := urls(es), []string{s.URL + "/a/fa", s.URL + "/b/fb", s.URL + "/c/fc"}; !slices.Equal(got, want) || len(des) > 0 {
 		t.Errorf("got %q %v, want %q", got, des, want)
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("took %v", d)
 	}
 	// And one that always stalls fails with ErrStalled.
 	s2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))

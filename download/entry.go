@@ -367,9 +367,11 @@ func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
 		// it takes a slot too, if one is free (else the file gets fewer).
 		return e.hosts.tryConn(x.hostKey)
 	}
-	if e.opts.Streams > 1 {
-		// The host speaks HTTP/2: its next entries take a stream each, and
-		// so do those in flight (see hosts.multiplexed).
+	if !e.inline(x) {
+		// An entry that may go over HTTP/2 (https, with --streams): when
+		// its connection turns out to, the host's next entries take a
+		// stream each, and so do those in flight (see hosts.multiplexed).
+		// A plain http:// entry never does, and costs no trace.
 		h := x.host
 		t.multiplexed = func() { e.hosts.multiplexed(h) }
 	}

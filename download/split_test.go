@@ -158,25 +158,13 @@ func (w *countWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// paced writes p in 8 KiB chunks, flushed, each after the time it takes at
-// the server's rate.
+// paced writes p at the server's rate.
 func (w *countWriter) paced(p []byte) (int, error) {
-	n := 0
-	for len(p) > 0 {
-		c := p[:min(len(p), 8<<10)]
-		time.Sleep(time.Duration(len(c)) * time.Second / time.Duration(w.s.rate))
-		m, err := w.ResponseWriter.Write(c)
+	return testutil.WritePaced(w.ResponseWriter, p, w.s.rate, func(m int) {
 		w.s.mu.Lock()
 		w.s.served += int64(m)
 		w.s.mu.Unlock()
-		n += m
-		if err != nil {
-			return n, err
-		}
-		w.ResponseWriter.(http.Flusher).Flush()
-		p = p[len(c):]
-	}
-	return n, nil
+	})
 }
 
 func (s *splitServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -67,24 +67,9 @@ type pacedWriter struct {
 	s *pacedServer
 }
 
-// Write sends p in 8 KiB chunks, flushed, each after the time it takes at
-// the rate.
+// Write sends p at the rate.
 func (w *pacedWriter) Write(p []byte) (int, error) {
-	const chunk = 8 << 10
-	n := 0
-	for len(p) > 0 {
-		c := p[:min(len(p), chunk)]
-		time.Sleep(time.Duration(len(c)) * time.Second / time.Duration(w.s.rate))
-		m, err := w.ResponseWriter.Write(c)
-		w.s.served.Add(int64(m))
-		n += m
-		if err != nil {
-			return n, err
-		}
-		w.ResponseWriter.(http.Flusher).Flush()
-		p = p[len(c):]
-	}
-	return n, nil
+	return testutil.WritePaced(w.ResponseWriter, p, w.s.rate, func(m int) { w.s.served.Add(int64(m)) })
 }
 
 // durable returns how many bytes of the staging file part its resume record

@@ -21,6 +21,7 @@ import (
 	"math/big"
 	mrand "math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -242,3 +243,26 @@ func TrackGoroutines(t testing.TB) (alive func() []string) {
 }
 
 const trackLabel = "haul-test"
+
+// WritePaced writes p to w as a link capped at rate bytes a second would: in
+// 8 KiB chunks, each flushed after the time it takes at that rate. sent, if
+// not nil, is told each chunk's bytes as they are written.
+func WritePaced(w http.ResponseWriter, p []byte, rate int, sent func(n int)) (int, error) {
+	const chunk = 8 << 10
+	n := 0
+	for len(p) > 0 {
+		c := p[:min(len(p), chunk)]
+		time.Sleep(time.Duration(len(c)) * time.Second / time.Duration(rate))
+		m, err := w.Write(c)
+		if sent != nil {
+			sent(m)
+		}
+		n += m
+		if err != nil {
+			return n, err
+		}
+		w.(http.Flusher).Flush()
+		p = p[len(c):]
+	}
+	return n, nil
+}

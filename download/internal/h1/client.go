@@ -106,25 +106,33 @@ func New(o Options) *Client {
 // Read and Close of one body must not be called concurrently; cancel the
 // request's context to abort a blocked Read.
 func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL == nil {
-		closeBody(req)
-		return nil, errors.New("h1: nil Request.URL")
-	}
-	if req.Method != "" && req.Method != http.MethodGet {
-		closeBody(req)
-		return nil, fmt.Errorf("h1: method %s: %w", req.Method, errors.ErrUnsupported)
-	}
-	if req.Body != nil && req.Body != http.NoBody {
-		closeBody(req)
-		return nil, fmt.Errorf("h1: request body: %w", errors.ErrUnsupported)
+	if err := Refuse(req, "h1"); err != nil {
+		return nil, err
 	}
 	return c.roundTrip(req)
 }
 
-func closeBody(req *http.Request) {
+// Refuse returns the error of a request that a lean client (name: "h1",
+// "h2") does not make, having closed its body as a RoundTripper must: one
+// without a URL, another method than GET, a request body (wrapping
+// errors.ErrUnsupported, so that a caller can send it another way). It
+// returns nil for a request the client makes.
+func Refuse(req *http.Request, name string) error {
+	var err error
+	switch {
+	case req.URL == nil:
+		err = errors.New(name + ": nil Request.URL")
+	case req.Method != "" && req.Method != http.MethodGet:
+		err = fmt.Errorf("%s: method %s: %w", name, req.Method, errors.ErrUnsupported)
+	case req.Body != nil && req.Body != http.NoBody:
+		err = fmt.Errorf("%s: request body: %w", name, errors.ErrUnsupported)
+	default:
+		return nil
+	}
 	if req.Body != nil {
 		req.Body.Close()
 	}
+	return err
 }
 
 // roundTrip makes one request without following redirects.

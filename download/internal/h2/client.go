@@ -234,29 +234,14 @@ func New(o Options) *Client {
 // host:port) and GotConn (the connection, a *tls.Conn, before the request is
 // sent on it), as net/http's Transport tells it.
 func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL == nil {
-		closeBody(req)
-		return nil, errors.New("h2: nil Request.URL")
-	}
-	if req.Method != "" && req.Method != http.MethodGet {
-		closeBody(req)
-		return nil, fmt.Errorf("h2: method %s: %w", req.Method, errors.ErrUnsupported)
-	}
-	if req.Body != nil && req.Body != http.NoBody {
-		closeBody(req)
-		return nil, fmt.Errorf("h2: request body: %w", errors.ErrUnsupported)
+	if err := h1.Refuse(req, "h2"); err != nil {
+		return nil, err
 	}
 	resp, err := c.roundTrip(req)
 	if errors.Is(err, ErrNotOffered) && c.o.HTTP1 != nil {
 		return c.o.HTTP1.RoundTrip(req)
 	}
 	return resp, err
-}
-
-func closeBody(req *http.Request) {
-	if req.Body != nil {
-		req.Body.Close()
-	}
 }
 
 // roundTrip makes one request, sending it again (on another connection)

@@ -157,18 +157,8 @@ pid $HD/nginx.pid;
 error_log $NG_ERR warn;
 events { worker_connections $((NOFILE - 64)); }
 http {
-  default_type application/octet-stream;
-  sendfile on;
-  tcp_nopush on;
-  tcp_nodelay on;
+$(nginx_http_base "$HD/nginx-tmp")
   access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 60s;
-  client_body_temp_path $HD/nginx-tmp/body;
-  proxy_temp_path $HD/nginx-tmp/proxy;
-  fastcgi_temp_path $HD/nginx-tmp/fastcgi;
-  uwsgi_temp_path $HD/nginx-tmp/uwsgi;
-  scgi_temp_path $HD/nginx-tmp/scgi;
   server {
     listen 80 backlog=4096;
     listen 443 ssl http2 backlog=4096;

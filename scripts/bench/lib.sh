@@ -57,6 +57,25 @@ hash_tree() {
 pid_alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 nginx_running() { pid_alive "$NGINX_PID"; }
 
+# nginx_http_base TMPDIR: the http{} directives every benchmark nginx shares (setup.sh's, wan.sh's,
+# hosts.sh's): files as sent (sendfile), keep-alive for as many requests as a run makes (it also
+# bounds the requests of an HTTP/2 connection), and the temporary paths under TMPDIR.
+nginx_http_base() {
+  cat << EOF
+  default_type application/octet-stream;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  client_body_temp_path $1/body;
+  proxy_temp_path $1/proxy;
+  fastcgi_temp_path $1/fastcgi;
+  uwsgi_temp_path $1/uwsgi;
+  scgi_temp_path $1/scgi;
+EOF
+}
+
 # CPU clock ticks (user + system, all threads) of one process; 0 when it is gone
 proc_ticks() {
   local f

@@ -144,20 +144,10 @@ pid $NGINX_PID;
 error_log $BENCH_DIR/nginx-error.log warn;
 events { worker_connections 8192; }
 http {
-  default_type application/octet-stream;
-  sendfile on;
-  tcp_nopush on;
-  tcp_nodelay on;
+$(nginx_http_base "$BENCH_DIR/nginx-tmp")
   $alog
-  keepalive_requests 1000000;   # also bounds the requests of an HTTP/2 connection
-  keepalive_timeout 60s;
   open_file_cache max=20000 inactive=120s;
   open_file_cache_valid 120s;
-  client_body_temp_path $BENCH_DIR/nginx-tmp/body;
-  proxy_temp_path $BENCH_DIR/nginx-tmp/proxy;
-  fastcgi_temp_path $BENCH_DIR/nginx-tmp/fastcgi;
-  uwsgi_temp_path $BENCH_DIR/nginx-tmp/uwsgi;
-  scgi_temp_path $BENCH_DIR/nginx-tmp/scgi;
   log_format proto '\$server_protocol \$ssl_protocol \$ssl_cipher reused=\$ssl_session_reused conn=\$connection "\$http_user_agent"';
   server {
     listen $BENCH_HOST:$BENCH_PORT backlog=4096;

@@ -135,19 +135,9 @@ pid $WAN_PID;
 error_log $BENCH_DIR/wan-nginx-error.log warn;
 events { worker_connections 8192; }
 http {
-  default_type application/octet-stream;
-  sendfile on;
-  tcp_nopush on;
-  tcp_nodelay on;
+$(nginx_http_base "$BENCH_DIR/wan-nginx-tmp")
   access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 60s;
   open_file_cache max=20000 inactive=120s;
-  client_body_temp_path $BENCH_DIR/wan-nginx-tmp/body;
-  proxy_temp_path $BENCH_DIR/wan-nginx-tmp/proxy;
-  fastcgi_temp_path $BENCH_DIR/wan-nginx-tmp/fastcgi;
-  uwsgi_temp_path $BENCH_DIR/wan-nginx-tmp/uwsgi;
-  scgi_temp_path $BENCH_DIR/wan-nginx-tmp/scgi;
   server {   # capped-*: each request (a ranged one too) gets its own $RATE/s
     listen 127.0.0.1:$CAP_PORT backlog=4096;
     root $WWW;

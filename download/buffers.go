@@ -1,5 +1,7 @@
 package download
 
+import "sync/atomic"
+
 // buffers is a free list of copy buffers. Unlike a sync.Pool, which the garbage
 // collector empties every cycle, it keeps its buffers: at thousands of files a
 // second a pool would hand out freshly allocated (and zeroed) 128 KiB buffers
@@ -8,6 +10,7 @@ package download
 type buffers struct {
 	size int
 	free chan *[]byte
+	made atomic.Int32 // buffers made, for TryGet's cap
 }
 
 func newBuffers(size, max int) *buffers {
@@ -23,6 +26,23 @@ func (b *buffers) Get() *[]byte {
 		s := make([]byte, b.size)
 		return &s
 	}
+}
+
+// TryGet returns a buffer of len size, or nil if cap(free) of them are in
+// use: never more than that many exist. A pool used only through TryGet and
+// Put holds a fixed amount of memory, whatever the concurrency.
+func (b *buffers) TryGet() *[]byte {
+	select {
+	case p := <-b.free:
+		return p
+	default:
+	}
+	if b.made.Add(1) > int32(cap(b.free)) {
+		b.made.Add(-1)
+		return nil
+	}
+	s := make([]byte, b.size)
+	return &s
 }
 
 // Put gives p back for reuse.

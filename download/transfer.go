@@ -33,6 +33,7 @@ type transferDeps struct {
 	hashAll bool          // --sha256: hash every file
 	limiter *rate.Limiter // --limit-rate, nil: none
 	bufs    *buffers
+	big     *buffers      // bigBufSize buffers, taken with TryGet; nil: none
 	bytes   *atomic.Int64 // Stats.Bytes
 	// split and minSplit are --split and --min-split-size (split.go); a
 	// piece that gets no byte is tried retries+1 times, backoff apart.
@@ -57,6 +58,7 @@ type transfer struct {
 	validator string // strong ETag or Last-Modified of what is written, "" if none
 	hash      *asyncHash
 	buf       *[]byte
+	big       bool     // buf is from d.big
 	raw       *rawBody // the encoded body under the decoder (--compressed), nil if none
 	// responded: the last attempt got a response head (any status), so its
 	// host is up.
@@ -175,7 +177,27 @@ func (t *transfer) close() {
 		t.hash.close()
 	}
 	if t.buf != nil {
+		t.pool().Put(t.buf)
+	}
+}
+
+// pool is where t.buf came from.
+func (t *transfer) pool() *buffers {
+	if t.big {
+		return t.d.big
+	}
+	return t.d.bufs
+}
+
+// grow swaps the copy buffer for a big one (see bigBufSize) once a body past
+// growAt still fills every read, if one is free.
+func (t *transfer) grow() {
+	if t.big || t.d.big == nil || t.hash != nil || t.written < growAt {
+		return
+	}
+	if bp := t.d.big.TryGet(); bp != nil {
 		t.d.bufs.Put(t.buf)
+		t.buf, t.big = bp, true
 	}
 }
 
@@ -507,6 +529,9 @@ func (t *transfer) chunk(body *pacedBody) (n int, err error) {
 	}
 	t.best = max(t.best, t.written)
 	body.stored(n)
+	if n == len(buf) {
+		t.grow()
+	}
 	return n, err
 }
 

@@ -51,3 +51,41 @@ func TestRetryableDNS(t *testing.T) {
 		t.Error("a resolver timeout is not retried")
 	}
 }
+
+// A body past growAt that fills its reads moves to a big buffer while one
+// is free; no more than cap big buffers ever exist, and each goes back to
+// its own pool.
+func TestTransferGrowsBuffer(t *testing.T) {
+	d := &transferDeps{bufs: newBuffers(8, 4), big: newBuffers(64, 2)}
+	xfer := func(written int64) *transfer {
+		x := &transfer{d: d, written: written}
+		x.buffer()
+		return x
+	}
+	early := xfer(growAt - 1)
+	early.grow()
+	if early.big || len(early.buffer()) != 8 {
+		t.Fatalf("grew before growAt: %d bytes", len(early.buffer()))
+	}
+	a, b, c := xfer(growAt), xfer(growAt), xfer(growAt)
+	for _, x := range []*transfer{a, b, c} {
+		x.grow()
+	}
+	if !a.big || !b.big || len(a.buffer()) != 64 || len(b.buffer()) != 64 {
+		t.Fatalf("the first two did not grow: %v %v", a.big, b.big)
+	}
+	if c.big || len(c.buffer()) != 8 {
+		t.Fatal("a third big buffer was made past the cap")
+	}
+	a.close()
+	c.grow()
+	if !c.big || len(c.buffer()) != 64 {
+		t.Fatal("a big buffer given back was not taken again")
+	}
+	if got := len(d.bufs.free); got != 3 {
+		t.Errorf("%d small buffers given back, want 3 (those of a, b and c)", got)
+	}
+	if got := len(d.big.free); got != 0 {
+		t.Errorf("%d big buffers idle, want 0", got)
+	}
+}

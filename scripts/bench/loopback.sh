@@ -6,7 +6,7 @@
 #   files through the logging port (proto.sh).
 # Tools: aria2c (-x/-s min(C,16) connections per file), aria2c-x1 (large, huge: one per file),
 # curl --parallel, wget2, wget (one at a time), xargs -P C curl, pyfetch.py aiohttp and threads,
-# haul (-j C --layout tree). On *-tls every tool verifies the server against the bench CA.
+# rclone copy (its http backend, the list's paths), haul (-j C --layout tree). On *-tls every tool verifies the server against the bench CA.
 # Env: HAUL (the haul binary), BENCH_RUNS (3), BENCH_TOOLS (a subset, in order), BENCH_TIMEOUT
 #      (600 s a run; wget on huge: WGET_HUGE_TIMEOUT, 120 s), ARIA2_SPLIT (aria2c -x/-s),
 #      HAUL_OPTS (more haul flags), HAUL_<NAME> (a second binary run as tool haul-<name>).
@@ -33,7 +33,11 @@ BYTES=$(cat "$LISTS/$L.bytes")
 ARIA2_X=${ARIA2_SPLIT:-$((C < 16 ? C : 16))}   # aria2c's maximum is 16
 WGET2_NH=1 PY_TREE=0
 
-tools=(aria2c curl wget2 wget xargs-curl py-aiohttp py-threads haul)
+FIRST=$(head -n 1 "$LISTS/$L.txt")
+RCLONE_BASE=${FIRST%/"$(head -n 1 "$LISTS/$L.paths")"}
+RCLONE_OPTS=--http-no-head   # the server's listing is not read: no HEAD per file either
+
+tools=(aria2c curl wget2 wget xargs-curl py-aiohttp py-threads rclone haul)
 [[ ${W%-tls} == large || ${W%-tls} == huge ]] && tools=(aria2c aria2c-x1 "${tools[@]:1}")
 pick_tools "${tools[@]}"
 

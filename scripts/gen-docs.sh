@@ -5,7 +5,9 @@
 #   docs/completions/haul.bash   bash: /etc/bash_completion.d/haul, or source it
 #   docs/completions/_haul       zsh: a directory of $fpath
 #   docs/completions/haul.fish   fish: ~/.config/fish/completions/haul.fish
-# Run it after changing a flag; TestE2EDocsUpToDate (cmd/haul) fails until the files match.
+#   docs/reference.md            its "Flags" code block: haul --help's options
+# Run it after changing a flag; TestE2EDocsUpToDate and TestE2EReferenceFlagsUpToDate (cmd/haul)
+# fail until the files match.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 command -v go >/dev/null || PATH=/usr/local/go/bin:$PATH
@@ -17,4 +19,12 @@ mkdir -p docs/completions
 "$tmp/haul" completion bash > docs/completions/haul.bash
 "$tmp/haul" completion zsh > docs/completions/_haul
 "$tmp/haul" completion fish > docs/completions/haul.fish
-echo "wrote docs/haul.1 docs/completions/{haul.bash,_haul,haul.fish}"
+"$tmp/haul" --help 2>&1 | sed '1,/^GLOBAL OPTIONS:$/d' > "$tmp/flags"
+# the code block after "## Flags" is replaced, the rest of the file kept
+awk -v flags="$tmp/flags" '
+  st == 0 && /^## Flags$/ { st = 1 }
+  st == 1 && /^```$/ { print; while ((getline l < flags) > 0) print l; st = 2; next }
+  st == 2 { if (/^```$/) { print; st = 3 } next }
+  { print }' docs/reference.md > "$tmp/reference.md"
+cp "$tmp/reference.md" docs/reference.md
+echo "wrote docs/haul.1 docs/completions/{haul.bash,_haul,haul.fish} and docs/reference.md's flag list"

@@ -79,6 +79,36 @@ func TestE2EDocsUpToDate(t *testing.T) {
 	}
 }
 
+// The flag list in docs/reference.md is haul --help's (scripts/gen-docs.sh).
+func TestE2EReferenceFlagsUpToDate(t *testing.T) {
+	t.Parallel()
+	ref, err := os.ReadFile("../../docs/reference.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runHaul(t, nil, "--help")
+	if r.code != 0 {
+		t.Fatalf("haul --help: %v", r)
+	}
+	help := r.stdout + r.stderr // human output: stderr
+	_, opts, ok := strings.Cut(help, "GLOBAL OPTIONS:\n")
+	if !ok {
+		t.Fatalf("no GLOBAL OPTIONS in haul --help:\n%s", clip(help))
+	}
+	_, flags, ok := strings.Cut(string(ref), "\n## Flags\n")
+	if !ok {
+		t.Fatal("docs/reference.md has no Flags section")
+	}
+	_, block, ok := strings.Cut(flags, "\n```\n")
+	block, _, ok2 := strings.Cut(block, "```\n")
+	if !ok || !ok2 {
+		t.Fatal("docs/reference.md's Flags section has no code block")
+	}
+	if block != opts {
+		t.Errorf("docs/reference.md's flag list differs from haul --help: run scripts/gen-docs.sh")
+	}
+}
+
 // The man page renders without warnings and documents every flag.
 func TestE2EManPageRenders(t *testing.T) {
 	t.Parallel()

@@ -66,6 +66,7 @@ type options struct {
 	hostFailLimit  int // download.Options.HostFailLimit
 	netrc          *httpclient.Netrc
 	jar            http.CookieJar
+	dns            dnsOptions // --dns-server, --dns-concurrency
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {

@@ -46,5 +46,7 @@ complete -c haul -l host-fail-limit -x -d 'after N attempts in a row to one host
 complete -c haul -l netrc -d 'Basic credentials per host from ~/.netrc ($NETRC), as curl --netrc; never sent on to another host'
 complete -c haul -l netrc-file -r -F -d 'like --netrc, from FILE'
 complete -c haul -l cookies -r -F -d 'send the cookies of a Netscape cookies.txt FILE (as curl -b, wget --load-cookies)'
+complete -c haul -l dns-server -x -d 'look host names up with the name server at IP[:PORT] ([IPv6]:PORT; port 53 by default) instead of the system\'s; repeatable: the next is asked when one does not answer; /etc/hosts still applies'
+complete -c haul -l dns-concurrency -x -d 'at most N DNS lookups in flight'
 complete -c haul -s h -l help -d 'show help'
 complete -c haul -s v -l version -d 'print the version'

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/net/http/httpproxy"
 
+	"github.com/haul/haul/download/internal/dns"
 	"github.com/haul/haul/download/internal/h1"
 	"github.com/haul/haul/download/internal/h2"
 	"github.com/haul/haul/download/internal/retry"
@@ -49,12 +50,22 @@ type Options struct {
 	// Jar sends and keeps cookies (--cookies), on every request and redirect
 	// hop, whichever client makes it.
 	Jar http.CookieJar
+	// DNSServers are the name servers host names are looked up with, in
+	// order (--dns-server); none: the system's resolver. The hosts file
+	// applies either way.
+	DNSServers []netip.AddrPort
+	// DNSConcurrency caps the lookups in flight (--dns-concurrency); 0 is
+	// 64.
+	DNSConcurrency int
 
 	// proxy picks the proxy for a URL, nil for none; nil means from the
 	// environment. Tests set it: the environment's never proxies loopback.
 	proxy func(*url.URL) (*url.URL, error)
-	// lookup resolves a host name; nil means Go's resolver. Tests count with it.
-	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
+	// lookup resolves a host name; nil means package dns's, as the fields
+	// above say. Tests count with it.
+	lookup func(ctx context.Context, host string) (dns.Answer, error)
+	// hostsFile is the hosts file read with DNSServers; "" is /etc/hosts.
+	hostsFile string
 }
 
 // New returns the one HTTP client a run shares: keep-alive connections pooled
@@ -95,7 +106,7 @@ func New(o Options) (Client, error) {
 	jobs := max(o.Jobs, 1)
 	// Host names are looked up once per run (bounded, failures kept briefly):
 	// both clients dial through the same cache.
-	dial := newResolver(o.lookup).dialer(&net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second})
+	dial := newResolver(o).dialer(&net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second})
 	proxy := o.proxy
 	if proxy == nil {
 		// What http.ProxyFromEnvironment does, as a function of the URL, so the

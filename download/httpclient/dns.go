@@ -1,6 +1,7 @@
 package httpclient
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,14 +11,25 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/haul/haul/download/internal/dns"
 )
 
-// A run looks each host name up once: a list over thousands of hosts would
-// otherwise send a lookup per connection (Go's resolver caches nothing).
+// A run looks each host name up once, or once per TTL: a list over
+// thousands of hosts would otherwise send a lookup per connection (Go's
+// resolver caches nothing).
 const (
-	dnsCacheSize = 16 << 10         // names kept, the least recently used dropped first
-	dnsKeep      = 30 * time.Minute // how long an answer is used (a run of hours looks again)
-	dnsFailKeep  = 10 * time.Second // how long a failure is: a flaky resolver gets another chance
+	dnsCacheSize = 16 << 10 // names kept, the least recently used dropped first
+	// An answer is kept as long as its TTL says, within these bounds. The
+	// floor: resolvers give local names a TTL of 0 (dnsmasq's --address,
+	// names from its hosts files) and some CDNs a few seconds, which would
+	// cost a query per connection where a run's connections to a host come
+	// seconds apart; within half a minute a host that moves is still
+	// followed. The ceiling: a run of hours looks again, and an answer that
+	// tells no TTL (Go's resolver, the hosts file) is kept that long.
+	dnsMinKeep  = 30 * time.Second
+	dnsMaxKeep  = 30 * time.Minute
+	dnsFailKeep = 10 * time.Second // how long a failure is: a flaky resolver gets another chance
 )
 
 // resolver caches lookups for dialer, bounded, with failures cached briefly.
@@ -25,9 +37,10 @@ const (
 // would expire entries itself, but with a goroutine per cache that never
 // ends: an answer's age is checked when it is read instead.)
 type resolver struct {
-	lookup  func(ctx context.Context, host string) ([]netip.Addr, error)
+	lookup  func(ctx context.Context, host string) (dns.Answer, error)
 	cache   *lru.Cache[string, answer]
 	flights singleflight.Group
+	now     func() time.Time // time.Now; tests move it
 }
 
 // answer is a cached lookup: its addresses or its error, until when.
@@ -37,23 +50,41 @@ type answer struct {
 	until time.Time
 }
 
-func newResolver(lookup func(ctx context.Context, host string) ([]netip.Addr, error)) *resolver {
+// newResolver is the resolver of o: the lookups of package dns, with
+// o.DNSServers (and the hosts file, read once) or with Go's resolver, at most
+// o.DNSConcurrency in flight, for A records only where the machine has no
+// global IPv6 address; o.lookup instead where a test gives one.
+func newResolver(o Options) *resolver {
+	lookup := o.lookup
 	if lookup == nil {
-		lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
-			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		var hosts *dns.Hosts
+		if len(o.DNSServers) > 0 {
+			// Go's resolver reads the hosts file itself; haul's client
+			// reads it once. One it cannot read holds nothing, as for
+			// the C library.
+			hosts, _ = dns.ReadHostsFile(cmp.Or(o.hostsFile, "/etc/hosts"))
 		}
+		lookup = dns.New(dns.Options{Servers: o.DNSServers, Concurrency: o.DNSConcurrency, Hosts: hosts}).Lookup
 	}
 	cache, err := lru.New[string, answer](dnsCacheSize)
 	if err != nil {
 		panic(err) // only for a size <= 0
 	}
-	return &resolver{lookup: lookup, cache: cache}
+	return &resolver{lookup: lookup, cache: cache, now: time.Now}
+}
+
+// keep is how long an answer with ttl is kept (ttl < 0: it tells none).
+func keep(ttl time.Duration) time.Duration {
+	if ttl < 0 {
+		return dnsMaxKeep
+	}
+	return min(max(ttl, dnsMinKeep), dnsMaxKeep)
 }
 
 // addrs returns host's addresses, from the cache or one lookup, bounded by
 // limit and by ctx (a caller that gives up, Ctrl-C, does not wait for it).
 func (r *resolver) addrs(ctx context.Context, host string, limit time.Duration) ([]netip.Addr, error) {
-	if a, ok := r.cache.Get(host); ok && time.Now().Before(a.until) {
+	if a, ok := r.cache.Get(host); ok && r.now().Before(a.until) {
 		return a.addrs, a.err
 	}
 	ch := r.flights.DoChan(host, func() (any, error) {
@@ -62,15 +93,15 @@ func (r *resolver) addrs(ctx context.Context, host string, limit time.Duration) 
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit)
 		defer cancel()
 		a, err := r.lookup(lctx, host)
-		if err == nil && len(a) == 0 {
+		if err == nil && len(a.Addrs) == 0 {
 			err = &net.DNSError{Err: "no addresses", Name: host, IsNotFound: true}
 		}
 		if err != nil {
-			r.cache.Add(host, answer{err: err, until: time.Now().Add(dnsFailKeep)})
+			r.cache.Add(host, answer{err: err, until: r.now().Add(dnsFailKeep)})
 			return nil, err
 		}
-		r.cache.Add(host, answer{addrs: a, until: time.Now().Add(dnsKeep)})
-		return a, nil
+		r.cache.Add(host, answer{addrs: a.Addrs, until: r.now().Add(keep(a.TTL))})
+		return a.Addrs, nil
 	})
 	select {
 	case res := <-ch:

@@ -167,15 +167,16 @@ func (l *leanLog) CloseIdleConnections() {
 // trusts the httptest certificate, and logs what the router gives h1.
 func newTestClient(t *testing.T, o Options, p *fakeProxy, proxied ...string) (*client, *leanLog) {
 	t.Helper()
-	var pu *url.URL
 	if p != nil {
-		pu, _ = url.Parse(p.URL)
-	}
-	o.proxy = func(u *url.URL) (*url.URL, error) {
-		if pu != nil && slices.Contains(proxied, u.Scheme) {
-			return pu, nil
+		pu, _ := url.Parse(p.URL)
+		o.proxy = func(u *url.URL) (*url.URL, error) {
+			if slices.Contains(proxied, u.Scheme) {
+				return pu, nil
+			}
+			return nil, nil
 		}
-		return nil, nil
+	} else {
+		o.Proxies = &Proxies{} // none: the environment's are not read
 	}
 	o.CACert = testCA(t)
 	o.ConnectTimeout = testutil.Patience(t)
@@ -185,7 +186,7 @@ func newTestClient(t *testing.T, o Options, p *fakeProxy, proxied ...string) (*c
 	}
 	c := hc.(*client)
 	ll := &leanLog{}
-	if r, ok := c.hc.Transport.(*router); ok {
+	if r, ok := c.hc.Transport.(*router); ok && r.h1 != nil {
 		ll.RoundTripper = r.h1
 		r.h1 = ll
 	}

@@ -56,12 +56,19 @@ type fakeProxy struct {
 
 func newFakeProxy(t *testing.T) *fakeProxy {
 	t.Helper()
+	return newFakeProxyOver(t, false)
+}
+
+// newFakeProxyOver starts a fakeProxy, over TLS (an https:// proxy, with
+// httptest's certificate) if tls.
+func newFakeProxyOver(t *testing.T, tls bool) *fakeProxy {
+	t.Helper()
 	p := &fakeProxy{}
 	fwd := &http.Transport{} // no Proxy: straight to the origin
 	var mu sync.Mutex
 	var tunnels []net.Conn
 	var wg sync.WaitGroup
-	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodConnect {
 			p.add("CONNECT " + r.Host)
 			up, err := net.Dial("tcp", r.Host)
@@ -107,6 +114,11 @@ func newFakeProxy(t *testing.T) *fakeProxy {
 		w.WriteHeader(resp.StatusCode)
 		io.Copy(w, resp.Body)
 	}))
+	if tls {
+		p.StartTLS()
+	} else {
+		p.Start()
+	}
 	t.Cleanup(func() {
 		p.Close()
 		mu.Lock()

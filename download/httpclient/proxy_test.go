@@ -272,11 +272,12 @@ func (l *lookups) lookup(_ context.Context, host string) ([]netip.Addr, error) {
 	return nil, &net.DNSError{Err: "not known to the test", Name: host, IsNotFound: true}
 }
 
-// newSOCKSClient returns a client through proxy (--proxy's value) that trusts
-// cert and resolves with l.
-func newSOCKSClient(t *testing.T, o Options, proxy string, cert testutil.Cert, l *lookups) Client {
+// newSOCKSClient returns a client through proxy (--proxy's value, with the
+// environment's NO_PROXY given as noProxy) that trusts cert and resolves
+// with l.
+func newSOCKSClient(t *testing.T, o Options, proxy string, cert testutil.Cert, l *lookups, noProxy ...string) Client {
 	t.Helper()
-	ps, err := ReadProxies(&proxy, env(nil))
+	ps, err := ReadProxies(&proxy, env(map[string]string{"NO_PROXY": strings.Join(noProxy, ",")}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,5 +498,68 @@ func TestSOCKS5ProxyNameResolvedOnce(t *testing.T) {
 	}
 	if n := o.conns.Load(); n != 2 {
 		t.Errorf("the origin took %d connections, want 2", n)
+	}
+}
+
+// An http:// or https:// proxy given with --proxy takes every request, to
+// loopback origins too, through net/http: plain http in absolute form, https
+// in a CONNECT tunnel with HTTP/2 inside; NO_PROXY sends a host around it.
+func TestHTTPProxyFromFlag(t *testing.T) {
+	plain := newBackend(t, false, serveOK)
+	secure := newBackend(t, true, serveOK)
+	for _, overTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "HTTPProxy", true: "HTTPSProxy"}[overTLS], func(t *testing.T) {
+			p := newFakeProxyOver(t, overTLS)
+			ps, err := ReadProxies(&p.URL, env(map[string]string{"NO_PROXY": "localhost"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := New(Options{Jobs: 4, Proxies: ps, CACert: testCA(t), ConnectTimeout: testutil.Patience(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(c.CloseIdleConnections)
+			plain.reset()
+			secure.reset()
+			around := strings.Replace(plain.URL, "127.0.0.1", "localhost", 1) + "/around"
+			for _, u := range []string{plain.URL + "/f", secure.URL + "/f", around} {
+				if _, body, err := get(t, c, context.Background(), u); err != nil || !strings.HasPrefix(body, "ok /") {
+					t.Fatalf("%s: body %q, error %v", u, body, err)
+				}
+			}
+			if got, want := p.get(), []string{"GET " + plain.URL + "/f", "CONNECT " + secure.Listener.Addr().String()}; !eq(got, want) {
+				t.Errorf("proxy saw %q, want %q", got, want)
+			}
+			if got, want := secure.get(), []string{"HTTP/2.0 /f"}; !eq(got, want) {
+				t.Errorf("https origin saw %q, want %q", got, want)
+			}
+			if got, want := plain.get(), []string{"HTTP/1.1 /f", "HTTP/1.1 /around"}; !eq(got, want) {
+				t.Errorf("http origin saw %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// Each hop of a redirect takes its own way out: from an origin that NO_PROXY
+// sends direct to one through the SOCKS5 proxy, over HTTP/2 there.
+func TestSOCKS5RedirectHop(t *testing.T) {
+	cert := testutil.SelfSigned(t)
+	proxy := realserver.StartSOCKS(t, realserver.SOCKSOptions{})
+	o := newSOCKSOrigin(t, true, cert)
+	first := newBackend(t, false, redirector(func() string { return o.url("localhost", "") }))
+	c := newSOCKSClient(t, Options{Jobs: 4}, proxy.URL("socks5h", "", ""), cert, &lookups{}, "127.0.0.1")
+	before := proxy.Connections()
+	resp, body, err := get(t, c, context.Background(), first.URL+"/to/f2")
+	if err != nil || body != string(o.files["/f2"]) || resp.Proto != "HTTP/2.0" {
+		t.Fatalf("%d bytes over %v, error %v", len(body), resp, err)
+	}
+	if got, want := first.get(), []string{"HTTP/1.1 /to/f2"}; !eq(got, want) {
+		t.Errorf("first origin saw %q, want %q", got, want)
+	}
+	if got, want := o.get(), []string{"HTTP/2.0 /f2"}; !eq(got, want) {
+		t.Errorf("second origin saw %q, want %q", got, want)
+	}
+	if n := proxy.Connections() - before; n != 1 {
+		t.Errorf("the proxy made %d connections, want 1 (the second origin's)", n)
 	}
 }

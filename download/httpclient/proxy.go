@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/net/idna"
 	"golang.org/x/net/proxy"
+
+	"github.com/haul/haul/download/internal/retry"
 )
 
 // Proxies says which proxy each request of a run goes through: --proxy, or
@@ -366,8 +368,15 @@ func socksDialer(p *url.URL, res *resolver, d *net.Dialer) (func(ctx context.Con
 			}
 			if _, err := hs.DialWithConn(ctx, c, "tcp", t); err != nil {
 				c.Close()
+				err = fmt.Errorf("proxy %s: %w", name, err)
+				if strings.Contains(err.Error(), "authentication") {
+					// The proxy refused the login (x/net's "no acceptable
+					// authentication methods", "username/password
+					// authentication failed"): it will refuse it again.
+					return nil, retry.Final(err)
+				}
 				if first == nil {
-					first = fmt.Errorf("proxy %s: %w", name, err)
+					first = err
 				}
 				if ctx.Err() != nil {
 					break

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/haul/haul/download/internal/retry"
 	"github.com/haul/haul/internal/realserver"
 	"github.com/haul/haul/internal/testutil"
 )
@@ -412,8 +413,9 @@ func TestSOCKS5ThroughNetHTTP(t *testing.T) {
 }
 
 // A proxy that asks for a user name and password (RFC 1929) lets through
-// only a client that gives the right ones, and the requests stop with the
-// proxy: they went through it.
+// only a client that gives the right ones (a refused login is not worth
+// another attempt), and the requests stop with the proxy: they went through
+// it.
 func TestSOCKS5Login(t *testing.T) {
 	cert := testutil.SelfSigned(t)
 	proxy := realserver.StartSOCKS(t, realserver.SOCKSOptions{User: "alice", Password: "s3cret"})
@@ -429,6 +431,9 @@ func TestSOCKS5Login(t *testing.T) {
 			if err == nil {
 				t.Fatal("the proxy let the request through")
 			}
+			if retry.Retryable(err) {
+				t.Errorf("a refused login is retryable: %v", err)
+			}
 			if tc.password != "" && strings.Contains(err.Error(), tc.password) {
 				t.Errorf("the error shows the password: %v", err)
 			}
@@ -441,8 +446,8 @@ func TestSOCKS5Login(t *testing.T) {
 	o.fetchAll(t, c, "127.0.0.1")
 	proxy.Stop()
 	c.CloseIdleConnections()
-	if _, _, err := get(t, c, context.Background(), o.url("127.0.0.1", "/f0")); err == nil {
-		t.Error("a request succeeded with the proxy stopped")
+	if _, _, err := get(t, c, context.Background(), o.url("127.0.0.1", "/f0")); err == nil || !retry.Retryable(err) {
+		t.Errorf("with the proxy stopped: error %v, want one worth another attempt", err)
 	}
 }
 

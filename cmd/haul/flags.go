@@ -66,7 +66,8 @@ type options struct {
 	hostFailLimit  int // download.Options.HostFailLimit
 	netrc          *httpclient.Netrc
 	jar            http.CookieJar
-	dns            dnsOptions // --dns-server, --dns-concurrency
+	dns            dnsOptions          // --dns-server, --dns-concurrency
+	proxies        *httpclient.Proxies // --proxy and the environment's
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
@@ -135,7 +136,7 @@ func flags() []cli.Flag {
 		&cli.StringFlag{Name: "cacert", TakesFile: true, Usage: "also trust the CA certificates in PEM `FILE`"},
 		&cli.BoolFlag{Name: "insecure", Aliases: []string{"k"}, Usage: "do not verify TLS certificates"},
 		&cli.BoolFlag{Name: "http1.1", Usage: "use HTTP/1.1 over TLS too, even where the server offers HTTP/2"},
-		&cli.StringFlag{Name: "http-client", Value: "haul", Usage: "haul (its own HTTP/1.1 and HTTP/2 clients: least CPU per request) or net/http (Go's standard client, for comparisons); requests through a proxy always go through net/http"},
+		&cli.StringFlag{Name: "http-client", Value: "haul", Usage: "haul (its own HTTP/1.1 and HTTP/2 clients: least CPU per request) or net/http (Go's standard client, for comparisons); requests through an HTTP proxy always go through net/http"},
 	}, append(mirrorFlags(), networkFlags()...)...)
 }
 

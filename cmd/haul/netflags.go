@@ -13,7 +13,7 @@ import (
 )
 
 // networkFlags are the flags for networks beyond loopback: hosts that are
-// down, credentials and cookies.
+// down, credentials, cookies and proxies.
 func networkFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.IntFlag{Name: "host-fail-limit", Value: 8,
@@ -23,6 +23,7 @@ func networkFlags() []cli.Flag {
 		&cli.StringFlag{Name: "cookies", TakesFile: true, Usage: "send the cookies of a Netscape cookies.txt `FILE` (as curl -b, wget --load-cookies)"},
 		&cli.StringSliceFlag{Name: "dns-server", Usage: "look host names up with the name server at `IP[:PORT]` ([IPv6]:PORT; port 53 by default) instead of the system's; repeatable: the next is asked when one does not answer; /etc/hosts still applies"},
 		&cli.IntFlag{Name: "dns-concurrency", Value: 64, Usage: "at most `N` DNS lookups in flight"},
+		&cli.StringFlag{Name: "proxy", Usage: "send requests through the proxy at `URL`: http://, https://, socks5:// (haul resolves host names) or socks5h:// (the proxy does), USER:PASSWORD@ for its login; instead of http_proxy, HTTPS_PROXY and ALL_PROXY, with NO_PROXY still applying (\"\": none)"},
 	}
 }
 
@@ -100,6 +101,15 @@ func parseNetwork(c *cli.Context, o *options) error {
 		if o.netrc, err = httpclient.ParseNetrc(f); err != nil {
 			return fmt.Errorf("--netrc %s: %w", name, err)
 		}
+	}
+	// --proxy "" is set (no proxy at all), unlike no --proxy (the environment's).
+	var proxy *string
+	if c.IsSet("proxy") {
+		proxy = new(c.String("proxy"))
+	}
+	var err error
+	if o.proxies, err = httpclient.ReadProxies(proxy, os.Getenv); err != nil {
+		return err
 	}
 	if name := c.String("cookies"); name != "" {
 		f, err := os.Open(name)

@@ -100,7 +100,7 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 	client, err := httpclient.New(httpclient.Options{
 		Jobs: o.jobs, PerHost: o.perHost, Streams: o.streams, ConnectTimeout: o.connectTimeout,
 		Timeout: o.timeout, CACert: o.cacert, Insecure: o.insecure, HTTP11: o.http11, NetHTTP: o.netHTTP,
-		Netrc: o.netrc, Jar: o.jar,
+		Netrc: o.netrc, Jar: o.jar, Proxies: o.proxies,
 		DNSServers: o.dns.servers, DNSConcurrency: o.dns.concurrency,
 	})
 	if err != nil {

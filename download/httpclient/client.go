@@ -12,9 +12,8 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
-
-	"golang.org/x/net/http/httpproxy"
 
 	"github.com/haul/haul/download/internal/dns"
 	"github.com/haul/haul/download/internal/h1"
@@ -58,8 +57,12 @@ type Options struct {
 	// 64.
 	DNSConcurrency int
 
-	// proxy picks the proxy for a URL, nil for none; nil means from the
-	// environment. Tests set it: the environment's never proxies loopback.
+	// Proxies picks the proxy of each request (--proxy and the environment,
+	// ReadProxies); nil means ReadProxies(nil, os.Getenv): the environment's.
+	Proxies *Proxies
+
+	// proxy, when set, picks the proxy for a URL instead of Proxies (nil for
+	// none). Tests set it: the environment's never proxies loopback.
 	proxy func(*url.URL) (*url.URL, error)
 	// lookup resolves a host name; nil means package dns's, as the fields
 	// above say. Tests count with it.
@@ -70,8 +73,9 @@ type Options struct {
 
 // New returns the one HTTP client a run shares: keep-alive connections pooled
 // across entries and hosts (idle pool sized to the concurrency), HTTP/2 where the
-// server offers it, proxies from the environment, no transparent decompression (bodies
-// are stored exactly as served), and at most 10 redirects, to http(s) only.
+// server offers it, proxies (Options.Proxies, else the environment's), no
+// transparent decompression (bodies are stored exactly as served), and at most
+// 10 redirects, to http(s) only.
 //
 // It is one http.Client, which owns the redirect policy (checkRedirect) and
 // the cookie jar, over a router (an http.RoundTripper) that sends each
@@ -81,9 +85,13 @@ type Options struct {
 // which is what bounds haul on small files; https:// to h2, a lean HTTP/2
 // client (ALPN h2 or http/1.1: a server that picks HTTP/1.1 has its
 // connection and the host's requests handed to h1); pieces of a split file
-// over https to h1 (WithPiece); a request through a proxy, or one neither
-// lean client makes, to net/http's Transport. With NetHTTP every request goes
-// to net/http's Transport.
+// over https to h1 (WithPiece); a request through an HTTP proxy, or one
+// neither lean client makes, to net/http's Transport. With NetHTTP every
+// request goes to net/http's Transport. A request through a SOCKS5 proxy is
+// routed the same way, to an h1, h2 and Transport of that proxy's, which dial
+// through it: HTTP/2 and keep-alive work through the proxy as without it.
+//
+// An error of the environment's proxy settings (ReadProxies) is New's.
 //
 // The netrc's credentials go on the first request of a chain only; the
 // policy keeps them (and any given) to that request's origin.
@@ -105,16 +113,24 @@ func New(o Options) (Client, error) {
 	}
 	jobs := max(o.Jobs, 1)
 	// Host names are looked up once per run (bounded, failures kept briefly):
-	// both clients dial through the same cache.
-	dial := newResolver(o).dialer(&net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second})
+	// every client dials through the same cache, to the origin or to a proxy.
+	res := newResolver(o)
+	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	dial := res.dialer(dialer)
 	proxy := o.proxy
 	if proxy == nil {
-		// What http.ProxyFromEnvironment does, as a function of the URL, so the
-		// routing below asks the very question the transport does.
-		proxy = httpproxy.FromEnvironment().ProxyFunc()
+		ps := o.Proxies
+		if ps == nil {
+			var err error
+			if ps, err = ReadProxies(nil, os.Getenv); err != nil {
+				return nil, err
+			}
+		}
+		if !ps.none() {
+			proxy = func(u *url.URL) (*url.URL, error) { return ps.For(u), nil }
+		}
 	}
 	tr := &http.Transport{
-		Proxy:                 func(r *http.Request) (*url.URL, error) { return proxy(r.URL) },
 		DialContext:           dial,
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   o.ConnectTimeout,
@@ -159,8 +175,13 @@ func New(o Options) (Client, error) {
 		tr.TLSClientConfig = tlsConf.Clone()
 		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
 	}
-	var rt http.RoundTripper = tr
-	if !o.NetHTTP {
+	// newLane builds the clients of one way out: h1 and h2 (none with
+	// NetHTTP) and std, over dial.
+	newLane := func(std *http.Transport, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *lane {
+		l := &lane{std: std}
+		if o.NetHTTP {
+			return l
+		}
 		one := h1.New(h1.Options{
 			DialContext:         dial,
 			TLSConfig:           tlsConf,
@@ -169,7 +190,7 @@ func New(o Options) (Client, error) {
 			MaxIdle:             maxIdle(jobs),
 			MaxConnsPerHost:     o.PerHost,
 		})
-		r := &router{proxy: proxy, std: tr, h1: one}
+		l.h1 = one
 		if !o.HTTP11 {
 			// A host's HTTP/2 requests go on as few connections as carry
 			// them with --streams each, at most as many as HTTP/1.1 would
@@ -182,7 +203,7 @@ func New(o Options) (Client, error) {
 			if streams <= 0 {
 				streams = 32
 			}
-			r.h2 = h2.New(h2.Options{
+			l.h2 = h2.New(h2.Options{
 				DialContext:         dial,
 				TLSConfig:           tlsConf,
 				TLSHandshakeTimeout: o.ConnectTimeout,
@@ -196,7 +217,31 @@ func New(o Options) (Client, error) {
 				HTTP1: one, // servers that choose HTTP/1.1 in ALPN
 			})
 		}
-		rt = r
+		return l
+	}
+	r := &router{proxy: proxy}
+	if proxy != nil {
+		// Direct requests and those through an HTTP proxy, which net/http's
+		// Transport makes (SOCKS5 ones have lanes of their own).
+		tr.Proxy = func(r *http.Request) (*url.URL, error) { return proxy(r.URL) }
+		// A SOCKS5 lane's Transport dials through the proxy itself rather
+		// than being given the proxy: Go 1.26's Transport takes socks5://
+		// as socks5h:// (the proxy resolves, where haul should), and would
+		// look the proxy's name up outside the run's DNS cache.
+		r.socksLane = func(p *url.URL) (*lane, error) {
+			dial, err := socksDialer(p, res, dialer)
+			if err != nil {
+				return nil, err
+			}
+			std := tr.Clone()
+			std.Proxy, std.DialContext = nil, dial
+			return newLane(std, dial), nil
+		}
+	}
+	r.lane = *newLane(tr, dial)
+	var rt http.RoundTripper = r
+	if o.NetHTTP && proxy == nil {
+		rt = tr
 	}
 	return &client{
 		hc:    &http.Client{Transport: rt, CheckRedirect: checkRedirect, Jar: o.Jar},
@@ -249,52 +294,115 @@ func (c *client) Do(req *http.Request) (*http.Response, error) {
 func (c *client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 
 // router is the http.RoundTripper under the client: each exchange (a first
-// request or a redirect's hop) goes to the client that makes it.
+// request or a redirect's hop) goes to the client that makes it, on the way
+// out its proxy sets: direct or through an HTTP proxy (the embedded lane),
+// or through a SOCKS5 proxy (a lane of its own for each).
+//
+// A way out is a function of a request's scheme, host and port (Proxies.For),
+// fixed for the run, and each lane has its own pools: a connection through a
+// SOCKS5 proxy is never taken for a direct one to the same host, nor the
+// reverse, and net/http's Transport keys its connections by proxy.
 type router struct {
-	proxy func(*url.URL) (*url.URL, error)
-	std   *http.Transport // through a proxy, and what h1 and h2 refuse
+	proxy func(*url.URL) (*url.URL, error) // nil: everything direct
+	lane
+	// socksLane builds the lane of a SOCKS5 proxy, the first time a
+	// request goes through it; nil without proxies.
+	socksLane func(*url.URL) (*lane, error)
+	mu        sync.Mutex
+	socks     map[string]*lane // by proxy URL
+}
+
+// lane is the clients of one way out.
+type lane struct {
+	std *http.Transport // what h1 and h2 refuse, and every request with NetHTTP
 	// h1 (an *h1.Client but in tests) makes http://, and https:// with
 	// --http1.1 or for a piece; h2 (an *h2.Client, nil with --http1.1)
-	// https://, handing the hosts that speak HTTP/1.1 to its h1.
+	// https://, handing the hosts that speak HTTP/1.1 to its h1. Both nil
+	// with NetHTTP.
 	h1, h2 http.RoundTripper
 }
 
 // RoundTrip makes one exchange: through net/http when the request goes
-// through a proxy (or a proxy setting is in error: net/http reports it), or
-// is one that neither lean client makes; else over h2 for https (h1 for a
-// piece of a split file, or with --http1.1), h1 for http.
+// through an HTTP proxy (or a proxy setting is in error: net/http reports
+// it); else on its lane, direct or through its SOCKS5 proxy.
 func (r *router) RoundTrip(req *http.Request) (*http.Response, error) {
-	if !r.direct(req) {
-		return r.std.RoundTrip(req)
+	l := &r.lane
+	if r.proxy != nil {
+		p, err := r.proxy(req.URL)
+		switch {
+		case err != nil || p != nil && !isSOCKS(p):
+			return r.std.RoundTrip(req)
+		case p != nil:
+			if l, err = r.socksFor(p); err != nil {
+				if req.Body != nil {
+					req.Body.Close()
+				}
+				return nil, err
+			}
+		}
+	}
+	return l.roundTrip(req)
+}
+
+// socksFor returns the lane of the SOCKS5 proxy p.
+func (r *router) socksFor(p *url.URL) (*lane, error) {
+	key := p.String()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if l := r.socks[key]; l != nil {
+		return l, nil
+	}
+	l, err := r.socksLane(p)
+	if err != nil {
+		return nil, err
+	}
+	if r.socks == nil {
+		r.socks = map[string]*lane{}
+	}
+	r.socks[key] = l
+	return l, nil
+}
+
+// roundTrip makes one exchange through net/http when it is one that neither
+// lean client makes (or with NetHTTP); else over h2 for https (h1 for a piece
+// of a split file, or with --http1.1), h1 for http.
+func (l *lane) roundTrip(req *http.Request) (*http.Response, error) {
+	if l.h1 == nil || !lean(req) {
+		return l.std.RoundTrip(req)
 	}
 	var resp *http.Response
 	var err error
-	if req.URL.Scheme == "https" && r.h2 != nil && !isPiece(req.Context()) {
-		resp, err = r.h2.RoundTrip(req)
+	if req.URL.Scheme == "https" && l.h2 != nil && !isPiece(req.Context()) {
+		resp, err = l.h2.RoundTrip(req)
 	} else {
-		resp, err = r.h1.RoundTrip(req)
+		resp, err = l.h1.RoundTrip(req)
 	}
 	if errors.Is(err, errors.ErrUnsupported) {
 		// Refused before any byte was sent (a host that needs IDNA).
-		return r.std.RoundTrip(req)
+		return l.std.RoundTrip(req)
 	}
 	return resp, err
 }
 
-// direct reports whether req is one the lean clients may make: a GET without
-// a body, of an http(s) URL that goes to its server without a proxy.
-func (r *router) direct(req *http.Request) bool {
+// lean reports whether req is one the lean clients may make: a GET without
+// a body, of an http(s) URL.
+func lean(req *http.Request) bool {
 	u := req.URL
-	if u.Scheme != "http" && u.Scheme != "https" || req.Method != "" && req.Method != http.MethodGet ||
-		req.Body != nil && req.Body != http.NoBody {
-		return false
-	}
-	p, err := r.proxy(u)
-	return p == nil && err == nil
+	return (u.Scheme == "http" || u.Scheme == "https") && (req.Method == "" || req.Method == http.MethodGet) &&
+		(req.Body == nil || req.Body == http.NoBody)
 }
 
 func (r *router) CloseIdleConnections() {
-	for _, rt := range []http.RoundTripper{r.h1, r.h2, r.std} {
+	r.lane.closeIdle()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, l := range r.socks {
+		l.closeIdle()
+	}
+}
+
+func (l *lane) closeIdle() {
+	for _, rt := range []http.RoundTripper{l.h1, l.h2, l.std} {
 		if c, ok := rt.(interface{ CloseIdleConnections() }); ok {
 			c.CloseIdleConnections()
 		}

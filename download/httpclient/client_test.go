@@ -56,12 +56,19 @@ type fakeProxy struct {
 
 func newFakeProxy(t *testing.T) *fakeProxy {
 	t.Helper()
+	return newFakeProxyOver(t, false)
+}
+
+// newFakeProxyOver starts a fakeProxy, over TLS (an https:// proxy, with
+// httptest's certificate) if tls.
+func newFakeProxyOver(t *testing.T, tls bool) *fakeProxy {
+	t.Helper()
 	p := &fakeProxy{}
 	fwd := &http.Transport{} // no Proxy: straight to the origin
 	var mu sync.Mutex
 	var tunnels []net.Conn
 	var wg sync.WaitGroup
-	p.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodConnect {
 			p.add("CONNECT " + r.Host)
 			up, err := net.Dial("tcp", r.Host)
@@ -107,6 +114,11 @@ func newFakeProxy(t *testing.T) *fakeProxy {
 		w.WriteHeader(resp.StatusCode)
 		io.Copy(w, resp.Body)
 	}))
+	if tls {
+		p.StartTLS()
+	} else {
+		p.Start()
+	}
 	t.Cleanup(func() {
 		p.Close()
 		mu.Lock()
@@ -167,15 +179,16 @@ func (l *leanLog) CloseIdleConnections() {
 // trusts the httptest certificate, and logs what the router gives h1.
 func newTestClient(t *testing.T, o Options, p *fakeProxy, proxied ...string) (*client, *leanLog) {
 	t.Helper()
-	var pu *url.URL
 	if p != nil {
-		pu, _ = url.Parse(p.URL)
-	}
-	o.proxy = func(u *url.URL) (*url.URL, error) {
-		if pu != nil && slices.Contains(proxied, u.Scheme) {
-			return pu, nil
+		pu, _ := url.Parse(p.URL)
+		o.proxy = func(u *url.URL) (*url.URL, error) {
+			if slices.Contains(proxied, u.Scheme) {
+				return pu, nil
+			}
+			return nil, nil
 		}
-		return nil, nil
+	} else {
+		o.Proxies = &Proxies{} // none: the environment's are not read
 	}
 	o.CACert = testCA(t)
 	o.ConnectTimeout = testutil.Patience(t)
@@ -185,7 +198,7 @@ func newTestClient(t *testing.T, o Options, p *fakeProxy, proxied ...string) (*c
 	}
 	c := hc.(*client)
 	ll := &leanLog{}
-	if r, ok := c.hc.Transport.(*router); ok {
+	if r, ok := c.hc.Transport.(*router); ok && r.h1 != nil {
 		ll.RoundTripper = r.h1
 		r.h1 = ll
 	}

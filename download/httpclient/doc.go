@@ -8,9 +8,12 @@
 // through its lean HTTP/2 client (h2), which hands a host whose server picks
 // HTTP/1.1 in ALPN to h1 through its HTTP1 interface; the pieces of a split
 // file over https://, and every https:// request with --http1.1, through h1.
-// A request that a proxy of the environment takes, and one the lean clients
-// refuse (another method, a body, a host that needs IDNA), go through
-// net/http's Transport, as every request does with --http-client net/http.
+// A request that an HTTP proxy takes (--proxy or the environment's, read as
+// curl reads them: proxy.go), and one the lean clients refuse (another
+// method, a body, a host that needs IDNA), go through net/http's Transport,
+// as every request does with --http-client net/http. A request through a
+// SOCKS5 proxy is routed as a direct one, to an h1 and h2 (and Transport) of
+// that proxy's, which dial through it.
 //
 // Each client tells an httptrace.ClientTrace in the request's context the
 // connection it got (GotConn), as net/http's Transport does: that is how the

@@ -74,7 +74,7 @@ func newHarnessDir(t *testing.T, dir string, so sink.FileOptions) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	c, err := httpclient.New(httpclient.Options{Jobs: 8, ConnectTimeout: 5 * time.Second})
+	c, err := httpclient.New(httpclient.Options{Jobs: 8, ConnectTimeout: patientTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,8 +91,14 @@ type outcome struct {
 	results []*download.Result // in the order OnResult saw them
 }
 
+// patientTimeout is the tests' --timeout and --connect-timeout unless they
+// set their own: what a loaded machine with the race detector never reaches
+// between two reads of a working transfer, short enough that a broken test
+// still ends.
+const patientTimeout = 30 * time.Second
+
 // fastOptions fills in what keeps tests quick and hang-free: short backoff, a
-// stall timeout that ends a broken test in seconds, and a User-Agent.
+// stall timeout that ends a broken test (patientTimeout), and a User-Agent.
 func fastOptions(o download.Options) download.Options {
 	if o.Jobs == 0 {
 		o.Jobs = 4
@@ -104,7 +110,7 @@ func fastOptions(o download.Options) download.Options {
 		o.RetryMax = 50 * time.Millisecond
 	}
 	if o.Timeout == 0 {
-		o.Timeout = 5 * time.Second
+		o.Timeout = patientTimeout
 	}
 	if o.Header == nil {
 		// Non-nil on purpose: see TestEngineNilHeaderResume.

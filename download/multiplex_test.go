@@ -120,7 +120,7 @@ func multiplexRunWith(t *testing.T, urls []string, o download.Options, co httpcl
 	t.Helper()
 	h := newHarness(t)
 	co.Jobs, co.PerHost, co.Streams = o.Jobs, o.PerHost, o.Streams
-	co.Insecure, co.ConnectTimeout = true, 5*time.Second
+	co.Insecure, co.ConnectTimeout = true, patientTimeout
 	c, err := httpclient.New(co)
 	if err != nil {
 		t.Fatal(err)

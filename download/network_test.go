@@ -2,6 +2,7 @@ package download_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -581,14 +582,17 @@ func TestEngineLimitRate(t *testing.T) {
 }
 
 // A rate limit that holds bytes back for longer than --timeout is not a stall:
-// 48 KiB at 32 KiB/s comes in 16 KiB chunks 500 ms apart, with a 250 ms timeout.
+// 32 KiB at 4 KiB/s comes in two 16 KiB chunks 4 s apart, with a 2 s
+// timeout. (The server sends all at once: only the limiter holds bytes back,
+// and 2 s leaves a loaded machine room between reads. TestPacedBody* check
+// the same to the nanosecond under synctest.)
 func TestEngineLimitRateSlowerThanTimeout(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
 	h := newHarness(t)
-	b := testutil.Payload(35, 48<<10)
+	b := testutil.Payload(35, 32<<10)
 	u := s.Add("/slow", b)
-	r := h.run(download.Options{LimitRate: 32 << 10, Timeout: 250 * time.Millisecond, Retries: 0}, u).get(u)
+	r := h.run(download.Options{LimitRate: 4 << 10, Timeout: 2 * time.Second, Retries: 0}, u).get(u)
 	if r.Status != download.StatusOK || r.Attempts != 1 {
 		t.Fatalf("status %s attempts %d err %v, want ok at the first attempt", r.Status, r.Attempts, r.Err)
 	}
@@ -701,11 +705,19 @@ func TestEngineHostFailLimitOff(t *testing.T) {
 // workers that the other hosts' entries need.
 func TestEnginePerHostSlowHostDoesNotHoldWorkers(t *testing.T) {
 	t.Parallel()
+	// The slow host answers nothing until every entry of the live host has
+	// its result: if its entries held the workers the live host needs, the
+	// run would wait on itself until the stall timeout ended them first.
+	released := make(chan struct{})
 	slow, live := downloadtest.New(t), downloadtest.New(t)
 	var lines, slowURLs, liveURLs []string
 	for i := range 6 {
 		u := slow.Handle(fmt.Sprintf("/s%d", i), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			<-r.Context().Done() // never answers
+			select {
+			case <-released:
+				panic(http.ErrAbortHandler) // no response: the attempt fails
+			case <-r.Context().Done():
+			}
 		}))
 		lines, slowURLs = append(lines, u), append(slowURLs, u)
 	}
@@ -714,7 +726,24 @@ func TestEnginePerHostSlowHostDoesNotHoldWorkers(t *testing.T) {
 		lines, liveURLs = append(lines, u), append(liveURLs, u)
 	}
 	h := newHarness(t)
-	oc := h.run(download.Options{Jobs: 3, PerHost: 1, Retries: 0, Timeout: 500 * time.Millisecond, HostFailLimit: -1}, lines...)
+	oc, wait := h.start(context.Background(), download.Options{Jobs: 3, PerHost: 1, Retries: 0, HostFailLimit: -1}, lines...)
+	ended := make(chan struct{})
+	defer close(ended)
+	go func() {
+		defer close(released)
+		for _, u := range liveURLs {
+			for len(oc.all(u)) == 0 {
+				select {
+				case <-ended:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		}
+	}()
+	if oc = wait(); oc.err != nil {
+		t.Fatalf("Run: %v", oc.err)
+	}
 	firstSlow := len(oc.results)
 	for _, u := range slowURLs {
 		firstSlow = min(firstSlow, oc.index(u))
@@ -760,7 +789,7 @@ func TestEngineConnectionsKeptPerHost(t *testing.T) {
 		urls = append(urls, fmt.Sprintf("%s/f%d", servers[i%hosts].URL, i))
 	}
 	h := newHarness(t)
-	c, err := httpclient.New(httpclient.Options{Jobs: 16, ConnectTimeout: 5 * time.Second})
+	c, err := httpclient.New(httpclient.Options{Jobs: 16, ConnectTimeout: patientTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -769,8 +769,8 @@ func TestSplitStalls(t *testing.T) {
 			tc.setup(s)
 			h := newHarness(t)
 			o := splitOpts(2)
-			o.MinSplitSize = 300 << 10 // two pieces, no steals
-			o.Timeout = 300 * time.Millisecond
+			o.MinSplitSize = 300 << 10  // two pieces, no steals
+			o.Timeout = 2 * time.Second // a stall, not a loaded machine
 			oc := h.run(o, s.url())
 			r := oc.get(s.url())
 			if r.Err != nil {

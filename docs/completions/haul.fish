@@ -46,5 +46,7 @@ complete -c haul -l host-fail-limit -x -d 'after N attempts in a row to one host
 complete -c haul -l netrc -d 'Basic credentials per host from ~/.netrc ($NETRC), as curl --netrc; never sent on to another host'
 complete -c haul -l netrc-file -r -F -d 'like --netrc, from FILE'
 complete -c haul -l cookies -r -F -d 'send the cookies of a Netscape cookies.txt FILE (as curl -b, wget --load-cookies)'
+complete -c haul -l per-host-rate -x -d 'at most RATE requests a second to one host, its connections, split pieces and retries together: 2, 0.5, 2/s, 30/m or 100/h (0: no limit)'
+complete -c haul -l robots -d 'obey each host\'s robots.txt for the User-Agent\'s product token: the entries it disallows are left out (status excluded), its Crawl-delay slows the host'
 complete -c haul -s h -l help -d 'show help'
 complete -c haul -s v -l version -d 'print the version'

@@ -114,6 +114,18 @@ type Options struct {
 	// is), and more connections would cost CPU for nothing; a link that caps
 	// each connection gets its pieces 50 ms late.
 	SplitBelow int64
+	// PerHostRate caps the requests to one host, in requests a second
+	// (--per-host-rate; 0: no limit): all its connections, split pieces,
+	// retries and its robots.txt together, a token bucket with a burst of
+	// one.
+	PerHostRate float64
+	// Robots fetches each host's /robots.txt before its first request (once
+	// per scheme, host and port) and leaves the entries it disallows for the
+	// product token of the User-Agent (see Header) as StatusExcluded. A
+	// robots.txt answered 4xx (but 429) allows all; one that cannot be had
+	// (5xx, 429, no response, after the retries) fails the host's entries.
+	// Its Crawl-delay lowers the host's rate below PerHostRate.
+	Robots bool
 	// HostFailLimit is how many attempts in a row to one host may get no
 	// response before its remaining entries fail at once, as ErrHostDown
 	// (default 8; < 0: never).
@@ -163,6 +175,10 @@ type Engine struct {
 	// streams caps the entries granted with weight 1 (MaxStreams; nil:
 	// no cap).
 	streams *semaphore.Weighted
+
+	// agent is the product token of the User-Agent sent: the robots.txt
+	// rules that apply are its group's (--robots).
+	agent string
 
 	// feedMu orders the list's reader against the end of the run: once
 	// stopped is set (under it), every entry read is reported, none is sent.
@@ -224,6 +240,8 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	}
 	e := &Engine{opts: o, client: client, sink: s, hosts: newHosts(o.PerHost, o.HostFailLimit, o.Streams), claims: newClaims(),
 		parking: newParking(max(64, 4*o.Jobs))}
+	e.hosts.setPolite(o.PerHostRate, o.Jobs)
+	e.agent = productToken(o.Header.Get("User-Agent"))
 	if o.LimitRate > 0 {
 		burst := int(min(max(o.LimitRate/10, 16<<10), bufSize))
 		e.limiter = rate.NewLimiter(rate.Limit(o.LimitRate), burst)

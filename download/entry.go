@@ -23,6 +23,8 @@ import (
 //	run          drives the steps below, in order
 //	claim        takes its output name for this run (no two workers write one name)
 //	checkDisk    decides from the final file alone: done (skip), fetch, replace, collision
+//	robots       asks its host's robots.txt whether it may be fetched (--robots): excluded
+//	rateAside    parks it until its turn under its host's rate (--per-host-rate, Crawl-delay)
 //	openStaging  opens the staging file (waiting for another process that holds it)
 //	attempts     requests until the body is whole, one fails for good, or retries run out
 //	verify       checks the body against Content-Length, size= and sha256=
@@ -63,6 +65,9 @@ type entry struct {
 	grant *grant
 	// small: it uses the small buffers (it took a stream when it started).
 	small bool
+	// turn: it was set aside until its turn under its host's rate
+	// (rateAside), and goes without asking for another.
+	turn bool
 
 	// Held between claim/openStaging and end or setAside.
 	claimed *claim
@@ -101,6 +106,19 @@ func (x *entry) run(ctx context.Context, g *grant) {
 	if e.opts.DryRun {
 		x.end(ctx, x.plan())
 		return
+	}
+	if e.opts.Robots {
+		excluded, err := x.robots(ctx)
+		if excluded != nil {
+			x.r.Status, x.r.Err = StatusExcluded, excluded
+		}
+		if excluded != nil || err != nil {
+			x.end(ctx, err)
+			return
+		}
+	}
+	if x.rateAside() {
+		return // set aside until its turn under its host's rate
 	}
 	if !x.takeSlot(ctx) {
 		return // set aside until a slot of its host is free
@@ -316,6 +334,34 @@ func (x *entry) takeSlot(ctx context.Context) bool {
 // aside if no release wakes it.
 const slotRecheck = 2 * time.Second
 
+// rateAside sets the entry aside until its turn under its host's rate
+// (--per-host-rate, a Crawl-delay: hosts.rateTurn), if that is more than
+// rateAsideMin away and the parking has room: its worker takes other
+// entries meanwhile, so a slow rate on one host does not hold the workers
+// that the other hosts need. It reports whether it did. With the parking
+// full, the entry goes on and its request waits for the rate on the worker
+// (hosts.pace), as a pause does.
+func (x *entry) rateAside() bool {
+	e := x.e
+	if x.turn {
+		x.turn = false // back on its turn
+		return false
+	}
+	d := e.hosts.rateTurn(x.hostKey)
+	if d < rateAsideMin || !e.parking.reserve() {
+		return false
+	}
+	e.claims.release(x.claimed, nil)
+	x.claimed = nil
+	x.turn = true
+	e.parking.put(x, d)
+	return true
+}
+
+// rateAsideMin is the shortest wait for a host's rate worth setting an entry
+// aside for: a shorter one costs less on the worker.
+const rateAsideMin = 10 * time.Millisecond
+
 // openStaging opens the entry's staging file, with what an earlier run (or
 // this one, before a pause) kept of it. If another haul process is writing it,
 // openStaging waits for that process to let go, then looks at the final file
@@ -362,6 +408,7 @@ func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
 		return false, e.sinkError("read", ent.URL, err)
 	}
 	t.cond = x.cond
+	t.gate = hostGate{e.hosts, x.host}
 	t.slot = func() (func(), bool) {
 		// A piece of a split file is one more connection to its host:
 		// it takes a slot too, if one is free (else the file gets fewer).
@@ -448,9 +495,12 @@ func (x *entry) attempts(ctx context.Context) (pause time.Duration, err error) {
 		}
 		if paused {
 			// Other hosts keep going even when every worker was on this one.
-			// With the parking full, the worker waits (hosts.wait, at the top).
-			if d := e.hosts.remaining(h); d > 0 && e.parking.reserve() {
-				return d, nil
+			// Set aside even when the pause is over already: its slot goes
+			// back, and it takes one again under the host's cap, which the
+			// answer just lowered (hosts.answered). With the parking full,
+			// the worker waits (hosts.wait, at the top).
+			if e.parking.reserve() {
+				return max(e.hosts.remaining(h), time.Nanosecond), nil
 			}
 			continue
 		}

@@ -27,6 +27,16 @@ type exchange struct {
 	// pushed: when a read last pushed the stall deadline back (pushStall);
 	// the zero time: not yet, or the timer was stopped.
 	pushed time.Time
+	// gate is the host the request goes to (the zero gate: none): it waits
+	// for the host's rate before it is sent, and tells the host how it was
+	// answered.
+	gate hostGate
+}
+
+// hostGate is one host of the hosts table, as a request to it sees it.
+type hostGate struct {
+	hs *hosts
+	h  *host
 }
 
 // newExchange builds the request for rawURL under ctx, with its stall timer
@@ -75,9 +85,23 @@ func (x *exchange) setRange(start, end int64, validator string) {
 	x.set("If-Range", validator)
 }
 
-// do sends the request.
+// do sends the request, once its host's rate lets it go (waiting for that is
+// not the network stalling: the stall timer stops meanwhile). The status of
+// the response (after any redirects) goes to the host's cap (hosts.answered).
 func (x *exchange) do() (*http.Response, error) {
+	g := x.gate
+	if g.h != nil && g.hs.paced.Load() {
+		x.stall.Stop()
+		err := g.hs.pace(x.ctx, g.h)
+		x.stall.Reset(x.d.timeout)
+		if err != nil {
+			return nil, err
+		}
+	}
 	resp, err := x.d.client.Do(x.req)
+	if err == nil && g.h != nil {
+		g.hs.answered(g.h, resp.StatusCode)
+	}
 	return resp, x.stalled(err)
 }
 

@@ -3,9 +3,12 @@ package download
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/haul/haul/download/internal/retry"
 )
@@ -23,6 +26,12 @@ import (
 // the grants that hold a connection's worth, to lower them when the host
 // turns out to multiplex, and knows nothing of the entries.
 //
+// It also keeps what politeness asks per host: a host that answers 429 or 503
+// has its cap lowered and grown back as TCP's window is (answered); its
+// requests are spaced by a rate (--per-host-rate, a robots.txt's
+// Crawl-delay: pace, rateTurn); and its robots.txt is fetched once
+// (robotsFor).
+//
 // Entries for idle hosts are dropped once the table grows, so a list touching
 // millions of hosts does not grow memory without bound.
 type hosts struct {
@@ -38,6 +47,15 @@ type hosts struct {
 	// anyUntil is the latest end of any pause (UnixNano): past it no host is
 	// paused, and pausedFor answers without the lock (the usual case).
 	anyUntil atomic.Int64
+
+	// rate is --per-host-rate, in requests a second (0: no limit); jobs is
+	// -j in streams, the cap a throttled host grows back to where --per-host
+	// sets none (see answered). Set by setPolite before use.
+	rate rate.Limit
+	jobs int64
+	// paced: some host's requests are spaced (a rate, or a robots.txt's
+	// Crawl-delay): without it pace and rateTurn answer without the lock.
+	paced atomic.Bool
 }
 
 type host struct {
@@ -56,6 +74,22 @@ type host struct {
 	// sent before the host was known to speak HTTP/2): when it turns out to,
 	// they are lowered to one (multiplexed).
 	heavy map[*grant]struct{}
+
+	// limit is the cap its 429s and 503s left it, in streams, a whole number
+	// of connections (0: not lowered: hosts.cap holds); okRun counts its
+	// successful responses in a row since limit last changed (answered).
+	limit int64
+	okRun int
+	// lowered is limit > 0, read without the lock: a success from a host
+	// never throttled (the usual case) costs no lock.
+	lowered atomic.Bool
+	// lim spaces its requests (--per-host-rate, or its robots.txt's
+	// Crawl-delay; nil: no limit); turnAt is the turn the next entry that
+	// asks is given (rateTurn).
+	lim    *rate.Limiter
+	turnAt time.Time
+	// robots is its robots.txt (--robots), over http and over https.
+	robots [2]*robotsFetch
 }
 
 // waiter is an entry waiting for w of its host's slots.
@@ -85,7 +119,7 @@ func (hs *hosts) tryConn(name string) (release func(), ok bool) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	h := hs.getLocked(name)
-	if hs.cap != 0 && h.used+hs.streams > hs.cap {
+	if c := hs.capLocked(h); c != 0 && h.used+hs.streams > c {
 		return nil, false
 	}
 	h.used += hs.streams
@@ -142,7 +176,7 @@ func (hs *hosts) tryAcquire(name string, g *grant, onFree func() bool) (h *host,
 		g.lowerLocked(1) // it holds no slot yet: only -j gets the rest back
 	}
 	w := g.w
-	if hs.cap == 0 || h.used+w <= hs.cap {
+	if c := hs.capLocked(h); c == 0 || h.used+w <= c {
 		h.used += w
 		h.users++
 		g.hosts, g.host = hs, h
@@ -173,7 +207,7 @@ func (hs *hosts) waitFor(name string, w int64, onFree func() bool) (free bool) {
 	if h.h2 {
 		w = min(w, 1)
 	}
-	if hs.cap == 0 || h.used+w <= hs.cap {
+	if c := hs.capLocked(h); c == 0 || h.used+w <= c {
 		hs.wakeLocked(h)
 		return true
 	}
@@ -235,7 +269,11 @@ func (hs *hosts) releaseLocked(h *host, w int64) {
 func (hs *hosts) wakeLocked(h *host) {
 	// Under mu (lock order: hosts, then parking), so that a waiter that
 	// registers meanwhile is not missed.
-	free := hs.cap - h.used
+	c := hs.capLocked(h)
+	free := c - h.used
+	if c == 0 {
+		free = math.MaxInt64 // no cap (any more: see answered)
+	}
 	for len(h.waiters) > 0 && free > 0 {
 		wt := h.waiters[0]
 		h.waiters[0] = waiter{}
@@ -384,4 +422,173 @@ func (hs *hosts) wait(ctx context.Context, h *host) error {
 			return err
 		}
 	}
+}
+
+// setPolite sets the rate of requests to each host (--per-host-rate, in
+// requests a second; 0: no limit) and -j (in connections), the cap a
+// throttled host grows back to where --per-host sets none. It is called once,
+// before the hosts are used.
+func (hs *hosts) setPolite(perSecond float64, jobs int) {
+	hs.rate = rate.Limit(perSecond)
+	hs.jobs = int64(jobs) * hs.streams
+	hs.paced.Store(perSecond > 0)
+}
+
+// capLocked is h's cap now, in streams: what its 429s and 503s left it, else
+// --per-host's; 0: none.
+func (hs *hosts) capLocked(h *host) int64 {
+	if h.limit > 0 {
+		return h.limit
+	}
+	return hs.cap
+}
+
+// ceiling is the cap a throttled host grows back to: --per-host's, else
+// -j's (0: not set, nothing to lower).
+func (hs *hosts) ceiling() int64 {
+	if hs.cap > 0 {
+		return hs.cap
+	}
+	return hs.jobs
+}
+
+// regrowAfter is how many successful responses in a row give a throttled
+// host one more connection.
+const regrowAfter = 20
+
+// answered records the status of a response from h, as TCP's congestion
+// control treats a loss and an acknowledgement: a 429 or a 503 halves its
+// cap, counted in connections (rounding down, never below one), and every
+// regrowAfter successful responses (below 400) in a row give one back, up
+// to ceiling, waking the entries that wait for a slot. Any other status
+// starts the run of successes over. Its pause (pause) is the caller's.
+func (hs *hosts) answered(h *host, code int) {
+	if code < 400 && !h.lowered.Load() {
+		return
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	switch {
+	case code == 429 || code == 503:
+		top := hs.ceiling()
+		if top == 0 {
+			return
+		}
+		cur := hs.capLocked(h)
+		if cur == 0 {
+			cur = top
+		}
+		h.limit, h.okRun = max(1, cur/hs.streams/2)*hs.streams, 0
+		h.lowered.Store(true)
+	case code < 400:
+		if h.limit == 0 {
+			return
+		}
+		if h.okRun++; h.okRun < regrowAfter {
+			return
+		}
+		h.okRun = 0
+		if h.limit += hs.streams; h.limit >= hs.ceiling() {
+			h.limit = 0 // back to --per-host's cap (or none)
+			h.lowered.Store(false)
+		}
+		hs.wakeLocked(h)
+	default:
+		h.okRun = 0
+	}
+}
+
+// limiterLocked returns h's limiter, made at first use (nil: no limit).
+func (hs *hosts) limiterLocked(h *host) *rate.Limiter {
+	if h.lim == nil && hs.rate > 0 {
+		h.lim = rate.NewLimiter(hs.rate, 1)
+	}
+	return h.lim
+}
+
+// pace waits until h's rate lets one more request go (--per-host-rate, a
+// Crawl-delay), or ctx ends. Every request to the host waits here right
+// before it is sent: entries', retries', split pieces' and robots.txt's.
+func (hs *hosts) pace(ctx context.Context, h *host) error {
+	if !hs.paced.Load() {
+		return nil
+	}
+	hs.mu.Lock()
+	lim := hs.limiterLocked(h)
+	hs.mu.Unlock()
+	if lim == nil {
+		return nil
+	}
+	return lim.Wait(ctx)
+}
+
+// rateTurn gives an entry of the named host that is about to start its turn
+// under the host's rate, and returns how long from now it is (0: now, or no
+// limit). Turns are one interval apart, in the order asked, so that entries
+// set aside until theirs (instead of holding a worker meanwhile) come back
+// one at a time rather than all at once. A turn only orders the entries:
+// pace, right before the request, is what holds the rate (retries and split
+// pieces take no turn, and may push a request past its turn).
+func (hs *hosts) rateTurn(name string) time.Duration {
+	if !hs.paced.Load() {
+		return 0
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h := hs.getLocked(name)
+	lim := hs.limiterLocked(h)
+	if lim == nil {
+		return 0
+	}
+	now := time.Now()
+	every := time.Duration(min(1/float64(lim.Limit()), 1e9) * float64(time.Second)) // a rate of once in 30 years is none
+	at := now
+	if tokens := lim.TokensAt(now); tokens < 1 {
+		at = now.Add(time.Duration((1 - tokens) * float64(every)))
+	}
+	if h.turnAt.After(at) {
+		at = h.turnAt
+	}
+	h.turnAt = at.Add(every)
+	return at.Sub(now)
+}
+
+// crawlDelay lowers h's rate to one request per d (a robots.txt's
+// Crawl-delay) where --per-host-rate allows more. The request that fetched
+// the robots.txt counts as the last one: the next waits d from now. It is
+// called before the host's entries send anything (they wait for the
+// robots.txt), so the limiter is replaced, not changed.
+func (hs *hosts) crawlDelay(h *host, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	r := rate.Every(d)
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.rate > 0 && hs.rate <= r {
+		return
+	}
+	h.lim = rate.NewLimiter(r, 1)
+	h.lim.Allow()
+	hs.paced.Store(true)
+}
+
+// robotsFor returns the named host's robots.txt for the scheme (https or
+// http), and first true if nobody asked for it before: the caller then
+// fetches it, fills it in and closes its done; the others wait for done.
+// It is kept with the rest of the host's state (and forgotten with it).
+func (hs *hosts) robotsFor(name string, https bool) (h *host, rf *robotsFetch, first bool) {
+	i := 0
+	if https {
+		i = 1
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h = hs.getLocked(name)
+	if rf = h.robots[i]; rf != nil {
+		return h, rf, false
+	}
+	rf = &robotsFetch{done: make(chan struct{})}
+	h.robots[i] = rf
+	return h, rf, true
 }

@@ -22,6 +22,10 @@ const (
 	// (Result.Plan and Result.Reason say which and why). Nothing was asked
 	// or written.
 	StatusPlanned Status = "planned"
+	// StatusExcluded: --robots: the host's robots.txt disallows it for
+	// haul's User-Agent; nothing was asked for it (Err says which rule). It
+	// counts as done.
+	StatusExcluded Status = "excluded"
 )
 
 // Result is the outcome of one entry (or one bad input line).
@@ -74,14 +78,15 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 		m.Out = &r.Name
 	}
 	switch {
-	case r.Status != StatusFailed:
+	case r.Status != StatusFailed && r.Status != StatusExcluded:
 		m.Size = &r.Size
 		if r.SHA256 != "" {
 			m.SHA256 = &r.SHA256
 		}
 	// A failed line is an input line for the retry: it carries what was
 	// expected (size=, sha256=), never what came, or the retry would accept
-	// the bytes this run rejected. What came is in the error.
+	// the bytes this run rejected. What came is in the error. An excluded
+	// line (nothing came) carries what was expected too.
 	case r.Entry.Size >= 0:
 		m.Size = &r.Entry.Size
 		fallthrough
@@ -110,6 +115,7 @@ type Stats struct {
 	Invalid   atomic.Int64
 	Unchanged atomic.Int64 // --update: the server said 304
 	Planned   atomic.Int64 // --dry-run: entries a run would do something for
+	Excluded  atomic.Int64 // --robots: entries robots.txt disallows
 	Bytes     atomic.Int64 // body bytes received in this run
 	InFlight  atomic.Int64
 	// InputDone is set once the whole list has been read (not when a stop cut
@@ -131,5 +137,7 @@ func (s *Stats) count(st Status) {
 		s.Unchanged.Add(1)
 	case StatusPlanned:
 		s.Planned.Add(1)
+	case StatusExcluded:
+		s.Excluded.Add(1)
 	}
 }

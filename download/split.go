@@ -234,12 +234,13 @@ func (t *transfer) runSplit(ctx context.Context, first *pacedBody, resp *http.Re
 // total length and the validator of the first response, and no
 // Content-Encoding.
 func (t *transfer) fetchPiece(u string) func(ctx context.Context, start, end int64) (*pacedBody, error) {
-	d, validator, total := t.d, t.validator, t.total
+	d, validator, total, gate := t.d, t.validator, t.total, t.gate
 	return func(ctx context.Context, start, end int64) (*pacedBody, error) {
 		x, err := d.newExchange(ctx, u, true)
 		if err != nil {
 			return nil, err
 		}
+		x.gate = gate // a piece is one more request to the host: its rate holds
 		x.setRange(start, end, validator)
 		resp, err := x.do()
 		if err != nil {

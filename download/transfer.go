@@ -80,6 +80,8 @@ type transfer struct {
 	// slot takes one more connection to the entry's host (--per-host) for a
 	// piece, without waiting; nil: no cap.
 	slot func() (release func(), ok bool)
+	// gate is the entry's host, for its requests' rate and cap (exchange).
+	gate hostGate
 }
 
 // resuming reports whether bytes of the body are kept.
@@ -212,6 +214,7 @@ func (t *transfer) attempt(ctx context.Context, r *Result) error {
 	if err != nil {
 		return err
 	}
+	x.gate = t.gate
 	defer x.end()
 	if t.resuming() && t.validator != "" {
 		x.setRange(t.written, -1, t.validator)

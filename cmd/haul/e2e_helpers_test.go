@@ -298,7 +298,7 @@ func parseManifest(t *testing.T, data string) []manLine {
 			t.Errorf("manifest line %d has keys %q, want %q\n%s", i+1, keys, want, s)
 		}
 		switch m.Status {
-		case "ok", "skipped", "unchanged", "failed", "invalid":
+		case "ok", "skipped", "unchanged", "excluded", "failed", "invalid":
 		default:
 			t.Errorf("manifest line %d: status %q\n%s", i+1, m.Status, s)
 		}

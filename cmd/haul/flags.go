@@ -63,6 +63,7 @@ type options struct {
 	http11         bool
 	netHTTP        bool // --http-client net/http
 	mirror         mirrorOptions
+	polite         politeOptions
 	hostFailLimit  int // download.Options.HostFailLimit
 	netrc          *httpclient.Netrc
 	jar            http.CookieJar
@@ -137,7 +138,7 @@ func flags() []cli.Flag {
 		&cli.BoolFlag{Name: "insecure", Aliases: []string{"k"}, Usage: "do not verify TLS certificates"},
 		&cli.BoolFlag{Name: "http1.1", Usage: "use HTTP/1.1 over TLS too, even where the server offers HTTP/2"},
 		&cli.StringFlag{Name: "http-client", Value: "haul", Usage: "haul (its own HTTP/1.1 and HTTP/2 clients: least CPU per request) or net/http (Go's standard client, for comparisons); requests through an HTTP proxy always go through net/http"},
-	}, append(mirrorFlags(), networkFlags()...)...)
+	}, append(append(mirrorFlags(), networkFlags()...), politeFlags()...)...)
 }
 
 func parseOptions(c *cli.Context) (*options, error) {
@@ -246,6 +247,9 @@ func parseOptions(c *cli.Context) (*options, error) {
 		return nil, err
 	}
 	if err := parseNetwork(c, o); err != nil {
+		return nil, err
+	}
+	if err := parsePolite(c, o); err != nil {
 		return nil, err
 	}
 	return o, nil

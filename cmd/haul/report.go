@@ -182,7 +182,7 @@ func (r *reporter) loop(ctx context.Context, done chan struct{}, every time.Dura
 
 func (r *reporter) updateBar() {
 	st := r.st
-	finished := st.OK.Load() + st.Skipped.Load() + st.Unchanged.Load() + st.Planned.Load() + st.Failed.Load()
+	finished := st.OK.Load() + st.Skipped.Load() + st.Unchanged.Load() + st.Planned.Load() + st.Excluded.Load() + st.Failed.Load()
 	r.bar.SetTotal(st.Queued.Load())
 	r.bar.SetCurrent(finished)
 	r.bar.Set("files", fmt.Sprintf("%d/%d files", finished, st.Queued.Load()))
@@ -198,13 +198,14 @@ func (r *reporter) rate() float64 {
 type progress struct {
 	Type      string  `json:"type"`    // progress, or final for the last one
 	Elapsed   float64 `json:"elapsed"` // seconds since the start
-	Done      int64   `json:"done"`    // ok + skipped + unchanged + planned + failed
+	Done      int64   `json:"done"`    // ok + skipped + unchanged + planned + excluded + failed
 	Queued    int64   `json:"queued"`  // entries read from the list so far
 	InputDone bool    `json:"input_done"`
 	OK        int64   `json:"ok"`
 	Skipped   int64   `json:"skipped"`
-	Unchanged int64   `json:"unchanged"`         // --update: the server said 304
-	Planned   int64   `json:"planned,omitempty"` // --dry-run: entries a run would act on
+	Unchanged int64   `json:"unchanged"`          // --update: the server said 304
+	Planned   int64   `json:"planned,omitempty"`  // --dry-run: entries a run would act on
+	Excluded  int64   `json:"excluded,omitempty"` // --robots: entries robots.txt disallows
 	Failed    int64   `json:"failed"`
 	Invalid   int64   `json:"invalid"`
 	InFlight  int64   `json:"in_flight"`
@@ -219,9 +220,9 @@ func (r *reporter) snapshot(typ string) progress {
 	st := r.st
 	p := progress{Type: typ, InputDone: st.InputDone.Load(), Queued: st.Queued.Load(),
 		OK: st.OK.Load(), Skipped: st.Skipped.Load(), Unchanged: st.Unchanged.Load(), Planned: st.Planned.Load(),
-		Failed: st.Failed.Load(), Invalid: st.Invalid.Load(), InFlight: st.InFlight.Load(), Bytes: st.Bytes.Load()}
+		Excluded: st.Excluded.Load(), Failed: st.Failed.Load(), Invalid: st.Invalid.Load(), InFlight: st.InFlight.Load(), Bytes: st.Bytes.Load()}
 	el := time.Since(r.began)
-	p.Done = p.OK + p.Skipped + p.Unchanged + p.Planned + p.Failed
+	p.Done = p.OK + p.Skipped + p.Unchanged + p.Planned + p.Excluded + p.Failed
 	p.Elapsed = el.Round(time.Millisecond).Seconds()
 	p.Rate = int64(float64(p.Bytes) / max(el.Seconds(), 1e-3))
 	return p
@@ -234,8 +235,12 @@ func (r *reporter) status() string {
 	if !p.InputDone {
 		total += "+" // more to read
 	}
-	return fmt.Sprintf("%d/%s files (%d ok, %d skipped, %d unchanged, %d failed, %d invalid), %d in flight, %s, %s/s, %s",
-		p.Done, total, p.OK, p.Skipped, p.Unchanged, p.Failed, p.Invalid, p.InFlight, formatBytes(p.Bytes),
+	excluded := ""
+	if p.Excluded > 0 {
+		excluded = fmt.Sprintf(", %d excluded", p.Excluded)
+	}
+	return fmt.Sprintf("%d/%s files (%d ok, %d skipped, %d unchanged%s, %d failed, %d invalid), %d in flight, %s, %s/s, %s",
+		p.Done, total, p.OK, p.Skipped, p.Unchanged, excluded, p.Failed, p.Invalid, p.InFlight, formatBytes(p.Bytes),
 		formatBytes(p.Rate), (time.Duration(p.Elapsed*1e3) * time.Millisecond).Round(time.Second))
 }
 
@@ -249,6 +254,9 @@ func (r *reporter) summary(runErr error, exitCode int) {
 		extra := ""
 		if n := st.Unchanged.Load(); n > 0 {
 			extra += fmt.Sprintf(", %d unchanged", n)
+		}
+		if n := st.Excluded.Load(); n > 0 {
+			extra += fmt.Sprintf(", %d excluded (robots.txt: see --manifest)", n)
 		}
 		if n := st.Planned.Load(); n > 0 {
 			extra += fmt.Sprintf(", %d to fetch, resume or replace (--dry-run: see stdout)", n)

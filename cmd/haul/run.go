@@ -152,6 +152,7 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 		RunTag:  runTag,
 		HashAll: o.hashAll, ShardK: o.shardK, ShardN: o.shardN, ShardBy: o.shardBy, Decode: o.decode,
 		Update: o.mirror.update, DryRun: o.mirror.dryRun, HostFailLimit: o.hostFailLimit,
+		PerHostRate: o.polite.perHostRate, Robots: o.polite.robots,
 		OnResult: func(r *download.Result) {
 			if r.Status == download.StatusPlanned {
 				planLine(stdout, o.dir, r)

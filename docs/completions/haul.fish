@@ -49,5 +49,7 @@ complete -c haul -l cookies -r -F -d 'send the cookies of a Netscape cookies.txt
 complete -c haul -l dns-server -x -d 'look host names up with the name server at IP[:PORT] ([IPv6]:PORT; port 53 by default) instead of the system\'s; repeatable: the next is asked when one does not answer; /etc/hosts still applies'
 complete -c haul -l dns-concurrency -x -d 'at most N DNS lookups in flight'
 complete -c haul -l proxy -x -d 'send requests through the proxy at URL: http://, https://, socks5:// (haul resolves host names) or socks5h:// (the proxy does), USER:PASSWORD@ for its login; instead of http_proxy, HTTPS_PROXY and ALL_PROXY, with NO_PROXY still applying ("": none)'
+complete -c haul -l per-host-rate -x -d 'at most RATE requests a second to one host, its connections, split pieces and retries together: 2, 0.5, 2/s, 30/m or 100/h (0: no limit)'
+complete -c haul -l robots -d 'obey each host\'s robots.txt for the User-Agent\'s product token: the entries it disallows are left out (status excluded), its Crawl-delay slows the host'
 complete -c haul -s h -l help -d 'show help'
 complete -c haul -s v -l version -d 'print the version'

@@ -66,6 +66,7 @@ type options struct {
 	hostFailLimit  int // download.Options.HostFailLimit
 	netrc          *httpclient.Netrc
 	jar            http.CookieJar
+	table          tableOptions // --input-format, --col
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
@@ -135,7 +136,7 @@ func flags() []cli.Flag {
 		&cli.BoolFlag{Name: "insecure", Aliases: []string{"k"}, Usage: "do not verify TLS certificates"},
 		&cli.BoolFlag{Name: "http1.1", Usage: "use HTTP/1.1 over TLS too, even where the server offers HTTP/2"},
 		&cli.StringFlag{Name: "http-client", Value: "haul", Usage: "haul (its own HTTP/1.1 and HTTP/2 clients: least CPU per request) or net/http (Go's standard client, for comparisons); requests through a proxy always go through net/http"},
-	}, append(mirrorFlags(), networkFlags()...)...)
+	}, append(append(mirrorFlags(), networkFlags()...), tableFlags()...)...)
 }
 
 func parseOptions(c *cli.Context) (*options, error) {
@@ -244,6 +245,9 @@ func parseOptions(c *cli.Context) (*options, error) {
 		return nil, err
 	}
 	if err := parseNetwork(c, o); err != nil {
+		return nil, err
+	}
+	if err := parseTable(c, o); err != nil {
 		return nil, err
 	}
 	return o, nil

@@ -36,7 +36,7 @@ type parquetTable struct {
 	rows   parquet.Rows  // its reader, nil between row groups
 	buf    []parquet.Row // rows read, buf[i:] still to return
 	i      int
-	eof    bool // the row group's reader said io.EOF
+	eof    bool  // the row group's reader said io.EOF
 	at     []int // per leaf column, where its values start in the row
 	row    int
 	meta   []byte
@@ -354,7 +354,7 @@ func appendNested(b []byte, c *parquet.Column, r parquet.Row) (out []byte, err e
 			sub = append(sub, v.Level(v.RepetitionLevel(), v.DefinitionLevel(), col-first))
 		}
 	}
-	var m map[string]any
+	m := map[string]any{}
 	if err := schema.Reconstruct(&m, sub); err != nil {
 		return nil, err
 	}

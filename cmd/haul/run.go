@@ -182,6 +182,9 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 	defer closeWalk()
 	rep.start(eng.Stats())
 	runErr := eng.Run(ctx, src)
+	if runErr == nil {
+		runErr = o.table.cutErr() // a list cut off midway: what was read before ran
+	}
 	rep.stop()
 	if err := man.close(); err != nil {
 		if runErr == nil || errors.Is(runErr, context.Canceled) && errors.Is(context.Cause(ctx), errManifest) {

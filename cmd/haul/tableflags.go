@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/urfave/cli/v2"
 
@@ -18,6 +19,36 @@ import (
 type tableOptions struct {
 	format  input.Format      // --input-format; FormatAuto: by -i's name
 	columns map[string]string // --col FIELD=COLUMN
+	cut     *listCut          // where the list's sources record a cut
+}
+
+// listCut holds the error of a list cut off midway, which its source
+// records and reports as the list's end: the entries read before it finish,
+// then the run fails with it (exit 3).
+type listCut struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (c *listCut) set(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.err = err
+	}
+}
+
+// cutErr returns the cut of the list as a fatal error, or nil.
+func (t *tableOptions) cutErr() error {
+	if t.cut == nil {
+		return nil
+	}
+	t.cut.mu.Lock()
+	defer t.cut.mu.Unlock()
+	if t.cut.err == nil {
+		return nil
+	}
+	return &download.FatalError{Err: t.cut.err}
 }
 
 // inputFormats are --input-format's values.
@@ -121,19 +152,28 @@ func openList(o *options, r io.Reader, name string, check bool) (download.Source
 			return nil, nil, err
 		}
 	}
-	return listSource{lr}, func() { lr.Close() }, nil
+	if o.table.cut == nil {
+		o.table.cut = &listCut{}
+	}
+	return listSource{lr, o.table.cut}, func() { lr.Close() }, nil
 }
 
-// listSource is a list's reader as the engine sees it: a list cut off midway
-// (a compressed stream cut short, a damaged Parquet page) stops the run as a
-// fatal error, exit 3; it is not a usage error, the entries before it ran.
-type listSource struct{ r *input.Reader }
+// listSource is a list's reader as the engine sees it. A list cut off
+// midway (a compressed stream cut short, a damaged Parquet page) ends there:
+// the entries read before it finish, and then the run fails (exit 3, see
+// tableOptions.cutErr). It is not a usage error: the list was readable, and
+// what it held up to the cut ran.
+type listSource struct {
+	r   *input.Reader
+	cut *listCut
+}
 
 func (s listSource) Next() (download.Entry, error) {
 	e, err := s.r.Next()
 	var ce *input.CutError
 	if errors.As(err, &ce) {
-		return e, &download.FatalError{Err: err}
+		s.cut.set(err)
+		return e, io.EOF
 	}
 	return e, err
 }

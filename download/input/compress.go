@@ -115,7 +115,11 @@ func (f *firstRead) Read(p []byte) (int, error) {
 		err = fmt.Errorf("%s: %w", f.codec, err)
 	}
 	if f.n == 0 {
-		return n, &ListError{Name: f.name, Err: fmt.Errorf("not a valid %s stream (%w)", f.codec, err)}
+		what := "not a valid %s stream (%w)"
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			what = "a %s stream cut off before its first block ended (%w)"
+		}
+		return n, &ListError{Name: f.name, Err: fmt.Errorf(what, f.codec, err)}
 	}
 	return n, &CutError{Name: f.name, Err: err}
 }

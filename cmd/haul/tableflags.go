@@ -66,7 +66,7 @@ func tableFlags() []cli.Flag {
 		&cli.StringFlag{Name: "input-format",
 			Usage: "the list's `FORMAT`: lines, csv, tsv or parquet (default: what -i's name says, .csv, .tsv, .parquet, also .csv.gz, .tsv.zst ...; else lines)"},
 		&cli.GenericFlag{Name: "col", Value: &colFlag{},
-			Usage: "the table column that holds a field (url, out, sha256, size or key): `FIELD=COLUMN` (repeatable)"},
+			Usage: "take a field (url, out, sha256, size or key) from another table column: `FIELD=COLUMN` (repeatable)"},
 	}
 }
 

@@ -367,3 +367,54 @@ func TestE2ETableShards(t *testing.T) {
 	}
 	checkFiles(t, dir, want)
 }
+
+// --checksums reads the list twice (once for its names, once for the run):
+// a gzip table on stdin (spooled) and a Parquet file are read the same both
+// times.
+func TestE2ETablesWithChecksums(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	b1, b2 := testutil.Payload(6001, 500), testutil.Payload(6002, 600)
+	u1, u2 := s.Add("/c/one.bin", b1), s.Add("/c/two.bin", b2)
+	// two.bin's published hash is stale: it fails, one.bin is verified.
+	sums := writeFile(t, "SHA256SUMS", []byte(testutil.SHA256Hex(b1)+"  one.bin\n"+testutil.SHA256Hex(b1)+"  two.bin\n"))
+	check := func(t *testing.T, r result) {
+		t.Helper()
+		wantCode(t, r, 1)
+		for _, m := range manifestObjects(t, r.stdout) {
+			st, u := rawString(m, "status"), rawString(m, "url")
+			if u == u1 && (st != "ok" || rawString(m, "sha256") != testutil.SHA256Hex(b1)) ||
+				u == u2 && (st != "failed" || !strings.Contains(rawString(m, "error"), "sha256")) {
+				t.Errorf("%s: %s %s %s", u, st, m["sha256"], m["error"])
+			}
+			if string(m["meta"]) != `{"n":"1"}` && string(m["meta"]) != `{"n":"2"}` {
+				t.Errorf("%s: meta %s", u, m["meta"])
+			}
+		}
+	}
+	t.Run("gzip CSV on stdin", func(t *testing.T) {
+		t.Parallel()
+		csv := gzipBytes(t, "URL,n\n"+u1+",1\n"+u2+",2\n")
+		check(t, runHaul(t, bytes.NewReader(csv), "--input-format", "csv", "--checksums", sums,
+			"-d", filepath.Join(t.TempDir(), "out"), "--manifest", "-"))
+	})
+	t.Run("Parquet file", func(t *testing.T) {
+		t.Parallel()
+		type row struct {
+			URL string `parquet:"url"`
+			N   string `parquet:"n"`
+		}
+		name := filepath.Join(t.TempDir(), "l.parquet")
+		f, err := os.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := parquet.NewGenericWriter[row](f)
+		w.Write([]row{{u1, "1"}, {u2, "2"}})
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		check(t, runHaul(t, nil, "-i", name, "--checksums", sums, "-d", filepath.Join(t.TempDir(), "out"), "--manifest", "-"))
+	})
+}

@@ -36,8 +36,9 @@ type parquetTable struct {
 	rows   parquet.Rows  // its reader, nil between row groups
 	buf    []parquet.Row // rows read, buf[i:] still to return
 	i      int
-	eof    bool  // the row group's reader said io.EOF
-	at     []int // per leaf column, where its values start in the row
+	eof    bool   // the row group's reader said io.EOF
+	at     []int  // per leaf column, where its values start in the row
+	isMeta []bool // per leaf column: one of the other columns
 	row    int
 	meta   []byte
 }
@@ -84,6 +85,16 @@ func openParquet(src parquetSource, o Options) (*parquetTable, error) {
 		}
 	}
 	t.at = make([]int, len(f.Schema().Columns()))
+	t.isMeta = make([]bool, len(t.at))
+	for _, i := range t.c.meta {
+		first, n := t.top[i].Index(), 1
+		if !t.top[i].Leaf() {
+			first, n = firstLeaf(t.top[i]), leafCount(t.top[i])
+		}
+		for c := first; c >= 0 && c < first+n && c < len(t.isMeta); c++ {
+			t.isMeta[c] = true
+		}
+	}
 	t.buf = make([]parquet.Row, 0, parquetBatch)
 	return t, nil
 }
@@ -115,18 +126,34 @@ func (t *parquetTable) next() (Entry, error) {
 	if err := fill(&e, &v); err != nil {
 		return Entry{}, &LineError{Row: t.row, Reason: err.Error()}
 	}
+	if t.metaSize(r) > MaxMetaLen {
+		return Entry{}, &LineError{Row: t.row, Reason: metaTooLong}
+	}
 	if len(t.c.meta) > 0 && (t.o.Keep == nil || t.o.Keep(e.URL)) {
 		b, err := t.appendMeta(t.meta[:0], r)
 		if err != nil {
 			return Entry{}, &LineError{Row: t.row, Reason: err.Error()}
 		}
-		if len(b) > MaxRowLen {
-			return Entry{}, &LineError{Row: t.row, Reason: fmt.Sprintf("its other columns take more than %d MiB", MaxRowLen>>20)}
-		}
 		e.Meta = string(b)
 		t.meta = b
 	}
 	return e, nil
+}
+
+// metaSize is what the row's other columns hold: the bytes of its strings
+// and binary values, eight for any other value.
+func (t *parquetTable) metaSize(r parquet.Row) int {
+	n := 0
+	for _, v := range r {
+		if c := v.Column(); c >= 0 && c < len(t.isMeta) && t.isMeta[c] {
+			if k := v.Kind(); k == parquet.ByteArray || k == parquet.FixedLenByteArray {
+				n += len(v.ByteArray())
+			} else {
+				n += 8
+			}
+		}
+	}
+	return n
 }
 
 // read fills buf with the next rows, moving on to the next row group as

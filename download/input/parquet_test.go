@@ -162,13 +162,14 @@ func TestParquetBadRows(t *testing.T) {
 	rows[5].Size = ptr(int64(-3))
 	rows[6].Sha256 = ptr("abc")
 	rows[7].Size = ptr(int64(77))
+	rows[1].Text = ptr(strings.Repeat("t", 64<<10))
 	name := writeParquet(t, rows, 3, parquet.Compression(&parquet.Zstd))
 	got, err := readAll(t, openFile(t, name, Options{Keep: func(string) bool { return false }}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
-		"1/0 #0 http://x/0.jpg", "2/0 #1 http://x/1.jpg",
+		"1/0 #0 http://x/0.jpg", "input row 2: its other cells hold more than 64 KiB",
 		"input row 3: no URL (its url cell is empty)",
 		"4/0 #3 http://x/3.jpg",
 		`input row 5: unsupported scheme "ftp"`,

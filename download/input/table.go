@@ -10,6 +10,13 @@ import (
 	"unicode/utf8"
 )
 
+// MaxMetaLen is the most a row's other cells may hold together (64 KiB, a
+// text line's limit): an entry carries them while it is in flight, and
+// thousands may be.
+const MaxMetaLen = 64 << 10
+
+var metaTooLong = fmt.Sprintf("its other cells hold more than %d KiB", MaxMetaLen>>10)
+
 // The fields of a row, as indexes into Fields.
 const (
 	fURL = iota
@@ -213,6 +220,13 @@ func (t *csvTable) next() (Entry, error) {
 	}
 	if err := fill(&e, &v); err != nil {
 		return bad(err.Error())
+	}
+	size := 0
+	for _, i := range t.c.meta {
+		size += len(cells[i])
+	}
+	if size > MaxMetaLen {
+		return bad(metaTooLong)
 	}
 	if len(t.c.meta) > 0 && (t.o.Keep == nil || t.o.Keep(e.URL)) {
 		b := append(t.meta[:0], '{')

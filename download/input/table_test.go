@@ -126,6 +126,10 @@ func TestCSVTable(t *testing.T) {
 			"url,n\nhttp://x/1,1\nhttp://x/2,2\n",
 			Options{Format: FormatCSV, Keep: func(u string) bool { return u == "http://x/2" }},
 			[]string{`1/2 #0 http://x/1`, `2/3 #1 http://x/2 {"n":"2"}`}},
+		{"other cells over 64 KiB", "url,a,b\nhttp://x/1," + strings.Repeat("a", 32<<10) + "," + strings.Repeat("b", 32<<10) + "\n" +
+			"http://x/2," + strings.Repeat("a", 32<<10) + "," + strings.Repeat("b", 32<<10+1) + "\n",
+			Options{Format: FormatCSV, Keep: func(string) bool { return false }},
+			[]string{"1/2 #0 http://x/1", "input row 2 (line 3): its other cells hold more than 64 KiB"}},
 		{"only a header", "url\n", Options{Format: FormatCSV}, nil},
 		{"empty", "", Options{Format: FormatCSV}, nil},
 		{"meta escapes control characters and keeps <>&",

@@ -147,7 +147,10 @@ func openList(o *options, r io.Reader, name string, check bool) (download.Source
 		return nil, nil, err
 	}
 	if check {
-		if err := lr.Check(); err != nil {
+		// A list that is not what it says is refused now; a read error
+		// comes again from the first Next, reported as the run's.
+		var le *input.ListError
+		if err := lr.Check(); errors.As(err, &le) {
 			lr.Close()
 			return nil, nil, err
 		}

@@ -15,7 +15,7 @@ _haul() {
         -d|--dir)
             COMPREPLY=($(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null
             return ;;
-        -j|--jobs|--streams|--per-host|--retries|--timeout|--connect-timeout|--limit-rate|--split|--min-split-size|-H|--header|--user-agent|--progress-interval|--checkpoint|--compress-level|--checksums|-A|--accept|-R|--reject|--host-fail-limit|--col)
+        -j|--jobs|--streams|--per-host|--retries|--timeout|--connect-timeout|--limit-rate|--split|--min-split-size|-H|--header|--user-agent|--progress-interval|--checkpoint|--compress-level|--checksums|-A|--accept|-R|--reject|--host-fail-limit|--input-format|--col)
             COMPREPLY=()
             return ;;
         --layout)
@@ -35,9 +35,6 @@ _haul() {
             return ;;
         --http-client)
             COMPREPLY=($(compgen -W "haul net/http" -- "$cur"))
-            return ;;
-        --input-format)
-            COMPREPLY=($(compgen -W "lines csv tsv parquet" -- "$cur"))
             return ;;
     esac
     if [[ $cur == -* ]]; then

@@ -46,7 +46,7 @@ complete -c haul -l host-fail-limit -x -d 'after N attempts in a row to one host
 complete -c haul -l netrc -d 'Basic credentials per host from ~/.netrc ($NETRC), as curl --netrc; never sent on to another host'
 complete -c haul -l netrc-file -r -F -d 'like --netrc, from FILE'
 complete -c haul -l cookies -r -F -d 'send the cookies of a Netscape cookies.txt FILE (as curl -b, wget --load-cookies)'
-complete -c haul -l input-format -x -a 'lines csv tsv parquet' -d 'the list\'s FORMAT: lines, csv, tsv or parquet (default: what -i\'s name says, .csv, .tsv, .parquet, also .csv.gz, .tsv.zst ...; else lines)'
+complete -c haul -l input-format -x -d 'the list\'s FORMAT: lines, csv, tsv or parquet (default: what -i\'s name says, .csv, .tsv, .parquet, also .csv.gz, .tsv.zst ...; else lines)'
 complete -c haul -l col -x -d 'take a field (url, out, sha256, size or key) from another table column: FIELD=COLUMN (repeatable)'
 complete -c haul -s h -l help -d 'show help'
 complete -c haul -s v -l version -d 'print the version'

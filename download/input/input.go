@@ -214,7 +214,7 @@ func jsonKey(raw json.RawMessage) (string, error) {
 	return string(raw), nil
 }
 
-// setField validates v and stores it in the field of e named by k (out, sha256 or size).
+// setField validates v and stores it in the field of e named by k (out, sha256, size or key).
 func setField(e *Entry, k, v string) error {
 	switch k {
 	case "out":

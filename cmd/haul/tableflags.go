@@ -20,6 +20,9 @@ type tableOptions struct {
 	format  input.Format      // --input-format; FormatAuto: by -i's name
 	columns map[string]string // --col FIELD=COLUMN
 	cut     *listCut          // where the list's sources record a cut
+	// sampleKeys: each entry is a sample named by its key (or position), so
+	// a key that cannot name one makes a bad line (input.Options.SampleKeys).
+	sampleKeys bool
 }
 
 // listCut holds the error of a list cut off midway, which its source
@@ -142,7 +145,8 @@ func openList(o *options, r io.Reader, name string, check bool) (download.Source
 			return download.ShardOf(u, n) == k
 		}
 	}
-	lr, err := input.Open(r, input.Options{Format: o.table.format, Name: label, Columns: o.table.columns, Keep: keep})
+	lr, err := input.Open(r, input.Options{Format: o.table.format, Name: label, Columns: o.table.columns, Keep: keep,
+		SampleKeys: o.table.sampleKeys})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -22,8 +22,9 @@ type Entry struct {
 	// Row is the 1-based data row of a table (the header not counted), 0 for a
 	// text list.
 	Row int
-	// Key names the entry's sample (key= on a line, "key" in a JSON line, a
-	// table's key column), or "": see CheckKey for what it may hold.
+	// Key names the entry (key= on a line, "key" in a JSON line, a table's
+	// key column), or "". Where it names a sample (Options.SampleKeys) the
+	// reader has checked it with CheckKey.
 	Key string
 	// Index is the entry's 0-based position among the list's entries: every
 	// line or row that is neither blank nor a comment counts, bad ones and

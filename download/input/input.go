@@ -46,8 +46,8 @@ func (e *LineError) Error() string {
 // spare.
 const MaxKeyLen = 200
 
-// CheckKey reports why k cannot be an entry's key, or nil. A key names the
-// entry's sample: WebDataset cuts a member's name at its first dot, and a
+// CheckKey reports why k cannot name a sample, or nil (see
+// Options.SampleKeys): WebDataset cuts a member's name at its first dot, and a
 // member name is a file name once extracted, so a key holds no "." nor "/",
 // no control character, is valid UTF-8, not empty and at most MaxKeyLen bytes.
 func CheckKey(k string) error {
@@ -233,8 +233,11 @@ func setField(e *Entry, k, v string) error {
 		}
 		e.Size = n
 	case "key":
-		if err := CheckKey(v); err != nil {
-			return err
+		// Checked as a sample's name only where it is one (Options.SampleKeys):
+		// elsewhere a list's keys (an object store's paths, say) are carried
+		// as they are.
+		if v == "" {
+			return errors.New("empty key=")
 		}
 		e.Key = v
 	}

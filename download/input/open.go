@@ -79,6 +79,10 @@ type Options struct {
 	// other rows are still read and checked, so that each run reports the
 	// same bad rows, but get no Meta, the costly part of a row.
 	Keep func(url string) bool
+	// SampleKeys: the entries' keys name samples (--tar), so a key that
+	// CheckKey refuses makes its line or row a bad one. Otherwise keys are
+	// carried as written.
+	SampleKeys bool
 }
 
 // Reader reads the entries of a list, of any format, one at a time. It is a
@@ -151,7 +155,13 @@ func (r *Reader) Next() (Entry, error) {
 	if r.err != nil {
 		return Entry{}, r.err
 	}
-	return r.next()
+	e, err := r.next()
+	if err == nil && r.o.SampleKeys && e.Key != "" {
+		if kerr := CheckKey(e.Key); kerr != nil {
+			return Entry{}, &LineError{Line: e.Line, Row: e.Row, Reason: kerr.Error()}
+		}
+	}
+	return e, err
 }
 
 // Close releases the decoders. It does not close the stream Open was given.

@@ -115,7 +115,7 @@ func TestCSVTable(t *testing.T) {
 				"http://x/2,,-1,,\n" +
 				"http://x/3,,,a.b,\n" +
 				"http://x/4,,,,../x\n",
-			Options{Format: FormatCSV},
+			Options{Format: FormatCSV, SampleKeys: true},
 			[]string{
 				`input row 1 (line 2): bad sha256 "abc": want 64 hex digits`,
 				`input row 2 (line 3): bad size "-1": want a non-negative integer`,
@@ -375,15 +375,38 @@ func TestLineKeysAndMeta(t *testing.T) {
 		}
 	}
 	for _, tt := range []struct{ line, want string }{
-		{"http://x/a key=", "empty key"},
-		{"http://x/a key=a/b", "holds a . or a /"},
-		{"http://x/a key=" + strings.Repeat("k", MaxKeyLen+1), "201 bytes (at most 200)"},
+		{"http://x/a key=", "empty key="},
 		{`{"url":"http://x/a","key":1.5}`, `"key" is neither a string nor an integer`},
-		{`{"url":"http://x/a","key":"a\u0001"}`, "control character"},
 		{`{"url":"http://x/a","meta":[1]}`, `"meta" is not an object`},
 	} {
 		if _, _, err := ParseLine([]byte(tt.line), 1); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("ParseLine(%q) = %v, want an error with %q", tt.line, err, tt.want)
+		}
+	}
+}
+
+// A key is carried as written, unless keys name samples: then one that
+// CheckKey refuses makes a bad line or row.
+func TestSampleKeys(t *testing.T) {
+	list := "http://x/1 key=a/b.jpg\n{\"url\":\"http://x/2\",\"key\":\"k\\u0001\"}\nhttp://x/3 key=" + strings.Repeat("k", MaxKeyLen+1) +
+		"\nhttp://x/4 key=s-4\n"
+	got, err := readAll(t, openString(t, list, Options{}))
+	if err != nil || len(got) != 4 || got[0] != "0/1 #0 http://x/1 key=a/b.jpg" {
+		t.Fatalf("without SampleKeys: %q, %v", got, err)
+	}
+	got, err = readAll(t, openString(t, list, Options{SampleKeys: true}))
+	want := []string{
+		`input line 1: key "a/b.jpg" holds a . or a / (a sample's members are named KEY.EXT)`,
+		`input line 2: key "k\x01" contains a control character`,
+		`input line 3: key "` + strings.Repeat("k", 100) + `"...: 201 bytes (at most 200)`,
+		"0/4 #3 http://x/4 key=s-4",
+	}
+	if err != nil || strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("with SampleKeys: %q, %v\nwant %q", got, err, want)
+	}
+	for _, k := range []string{"", ".", "a/b", "\xff"} {
+		if CheckKey(k) == nil {
+			t.Errorf("CheckKey(%q) = nil", k)
 		}
 	}
 }

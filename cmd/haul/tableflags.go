@@ -54,9 +54,6 @@ func (t *tableOptions) cutErr() error {
 	return &download.FatalError{Err: t.cut.err}
 }
 
-// inputFormats are --input-format's values.
-var inputFormats = []string{"lines", "csv", "tsv", "parquet"}
-
 // colFlag collects --col FIELD=COLUMN as given, commas and all (a
 // StringSliceFlag would split a column name at its commas).
 type colFlag struct{ vals []string }

@@ -186,6 +186,7 @@ func (r *Reader) open() {
 			return
 		}
 		r.next = p.next
+		r.closes = append(r.closes, p.close)
 		return
 	}
 	raw := bufio.NewReaderSize(r.in, 64<<10)

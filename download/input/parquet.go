@@ -156,6 +156,15 @@ func (t *parquetTable) metaSize(r parquet.Row) int {
 	return n
 }
 
+// close releases the row group being read.
+func (t *parquetTable) close() {
+	if t.rows != nil {
+		t.rows.Close()
+		t.rows = nil
+	}
+	t.g = len(t.groups)
+}
+
 // read fills buf with the next rows, moving on to the next row group as
 // one ends. At the end of the last it returns io.EOF.
 func (t *parquetTable) read() error {

@@ -2,6 +2,7 @@ package download
 
 import (
 	"encoding/json"
+	"errors"
 	"sync/atomic"
 	"time"
 )
@@ -52,11 +53,19 @@ type Result struct {
 // lines, so a manifest filtered to failed entries is a valid input list.
 func (r *Result) MarshalJSON() ([]byte, error) {
 	if r.Status == StatusInvalid {
+		// A table's row: its number, and the line it starts on (none in
+		// a Parquet file).
+		var le *LineError
+		row := 0
+		if errors.As(r.Err, &le) {
+			row = le.Row
+		}
 		return json.Marshal(struct {
-			Line   int    `json:"line"`
+			Line   int    `json:"line,omitempty"`
+			Row    int    `json:"row,omitempty"`
 			Status Status `json:"status"`
 			Error  string `json:"error"`
-		}{r.Entry.Line, r.Status, r.Err.Error()})
+		}{r.Entry.Line, row, r.Status, r.Err.Error()})
 	}
 	type manifestLine struct {
 		URL        string  `json:"url"`
@@ -71,9 +80,17 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 		// Present (true) only where the end of the body was the server's
 		// word alone: jq 'select(.close_delimited)' finds those files.
 		CloseDelimited bool `json:"close_delimited,omitempty"`
+		// The entry's key (key=, a key column) and a table row's other
+		// columns, when it has them: a failed line keeps them for the retry.
+		Key  string          `json:"key,omitempty"`
+		Meta json.RawMessage `json:"meta,omitempty"`
 	}
 	m := manifestLine{URL: r.Entry.URL, Status: r.Status, Attempts: r.Attempts,
-		DurationMS: r.Duration.Milliseconds(), CloseDelimited: r.CloseDelimited && r.Status == StatusOK}
+		DurationMS: r.Duration.Milliseconds(), CloseDelimited: r.CloseDelimited && r.Status == StatusOK,
+		Key: r.Entry.Key}
+	if r.Entry.Meta != "" {
+		m.Meta = json.RawMessage(r.Entry.Meta)
+	}
 	if r.Name != "" {
 		m.Out = &r.Name
 	}

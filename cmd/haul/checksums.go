@@ -103,13 +103,35 @@ func twice(ctx context.Context, o *options, stdin io.Reader) (first download.Sou
 			return nil, nil, nil, err
 		}
 	}
+	listName := o.input
+	if listName == "-" {
+		listName = ""
+	}
+	var closeLists []func()
+	closeAll = func() {
+		for _, c := range closeLists {
+			c()
+		}
+		f.Close()
+	}
 	again = func() (download.Source, error) {
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return nil, fmt.Errorf("reading the list again: %w", err)
 		}
-		return input.NewScanner(f), nil
+		src, closeList, err := openList(o, f, listName, false)
+		if err != nil {
+			return nil, err
+		}
+		closeLists = append(closeLists, closeList)
+		return src, nil
 	}
-	return input.NewScanner(f), again, func() { f.Close() }, nil
+	first, closeList, err := openList(o, f, listName, false)
+	if err != nil {
+		f.Close()
+		return nil, nil, nil, err
+	}
+	closeLists = append(closeLists, closeList)
+	return first, again, closeAll, nil
 }
 
 // copyCtx copies r to w until EOF or ctx ends (Ctrl-C while a pipe is read:

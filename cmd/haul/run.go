@@ -184,6 +184,9 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 	defer closeWalk()
 	rep.start(eng.Stats())
 	runErr := eng.Run(ctx, src)
+	if runErr == nil {
+		runErr = o.table.cutErr() // a list cut off midway: what was read before ran
+	}
 	rep.stop()
 	if err := man.close(); err != nil {
 		if runErr == nil || errors.Is(runErr, context.Canceled) && errors.Is(context.Cause(ctx), errManifest) {
@@ -237,7 +240,7 @@ func openInput(o *options, stdin io.Reader) (download.Source, func(), error) {
 	case len(o.urls) > 0:
 		return input.NewScanner(strings.NewReader(strings.Join(o.urls, "\n"))), func() {}, nil
 	case o.input == "-":
-		return input.NewScanner(stdin), func() {}, nil
+		return openList(o, stdin, "", false)
 	case o.input != "":
 		f, err := os.Open(o.input)
 		if err != nil {
@@ -251,12 +254,17 @@ func openInput(o *options, stdin io.Reader) (download.Source, func(), error) {
 			f.Close()
 			return nil, nil, fmt.Errorf("--manifest %s is the input list: it would be overwritten", o.manifest)
 		}
-		return input.NewScanner(f), func() { f.Close() }, nil
+		src, closeList, err := openList(o, f, o.input, isRegular(f))
+		if err != nil {
+			f.Close()
+			return nil, nil, err
+		}
+		return src, func() { closeList(); f.Close() }, nil
 	}
 	if f, ok := stdin.(*os.File); ok && isTerminal(f) {
 		return nil, nil, errors.New("no URLs: give them as arguments, with -i FILE, or on standard input (see haul --help)")
 	}
-	return input.NewScanner(stdin), func() {}, nil
+	return openList(o, stdin, "", false)
 }
 
 // sameFile reports whether both names are one existing file.

@@ -22,13 +22,49 @@ import (
 // MaxLineLen is the longest accepted input line (64 KiB), excluding the newline.
 const MaxLineLen = 64 << 10
 
-// LineError reports a bad input line. Error() returns "input line N: reason".
+// LineError reports a bad input line or table row. Error() returns "input
+// line N: reason" for a line, "input row N (line L): reason" for a CSV or TSV
+// row and "input row N: reason" for a Parquet row.
 type LineError struct {
-	Line   int
+	Line   int // the line (for a CSV or TSV row: the line it starts on), 0 for a Parquet row
+	Row    int // the table's data row, from 1; 0 for a line
 	Reason string
 }
 
-func (e *LineError) Error() string { return fmt.Sprintf("input line %d: %s", e.Line, e.Reason) }
+func (e *LineError) Error() string {
+	switch {
+	case e.Row == 0:
+		return fmt.Sprintf("input line %d: %s", e.Line, e.Reason)
+	case e.Line == 0:
+		return fmt.Sprintf("input row %d: %s", e.Row, e.Reason)
+	}
+	return fmt.Sprintf("input row %d (line %d): %s", e.Row, e.Line, e.Reason)
+}
+
+// MaxKeyLen is the longest accepted key, in bytes: a sample's longest member
+// name, KEY.body.json, then fits in a file name of 255 bytes with room to
+// spare.
+const MaxKeyLen = 200
+
+// CheckKey reports why k cannot name a sample, or nil (see
+// Options.SampleKeys): WebDataset cuts a member's name at its first dot, and a
+// member name is a file name once extracted, so a key holds no "." nor "/",
+// no control character, is valid UTF-8, not empty and at most MaxKeyLen bytes.
+func CheckKey(k string) error {
+	switch {
+	case k == "":
+		return errors.New("empty key")
+	case strings.ContainsAny(k, "./"):
+		return fmt.Errorf("key %s holds a . or a / (a sample's members are named KEY.EXT)", quoteShort(k))
+	case hasControl(k):
+		return fmt.Errorf("key %s contains a control character", quoteShort(k))
+	case !utf8.ValidString(k):
+		return fmt.Errorf("key %s is not valid UTF-8", quoteShort(k))
+	case len(k) > MaxKeyLen:
+		return fmt.Errorf("key %s: %d bytes (at most %d)", quoteShort(k), len(k), MaxKeyLen)
+	}
+	return nil
+}
 
 // ParseLine parses one input line (without its newline; a trailing \r is tolerated).
 // It returns ok=false and a nil error for blank lines and comment lines (first non-blank char '#').
@@ -78,7 +114,7 @@ func parseFields(s string) (Entry, error) {
 		switch {
 		case !found:
 			return Entry{}, fmt.Errorf("field %s is not key=value", quoteShort(kv))
-		case k != "out" && k != "sha256" && k != "size":
+		case k != "out" && k != "sha256" && k != "size" && k != "key":
 			return Entry{}, fmt.Errorf("unknown field %s", quoteShort(k))
 		case seen[k]:
 			return Entry{}, fmt.Errorf("duplicate field %q", k)
@@ -93,6 +129,8 @@ func parseFields(s string) (Entry, error) {
 
 // parseJSON parses the JSON object form; unknown keys are ignored and null means absent.
 // Keys match exactly ("URL" is another, unknown key), unlike encoding/json's struct fields.
+// "key" may be a string or an integer; "meta", an object, is carried as is
+// (compacted), so that a manifest line keeps its row's other columns.
 func parseJSON(s string) (Entry, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(s), &m); err != nil {
@@ -132,6 +170,13 @@ func parseJSON(s string) (Entry, error) {
 	if raw := m["size"]; len(raw) > 0 && string(raw) != "null" {
 		fields = append(fields, struct{ k, v string }{"size", string(raw)})
 	}
+	if raw := m["key"]; len(raw) > 0 && string(raw) != "null" {
+		k, err := jsonKey(raw)
+		if err != nil {
+			return Entry{}, err
+		}
+		fields = append(fields, struct{ k, v string }{"key", k})
+	}
 	for _, f := range fields {
 		if f.v == "" {
 			continue
@@ -140,10 +185,36 @@ func parseJSON(s string) (Entry, error) {
 			return Entry{}, err
 		}
 	}
+	if raw := m["meta"]; len(raw) > 0 && string(raw) != "null" {
+		if raw[0] != '{' {
+			return Entry{}, errors.New(`invalid JSON: "meta" is not an object`)
+		}
+		var b bytes.Buffer
+		if err := json.Compact(&b, raw); err != nil {
+			return Entry{}, fmt.Errorf("invalid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		e.Meta = b.String()
+	}
 	return e, nil
 }
 
-// setField validates v and stores it in the field of e named by k (out, sha256 or size).
+// jsonKey returns a JSON line's "key": a string, or an integer as written.
+func jsonKey(raw json.RawMessage) (string, error) {
+	if raw[0] == '"' {
+		var k string
+		if err := json.Unmarshal(raw, &k); err != nil {
+			return "", fmt.Errorf("invalid JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+		}
+		return k, nil
+	}
+	digits := strings.TrimPrefix(string(raw), "-")
+	if digits == "" || strings.IndexFunc(digits, notDigit) >= 0 {
+		return "", errors.New(`invalid JSON: "key" is neither a string nor an integer`)
+	}
+	return string(raw), nil
+}
+
+// setField validates v and stores it in the field of e named by k (out, sha256, size or key).
 func setField(e *Entry, k, v string) error {
 	switch k {
 	case "out":
@@ -161,6 +232,14 @@ func setField(e *Entry, k, v string) error {
 			return fmt.Errorf("bad size %s: want a non-negative integer", quoteShort(v))
 		}
 		e.Size = n
+	case "key":
+		// Checked as a sample's name only where it is one (Options.SampleKeys):
+		// elsewhere a list's keys (an object store's paths, say) are carried
+		// as they are.
+		if v == "" {
+			return errors.New("empty key=")
+		}
+		e.Key = v
 	}
 	return nil
 }
@@ -265,9 +344,10 @@ func quoteShort(s string) string {
 // Scanner streams entries from r line by line, never holding more than one line
 // (<= MaxLineLen+some) in memory.
 type Scanner struct {
-	r   *bufio.Reader
-	n   int
-	err error // sticky: io.EOF or a read error
+	r       *bufio.Reader
+	n       int
+	entries int   // lines that are neither blank nor a comment, so far
+	err     error // sticky: io.EOF or a read error
 }
 
 // NewScanner returns a Scanner reading from r.
@@ -295,11 +375,16 @@ func (s *Scanner) Next() (Entry, error) {
 			line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf")) // a UTF-8 byte order mark
 		}
 		if err == bufio.ErrBufferFull {
+			s.entries++
 			return Entry{}, s.skipLong()
 		}
 		s.err = err // nil, or io.EOF after a final line without newline
 		e, ok, perr := ParseLine(bytes.TrimSuffix(line, []byte("\n")), s.n)
 		if perr != nil || ok {
+			if ok {
+				e.Index = s.entries
+			}
+			s.entries++
 			return e, perr
 		}
 	}

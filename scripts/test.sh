@@ -40,8 +40,11 @@ go run "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" ./... || fail "
 echo ok
 
 section "go test -race -count=1 ./..."
-# On failure exit at once, so go test's own FAIL lines stay the last ones printed.
-go test -race -count=1 ./... 2>&1 | tee "$LOG" || exit 1
+# On failure exit at once, so go test's own FAIL lines stay the last ones printed. -timeout 45m,
+# not go test's 10m: cmd/haul's package takes 3-5 minutes alone, and more than 10 on a 2-core
+# machine loaded with other test runs; a test that hangs still fails (each wait names what it
+# waited for before the deadline).
+go test -race -count=1 -timeout 45m ./... 2>&1 | tee "$LOG" || exit 1
 
 if [[ $FUZZTIME != 0 ]]; then
   # FILE:FuzzName for every fuzz target. -fuzz takes one target in one package per run.

@@ -150,12 +150,14 @@ func New(o Options) (Client, error) {
 	}
 	var rt http.RoundTripper = tr
 	if !o.NetHTTP {
+		idle := h1.NewIdleLimit(maxIdle(jobs)) // both clients' idle connections together
 		one := h1.New(h1.Options{
 			DialContext:         dial,
 			TLSConfig:           tlsConf,
 			TLSHandshakeTimeout: o.ConnectTimeout,
 			MaxIdlePerHost:      jobs,
 			MaxIdle:             maxIdle(jobs),
+			IdleLimit:           idle,
 			MaxConnsPerHost:     o.PerHost,
 		})
 		r := &router{proxy: proxy, std: tr, h1: one}
@@ -178,6 +180,7 @@ func New(o Options) (Client, error) {
 				Streams:             streams,
 				MaxConnsPerHost:     conns,
 				MaxIdle:             maxIdle(jobs),
+				IdleLimit:           idle,
 				WriteTimeout:        o.Timeout,
 				// A connection silent for 15s is sent a PING; one that does not
 				// answer within the connect timeout is closed and its streams fail.
@@ -194,13 +197,14 @@ func New(o Options) (Client, error) {
 	}, nil
 }
 
-// maxIdle is how many idle connections are kept across hosts, the least
-// recently used closed first: enough for one per host of a list spread over a
-// few hundred hosts (2 x jobs, below the number of hosts, closed each
-// connection before its host came round again: 2,000 files over 50 hosts
-// opened 1,268 connections at -j 16), and bounded, since an idle h1
-// connection keeps its 68 KiB of buffers (256 of them: 17 MiB).
-func maxIdle(jobs int) int { return max(2*jobs, 256) }
+// maxIdle is how many idle connections are kept across hosts, HTTP/1.1 and
+// HTTP/2 together, the least recently used closed first: enough for one per
+// host of a list spread over some dozens of hosts (2 x jobs, below the number
+// of hosts, closed each connection before its host came round again: 2,000
+// files over 50 hosts opened 1,268 connections at -j 16), and bounded by
+// the descriptors a run may hold, 8 x jobs + 256 in all (see cmd/haul's
+// sinkBudget for the rest).
+func maxIdle(jobs int) int { return 2*jobs + 64 }
 
 // Client is the HTTP client New returns. *http.Client satisfies it.
 type Client interface {

@@ -54,7 +54,7 @@ type FileOptions struct {
 	// MaxOpen bounds the file descriptors the sink keeps open besides its
 	// writers': cached directory handles and commits waiting for the flush,
 	// each a staging file and, at worst, a directory of its own (0: 512
-	// handles and 1,024 commits). Below that, a third goes to handles and
+	// handles and 1,024 commits). Below that, an eighth goes to handles and
 	// the rest to commits.
 	MaxOpen int
 }
@@ -71,7 +71,8 @@ func NewFile(dir string, opts FileOptions) (*File, error) {
 	}
 	dirs, pending := 512, maxPending
 	if opts.MaxOpen > 0 && opts.MaxOpen < dirs+2*pending {
-		dirs, pending = max(opts.MaxOpen/3, 8), max(opts.MaxOpen/3, 8)
+		dirs = max(opts.MaxOpen/8, 8)
+		pending = max((opts.MaxOpen-dirs)/2, 8)
 	}
 	s := &File{root: root, dirs: newDirCache(root, dirs), checkpoint: opts.Checkpoint, runTag: opts.RunTag, dir: dir}
 	if s.checkpoint <= 0 {

@@ -50,6 +50,10 @@ type dirCache struct {
 
 	made  map[string]bool // directories this process created that hold no file of its yet (under mu)
 	inUse map[string]int  // acquires not yet released, by directory (under mu)
+	// missing are directories just found not to exist (under mu), bounded
+	// by maxMissing: the Create that follows the Stat of a file in a new
+	// directory makes it without looking for it again.
+	missing map[string]struct{}
 }
 
 // prune removes dir, and its parents, where this process created them and
@@ -106,6 +110,30 @@ func (c *dirCache) isStagingUnnamed(path string) bool {
 	c.umu.Lock()
 	defer c.umu.Unlock()
 	return c.unnamed[path] > 0
+}
+
+// maxMissing bounds dirCache.missing: a few per worker.
+const maxMissing = 1024
+
+// noteMissing records that dir was just found not to exist.
+func (c *dirCache) noteMissing(dir string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.missing == nil || len(c.missing) >= maxMissing {
+		c.missing = make(map[string]struct{})
+	}
+	c.missing[dir] = struct{}{}
+}
+
+// wasMissing reports (once) whether dir was recently found not to exist.
+func (c *dirCache) wasMissing(dir string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.missing[dir]; ok {
+		delete(c.missing, dir)
+		return true
+	}
+	return false
 }
 
 type dirRef struct {
@@ -228,10 +256,15 @@ func (c *dirCache) openAt(dir string, create bool) (*dirRef, error) {
 	made := false
 	for attempt := 0; ; attempt++ {
 		var fd int
-		err := ignoringEINTR(func() (err error) {
-			fd, err = unix.Openat(p.fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			return err
-		})
+		var err error
+		if attempt == 0 && create && c.wasMissing(dir) {
+			err = unix.ENOENT // make it first: mkdirat says if it is there after all
+		} else {
+			err = ignoringEINTR(func() (err error) {
+				fd, err = unix.Openat(p.fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+				return err
+			})
+		}
 		if err == nil {
 			dev := p.dev // a directory just made is on its parent's filesystem
 			if !made {
@@ -249,6 +282,9 @@ func (c *dirCache) openAt(dir string, create bool) (*dirRef, error) {
 		}
 		// Another worker's prune may remove it between mkdirat and openat:
 		// once more, as in open.
+		if err == unix.ENOENT && !create {
+			c.noteMissing(dir)
+		}
 		if err != unix.ENOENT || !create || attempt > 1 {
 			return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
 		}

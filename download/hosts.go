@@ -80,8 +80,10 @@ const maxIdleHosts = 4096
 
 // maxDownHosts bounds the hosts remembered as down: past it, the least
 // recently used are forgotten too (their next entries try again), so a list
-// over millions of dead hosts does not grow memory without bound.
-const maxDownHosts = 1 << 16
+// over millions of dead hosts does not grow memory without bound. A down
+// host keeps the error its entries fail with: about 800 bytes, so 12 MiB at
+// most.
+const maxDownHosts = 1 << 14
 
 // maxLook bounds the hosts looked at to forget some when one is added: those
 // still paused are passed over (moved to the recent end), so that adding a

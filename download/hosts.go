@@ -32,18 +32,23 @@ import (
 // Crawl-delay: pace, rateTurn); and its robots.txt is fetched once
 // (robotsFor).
 //
-// Entries for idle hosts are dropped once the table grows, so a list touching
-// millions of hosts does not grow memory without bound.
+// The table is bounded, so a list touching millions of hosts does not grow
+// memory with them: a host nobody uses is kept in a list, least recently used
+// first, and the oldest are forgotten past maxIdleHosts (maxDownHosts for
+// those that are down, which are remembered apart, so that a list of dead
+// hosts does not push out the live ones). A host in use (slots taken, or
+// entries waiting for them) is in no list and never forgotten; one still
+// paused is kept until its pause ends.
 type hosts struct {
 	cap       int64 // in streams; 0: no per-host cap
 	streams   int64 // the weight of a whole connection
 	failLimit int   // attempts without a response that make a host down; <= 0: never
 
-	mu      sync.Mutex
-	m       map[string]*host
-	nDown   int // hosts in m that are down
-	sweepAt int // len(m) at which the next sweep runs
-	swept   int // hosts looked at by sweeps (for a test)
+	mu     sync.Mutex
+	m      map[string]*host
+	idle   hostList // up hosts nobody uses, least recently used first
+	down   hostList // down hosts nobody uses, least recently used first
+	looked int      // hosts looked at to forget one (for a test)
 	// anyUntil is the latest end of any pause (UnixNano): past it no host is
 	// paused, and pausedFor answers without the lock (the usual case).
 	anyUntil atomic.Int64
@@ -90,6 +95,11 @@ type host struct {
 	turnAt time.Time
 	// robots is its robots.txt (--robots), over http and over https.
 	robots [2]*robotsFetch
+
+	key        string    // its name in hosts.m
+	list       *hostList // hosts.idle or hosts.down while nobody uses it, else nil
+	prev, next *host     // in list
+	gone       bool      // forgotten: no longer in hosts.m, nor in a list
 }
 
 // waiter is an entry waiting for w of its host's slots.
@@ -98,12 +108,22 @@ type waiter struct {
 	wake func() bool
 }
 
+// maxIdleHosts bounds the up hosts remembered while nobody uses them: their
+// learnt protocol and pause (and what else is kept per host).
 const maxIdleHosts = 4096
 
-// maxDownHosts bounds the hosts remembered as down: past it, a sweep forgets
-// them too (their next entries try again), so a list over millions of dead
-// hosts does not grow memory without bound.
-const maxDownHosts = 1 << 16
+// maxDownHosts bounds the hosts remembered as down: past it, the least
+// recently used are forgotten too (their next entries try again), so a list
+// over millions of dead hosts does not grow memory without bound. A down
+// host keeps the error its entries fail with: about 800 bytes, so 12 MiB at
+// most.
+const maxDownHosts = 1 << 14
+
+// maxLook bounds the hosts looked at to forget some when one is added: those
+// still paused are passed over (moved to the recent end), so that adding a
+// host costs O(1) even while thousands are paused; the table then exceeds
+// its bound until their pauses end.
+const maxLook = 4
 
 // newHosts caps each host at perHost connections' worth of streams (0: no
 // cap): perHost*streams.
@@ -120,10 +140,12 @@ func (hs *hosts) tryConn(name string) (release func(), ok bool) {
 	defer hs.mu.Unlock()
 	h := hs.getLocked(name)
 	if c := hs.capLocked(h); c != 0 && h.used+hs.streams > c {
+		hs.settleLocked(h)
 		return nil, false
 	}
 	h.used += hs.streams
 	h.users++
+	hs.settleLocked(h)
 	return func() {
 		hs.mu.Lock()
 		defer hs.mu.Unlock()
@@ -186,6 +208,7 @@ func (hs *hosts) tryAcquire(name string, g *grant, onFree func() bool) (h *host,
 			}
 			h.heavy[g] = struct{}{}
 		}
+		hs.settleLocked(h)
 		return h, true
 	}
 	// Under mu: a release frees its slots under mu, then calls waiters, so
@@ -193,6 +216,7 @@ func (hs *hosts) tryAcquire(name string, g *grant, onFree func() bool) (h *host,
 	if onFree != nil {
 		h.waiters = append(h.waiters, waiter{w, onFree})
 	}
+	hs.settleLocked(h)
 	return nil, false
 }
 
@@ -209,27 +233,110 @@ func (hs *hosts) waitFor(name string, w int64, onFree func() bool) (free bool) {
 	}
 	if c := hs.capLocked(h); c == 0 || h.used+w <= c {
 		hs.wakeLocked(h)
+		hs.settleLocked(h)
 		return true
 	}
 	h.waiters = append(h.waiters, waiter{w, onFree})
+	hs.settleLocked(h)
 	return false
 }
 
-// getLocked returns the named host's state, made if new.
+// getLocked returns the named host's state, made if new. The caller settles
+// it (settleLocked) once done with it.
 func (hs *hosts) getLocked(name string) *host {
 	h := hs.m[name]
 	if h == nil {
-		if len(hs.m) >= max(maxIdleHosts, hs.sweepAt) {
-			hs.sweepLocked()
-			// Hosts in use or still paused stay: the next sweep waits until the
-			// table has doubled, so that sweeps cost O(1) per new host even
-			// when thousands of hosts are paused at once.
-			hs.sweepAt = 2 * len(hs.m)
-		}
-		h = &host{}
+		h = &host{key: name}
 		hs.m[name] = h
 	}
 	return h
+}
+
+// settleLocked puts h where its state says, after any change to it: in no
+// list while it is in use (it cannot be forgotten), else at the recent end
+// of the idle or the down list, making room there first (forgetLocked).
+func (hs *hosts) settleLocked(h *host) {
+	if h.gone {
+		return // forgotten while a caller still held it: it stays out
+	}
+	if h.list != nil {
+		h.list.remove(h)
+	}
+	if h.users != 0 || len(h.waiters) != 0 {
+		return
+	}
+	if h.down != nil {
+		for hs.down.n >= maxDownHosts {
+			hs.dropLocked(hs.down.head)
+		}
+		hs.down.pushBack(h)
+		return
+	}
+	hs.forgetLocked()
+	hs.idle.pushBack(h)
+}
+
+// forgetLocked makes room in the idle list: at maxIdleHosts, it forgets the
+// least recently used. One whose pause has not ended is kept (moved to the
+// recent end): at most maxLook are looked at, so the list may exceed its
+// bound while many hosts are paused.
+func (hs *hosts) forgetLocked() {
+	var now int64 // UnixNano, read once some host may be paused
+	for look := 0; hs.idle.n >= maxIdleHosts && look < maxLook; look++ {
+		h := hs.idle.head
+		hs.looked++
+		if !h.paused.IsZero() {
+			if now == 0 {
+				now = time.Now().UnixNano()
+			}
+			if now < h.paused.UnixNano() {
+				hs.idle.remove(h)
+				hs.idle.pushBack(h)
+				continue
+			}
+		}
+		hs.dropLocked(h)
+	}
+}
+
+// dropLocked forgets h, which nobody uses.
+func (hs *hosts) dropLocked(h *host) {
+	h.list.remove(h)
+	delete(hs.m, h.key)
+	h.gone = true
+}
+
+// hostList is a list of hosts, least recently used first (the list is
+// intrusive: hosts come and go with no allocation).
+type hostList struct {
+	head, tail *host
+	n          int
+}
+
+func (l *hostList) pushBack(h *host) {
+	h.list, h.prev, h.next = l, l.tail, nil
+	if l.tail != nil {
+		l.tail.next = h
+	} else {
+		l.head = h
+	}
+	l.tail = h
+	l.n++
+}
+
+func (l *hostList) remove(h *host) {
+	if h.prev != nil {
+		h.prev.next = h.next
+	} else {
+		l.head = h.next
+	}
+	if h.next != nil {
+		h.next.prev = h.prev
+	} else {
+		l.tail = h.prev
+	}
+	h.list, h.prev, h.next = nil, nil, nil
+	l.n--
 }
 
 // release gives back the host's slots that g holds (taken by acquire or
@@ -256,12 +363,14 @@ func (hs *hosts) giveBack(h *host, g *grant, n int64, leave bool) {
 	}
 	h.used -= n
 	hs.wakeLocked(h)
+	hs.settleLocked(h)
 }
 
 func (hs *hosts) releaseLocked(h *host, w int64) {
 	h.used -= w
 	h.users--
 	hs.wakeLocked(h)
+	hs.settleLocked(h)
 }
 
 // wakeLocked wakes as many of h's waiters, first in first out, as its free
@@ -312,6 +421,7 @@ func (hs *hosts) multiplexedLocked(h *host) map[*grant]struct{} {
 	heavy := h.heavy
 	h.heavy = nil
 	hs.wakeLocked(h) // a heavy waiter now waits for one slot
+	hs.settleLocked(h)
 	return heavy
 }
 
@@ -328,20 +438,6 @@ func (hs *hosts) isMultiplexed(name string) bool {
 	defer hs.mu.Unlock()
 	h := hs.m[name]
 	return h != nil && h.h2
-}
-
-// sweepLocked forgets hosts nobody uses whose pause has ended.
-func (hs *hosts) sweepLocked() {
-	now := time.Now()
-	hs.swept += len(hs.m)
-	for k, h := range hs.m {
-		if h.users == 0 && len(h.waiters) == 0 && now.After(h.paused) && (h.down == nil || hs.nDown > maxDownHosts) {
-			if h.down != nil {
-				hs.nDown--
-			}
-			delete(hs.m, k)
-		}
-	}
 }
 
 // responded records that an attempt to h got a response (any status): the
@@ -365,7 +461,7 @@ func (hs *hosts) missed(h *host, err error) (down error, now bool) {
 	h.misses++
 	if hs.failLimit > 0 && h.misses >= hs.failLimit {
 		h.down = fmt.Errorf("%w: %w (%d attempts in a row without a response)", ErrHostDown, err, h.misses)
-		hs.nDown++
+		hs.settleLocked(h) // to the down hosts, if nobody uses it
 		return h.down, true
 	}
 	return nil, false
@@ -536,6 +632,7 @@ func (hs *hosts) rateTurn(name string) time.Duration {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	h := hs.getLocked(name)
+	defer hs.settleLocked(h) // into the table's order, as any change
 	lim := hs.limiterLocked(h)
 	if lim == nil {
 		return 0
@@ -585,6 +682,7 @@ func (hs *hosts) robotsFor(name string, https bool) (h *host, rf *robotsFetch, f
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	h = hs.getLocked(name)
+	defer hs.settleLocked(h) // into the table's order, as any change
 	if rf = h.robots[i]; rf != nil {
 		return h, rf, false
 	}

@@ -20,8 +20,9 @@ import (
 // while a flush runs. Without syncfs (other systems than Linux) each file is
 // fsynced, and each device's cache flushed once per batch (syncFiles).
 type committer struct {
-	queue chan commitReq
-	done  chan struct{}
+	queue    chan commitReq
+	done     chan struct{}
+	maxBatch int
 }
 
 type commitReq struct {
@@ -29,18 +30,24 @@ type commitReq struct {
 	done func(error)
 }
 
-// maxPending bounds the commits waiting for a flush (each holds its staging
-// file open, and so locked, until it is renamed); FileOptions.MaxOpen lowers it.
+// maxPending bounds the commits handed in and not yet renamed, the batch
+// being flushed included (each holds its staging file open, and so locked,
+// until it is renamed); FileOptions.MaxOpen lowers it.
 const maxPending = 1024
 
-// A batch is flushed when it holds maxBatch files or batchWindow after its first.
+// A batch is flushed when it holds maxBatch files (or half the pending
+// commits, if fewer) or batchWindow after its first.
 const (
 	maxBatch    = 512
 	batchWindow = 5 * time.Millisecond
 )
 
+// newCommitter holds at most pending commits at once: half waiting in the
+// queue, half in the batch being flushed.
 func newCommitter(pending int) *committer {
-	c := &committer{queue: make(chan commitReq, pending), done: make(chan struct{})}
+	pending = max(pending, 2)
+	c := &committer{queue: make(chan commitReq, pending/2), done: make(chan struct{}),
+		maxBatch: min(maxBatch, pending-pending/2)}
 	go c.loop()
 	return c
 }
@@ -61,7 +68,7 @@ func (c *committer) close() {
 
 func (c *committer) loop() {
 	defer close(c.done)
-	batch := make([]commitReq, 0, maxBatch)
+	batch := make([]commitReq, 0, c.maxBatch)
 	for r := range c.queue {
 		batch = append(batch[:0], r)
 		// Gather what arrives within batchWindow: one flush then covers it all.

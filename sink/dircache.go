@@ -29,19 +29,31 @@ import (
 // small files a second.
 //
 // It keeps the max most recently used handles (golang-lru's simplelru, used
-// under mu, so that a lookup and its refs++ are one step); a handle evicted while
-// in use is closed by its last release, never under its user.
+// under mu, so that a lookup and its refs++ are one step), besides the sink's
+// directory itself; a handle evicted while in use is closed by its last
+// release, never under its user. A directory is opened (or created) under its
+// parent's handle, one component at a time (openAt), its parents taken from
+// the cache the same way.
+//
+// The handles open at once are the cached ones and those evicted while in
+// use: a writer holds its directory from Create to its commit, so at most max
+// plus the writers and the commits waiting for the flush.
 type dirCache struct {
 	root *os.Root
 
 	mu  sync.Mutex
 	lru *simplelru.LRU[string, *dirRef]
+	top *dirRef // the sink's directory itself, kept open apart from lru: every directory's first parent
 
 	umu     sync.Mutex
 	unnamed map[string]int // files staged unnamed (no NAME.part), by path: see checkNoPart
 
 	made  map[string]bool // directories this process created that hold no file of its yet (under mu)
 	inUse map[string]int  // acquires not yet released, by directory (under mu)
+	// missing are directories just found not to exist (under mu), bounded
+	// by maxMissing: the Create that follows the Stat of a file in a new
+	// directory makes it without looking for it again.
+	missing map[string]struct{}
 }
 
 // prune removes dir, and its parents, where this process created them and
@@ -100,8 +112,32 @@ func (c *dirCache) isStagingUnnamed(path string) bool {
 	return c.unnamed[path] > 0
 }
 
+// maxMissing bounds dirCache.missing: a few per worker.
+const maxMissing = 1024
+
+// noteMissing records that dir was just found not to exist.
+func (c *dirCache) noteMissing(dir string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.missing == nil || len(c.missing) >= maxMissing {
+		c.missing = make(map[string]struct{})
+	}
+	c.missing[dir] = struct{}{}
+}
+
+// wasMissing reports (once) whether dir was recently found not to exist.
+func (c *dirCache) wasMissing(dir string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.missing[dir]; ok {
+		delete(c.missing, dir)
+		return true
+	}
+	return false
+}
+
 type dirRef struct {
-	f       *os.File // the open directory
+	f       *os.File // the open directory, or nil: fd alone (opened by openAt)
 	fd      int
 	dev     uint64 // its filesystem (st_dev): its files' too, for the group commit
 	refs    int
@@ -119,7 +155,15 @@ func newDirCache(root *os.Root, max int) *dirCache {
 func evict(_ string, d *dirRef) {
 	d.evicted = true
 	if d.refs == 0 {
+		d.close()
+	}
+}
+
+func (d *dirRef) close() {
+	if d.f != nil {
 		d.f.Close()
+	} else {
+		unix.Close(d.fd)
 	}
 }
 
@@ -130,6 +174,11 @@ func (c *dirCache) acquire(dir string, create bool) (*dirRef, error) {
 	// In use from now until release, even while it is being opened: prune
 	// never removes it under a worker.
 	c.inUse[dir]++
+	if dir == "" && c.top != nil {
+		c.top.refs++
+		c.mu.Unlock()
+		return c.top, nil
+	}
 	if d, ok := c.lru.Get(dir); ok {
 		d.refs++
 		c.mu.Unlock()
@@ -139,27 +188,122 @@ func (c *dirCache) acquire(dir string, create bool) (*dirRef, error) {
 
 	// Open outside the lock: directory creation must not serialize the workers.
 	// Two workers racing for the same new directory both open it; one handle wins.
-	f, err := c.open(dir, create)
+	d, err := c.openAt(dir, create)
+	if d == nil && err == nil {
+		d, err = c.openRoot(dir, create)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
 		c.doneWithLocked(dir)
 		return nil, err
 	}
-	if d, ok := c.lru.Get(dir); ok {
-		f.Close()
-		d.refs++
+	if dir == "" {
+		if c.top != nil {
+			d.close()
+			c.top.refs++
+			return c.top, nil
+		}
+		c.top = d
 		return d, nil
+	}
+	if old, ok := c.lru.Get(dir); ok {
+		d.close()
+		old.refs++
+		return old, nil
+	}
+	c.lru.Add(dir, d) // evicts the least recently used handle when full
+	return d, nil
+}
+
+// openRoot opens dir through the os.Root (creating it and its parents first
+// when create is set): the way for the top directory, and for a path through
+// a symbolic link, which the Root follows as long as it stays inside.
+func (c *dirCache) openRoot(dir string, create bool) (*dirRef, error) {
+	f, err := c.open(dir, create)
+	if err != nil {
+		return nil, err
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		f.Close()
-		c.doneWithLocked(dir)
 		return nil, err
 	}
-	d := &dirRef{f: f, fd: int(f.Fd()), dev: uint64(st.Dev), refs: 1, path: dir}
-	c.lru.Add(dir, d) // evicts the least recently used handle when full
-	return d, nil
+	return &dirRef{f: f, fd: int(f.Fd()), dev: uint64(st.Dev), refs: 1, path: dir}, nil
+}
+
+// openAt opens dir under its parent's handle (acquired, so opened or created
+// the same way in turn), creating it when create is set: one component, with
+// openat(O_DIRECTORY|O_NOFOLLOW) and mkdirat, a few system calls where the
+// Root walks the whole path again and stats the result. It returns nil and
+// no error when dir is the top directory, or a symbolic link or not a
+// directory is on the way: openRoot then decides. A directory it creates
+// itself is recorded as made (see prune), and refused where a file of the
+// same name is being written (see mkdirs).
+func (c *dirCache) openAt(dir string, create bool) (*dirRef, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	parent, name := parentDir(dir), path.Base(dir)
+	p, err := c.acquire(parent, create)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, &fs.PathError{Op: "open", Path: dir, Err: syscall.ENOENT}
+		}
+		return nil, nil
+	}
+	defer c.release(p)
+	made := false
+	for attempt := 0; ; attempt++ {
+		var fd int
+		var err error
+		if attempt == 0 && create && c.wasMissing(dir) {
+			err = unix.ENOENT // make it first: mkdirat says if it is there after all
+		} else {
+			err = ignoringEINTR(func() (err error) {
+				fd, err = unix.Openat(p.fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+				return err
+			})
+		}
+		if err == nil {
+			dev := p.dev // a directory just made is on its parent's filesystem
+			if !made {
+				var st unix.Stat_t
+				if err := unix.Fstat(fd, &st); err != nil {
+					unix.Close(fd)
+					return nil, &fs.PathError{Op: "stat", Path: dir, Err: err}
+				}
+				dev = uint64(st.Dev) // it may be a mount point
+			}
+			return &dirRef{fd: fd, dev: dev, refs: 1, path: dir}, nil
+		}
+		if err == unix.ELOOP || err == unix.ENOTDIR {
+			return nil, nil
+		}
+		// Another worker's prune may remove it between mkdirat and openat:
+		// once more, as in open.
+		if err == unix.ENOENT && !create {
+			c.noteMissing(dir)
+		}
+		if err != unix.ENOENT || !create || attempt > 1 {
+			return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
+		}
+		if _, err := p.lstat(name + PartSuffix); err == nil || c.isStagingUnnamed(dir) {
+			return nil, &fs.PathError{Op: "mkdir", Path: dir, Err: ErrFileInWay}
+		}
+		err = ignoringEINTR(func() error { return unix.Mkdirat(p.fd, name, 0o755) })
+		if err == nil {
+			c.mu.Lock()
+			if c.made == nil {
+				c.made = make(map[string]bool)
+			}
+			c.made[dir] = true
+			c.mu.Unlock()
+		} else if err != unix.EEXIST { // EEXIST: another worker made it meanwhile
+			return nil, &fs.PathError{Op: "mkdir", Path: dir, Err: err}
+		}
+		made = err == nil
+	}
 }
 
 // doneWithLocked ends one use of the directory dir (see inUse).
@@ -242,7 +386,7 @@ func (c *dirCache) release(d *dirRef) {
 	c.doneWithLocked(d.path)
 	d.refs--
 	if d.refs == 0 && d.evicted {
-		d.f.Close()
+		d.close()
 	}
 	c.mu.Unlock()
 }
@@ -252,6 +396,10 @@ func (c *dirCache) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lru.Purge()
+	if c.top != nil {
+		c.top.close()
+		c.top = nil
+	}
 }
 
 // The per-file operations. name is always a single component (no slash).

@@ -52,8 +52,10 @@ type FileOptions struct {
 	// haul process shares the directory (see tmpfile.go), rather than unnamed.
 	Named bool
 	// MaxOpen bounds the file descriptors the sink keeps open besides its
-	// writers': directory handles and commits waiting for the flush (0: 1,536,
-	// the most it uses). Below that, both are scaled down.
+	// writers': cached directory handles and commits waiting for the flush,
+	// each a staging file and, at worst, a directory of its own (0: 512
+	// handles and 1,024 commits). Below that, an eighth goes to handles and
+	// the rest to commits.
 	MaxOpen int
 }
 
@@ -68,8 +70,9 @@ func NewFile(dir string, opts FileOptions) (*File, error) {
 		return nil, err
 	}
 	dirs, pending := 512, maxPending
-	if opts.MaxOpen > 0 && opts.MaxOpen < dirs+pending {
-		dirs, pending = max(opts.MaxOpen/3, 8), max(2*opts.MaxOpen/3, 8)
+	if opts.MaxOpen > 0 && opts.MaxOpen < dirs+2*pending {
+		dirs = max(opts.MaxOpen/8, 8)
+		pending = max((opts.MaxOpen-dirs)/2, 8)
 	}
 	s := &File{root: root, dirs: newDirCache(root, dirs), checkpoint: opts.Checkpoint, runTag: opts.RunTag, dir: dir}
 	if s.checkpoint <= 0 {

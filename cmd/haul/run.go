@@ -31,6 +31,21 @@ const (
 	sinkMinFDs   = 64
 )
 
+// sinkBudget bounds the descriptors the sink keeps besides its writers'
+// (sink.FileOptions.MaxOpen) so that a run holds at most 8 x jobs + 256
+// whatever the number of hosts: each job a socket, a staging file and its
+// directory (3 x jobs), the idle connections 2 x jobs + 64 (httpclient), the
+// sink's cached directories and commits waiting for the flush 2 x jobs + 128,
+// and the rest (standard streams, the poller, input, manifest, lookups) within
+// jobs + 64. sinkFDs is what the limit on open files leaves it (0: no limit).
+func sinkBudget(jobs, sinkFDs int) int {
+	b := 2*jobs + 128
+	if sinkFDs > 0 {
+		b = min(b, sinkFDs)
+	}
+	return b
+}
+
 // fitStreams fits --streams into the descriptors left after jobs (see
 // fitOpenFiles): fewer streams per connection rather than fewer jobs.
 func fitStreams(jobs, streams, sinkFDs int) (int, int) {
@@ -118,7 +133,7 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 	}
 	defer cleanup()
 	// --dry-run: no probe of unnamed staging (it opens a file) and no committer.
-	file, err := sink.NewFile(sinkDir, sink.FileOptions{NoSync: o.noSync || o.mirror.dryRun, RunTag: runTag, MaxOpen: sinkFDs,
+	file, err := sink.NewFile(sinkDir, sink.FileOptions{NoSync: o.noSync || o.mirror.dryRun, RunTag: runTag, MaxOpen: sinkBudget(o.jobs, sinkFDs),
 		Named: o.namedStaging || o.mirror.dryRun, Checkpoint: o.checkpoint})
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("output directory: %v", err), exitFatal)

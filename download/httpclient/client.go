@@ -175,6 +175,9 @@ func New(o Options) (Client, error) {
 		tr.TLSClientConfig = tlsConf.Clone()
 		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
 	}
+	// Every client's idle connections together, direct and through SOCKS5
+	// proxies alike: within the run's descriptor budget.
+	idle := h1.NewIdleLimit(maxIdle(jobs))
 	// newLane builds the clients of one way out: h1 and h2 (none with
 	// NetHTTP) and std, over dial.
 	newLane := func(std *http.Transport, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *lane {
@@ -188,6 +191,7 @@ func New(o Options) (Client, error) {
 			TLSHandshakeTimeout: o.ConnectTimeout,
 			MaxIdlePerHost:      jobs,
 			MaxIdle:             maxIdle(jobs),
+			IdleLimit:           idle,
 			MaxConnsPerHost:     o.PerHost,
 		})
 		l.h1 = one
@@ -210,6 +214,7 @@ func New(o Options) (Client, error) {
 				Streams:             streams,
 				MaxConnsPerHost:     conns,
 				MaxIdle:             maxIdle(jobs),
+				IdleLimit:           idle,
 				WriteTimeout:        o.Timeout,
 				// A connection silent for 15s is sent a PING; one that does not
 				// answer within the connect timeout is closed and its streams fail.
@@ -250,13 +255,14 @@ func New(o Options) (Client, error) {
 	}, nil
 }
 
-// maxIdle is how many idle connections are kept across hosts, the least
-// recently used closed first: enough for one per host of a list spread over a
-// few hundred hosts (2 x jobs, below the number of hosts, closed each
-// connection before its host came round again: 2,000 files over 50 hosts
-// opened 1,268 connections at -j 16), and bounded, since an idle h1
-// connection keeps its 68 KiB of buffers (256 of them: 17 MiB).
-func maxIdle(jobs int) int { return max(2*jobs, 256) }
+// maxIdle is how many idle connections are kept across hosts, HTTP/1.1 and
+// HTTP/2 together, the least recently used closed first: enough for one per
+// host of a list spread over some dozens of hosts (2 x jobs, below the number
+// of hosts, closed each connection before its host came round again: 2,000
+// files over 50 hosts opened 1,268 connections at -j 16), and bounded by
+// the descriptors a run may hold, 8 x jobs + 256 in all (see cmd/haul's
+// sinkBudget for the rest).
+func maxIdle(jobs int) int { return 2*jobs + 64 }
 
 // Client is the HTTP client New returns. *http.Client satisfies it.
 type Client interface {

@@ -20,7 +20,10 @@
 # wall), missing (files absent or wrong, worst run), reqs and conns (requests and TCP connections
 # nginx served and accepted, from stub_status, the script's own polls taken off), open_max (most
 # connections open at once, polled 4 times a second: idle keep-alive to hosts a tool is done
-# with), dns_q (queries dnsmasq answered, from its SIGUSR1 statistics) and q/host.
+# with), fd_max (most descriptors the tool held at once, polled 10 times a second from
+# /proc/PID/fd; worst run) with fd_sock, fd_dir and fd_file (its sockets, directories and files
+# under the run's directory at that poll), dns_q (queries dnsmasq answered, from its SIGUSR1
+# statistics) and q/host.
 # Env: HOSTS_N, BENCH_RUNS (1), BENCH_TOOLS (aria2c curl wget2 py-aiohttp haul), BENCH_TIMEOUT
 #      (3600 s), HAUL, HAUL_OPTS, HOSTS_DNS_LOG (1: dnsmasq --log-queries, adds the A and AAAA
 #      counts; doubles dnsmasq's CPU a query), HOSTS_ADDRS ("198.51.100.1/32": an IPv4 address on
@@ -122,12 +125,13 @@ unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY no_proxy
 NOFILE=$(ulimit -n)
 
 # ---------------------------------------------------------------- servers (stopped at exit)
-DNS_PID="" NG_PID="" SAMPLER_PID=""
+DNS_PID="" NG_PID="" SAMPLER_PID="" FD_PID=""
 DNS_LOG=$HD/dnsmasq.log
 NG_ERR=$HD/nginx-error.log
 cleanup() {
   cleanup_run
   if [[ -n $SAMPLER_PID ]]; then kill "$SAMPLER_PID" 2> /dev/null || true; fi
+  if [[ -n $FD_PID ]]; then kill "$FD_PID" 2> /dev/null || true; fi
   if [[ -n $NG_PID ]]; then kill -QUIT "$NG_PID" 2> /dev/null || true; fi
   if [[ -n $DNS_PID ]]; then kill -TERM "$DNS_PID" 2> /dev/null || true; fi
   wait 2> /dev/null || true
@@ -227,21 +231,48 @@ for u in "$first" "$last"; do
   grep -qx "$got" "$LISTS/$L.sha" || die "$u: not the dataset's bytes"
 done
 
+# the tool's open descriptors every 0.1 s into FILE until STOPFILE exists, one line a poll: total
+# sockets directories files other. The tool is the child of `timeout` (run_one's); a directory or
+# file is one under the run's directory OUT (a file: a name ending .bin or .part, or a staging file
+# with no name); other: pipes, the epoll instance, the list, /dev/null.
+fd_sampler() {
+  local pid="" t
+  set +e
+  while [[ ! -e $2 ]]; do
+    if [[ -z $pid || ! -d /proc/$pid/fd ]]; then
+      pid=""
+      for t in $(pgrep -x timeout); do pid=$(pgrep -P "$t" | head -n 1); [[ -n $pid ]] && break; done
+    fi
+    if [[ -n $pid ]]; then
+      find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 -printf '%l\n' 2> /dev/null |
+        awk -v out="$3" '{ n++ }
+          /^socket:/ { s++; next }
+          index($0, out) == 1 { if ($0 ~ /(\.bin|\.part|\(deleted\))$/) f++; else d++; next }
+          { o++ }
+          END { if (n) print n, s + 0, d + 0, f + 0, o + 0 }' >> "$1"
+    fi
+    sleep 0.1
+  done
+}
+
 srv_ticks() { local t=0 p; for p in $(pgrep -P "$NG_PID"); do t=$((t + $(proc_ticks "$p"))); done; echo "$t"; }
-PROBE_COLS=$'dns_cpu_s\treqs\tconns\topen_max\tdns_q\tdns_a\tdns_aaaa'
+PROBE_COLS=$'dns_cpu_s\treqs\tconns\topen_max\tfd_max\tfd_sock\tfd_dir\tfd_file\tdns_q\tdns_a\tdns_aaaa'
 probe_begin() {
-  SF=$OUTROOT/$TAG.samples STOP=$OUTROOT/$TAG.stop
-  rm -f "$SF" "$STOP"
-  CUR+=("$SF" "$STOP")
+  SF=$OUTROOT/$TAG.samples FF=$OUTROOT/$TAG.fds STOP=$OUTROOT/$TAG.stop
+  rm -f "$SF" "$FF" "$STOP"
+  CUR+=("$SF" "$FF" "$STOP")
+  : > "$FF"
+  fd_sampler "$FF" "$STOP" "$out" &   # $out: run_one's run directory
+  FD_PID=$!
   Q0=$(dns_count) LOG0=$(stat -c %s "$DNS_LOG") D0=$(proc_ticks "$DNS_PID")
   read -r A0 R0 < <(stub) || die "nginx stub_status failed"
   sampler "$SF" "$STOP" &
   SAMPLER_PID=$!
 }
 probe_end() {
-  local a1 r1 polls conns reqs omax q1 qa=- qaaaa=- d1 log1
+  local a1 r1 polls conns reqs omax q1 qa=- qaaaa=- d1 log1 fmax fsock fdir ffile
   d1=$(proc_ticks "$DNS_PID")
-  touch "$STOP"; wait "$SAMPLER_PID" 2> /dev/null || true; SAMPLER_PID=""
+  touch "$STOP"; wait "$SAMPLER_PID" "$FD_PID" 2> /dev/null || true; SAMPLER_PID="" FD_PID=""
   read -r a1 r1 < <(stub) || die "nginx stub_status failed"
   q1=$(dns_count) log1=$(stat -c %s "$DNS_LOG")
   polls=$(wc -l < "$SF")
@@ -251,8 +282,10 @@ probe_end() {
     qa=$(tail -c +"$((LOG0 + 1))" "$DNS_LOG" | head -c "$((log1 - LOG0))" | grep -c 'query\[A\] ' || true)
     qaaaa=$(tail -c +"$((LOG0 + 1))" "$DNS_LOG" | head -c "$((log1 - LOG0))" | grep -c 'query\[AAAA\] ' || true)
   fi
-  rm -f "$SF" "$STOP"
-  PROBE=$(printf '%s\t' "$(ticks_s "$D0" "$d1")" "$reqs" "$conns" "$omax" "$((q1 - Q0))" "$qa")$qaaaa
+  # the poll with the most descriptors open, and its sockets, directories and files
+  read -r fmax fsock fdir ffile < <(awk '$1 > m {m = $1; l = $1 " " $2 " " $3 " " $4} END {print (l == "" ? "- - - -" : l)}' "$FF")
+  rm -f "$SF" "$FF" "$STOP"
+  PROBE=$(printf '%s\t' "$(ticks_s "$D0" "$d1")" "$reqs" "$conns" "$omax" "$fmax" "$fsock" "$fdir" "$ffile" "$((q1 - Q0))" "$qa")$qaaaa
 }
 
 TAG=$L-c$C-$(date +%Y%m%dT%H%M%S)
@@ -268,9 +301,11 @@ if grep -q 'worker_connections are not enough' "$NG_ERR" 2> /dev/null; then
 fi
 echo
 cols=("dns%=pct:dns_cpu_s" "missing=max:missing" "reqs=med:reqs" "conns=med:conns" "open_max=med:open_max"
+      "fd_max=max:fd_max" "fd_sock=med:fd_sock" "fd_dir=med:fd_dir" "fd_file=med:fd_file"
       "dns_q=med:dns_q" "q/host=per:dns_q:$H")
 ((DNS_LOG_QUERIES)) && cols+=("A=med:dns_a" "AAAA=med:dns_aaaa")
 table "$N" "$BYTES" "${cols[@]}"
 raw_line "srv% = nginx worker CPU / wall; dns% = dnsmasq CPU / wall; missing = files absent or wrong (worst run);" \
   "reqs/conns = requests/TCP connections nginx served/accepted; open_max = most connections open at once (polled 4/s);" \
+  "fd_max = most descriptors the tool had open (polled 10/s; worst run), fd_sock/dir/file = its sockets, directories and files then;" \
   "dns_q = DNS queries answered, q/host = dns_q / $H hosts"

@@ -51,6 +51,10 @@ type Options struct {
 	// used closed first, so a list spanning thousands of hosts does not run out
 	// of file descriptors: 0 means 100.
 	MaxIdle int
+	// IdleLimit, if not nil, bounds the idle connections of this client and
+	// of the others that share it, all together (see IdleLimit), besides
+	// MaxIdle.
+	IdleLimit *IdleLimit
 	// MaxConnsPerHost caps the connections to one scheme and host:port, idle
 	// ones included: 0 means no cap. RoundTrip waits for a free slot or for the end of
 	// the request's context.
@@ -78,7 +82,7 @@ func New(o Options) *Client {
 	if o.MaxIdle == 0 {
 		o.MaxIdle = 100
 	}
-	c := &Client{o: o, dial: o.DialContext, hosts: make(map[hostKey]*hostPool)}
+	c := &Client{o: o, dial: o.DialContext, hosts: make(map[hostKey]*hostPool), lru: connList{limit: o.IdleLimit}}
 	if c.dial == nil {
 		c.dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -36,11 +37,11 @@ type hostPool struct {
 }
 
 // conn is one connection with its buffers. Between requests it sits in its
-// pool's idle list and the Client's LRU list.
+// pool's idle list and the Client's LRU list, without buffers (see attach).
 type conn struct {
 	nc         net.Conn
-	br         *bufio.Reader
-	bw         *bufio.Writer
+	br         *bufio.Reader        // nil while idle
+	bw         *bufio.Writer        // nil while idle
 	head       []byte               // scratch for response heads
 	tls        *tls.ConnectionState // nil for http
 	reused     bool                 // it served a response before
@@ -49,7 +50,39 @@ type conn struct {
 	peekQuiet  bool
 	idleAt     time.Time
 	pool       *hostPool // not dropped while one of its connections is idle or in use
-	prev, next *conn     // in Client.lru
+	c          *Client
+	prev, next *conn // in Client.lru
+	inLRU      bool
+	place      IdlePlace // in Options.IdleLimit
+}
+
+// The buffers of connections in use. An idle connection holds none (it has
+// nothing buffered: one with bytes left over is closed, not kept), so that
+// idle connections cost no memory beyond the socket, and a list over many
+// hosts, a connection each, reuses the same few buffers rather than
+// allocating and zeroing 68 KiB per host.
+var (
+	readBufs  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
+	writeBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}
+)
+
+// attach gives cn its buffers, for a request.
+func (cn *conn) attach() {
+	cn.br = readBufs.Get().(*bufio.Reader)
+	cn.br.Reset(cn.nc)
+	cn.bw = writeBufs.Get().(*bufio.Writer)
+	cn.bw.Reset(cn.nc)
+}
+
+// detach gives cn's buffers back, once its request is done and nothing is
+// left in them. Only a connection going idle gives them back: one being
+// closed may have a body's Read still under way on another goroutine.
+func (cn *conn) detach() {
+	cn.br.Reset(nil)
+	readBufs.Put(cn.br)
+	cn.bw.Reset(nil)
+	writeBufs.Put(cn.bw)
+	cn.br, cn.bw = nil, nil
 }
 
 // quiet reports whether nothing arrived on cn while it was idle. A server sends
@@ -122,16 +155,20 @@ func (c *Client) acquire(ctx context.Context, k hostKey) (*hostPool, error) {
 func (c *Client) finish(p *hostPool, cn *conn, keep bool) {
 	var victims [4]*conn
 	closing := victims[:0]
-	if cn != nil && (!keep || c.o.MaxIdlePerHost < 0 || cn.br.Buffered() > 0) {
+	if cn != nil && (!keep || c.o.MaxIdlePerHost < 0 || cn.br.Buffered() > 0 || cn.bw.Buffered() > 0) {
 		closing = append(closing, cn) // Buffered: the server sent more than the response
 		cn = nil
 	}
+	if cn != nil {
+		cn.detach()
+	}
+	var evict Evicter
 	c.mu.Lock()
 	if cn != nil {
 		now := time.Now()
 		cn.reused, cn.idleAt = true, now
 		p.idle = append(p.idle, cn)
-		c.lru.pushBack(cn)
+		evict = c.lru.pushBack(cn)
 		if len(p.idle) > c.o.MaxIdlePerHost {
 			closing = append(closing, c.removeIdleLocked(p, p.idle[0]))
 		}
@@ -148,6 +185,22 @@ func (c *Client) finish(p *hostPool, cn *conn, keep bool) {
 	for _, v := range closing {
 		v.nc.Close()
 	}
+	if evict != nil {
+		evict.EvictIdle()
+	}
+}
+
+// EvictIdle closes cn if it is still idle (see IdleLimit).
+func (cn *conn) EvictIdle() {
+	c := cn.c
+	c.mu.Lock()
+	if !cn.inLRU {
+		c.mu.Unlock()
+		return
+	}
+	c.removeIdleLocked(cn.pool, cn)
+	c.mu.Unlock()
+	cn.nc.Close()
 }
 
 func (c *Client) dropUserLocked(p *hostPool) {
@@ -190,8 +243,10 @@ func (c *Client) takeIdle(p *hostPool) *conn {
 		p.idle = p.idle[:n-1]
 		c.lru.remove(cn)
 		c.mu.Unlock()
+		cn.attach()
 		if !cn.quiet() {
 			cn.nc.Close()
+			cn.detach() // nobody else has it
 			return c.takeIdle(p)
 		}
 		return cn
@@ -220,7 +275,9 @@ func (c *Client) CloseIdleConnections() {
 			delete(c.hosts, k)
 		}
 	}
-	c.lru = connList{}
+	for c.lru.head != nil {
+		c.lru.remove(c.lru.head)
+	}
 	c.mu.Unlock()
 	for _, cn := range all {
 		cn.nc.Close()
@@ -240,7 +297,7 @@ func (c *Client) dialConn(ctx context.Context, p *hostPool, u *url.URL) (*conn, 
 	if err != nil {
 		return nil, err
 	}
-	cn := &conn{nc: nc, pool: p}
+	cn := &conn{nc: nc, pool: p, c: c}
 	cn.setRaw(nc)
 	if p.key.https {
 		c.mu.Lock()
@@ -260,8 +317,7 @@ func (c *Client) dialConn(ctx context.Context, p *hostPool, u *url.URL) (*conn, 
 		st := tc.ConnectionState()
 		cn.nc, cn.tls = tc, &st
 	}
-	cn.br = bufio.NewReaderSize(cn.nc, readBufSize)
-	cn.bw = bufio.NewWriterSize(cn.nc, writeBufSize)
+	cn.attach()
 	return cn, nil
 }
 
@@ -278,13 +334,17 @@ func (c *Client) handshake(ctx context.Context, tc *tls.Conn) error {
 	return err
 }
 
-// connList is a doubly linked list of idle connections, oldest first.
+// connList is a doubly linked list of idle connections, oldest first. They
+// are counted in limit (Options.IdleLimit, may be nil) too.
 type connList struct {
 	head, tail *conn
 	len        int
+	limit      *IdleLimit
 }
 
-func (l *connList) pushBack(cn *conn) {
+// pushBack adds cn as the most recently used, and returns the connection
+// limit says to close (see IdleLimit.Add), or nil.
+func (l *connList) pushBack(cn *conn) Evicter {
 	cn.prev, cn.next = l.tail, nil
 	if l.tail != nil {
 		l.tail.next = cn
@@ -293,9 +353,13 @@ func (l *connList) pushBack(cn *conn) {
 	}
 	l.tail = cn
 	l.len++
+	cn.inLRU = true
+	return l.limit.Add(&cn.place, cn)
 }
 
 func (l *connList) remove(cn *conn) {
+	cn.inLRU = false
+	l.limit.Remove(&cn.place)
 	if cn.prev != nil {
 		cn.prev.next = cn.next
 	} else {
@@ -317,10 +381,8 @@ func (l *connList) remove(cn *conn) {
 // speak HTTP/2, so that learning it costs no connection.
 func (c *Client) Adopt(host string, tc *tls.Conn) {
 	st := tc.ConnectionState()
-	cn := &conn{nc: tc, tls: &st}
+	cn := &conn{nc: tc, tls: &st, c: c} // idle: no buffers until a request takes it
 	cn.setRaw(tc.NetConn())
-	cn.br = bufio.NewReaderSize(tc, readBufSize)
-	cn.bw = bufio.NewWriterSize(tc, writeBufSize)
 	k := hostKey{https: true, host: host}
 	var closing []*conn
 	c.mu.Lock()
@@ -336,7 +398,7 @@ func (c *Client) Adopt(host string, tc *tls.Conn) {
 	now := time.Now()
 	cn.idleAt = now
 	p.idle = append(p.idle, cn)
-	c.lru.pushBack(cn)
+	evict := c.lru.pushBack(cn)
 	if len(p.idle) > max(c.o.MaxIdlePerHost, 0) {
 		closing = append(closing, c.removeIdleLocked(p, p.idle[0]))
 	}
@@ -348,4 +410,102 @@ func (c *Client) Adopt(host string, tc *tls.Conn) {
 	for _, v := range closing {
 		v.nc.Close()
 	}
+	if evict != nil {
+		evict.EvictIdle()
+	}
+}
+
+// IdleLimit bounds the idle connections of the clients that share it (the
+// h1 and h2 clients of one run), all together, the least recently used
+// closed first whichever client holds it: so that the idle sockets of a run
+// stay within a descriptor budget whatever mix of protocols its hosts speak,
+// while either client may use all of it. Each client keeps its own MaxIdle
+// besides. It is safe for concurrent use.
+type IdleLimit struct {
+	mu         sync.Mutex
+	max        int
+	head, tail *IdlePlace
+	n          int
+}
+
+// NewIdleLimit returns an IdleLimit of n connections (at least 1).
+func NewIdleLimit(n int) *IdleLimit { return &IdleLimit{max: max(n, 1)} }
+
+// Evicter is an idle connection that an IdleLimit may close.
+type Evicter interface {
+	// EvictIdle closes the connection if it is still idle, taking it out of
+	// its client's pool (a request may have taken it meanwhile: then it does
+	// nothing). It is called with no lock of the IdleLimit held.
+	EvictIdle()
+}
+
+// IdlePlace is a connection's place in an IdleLimit, kept in the connection.
+type IdlePlace struct {
+	prev, next *IdlePlace
+	conn       Evicter
+	in         bool
+}
+
+// Add records an idle connection (p its place, cn itself) as the most
+// recently used, and returns the one to close (the least recently used) if
+// that makes one too many, else nil: the caller calls its EvictIdle once it
+// holds no lock of its own. A nil IdleLimit bounds nothing.
+func (l *IdleLimit) Add(p *IdlePlace, cn Evicter) Evicter {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p.in {
+		l.removeLocked(p)
+	}
+	p.conn, p.in, p.prev, p.next = cn, true, l.tail, nil
+	if l.tail != nil {
+		l.tail.next = p
+	} else {
+		l.head = p
+	}
+	l.tail = p
+	l.n++
+	if l.n <= l.max {
+		return nil
+	}
+	old := l.head
+	l.removeLocked(old)
+	return old.conn
+}
+
+// Remove forgets a connection that is no longer idle (taken, or closed). It
+// does nothing if the connection is not there.
+func (l *IdleLimit) Remove(p *IdlePlace) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	if p.in {
+		l.removeLocked(p)
+	}
+	l.mu.Unlock()
+}
+
+// Len returns how many idle connections the IdleLimit counts.
+func (l *IdleLimit) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n
+}
+
+func (l *IdleLimit) removeLocked(p *IdlePlace) {
+	if p.prev != nil {
+		p.prev.next = p.next
+	} else {
+		l.head = p.next
+	}
+	if p.next != nil {
+		p.next.prev = p.prev
+	} else {
+		l.tail = p.prev
+	}
+	p.prev, p.next, p.in = nil, nil, false
+	l.n--
 }

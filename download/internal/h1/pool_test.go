@@ -312,3 +312,89 @@ func (c *corkedConn) flush() error {
 	c.buf = c.buf[:0]
 	return err
 }
+
+// Over many hosts (real servers on loopback, a port each), the idle
+// connections stay within MaxIdle in all and MaxIdlePerHost on each host, the
+// least recently used closed first (the servers see the others close), the
+// table of hosts holds only those with idle connections, and an idle
+// connection holds no buffers.
+func TestIdlePoolBoundedOverManyHosts(t *testing.T) {
+	const hosts, maxIdle, perHost = 60, 8, 2
+	var open atomic.Int32 // connections the servers have open
+	var urls []string
+	for range hosts {
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+		srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				open.Add(-1)
+			}
+		}
+		srv.Start()
+		t.Cleanup(srv.Close)
+		urls = append(urls, srv.URL)
+	}
+	c := newClient(t, Options{MaxIdle: maxIdle, MaxIdlePerHost: perHost})
+	for i, u := range urls {
+		// Three at once: three connections to the host, perHost of them kept.
+		var resps []*http.Response
+		for range 3 {
+			resp, err := c.RoundTrip(mustRequest(t, context.Background(), u))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resps = append(resps, resp)
+		}
+		for _, resp := range resps {
+			if b, err := io.ReadAll(resp.Body); err != nil || string(b) != "ok" {
+				t.Fatalf("%s: %q, %v", u, b, err)
+			}
+			resp.Body.Close()
+		}
+		c.mu.Lock()
+		idle, tracked := c.lru.len, len(c.hosts)
+		per := map[*hostPool]int{}
+		buffered := 0
+		for cn := c.lru.head; cn != nil; cn = cn.next {
+			per[cn.pool]++
+			if cn.br != nil || cn.bw != nil {
+				buffered++
+			}
+		}
+		c.mu.Unlock()
+		if idle > maxIdle || tracked > maxIdle || idle != min(perHost*(i+1), maxIdle) {
+			t.Fatalf("after %d hosts: %d idle connections over %d hosts, want %d at most %d", i+1, idle, tracked, min(perHost*(i+1), maxIdle), maxIdle)
+		}
+		for p, n := range per {
+			if n > perHost {
+				t.Fatalf("%d idle connections to %s, want at most %d", n, p.key.host, perHost)
+			}
+		}
+		if buffered > 0 {
+			t.Fatalf("%d idle connections hold their buffers", buffered)
+		}
+	}
+	// The idle connections are those of the most recent hosts.
+	want := map[string]bool{}
+	for _, u := range urls[hosts-maxIdle/perHost:] {
+		want[strings.TrimPrefix(u, "http://")] = true
+	}
+	c.mu.Lock()
+	for cn := c.lru.head; cn != nil; cn = cn.next {
+		if !want[cn.pool.key.host] {
+			t.Errorf("an idle connection to %s, not one of the %d most recent hosts", cn.pool.key.host, maxIdle/perHost)
+		}
+	}
+	c.mu.Unlock()
+	testutil.WaitFor(t, "the servers to see every connection but the idle ones closed", func() bool { return open.Load() == maxIdle })
+	// A kept connection serves the next request to its host, buffers and all.
+	before := open.Load()
+	if _, body := mustGet(t, c, urls[hosts-1]); body != "ok" {
+		t.Fatalf("body %q", body)
+	}
+	if open.Load() != before {
+		t.Error("a request to a host with idle connections opened another")
+	}
+}

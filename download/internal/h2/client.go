@@ -72,6 +72,10 @@ type Options struct {
 	// MaxIdle caps the connections without a request in flight kept across
 	// all hosts, the least recently used closed first: 0 means 100.
 	MaxIdle int
+	// IdleLimit, if not nil, bounds the idle connections of this client and
+	// of the others that share it (the HTTP1 client's), all together, besides
+	// MaxIdle.
+	IdleLimit *h1.IdleLimit
 	// HTTP1, if set, makes the requests to hosts whose server chose
 	// HTTP/1.1 in ALPN, and takes the connection (handshake done) that
 	// learnt it, so that learning it costs no connection. Nil means those
@@ -207,7 +211,7 @@ func New(o Options) *Client {
 	}
 	o.StreamWindow = min(o.StreamWindow, 1<<31-1)
 	o.ConnWindow = min(max(o.ConnWindow, 65535), 1<<31-1)
-	c := &Client{o: o, dial: o.DialContext, hosts: map[string]*host{}, noH2: map[string]struct{}{}}
+	c := &Client{o: o, dial: o.DialContext, hosts: map[string]*host{}, noH2: map[string]struct{}{}, idle: connList{limit: o.IdleLimit}}
 	if c.dial == nil {
 		c.dial = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	}
@@ -429,6 +433,7 @@ func (c *Client) open(h *host, d *dial, u *url.URL) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.o.TLSHandshakeTimeout+30*time.Second)
 	defer cancel()
 	cn, err := c.connect(ctx, h, u)
+	var evict h1.Evicter
 	c.mu.Lock()
 	if err == nil {
 		h.conns = append(h.conns, cn)
@@ -439,7 +444,7 @@ func (c *Client) open(h *host, d *dial, u *url.URL) {
 		d.cn = cn
 		cn.active = d.waiters
 		if cn.active == 0 {
-			c.idle.pushBack(cn)
+			evict = c.idle.pushBack(cn)
 		}
 	} else if errors.Is(err, ErrNotOffered) {
 		if len(c.noH2) >= maxNoH2 {
@@ -464,6 +469,9 @@ func (c *Client) open(h *host, d *dial, u *url.URL) {
 	c.mu.Unlock()
 	if err == nil {
 		c.readers.Go(cn.readLoop)
+	}
+	if evict != nil {
+		evict.EvictIdle()
 	}
 }
 
@@ -519,6 +527,7 @@ func (c *Client) connect(ctx context.Context, h *host, u *url.URL) (*conn, error
 
 // release ends a stream's hold on cn (its stream closed on the wire).
 func (c *Client) release(cn *conn) {
+	var evict h1.Evicter
 	c.mu.Lock()
 	cn.active--
 	closeIt := false
@@ -530,7 +539,7 @@ func (c *Client) release(cn *conn) {
 			c.undrainLocked(cn)
 		} else {
 			cn.idleAt = time.Now()
-			c.idle.pushBack(cn)
+			evict = c.idle.pushBack(cn)
 			c.trimIdleLocked()
 		}
 	}
@@ -539,6 +548,23 @@ func (c *Client) release(cn *conn) {
 	if closeIt {
 		cn.close()
 	}
+	if evict != nil {
+		evict.EvictIdle()
+	}
+}
+
+// EvictIdle closes cn if it still has no stream (see h1.IdleLimit).
+func (cn *conn) EvictIdle() {
+	c := cn.c
+	c.mu.Lock()
+	if !cn.inIdle || cn.active != 0 || cn.dead {
+		c.mu.Unlock()
+		return
+	}
+	cn.dead = true
+	c.dropLocked(cn)
+	c.mu.Unlock()
+	cn.close()
 }
 
 // trimIdleLocked closes the least recently used idle connections past MaxIdle.
@@ -664,13 +690,17 @@ func (h *host) wake() {
 	}
 }
 
-// connList is a list of idle connections, least recently used first.
+// connList is a list of idle connections, least recently used first. They
+// are counted in limit (Options.IdleLimit, may be nil) too.
 type connList struct {
 	head, tail *conn
 	n          int
+	limit      *h1.IdleLimit
 }
 
-func (l *connList) pushBack(cn *conn) {
+// pushBack adds cn as the most recently used, and returns the connection
+// limit says to close (see h1.IdleLimit.Add), or nil.
+func (l *connList) pushBack(cn *conn) h1.Evicter {
 	cn.prev, cn.next = l.tail, nil
 	if l.tail != nil {
 		l.tail.next = cn
@@ -680,6 +710,7 @@ func (l *connList) pushBack(cn *conn) {
 	l.tail = cn
 	cn.inIdle = true
 	l.n++
+	return l.limit.Add(&cn.place, cn)
 }
 
 func (l *connList) remove(cn *conn) {
@@ -696,4 +727,5 @@ func (l *connList) remove(cn *conn) {
 	cn.prev, cn.next = nil, nil
 	cn.inIdle = false
 	l.n--
+	l.limit.Remove(&cn.place)
 }

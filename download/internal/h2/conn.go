@@ -64,7 +64,8 @@ type conn struct {
 	draining   bool   // GOAWAY received or ids used up: no new streams
 	dead       bool   // out of the pool
 	inIdle     bool
-	counted    bool // in its host's draining count
+	place      h1.IdlePlace // in Options.IdleLimit while inIdle
+	counted    bool         // in its host's draining count
 	idleAt     time.Time
 	prev, next *conn
 

@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
+	"log"
 	"math/rand"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +22,9 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/haul/haul/download/internal/h1"
+	"github.com/haul/haul/internal/testutil"
 )
 
 // concurrency counts the handlers running at once, in all and per
@@ -545,4 +552,117 @@ func TestNetHTTPServerLowStreamLimitAllSucceed(t *testing.T) {
 		}
 		t.Fatalf("%d of 400 requests failed: %v", len(fails), kinds)
 	}
+}
+
+// Over many hosts (real HTTP/2 servers on loopback, a port each), the idle
+// connections stay within MaxIdle, the least recently used closed first (the
+// servers see the others close), and the table of hosts holds only those
+// with connections.
+func TestIdleConnsBoundedOverManyHosts(t *testing.T) {
+	const hosts, maxIdle = 30, 5
+	var open atomic.Int32 // connections the servers have open
+	pool := x509.NewCertPool()
+	var urls []string
+	for range hosts {
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Proto) }))
+		srv.EnableHTTP2 = true
+		srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				open.Add(-1)
+			}
+		}
+		srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		pool.AddCert(srv.Certificate())
+		urls = append(urls, srv.URL)
+	}
+	c := New(Options{MaxIdle: maxIdle, MaxConnsPerHost: 2, TLSConfig: &tls.Config{RootCAs: pool}})
+	t.Cleanup(c.CloseIdleConnections)
+	for i, u := range urls {
+		_, body, err := get(context.Background(), c, u+"/")
+		if err != nil || string(body) != "HTTP/2.0" {
+			t.Fatalf("%s: %q, %v", u, body, err)
+		}
+		c.mu.Lock()
+		idle, tracked := c.idle.n, len(c.hosts)
+		c.mu.Unlock()
+		if idle != min(i+1, maxIdle) || tracked != idle {
+			t.Fatalf("after %d hosts: %d idle connections, %d hosts kept, want %d", i+1, idle, tracked, min(i+1, maxIdle))
+		}
+	}
+	want := map[string]bool{}
+	for _, u := range urls[hosts-maxIdle:] {
+		want[strings.TrimPrefix(u, "https://")] = true
+	}
+	c.mu.Lock()
+	for cn := c.idle.head; cn != nil; cn = cn.next {
+		if !want[cn.h.key] {
+			t.Errorf("an idle connection to %s, not one of the %d most recent hosts", cn.h.key, maxIdle)
+		}
+	}
+	c.mu.Unlock()
+	testutil.WaitFor(t, "the servers to see every connection but the idle ones closed", func() bool { return open.Load() == maxIdle })
+}
+
+// One IdleLimit shared with the HTTP/1.1 client bounds the idle connections
+// of both together, over hosts of either kind, the least recently used
+// closed first whichever client holds it: only the connections to the last
+// hosts stay open at the servers.
+func TestIdleLimitSharedWithHTTP1(t *testing.T) {
+	const hosts, limit = 20, 4
+	opens := make([]atomic.Int32, hosts)
+	pool := x509.NewCertPool()
+	var urls []string
+	for i := range hosts {
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Proto) }))
+		srv.EnableHTTP2 = i%2 == 0 // the odd ones speak HTTP/1.1 only
+		srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				opens[i].Add(1)
+			case http.StateClosed, http.StateHijacked:
+				opens[i].Add(-1)
+			}
+		}
+		srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		pool.AddCert(srv.Certificate())
+		urls = append(urls, srv.URL)
+	}
+	idle := h1.NewIdleLimit(limit)
+	conf := &tls.Config{RootCAs: pool}
+	one := h1.New(h1.Options{TLSConfig: conf, IdleLimit: idle, MaxIdle: 100, MaxIdlePerHost: 2})
+	t.Cleanup(one.CloseIdleConnections)
+	c := New(Options{TLSConfig: conf, IdleLimit: idle, MaxIdle: 100, HTTP1: one})
+	t.Cleanup(c.CloseIdleConnections)
+	for i, u := range urls {
+		want := "HTTP/2.0"
+		if i%2 == 1 {
+			want = "HTTP/1.1"
+		}
+		_, body, err := get(context.Background(), c, u+"/")
+		if err != nil || string(body) != want {
+			t.Fatalf("%s: %q, %v; want %q", u, body, err, want)
+		}
+		if n := idle.Len(); n != min(i+1, limit) {
+			t.Fatalf("after %d hosts: %d idle connections counted, want %d", i+1, n, min(i+1, limit))
+		}
+	}
+	testutil.Until(t, func() error {
+		for i := range opens {
+			want := int32(0)
+			if i >= hosts-limit {
+				want = 1
+			}
+			if n := opens[i].Load(); n != want {
+				return fmt.Errorf("server %d has %d connections open, want %d", i, n, want)
+			}
+		}
+		return nil
+	})
 }

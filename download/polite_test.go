@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,11 +100,26 @@ func TestPerHostRateSpacesRequests(t *testing.T) {
 	for i := range 7 {
 		urls = append(urls, s.Add(fmt.Sprintf("/f%d", i), payload(uint64(i), 1000)))
 	}
-	retried := s.Add("/retried", payload(10, 1000), downloadtest.Status(503, 1))
+	// The 503 comes only once the big file's pieces were asked for: it
+	// lowers the host's cap, which would leave them no connection.
+	var asked atomic.Int32
+	retriedBody := payload(10, 1000)
+	retried := s.Handle("/retried", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if asked.Add(1) > 1 {
+			w.Write(retriedBody)
+			return
+		}
+		for len(s.RangeRequests("/big")) == 0 {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
 	big := payload(11, 512<<10)
 	split := s.Add("/big", big)
-	// The big file first, so that it is split before the 503 lowers the
-	// host's cap (which would leave its pieces no connection).
 	o := download.Options{Jobs: 4, PerHostRate: rate, Retries: 2, Split: 4, MinSplitSize: 64 << 10, SplitBelow: -1}
 	oc := runStamped(h, o, append(append([]string{split}, urls...), retried)...)
 	for _, u := range append(urls, retried, split) {

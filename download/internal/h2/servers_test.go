@@ -12,9 +12,9 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/haul/haul/internal/realserver"
+	"github.com/haul/haul/internal/testutil"
 )
 
 // The real-server tests run the client against the HTTP/2 servers users
@@ -75,7 +75,7 @@ func TestRealServers(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					for p := range work1 {
-						if err := fetchCheck(c, base, p, filepath.Join(www, filepath.FromSlash(p))); err != nil {
+						if err := fetchCheck(t, c, base, p, filepath.Join(www, filepath.FromSlash(p))); err != nil {
 							mu.Lock()
 							failures = append(failures, err.Error())
 							mu.Unlock()
@@ -97,8 +97,11 @@ func TestRealServers(t *testing.T) {
 	}
 }
 
-func fetchCheck(c *Client, base, path, file string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+// fetchCheck gets path and compares it with file. Its only time bound is the
+// test binary's (testutil.Patience): a server under load may be slow, not
+// wrong.
+func fetchCheck(t *testing.T, c *Client, base, path, file string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Patience(t))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+path, nil)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/haul/haul/download/internal/retry"
+	"github.com/haul/haul/internal/ilist"
 )
 
 // hosts tracks what the pool shares per host: a cap on concurrent downloads
@@ -46,9 +47,9 @@ type hosts struct {
 
 	mu     sync.Mutex
 	m      map[string]*host
-	idle   hostList // up hosts nobody uses, least recently used first
-	down   hostList // down hosts nobody uses, least recently used first
-	looked int      // hosts looked at to forget one (for a test)
+	idle   ilist.List[*host] // up hosts nobody uses, least recently used first
+	down   ilist.List[*host] // down hosts nobody uses, least recently used first
+	looked int               // hosts looked at to forget one (for a test)
 	// anyUntil is the latest end of any pause (UnixNano): past it no host is
 	// paused, and pausedFor answers without the lock (the usual case).
 	anyUntil atomic.Int64
@@ -96,10 +97,9 @@ type host struct {
 	// robots is its robots.txt (--robots), over http and over https.
 	robots [2]*robotsFetch
 
-	key        string    // its name in hosts.m
-	list       *hostList // hosts.idle or hosts.down while nobody uses it, else nil
-	prev, next *host     // in list
-	gone       bool      // forgotten: no longer in hosts.m, nor in a list
+	key  string            // its name in hosts.m
+	el   ilist.Elem[*host] // in hosts.idle or hosts.down while nobody uses it, else in no list
+	gone bool              // forgotten: no longer in hosts.m, nor in a list
 }
 
 // waiter is an entry waiting for w of its host's slots.
@@ -247,6 +247,7 @@ func (hs *hosts) getLocked(name string) *host {
 	h := hs.m[name]
 	if h == nil {
 		h = &host{key: name}
+		h.el.Value = h
 		hs.m[name] = h
 	}
 	return h
@@ -259,21 +260,21 @@ func (hs *hosts) settleLocked(h *host) {
 	if h.gone {
 		return // forgotten while a caller still held it: it stays out
 	}
-	if h.list != nil {
-		h.list.remove(h)
+	if l := h.el.List(); l != nil {
+		l.Remove(&h.el)
 	}
 	if h.users != 0 || len(h.waiters) != 0 {
 		return
 	}
 	if h.down != nil {
-		for hs.down.n >= maxDownHosts {
-			hs.dropLocked(hs.down.head)
+		for hs.down.Len() >= maxDownHosts {
+			hs.dropLocked(hs.down.Front().Value)
 		}
-		hs.down.pushBack(h)
+		hs.down.PushBack(&h.el)
 		return
 	}
 	hs.forgetLocked()
-	hs.idle.pushBack(h)
+	hs.idle.PushBack(&h.el)
 }
 
 // forgetLocked makes room in the idle list: at maxIdleHosts, it forgets the
@@ -282,16 +283,15 @@ func (hs *hosts) settleLocked(h *host) {
 // bound while many hosts are paused.
 func (hs *hosts) forgetLocked() {
 	var now int64 // UnixNano, read once some host may be paused
-	for look := 0; hs.idle.n >= maxIdleHosts && look < maxLook; look++ {
-		h := hs.idle.head
+	for look := 0; hs.idle.Len() >= maxIdleHosts && look < maxLook; look++ {
+		h := hs.idle.Front().Value
 		hs.looked++
 		if !h.paused.IsZero() {
 			if now == 0 {
 				now = time.Now().UnixNano()
 			}
 			if now < h.paused.UnixNano() {
-				hs.idle.remove(h)
-				hs.idle.pushBack(h)
+				hs.idle.PushBack(&h.el) // to the recent end
 				continue
 			}
 		}
@@ -301,42 +301,9 @@ func (hs *hosts) forgetLocked() {
 
 // dropLocked forgets h, which nobody uses.
 func (hs *hosts) dropLocked(h *host) {
-	h.list.remove(h)
+	h.el.List().Remove(&h.el)
 	delete(hs.m, h.key)
 	h.gone = true
-}
-
-// hostList is a list of hosts, least recently used first (the list is
-// intrusive: hosts come and go with no allocation).
-type hostList struct {
-	head, tail *host
-	n          int
-}
-
-func (l *hostList) pushBack(h *host) {
-	h.list, h.prev, h.next = l, l.tail, nil
-	if l.tail != nil {
-		l.tail.next = h
-	} else {
-		l.head = h
-	}
-	l.tail = h
-	l.n++
-}
-
-func (l *hostList) remove(h *host) {
-	if h.prev != nil {
-		h.prev.next = h.next
-	} else {
-		l.head = h.next
-	}
-	if h.next != nil {
-		h.next.prev = h.prev
-	} else {
-		l.tail = h.prev
-	}
-	h.list, h.prev, h.next = nil, nil, nil
-	l.n--
 }
 
 // release gives back the host's slots that g holds (taken by acquire or

@@ -72,9 +72,9 @@ func use(t *testing.T, hs *hosts, jobs *semaphore.Weighted, name string, during 
 // checkBound fails if the table holds more hosts nobody uses than its bounds.
 func checkBound(t *testing.T, hs *hosts, inUse int) {
 	t.Helper()
-	if hs.idle.n > maxIdleHosts || hs.down.n > maxDownHosts || len(hs.m) > maxIdleHosts+hs.down.n+inUse {
+	if hs.idle.Len() > maxIdleHosts || hs.down.Len() > maxDownHosts || len(hs.m) > maxIdleHosts+hs.down.Len()+inUse {
 		t.Fatalf("table holds %d hosts (%d idle, %d down, %d in use): above its bounds %d and %d",
-			len(hs.m), hs.idle.n, hs.down.n, inUse, maxIdleHosts, maxDownHosts)
+			len(hs.m), hs.idle.Len(), hs.down.Len(), inUse, maxIdleHosts, maxDownHosts)
 	}
 }
 
@@ -214,8 +214,8 @@ func TestHostsTableBoundsDownHostsApart(t *testing.T) {
 		use(t, hs, jobs, fmt.Sprintf("down%d:80", i), func(h *host) { hs.missed(h, miss) })
 	}
 	checkBound(t, hs, 0)
-	if hs.down.n != maxDownHosts {
-		t.Errorf("%d down hosts remembered, want the bound %d", hs.down.n, maxDownHosts)
+	if hs.down.Len() != maxDownHosts {
+		t.Errorf("%d down hosts remembered, want the bound %d", hs.down.Len(), maxDownHosts)
 	}
 	if hs.m["dead:80"] != nil || hs.m["down0:80"] != nil {
 		t.Error("the least recently used down hosts are still remembered past the bound")
@@ -223,8 +223,8 @@ func TestHostsTableBoundsDownHostsApart(t *testing.T) {
 	if h := hs.m[fmt.Sprintf("down%d:80", maxDownHosts+99)]; h == nil || hs.isDown(h) == nil {
 		t.Error("the most recent down host was forgotten")
 	}
-	if hs.idle.n != maxIdleHosts {
-		t.Errorf("%d up hosts remembered, want %d: down hosts do not push them out", hs.idle.n, maxIdleHosts)
+	if hs.idle.Len() != maxIdleHosts {
+		t.Errorf("%d up hosts remembered, want %d: down hosts do not push them out", hs.idle.Len(), maxIdleHosts)
 	}
 }
 

@@ -196,8 +196,8 @@ func TestShortBody(t *testing.T) {
 			if !errors.Is(err, io.ErrUnexpectedEOF) {
 				t.Fatalf("error %v after %q, want io.ErrUnexpectedEOF", err, body)
 			}
-			if c.lru.len != 0 {
-				t.Errorf("%d idle connections after a broken body", c.lru.len)
+			if c.lru.Len() != 0 {
+				t.Errorf("%d idle connections after a broken body", c.lru.Len())
 			}
 		})
 	}
@@ -408,7 +408,7 @@ func TestCancelStalledBody(t *testing.T) {
 		t.Errorf("error %v, want context.Canceled and the cause", err)
 	}
 	resp.Body.Close()
-	if c.lru.len != 0 {
+	if c.lru.Len() != 0 {
 		t.Errorf("the connection of a cancelled request went idle")
 	}
 	mustGet(t, c, srv.url("/other")) // on a new connection

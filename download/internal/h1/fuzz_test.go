@@ -223,7 +223,7 @@ func readH1(t *testing.T, in []byte) parsed {
 	resp.Body.Close()
 	p.trailer, p.close = resp.Trailer, resp.Close
 	c.mu.Lock()
-	p.kept = c.lru.len == 1
+	p.kept = c.lru.Len() == 1
 	c.mu.Unlock()
 	p.consumed = len(in) - fc.r.Len() // a kept connection has nothing buffered
 	return p

@@ -113,7 +113,7 @@ func TestTransferEncodingWithContentLengthCloses(t *testing.T) {
 				t.Error("resp.Close is false")
 			}
 			c.mu.Lock()
-			idle := c.lru.len
+			idle := c.lru.Len()
 			c.mu.Unlock()
 			if idle != 0 {
 				t.Errorf("%d idle connections, want 0", idle)

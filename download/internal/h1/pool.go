@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/haul/haul/internal/ilist"
 )
 
 const (
@@ -39,21 +41,20 @@ type hostPool struct {
 // conn is one connection with its buffers. Between requests it sits in its
 // pool's idle list and the Client's LRU list, without buffers (see attach).
 type conn struct {
-	nc         net.Conn
-	br         *bufio.Reader        // nil while idle
-	bw         *bufio.Writer        // nil while idle
-	head       []byte               // scratch for response heads
-	tls        *tls.ConnectionState // nil for http
-	reused     bool                 // it served a response before
-	raw        syscall.RawConn      // the socket, for quiet (nil: not a socket, or no peek on this OS)
-	peek       func(fd uintptr) bool
-	peekQuiet  bool
-	idleAt     time.Time
-	pool       *hostPool // not dropped while one of its connections is idle or in use
-	c          *Client
-	prev, next *conn // in Client.lru
-	inLRU      bool
-	place      IdlePlace // in Options.IdleLimit
+	nc        net.Conn
+	br        *bufio.Reader        // nil while idle
+	bw        *bufio.Writer        // nil while idle
+	head      []byte               // scratch for response heads
+	tls       *tls.ConnectionState // nil for http
+	reused    bool                 // it served a response before
+	raw       syscall.RawConn      // the socket, for quiet (nil: not a socket, or no peek on this OS)
+	peek      func(fd uintptr) bool
+	peekQuiet bool
+	idleAt    time.Time
+	pool      *hostPool // not dropped while one of its connections is idle or in use
+	c         *Client
+	lru       ilist.Elem[*conn] // in Client.lru while idle
+	place     IdlePlace         // in Options.IdleLimit while idle
 }
 
 // The buffers of connections in use. An idle connection holds none (it has
@@ -150,6 +151,26 @@ func (c *Client) acquire(ctx context.Context, k hostKey) (*hostPool, error) {
 	return p, nil
 }
 
+// idleLocked puts cn, a connection of p, in the idle lists as the most
+// recently used, and appends to closing what that pushes out of them: the
+// oldest of p's past MaxIdlePerHost, and the client's oldest (at most two:
+// the list grows by one) past MaxIdle or idle for longer than idleTimeout.
+// evict is the connection the shared IdleLimit says to close, nil if none.
+func (c *Client) idleLocked(p *hostPool, cn *conn, closing []*conn) (_ []*conn, evict Evicter) {
+	now := time.Now()
+	cn.idleAt = now
+	p.idle = append(p.idle, cn)
+	evict = c.lru.pushBack(cn)
+	if len(p.idle) > c.o.MaxIdlePerHost {
+		closing = append(closing, c.removeIdleLocked(p, p.idle[0]))
+	}
+	for n := 0; n < 2 && c.lru.Len() > 0 && (c.lru.Len() > c.o.MaxIdle || now.Sub(c.lru.Front().Value.idleAt) > idleTimeout); n++ {
+		old := c.lru.Front().Value
+		closing = append(closing, c.removeIdleLocked(old.pool, old))
+	}
+	return closing, evict
+}
+
 // finish ends a request's use of p: cn goes back to the idle list when keep is
 // true, else it is closed; then the request's slot is given back.
 func (c *Client) finish(p *hostPool, cn *conn, keep bool) {
@@ -165,17 +186,8 @@ func (c *Client) finish(p *hostPool, cn *conn, keep bool) {
 	var evict Evicter
 	c.mu.Lock()
 	if cn != nil {
-		now := time.Now()
-		cn.reused, cn.idleAt = true, now
-		p.idle = append(p.idle, cn)
-		evict = c.lru.pushBack(cn)
-		if len(p.idle) > c.o.MaxIdlePerHost {
-			closing = append(closing, c.removeIdleLocked(p, p.idle[0]))
-		}
-		for n := 0; n < 2 && c.lru.head != nil && (c.lru.len > c.o.MaxIdle || now.Sub(c.lru.head.idleAt) > idleTimeout); n++ {
-			old := c.lru.head
-			closing = append(closing, c.removeIdleLocked(old.pool, old))
-		}
+		cn.reused = true
+		closing, evict = c.idleLocked(p, cn, closing)
 	}
 	c.dropUserLocked(p)
 	c.mu.Unlock()
@@ -194,7 +206,7 @@ func (c *Client) finish(p *hostPool, cn *conn, keep bool) {
 func (cn *conn) EvictIdle() {
 	c := cn.c
 	c.mu.Lock()
-	if !cn.inLRU {
+	if cn.lru.List() == nil {
 		c.mu.Unlock()
 		return
 	}
@@ -275,8 +287,8 @@ func (c *Client) CloseIdleConnections() {
 			delete(c.hosts, k)
 		}
 	}
-	for c.lru.head != nil {
-		c.lru.remove(c.lru.head)
+	for c.lru.Len() > 0 {
+		c.lru.remove(c.lru.Front().Value)
 	}
 	c.mu.Unlock()
 	for _, cn := range all {
@@ -298,6 +310,7 @@ func (c *Client) dialConn(ctx context.Context, p *hostPool, u *url.URL) (*conn, 
 		return nil, err
 	}
 	cn := &conn{nc: nc, pool: p, c: c}
+	cn.lru.Value = cn
 	cn.setRaw(nc)
 	if p.key.https {
 		c.mu.Lock()
@@ -334,44 +347,23 @@ func (c *Client) handshake(ctx context.Context, tc *tls.Conn) error {
 	return err
 }
 
-// connList is a doubly linked list of idle connections, oldest first. They
-// are counted in limit (Options.IdleLimit, may be nil) too.
+// connList is the list of idle connections, oldest first. They are counted
+// in limit (Options.IdleLimit, may be nil) too.
 type connList struct {
-	head, tail *conn
-	len        int
-	limit      *IdleLimit
+	ilist.List[*conn]
+	limit *IdleLimit
 }
 
 // pushBack adds cn as the most recently used, and returns the connection
 // limit says to close (see IdleLimit.Add), or nil.
 func (l *connList) pushBack(cn *conn) Evicter {
-	cn.prev, cn.next = l.tail, nil
-	if l.tail != nil {
-		l.tail.next = cn
-	} else {
-		l.head = cn
-	}
-	l.tail = cn
-	l.len++
-	cn.inLRU = true
+	l.PushBack(&cn.lru)
 	return l.limit.Add(&cn.place, cn)
 }
 
 func (l *connList) remove(cn *conn) {
-	cn.inLRU = false
 	l.limit.Remove(&cn.place)
-	if cn.prev != nil {
-		cn.prev.next = cn.next
-	} else {
-		l.head = cn.next
-	}
-	if cn.next != nil {
-		cn.next.prev = cn.prev
-	} else {
-		l.tail = cn.prev
-	}
-	cn.prev, cn.next = nil, nil
-	l.len--
+	l.Remove(&cn.lru)
 }
 
 // Adopt takes tc, a connection to host (host:port as a URL spells it, over
@@ -382,9 +374,9 @@ func (l *connList) remove(cn *conn) {
 func (c *Client) Adopt(host string, tc *tls.Conn) {
 	st := tc.ConnectionState()
 	cn := &conn{nc: tc, tls: &st, c: c} // idle: no buffers until a request takes it
+	cn.lru.Value = cn
 	cn.setRaw(tc.NetConn())
 	k := hostKey{https: true, host: host}
-	var closing []*conn
 	c.mu.Lock()
 	p := c.hosts[k]
 	if p == nil {
@@ -395,17 +387,7 @@ func (c *Client) Adopt(host string, tc *tls.Conn) {
 		c.hosts[k] = p
 	}
 	cn.pool = p
-	now := time.Now()
-	cn.idleAt = now
-	p.idle = append(p.idle, cn)
-	evict := c.lru.pushBack(cn)
-	if len(p.idle) > max(c.o.MaxIdlePerHost, 0) {
-		closing = append(closing, c.removeIdleLocked(p, p.idle[0]))
-	}
-	for c.lru.head != nil && c.lru.len > c.o.MaxIdle {
-		old := c.lru.head
-		closing = append(closing, c.removeIdleLocked(old.pool, old))
-	}
+	closing, evict := c.idleLocked(p, cn, nil)
 	c.mu.Unlock()
 	for _, v := range closing {
 		v.nc.Close()
@@ -422,10 +404,9 @@ func (c *Client) Adopt(host string, tc *tls.Conn) {
 // while either client may use all of it. Each client keeps its own MaxIdle
 // besides. It is safe for concurrent use.
 type IdleLimit struct {
-	mu         sync.Mutex
-	max        int
-	head, tail *IdlePlace
-	n          int
+	mu   sync.Mutex
+	max  int
+	idle ilist.List[Evicter] // least recently used first
 }
 
 // NewIdleLimit returns an IdleLimit of n connections (at least 1).
@@ -440,11 +421,7 @@ type Evicter interface {
 }
 
 // IdlePlace is a connection's place in an IdleLimit, kept in the connection.
-type IdlePlace struct {
-	prev, next *IdlePlace
-	conn       Evicter
-	in         bool
-}
+type IdlePlace struct{ el ilist.Elem[Evicter] }
 
 // Add records an idle connection (p its place, cn itself) as the most
 // recently used, and returns the one to close (the least recently used) if
@@ -456,23 +433,14 @@ func (l *IdleLimit) Add(p *IdlePlace, cn Evicter) Evicter {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if p.in {
-		l.removeLocked(p)
-	}
-	p.conn, p.in, p.prev, p.next = cn, true, l.tail, nil
-	if l.tail != nil {
-		l.tail.next = p
-	} else {
-		l.head = p
-	}
-	l.tail = p
-	l.n++
-	if l.n <= l.max {
+	p.el.Value = cn
+	l.idle.PushBack(&p.el) // to the recent end if it was in already
+	if l.idle.Len() <= l.max {
 		return nil
 	}
-	old := l.head
-	l.removeLocked(old)
-	return old.conn
+	old := l.idle.Front()
+	l.idle.Remove(old)
+	return old.Value
 }
 
 // Remove forgets a connection that is no longer idle (taken, or closed). It
@@ -482,9 +450,7 @@ func (l *IdleLimit) Remove(p *IdlePlace) {
 		return
 	}
 	l.mu.Lock()
-	if p.in {
-		l.removeLocked(p)
-	}
+	l.idle.Remove(&p.el)
 	l.mu.Unlock()
 }
 
@@ -492,20 +458,5 @@ func (l *IdleLimit) Remove(p *IdlePlace) {
 func (l *IdleLimit) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.n
-}
-
-func (l *IdleLimit) removeLocked(p *IdlePlace) {
-	if p.prev != nil {
-		p.prev.next = p.next
-	} else {
-		l.head = p.next
-	}
-	if p.next != nil {
-		p.next.prev = p.prev
-	} else {
-		l.tail = p.prev
-	}
-	p.prev, p.next, p.in = nil, nil, false
-	l.n--
+	return l.idle.Len()
 }

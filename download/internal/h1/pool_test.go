@@ -186,21 +186,21 @@ func TestIdleLimits(t *testing.T) {
 	io.ReadAll(b.Body)
 	a.Body.Close()
 	b.Body.Close()
-	if c.lru.len != 1 {
-		t.Errorf("%d idle connections, want 1 (MaxIdlePerHost)", c.lru.len)
+	if c.lru.Len() != 1 {
+		t.Errorf("%d idle connections, want 1 (MaxIdlePerHost)", c.lru.Len())
 	}
 	mustGet(t, c, servers[1].URL)
 	mustGet(t, c, servers[2].URL)
 	c.mu.Lock()
-	idle, hosts := c.lru.len, len(c.hosts)
+	idle, hosts := c.lru.Len(), len(c.hosts)
 	_, first := c.hosts[hostKey{host: strings.TrimPrefix(servers[0].URL, "http://")}]
 	c.mu.Unlock()
 	if idle != 2 || hosts != 2 || first {
 		t.Errorf("%d idle connections over %d hosts (first host kept: %v), want 2 over 2 without the first", idle, hosts, first)
 	}
 	c.CloseIdleConnections()
-	if c.lru.len != 0 || len(c.hosts) != 0 {
-		t.Errorf("after CloseIdleConnections: %d idle, %d hosts", c.lru.len, len(c.hosts))
+	if c.lru.Len() != 0 || len(c.hosts) != 0 {
+		t.Errorf("after CloseIdleConnections: %d idle, %d hosts", c.lru.Len(), len(c.hosts))
 	}
 }
 
@@ -209,7 +209,7 @@ func TestIdleTimeout(t *testing.T) {
 	c := newClient(t, Options{})
 	mustGet(t, c, srv.URL)
 	c.mu.Lock()
-	c.lru.head.idleAt = time.Now().Add(-idleTimeout - time.Second)
+	c.lru.Front().Value.idleAt = time.Now().Add(-idleTimeout - time.Second)
 	c.mu.Unlock()
 	mustGet(t, c, srv.URL)
 	if got := conns.Load(); got != 2 {
@@ -354,10 +354,11 @@ func TestIdlePoolBoundedOverManyHosts(t *testing.T) {
 			resp.Body.Close()
 		}
 		c.mu.Lock()
-		idle, tracked := c.lru.len, len(c.hosts)
+		idle, tracked := c.lru.Len(), len(c.hosts)
 		per := map[*hostPool]int{}
 		buffered := 0
-		for cn := c.lru.head; cn != nil; cn = cn.next {
+		for e := c.lru.Front(); e != nil; e = e.Next() {
+			cn := e.Value
 			per[cn.pool]++
 			if cn.br != nil || cn.bw != nil {
 				buffered++
@@ -382,7 +383,8 @@ func TestIdlePoolBoundedOverManyHosts(t *testing.T) {
 		want[strings.TrimPrefix(u, "http://")] = true
 	}
 	c.mu.Lock()
-	for cn := c.lru.head; cn != nil; cn = cn.next {
+	for e := c.lru.Front(); e != nil; e = e.Next() {
+		cn := e.Value
 		if !want[cn.pool.key.host] {
 			t.Errorf("an idle connection to %s, not one of the %d most recent hosts", cn.pool.key.host, maxIdle/perHost)
 		}

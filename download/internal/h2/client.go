@@ -49,6 +49,7 @@ import (
 
 	"github.com/haul/haul/download/internal/h1"
 	"github.com/haul/haul/download/internal/retry"
+	"github.com/haul/haul/internal/ilist"
 )
 
 // Options configures New.
@@ -557,7 +558,7 @@ func (c *Client) release(cn *conn) {
 func (cn *conn) EvictIdle() {
 	c := cn.c
 	c.mu.Lock()
-	if !cn.inIdle || cn.active != 0 || cn.dead {
+	if cn.lru.List() == nil || cn.active != 0 || cn.dead {
 		c.mu.Unlock()
 		return
 	}
@@ -569,8 +570,8 @@ func (cn *conn) EvictIdle() {
 
 // trimIdleLocked closes the least recently used idle connections past MaxIdle.
 func (c *Client) trimIdleLocked() {
-	for c.idle.n > c.o.MaxIdle {
-		cn := c.idle.head
+	for c.idle.Len() > c.o.MaxIdle {
+		cn := c.idle.Front().Value
 		cn.dead = true
 		c.dropLocked(cn)
 		go cn.close()
@@ -580,9 +581,7 @@ func (c *Client) trimIdleLocked() {
 // dropLocked takes cn out of its host's connections and the idle list, if
 // there: no request gets it again. It may be called more than once.
 func (c *Client) dropLocked(cn *conn) {
-	if cn.inIdle {
-		c.idle.remove(cn)
-	}
+	c.idle.remove(cn) // if there
 	h := cn.h
 	for i, x := range h.conns {
 		if x == cn {
@@ -671,8 +670,8 @@ func (c *Client) lowerMaxStreams(cn *conn, n uint32) {
 func (c *Client) CloseIdleConnections() {
 	c.mu.Lock()
 	var idle []*conn
-	for c.idle.head != nil {
-		cn := c.idle.head
+	for c.idle.Len() > 0 {
+		cn := c.idle.Front().Value
 		cn.dead = true
 		c.dropLocked(cn)
 		idle = append(idle, cn)
@@ -690,42 +689,22 @@ func (h *host) wake() {
 	}
 }
 
-// connList is a list of idle connections, least recently used first. They
+// connList is the list of idle connections, least recently used first. They
 // are counted in limit (Options.IdleLimit, may be nil) too.
 type connList struct {
-	head, tail *conn
-	n          int
-	limit      *h1.IdleLimit
+	ilist.List[*conn]
+	limit *h1.IdleLimit
 }
 
 // pushBack adds cn as the most recently used, and returns the connection
 // limit says to close (see h1.IdleLimit.Add), or nil.
 func (l *connList) pushBack(cn *conn) h1.Evicter {
-	cn.prev, cn.next = l.tail, nil
-	if l.tail != nil {
-		l.tail.next = cn
-	} else {
-		l.head = cn
-	}
-	l.tail = cn
-	cn.inIdle = true
-	l.n++
+	l.PushBack(&cn.lru)
 	return l.limit.Add(&cn.place, cn)
 }
 
+// remove takes cn out of the list, if it is there.
 func (l *connList) remove(cn *conn) {
-	if cn.prev != nil {
-		cn.prev.next = cn.next
-	} else {
-		l.head = cn.next
-	}
-	if cn.next != nil {
-		cn.next.prev = cn.prev
-	} else {
-		l.tail = cn.prev
-	}
-	cn.prev, cn.next = nil, nil
-	cn.inIdle = false
-	l.n--
+	l.Remove(&cn.lru)
 	l.limit.Remove(&cn.place)
 }

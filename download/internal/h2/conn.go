@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/haul/haul/download/internal/h1"
+	"github.com/haul/haul/internal/ilist"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -59,15 +60,14 @@ type conn struct {
 	cs tls.ConnectionState
 
 	// Guarded by Client.mu.
-	active     int    // streams reserved or open
-	peerMax    uint32 // the server's SETTINGS_MAX_CONCURRENT_STREAMS
-	draining   bool   // GOAWAY received or ids used up: no new streams
-	dead       bool   // out of the pool
-	inIdle     bool
-	place      h1.IdlePlace // in Options.IdleLimit while inIdle
-	counted    bool         // in its host's draining count
-	idleAt     time.Time
-	prev, next *conn
+	active   int               // streams reserved or open
+	peerMax  uint32            // the server's SETTINGS_MAX_CONCURRENT_STREAMS
+	draining bool              // GOAWAY received or ids used up: no new streams
+	dead     bool              // out of the pool
+	lru      ilist.Elem[*conn] // in Client.idle while no stream is in flight
+	place    h1.IdlePlace      // in Options.IdleLimit while in Client.idle
+	counted  bool              // in its host's draining count
+	idleAt   time.Time
 
 	// Guarded by wmu: the write side. Frames are appended to wbuf (the
 	// Framer writes there) and whoever finds no flush under way writes them,
@@ -121,6 +121,7 @@ func (w connWriter) Write(p []byte) (int, error) {
 func newConn(c *Client, h *host, nc net.Conn) *conn {
 	cn := &conn{c: c, h: h, nc: nc, peerMax: 100, wmax: 100, nextID: 1, maxFrame: frameSize,
 		streams: map[uint32]*stream{}, recvWin: initialWindow}
+	cn.lru.Value = cn
 	if tc, ok := nc.(*tls.Conn); ok {
 		cn.cs = tc.ConnectionState()
 	}

@@ -162,7 +162,7 @@ func TestIdleConnLostToPingLeavesPool(t *testing.T) {
 		rt.response()
 		synctest.Wait()
 		c.mu.Lock()
-		idle := c.idle.n
+		idle := c.idle.Len()
 		c.mu.Unlock()
 		if idle != 1 {
 			t.Fatalf("%d idle connections, want 1", idle)
@@ -175,7 +175,7 @@ func TestIdleConnLostToPingLeavesPool(t *testing.T) {
 			t.Fatal("idle connection still open PingTimeout after an unanswered PING")
 		}
 		c.mu.Lock()
-		idle = c.idle.n
+		idle = c.idle.Len()
 		c.mu.Unlock()
 		if idle != 0 {
 			t.Errorf("%d idle connections after the loss, want 0", idle)

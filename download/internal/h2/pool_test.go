@@ -166,8 +166,8 @@ func TestIdleConnsPastMaxIdleClosedOldestFirst(t *testing.T) {
 			}
 		}
 		c.mu.Lock()
-		n := c.idle.n
-		oldest := c.idle.head
+		n := c.idle.Len()
+		oldest := c.idle.Front().Value
 		c.mu.Unlock()
 		if n != 2 || oldest == nil || oldest.h.key != "b.test:443" {
 			t.Errorf("%d idle, want 2, the oldest to the second server", n)
@@ -318,15 +318,16 @@ func checkPool(t *testing.T, c *Client) (conns int) {
 		}
 	}
 	n := 0
-	for cn := c.idle.head; cn != nil; cn = cn.next {
+	for e := c.idle.Front(); e != nil; e = e.Next() {
+		cn := e.Value
 		n++
-		if !cn.inIdle || !inHost[cn] || cn.active != 0 {
-			t.Errorf("idle connection: inIdle=%v inHost=%v active=%d dead=%v draining=%v",
-				cn.inIdle, inHost[cn], cn.active, cn.dead, cn.draining)
+		if cn.lru.List() == nil || !inHost[cn] || cn.active != 0 {
+			t.Errorf("idle connection: in the list=%v inHost=%v active=%d dead=%v draining=%v",
+				cn.lru.List() != nil, inHost[cn], cn.active, cn.dead, cn.draining)
 		}
 	}
-	if n != c.idle.n || n != len(inHost) {
-		t.Errorf("idle list has %d (n=%d), hosts hold %d", n, c.idle.n, len(inHost))
+	if n != c.idle.Len() || n != len(inHost) {
+		t.Errorf("idle list has %d (n=%d), hosts hold %d", n, c.idle.Len(), len(inHost))
 	}
 	return len(inHost)
 }
@@ -588,7 +589,7 @@ func TestIdleConnsBoundedOverManyHosts(t *testing.T) {
 			t.Fatalf("%s: %q, %v", u, body, err)
 		}
 		c.mu.Lock()
-		idle, tracked := c.idle.n, len(c.hosts)
+		idle, tracked := c.idle.Len(), len(c.hosts)
 		c.mu.Unlock()
 		if idle != min(i+1, maxIdle) || tracked != idle {
 			t.Fatalf("after %d hosts: %d idle connections, %d hosts kept, want %d", i+1, idle, tracked, min(i+1, maxIdle))
@@ -599,7 +600,8 @@ func TestIdleConnsBoundedOverManyHosts(t *testing.T) {
 		want[strings.TrimPrefix(u, "https://")] = true
 	}
 	c.mu.Lock()
-	for cn := c.idle.head; cn != nil; cn = cn.next {
+	for e := c.idle.Front(); e != nil; e = e.Next() {
+		cn := e.Value
 		if !want[cn.h.key] {
 			t.Errorf("an idle connection to %s, not one of the %d most recent hosts", cn.h.key, maxIdle)
 		}

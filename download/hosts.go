@@ -526,8 +526,8 @@ const regrowAfter = 20
 // to ceiling, waking the entries that wait for a slot. Any other status
 // starts the run of successes over. Its pause (pause) is the caller's.
 func (hs *hosts) answered(h *host, code int) {
-	if code < 400 && !h.lowered.Load() {
-		return
+	if !h.lowered.Load() && code != 429 && code != 503 {
+		return // the usual case: a host never throttled, answering anything else
 	}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()

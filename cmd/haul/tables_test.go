@@ -21,6 +21,7 @@ import (
 
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/parquettest"
 	"github.com/haul/haul/internal/testutil"
 )
 
@@ -208,26 +209,6 @@ type laionRow struct {
 	Sim   float64 `parquet:"similarity"`
 }
 
-func writeLaion(t *testing.T, rows []laionRow, perGroup int64) string {
-	t.Helper()
-	name := filepath.Join(t.TempDir(), "part-00000.parquet")
-	f, err := os.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := parquet.NewGenericWriter[laionRow](f, parquet.MaxRowsPerRowGroup(perGroup), parquet.Compression(&parquet.Zstd))
-	if _, err := w.Write(rows); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return name
-}
-
 // A LAION-style Parquet list: --col maps URL and SAMPLE_ID, the other
 // columns reach the manifest typed; a bad row is named by its number and is
 // in the manifest as {"row": N, ...}; a re-run skips what is done.
@@ -256,7 +237,7 @@ func TestE2EParquetList(t *testing.T) {
 		}
 		rows = append(rows, r)
 	}
-	list := writeLaion(t, rows, 5)
+	list := parquettest.Write(t, "part-00000.parquet", rows, 5, parquet.Compression(&parquet.Zstd))
 	dir := filepath.Join(t.TempDir(), "out")
 	r := runHaul(t, nil, "-i", list, "-d", dir, "--manifest", "-", "--col", "url=URL", "--col", "key=SAMPLE_ID")
 	wantCode(t, r, 1)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
+
+	"github.com/haul/haul/internal/parquettest"
 )
 
 // pqRow is a row of the Parquet lists the tests write: the columns of a
@@ -29,28 +31,6 @@ type pqRow struct {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// writeParquet writes rows to a new file, perRowGroup rows to a row group,
-// its pages compressed with codec, and returns its name.
-func writeParquet(t testing.TB, rows []pqRow, perRowGroup int64, codec parquet.WriterOption) string {
-	t.Helper()
-	name := filepath.Join(t.TempDir(), "list.parquet")
-	f, err := os.Create(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := parquet.NewGenericWriter[pqRow](f, parquet.MaxRowsPerRowGroup(perRowGroup), codec)
-	if _, err := w.Write(rows); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return name
-}
 
 // checkParquetFile fails unless the file has more than one row group and
 // every column chunk is compressed with codec: what the test means to read.
@@ -136,7 +116,7 @@ func TestParquetTable(t *testing.T) {
 		{parquet.Compression(&parquet.Zstd), format.Zstd},
 	} {
 		t.Run(tt.format.String(), func(t *testing.T) {
-			name := writeParquet(t, rows, 3, tt.codec)
+			name := parquettest.Write(t, "list.parquet", rows, 3, tt.codec)
 			checkParquetFile(t, name, tt.format)
 			r := openFile(t, name, Options{Columns: map[string]string{"key": "SAMPLE_ID"}})
 			if err := r.Check(); err != nil {
@@ -163,7 +143,7 @@ func TestParquetBadRows(t *testing.T) {
 	rows[6].Sha256 = ptr("abc")
 	rows[7].Size = ptr(int64(77))
 	rows[1].Text = ptr(strings.Repeat("t", 64<<10))
-	name := writeParquet(t, rows, 3, parquet.Compression(&parquet.Zstd))
+	name := parquettest.Write(t, "list.parquet", rows, 3, parquet.Compression(&parquet.Zstd))
 	got, err := readAll(t, openFile(t, name, Options{Keep: func(string) bool { return false }}))
 	if err != nil {
 		t.Fatal(err)
@@ -185,7 +165,7 @@ func TestParquetBadRows(t *testing.T) {
 // A Parquet file that is not one, or is cut short, is refused before its
 // first row; a column that cannot be a field is named.
 func TestParquetUnreadable(t *testing.T) {
-	name := writeParquet(t, laionRows(5), 2, parquet.Compression(&parquet.Snappy))
+	name := parquettest.Write(t, "list.parquet", laionRows(5), 2, parquet.Compression(&parquet.Snappy))
 	b, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +195,7 @@ func TestParquetUnreadable(t *testing.T) {
 // with a *CutError after the rows before it.
 func TestParquetDamagedPage(t *testing.T) {
 	rows := laionRows(3000)
-	name := writeParquet(t, rows, 1000, parquet.Compression(&parquet.Zstd))
+	name := parquettest.Write(t, "list.parquet", rows, 1000, parquet.Compression(&parquet.Zstd))
 	f, err := os.Open(name)
 	if err != nil {
 		t.Fatal(err)

@@ -303,6 +303,15 @@ func (p *proc) waitReady(s *Server, patience time.Duration) error {
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return p.poll(patience, "no answer at "+s.URL, func() bool {
+		return listens(p.pid, s.Port) && answers(client, s.URL+"/")
+	})
+}
+
+// poll calls ready until it reports true, backing off to 50 ms between calls;
+// an error wrapping errExited if the process exits first, one saying what
+// (notYet) after patience.
+func (p *proc) poll(patience time.Duration, notYet string, ready func() bool) error {
 	deadline := time.Now().Add(patience)
 	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
 		select {
@@ -310,11 +319,11 @@ func (p *proc) waitReady(s *Server, patience time.Duration) error {
 			return fmt.Errorf("%w: %v", errExited, p.err)
 		default:
 		}
-		if listens(p.pid, s.Port) && answers(client, s.URL+"/") {
+		if ready() {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no answer at %s after %v", s.URL, patience)
+			return fmt.Errorf("%s after %v", notYet, patience)
 		}
 		select {
 		case <-p.exited:

@@ -100,25 +100,14 @@ func (s *SOCKS) Stop() { s.p.stop() }
 // another after patience.
 func (p *proc) waitListening(port int, patience time.Duration) error {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	deadline := time.Now().Add(patience)
-	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
-		select {
-		case <-p.exited:
-			return fmt.Errorf("%w: %v", errExited, p.err)
-		default:
+	return p.poll(patience, "not listening on "+addr, func() bool {
+		if !listens(p.pid, port) {
+			return false
 		}
-		if listens(p.pid, port) {
-			if c, err := net.DialTimeout("tcp", addr, 10*time.Second); err == nil {
-				c.Close()
-				return nil
-			}
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err == nil {
+			c.Close()
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not listening on %s after %v", addr, patience)
-		}
-		select {
-		case <-p.exited:
-		case <-time.After(wait):
-		}
-	}
+		return err == nil
+	})
 }

@@ -15,6 +15,9 @@ import (
 var (
 	// ErrCollision: another URL already owns the file this entry would write.
 	ErrCollision = errors.New("name collision")
+	// ErrStoredDiffers: a sample stored in a tar file fails the entry's
+	// size= or sha256=.
+	ErrStoredDiffers = errors.New("stored sample differs")
 	// ErrBadLength: the body's length differs from Content-Length or size=.
 	ErrBadLength = errors.New("length mismatch")
 	// ErrBadChecksum: the body's SHA-256 differs from sha256=.

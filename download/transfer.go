@@ -82,6 +82,8 @@ type transfer struct {
 	slot func() (release func(), ok bool)
 	// gate is the entry's host, for its requests' rate and cap (exchange).
 	gate hostGate
+	// contentType is the Content-Type of the response the body is from.
+	contentType string
 }
 
 // resuming reports whether bytes of the body are kept.
@@ -412,6 +414,7 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 		lm = ""
 	}
 	t.w.SetCacheValidators(etag, lm)
+	t.contentType = resp.Header.Get("Content-Type")
 	return false, nil
 }
 

@@ -53,6 +53,9 @@ type Info struct {
 	// them only where that is not enough or costs nothing: files over 64 KiB,
 	// and small ones whose response had an ETag and no Last-Modified.
 	ETag, LastModified string
+	// Tar and Member say where a Tar sink holds the sample: its tar file's
+	// name in the directory and its body's member; "" for a file.
+	Tar, Member string
 	// Changed: the file's length differs from the one haul committed, so it
 	// was changed on disk since (truncated, or rewritten by another tool) and
 	// its recorded validators no longer describe it. Known only where they

@@ -7,6 +7,8 @@ import (
 
 	"github.com/cpuguy83/go-md2man/v2/md2man"
 	"github.com/urfave/cli/v2"
+
+	"github.com/haul/haul/download/input"
 )
 
 // The subcommands. haul's positional arguments are URLs, and a URL always has
@@ -54,7 +56,8 @@ var flagValues = map[string][]string{
 	"progress":    progressModes,
 	"shard-by":    shardByValues,
 	"shard":       {"auto"},
-	"http-client": httpClients,
+	"http-client":  httpClients,
+	"input-format": input.FormatNames(),
 }
 
 // compFlag is one flag as the completion scripts see it.

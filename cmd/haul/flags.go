@@ -70,6 +70,7 @@ type options struct {
 	dns            dnsOptions          // --dns-server, --dns-concurrency
 	proxies        *httpclient.Proxies // --proxy and the environment's
 	table          tableOptions        // --input-format, --col
+	tar            tarOptions          // --tar, --tar-size
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
@@ -139,7 +140,7 @@ func flags() []cli.Flag {
 		&cli.BoolFlag{Name: "insecure", Aliases: []string{"k"}, Usage: "do not verify TLS certificates"},
 		&cli.BoolFlag{Name: "http1.1", Usage: "use HTTP/1.1 over TLS too, even where the server offers HTTP/2"},
 		&cli.StringFlag{Name: "http-client", Value: "haul", Usage: "haul (its own HTTP/1.1 and HTTP/2 clients: least CPU per request) or net/http (Go's standard client, for comparisons); requests through an HTTP proxy always go through net/http"},
-	}, append(append(append(mirrorFlags(), networkFlags()...), politeFlags()...), tableFlags()...)...)
+	}, append(append(append(mirrorFlags(), networkFlags()...), politeFlags()...), append(tableFlags(), tarFlags()...)...)...)
 }
 
 func parseOptions(c *cli.Context) (*options, error) {
@@ -251,6 +252,9 @@ func parseOptions(c *cli.Context) (*options, error) {
 		return nil, err
 	}
 	if err := parsePolite(c, o); err != nil {
+		return nil, err
+	}
+	if err := parseTar(c, o); err != nil {
 		return nil, err
 	}
 	if err := parseTable(c, o); err != nil {

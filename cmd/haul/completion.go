@@ -51,11 +51,11 @@ func commands(stdout io.Writer) []*cli.Command {
 
 // flagValues are the words a flag's value may be, offered by completion.
 var flagValues = map[string][]string{
-	"layout":      layoutValues,
-	"compress":    compressAlgs,
-	"progress":    progressModes,
-	"shard-by":    shardByValues,
-	"shard":       {"auto"},
+	"layout":       layoutValues,
+	"compress":     compressAlgs,
+	"progress":     progressModes,
+	"shard-by":     shardByValues,
+	"shard":        {"auto"},
 	"http-client":  httpClients,
 	"input-format": input.FormatNames(),
 }

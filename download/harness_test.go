@@ -89,6 +89,7 @@ type outcome struct {
 	err     error
 	mu      sync.Mutex
 	results []*download.Result // in the order OnResult saw them
+	start   time.Time          // when the run started (runStamped)
 }
 
 // patientTimeout is the tests' --timeout and --connect-timeout unless they

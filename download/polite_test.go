@@ -52,19 +52,19 @@ func sendTimes(t *testing.T, s *downloadtest.Server) []time.Time {
 }
 
 // checkSpaced fails the test unless the requests s received were sent as a
-// token bucket of one token per every with a burst of one lets them: the
-// i-th at least i intervals after the first (less tolerance, for the clock's
-// rounding). That is the bound a rate holds to whatever the machine's load:
-// a request sent late (its goroutine not run at once when its turn came)
-// does not move the turns of the next ones, so two consecutive requests may
-// go less than an interval apart, never more of them than the turns since
-// the first allow.
-func checkSpaced(t *testing.T, s *downloadtest.Server, every, tolerance time.Duration) {
+// token bucket of one token per every with a burst of one lets them, the
+// bucket full at start (before the run): the i-th (from 0) at least i
+// intervals after start (less tolerance, for the clock's rounding). The
+// stamps are taken after the bucket let each request go, and a goroutine
+// under load may take its stamp late: a late stamp never makes a request
+// look early against start, whereas against another request's stamp (the
+// first one's, late) it could.
+func checkSpaced(t *testing.T, s *downloadtest.Server, start time.Time, every, tolerance time.Duration) {
 	t.Helper()
 	ts := sendTimes(t, s)
 	for i := 1; i < len(ts); i++ {
-		if since, want := ts[i].Sub(ts[0]), time.Duration(i)*every; since < want-tolerance {
-			t.Errorf("request %d was sent %v after the first, want at least %v (%d intervals)", i+1, since, want, i)
+		if since, want := ts[i].Sub(start), time.Duration(i)*every; since < want-tolerance {
+			t.Errorf("request %d was sent %v after the run started, want at least %v (%d intervals)", i+1, since, want, i)
 		}
 	}
 }
@@ -81,6 +81,7 @@ func runStamped(h *harness, o download.Options, lines ...string) *outcome {
 		oc.mu.Unlock()
 	}
 	oc.eng = download.New(stamped{h.client}, h.sink, o)
+	oc.start = time.Now()
 	if err := oc.eng.Run(context.Background(), input.NewScanner(strings.NewReader(strings.Join(lines, "\n")))); err != nil {
 		h.t.Fatalf("Run: %v", err)
 	}
@@ -134,7 +135,7 @@ func TestPerHostRateSpacesRequests(t *testing.T) {
 		t.Errorf("/big got %d range requests, want the pieces of a split", n)
 	}
 	h.checkFile(oc.get(split).Name, big)
-	checkSpaced(t, s, every, tolerance)
+	checkSpaced(t, s, oc.start, every, tolerance)
 }
 
 // A host's rate holds only that host back: with one worker, the entries that
@@ -422,7 +423,7 @@ func TestRobotsCrawlDelay(t *testing.T) {
 					t.Errorf("%s: %s %v", u, r.Status, r.Err)
 				}
 			}
-			checkSpaced(t, s, 100*time.Millisecond, 2*time.Millisecond)
+			checkSpaced(t, s, oc.start, 100*time.Millisecond, 2*time.Millisecond)
 		})
 	}
 }
@@ -436,6 +437,6 @@ func TestRobotsCrawlDelayDoesNotRaiseRate(t *testing.T) {
 		urls = append(urls, s.Add(fmt.Sprintf("/f%d", i), []byte("x")))
 	}
 	h := newHarness(t)
-	runStamped(h, download.Options{Jobs: 4, Robots: true, PerHostRate: 10}, urls...)
-	checkSpaced(t, s, 100*time.Millisecond, 2*time.Millisecond)
+	oc := runStamped(h, download.Options{Jobs: 4, Robots: true, PerHostRate: 10}, urls...)
+	checkSpaced(t, s, oc.start, 100*time.Millisecond, 2*time.Millisecond)
 }

@@ -440,6 +440,7 @@ func (s *Tar) Create(name, origin string) (Writer, error) {
 			return nil, err
 		}
 		w.partial = w.fw.Partial()
+		w.n = w.partial.Offset
 	}
 	return w, nil
 }

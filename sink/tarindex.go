@@ -63,7 +63,7 @@ func ScanTar(r io.ReaderAt, size int64, fn func(StoredSample)) (end int64, err e
 			return end, fmt.Errorf("at byte %d: %s follows %s: %w", end, meta.Name, s.Member, errNotSample)
 		}
 		metaEnd := pos() + meta.Size
-		if metaEnd > size {
+		if blockAlign(metaEnd) > size { // its padding too: a whole sample ends on a block
 			return end, fmt.Errorf("at byte %d (%s): %w", end, meta.Name, io.ErrUnexpectedEOF)
 		}
 		var m struct {

@@ -734,4 +734,3 @@ func FuzzScanTar(f *testing.F) {
 		}
 	})
 }
-

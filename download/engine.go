@@ -496,7 +496,10 @@ func ShardOf(key string, n int) int {
 // URL.
 func (e *Engine) nameOf(ent Entry) (string, error) {
 	if e.opts.Tar {
-		return ent.SampleKey(), nil
+		// The list's reader refuses such keys as bad lines; a source
+		// that does not (URL arguments) must not name members so.
+		k := ent.SampleKey()
+		return k, input.CheckKey(k)
 	}
 	if ent.Out != "" {
 		return ent.Out, nil

@@ -803,8 +803,16 @@ func (w *tarWriter) release() {
 	}
 }
 
-// toFile moves the body to a staging file of the spill sink.
+// toFile moves the body to a staging file of the spill sink. An error
+// stays the writer's: its next Write and its Commit fail with it.
 func (w *tarWriter) toFile() error {
+	if w.err == nil {
+		w.err = w.spillBody()
+	}
+	return w.err
+}
+
+func (w *tarWriter) spillBody() error {
 	sp, err := w.s.spillSink()
 	if err != nil {
 		return err
@@ -873,9 +881,7 @@ func (w *tarWriter) SetValidator(validator string, total int64) {
 		// Its length is known: held in one buffer of that size, if memory
 		// has room for it, else in a staging file.
 		if total > w.reserved && !w.reserve(total-w.reserved) {
-			if err := w.toFile(); err != nil {
-				w.err = err
-			}
+			w.toFile()
 		} else if int64(cap(w.buf)) < total {
 			nb := make([]byte, len(w.buf), total)
 			copy(nb, w.buf)
@@ -954,6 +960,9 @@ func (w *tarWriter) Replace() {}
 // WriteAt implements RangeWriter: a body fetched in pieces is in a staging
 // file.
 func (w *tarWriter) WriteAt(p []byte, off int64) (int, error) {
+	if w.fw == nil && w.toFile() != nil {
+		return 0, w.err
+	}
 	return w.fw.(RangeWriter).WriteAt(p, off)
 }
 
@@ -974,11 +983,8 @@ func (w *tarWriter) ReadAt(p []byte, off int64) (int, error) {
 
 // SetRanges implements RangeWriter: the body goes to a staging file first.
 func (w *tarWriter) SetRanges(done []Range) {
-	if w.fw == nil {
-		if err := w.toFile(); err != nil {
-			w.err = err
-			return
-		}
+	if w.fw == nil && w.toFile() != nil {
+		return
 	}
 	w.fw.(RangeWriter).SetRanges(done)
 }

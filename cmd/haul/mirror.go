@@ -125,6 +125,11 @@ func loadChecksumsFor(ctx context.Context, o *options, client download.HTTPClien
 // planLine is --dry-run's line for a planned entry, on stdout: what a run
 // would do, to which file, and why.
 func planLine(w io.Writer, dir string, r *download.Result) {
+	if r.Sample != "" {
+		// --tar: a sample, named by its key and URL.
+		fmt.Fprintf(w, "%s sample %s %s: %s\n", r.Plan, r.Sample, r.Entry.URL, r.Reason)
+		return
+	}
 	fmt.Fprintf(w, "%s %s: %s\n", r.Plan, filepath.Join(dir, filepath.FromSlash(r.Name)), r.Reason)
 }
 

@@ -138,6 +138,11 @@ type Writer interface {
 	Replace()
 }
 
+// ErrNoPrefix reports that the bytes a Writer kept cannot be read back (the
+// parts of an object store's upload in progress): a caller that needs them
+// (to hash them) starts the body over.
+var ErrNoPrefix = errors.New("the bytes kept cannot be read back")
+
 // ErrLocked reports that another process is writing the staging file.
 var ErrLocked = errors.New("staging file in use by another process")
 

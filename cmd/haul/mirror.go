@@ -130,6 +130,10 @@ func planLine(w io.Writer, dir string, r *download.Result) {
 		fmt.Fprintf(w, "%s sample %s %s: %s\n", r.Plan, r.Sample, r.Entry.URL, r.Reason)
 		return
 	}
+	if strings.HasPrefix(dir, "s3://") {
+		fmt.Fprintf(w, "%s %s/%s: %s\n", r.Plan, strings.TrimSuffix(dir, "/"), r.Name, r.Reason)
+		return
+	}
 	fmt.Fprintf(w, "%s %s: %s\n", r.Plan, filepath.Join(dir, filepath.FromSlash(r.Name)), r.Reason)
 }
 

@@ -1,0 +1,316 @@
+package bucket
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/haul/haul/sink"
+)
+
+// writer streams one body into its object: one PUT when it ends within its
+// first part, else a multipart upload. One part is read into buf while the one
+// before is uploaded on another goroutine (inflight): two parts in memory at
+// most.
+type writer struct {
+	s           *Sink
+	key, origin string
+
+	validator     string // guards a resume (SetValidator)
+	total         int64  // announced length, -1 unknown: sizes the parts
+	etag, lastMod string // the response's, stored as metadata
+	partial       sink.Partial
+
+	buf      []byte // the part being read (part number next)
+	spare    []byte // a part buffer back from its upload, for the next one
+	next     int    // number of the part in buf, from 1
+	uploadID string // "" until the first part is sent
+	recorded bool   // a resume record names uploadID
+	parts    []minio.CompletePart
+	inflight chan sent // the part being uploaded, nil if none
+	err      error     // the first failed part upload
+}
+
+// sent is how a part upload ended; its buffer comes back for the next part.
+type sent struct {
+	buf  []byte
+	part minio.CompletePart
+	err  error
+}
+
+// resume continues upload r with the parts kept.
+func (w *writer) resume(r *record, parts []minio.CompletePart) {
+	w.uploadID, w.recorded, w.parts = r.UploadID, true, parts
+	w.validator, w.total = r.Validator, r.Total
+	w.next = len(parts) + 1
+	w.partial = partialOf(r, parts)
+}
+
+func (w *writer) Partial() sink.Partial { return w.partial }
+
+// Prefix cannot read back the parts of an upload in progress (S3 serves no
+// byte of an unfinished object): a reader of them fails with
+// sink.ErrNoPrefix, and the caller starts over where it needs them.
+func (w *writer) Prefix() io.Reader {
+	if w.partial.Offset == 0 {
+		return bytes.NewReader(nil)
+	}
+	return errReader{fmt.Errorf("s3://%s/%s: %w", w.s.bucket, w.key, sink.ErrNoPrefix)}
+}
+
+type errReader struct{ err error }
+
+func (r errReader) Read([]byte) (int, error) { return 0, r.err }
+
+func (w *writer) SetValidator(validator string, total int64) {
+	w.validator = validator
+	if w.next <= 1 && len(w.buf) == 0 {
+		// Parts are sized once, before the first byte: a resumed upload
+		// keeps the sizes it was begun with.
+		w.total = total
+	}
+}
+
+func (w *writer) SetCacheValidators(etag, lastModified string) {
+	w.etag, w.lastMod = etag, lastModified
+}
+
+// Replace changes nothing: an object is replaced by a PUT of its key.
+func (w *writer) Replace() {}
+
+func (w *writer) Write(p []byte) (int, error) {
+	if w.next == 0 {
+		w.next = 1
+	}
+	written := 0
+	for len(p) > 0 {
+		size := int(partSize(w.total, w.next))
+		if len(w.buf) >= size {
+			// Sent only once more bytes come: a body that ends here is one
+			// PUT if it is the first part.
+			if err := w.sendPart(); err != nil {
+				return written, err
+			}
+			continue
+		}
+		if w.buf == nil {
+			w.buf = w.newBuf(size)
+		}
+		if len(w.buf) == cap(w.buf) {
+			grown := make([]byte, len(w.buf), min(max(2*cap(w.buf), 64<<10), size))
+			copy(grown, w.buf)
+			w.buf = grown
+		}
+		k := min(cap(w.buf)-len(w.buf), len(p))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		written += k
+	}
+	return written, nil
+}
+
+// newBuf returns an empty buffer for a part of size bytes: the spare one,
+// or one as big as what is left of a body of known length (a small body
+// takes no more), or a small one that grows.
+func (w *writer) newBuf(size int) []byte {
+	if w.spare != nil && cap(w.spare) >= size {
+		b := w.spare[:0]
+		w.spare = nil
+		return b
+	}
+	w.spare = nil
+	if w.total >= 0 {
+		left := w.total - w.stored()
+		if left > 0 {
+			return make([]byte, 0, min(int64(size), left))
+		}
+	}
+	return make([]byte, 0, min(size, 64<<10))
+}
+
+// stored is the number of body bytes in parts sent (or being sent).
+func (w *writer) stored() int64 {
+	var n int64
+	for i := 1; i < w.next; i++ {
+		n += partSize(w.total, i)
+	}
+	return n
+}
+
+// sendPart starts the upload of buf as part next, once the part before it
+// is stored.
+func (w *writer) sendPart() error {
+	if err := w.wait(); err != nil {
+		return err
+	}
+	if w.uploadID == "" {
+		if err := w.begin(); err != nil {
+			return err
+		}
+	}
+	buf, num, id := w.buf, w.next, w.uploadID
+	w.buf, w.next = nil, w.next+1
+	ch := make(chan sent, 1)
+	w.inflight = ch
+	go func() {
+		p, err := w.s.core.PutObjectPart(context.Background(), w.s.bucket, w.key, id, num,
+			bytes.NewReader(buf), int64(len(buf)), minio.PutObjectPartOptions{Sha256Hex: sha256Hex(buf), DisableContentSha256: true})
+		ch <- sent{buf: buf, part: minio.CompletePart{PartNumber: num, ETag: p.ETag}, err: err}
+	}()
+	return nil
+}
+
+// wait waits for the part being uploaded, if any.
+func (w *writer) wait() error {
+	if w.inflight != nil {
+		r := <-w.inflight
+		w.inflight = nil
+		w.spare = r.buf
+		if r.err != nil && w.err == nil {
+			w.err = fmt.Errorf("s3://%s/%s: part %d: %w", w.s.bucket, w.key, r.part.PartNumber, r.err)
+		}
+		if r.err == nil {
+			w.parts = append(w.parts, r.part)
+		}
+	}
+	return w.err
+}
+
+// metadata is what the object carries: its source and the source's
+// validators (and the SHA-256 of a body stored with one PUT).
+func (w *writer) metadata() map[string]string {
+	m := map[string]string{metaURL: encodeMeta(w.origin)}
+	if w.etag != "" {
+		m[metaETag] = encodeMeta(w.etag)
+	}
+	if w.lastMod != "" {
+		m[metaLastModified] = encodeMeta(w.lastMod)
+	}
+	if w.s.runTag != "" {
+		m[metaRun] = w.s.runTag
+	}
+	return m
+}
+
+// begin starts the multipart upload, and records it for a later run when a
+// validator can tell that run whether the source is still the same.
+func (w *writer) begin() error {
+	ctx := context.Background()
+	id, err := w.s.core.NewMultipartUpload(ctx, w.s.bucket, w.key, minio.PutObjectOptions{UserMetadata: w.metadata()})
+	if err != nil {
+		return w.s.classify(err)
+	}
+	w.uploadID = id
+	if w.validator != "" {
+		r := &record{Key: w.key, UploadID: id, Origin: w.origin, Validator: w.validator, Total: w.total}
+		if err := w.s.putRecord(ctx, r); err != nil {
+			return err
+		}
+		w.recorded = true
+	}
+	return nil
+}
+
+// Commit stores the object: one PUT, or the last part and
+// CompleteMultipartUpload. done is called before Commit returns.
+func (w *writer) Commit(done func(error)) {
+	done(w.commit())
+}
+
+func (w *writer) commit() error {
+	ctx := context.Background()
+	if w.uploadID == "" {
+		body := w.buf
+		sum := sha256Hex(body)
+		meta := w.metadata()
+		meta[metaSHA256] = sum
+		_, err := w.s.core.PutObject(ctx, w.s.bucket, w.key, bytes.NewReader(body), int64(len(body)), "", sum,
+			minio.PutObjectOptions{UserMetadata: meta, DisableContentSha256: true})
+		w.buf = nil
+		if err != nil {
+			return w.s.classify(err)
+		}
+		return nil
+	}
+	if len(w.buf) > 0 || len(w.parts) == 0 && w.inflight == nil {
+		if err := w.sendPart(); err != nil {
+			w.abortUpload()
+			return err
+		}
+	}
+	if err := w.wait(); err != nil {
+		w.abortUpload()
+		return err
+	}
+	if _, err := w.s.core.CompleteMultipartUpload(ctx, w.s.bucket, w.key, w.uploadID, w.parts, minio.PutObjectOptions{}); err != nil {
+		w.abortUpload()
+		return w.s.classify(err)
+	}
+	w.forget()
+	return nil
+}
+
+// Abort keeps a resumable upload (one with a record) for a later run: the
+// parts stored stay, the bytes read past them go. Any other upload is
+// aborted.
+func (w *writer) Abort() error {
+	w.wait()
+	w.buf = nil
+	if w.uploadID == "" {
+		return nil
+	}
+	if w.recorded && w.err == nil {
+		w.s.mu.Lock()
+		w.s.pending[w.key] = true
+		w.s.mu.Unlock()
+		return nil
+	}
+	return w.abortUpload()
+}
+
+// Discard aborts the upload: its bytes are known to be wrong.
+func (w *writer) Discard() error {
+	w.wait()
+	w.buf = nil
+	return w.abortUpload()
+}
+
+// Restart aborts the upload: the next Write starts the body over.
+func (w *writer) Restart() error {
+	w.wait()
+	err := w.abortUpload()
+	w.buf, w.next, w.parts, w.err = w.buf[:0], 1, nil, nil
+	w.partial = sink.Partial{}
+	return err
+}
+
+// abortUpload aborts the upload begun (or resumed), if any, and its record.
+func (w *writer) abortUpload() error {
+	if w.uploadID == "" {
+		return nil
+	}
+	err := w.s.core.AbortMultipartUpload(context.Background(), w.s.bucket, w.key, w.uploadID)
+	if notFound(err) {
+		err = nil
+	}
+	w.forget()
+	if err != nil {
+		return w.s.classify(err)
+	}
+	return nil
+}
+
+// forget lets go of the upload: its record is deleted, the key no longer
+// pending.
+func (w *writer) forget() {
+	if w.recorded {
+		w.s.deleteRecord(context.Background(), w.key)
+	}
+	w.s.mu.Lock()
+	delete(w.s.pending, w.key)
+	w.s.mu.Unlock()
+	w.uploadID, w.recorded = "", false
+}

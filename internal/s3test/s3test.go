@@ -9,9 +9,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -225,4 +230,76 @@ func (l *logBuf) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Proxy stands between a client and the server and records the requests
+// it passes: what a client sent the store.
+type Proxy struct {
+	Endpoint string // http://127.0.0.1:PORT, to give the client
+
+	mu   sync.Mutex
+	reqs []Request
+}
+
+// Request is one request the store received through a Proxy.
+type Request struct {
+	Method, Path string
+	Query        url.Values
+}
+
+// Proxy starts a Proxy to s, closed with the test. Requests keep the Host
+// they were signed for.
+func (s *Server) Proxy(t testing.TB) *Proxy {
+	t.Helper()
+	target, err := url.Parse(s.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		p.reqs = append(p.reqs, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query()})
+		p.mu.Unlock()
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	p.Endpoint = hs.URL
+	return p
+}
+
+// Requests returns the requests passed since the last Reset.
+func (p *Proxy) Requests() []Request {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.reqs)
+}
+
+// Reset forgets the requests passed.
+func (p *Proxy) Reset() {
+	p.mu.Lock()
+	p.reqs = nil
+	p.mu.Unlock()
+}
+
+// Count counts the requests passed with method (any for "") for which
+// match (nil: every one) holds.
+func (p *Proxy) Count(method string, match func(Request) bool) int {
+	n := 0
+	for _, r := range p.Requests() {
+		if (method == "" || r.Method == method) && (match == nil || match(r)) {
+			n++
+		}
+	}
+	return n
+}
+
+// ObjectBody reports a request of an object's bytes or metadata (a GET or
+// HEAD of a key, a PUT of one or of a part), not of a listing or of the
+// bucket.
+func ObjectBody(r Request) bool {
+	_, list := r.Query["uploads"]
+	_, parts := r.Query["uploadId"]
+	isKey := strings.Count(strings.Trim(r.Path, "/"), "/") >= 1
+	return isKey && (!list && !(parts && r.Method == http.MethodGet))
 }

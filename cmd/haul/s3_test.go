@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/s3test"
+	"github.com/haul/haul/internal/testutil"
+)
+
+// s3Env points haul at endpoint with the store's keys, and at nothing else
+// the test's own environment may hold.
+func s3Env(store *s3test.Server, endpoint string) []string {
+	return []string{"AWS_ENDPOINT_URL=" + endpoint, "AWS_ENDPOINT_URL_S3=", "AWS_ACCESS_KEY_ID=" + store.Access,
+		"AWS_SECRET_ACCESS_KEY=" + store.Secret, "AWS_SESSION_TOKEN=", "AWS_REGION=" + store.Region,
+		"AWS_PROFILE=", "AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(os.TempDir(), "haul-no-such-credentials")}
+}
+
+func TestS3FilesLandAsObjectsAndARerunSkipsThemWithOneHeadEach(t *testing.T) {
+	store := s3test.Start(t)
+	store.Bucket(t, "data")
+	px := store.Proxy(t)
+	src := downloadtest.New(t)
+	want := map[string][]byte{}
+	var lines []string
+	for i := range 100 {
+		body := testutil.Payload(uint64(i), 1+i*613)
+		name := fmt.Sprintf("small/%03d.bin", i)
+		lines = append(lines, src.Add("/"+name, body))
+		want[name] = body
+	}
+	for i := range 2 {
+		body := testutil.Payload(uint64(1000+i), 40<<20)
+		name := fmt.Sprintf("big/%d.iso", i)
+		lines = append(lines, src.Add("/"+name, body))
+		want[name] = body
+	}
+	list := writeList(t, lines...)
+	man := filepath.Join(t.TempDir(), "m.jsonl")
+	r := runHaulEnv(t, s3Env(store, px.Endpoint), nil, "-q", "-i", list, "-d", "s3://data/mirror/", "--manifest", man)
+	wantCode(t, r, 0)
+	prefix := "mirror/" + hostDir(src) + "/"
+	for name, body := range want {
+		if got := store.Get(t, "data", prefix+name); !bytes.Equal(got, body) {
+			t.Errorf("%s: %d bytes stored, want the %d served", name, len(got), len(body))
+		}
+	}
+	if keys := store.Keys(t, "data", ""); len(keys) != len(want) {
+		t.Errorf("%d objects in the bucket, want %d", len(keys), len(want))
+	}
+	if up := store.Uploads(t, "data"); len(up) != 0 {
+		t.Errorf("uploads left in progress: %q", up)
+	}
+	for _, m := range readManifest(t, man) {
+		if m.Status != "ok" || !strings.HasPrefix(str(m.Out), hostDir(src)+"/") {
+			t.Errorf("manifest line %+v: want ok, out NAME (not the bucket's key)", m)
+		}
+	}
+
+	// A re-run asks the store one HEAD per object and the origin nothing.
+	before := src.TotalRequests()
+	px.Reset()
+	r = runHaulEnv(t, s3Env(store, px.Endpoint), nil, "-q", "-i", list, "-d", "s3://data/mirror/")
+	wantCode(t, r, 0)
+	if n := src.TotalRequests() - before; n != 0 {
+		t.Errorf("re-run: %d requests to the origin, want none", n)
+	}
+	if n := px.Count(http.MethodPut, nil) + px.Count(http.MethodPost, nil); n != 0 {
+		t.Errorf("re-run: %d PUT or POST requests to the store, want none", n)
+	}
+	if n := px.Count(http.MethodGet, s3test.ObjectBody); n != 0 {
+		t.Errorf("re-run: %d GET requests of an object to the store, want none", n)
+	}
+	if n := px.Count(http.MethodHead, s3test.ObjectBody); n != len(want) {
+		t.Errorf("re-run: %d HEAD requests of an object, want one per object (%d)", n, len(want))
+	}
+}
+
+func TestS3RejectedCredentialsAndMissingBucketStopTheRunWritingNothing(t *testing.T) {
+	store := s3test.Start(t)
+	store.Bucket(t, "data")
+	src := downloadtest.New(t)
+	list := writeList(t, src.Add("/a.bin", testutil.Payload(1, 1000)))
+
+	env := append(s3Env(store, store.Endpoint), "AWS_SECRET_ACCESS_KEY=not-the-secret")
+	r := runHaulEnv(t, env, nil, "-i", list, "-d", "s3://data/x")
+	wantCode(t, r, exitFatal)
+	if !strings.Contains(r.stderr, "access denied") || !strings.Contains(r.stderr, "AWS_ACCESS_KEY_ID") {
+		t.Errorf("rejected credentials: stderr %q, want it to say access denied and which credentials", r.stderr)
+	}
+
+	r = runHaulEnv(t, s3Env(store, store.Endpoint), nil, "-i", list, "-d", "s3://nothere/x")
+	wantCode(t, r, exitFatal)
+	if !strings.Contains(r.stderr, "s3://nothere") || !strings.Contains(r.stderr, "no such bucket") {
+		t.Errorf("missing bucket: stderr %q, want it named", r.stderr)
+	}
+	if n := src.TotalRequests(); n != 0 {
+		t.Errorf("%d requests to the origin, want none", n)
+	}
+	if keys := store.Keys(t, "data", ""); len(keys) != 0 {
+		t.Errorf("objects written: %q", keys)
+	}
+	if buckets, err := store.Client.ListBuckets(t.Context()); err != nil || len(buckets) != 1 {
+		t.Errorf("buckets %v (%v): want data alone (haul never creates one)", buckets, err)
+	}
+}
+
+func TestS3CredentialsFromTheSharedFileProfile(t *testing.T) {
+	store := s3test.Start(t)
+	store.Bucket(t, "data")
+	src := downloadtest.New(t)
+	body := testutil.Payload(2, 5000)
+	list := writeList(t, src.Add("/p.bin", body))
+	creds := filepath.Join(t.TempDir(), "credentials")
+	os.WriteFile(creds, []byte("[default]\naws_access_key_id = nobody\naws_secret_access_key = nothing\n\n[haul]\n"+
+		"aws_access_key_id = "+store.Access+"\naws_secret_access_key = "+store.Secret+"\n"), 0o600)
+	env := append(s3Env(store, store.Endpoint), "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=",
+		"AWS_SHARED_CREDENTIALS_FILE="+creds, "AWS_PROFILE=haul")
+	r := runHaulEnv(t, env, nil, "-q", "-i", list, "-d", "s3://data", "--layout", "flat")
+	wantCode(t, r, 0)
+	if got := store.Get(t, "data", "p.bin"); !bytes.Equal(got, body) {
+		t.Errorf("p.bin: %d bytes, not the body", len(got))
+	}
+}
+
+func TestS3FlagUsageErrors(t *testing.T) {
+	cases := []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{nil, []string{"--s3-endpoint", "http://127.0.0.1:9", "-d", "out"}, "--s3-endpoint needs -d s3://"},
+		{nil, []string{"--s3-path-style", "-d", "out"}, "--s3-path-style needs -d s3://"},
+		{nil, []string{"--s3-endpoint", "ftp://127.0.0.1:9", "-d", "s3://data"}, "--s3-endpoint \"ftp://127.0.0.1:9\""},
+		{nil, []string{"--s3-endpoint", "http://127.0.0.1:9/path", "-d", "s3://data"}, "--s3-endpoint"},
+		{[]string{"AWS_ENDPOINT_URL_S3=", "AWS_ENDPOINT_URL=127.0.0.1:9"}, []string{"-d", "s3://data"}, "AWS_ENDPOINT_URL \"127.0.0.1:9\""},
+		{nil, []string{"-d", "s3://Data/x"}, "--dir \"s3://Data/x\": bucket name"},
+		{nil, []string{"-d", "s3://data/a/../b"}, "--dir"},
+		{nil, []string{"--tar", "-d", "s3://data"}, "--tar cannot go with -d s3://"},
+		{nil, []string{"--compress", "zstd", "-d", "s3://data"}, "--compress cannot go with -d s3://"},
+		{nil, []string{"-r", "-d", "s3://data"}, "-r cannot go with -d s3://"},
+	}
+	for _, c := range cases {
+		args := append(slices.Clone(c.args), "http://127.0.0.1:9/a")
+		r := runHaulEnv(t, c.env, nil, args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("haul %q: exit %d, stderr %q; want %d and %q", args, r.code, r.stderr, exitUsage, c.want)
+		}
+	}
+}

@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/haul/haul/download/downloadtest"
 	"github.com/haul/haul/internal/s3test"
@@ -153,5 +155,140 @@ func TestS3FlagUsageErrors(t *testing.T) {
 		if r.code != exitUsage || !strings.Contains(r.stderr, c.want) {
 			t.Errorf("haul %q: exit %d, stderr %q; want %d and %q", args, r.code, r.stderr, exitUsage, c.want)
 		}
+	}
+}
+
+// gatedBody serves body with Range support, holding every response at gate
+// bytes until open is closed (or the client goes): a transfer cut there.
+func gatedBody(body []byte, etag string, gate int64, open <-chan struct{}) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", etag)
+		http.ServeContent(w, r, "", time.Time{}, &gatedReader{Reader: bytes.NewReader(body), gate: gate, open: open, done: r.Context().Done()})
+	})
+}
+
+type gatedReader struct {
+	*bytes.Reader
+	gate       int64
+	open, done <-chan struct{}
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	pos := g.Size() - int64(g.Len())
+	if pos >= g.gate {
+		select {
+		case <-g.open:
+		case <-g.done:
+			return 0, io.ErrUnexpectedEOF
+		}
+	} else if pos+int64(len(p)) > g.gate {
+		p = p[:g.gate-pos]
+	}
+	return g.Reader.Read(p)
+}
+
+// storedParts is how many bytes the upload in progress of key has stored.
+func storedParts(t *testing.T, store *s3test.Server, bucket, key string) int64 {
+	res, err := store.Client.ListMultipartUploads(t.Context(), bucket, key, "", "", "", 10)
+	if err != nil || len(res.Uploads) == 0 {
+		return 0
+	}
+	parts, err := store.Client.ListObjectParts(t.Context(), bucket, key, res.Uploads[0].UploadID, 0, 1000)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, p := range parts.ObjectParts {
+		n += p.Size
+	}
+	return n
+}
+
+// killHalfway runs haul on list until the upload of key has stored at least
+// least bytes, and kills it (SIGKILL).
+func killHalfway(t *testing.T, store *s3test.Server, list, dest, key string, least int64) {
+	t.Helper()
+	cmd, _, stderr := haulCmd(t.Context(), nil, "-q", "-i", list, "-d", dest)
+	cmd.Env = append(os.Environ(), s3Env(store, store.Endpoint)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	testutil.Until(t, func() error {
+		select {
+		case err := <-exited:
+			t.Fatalf("haul ended (%v) before it was killed:\n%s", err, stderr)
+		default:
+		}
+		if n := storedParts(t, store, "data", key); n < least {
+			return fmt.Errorf("upload of %s: %d bytes stored, waiting for %d", key, n, least)
+		}
+		return nil
+	})
+	cmd.Process.Kill()
+	<-exited
+}
+
+func TestS3UploadKilledHalfwayIsResumedByTheRerunFromItsParts(t *testing.T) {
+	store := s3test.Start(t)
+	store.Bucket(t, "data")
+	src := downloadtest.New(t)
+	const size = 300 << 20
+	body := testutil.Payload(77, size)
+	open := make(chan struct{})
+	list := writeList(t, src.Handle("/big.iso", gatedBody(body, `"big-1"`, size/2, open)))
+	key := "in/" + hostDir(src) + "/big.iso"
+
+	killHalfway(t, store, list, "s3://data/in", key, 17*8<<20) // 17 parts of 8 MiB
+	if keys := store.Keys(t, "data", key); len(keys) != 0 {
+		t.Fatalf("object there before its upload completed: %q", keys)
+	}
+	close(open)
+	before := src.BodyBytes()
+	r := runHaulEnv(t, s3Env(store, store.Endpoint), nil, "-q", "-i", list, "-d", "s3://data/in")
+	wantCode(t, r, 0)
+	if got := store.Get(t, "data", key); !bytes.Equal(got, body) {
+		t.Fatalf("resumed object: %d bytes, not the body", len(got))
+	}
+	fetched := src.BodyBytes() - before
+	t.Logf("the re-run fetched %d of %d bytes (%.0f%%)", fetched, size, 100*float64(fetched)/size)
+	if fetched > size*6/10 {
+		t.Errorf("the re-run fetched %d bytes of %d, want at most 60%%", fetched, size)
+	}
+	if ranges := src.RangeRequests("/big.iso"); len(ranges) == 0 {
+		t.Errorf("the re-run asked for no range")
+	}
+	if up := store.Uploads(t, "data"); len(up) != 0 {
+		t.Errorf("uploads left in progress: %q", up)
+	}
+	if keys := store.Keys(t, "data", "in/.haul-uploads/"); len(keys) != 0 {
+		t.Errorf("resume records left: %q", keys)
+	}
+}
+
+func TestS3SourceChangedBetweenRunsEndsAsTheNewContent(t *testing.T) {
+	store := s3test.Start(t)
+	store.Bucket(t, "data")
+	src := downloadtest.New(t)
+	const size = 40 << 20
+	old := testutil.Payload(78, size)
+	open := make(chan struct{})
+	list := writeList(t, src.Handle("/c.bin", gatedBody(old, `"c-1"`, size/2, open)))
+	key := hostDir(src) + "/c.bin"
+	killHalfway(t, store, list, "s3://data", key, 16<<20)
+	close(open)
+	body := testutil.Payload(79, size+5)
+	src.Handle("/c.bin", gatedBody(body, `"c-2"`, size*2, open))
+	r := runHaulEnv(t, s3Env(store, store.Endpoint), nil, "-q", "-i", list, "-d", "s3://data")
+	wantCode(t, r, 0)
+	if got := store.Get(t, "data", key); !bytes.Equal(got, body) {
+		t.Fatalf("object: %d bytes, not the new body", len(got))
+	}
+	if up := store.Uploads(t, "data"); len(up) != 0 {
+		t.Errorf("uploads left in progress: %q", up)
+	}
+	if keys := store.Keys(t, "data", ".haul-uploads/"); len(keys) != 0 {
+		t.Errorf("resume records left: %q", keys)
 	}
 }

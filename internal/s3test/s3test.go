@@ -103,7 +103,7 @@ func start(t testing.TB, bin string) (*Server, error) {
 		Access:   "haultestroot", Secret: "haultestroot-secret-key",
 		Region: "us-east-1", Dir: dir, log: &logBuf{}, exit: make(chan error, 1),
 	}
-	s.cmd = exec.Command(bin, "--access", s.Access, "--secret", s.Secret,
+	s.cmd = exec.Command(bin, "--quiet", "--access", s.Access, "--secret", s.Secret,
 		"--region", s.Region, "--port", "127.0.0.1:"+strconv.Itoa(port), "posix", dir)
 	s.cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID=", "ROOT_SECRET_ACCESS_KEY=")
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log

@@ -172,12 +172,10 @@ func Open(ctx context.Context, o Options) (*Sink, error) {
 	if o.Prefix != "" {
 		s.prefix = o.Prefix + "/"
 	}
-	ok, err := c.BucketExists(ctx, o.Bucket)
-	if err != nil {
+	// A listing of one key, not a HEAD of the bucket: its error comes with
+	// a body that says whether the bucket or the credentials are wrong.
+	if _, err := c.ListObjectsV2(o.Bucket, s.prefix, "", "", "", 1); err != nil {
 		return nil, s.classify(err)
-	}
-	if !ok {
-		return nil, fmt.Errorf("s3://%s: %w", o.Bucket, ErrNoBucket)
 	}
 	if err := s.listPending(ctx); err != nil {
 		return nil, s.classify(err)
@@ -188,10 +186,15 @@ func Open(ctx context.Context, o Options) (*Sink, error) {
 // classify names the errors that stop a run: the bucket is not there, or the
 // store refuses the credentials.
 func (s *Sink) classify(err error) error {
-	switch minio.ToErrorResponse(err).Code {
+	er := minio.ToErrorResponse(err)
+	switch er.Code {
 	case "NoSuchBucket":
 		return fmt.Errorf("s3://%s: %w", s.bucket, ErrNoBucket)
-	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "InvalidClientTokenId":
+	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "InvalidClientTokenId",
+		"XAdminUserNotFound": // versitygw's answer (404) to an unknown access key
+		return fmt.Errorf("s3://%s: %w (%v): check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile (AWS_PROFILE) in the shared credentials file", s.bucket, ErrDenied, err)
+	}
+	if er.StatusCode == http.StatusUnauthorized || er.StatusCode == http.StatusForbidden {
 		return fmt.Errorf("s3://%s: %w (%v): check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile (AWS_PROFILE) in the shared credentials file", s.bucket, ErrDenied, err)
 	}
 	return fmt.Errorf("s3://%s: %w", s.bucket, err)

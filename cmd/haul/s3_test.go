@@ -66,6 +66,17 @@ func TestS3FilesLandAsObjectsAndARerunSkipsThemWithOneHeadEach(t *testing.T) {
 		}
 	}
 
+	// Every body was signed with its SHA-256: no aws-chunked streaming, no
+	// checksum header or trailer (stores such as R2 and Ceph reject them).
+	for _, req := range px.Requests() {
+		for k, v := range req.Header {
+			if strings.HasPrefix(k, "X-Amz-Checksum") || k == "X-Amz-Trailer" || k == "X-Amz-Sdk-Checksum-Algorithm" ||
+				k == "X-Amz-Content-Sha256" && strings.HasPrefix(v[0], "STREAMING") || k == "Content-Encoding" && strings.Contains(v[0], "aws-chunked") {
+				t.Errorf("%s %s sent %s: %q", req.Method, req.Path, k, v)
+			}
+		}
+	}
+
 	// A re-run asks the store one HEAD per object and the origin nothing.
 	before := src.TotalRequests()
 	px.Reset()
@@ -290,5 +301,101 @@ func TestS3SourceChangedBetweenRunsEndsAsTheNewContent(t *testing.T) {
 	}
 	if keys := store.Keys(t, "data", ".haul-uploads/"); len(keys) != 0 {
 		t.Errorf("resume records left: %q", keys)
+	}
+}
+
+func TestS3HashedFileKilledHalfwayStartsOverAndEndsWhole(t *testing.T) {
+	store := s3test.Start(t)
+	store.Bucket(t, "data")
+	src := downloadtest.New(t)
+	const size = 40 << 20
+	body := testutil.Payload(80, size)
+	open := make(chan struct{})
+	url := src.Handle("/h.bin", gatedBody(body, `"h-1"`, size/2, open))
+	list := writeList(t, url+" sha256="+testutil.SHA256Hex(body))
+	key := hostDir(src) + "/h.bin"
+	killHalfway(t, store, list, "s3://data", key, 16<<20)
+	close(open)
+	before := src.BodyBytes()
+	man := filepath.Join(t.TempDir(), "m.jsonl")
+	r := runHaulEnv(t, s3Env(store, store.Endpoint), nil, "-q", "-i", list, "-d", "s3://data", "--manifest", man)
+	wantCode(t, r, 0)
+	// The parts stored cannot be read back to hash them: the file starts over.
+	if fetched := src.BodyBytes() - before; fetched != size {
+		t.Errorf("the re-run fetched %d bytes, want the whole file (%d)", fetched, size)
+	}
+	if got := store.Get(t, "data", key); !bytes.Equal(got, body) {
+		t.Fatalf("object: %d bytes, not the body", len(got))
+	}
+	if ms := readManifest(t, man); len(ms) != 1 || ms[0].Status != "ok" || str(ms[0].SHA256) != testutil.SHA256Hex(body) {
+		t.Errorf("manifest %+v: want ok with the body's sha256", ms)
+	}
+	if up := store.Uploads(t, "data"); len(up) != 0 {
+		t.Errorf("uploads left in progress: %q", up)
+	}
+}
+
+func TestS3DryRunUpdateAndChecksumsWorkOnTheBucket(t *testing.T) {
+	store := s3test.Start(t)
+	store.Bucket(t, "data")
+	px := store.Proxy(t)
+	env := s3Env(store, px.Endpoint)
+	src := downloadtest.New(t)
+	a, b := testutil.Payload(81, 3000), testutil.Payload(82, 9<<20)
+	urlA, urlB := src.Add("/a.bin", a), src.Add("/b.bin", b)
+	wantCode(t, runHaulEnv(t, env, nil, "-q", "-d", "s3://data/m", urlA, urlB), 0)
+	prefix := "m/" + hostDir(src) + "/"
+
+	// --dry-run: asks the bucket, sends nothing to the origin, writes nothing.
+	b2 := testutil.Payload(83, 9<<20+1)
+	src.Add("/b.bin", b2)
+	urlC := src.Add("/c.bin", testutil.Payload(84, 10))
+	before := src.TotalRequests()
+	px.Reset()
+	r := runHaulEnv(t, env, nil, "--dry-run", "-d", "s3://data/m", urlA, urlC)
+	wantCode(t, r, exitFailed) // something to do
+	if want := "fetch s3://data/m/" + hostDir(src) + "/c.bin: missing"; !strings.Contains(r.stdout, want) {
+		t.Errorf("--dry-run printed %q, want a line %q", r.stdout, want)
+	}
+	if n := src.TotalRequests() - before; n != 0 {
+		t.Errorf("--dry-run: %d requests to the origin", n)
+	}
+	if n := px.Count(http.MethodPut, nil) + px.Count(http.MethodPost, nil) + px.Count(http.MethodDelete, nil); n != 0 {
+		t.Errorf("--dry-run: %d requests that write to the store", n)
+	}
+
+	// --update: asks the origin with the stored validators; the changed
+	// file is replaced, the other one left alone.
+	src.Add("/b.bin", b2)
+	r = runHaulEnv(t, env, nil, "-q", "-N", "-d", "s3://data/m", urlA, urlB)
+	wantCode(t, r, 0)
+	if got := store.Get(t, "data", prefix+"a.bin"); !bytes.Equal(got, a) {
+		t.Errorf("a.bin changed under --update")
+	}
+	if got := store.Get(t, "data", prefix+"b.bin"); !bytes.Equal(got, b2) {
+		t.Errorf("b.bin: %d bytes, want the new body", len(got))
+	}
+	ifNone := 0
+	for _, req := range src.Log("/a.bin") {
+		if req.Header.Get("If-None-Match") != "" {
+			ifNone++
+		}
+	}
+	if ifNone == 0 {
+		t.Errorf("--update sent no If-None-Match for a.bin")
+	}
+
+	// sha256=: the object's bytes are read back to check them, the origin
+	// is not asked.
+	before = src.TotalRequests()
+	px.Reset()
+	list := writeList(t, urlA+" sha256="+testutil.SHA256Hex(a))
+	r = runHaulEnv(t, env, nil, "-q", "-i", list, "-d", "s3://data/m")
+	wantCode(t, r, 0)
+	if n := src.TotalRequests() - before; n != 0 {
+		t.Errorf("sha256= matching the object: %d requests to the origin", n)
+	}
+	if n := px.Count(http.MethodGet, s3test.ObjectBody); n != 1 {
+		t.Errorf("sha256=: %d GETs of the object, want 1 (its bytes hashed)", n)
 	}
 }

@@ -245,6 +245,7 @@ type Proxy struct {
 type Request struct {
 	Method, Path string
 	Query        url.Values
+	Header       http.Header
 }
 
 // Proxy starts a Proxy to s, closed with the test. Requests keep the Host
@@ -259,7 +260,7 @@ func (s *Server) Proxy(t testing.TB) *Proxy {
 	rp := httputil.NewSingleHostReverseProxy(target)
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
-		p.reqs = append(p.reqs, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query()})
+		p.reqs = append(p.reqs, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Header: r.Header.Clone()})
 		p.mu.Unlock()
 		rp.ServeHTTP(w, r)
 	}))

@@ -88,11 +88,14 @@ func parseS3(c *cli.Context, o *options, getenv func(string) string) error {
 }
 
 // openBucket opens the bucket sink, checking the bucket and the credentials
-// once: an error is the run's end (exit 3).
+// once: an error is the run's end (exit 3). The bodies read and not yet
+// stored take at most two parts of 8 MiB per job (at least 4 jobs' worth),
+// however many files are in flight over HTTP/2.
 func openBucket(ctx context.Context, o *options, runTag string) (*bucket.Sink, error) {
 	return bucket.Open(ctx, bucket.Options{
 		Bucket: o.s3.bucket, Prefix: o.s3.prefix, Endpoint: o.s3.endpoint,
 		Region: o.s3.region, PathStyle: o.s3.pathStyle, RunTag: runTag,
+		Memory: int64(max(o.jobs, 4)) * 2 * 8 << 20,
 	})
 }
 

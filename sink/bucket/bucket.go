@@ -32,6 +32,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/haul/haul/sink"
 )
@@ -55,7 +56,16 @@ type Options struct {
 	RunTag string
 	// Transport carries the requests (nil: a transport of its own).
 	Transport http.RoundTripper
+	// Memory bounds the bytes of bodies held by all writers together, read
+	// and not yet stored (0: DefaultMemory). A writer waits for its share
+	// before it reads a part; it holds two parts (one read while one
+	// uploads) only where the budget has room.
+	Memory int64
 }
+
+// DefaultMemory is Options.Memory's default: two parts of 8 MiB for each of
+// 16 uploads.
+const DefaultMemory = 16 * 2 * minPart
 
 // Credentials are the usual chain of the AWS tools: AWS_ACCESS_KEY_ID,
 // AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN, else the shared credentials
@@ -107,6 +117,9 @@ type Sink struct {
 	bucket string
 	prefix string // "" or ending in "/"
 	runTag string
+
+	mem     *semaphore.Weighted // Options.Memory
+	memSize int64
 
 	mu sync.Mutex
 	// pending holds the keys with an upload in progress, as listed when the
@@ -168,7 +181,11 @@ func Open(ctx context.Context, o Options) (*Sink, error) {
 		return nil, err
 	}
 	c.SetAppInfo("haul", "")
-	s := &Sink{core: *c, bucket: o.Bucket, runTag: o.RunTag, pending: map[string]bool{}}
+	if o.Memory <= 0 {
+		o.Memory = DefaultMemory
+	}
+	s := &Sink{core: *c, bucket: o.Bucket, runTag: o.RunTag, pending: map[string]bool{},
+		mem: semaphore.NewWeighted(o.Memory), memSize: o.Memory}
 	if o.Prefix != "" {
 		s.prefix = o.Prefix + "/"
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"slices"
@@ -306,5 +307,50 @@ func TestMissingBucketAndRejectedCredentials(t *testing.T) {
 		Creds: credentials.NewStaticV4("nobody", "nothing", "")})
 	if !errors.Is(err, ErrDenied) {
 		t.Errorf("unknown key: %v, want ErrDenied", err)
+	}
+}
+
+func TestWritersShareTheMemoryBudgetAndAllFinish(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.Bucket(t, "data")
+	const budget = 16 << 20 // two parts: four writers of three parts each must share them
+	s, err := Open(context.Background(), Options{Bucket: "data", Endpoint: srv.Endpoint, Memory: budget,
+		Creds: credentials.NewStaticV4(srv.Access, srv.Secret, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodies := make([][]byte, 4)
+	errs := make(chan error, len(bodies))
+	for i := range bodies {
+		bodies[i] = testutil.Payload(uint64(20+i), 20<<20)
+		go func() {
+			w, err := s.Create(fmt.Sprintf("m/%d", i), fmt.Sprintf("http://h/%d", i))
+			if err != nil {
+				errs <- err
+				return
+			}
+			w.SetValidator(`"v"`, int64(len(bodies[i])))
+			for off := 0; off < len(bodies[i]); off += 1 << 20 {
+				if _, err := w.Write(bodies[i][off : off+1<<20]); err != nil {
+					w.Abort()
+					errs <- err
+					return
+				}
+			}
+			w.Commit(func(err error) { errs <- err })
+		}()
+	}
+	for range bodies {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	for i, body := range bodies {
+		if got := srv.Get(t, "data", fmt.Sprintf("m/%d", i)); !bytes.Equal(got, body) {
+			t.Errorf("m/%d: %d bytes, not the body", i, len(got))
+		}
+	}
+	if !s.mem.TryAcquire(budget) {
+		t.Errorf("the writers did not give all of the memory budget back")
 	}
 }

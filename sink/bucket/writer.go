@@ -24,19 +24,23 @@ type writer struct {
 	etag, lastMod string // the response's, stored as metadata
 	partial       sink.Partial
 
-	buf      []byte // the part being read (part number next)
-	spare    []byte // a part buffer back from its upload, for the next one
-	next     int    // number of the part in buf, from 1
-	uploadID string // "" until the first part is sent
-	recorded bool   // a resume record names uploadID
-	parts    []minio.CompletePart
-	inflight chan sent // the part being uploaded, nil if none
-	err      error     // the first failed part upload
+	buf   []byte // the part being read (part number next)
+	spare []byte // a part buffer back from its upload, for the next one
+	// bufRes and spareRes are the bytes of the sink's memory budget that
+	// buf and spare hold (a buffer may grow up to its share).
+	bufRes, spareRes int64
+	next             int    // number of the part in buf, from 1
+	uploadID         string // "" until the first part is sent
+	recorded         bool   // a resume record names uploadID
+	parts            []minio.CompletePart
+	inflight         chan sent // the part being uploaded, nil if none
+	err              error     // the first failed part upload
 }
 
 // sent is how a part upload ended; its buffer comes back for the next part.
 type sent struct {
 	buf  []byte
+	res  int64
 	part minio.CompletePart
 	err  error
 }
@@ -97,7 +101,9 @@ func (w *writer) Write(p []byte) (int, error) {
 			continue
 		}
 		if w.buf == nil {
-			w.buf = w.newBuf(size)
+			if err := w.newBuf(size); err != nil {
+				return written, err
+			}
 		}
 		if len(w.buf) == cap(w.buf) {
 			grown := make([]byte, len(w.buf), min(max(2*cap(w.buf), 64<<10), size))
@@ -112,23 +118,63 @@ func (w *writer) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// newBuf returns an empty buffer for a part of size bytes: the spare one,
-// or one as big as what is left of a body of known length (a small body
-// takes no more), or a small one that grows.
-func (w *writer) newBuf(size int) []byte {
-	if w.spare != nil && cap(w.spare) >= size {
-		b := w.spare[:0]
-		w.spare = nil
-		return b
-	}
-	w.spare = nil
+// newBuf sets buf to an empty buffer for a part of size bytes, with its
+// share of the sink's memory budget: the spare one, or one as big as what
+// is left of a body of known length (a small body takes no more), or a small
+// one that grows up to size. Only a writer that holds no buffer waits for
+// the budget: one whose part is uploading takes what is free, or else
+// waits for that upload and reuses its buffer (one part in memory rather
+// than two), so that writers never wait for each other's buffers.
+func (w *writer) newBuf(size int) error {
+	res := int64(size)
 	if w.total >= 0 {
-		left := w.total - w.stored()
-		if left > 0 {
-			return make([]byte, 0, min(int64(size), left))
+		if left := w.total - w.stored(); left > 0 && left < res {
+			res = left
 		}
 	}
-	return make([]byte, 0, min(size, 64<<10))
+	res = min(res, w.s.memSize)
+	if w.spare != nil && w.spareRes >= res {
+		w.buf, w.bufRes = w.spare[:0], w.spareRes
+		w.spare, w.spareRes = nil, 0
+		return nil
+	}
+	w.dropSpare()
+	if w.inflight != nil && !w.s.mem.TryAcquire(res) {
+		if err := w.wait(); err != nil {
+			return err
+		}
+		return w.newBuf(size)
+	}
+	if w.inflight == nil {
+		if err := w.s.mem.Acquire(context.Background(), res); err != nil {
+			return err
+		}
+	}
+	w.bufRes = res
+	w.buf = make([]byte, 0, min(res, 64<<10))
+	if w.total >= 0 {
+		w.buf = make([]byte, 0, res)
+	}
+	return nil
+}
+
+// dropSpare gives the spare buffer's share back.
+func (w *writer) dropSpare() {
+	if w.spareRes > 0 {
+		w.s.mem.Release(w.spareRes)
+	}
+	w.spare, w.spareRes = nil, 0
+}
+
+// release waits for the part uploading, if any, and gives every buffer's
+// share of the budget back.
+func (w *writer) release() {
+	w.wait()
+	w.dropSpare()
+	if w.bufRes > 0 {
+		w.s.mem.Release(w.bufRes)
+	}
+	w.buf, w.bufRes = nil, 0
 }
 
 // stored is the number of body bytes in parts sent (or being sent).
@@ -151,14 +197,14 @@ func (w *writer) sendPart() error {
 			return err
 		}
 	}
-	buf, num, id := w.buf, w.next, w.uploadID
-	w.buf, w.next = nil, w.next+1
+	buf, res, num, id := w.buf, w.bufRes, w.next, w.uploadID
+	w.buf, w.bufRes, w.next = nil, 0, w.next+1
 	ch := make(chan sent, 1)
 	w.inflight = ch
 	go func() {
 		p, err := w.s.core.PutObjectPart(context.Background(), w.s.bucket, w.key, id, num,
 			bytes.NewReader(buf), int64(len(buf)), minio.PutObjectPartOptions{Sha256Hex: sha256Hex(buf), DisableContentSha256: true})
-		ch <- sent{buf: buf, part: minio.CompletePart{PartNumber: num, ETag: p.ETag}, err: err}
+		ch <- sent{buf: buf, res: res, part: minio.CompletePart{PartNumber: num, ETag: p.ETag}, err: err}
 	}()
 	return nil
 }
@@ -168,7 +214,8 @@ func (w *writer) wait() error {
 	if w.inflight != nil {
 		r := <-w.inflight
 		w.inflight = nil
-		w.spare = r.buf
+		w.dropSpare()
+		w.spare, w.spareRes = r.buf, r.res
 		if r.err != nil && w.err == nil {
 			w.err = fmt.Errorf("s3://%s/%s: part %d: %w", w.s.bucket, w.key, r.part.PartNumber, r.err)
 		}
@@ -217,7 +264,9 @@ func (w *writer) begin() error {
 // Commit stores the object: one PUT, or the last part and
 // CompleteMultipartUpload. done is called before Commit returns.
 func (w *writer) Commit(done func(error)) {
-	done(w.commit())
+	err := w.commit()
+	w.release()
+	done(err)
 }
 
 func (w *writer) commit() error {
@@ -229,7 +278,6 @@ func (w *writer) commit() error {
 		meta[metaSHA256] = sum
 		_, err := w.s.core.PutObject(ctx, w.s.bucket, w.key, bytes.NewReader(body), int64(len(body)), "", sum,
 			minio.PutObjectOptions{UserMetadata: meta, DisableContentSha256: true})
-		w.buf = nil
 		if err != nil {
 			return w.s.classify(err)
 		}
@@ -257,8 +305,7 @@ func (w *writer) commit() error {
 // parts stored stay, the bytes read past them go. Any other upload is
 // aborted.
 func (w *writer) Abort() error {
-	w.wait()
-	w.buf = nil
+	w.release()
 	if w.uploadID == "" {
 		return nil
 	}
@@ -273,8 +320,7 @@ func (w *writer) Abort() error {
 
 // Discard aborts the upload: its bytes are known to be wrong.
 func (w *writer) Discard() error {
-	w.wait()
-	w.buf = nil
+	w.release()
 	return w.abortUpload()
 }
 

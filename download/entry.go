@@ -437,6 +437,9 @@ func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
 	if x.replace {
 		w.Replace()
 	}
+	if hw, ok := w.(sink.HashWriter); ok && ent.SHA256 != "" {
+		hw.SetSHA256(ent.SHA256)
+	}
 	if e.opts.Force && !x.resumed && w.Partial().Offset > 0 {
 		if err := w.Restart(); err != nil {
 			w.Abort()

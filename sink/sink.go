@@ -138,6 +138,15 @@ type Writer interface {
 	Replace()
 }
 
+// HashWriter is what a Writer offers that stores a body's SHA-256 with it
+// when it is known before the body is written (an object store's metadata
+// is set when its upload begins).
+type HashWriter interface {
+	// SetSHA256 gives the SHA-256 (hex) the body is expected to have; the
+	// caller checks the body against it before Commit.
+	SetSHA256(hex string)
+}
+
 // ErrNoPrefix reports that the bytes a Writer kept cannot be read back (the
 // parts of an object store's upload in progress): a caller that needs them
 // (to hash them) starts the body over.

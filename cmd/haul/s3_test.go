@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+
 	"github.com/haul/haul/download/downloadtest"
 	"github.com/haul/haul/internal/s3test"
 	"github.com/haul/haul/internal/testutil"
@@ -44,6 +46,10 @@ func TestS3FilesLandAsObjectsAndARerunSkipsThemWithOneHeadEach(t *testing.T) {
 		lines = append(lines, src.Add("/"+name, body))
 		want[name] = body
 	}
+	// A body of no announced length: its parts are sized as it comes.
+	stream := testutil.Payload(2000, 12<<20+3)
+	lines = append(lines, src.Add("/big/stream.bin", stream, downloadtest.NoContentLength()))
+	want["big/stream.bin"] = stream
 	list := writeList(t, lines...)
 	man := filepath.Join(t.TempDir(), "m.jsonl")
 	r := runHaulEnv(t, s3Env(store, px.Endpoint), nil, "-q", "-i", list, "-d", "s3://data/mirror/", "--manifest", man)
@@ -326,6 +332,11 @@ func TestS3HashedFileKilledHalfwayStartsOverAndEndsWhole(t *testing.T) {
 	}
 	if got := store.Get(t, "data", key); !bytes.Equal(got, body) {
 		t.Fatalf("object: %d bytes, not the body", len(got))
+	}
+	// The hash sha256= gives is the object's metadata, a multipart upload's too.
+	if oi, err := store.Client.StatObject(t.Context(), "data", key, minio.StatObjectOptions{}); err != nil ||
+		oi.Metadata.Get("X-Amz-Meta-Haul-Sha256") != testutil.SHA256Hex(body) {
+		t.Errorf("object's sha256 metadata %q (%v), want the body's", oi.Metadata.Get("X-Amz-Meta-Haul-Sha256"), err)
 	}
 	if ms := readManifest(t, man); len(ms) != 1 || ms[0].Status != "ok" || str(ms[0].SHA256) != testutil.SHA256Hex(body) {
 		t.Errorf("manifest %+v: want ok with the body's sha256", ms)

@@ -128,7 +128,10 @@ type Sink struct {
 	pending map[string]bool
 }
 
-var _ sink.Sink = (*Sink)(nil)
+var (
+	_ sink.Sink       = (*Sink)(nil)
+	_ sink.HashWriter = (*writer)(nil)
+)
 
 // ErrNoBucket reports that the bucket does not exist.
 var ErrNoBucket = errors.New("no such bucket (haul never creates one)")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/minio/minio-go/v7"
 
@@ -22,6 +23,7 @@ type writer struct {
 	validator     string // guards a resume (SetValidator)
 	total         int64  // announced length, -1 unknown: sizes the parts
 	etag, lastMod string // the response's, stored as metadata
+	sha256        string // expected (SetSHA256), stored as metadata
 	partial       sink.Partial
 
 	buf   []byte // the part being read (part number next)
@@ -81,6 +83,10 @@ func (w *writer) SetValidator(validator string, total int64) {
 func (w *writer) SetCacheValidators(etag, lastModified string) {
 	w.etag, w.lastMod = etag, lastModified
 }
+
+// SetSHA256 records the SHA-256 the body is expected to have: the object
+// carries it (the engine discards a body that does not match).
+func (w *writer) SetSHA256(hex string) { w.sha256 = strings.ToLower(hex) }
 
 // Replace changes nothing: an object is replaced by a PUT of its key.
 func (w *writer) Replace() {}
@@ -238,6 +244,9 @@ func (w *writer) metadata() map[string]string {
 	}
 	if w.s.runTag != "" {
 		m[metaRun] = w.s.runTag
+	}
+	if w.sha256 != "" {
+		m[metaSHA256] = w.sha256
 	}
 	return m
 }

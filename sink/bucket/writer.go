@@ -263,6 +263,9 @@ func (w *writer) begin() error {
 	if w.validator != "" {
 		r := &record{Key: w.key, UploadID: id, Origin: w.origin, Validator: w.validator, Total: w.total}
 		if err := w.s.putRecord(ctx, r); err != nil {
+			// Not resumable without its record: not left behind either.
+			w.s.core.AbortMultipartUpload(ctx, w.s.bucket, w.key, id)
+			w.uploadID = ""
 			return err
 		}
 		w.recorded = true

@@ -144,6 +144,13 @@ func (x *entry) run(ctx context.Context, g *grant) {
 	if err == nil {
 		err = x.verify()
 	}
+	if _, costly := x.w.(sink.CostlyWriter); costly && err != nil && ctx.Err() == nil {
+		// Given up, not interrupted: nothing is kept where keeping costs.
+		x.w.Discard()
+		x.closeTransfer()
+		x.end(ctx, err)
+		return
+	}
 	if err != nil {
 		x.closeStaging(err)
 		x.end(ctx, err)

@@ -147,6 +147,15 @@ type HashWriter interface {
 	SetSHA256(hex string)
 }
 
+// CostlyWriter is a Writer whose kept bytes cost while they wait for a
+// later run (an object store's multipart upload in progress): an entry that
+// fails for good discards them rather than aborting; one interrupted aborts,
+// keeping them to resume.
+type CostlyWriter interface {
+	Writer
+	KeepingCosts()
+}
+
 // ErrNoPrefix reports that the bytes a Writer kept cannot be read back (the
 // parts of an object store's upload in progress): a caller that needs them
 // (to hash them) starts the body over.

@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -408,5 +410,38 @@ func TestS3DryRunUpdateAndChecksumsWorkOnTheBucket(t *testing.T) {
 	}
 	if n := px.Count(http.MethodGet, s3test.ObjectBody); n != 1 {
 		t.Errorf("sha256=: %d GETs of the object, want 1 (its bytes hashed)", n)
+	}
+}
+
+func TestS3EntryGivenUpLeavesNoUpload(t *testing.T) {
+	store := s3test.Start(t)
+	store.Bucket(t, "data")
+	src := downloadtest.New(t)
+	const size = 40 << 20
+	body := testutil.Payload(85, size)
+	var mu sync.Mutex
+	served := 0
+	// The first response breaks off after 20 MiB; the file is gone after that.
+	url := src.Handle("/gone.bin", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		served++
+		first := served == 1
+		mu.Unlock()
+		if !first {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("ETag", `"g-1"`)
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		w.Write(body[:20<<20])
+		panic(http.ErrAbortHandler)
+	}))
+	r := runHaulEnv(t, s3Env(store, store.Endpoint), nil, "-q", "-d", "s3://data", url)
+	wantCode(t, r, exitFailed)
+	if up := store.Uploads(t, "data"); len(up) != 0 {
+		t.Errorf("uploads left in progress after the entry failed: %q", up)
+	}
+	if keys := store.Keys(t, "data", ""); len(keys) != 0 {
+		t.Errorf("objects left: %q", keys)
 	}
 }

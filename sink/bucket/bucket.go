@@ -129,8 +129,9 @@ type Sink struct {
 }
 
 var (
-	_ sink.Sink       = (*Sink)(nil)
-	_ sink.HashWriter = (*writer)(nil)
+	_ sink.Sink         = (*Sink)(nil)
+	_ sink.HashWriter   = (*writer)(nil)
+	_ sink.CostlyWriter = (*writer)(nil)
 )
 
 // ErrNoBucket reports that the bucket does not exist.

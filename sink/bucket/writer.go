@@ -88,6 +88,10 @@ func (w *writer) SetCacheValidators(etag, lastModified string) {
 // carries it (the engine discards a body that does not match).
 func (w *writer) SetSHA256(hex string) { w.sha256 = strings.ToLower(hex) }
 
+// KeepingCosts: an upload in progress is charged for its parts until it is
+// completed or aborted, so an entry given up discards it.
+func (w *writer) KeepingCosts() {}
+
 // Replace changes nothing: an object is replaced by a PUT of its key.
 func (w *writer) Replace() {}
 

@@ -29,6 +29,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -173,6 +174,11 @@ func Open(ctx context.Context, o Options) (*Sink, error) {
 			return nil, err
 		}
 		t.MaxIdleConnsPerHost = 256
+		// A store may assemble a big object before it answers
+		// CompleteMultipartUpload (versitygw copies the parts): a minute,
+		// minio-go's default, is not always enough, and its retry then
+		// finds no such upload.
+		t.ResponseHeaderTimeout = 15 * time.Minute
 		tr = t
 	}
 	c, err := minio.NewCore(endpoint, &minio.Options{

@@ -32,6 +32,7 @@ type writer struct {
 	// buf and spare hold (a buffer may grow up to its share).
 	bufRes, spareRes int64
 	next             int    // number of the part in buf, from 1
+	size             int64  // body bytes written, from 0 (kept ones too)
 	uploadID         string // "" until the first part is sent
 	recorded         bool   // a resume record names uploadID
 	parts            []minio.CompletePart
@@ -53,6 +54,7 @@ func (w *writer) resume(r *record, parts []minio.CompletePart) {
 	w.validator, w.total = r.Validator, r.Total
 	w.next = len(parts) + 1
 	w.partial = partialOf(r, parts)
+	w.size = w.partial.Offset
 }
 
 func (w *writer) Partial() sink.Partial { return w.partial }
@@ -124,6 +126,7 @@ func (w *writer) Write(p []byte) (int, error) {
 		w.buf = append(w.buf, p[:k]...)
 		p = p[k:]
 		written += k
+		w.size += int64(k)
 	}
 	return written, nil
 }
@@ -309,9 +312,22 @@ func (w *writer) commit() error {
 		w.abortUpload()
 		return err
 	}
-	if _, err := w.s.core.CompleteMultipartUpload(ctx, w.s.bucket, w.key, w.uploadID, w.parts, minio.PutObjectOptions{}); err != nil {
+	_, err := w.s.core.CompleteMultipartUpload(ctx, w.s.bucket, w.key, w.uploadID, w.parts, minio.PutObjectOptions{})
+	if err != nil && !notFound(err) {
 		w.abortUpload()
 		return w.s.classify(err)
+	}
+	// Checked with a HEAD: a completion the store finished after the
+	// client gave up on its answer (and retried, to find no such upload)
+	// is there; one it dropped is not, and the entry fails rather than
+	// count a file that is not in the bucket.
+	oi, serr := w.s.core.StatObject(ctx, w.s.bucket, w.key, minio.StatObjectOptions{})
+	if serr != nil || oi.Size != w.size || metaOf(oi.Metadata, metaURL) != w.origin {
+		w.abortUpload()
+		if err == nil {
+			err = serr
+		}
+		return fmt.Errorf("s3://%s/%s: upload completed, but the object is not there whole (%d bytes, want %d): %v", w.s.bucket, w.key, oi.Size, w.size, err)
 	}
 	w.forget()
 	return nil
@@ -344,7 +360,7 @@ func (w *writer) Discard() error {
 func (w *writer) Restart() error {
 	w.wait()
 	err := w.abortUpload()
-	w.buf, w.next, w.parts, w.err = w.buf[:0], 1, nil, nil
+	w.buf, w.next, w.parts, w.err, w.size = w.buf[:0], 1, nil, nil, 0
 	w.partial = sink.Partial{}
 	return err
 }

@@ -74,13 +74,16 @@ func main() {
 	for i := range n {
 		args = append(args, fmt.Sprintf("http://%s/f/%d", src.Addr(), i))
 	}
-	cmd := exec.Command(haul, append([]string{"-q", "-j", "4", "-d", "s3://bench/x"}, args...)...)
+	cmd := exec.Command(haul, append([]string{"-q", "-j", "4", "--manifest", "/tmp/rss-man.jsonl", "-d", "s3://bench/x"}, args...)...)
 	cmd.Env = append(os.Environ(), "AWS_ENDPOINT_URL=http://127.0.0.1:"+strconv.Itoa(port), "AWS_ACCESS_KEY_ID=k", "AWS_SECRET_ACCESS_KEY=secretsecret", "AWS_REGION=us-east-1")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	t0 := time.Now()
 	err := cmd.Run()
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	fmt.Printf("haul exit %v; %d files of %d MiB; peak RSS %d MiB; %s\n", err, n, size>>20, ru.Maxrss>>10, time.Since(t0).Round(time.Second))
+	for o := range c.Client.ListObjects(context.Background(), "bench", minio.ListObjectsOptions{Recursive: true}) {
+		fmt.Println("listed", o.Key, o.Size, o.Err)
+	}
 	for i := range n {
 		oi, err := c.StatObject(context.Background(), "bench", fmt.Sprintf("x/%s/f/%d", strings.Replace(fmt.Sprint(src.Addr()), ":", "_", 1), i), minio.StatObjectOptions{})
 		fmt.Println(oi.Key, oi.Size, err)

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -227,6 +228,13 @@ func storedParts(t *testing.T, store *s3test.Server, bucket, key string) int64 {
 // least bytes, and kills it (SIGKILL).
 func killHalfway(t *testing.T, store *s3test.Server, list, dest, key string, least int64) {
 	t.Helper()
+	stopHalfway(t, store, list, dest, key, least, syscall.SIGKILL)
+}
+
+// stopHalfway is killHalfway with signal sig; it returns haul's exit code
+// (-1 for a signal that killed it).
+func stopHalfway(t *testing.T, store *s3test.Server, list, dest, key string, least int64, sig syscall.Signal) int {
+	t.Helper()
 	cmd, _, stderr := haulCmd(t.Context(), nil, "-q", "-i", list, "-d", dest)
 	cmd.Env = append(os.Environ(), s3Env(store, store.Endpoint)...)
 	if err := cmd.Start(); err != nil {
@@ -245,8 +253,9 @@ func killHalfway(t *testing.T, store *s3test.Server, list, dest, key string, lea
 		}
 		return nil
 	})
-	cmd.Process.Kill()
+	cmd.Process.Signal(sig)
 	<-exited
+	return cmd.ProcessState.ExitCode()
 }
 
 func TestS3UploadKilledHalfwayIsResumedByTheRerunFromItsParts(t *testing.T) {
@@ -443,5 +452,35 @@ func TestS3EntryGivenUpLeavesNoUpload(t *testing.T) {
 	}
 	if keys := store.Keys(t, "data", ""); len(keys) != 0 {
 		t.Errorf("objects left: %q", keys)
+	}
+}
+
+func TestS3InterruptedUploadIsKeptAndResumed(t *testing.T) {
+	store := s3test.Start(t)
+	store.Bucket(t, "data")
+	src := downloadtest.New(t)
+	const size = 40 << 20
+	body := testutil.Payload(86, size)
+	open := make(chan struct{})
+	list := writeList(t, src.Handle("/i.bin", gatedBody(body, `"i-1"`, 20<<20, open)))
+	key := hostDir(src) + "/i.bin"
+	// Held at 20 MiB: two parts of 8 MiB stored, the third never whole.
+	if code := stopHalfway(t, store, list, "s3://data", key, 16<<20, syscall.SIGINT); code != exitInterrupted {
+		t.Fatalf("Ctrl-C: exit %d, want %d", code, exitInterrupted)
+	}
+	if up := store.Uploads(t, "data"); !slices.Equal(up, []string{key}) {
+		t.Fatalf("uploads after Ctrl-C: %q, want %s's kept", up, key)
+	}
+	close(open)
+	before := src.BodyBytes()
+	wantCode(t, runHaulEnv(t, s3Env(store, store.Endpoint), nil, "-q", "-i", list, "-d", "s3://data"), 0)
+	if fetched := src.BodyBytes() - before; fetched != size-16<<20 {
+		t.Errorf("the re-run fetched %d bytes, want the %d past the two parts kept", fetched, size-16<<20)
+	}
+	if got := store.Get(t, "data", key); !bytes.Equal(got, body) {
+		t.Fatalf("object: %d bytes, not the body", len(got))
+	}
+	if up := store.Uploads(t, "data"); len(up) != 0 {
+		t.Errorf("uploads left in progress: %q", up)
 	}
 }

@@ -110,7 +110,11 @@ func walk(ctx context.Context, o *options, client download.HTTPClient, src downl
 	if !o.mirror.recursive {
 		return src, func() {}
 	}
-	w := index.Expand(ctx, client, src, index.Options{Header: o.header, Filter: o.mirror.filter, TempDir: o.dir})
+	tmp := o.dir
+	if o.s3.on {
+		tmp = "" // the system's temporary directory: a bucket is no place for it
+	}
+	w := index.Expand(ctx, client, src, index.Options{Header: o.header, Filter: o.mirror.filter, TempDir: tmp})
 	return w, func() { w.Close() }
 }
 

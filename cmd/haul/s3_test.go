@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -167,7 +168,6 @@ func TestS3FlagUsageErrors(t *testing.T) {
 		{nil, []string{"-d", "s3://data/a/../b"}, "--dir"},
 		{nil, []string{"--tar", "-d", "s3://data"}, "--tar cannot go with -d s3://"},
 		{nil, []string{"--compress", "zstd", "-d", "s3://data"}, "--compress cannot go with -d s3://"},
-		{nil, []string{"-r", "-d", "s3://data"}, "-r cannot go with -d s3://"},
 	}
 	for _, c := range cases {
 		args := append(slices.Clone(c.args), "http://127.0.0.1:9/a")
@@ -482,5 +482,39 @@ func TestS3InterruptedUploadIsKeptAndResumed(t *testing.T) {
 	}
 	if up := store.Uploads(t, "data"); len(up) != 0 {
 		t.Errorf("uploads left in progress: %q", up)
+	}
+}
+
+func TestS3RecursiveWalkLandsInTheBucket(t *testing.T) {
+	store := s3test.Start(t)
+	store.Bucket(t, "data")
+	root := t.TempDir()
+	tree := map[string][]byte{
+		"pub/a.iso":     testutil.Payload(90, 3000),
+		"pub/sub/b.iso": testutil.Payload(91, 9<<20),
+		"other/c.iso":   testutil.Payload(92, 10),
+	}
+	for name, b := range tree {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewServer(http.FileServer(http.Dir(root)))
+	defer srv.Close()
+	host := strings.ReplaceAll(strings.TrimPrefix(srv.URL, "http://"), ":", "_")
+	wantCode(t, runHaulEnv(t, s3Env(store, store.Endpoint), nil, "-q", "-r", "-d", "s3://data/m", srv.URL+"/pub/"), 0)
+	keys := store.Keys(t, "data", "")
+	slices.Sort(keys)
+	if want := []string{"m/" + host + "/pub/a.iso", "m/" + host + "/pub/sub/b.iso"}; !slices.Equal(keys, want) {
+		t.Fatalf("objects %q, want %q", keys, want)
+	}
+	for _, name := range []string{"pub/a.iso", "pub/sub/b.iso"} {
+		if got := store.Get(t, "data", "m/"+host+"/"+name); !bytes.Equal(got, tree[name]) {
+			t.Errorf("%s: %d bytes, not the file", name, len(got))
+		}
 	}
 }

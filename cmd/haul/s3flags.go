@@ -81,8 +81,6 @@ func parseS3(c *cli.Context, o *options, getenv func(string) string) error {
 		return errors.New("--tar cannot go with -d s3://...: tar files are written to a directory")
 	case o.compress != "":
 		return errors.New("--compress cannot go with -d s3://...: objects are stored as published")
-	case o.mirror.recursive:
-		return errors.New("-r cannot go with -d s3://...: a walk writes to a directory")
 	}
 	return nil
 }

@@ -156,6 +156,10 @@ type CostlyWriter interface {
 	KeepingCosts()
 }
 
+// ErrUnavailable reports that no entry can be written any more (an object
+// store lost the bucket, or refuses the credentials): the run stops.
+var ErrUnavailable = errors.New("output unavailable")
+
 // ErrNoPrefix reports that the bytes a Writer kept cannot be read back (the
 // parts of an object store's upload in progress): a caller that needs them
 // (to hash them) starts the body over.

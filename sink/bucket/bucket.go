@@ -211,21 +211,29 @@ func Open(ctx context.Context, o Options) (*Sink, error) {
 }
 
 // classify names the errors that stop a run: the bucket is not there, or the
-// store refuses the credentials.
+// store refuses the credentials (sink.ErrUnavailable: no entry can be
+// written). A refused access alone (AccessDenied: a policy) concerns the
+// object, and stops only a run that has not begun (Open).
 func (s *Sink) classify(err error) error {
 	er := minio.ToErrorResponse(err)
+	const hint = "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile (AWS_PROFILE) in the shared credentials file"
 	switch er.Code {
 	case "NoSuchBucket":
-		return fmt.Errorf("s3://%s: %w", s.bucket, ErrNoBucket)
-	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "InvalidClientTokenId",
+		return stop{fmt.Errorf("s3://%s: %w", s.bucket, ErrNoBucket)}
+	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "InvalidClientTokenId",
 		"XAdminUserNotFound": // versitygw's answer (404) to an unknown access key
-		return fmt.Errorf("s3://%s: %w (%v): check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile (AWS_PROFILE) in the shared credentials file", s.bucket, ErrDenied, err)
+		return stop{fmt.Errorf("s3://%s: %w (%v): %s", s.bucket, ErrDenied, err, hint)}
 	}
-	if er.StatusCode == http.StatusUnauthorized || er.StatusCode == http.StatusForbidden {
-		return fmt.Errorf("s3://%s: %w (%v): check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the profile (AWS_PROFILE) in the shared credentials file", s.bucket, ErrDenied, err)
+	if er.Code == "AccessDenied" || er.StatusCode == http.StatusUnauthorized || er.StatusCode == http.StatusForbidden {
+		return fmt.Errorf("s3://%s: %w (%v): %s", s.bucket, ErrDenied, err, hint)
 	}
 	return fmt.Errorf("s3://%s: %w", s.bucket, err)
 }
+
+// stop marks an error after which no entry can be written.
+type stop struct{ error }
+
+func (e stop) Unwrap() []error { return []error{e.error, sink.ErrUnavailable} }
 
 // Key is the object key of name.
 func (s *Sink) Key(name string) string { return s.prefix + name }

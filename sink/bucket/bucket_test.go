@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
@@ -354,3 +355,61 @@ func TestWritersShareTheMemoryBudgetAndAllFinish(t *testing.T) {
 		t.Errorf("the writers did not give all of the memory budget back")
 	}
 }
+
+func TestBucketGoneOrCredentialsRefusedMidRunStopTheRun(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.Bucket(t, "data")
+	srv.Bucket(t, "gone")
+	s, err := Open(context.Background(), Options{Bucket: "gone", Endpoint: srv.Endpoint,
+		Creds: credentials.NewStaticV4(srv.Access, srv.Secret, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client.RemoveBucket(context.Background(), "gone"); err != nil {
+		t.Fatal(err)
+	}
+	// A HEAD's 404 has no body to tell a missing bucket from a missing
+	// object; the write's answer does.
+	w := store(t, s, "a", "http://h/a", []byte("body"), 4, 4)
+	var got error
+	w.Commit(func(err error) { got = err })
+	if !errors.Is(got, sink.ErrUnavailable) || !errors.Is(got, ErrNoBucket) {
+		t.Errorf("Commit: %v, want ErrNoBucket and sink.ErrUnavailable (the run stops)", got)
+	}
+	// Another bucket's sink, whose credentials are refused mid-run.
+	keys := &revocable{v: credentials.Value{AccessKeyID: srv.Access, SecretAccessKey: srv.Secret, SignerType: credentials.SignatureV4}}
+	s2, err := Open(context.Background(), Options{Bucket: "data", Endpoint: srv.Endpoint, Creds: credentials.New(keys)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys.revoke()
+	w = store(t, s2, "a", "http://h/a", []byte("body"), 4, 4)
+	w.Commit(func(err error) { got = err })
+	if !errors.Is(got, sink.ErrUnavailable) || !errors.Is(got, ErrDenied) {
+		t.Errorf("Commit with refused credentials: %v, want ErrDenied and sink.ErrUnavailable", got)
+	}
+}
+
+// revocable gives credentials until revoke, then a wrong secret.
+type revocable struct {
+	mu sync.Mutex
+	v  credentials.Value
+}
+
+func (r *revocable) revoke() {
+	r.mu.Lock()
+	r.v.SecretAccessKey = "revoked"
+	r.mu.Unlock()
+}
+
+func (r *revocable) Retrieve() (credentials.Value, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.v, nil
+}
+
+func (r *revocable) RetrieveWithCredContext(*credentials.CredContext) (credentials.Value, error) {
+	return r.Retrieve()
+}
+
+func (r *revocable) IsExpired() bool { return true }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"hash/maphash"
 	"io/fs"
 	"mime"
 	"net/url"
@@ -59,7 +60,12 @@ type Tar struct {
 	mem      atomic.Int64
 
 	mu    sync.Mutex
-	index map[string]storedAt
+	// index finds a sample by the hash of its key (seed): recs[index[h]].
+	// Two keys of one hash are told apart by their origins (see TarOrigin):
+	// at worst an entry fails as a collision, none is stored twice.
+	index map[uint64]int32
+	recs  []storedAt
+	seed  maphash.Seed
 	tars  []string // the tar files samples are in, by storedAt.tar
 	// spilled: keys with a staging file in the spill directory (a body too
 	// big for memory, left by an earlier run or set aside in this one).
@@ -84,18 +90,22 @@ type Tar struct {
 	cw      countWriter
 	tw      *tar.Writer
 	copyBuf []byte
-	// exts interns the extensions the index holds (a few for millions of
-	// samples); used at open, then by the appending goroutine.
-	exts map[string]string
+	// extNames are the extensions of the samples, by storedAt.ext (a few
+	// for millions of samples), exts their indexes; extOver holds a
+	// sample's extension past the 65,535th distinct one.
+	extNames []string
+	exts     map[string]uint16
+	extOver  map[uint64]string
 }
 
-// storedAt is where a sample is: in tars[tar], its body at off.
+// storedAt is where a sample is: in tars[tar], its body at off (about
+// 80 bytes a sample with the index's share).
 type storedAt struct {
-	origin [sha256.Size]byte // SHA-256 of urlid.Origin of its URL
+	origin [16]byte // of its URL: see originSum
 	off    int64
 	size   int64
 	tar    int32
-	ext    string
+	ext    uint16 // in extNames
 }
 
 // TarOptions configures a Tar sink.
@@ -152,9 +162,9 @@ func NewTar(dir string, opts TarOptions) (*Tar, error) {
 	s := &Tar{root: root, dir: dir, prefix: opts.Prefix, size: opts.Size, noSync: opts.NoSync, readOnly: opts.ReadOnly,
 		names:  regexp.MustCompile(`^` + regexp.QuoteMeta(opts.Prefix) + `([0-9]{5,9})\.tar(` + regexp.QuoteMeta(PartSuffix) + `)?$`),
 		memMax: min(opts.Memory/8, 4<<20), memLimit: opts.Memory,
-		index: make(map[string]storedAt), spilled: make(map[string]bool),
+		index: make(map[uint64]int32), seed: maphash.MakeSeed(), spilled: make(map[string]bool),
 		queue: make(chan *tarWriter, 256), done: make(chan struct{}), copyBuf: make([]byte, 1<<20),
-		exts: make(map[string]string), maxNo: -1}
+		exts: make(map[string]uint16), extOver: make(map[uint64]string), maxNo: -1}
 	if err := s.open(); err != nil {
 		if s.lock != nil {
 			s.lock.Close()
@@ -275,8 +285,7 @@ func (s *Tar) scan(name string, unfinished bool) (end int64, err error) {
 	idx := int32(len(s.tars))
 	s.tars = append(s.tars, name)
 	end, err = ScanTar(f, fi.Size(), func(st StoredSample) {
-		s.index[st.Key] = storedAt{origin: originSum(st.URL), off: st.Offset, size: st.Size, tar: idx,
-			ext: s.internExt(st.Member[len(st.Key)+1:])}
+		s.record(st.Key, storedAt{origin: originSum(st.URL), off: st.Offset, size: st.Size, tar: idx}, st.Member[len(st.Key)+1:])
 		if unfinished {
 			s.samples++
 		}
@@ -359,34 +368,75 @@ func (s *Tar) spillSink() (*File, error) {
 	return s.spill, s.spillErr
 }
 
-func originSum(rawURL string) [sha256.Size]byte { return sha256.Sum256([]byte(urlid.Origin(rawURL))) }
+// originSum identifies a sample's URL in the index: the first half of the
+// SHA-256 of its origin (urlid.Origin).
+func originSum(rawURL string) [16]byte {
+	sum := sha256.Sum256([]byte(urlid.Origin(rawURL)))
+	return [16]byte(sum[:16])
+}
+
+// TarOrigin is the Info.Origin a Tar sink reports for a sample stored from
+// rawURL: the engine compares it with its entry's.
+func TarOrigin(rawURL string) string {
+	sum := originSum(rawURL)
+	return "sha256/128:" + hex.EncodeToString(sum[:])
+}
+
+// record adds the sample key at st, its body's member KEY.ext. Called at
+// open, and by the appending goroutine under mu.
+func (s *Tar) record(key string, st storedAt, ext string) {
+	h := maphash.String(s.seed, key)
+	if i, ok := s.exts[ext]; ok {
+		st.ext = i
+	} else if len(s.extNames) < 1<<16-1 {
+		st.ext = uint16(len(s.extNames))
+		s.exts[strings.Clone(ext)] = st.ext
+		s.extNames = append(s.extNames, strings.Clone(ext))
+	} else {
+		st.ext = 1<<16 - 1
+		s.extOver[h] = strings.Clone(ext)
+	}
+	if i, ok := s.index[h]; ok {
+		s.recs[i] = st // the same key again (or one of the same hash)
+		return
+	}
+	s.index[h] = int32(len(s.recs))
+	s.recs = append(s.recs, st)
+}
+
+// lookup returns where the sample key is, its tar's name and its body's
+// extension.
+func (s *Tar) lookup(key string) (st storedAt, tarName, ext string, ok bool) {
+	h := maphash.String(s.seed, key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.index[h]
+	if !ok {
+		return storedAt{}, "", "", false
+	}
+	st = s.recs[i]
+	if st.ext == 1<<16-1 {
+		ext = s.extOver[h]
+	} else {
+		ext = s.extNames[st.ext]
+	}
+	return st, s.tars[st.tar], ext, true
+}
 
 // Stat implements Sink: the sample stored under the key name. Its Origin is
 // the short form of the URL's (urlid.Short), which urlid.Same matches.
 func (s *Tar) Stat(name string) (Info, error) {
-	s.mu.Lock()
-	st, ok := s.index[name]
-	var tarName string
-	if ok {
-		tarName = s.tars[st.tar]
-	}
-	s.mu.Unlock()
+	st, tarName, ext, ok := s.lookup(name)
 	if !ok {
 		return Info{}, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrNotExist}
 	}
-	return Info{Size: st.size, Origin: "sha256:" + hex.EncodeToString(st.origin[:]),
-		Tar: strings.TrimSuffix(tarName, PartSuffix), Member: name + "." + st.ext}, nil
+	return Info{Size: st.size, Origin: "sha256/128:" + hex.EncodeToString(st.origin[:]),
+		Tar: strings.TrimSuffix(tarName, PartSuffix), Member: name + "." + ext}, nil
 }
 
 // Open implements Sink: the body of the sample name.
 func (s *Tar) Open(name string) (io.ReadCloser, error) {
-	s.mu.Lock()
-	st, ok := s.index[name]
-	var tarName string
-	if ok {
-		tarName = s.tars[st.tar]
-	}
-	s.mu.Unlock()
+	st, tarName, _, ok := s.lookup(name)
 	if !ok {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}
@@ -576,7 +626,7 @@ func (s *Tar) settle(batch []*tarWriter) {
 		}
 		if w.err == nil {
 			s.mu.Lock()
-			s.index[w.key] = w.stored
+			s.record(w.key, w.stored, w.ext)
 			delete(s.spilled, w.key)
 			s.mu.Unlock()
 		}
@@ -641,7 +691,7 @@ func (s *Tar) writeMembers(w *tarWriter) error {
 	if err := s.tw.Flush(); err != nil { // the padding: the sample ends on a block
 		return err
 	}
-	w.stored = storedAt{origin: originSum(w.origin), off: off, size: w.n, tar: s.partIdx, ext: s.internExt(ext)}
+	w.stored, w.ext = storedAt{origin: originSum(w.origin), off: off, size: w.n, tar: s.partIdx}, ext
 	w.tarName, w.member = strings.TrimSuffix(s.tars[s.partIdx], PartSuffix), member
 	return nil
 }
@@ -768,6 +818,7 @@ type tarWriter struct {
 	done         func(error)
 	err          error
 	stored       storedAt
+	ext          string
 	tarName      string
 	member       string
 	flushed      chan struct{} // a Flush barrier, not a sample
@@ -1068,16 +1119,4 @@ var mediaExt = map[string]string{
 	"audio/mpeg": "mp3", "audio/wav": "wav", "audio/x-wav": "wav", "audio/ogg": "ogg",
 	"audio/flac": "flac", "video/mp4": "mp4", "video/webm": "webm", "video/ogg": "ogv",
 	"video/quicktime": "mov",
-}
-
-// internExt returns the interned e (up to 4,096 distinct ones).
-func (s *Tar) internExt(e string) string {
-	if v, ok := s.exts[e]; ok {
-		return v
-	}
-	e = strings.Clone(e)
-	if len(s.exts) < 4096 {
-		s.exts[e] = e
-	}
-	return e
 }

@@ -9,8 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"hash/maphash"
+	"io"
 	"io/fs"
 	"mime"
 	"net/url"
@@ -59,7 +59,7 @@ type Tar struct {
 	memLimit int64 // the most all bodies may hold together
 	mem      atomic.Int64
 
-	mu    sync.Mutex
+	mu sync.Mutex
 	// index finds a sample by the hash of its key (seed): recs[index[h]].
 	// Two keys of one hash are told apart by their origins (see TarOrigin):
 	// at worst an entry fails as a collision, none is stored twice.

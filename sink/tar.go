@@ -193,9 +193,9 @@ func (s *Tar) open() error {
 		if err := control(f, func(fd int) error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) }); err != nil {
 			return fmt.Errorf("%s: tar files %s*.tar: %w", s.dir, s.prefix, ErrTarInUse)
 		}
-		if err := s.readSpilled(); err != nil {
-			return err
-		}
+	}
+	if err := s.readSpilled(); err != nil {
+		return err
 	}
 	d, err := s.root.Open(".")
 	if err != nil {
@@ -216,6 +216,13 @@ func (s *Tar) open() error {
 	for _, e := range ents {
 		m := s.names.FindStringSubmatch(e.Name())
 		if m == nil {
+			if s.otherSplit(e.Name()) {
+				// Another split of the list (another N, or none): its
+				// samples may be this run's entries.
+				if _, _, err := s.scan(e.Name(), strings.HasSuffix(e.Name(), PartSuffix)); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		no, _ := strconv.Atoi(m[1])
@@ -264,46 +271,61 @@ func (s *Tar) open() error {
 	return nil
 }
 
+// anyTar matches the name of any tar a Tar sink writes: its shard (K, N)
+// if any, its number, whether it is unfinished.
+var anyTar = regexp.MustCompile(`^(?:([0-9]+)-of-([0-9]+)-)?([0-9]{5,9})\.tar(` + regexp.QuoteMeta(PartSuffix) + `)?$`)
+
+// otherSplit reports whether name is a tar of another prefix whose samples
+// may be entries of this sink's: written without --shard, or with another
+// N. The tars of the other shards of the same N hold other entries (a
+// shard is a hash of the URL modulo N): they are not read.
+func (s *Tar) otherSplit(name string) bool {
+	m := anyTar.FindStringSubmatch(name)
+	if m == nil {
+		return false
+	}
+	own := anyTar.FindStringSubmatch(s.prefix + "00000.tar")
+	return own == nil || own[2] == "" || m[2] != own[2]
+}
+
 // indexTar records the samples of the tar file name. A finished tar must be
 // whole; an unfinished one is read up to its last whole sample, and cut there
 // (unless read-only): end is that offset.
 func (s *Tar) indexTar(name string, unfinished bool) error {
-	_, err := s.scan(name, unfinished)
+	_, _, err := s.scan(name, unfinished)
 	return err
 }
 
-func (s *Tar) scan(name string, unfinished bool) (end int64, err error) {
+func (s *Tar) scan(name string, unfinished bool) (end int64, n int, err error) {
 	f, err := s.root.Open(name)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	idx := int32(len(s.tars))
 	s.tars = append(s.tars, name)
 	end, err = ScanTar(f, fi.Size(), func(st StoredSample) {
 		s.record(st.Key, storedAt{origin: originSum(st.URL), off: st.Offset, size: st.Size, tar: idx}, st.Member[len(st.Key)+1:])
-		if unfinished {
-			s.samples++
-		}
+		n++
 	})
 	if err != nil && !unfinished {
-		return 0, fmt.Errorf("tar file %s is damaged %v (move it away to fetch its samples again)", path.Join(s.dir, name), err)
+		return 0, 0, fmt.Errorf("tar file %s is damaged %v (move it away to fetch its samples again)", path.Join(s.dir, name), err)
 	}
-	return end, nil
+	return end, n, nil
 }
 
 // adoptPart makes the unfinished tar name the one appended to, cut back to
 // its last whole sample.
 func (s *Tar) adoptPart(name string) error {
-	s.samples = 0
-	end, err := s.scan(name, true)
+	end, n, err := s.scan(name, true)
 	if err != nil {
 		return err
 	}
+	s.samples = n
 	s.partIdx = int32(len(s.tars) - 1)
 	if s.readOnly {
 		return nil
@@ -461,15 +483,7 @@ func (s *Tar) Staged(name, origin string) (Partial, error) {
 	if !spilled {
 		return Partial{}, nil
 	}
-	if s.readOnly {
-		f, err := NewFile(path.Join(s.dir, s.spillDir()), FileOptions{NoSync: true, Named: true, MaxOpen: 16})
-		if err != nil {
-			return Partial{}, err
-		}
-		defer f.Close()
-		return f.Staged(name, origin)
-	}
-	sp, err := s.spillSink()
+	sp, err := s.spillSink() // there, since it holds name (read-only: not created)
 	if err != nil {
 		return Partial{}, err
 	}

@@ -732,3 +732,47 @@ func FuzzScanTar(f *testing.F) {
 		}
 	})
 }
+
+// The samples of another split of the list (without --shard, or with
+// another N) count as stored: changing the number of shards between runs
+// stores no entry twice. Those of the other shards of the same N are not
+// read (they hold other entries).
+func TestTarFindsSamplesOfOtherSplits(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, c := range []struct {
+		prefix string
+		i      int
+	}{{"", 0}, {"0-of-3-", 1}, {"2-of-3-", 2}} {
+		s, err := NewTar(dir, TarOptions{Prefix: c.prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		putSample(t, s, c.i, 100)
+		if err := s.Close(c.i != 2); err != nil { // the last one left unfinished
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		prefix string
+		want   []bool
+	}{
+		{"", []bool{true, true, true}},
+		{"1-of-3-", []bool{true, false, false}},
+		{"0-of-2-", []bool{true, true, true}},
+	} {
+		s, err := NewTar(dir, TarOptions{Prefix: c.prefix, ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range c.want {
+			if _, err := s.Stat(sampleKey(i)); (err == nil) != want {
+				t.Errorf("prefix %q: sample %d found: %v, want %v", c.prefix, i, err == nil, want)
+			}
+		}
+		s.Close(false)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "2-of-3-00000.tar"+PartSuffix)); err != nil {
+		t.Errorf("another prefix's unfinished tar: %v", err)
+	}
+}

@@ -730,6 +730,15 @@ func (s *Tar) newPart() error {
 		}
 		s.partNo++
 	}
+	if !s.noSync {
+		// Its name durable before its first samples are reported stored:
+		// an fdatasync of the file does not flush its directory entry.
+		if err := s.syncDir(); err != nil {
+			f.Close()
+			s.root.Remove(name)
+			return err
+		}
+	}
 	s.mu.Lock()
 	s.tars = append(s.tars, name)
 	s.partIdx = int32(len(s.tars) - 1)

@@ -266,8 +266,18 @@ func (s *Tar) open() error {
 	}
 	s.partNo = s.maxNo + 1
 	if part != nil {
+		// Appended to under its own number: the next tar takes the one
+		// after it (or after the highest found), leaving no gap.
+		s.partNo = part.no
 		if err := s.adoptPart(part.name); err != nil {
 			return err
+		}
+		if !s.readOnly && s.samples > 0 && s.cw.n+2*tarBlock >= s.size {
+			// It reached its size before the run that wrote it stopped:
+			// finished now, or one more sample would carry it past.
+			if err := s.finishPart(); err != nil {
+				return err
+			}
 		}
 	}
 	s.dropStoredSpills()

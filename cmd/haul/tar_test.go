@@ -35,6 +35,7 @@ import (
 
 	"github.com/haul/haul/download/downloadtest"
 	"github.com/haul/haul/internal/testutil"
+	"github.com/haul/haul/sink"
 )
 
 // tarSample is one sample read back from a finished tar file.
@@ -1098,11 +1099,18 @@ func TestE2ETarKill9(t *testing.T) {
 	args := []string{"-q", "--tar", "--tar-size", "16K", "-j", "8", "-d", dir, "-i", list}
 
 	seen := map[string]string{} // finished tar -> its SHA-256 when first seen
-	kills, byTime := 0, 0
+	// The unfinished tar's whole samples after the last round: the tar
+	// (unfinished or finished) must start with them after the next.
+	var kept struct {
+		name string // without .part
+		data []byte
+	}
+	kills, byTime, cut, staged := 0, 0, 0, 0
+	manDir := t.TempDir()
 	for round := 0; round < rounds; round++ {
 		ctx, cancel := haulContext(t)
-		cmd, _, stderr := haulCmd(ctx, nil, args...)
-		reqs := s.TotalRequests()
+		man := filepath.Join(manDir, fmt.Sprintf("%d.jsonl", round))
+		cmd, _, stderr := haulCmd(ctx, nil, append(args, "--manifest", man)...)
 		if err := cmd.Start(); err != nil {
 			cancel()
 			t.Fatal(err)
@@ -1123,12 +1131,15 @@ func TestE2ETarKill9(t *testing.T) {
 			byTime++
 			time.Sleep(time.Duration(rng.IntN(200)) * time.Millisecond)
 		} else {
-			// Once haul has asked for 1 to 6 more URLs, and a moment more:
-			// mid-transfer, mid-append, mid-fsync or mid-rename, whatever
-			// the machine's speed.
+			// Once 1 to 6 more samples are stored (their manifest lines
+			// written), and a moment more: mid-transfer, mid-append,
+			// mid-fsync or mid-rename, whatever the machine's speed.
 			k := 1 + rng.IntN(6)
-			waitFor(t, func() bool { return ended() || s.TotalRequests()-reqs >= k })
-			time.Sleep(time.Duration(rng.IntN(15)) * time.Millisecond)
+			waitFor(t, func() bool {
+				b, _ := os.ReadFile(man)
+				return ended() || bytes.Count(b, []byte(`"status":"ok"`)) >= k
+			})
+			time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
 		}
 		if !ended() {
 			kills++
@@ -1160,18 +1171,52 @@ func TestE2ETarKill9(t *testing.T) {
 			if err != nil {
 				t.Fatalf("round %d: %v", round, err)
 			}
+			// Only its last sample may carry it past --tar-size.
+			if below := int64(len(data)) - 1024 - ss[len(ss)-1].bytesInTar(); below+1024 >= 16<<10 {
+				t.Errorf("round %d: finished tar %s held %d bytes before its last sample: it was past --tar-size 16K already", round, base, below+1024)
+			}
 			for _, smp := range ss {
 				if !bytes.Equal(smp.body, bodies[sampleKey(smp.member)]) {
 					t.Fatalf("round %d: %s in %s: %d bytes, not the %d served", round, smp.member, base, len(smp.body), len(bodies[sampleKey(smp.member)]))
 				}
 			}
 		}
-		if parts, _ := filepath.Glob(filepath.Join(dir, "*.tar.part")); len(parts) > 1 {
+		if kept.name != "" {
+			data, err := os.ReadFile(filepath.Join(dir, kept.name+".part"))
+			if errors.Is(err, fs.ErrNotExist) {
+				data, err = os.ReadFile(filepath.Join(dir, kept.name))
+			}
+			if err != nil {
+				t.Fatalf("round %d: the unfinished tar of the round before: %v", round, err)
+			}
+			if !bytes.HasPrefix(data, kept.data) {
+				t.Fatalf("round %d: %s no longer starts with the %d bytes of whole samples it held", round, kept.name, len(kept.data))
+			}
+			kept.name = ""
+		}
+		parts, _ := filepath.Glob(filepath.Join(dir, "*.tar.part"))
+		if len(parts) > 1 {
 			t.Fatalf("round %d: %d unfinished tar files: %q", round, len(parts), parts)
 		}
+		for _, p := range parts {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			end, _ := sink.ScanTar(bytes.NewReader(data), int64(len(data)), func(sink.StoredSample) {})
+			if end < int64(len(data)) {
+				cut++ // a sample cut short, or the end-of-archive blocks of a tar not yet renamed
+			}
+			kept.name, kept.data = strings.TrimSuffix(filepath.Base(p), ".part"), data[:end]
+		}
+		if len(stagingFiles(t, dir)) > 0 {
+			staged++
+		}
 	}
-	t.Logf("%d rounds: %d killed mid-run (%d of them at a random moment from the start), %d finished tars, %d requests",
-		rounds, kills, byTime, len(seen), s.TotalRequests())
+	storedBefore := len(storedSamples(t, dir))
+	t.Logf("%d rounds: %d killed mid-run (%d of them at a random moment from the start), %d finished tars holding %d samples, %d requests; "+
+		"%d kills left an unfinished tar with bytes past its last whole sample, %d a staging file",
+		rounds, kills, byTime, len(seen), storedBefore, s.TotalRequests(), cut, staged)
 	if kills < rounds*3/4 {
 		t.Errorf("only %d of %d rounds were killed before haul ended: the list is done too soon for the kills to test much", kills, rounds)
 	}
@@ -1200,6 +1245,12 @@ func TestE2ETarKill9(t *testing.T) {
 		checkStoredLine(t, m, m.str("status"), got[fmt.Sprintf("%09d", i)])
 	}
 	tars := finishedTars(t, dir)
+	for i, name := range tars {
+		if want := fmt.Sprintf("%05d.tar", i); filepath.Base(name) != want {
+			t.Errorf("tar file %d is %s, want %s: the numbers have a gap", i, filepath.Base(name), want)
+			break
+		}
+	}
 	for _, name := range tars {
 		sum, err := os.ReadFile(name)
 		if err != nil {

@@ -966,7 +966,8 @@ func TestE2ETarDryRunWritesNothing(t *testing.T) {
 }
 
 // A stored sample whose size= or sha256= in the list now differs fails its
-// entry, without a request: its tar is never rewritten.
+// entry, without a request: its tar is never rewritten; so does another URL
+// under a stored sample's key.
 func TestE2ETarStoredSampleThatDiffersFails(t *testing.T) {
 	t.Parallel()
 	s := downloadtest.New(t)
@@ -975,6 +976,7 @@ func TestE2ETarStoredSampleThatDiffersFails(t *testing.T) {
 	for i := range b {
 		u = append(u, s.Add(fmt.Sprintf("/x/%d.bin", i), b[i]))
 	}
+	intruder := s.Add("/x/other.bin", []byte("another URL"))
 	dir := t.TempDir()
 	r := runHaul(t, nil, "--tar", "-d", dir, "-i", writeList(t, u...))
 	wantCode(t, r, exitOK)
@@ -985,6 +987,7 @@ func TestE2ETarStoredSampleThatDiffersFails(t *testing.T) {
 		fmt.Sprintf("%s size=%d", u[0], len(b[0])+1),
 		u[1]+" sha256="+strings.Repeat("0", 64),
 		fmt.Sprintf("%s size=%d sha256=%x", u[2], len(b[2]), sum),
+		intruder+" key=000000001",
 	))
 	wantCode(t, r, exitFailed)
 	if n := s.TotalRequests() - reqs; n != 0 {
@@ -1006,6 +1009,9 @@ func TestE2ETarStoredSampleThatDiffersFails(t *testing.T) {
 		if !strings.Contains(r.stderr, u[i]) {
 			t.Errorf("stderr does not name %s:\n%s", u[i], r.stderr)
 		}
+	}
+	if m := man[intruder]; m.str("status") != "failed" || !strings.Contains(m.str("error"), "sample 000000001 in 00000.tar is from another URL") {
+		t.Errorf("manifest line %s, want failed: the key names another URL's sample", jsonLine(m))
 	}
 	stored := storedSamples(t, dir)
 	checkStoredLine(t, man[u[2]], "skipped", stored["000000002"])
@@ -1207,6 +1213,36 @@ func TestE2ETarFailedEntryHasNoMember(t *testing.T) {
 	}
 	if got := s.Requests("/f/ok.png"); got != 1 {
 		t.Errorf("%d requests for the stored entry, want 1", got)
+	}
+}
+
+// --checksums names an entry of --tar by the path --layout tree would give
+// it: a body that matches is stored, one that does not fails with no member.
+func TestE2ETarChecksumsByTreePath(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	a, b, c := testutil.Payload(8300, 2000), testutil.Payload(8301, 2100), testutil.Payload(8302, 2200)
+	ua, ub, uc := s.Add("/ck/a.png", a), s.Add("/ck/b.png", b), s.Add("/ck/c.png", c)
+	sumA := sha256.Sum256(a)
+	sums := writeFile(t, "SHA256SUMS", fmt.Appendf(nil, "%x  a.png\n%s  %s/ck/b.png\n", sumA, strings.Repeat("ab", 32), hostDir(s)))
+	dir := t.TempDir()
+	r := runHaul(t, nil, "--tar", "-d", dir, "--checksums", sums, "--manifest", "-", "-i", writeList(t, ua, ub, uc))
+	wantCode(t, r, exitFailed)
+	man, _ := tarManifest(t, r.stdout)
+	got := storedSamples(t, dir)
+	if keys := slices.Sorted(maps.Keys(got)); !slices.Equal(keys, []string{"000000000", "000000002"}) {
+		t.Fatalf("samples %q, want 000000000 and 000000002", keys)
+	}
+	checkStoredLine(t, man[ua], "ok", got["000000000"])
+	checkStoredLine(t, man[uc], "ok", got["000000002"])
+	if m := man[ua]; m.str("sha256") != hex.EncodeToString(sumA[:]) {
+		t.Errorf("manifest line %s, want the sha256 checked", jsonLine(m))
+	}
+	if m := man[ub]; m.str("status") != "failed" || m["tar"] != nil || !strings.Contains(m.str("error"), "sha256") {
+		t.Errorf("manifest line %s, want failed on its sha256 with no tar", jsonLine(m))
+	}
+	if !bytes.Equal(got["000000000"].body, a) || !bytes.Equal(got["000000002"].body, c) {
+		t.Error("a stored body differs from what was served")
 	}
 }
 

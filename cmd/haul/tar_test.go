@@ -942,7 +942,7 @@ func TestE2ETarDryRunWritesNothing(t *testing.T) {
 		}
 		var want strings.Builder
 		for i := 3; i < 6; i++ {
-			fmt.Fprintf(&want, "fetch %s: missing\n", filepath.Join(dir, fmt.Sprintf("%09d", i)))
+			fmt.Fprintf(&want, "fetch sample %09d %s: missing\n", i, lines[i])
 		}
 		if got := sortedLines(r.stdout); got != want.String() {
 			t.Errorf("--dry-run plans:\n%s\nwant:\n%s", got, want.String())

@@ -266,8 +266,21 @@ func (s *Tar) open() error {
 	}
 	s.partNo = s.maxNo + 1
 	if part != nil {
-		return s.adoptPart(part.name)
+		// Appended to under its own number: the next tar takes the one
+		// after it (or after the highest found), leaving no gap.
+		s.partNo = part.no
+		if err := s.adoptPart(part.name); err != nil {
+			return err
+		}
+		if !s.readOnly && s.samples > 0 && s.cw.n+2*tarBlock >= s.size {
+			// It reached its size before the run that wrote it stopped:
+			// finished now, or one more sample would carry it past.
+			if err := s.finishPart(); err != nil {
+				return err
+			}
+		}
 	}
+	s.dropStoredSpills()
 	return nil
 }
 
@@ -286,6 +299,23 @@ func (s *Tar) otherSplit(name string) bool {
 	}
 	own := anyTar.FindStringSubmatch(s.prefix + "00000.tar")
 	return own == nil || own[2] == "" || m[2] != own[2]
+}
+
+// dropStoredSpills removes the staging files of samples a tar already holds:
+// a run stopped after such a sample was appended, before its staging file
+// went. The sample is skipped, so nothing else would ever remove it.
+func (s *Tar) dropStoredSpills() {
+	if s.readOnly {
+		return
+	}
+	for key := range s.spilled {
+		if _, _, _, stored := s.lookup(key); !stored {
+			continue
+		}
+		if err := s.root.Remove(path.Join(s.spillDir(), key+PartSuffix)); err == nil || errors.Is(err, fs.ErrNotExist) {
+			delete(s.spilled, key)
+		}
+	}
 }
 
 // indexTar records the samples of the tar file name. A finished tar must be

@@ -776,3 +776,41 @@ func TestTarFindsSamplesOfOtherSplits(t *testing.T) {
 		t.Errorf("another prefix's unfinished tar: %v", err)
 	}
 }
+
+// A staging file left for a body whose sample a tar already holds (a run
+// stopped between the append and the removal) is removed by the next run:
+// the sample is skipped, so nothing else would.
+func TestTarRemovesStagingFilesOfStoredSamples(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := NewTar(dir, TarOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putSample(t, s, 0, 100)
+	if err := s.Close(true); err != nil {
+		t.Fatal(err)
+	}
+	spill := filepath.Join(dir, TarSpillDir, "spill")
+	if err := os.MkdirAll(spill, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{sampleKey(0), sampleKey(1)} {
+		if err := os.WriteFile(filepath.Join(spill, k+PartSuffix), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err = NewTar(dir, TarOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(spill, sampleKey(0)+PartSuffix)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the staging file of a stored sample is left: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(spill, sampleKey(1)+PartSuffix)); err != nil {
+		t.Errorf("the staging file of a sample not stored is gone: %v", err)
+	}
+}

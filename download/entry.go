@@ -264,7 +264,7 @@ func (x *entry) checkDisk() (done bool, err error) {
 func (x *entry) checkSample(info sink.Info) (done bool, err error) {
 	e, ent, r := x.e, x.ent, x.r
 	r.Tar, r.Member = info.Tar, info.Member
-	if !urlid.Same(info.Origin, ent.URL) {
+	if info.Origin != sink.TarOrigin(ent.URL) {
 		return false, &Error{Op: "check", URL: ent.URL, Err: fmt.Errorf("%w: sample %s in %s is from another URL", ErrCollision, r.Name, info.Tar)}
 	}
 	differs := ""

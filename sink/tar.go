@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"io/fs"
 	"mime"
@@ -58,8 +59,13 @@ type Tar struct {
 	memLimit int64 // the most all bodies may hold together
 	mem      atomic.Int64
 
-	mu    sync.Mutex
-	index map[string]storedAt
+	mu sync.Mutex
+	// index finds a sample by the hash of its key (seed): recs[index[h]].
+	// Two keys of one hash are told apart by their origins (see TarOrigin):
+	// at worst an entry fails as a collision, none is stored twice.
+	index map[uint64]int32
+	recs  []storedAt
+	seed  maphash.Seed
 	tars  []string // the tar files samples are in, by storedAt.tar
 	// spilled: keys with a staging file in the spill directory (a body too
 	// big for memory, left by an earlier run or set aside in this one).
@@ -84,18 +90,22 @@ type Tar struct {
 	cw      countWriter
 	tw      *tar.Writer
 	copyBuf []byte
-	// exts interns the extensions the index holds (a few for millions of
-	// samples); used at open, then by the appending goroutine.
-	exts map[string]string
+	// extNames are the extensions of the samples, by storedAt.ext (a few
+	// for millions of samples), exts their indexes; extOver holds a
+	// sample's extension past the 65,535th distinct one.
+	extNames []string
+	exts     map[string]uint16
+	extOver  map[uint64]string
 }
 
-// storedAt is where a sample is: in tars[tar], its body at off.
+// storedAt is where a sample is: in tars[tar], its body at off (about
+// 80 bytes a sample with the index's share).
 type storedAt struct {
-	origin [sha256.Size]byte // SHA-256 of urlid.Origin of its URL
+	origin [16]byte // of its URL: see originSum
 	off    int64
 	size   int64
 	tar    int32
-	ext    string
+	ext    uint16 // in extNames
 }
 
 // TarOptions configures a Tar sink.
@@ -152,9 +162,9 @@ func NewTar(dir string, opts TarOptions) (*Tar, error) {
 	s := &Tar{root: root, dir: dir, prefix: opts.Prefix, size: opts.Size, noSync: opts.NoSync, readOnly: opts.ReadOnly,
 		names:  regexp.MustCompile(`^` + regexp.QuoteMeta(opts.Prefix) + `([0-9]{5,9})\.tar(` + regexp.QuoteMeta(PartSuffix) + `)?$`),
 		memMax: min(opts.Memory/8, 4<<20), memLimit: opts.Memory,
-		index: make(map[string]storedAt), spilled: make(map[string]bool),
+		index: make(map[uint64]int32), seed: maphash.MakeSeed(), spilled: make(map[string]bool),
 		queue: make(chan *tarWriter, 256), done: make(chan struct{}), copyBuf: make([]byte, 1<<20),
-		exts: make(map[string]string), maxNo: -1}
+		exts: make(map[string]uint16), extOver: make(map[uint64]string), maxNo: -1}
 	if err := s.open(); err != nil {
 		if s.lock != nil {
 			s.lock.Close()
@@ -183,9 +193,9 @@ func (s *Tar) open() error {
 		if err := control(f, func(fd int) error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) }); err != nil {
 			return fmt.Errorf("%s: tar files %s*.tar: %w", s.dir, s.prefix, ErrTarInUse)
 		}
-		if err := s.readSpilled(); err != nil {
-			return err
-		}
+	}
+	if err := s.readSpilled(); err != nil {
+		return err
 	}
 	d, err := s.root.Open(".")
 	if err != nil {
@@ -206,6 +216,13 @@ func (s *Tar) open() error {
 	for _, e := range ents {
 		m := s.names.FindStringSubmatch(e.Name())
 		if m == nil {
+			if s.otherSplit(e.Name()) {
+				// Another split of the list (another N, or none): its
+				// samples may be this run's entries.
+				if _, _, err := s.scan(e.Name(), strings.HasSuffix(e.Name(), PartSuffix)); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		no, _ := strconv.Atoi(m[1])
@@ -249,52 +266,96 @@ func (s *Tar) open() error {
 	}
 	s.partNo = s.maxNo + 1
 	if part != nil {
-		return s.adoptPart(part.name)
+		// Appended to under its own number: the next tar takes the one
+		// after it (or after the highest found), leaving no gap.
+		s.partNo = part.no
+		if err := s.adoptPart(part.name); err != nil {
+			return err
+		}
+		if !s.readOnly && s.samples > 0 && s.cw.n+2*tarBlock >= s.size {
+			// It reached its size before the run that wrote it stopped:
+			// finished now, or one more sample would carry it past.
+			if err := s.finishPart(); err != nil {
+				return err
+			}
+		}
 	}
+	s.dropStoredSpills()
 	return nil
+}
+
+// anyTar matches the name of any tar a Tar sink writes: its shard (K, N)
+// if any, its number, whether it is unfinished.
+var anyTar = regexp.MustCompile(`^(?:([0-9]+)-of-([0-9]+)-)?([0-9]{5,9})\.tar(` + regexp.QuoteMeta(PartSuffix) + `)?$`)
+
+// otherSplit reports whether name is a tar of another prefix whose samples
+// may be entries of this sink's: written without --shard, or with another
+// N. The tars of the other shards of the same N hold other entries (a
+// shard is a hash of the URL modulo N): they are not read.
+func (s *Tar) otherSplit(name string) bool {
+	m := anyTar.FindStringSubmatch(name)
+	if m == nil {
+		return false
+	}
+	own := anyTar.FindStringSubmatch(s.prefix + "00000.tar")
+	return own == nil || own[2] == "" || m[2] != own[2]
+}
+
+// dropStoredSpills removes the staging files of samples a tar already holds:
+// a run stopped after such a sample was appended, before its staging file
+// went. The sample is skipped, so nothing else would ever remove it.
+func (s *Tar) dropStoredSpills() {
+	if s.readOnly {
+		return
+	}
+	for key := range s.spilled {
+		if _, _, _, stored := s.lookup(key); !stored {
+			continue
+		}
+		if err := s.root.Remove(path.Join(s.spillDir(), key+PartSuffix)); err == nil || errors.Is(err, fs.ErrNotExist) {
+			delete(s.spilled, key)
+		}
+	}
 }
 
 // indexTar records the samples of the tar file name. A finished tar must be
 // whole; an unfinished one is read up to its last whole sample, and cut there
 // (unless read-only): end is that offset.
 func (s *Tar) indexTar(name string, unfinished bool) error {
-	_, err := s.scan(name, unfinished)
+	_, _, err := s.scan(name, unfinished)
 	return err
 }
 
-func (s *Tar) scan(name string, unfinished bool) (end int64, err error) {
+func (s *Tar) scan(name string, unfinished bool) (end int64, n int, err error) {
 	f, err := s.root.Open(name)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	idx := int32(len(s.tars))
 	s.tars = append(s.tars, name)
 	end, err = ScanTar(f, fi.Size(), func(st StoredSample) {
-		s.index[st.Key] = storedAt{origin: originSum(st.URL), off: st.Offset, size: st.Size, tar: idx,
-			ext: s.internExt(st.Member[len(st.Key)+1:])}
-		if unfinished {
-			s.samples++
-		}
+		s.record(st.Key, storedAt{origin: originSum(st.URL), off: st.Offset, size: st.Size, tar: idx}, st.Member[len(st.Key)+1:])
+		n++
 	})
 	if err != nil && !unfinished {
-		return 0, fmt.Errorf("tar file %s is damaged %v (move it away to fetch its samples again)", path.Join(s.dir, name), err)
+		return 0, 0, fmt.Errorf("tar file %s is damaged %v (move it away to fetch its samples again)", path.Join(s.dir, name), err)
 	}
-	return end, nil
+	return end, n, nil
 }
 
 // adoptPart makes the unfinished tar name the one appended to, cut back to
 // its last whole sample.
 func (s *Tar) adoptPart(name string) error {
-	s.samples = 0
-	end, err := s.scan(name, true)
+	end, n, err := s.scan(name, true)
 	if err != nil {
 		return err
 	}
+	s.samples = n
 	s.partIdx = int32(len(s.tars) - 1)
 	if s.readOnly {
 		return nil
@@ -359,34 +420,75 @@ func (s *Tar) spillSink() (*File, error) {
 	return s.spill, s.spillErr
 }
 
-func originSum(rawURL string) [sha256.Size]byte { return sha256.Sum256([]byte(urlid.Origin(rawURL))) }
+// originSum identifies a sample's URL in the index: the first half of the
+// SHA-256 of its origin (urlid.Origin).
+func originSum(rawURL string) [16]byte {
+	sum := sha256.Sum256([]byte(urlid.Origin(rawURL)))
+	return [16]byte(sum[:16])
+}
+
+// TarOrigin is the Info.Origin a Tar sink reports for a sample stored from
+// rawURL: the engine compares it with its entry's.
+func TarOrigin(rawURL string) string {
+	sum := originSum(rawURL)
+	return "sha256/128:" + hex.EncodeToString(sum[:])
+}
+
+// record adds the sample key at st, its body's member KEY.ext. Called at
+// open, and by the appending goroutine under mu.
+func (s *Tar) record(key string, st storedAt, ext string) {
+	h := maphash.String(s.seed, key)
+	if i, ok := s.exts[ext]; ok {
+		st.ext = i
+	} else if len(s.extNames) < 1<<16-1 {
+		st.ext = uint16(len(s.extNames))
+		s.exts[strings.Clone(ext)] = st.ext
+		s.extNames = append(s.extNames, strings.Clone(ext))
+	} else {
+		st.ext = 1<<16 - 1
+		s.extOver[h] = strings.Clone(ext)
+	}
+	if i, ok := s.index[h]; ok {
+		s.recs[i] = st // the same key again (or one of the same hash)
+		return
+	}
+	s.index[h] = int32(len(s.recs))
+	s.recs = append(s.recs, st)
+}
+
+// lookup returns where the sample key is, its tar's name and its body's
+// extension.
+func (s *Tar) lookup(key string) (st storedAt, tarName, ext string, ok bool) {
+	h := maphash.String(s.seed, key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, ok := s.index[h]
+	if !ok {
+		return storedAt{}, "", "", false
+	}
+	st = s.recs[i]
+	if st.ext == 1<<16-1 {
+		ext = s.extOver[h]
+	} else {
+		ext = s.extNames[st.ext]
+	}
+	return st, s.tars[st.tar], ext, true
+}
 
 // Stat implements Sink: the sample stored under the key name. Its Origin is
 // the short form of the URL's (urlid.Short), which urlid.Same matches.
 func (s *Tar) Stat(name string) (Info, error) {
-	s.mu.Lock()
-	st, ok := s.index[name]
-	var tarName string
-	if ok {
-		tarName = s.tars[st.tar]
-	}
-	s.mu.Unlock()
+	st, tarName, ext, ok := s.lookup(name)
 	if !ok {
 		return Info{}, &fs.PathError{Op: "stat", Path: name, Err: fs.ErrNotExist}
 	}
-	return Info{Size: st.size, Origin: "sha256:" + hex.EncodeToString(st.origin[:]),
-		Tar: strings.TrimSuffix(tarName, PartSuffix), Member: name + "." + st.ext}, nil
+	return Info{Size: st.size, Origin: "sha256/128:" + hex.EncodeToString(st.origin[:]),
+		Tar: strings.TrimSuffix(tarName, PartSuffix), Member: name + "." + ext}, nil
 }
 
 // Open implements Sink: the body of the sample name.
 func (s *Tar) Open(name string) (io.ReadCloser, error) {
-	s.mu.Lock()
-	st, ok := s.index[name]
-	var tarName string
-	if ok {
-		tarName = s.tars[st.tar]
-	}
-	s.mu.Unlock()
+	st, tarName, _, ok := s.lookup(name)
 	if !ok {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}
@@ -411,15 +513,7 @@ func (s *Tar) Staged(name, origin string) (Partial, error) {
 	if !spilled {
 		return Partial{}, nil
 	}
-	if s.readOnly {
-		f, err := NewFile(path.Join(s.dir, s.spillDir()), FileOptions{NoSync: true, Named: true, MaxOpen: 16})
-		if err != nil {
-			return Partial{}, err
-		}
-		defer f.Close()
-		return f.Staged(name, origin)
-	}
-	sp, err := s.spillSink()
+	sp, err := s.spillSink() // there, since it holds name (read-only: not created)
 	if err != nil {
 		return Partial{}, err
 	}
@@ -576,7 +670,7 @@ func (s *Tar) settle(batch []*tarWriter) {
 		}
 		if w.err == nil {
 			s.mu.Lock()
-			s.index[w.key] = w.stored
+			s.record(w.key, w.stored, w.ext)
 			delete(s.spilled, w.key)
 			s.mu.Unlock()
 		}
@@ -641,7 +735,7 @@ func (s *Tar) writeMembers(w *tarWriter) error {
 	if err := s.tw.Flush(); err != nil { // the padding: the sample ends on a block
 		return err
 	}
-	w.stored = storedAt{origin: originSum(w.origin), off: off, size: w.n, tar: s.partIdx, ext: s.internExt(ext)}
+	w.stored, w.ext = storedAt{origin: originSum(w.origin), off: off, size: w.n, tar: s.partIdx}, ext
 	w.tarName, w.member = strings.TrimSuffix(s.tars[s.partIdx], PartSuffix), member
 	return nil
 }
@@ -665,6 +759,15 @@ func (s *Tar) newPart() error {
 			return err
 		}
 		s.partNo++
+	}
+	if !s.noSync {
+		// Its name durable before its first samples are reported stored:
+		// an fdatasync of the file does not flush its directory entry.
+		if err := s.syncDir(); err != nil {
+			f.Close()
+			s.root.Remove(name)
+			return err
+		}
 	}
 	s.mu.Lock()
 	s.tars = append(s.tars, name)
@@ -768,6 +871,7 @@ type tarWriter struct {
 	done         func(error)
 	err          error
 	stored       storedAt
+	ext          string
 	tarName      string
 	member       string
 	flushed      chan struct{} // a Flush barrier, not a sample
@@ -1068,16 +1172,4 @@ var mediaExt = map[string]string{
 	"audio/mpeg": "mp3", "audio/wav": "wav", "audio/x-wav": "wav", "audio/ogg": "ogg",
 	"audio/flac": "flac", "video/mp4": "mp4", "video/webm": "webm", "video/ogg": "ogv",
 	"video/quicktime": "mov",
-}
-
-// internExt returns the interned e (up to 4,096 distinct ones).
-func (s *Tar) internExt(e string) string {
-	if v, ok := s.exts[e]; ok {
-		return v
-	}
-	e = strings.Clone(e)
-	if len(s.exts) < 4096 {
-		s.exts[e] = e
-	}
-	return e
 }

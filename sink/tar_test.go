@@ -13,8 +13,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/haul/haul/internal/urlid"
 )
 
 // body is the deterministic body of sample i, n bytes.
@@ -146,7 +144,7 @@ func TestTarStoresSamplesAndFindsThemAgain(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.Size != int64(size(i)) || info.Tar != "00000.tar" || info.Member != sampleKey(i)+".jpg" || !urlid.Same(info.Origin, sampleURL(i)) {
+		if info.Size != int64(size(i)) || info.Tar != "00000.tar" || info.Member != sampleKey(i)+".jpg" || info.Origin != TarOrigin(sampleURL(i)) {
 			t.Errorf("sample %d: %+v", i, info)
 		}
 		r, err := s.Open(sampleKey(i))
@@ -159,7 +157,7 @@ func TestTarStoresSamplesAndFindsThemAgain(t *testing.T) {
 			t.Errorf("sample %d read back: %d bytes, %v", i, len(got), err)
 		}
 	}
-	if urlid.Same(mustStat(t, s, sampleKey(1)).Origin, sampleURL(2)) {
+	if mustStat(t, s, sampleKey(1)).Origin == TarOrigin(sampleURL(2)) {
 		t.Error("a sample's origin matches another URL")
 	}
 	if _, err := s.Stat("nope"); !errors.Is(err, os.ErrNotExist) {
@@ -733,4 +731,86 @@ func FuzzScanTar(f *testing.F) {
 			t.Fatalf("the whole part [0,%d) scans to %d: %v", end, end2, err)
 		}
 	})
+}
+
+// The samples of another split of the list (without --shard, or with
+// another N) count as stored: changing the number of shards between runs
+// stores no entry twice. Those of the other shards of the same N are not
+// read (they hold other entries).
+func TestTarFindsSamplesOfOtherSplits(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, c := range []struct {
+		prefix string
+		i      int
+	}{{"", 0}, {"0-of-3-", 1}, {"2-of-3-", 2}} {
+		s, err := NewTar(dir, TarOptions{Prefix: c.prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		putSample(t, s, c.i, 100)
+		if err := s.Close(c.i != 2); err != nil { // the last one left unfinished
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		prefix string
+		want   []bool
+	}{
+		{"", []bool{true, true, true}},
+		{"1-of-3-", []bool{true, false, false}},
+		{"0-of-2-", []bool{true, true, true}},
+	} {
+		s, err := NewTar(dir, TarOptions{Prefix: c.prefix, ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range c.want {
+			if _, err := s.Stat(sampleKey(i)); (err == nil) != want {
+				t.Errorf("prefix %q: sample %d found: %v, want %v", c.prefix, i, err == nil, want)
+			}
+		}
+		s.Close(false)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "2-of-3-00000.tar"+PartSuffix)); err != nil {
+		t.Errorf("another prefix's unfinished tar: %v", err)
+	}
+}
+
+// A staging file left for a body whose sample a tar already holds (a run
+// stopped between the append and the removal) is removed by the next run:
+// the sample is skipped, so nothing else would.
+func TestTarRemovesStagingFilesOfStoredSamples(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := NewTar(dir, TarOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putSample(t, s, 0, 100)
+	if err := s.Close(true); err != nil {
+		t.Fatal(err)
+	}
+	spill := filepath.Join(dir, TarSpillDir, "spill")
+	if err := os.MkdirAll(spill, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{sampleKey(0), sampleKey(1)} {
+		if err := os.WriteFile(filepath.Join(spill, k+PartSuffix), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err = NewTar(dir, TarOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(spill, sampleKey(0)+PartSuffix)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the staging file of a stored sample is left: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(spill, sampleKey(1)+PartSuffix)); err != nil {
+		t.Errorf("the staging file of a sample not stored is gone: %v", err)
+	}
 }

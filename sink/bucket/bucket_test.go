@@ -139,7 +139,12 @@ func TestObjectsLandWholeWithTheirMetadata(t *testing.T) {
 	commit(t, store(t, s, "h/small.bin", "http://h/small.bin", small, int64(len(small)), 32<<10))
 	commit(t, store(t, s, "h/big.bin", "http://h/big.bin", big, int64(len(big)), 1<<20))
 	commit(t, store(t, s, "h/unknown.bin", "http://h/unknown.bin", unknown, -1, 100<<10))
-	for name, body := range map[string][]byte{"h/small.bin": small, "h/big.bin": big, "h/unknown.bin": unknown} {
+	smallUnknown := testutil.Payload(9, 300<<10+1) // length unknown, under a part: one PUT
+	commit(t, store(t, s, "h/small-unknown.bin", "http://h/small-unknown.bin", smallUnknown, -1, 10<<10))
+	empty := []byte{}
+	commit(t, store(t, s, "h/empty", "http://h/empty", empty, 0, 1))
+	for name, body := range map[string][]byte{"h/small.bin": small, "h/big.bin": big, "h/unknown.bin": unknown,
+		"h/small-unknown.bin": smallUnknown, "h/empty": empty} {
 		if got := srv.Get(t, "data", "run/1/"+name); !bytes.Equal(got, body) {
 			t.Errorf("%s: %d bytes stored, want %d as written", name, len(got), len(body))
 		}

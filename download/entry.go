@@ -144,6 +144,13 @@ func (x *entry) run(ctx context.Context, g *grant) {
 	if err == nil {
 		err = x.verify()
 	}
+	if _, costly := x.w.(sink.CostlyWriter); costly && err != nil && ctx.Err() == nil {
+		// Given up, not interrupted: nothing is kept where keeping costs.
+		x.w.Discard()
+		x.closeTransfer()
+		x.end(ctx, err)
+		return
+	}
 	if err != nil {
 		x.closeStaging(err)
 		x.end(ctx, err)
@@ -436,6 +443,9 @@ func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
 	}
 	if x.replace {
 		w.Replace()
+	}
+	if hw, ok := w.(sink.HashWriter); ok && ent.SHA256 != "" {
+		hw.SetSHA256(ent.SHA256)
 	}
 	if e.opts.Force && !x.resumed && w.Partial().Offset > 0 {
 		if err := w.Restart(); err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/haul/haul/download/internal/retry"
 	"github.com/haul/haul/internal/urlid"
+	"github.com/haul/haul/sink"
 )
 
 // Sentinel errors that callers and tests branch on.
@@ -71,7 +72,7 @@ func (e *FatalError) Unwrap() error { return e.Err }
 // Engine.writable.
 func fatalSinkError(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
-		errors.Is(err, syscall.EROFS)
+		errors.Is(err, syscall.EROFS) || errors.Is(err, sink.ErrUnavailable)
 }
 
 // retryable decides, once, whether a failed attempt is worth another: connection

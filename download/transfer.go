@@ -145,7 +145,14 @@ func newTransfer(d *transferDeps, ent Entry, w sink.Writer) (*transfer, error) {
 	}
 	t.hash = newAsyncHash(d.bufs)
 	if p.Offset > 0 {
-		if err := t.hashPrefix(); err != nil {
+		err := t.hashPrefix()
+		if errors.Is(err, sink.ErrNoPrefix) {
+			// An object store's upload keeps its parts where they cannot be
+			// read back to hash: the body starts over.
+			err = t.restart()
+			t.best, t.total, t.validator = 0, -1, ""
+		}
+		if err != nil {
 			t.close()
 			return nil, err
 		}

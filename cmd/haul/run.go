@@ -134,7 +134,13 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 	defer cleanup()
 	var out sink.Sink
 	var tarSink *sink.Tar
-	if o.tar.on {
+	if o.s3.on {
+		b, err := openBucket(ctx, o, runTag)
+		if err != nil {
+			return cli.Exit(err.Error(), exitFatal)
+		}
+		out = b
+	} else if o.tar.on {
 		if tarSink, err = openTar(o, sinkDir); err != nil {
 			return cli.Exit(fmt.Sprintf("output directory: %v", err), exitFatal)
 		}

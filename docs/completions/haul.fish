@@ -55,5 +55,7 @@ complete -c haul -l input-format -x -a 'lines csv tsv parquet' -d 'the list\'s F
 complete -c haul -l col -x -d 'take a field (url, out, sha256, size or key) from another table column: FIELD=COLUMN (repeatable)'
 complete -c haul -l tar -d 'store the bodies as WebDataset samples (KEY.EXT and KEY.json) in tar files 00000.tar, 00001.tar, ... in --dir (K-of-N-00000.tar, ... with --shard K/N) instead of a file each'
 complete -c haul -l tar-size -x -d 'finish a tar file once it holds SIZE bytes (K, M, G: powers of 1024; its last sample may carry it past); with --tar'
+complete -c haul -l s3-endpoint -x -d 'with -d s3://BUCKET/PREFIX: the S3-compatible store at URL (http(s)://HOST[:PORT]; default $AWS_ENDPOINT_URL_S3, else $AWS_ENDPOINT_URL, else AWS S3)'
+complete -c haul -l s3-path-style -d 'with -d s3://...: address the bucket in the path (http://HOST/BUCKET/KEY), not the host name (always so for an IP address or localhost)'
 complete -c haul -s h -l help -d 'show help'
 complete -c haul -s v -l version -d 'print the version'

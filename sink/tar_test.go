@@ -119,25 +119,17 @@ func seq(from, to int) []int {
 func TestTarStoresSamplesAndFindsThemAgain(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s, err := NewTar(dir, TarOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenTar(t, dir, TarOptions{})
 	size := func(i int) int { return 100 + 1000*i }
 	for i := range 10 {
 		if tn, m := putSample(t, s, i, size(i)); tn != "00000.tar" || m != sampleKey(i)+".jpg" {
 			t.Errorf("sample %d stored as %s in %s", i, m, tn)
 		}
 	}
-	if err := s.Close(true); err != nil {
-		t.Fatal(err)
-	}
+	mustCloseTar(t, s, true)
 	checkSamples(t, readTar(t, filepath.Join(dir, "00000.tar")), seq(0, 10), size)
 
-	s, err = NewTar(dir, TarOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = mustOpenTar(t, dir, TarOptions{})
 	defer s.Close(true)
 	for i := range 10 {
 		info, err := s.Stat(sampleKey(i))
@@ -180,10 +172,7 @@ func TestTarFinishesEachTarAtItsSize(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	const limit = 10 << 10
-	s, err := NewTar(dir, TarOptions{Size: limit})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenTar(t, dir, TarOptions{Size: limit})
 	size := func(int) int { return 3000 }
 	for i := range 20 {
 		putSample(t, s, i, size(i))
@@ -194,9 +183,7 @@ func TestTarFinishesEachTarAtItsSize(t *testing.T) {
 			}
 		}
 	}
-	if err := s.Close(true); err != nil {
-		t.Fatal(err)
-	}
+	mustCloseTar(t, s, true)
 	names := tarNames(t, dir)
 	if len(names) < 4 {
 		t.Fatalf("tars %v: want several", names)
@@ -246,10 +233,7 @@ func TestTarResumesAnUnfinishedTarCutAnywhere(t *testing.T) {
 	t.Parallel()
 	size := func(i int) int { return 700 + 300*i }
 	base := t.TempDir()
-	s, err := NewTar(base, TarOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenTar(t, base, TarOptions{})
 	var ends []int64 // where each sample ends in the tar
 	for i := range 4 {
 		putSample(t, s, i, size(i))
@@ -259,9 +243,7 @@ func TestTarResumesAnUnfinishedTarCutAnywhere(t *testing.T) {
 		}
 		ends = append(ends, fi.Size())
 	}
-	if err := s.Close(false); err != nil { // interrupted: stays unfinished
-		t.Fatal(err)
-	}
+	mustCloseTar(t, s, false)
 	full, err := os.ReadFile(filepath.Join(base, "00000.tar"+PartSuffix))
 	if err != nil {
 		t.Fatal(err)
@@ -291,9 +273,7 @@ func TestTarResumesAnUnfinishedTarCutAnywhere(t *testing.T) {
 		for i := whole; i < 6; i++ {
 			putSample(t, s, i, size(i))
 		}
-		if err := s.Close(true); err != nil {
-			t.Fatal(err)
-		}
+		mustCloseTar(t, s, true)
 		if names := tarNames(t, dir); len(names) != 1 || names[0] != "00000.tar" {
 			t.Fatalf("cut at %d: tars %v", cut, names)
 		}
@@ -307,28 +287,18 @@ func TestTarNeverRewritesAFinishedTar(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	size := func(int) int { return 2000 }
-	s, err := NewTar(dir, TarOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenTar(t, dir, TarOptions{})
 	putSample(t, s, 0, 2000)
-	if err := s.Close(true); err != nil {
-		t.Fatal(err)
-	}
+	mustCloseTar(t, s, true)
 	before, err := os.ReadFile(filepath.Join(dir, "00000.tar"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err = NewTar(dir, TarOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = mustOpenTar(t, dir, TarOptions{})
 	if tn, _ := putSample(t, s, 1, 2000); tn != "00001.tar" {
 		t.Errorf("the next sample went to %s", tn)
 	}
-	if err := s.Close(true); err != nil {
-		t.Fatal(err)
-	}
+	mustCloseTar(t, s, true)
 	after, err := os.ReadFile(filepath.Join(dir, "00000.tar"))
 	if err != nil || !bytes.Equal(before, after) {
 		t.Fatalf("00000.tar changed (%v)", err)
@@ -341,20 +311,15 @@ func TestTarNeverRewritesAFinishedTar(t *testing.T) {
 func TestTarRefusesADamagedFinishedTar(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s, err := NewTar(dir, TarOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenTar(t, dir, TarOptions{})
 	putSample(t, s, 0, 2000)
 	putSample(t, s, 1, 2000)
-	if err := s.Close(true); err != nil {
-		t.Fatal(err)
-	}
+	mustCloseTar(t, s, true)
 	name := filepath.Join(dir, "00000.tar")
 	if err := os.Truncate(name, 3000); err != nil {
 		t.Fatal(err)
 	}
-	_, err = NewTar(dir, TarOptions{})
+	_, err := NewTar(dir, TarOptions{})
 	if err == nil || !strings.Contains(err.Error(), name) {
 		t.Fatalf("NewTar on a damaged tar: %v, want an error naming %s", err, name)
 	}
@@ -365,24 +330,16 @@ func TestTarRefusesADamagedFinishedTar(t *testing.T) {
 func TestTarOneProcessPerPrefix(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	a, err := NewTar(dir, TarOptions{Prefix: "0-of-2-"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustOpenTar(t, dir, TarOptions{Prefix: "0-of-2-"})
 	defer a.Close(true)
 	if _, err := NewTar(dir, TarOptions{Prefix: "0-of-2-"}); !errors.Is(err, ErrTarInUse) {
 		t.Errorf("a second sink on the prefix: %v, want ErrTarInUse", err)
 	}
-	b, err := NewTar(dir, TarOptions{Prefix: "1-of-2-"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := mustOpenTar(t, dir, TarOptions{Prefix: "1-of-2-"})
 	if tn, _ := putSample(t, b, 0, 100); tn != "1-of-2-00000.tar" {
 		t.Errorf("stored in %s", tn)
 	}
-	if err := b.Close(true); err != nil {
-		t.Fatal(err)
-	}
+	mustCloseTar(t, b, true)
 	if tn, _ := putSample(t, a, 1, 100); tn != "0-of-2-00000.tar" {
 		t.Errorf("stored in %s", tn)
 	}
@@ -393,15 +350,10 @@ func TestTarOneProcessPerPrefix(t *testing.T) {
 func TestTarReadOnlyChangesNothing(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s, err := NewTar(dir, TarOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenTar(t, dir, TarOptions{})
 	putSample(t, s, 0, 1000)
 	putSample(t, s, 1, 1000)
-	if err := s.Close(false); err != nil {
-		t.Fatal(err)
-	}
+	mustCloseTar(t, s, false)
 	part := filepath.Join(dir, "00000.tar"+PartSuffix)
 	fi, err := os.Stat(part)
 	if err != nil {
@@ -413,10 +365,7 @@ func TestTarReadOnlyChangesNothing(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(dir, TarSpillDir)); err != nil {
 		t.Fatal(err)
 	}
-	ro, err := NewTar(dir, TarOptions{ReadOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ro := mustOpenTar(t, dir, TarOptions{ReadOnly: true})
 	if _, err := ro.Stat(sampleKey(0)); err != nil {
 		t.Error(err)
 	}
@@ -426,9 +375,7 @@ func TestTarReadOnlyChangesNothing(t *testing.T) {
 	if _, err := ro.Create(sampleKey(2), sampleURL(2)); err == nil {
 		t.Error("a read-only sink creates")
 	}
-	if err := ro.Close(true); err != nil {
-		t.Fatal(err)
-	}
+	mustCloseTar(t, ro, true)
 	if fi2, err := os.Stat(part); err != nil || fi2.Size() != fi.Size()-100 {
 		t.Errorf("the unfinished tar changed: %v", err)
 	}
@@ -444,10 +391,7 @@ func TestTarBigBodyIsStagedAndResumed(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	opts := TarOptions{Memory: 1 << 20} // 128 KiB a body
-	s, err := NewTar(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenTar(t, dir, opts)
 	const n = 600 << 10
 	want := body(7, n)
 	w, err := s.Create(sampleKey(7), sampleURL(7))
@@ -464,14 +408,9 @@ func TestTarBigBodyIsStagedAndResumed(t *testing.T) {
 	if err := w.Abort(); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(false); err != nil {
-		t.Fatal(err)
-	}
+	mustCloseTar(t, s, false)
 
-	s, err = NewTar(dir, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s = mustOpenTar(t, dir, opts)
 	p, err := s.Staged(sampleKey(7), sampleURL(7))
 	if err != nil || p.Offset != n/2 || p.Validator != `"v1"` {
 		t.Fatalf("Staged: %+v, %v; want %d bytes under \"v1\"", p, err, n/2)
@@ -497,9 +436,7 @@ func TestTarBigBodyIsStagedAndResumed(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(true); err != nil {
-		t.Fatal(err)
-	}
+	mustCloseTar(t, s, true)
 	ms := readTar(t, filepath.Join(dir, "00000.tar"))
 	if len(ms) != 2 || ms[0].name != sampleKey(7)+".jpg" || !bytes.Equal(ms[0].data, want) {
 		t.Fatalf("tar holds %d members; the body %d bytes, want %d", len(ms), len(ms[0].data), n)
@@ -517,10 +454,7 @@ func TestTarBigBodyIsStagedAndResumed(t *testing.T) {
 func TestTarBodyInPieces(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s, err := NewTar(dir, TarOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenTar(t, dir, TarOptions{})
 	const n = 64 << 10
 	want := body(3, n)
 	w, err := s.Create(sampleKey(3), sampleURL(3))
@@ -548,9 +482,7 @@ func TestTarBodyInPieces(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(true); err != nil {
-		t.Fatal(err)
-	}
+	mustCloseTar(t, s, true)
 	ms := readTar(t, filepath.Join(dir, "00000.tar"))
 	if len(ms) != 2 || !bytes.Equal(ms[0].data, want) {
 		t.Fatalf("the body in the tar differs from what was written in pieces")
@@ -564,10 +496,7 @@ func TestTarMemoryStaysWithinItsBound(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	const limit = 256 << 10
-	s, err := NewTar(dir, TarOptions{Memory: limit})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenTar(t, dir, TarOptions{Memory: limit})
 	var ws []Writer
 	for i := range 20 {
 		w, err := s.Create(sampleKey(i), sampleURL(i))
@@ -594,9 +523,7 @@ func TestTarMemoryStaysWithinItsBound(t *testing.T) {
 	if m := s.mem.Load(); m != 0 {
 		t.Errorf("%d bytes of memory still held once every sample is stored", m)
 	}
-	if err := s.Close(true); err != nil {
-		t.Fatal(err)
-	}
+	mustCloseTar(t, s, true)
 	for _, err := range errs {
 		if err != nil {
 			t.Fatal(err)
@@ -628,10 +555,7 @@ func checkSamplesAnyOrder(t *testing.T, ms []member, n, size int) {
 func TestTarAbortedBodyLeavesNothing(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s, err := NewTar(dir, TarOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenTar(t, dir, TarOptions{})
 	for _, abort := range []bool{true, false} {
 		w, err := s.Create("k", "http://example.com/k")
 		if err != nil {
@@ -647,9 +571,7 @@ func TestTarAbortedBodyLeavesNothing(t *testing.T) {
 	if m := s.mem.Load(); m != 0 {
 		t.Errorf("%d bytes of memory held", m)
 	}
-	if err := s.Close(true); err != nil {
-		t.Fatal(err)
-	}
+	mustCloseTar(t, s, true)
 	if names := tarNames(t, dir); len(names) != 0 {
 		t.Errorf("tars %v, want none", names)
 	}
@@ -744,10 +666,7 @@ func TestTarFindsSamplesOfOtherSplits(t *testing.T) {
 		prefix string
 		i      int
 	}{{"", 0}, {"0-of-3-", 1}, {"2-of-3-", 2}} {
-		s, err := NewTar(dir, TarOptions{Prefix: c.prefix})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := mustOpenTar(t, dir, TarOptions{Prefix: c.prefix})
 		putSample(t, s, c.i, 100)
 		if err := s.Close(c.i != 2); err != nil { // the last one left unfinished
 			t.Fatal(err)
@@ -761,10 +680,7 @@ func TestTarFindsSamplesOfOtherSplits(t *testing.T) {
 		{"1-of-3-", []bool{true, false, false}},
 		{"0-of-2-", []bool{true, true, true}},
 	} {
-		s, err := NewTar(dir, TarOptions{Prefix: c.prefix, ReadOnly: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := mustOpenTar(t, dir, TarOptions{Prefix: c.prefix, ReadOnly: true})
 		for i, want := range c.want {
 			if _, err := s.Stat(sampleKey(i)); (err == nil) != want {
 				t.Errorf("prefix %q: sample %d found: %v, want %v", c.prefix, i, err == nil, want)
@@ -783,14 +699,9 @@ func TestTarFindsSamplesOfOtherSplits(t *testing.T) {
 func TestTarRemovesStagingFilesOfStoredSamples(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	s, err := NewTar(dir, TarOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := mustOpenTar(t, dir, TarOptions{})
 	putSample(t, s, 0, 100)
-	if err := s.Close(true); err != nil {
-		t.Fatal(err)
-	}
+	mustCloseTar(t, s, true)
 	spill := filepath.Join(dir, TarSpillDir, "spill")
 	if err := os.MkdirAll(spill, 0o755); err != nil {
 		t.Fatal(err)
@@ -800,17 +711,30 @@ func TestTarRemovesStagingFilesOfStoredSamples(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, err = NewTar(dir, TarOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(true); err != nil {
-		t.Fatal(err)
-	}
+	s = mustOpenTar(t, dir, TarOptions{})
+	mustCloseTar(t, s, true)
 	if _, err := os.Stat(filepath.Join(spill, sampleKey(0)+PartSuffix)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the staging file of a stored sample is left: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(spill, sampleKey(1)+PartSuffix)); err != nil {
 		t.Errorf("the staging file of a sample not stored is gone: %v", err)
+	}
+}
+
+func mustOpenTar(t *testing.T, dir string, opts TarOptions) *Tar {
+	t.Helper()
+	s, err := NewTar(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// mustCloseTar closes s, finishing its unfinished tar (the list ended) or
+// leaving it for the next run (interrupted).
+func mustCloseTar(t *testing.T, s *Tar, finish bool) {
+	t.Helper()
+	if err := s.Close(finish); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -136,6 +136,12 @@ type Options struct {
 	// Checksums gives expected hashes by output path (--checksums): consulted
 	// for an entry whose line gives no sha256= (the line's own wins).
 	Checksums Checksums
+	// Tar: the sink is a sink.Tar, the entries samples. An entry's name is
+	// its sample key (input.Entry.SampleKey; out= and Layout do not apply);
+	// Checksums is asked for the name LayoutTree gives it; a stored sample
+	// is never replaced (Force and Update must not be set), and one that
+	// fails size= or sha256= fails its entry.
+	Tar bool
 	// OnResult is called once for every entry and bad line as it finishes, from
 	// any goroutine, possibly concurrently. It must not block for long.
 	OnResult func(*Result)
@@ -489,10 +495,25 @@ func ShardOf(key string, n int) int {
 // nameOf is the entry's output path: out=, else what the layout makes of its
 // URL.
 func (e *Engine) nameOf(ent Entry) (string, error) {
+	if e.opts.Tar {
+		// The list's reader refuses such keys as bad lines; a source
+		// that does not (URL arguments) must not name members so.
+		k := ent.SampleKey()
+		return k, input.CheckKey(k)
+	}
 	if ent.Out != "" {
 		return ent.Out, nil
 	}
 	return e.opts.Layout.Name(ent.URL)
+}
+
+// checksumName is the path --checksums names the entry by: its output path,
+// or, for a sample (Options.Tar), the one LayoutTree gives its URL.
+func (e *Engine) checksumName(ent Entry) (string, error) {
+	if e.opts.Tar {
+		return naming.LayoutTree.Name(ent.URL)
+	}
+	return e.nameOf(ent)
 }
 
 // Names reads src as Run would, without a request or a write, and calls fn with
@@ -521,7 +542,7 @@ func (e *Engine) Names(src Source, fn func(name string)) error {
 		if !e.inShard(ent.URL) {
 			continue
 		}
-		if name, err := e.nameOf(ent); err == nil {
+		if name, err := e.checksumName(ent); err == nil {
 			fn(name)
 		}
 	}

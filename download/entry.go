@@ -144,6 +144,13 @@ func (x *entry) run(ctx context.Context, g *grant) {
 	if err == nil {
 		err = x.verify()
 	}
+	if _, costly := x.w.(sink.CostlyWriter); costly && err != nil && ctx.Err() == nil {
+		// Given up, not interrupted: nothing is kept where keeping costs.
+		x.w.Discard()
+		x.closeTransfer()
+		x.end(ctx, err)
+		return
+	}
 	if err != nil {
 		x.closeStaging(err)
 		x.end(ctx, err)
@@ -160,8 +167,15 @@ func (x *entry) claim(ctx context.Context) error {
 		return &Error{Op: "name", URL: x.ent.URL, Err: err}
 	}
 	x.r.Name = name
+	if x.e.opts.Tar {
+		x.r.Sample = name
+	}
 	if cs := x.e.opts.Checksums; cs != nil && x.ent.SHA256 == "" {
-		sum, err := cs.Lookup(name)
+		csName, err := x.e.checksumName(x.ent)
+		if err != nil {
+			return &Error{Op: "name", URL: x.ent.URL, Err: err}
+		}
+		sum, err := cs.Lookup(csName)
 		if err != nil {
 			return &Error{Op: "checksums", URL: x.ent.URL, Err: err}
 		}
@@ -195,6 +209,9 @@ func (x *entry) checkDisk() (done bool, err error) {
 	}
 	if err != nil {
 		return false, e.sinkError("check", ent.URL, err)
+	}
+	if e.opts.Tar {
+		return x.checkSample(info)
 	}
 	if info.Origin != "" && !urlid.Same(info.Origin, ent.URL) {
 		return false, &Error{Op: "check", URL: ent.URL,
@@ -236,6 +253,37 @@ func (x *entry) checkDisk() (done bool, err error) {
 		x.replace, x.cond = true, conditionalFor(info)
 		x.why = "--update: ask the server (" + x.cond.String() + ")"
 		return false, nil
+	}
+	r.Status, r.Size = StatusSkipped, info.Size
+	return true, nil
+}
+
+// checkSample decides for an entry stored as a sample in a tar file, which
+// is never rewritten: done, unless it fails size= or sha256= (then it fails:
+// the tar file would have to be moved away to fetch it again).
+func (x *entry) checkSample(info sink.Info) (done bool, err error) {
+	e, ent, r := x.e, x.ent, x.r
+	r.Tar, r.Member = info.Tar, info.Member
+	if info.Origin != sink.TarOrigin(ent.URL) {
+		return false, &Error{Op: "check", URL: ent.URL, Err: fmt.Errorf("%w: sample %s in %s is from another URL", ErrCollision, r.Name, info.Tar)}
+	}
+	differs := ""
+	if ent.Size >= 0 && info.Size != ent.Size {
+		differs = fmt.Sprintf("%d bytes, size= says %d", info.Size, ent.Size)
+	} else if ent.SHA256 != "" {
+		sum, err := e.hashFile(r.Name, x.deps().bufs)
+		if err != nil {
+			return false, e.sinkError("check", ent.URL, err)
+		}
+		if sum != ent.SHA256 {
+			differs = "sha256 " + sum
+		} else {
+			r.SHA256 = sum
+		}
+	}
+	if differs != "" {
+		return false, &Error{Op: "check", URL: ent.URL, Err: fmt.Errorf("%w: %s in %s holds %s (a finished tar file is never rewritten: move it away to fetch its samples again)",
+			ErrStoredDiffers, info.Member, info.Tar, differs)}
 	}
 	r.Status, r.Size = StatusSkipped, info.Size
 	return true, nil
@@ -396,6 +444,9 @@ func (x *entry) openStaging(ctx context.Context) (done bool, err error) {
 	if x.replace {
 		w.Replace()
 	}
+	if hw, ok := w.(sink.HashWriter); ok && ent.SHA256 != "" {
+		hw.SetSHA256(ent.SHA256)
+	}
 	if e.opts.Force && !x.resumed && w.Partial().Offset > 0 {
 		if err := w.Restart(); err != nil {
 			w.Abort()
@@ -530,9 +581,17 @@ func (x *entry) verify() error {
 // goroutine, while this worker is already on its next entry.
 func (x *entry) commit(ctx context.Context) {
 	w := x.w
+	sw, sample := w.(sink.SampleWriter)
+	if sample {
+		sw.SetSample(sink.Sample{Key: x.r.Sample, SHA256: x.r.SHA256, HTTPStatus: x.r.HTTPStatus,
+			ContentType: x.t.contentType, Meta: x.ent.Meta})
+	}
 	x.closeTransfer()
 	x.releaseHost() // the network part is over
 	w.Commit(func(err error) {
+		if sample && err == nil {
+			x.r.Tar, x.r.Member = sw.Stored()
+		}
 		switch {
 		case errors.Is(err, sink.ErrTaken):
 			// Another process (or another tool) put a different file there

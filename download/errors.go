@@ -9,12 +9,16 @@ import (
 
 	"github.com/haul/haul/download/internal/retry"
 	"github.com/haul/haul/internal/urlid"
+	"github.com/haul/haul/sink"
 )
 
 // Sentinel errors that callers and tests branch on.
 var (
 	// ErrCollision: another URL already owns the file this entry would write.
 	ErrCollision = errors.New("name collision")
+	// ErrStoredDiffers: a sample stored in a tar file fails the entry's
+	// size= or sha256=.
+	ErrStoredDiffers = errors.New("stored sample differs")
 	// ErrBadLength: the body's length differs from Content-Length or size=.
 	ErrBadLength = errors.New("length mismatch")
 	// ErrBadChecksum: the body's SHA-256 differs from sha256=.
@@ -68,7 +72,7 @@ func (e *FatalError) Unwrap() error { return e.Err }
 // Engine.writable.
 func fatalSinkError(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
-		errors.Is(err, syscall.EROFS)
+		errors.Is(err, syscall.EROFS) || errors.Is(err, sink.ErrUnavailable)
 }
 
 // retryable decides, once, whether a failed attempt is worth another: connection

@@ -44,6 +44,11 @@ type Result struct {
 	// ended when the server closed the connection; a connection cut by the
 	// network ends it the same way. Only size= or sha256= confirm it whole.
 	CloseDelimited bool
+	// Sample is the entry's sample key where it is stored as a sample of a
+	// tar file (Options.Tar), and Tar and Member where it is: the tar
+	// file's name and its body's member (KEY.EXT). Its Name is then the
+	// key, not a path: its manifest line's out is null.
+	Sample, Tar, Member string
 	// Plan is what a run would do, with --dry-run: "fetch", "resume",
 	// "replace" or "check" (--update: ask the server); Reason says why.
 	Plan, Reason string
@@ -84,6 +89,9 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 		// columns, when it has them: a failed line keeps them for the retry.
 		Key  string          `json:"key,omitempty"`
 		Meta json.RawMessage `json:"meta,omitempty"`
+		// A sample's tar file and member.
+		Tar    string `json:"tar,omitempty"`
+		Member string `json:"member,omitempty"`
 	}
 	m := manifestLine{URL: r.Entry.URL, Status: r.Status, Attempts: r.Attempts,
 		DurationMS: r.Duration.Milliseconds(), CloseDelimited: r.CloseDelimited && r.Status == StatusOK,
@@ -91,7 +99,14 @@ func (r *Result) MarshalJSON() ([]byte, error) {
 	if r.Entry.Meta != "" {
 		m.Meta = json.RawMessage(r.Entry.Meta)
 	}
-	if r.Name != "" {
+	if r.Sample != "" {
+		// Its key, even a position in the list: a list made of failed
+		// lines names each sample as before.
+		m.Key = r.Sample
+		if r.Status == StatusOK || r.Status == StatusSkipped {
+			m.Tar, m.Member = r.Tar, r.Member
+		}
+	} else if r.Name != "" {
 		m.Out = &r.Name
 	}
 	switch {

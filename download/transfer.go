@@ -82,6 +82,8 @@ type transfer struct {
 	slot func() (release func(), ok bool)
 	// gate is the entry's host, for its requests' rate and cap (exchange).
 	gate hostGate
+	// contentType is the Content-Type of the response the body is from.
+	contentType string
 }
 
 // resuming reports whether bytes of the body are kept.
@@ -143,7 +145,14 @@ func newTransfer(d *transferDeps, ent Entry, w sink.Writer) (*transfer, error) {
 	}
 	t.hash = newAsyncHash(d.bufs)
 	if p.Offset > 0 {
-		if err := t.hashPrefix(); err != nil {
+		err := t.hashPrefix()
+		if errors.Is(err, sink.ErrNoPrefix) {
+			// An object store's upload keeps its parts where they cannot be
+			// read back to hash: the body starts over.
+			err = t.restart()
+			t.best, t.total, t.validator = 0, -1, ""
+		}
+		if err != nil {
 			t.close()
 			return nil, err
 		}
@@ -412,6 +421,7 @@ func (t *transfer) accept(resp *http.Response) (done bool, err error) {
 		lm = ""
 	}
 	t.w.SetCacheValidators(etag, lm)
+	t.contentType = resp.Header.Get("Content-Type")
 	return false, nil
 }
 

@@ -53,6 +53,9 @@ type Info struct {
 	// them only where that is not enough or costs nothing: files over 64 KiB,
 	// and small ones whose response had an ETag and no Last-Modified.
 	ETag, LastModified string
+	// Tar and Member say where a Tar sink holds the sample: its tar file's
+	// name in the directory and its body's member; "" for a file.
+	Tar, Member string
 	// Changed: the file's length differs from the one haul committed, so it
 	// was changed on disk since (truncated, or rewritten by another tool) and
 	// its recorded validators no longer describe it. Known only where they
@@ -134,6 +137,33 @@ type Writer interface {
 	// keeping the file that is there.
 	Replace()
 }
+
+// HashWriter is what a Writer offers that stores a body's SHA-256 with it
+// when it is known before the body is written (an object store's metadata
+// is set when its upload begins).
+type HashWriter interface {
+	// SetSHA256 gives the SHA-256 (hex) the body is expected to have; the
+	// caller checks the body against it before Commit.
+	SetSHA256(hex string)
+}
+
+// CostlyWriter is a Writer whose kept bytes cost while they wait for a
+// later run (an object store's multipart upload in progress): an entry that
+// fails for good discards them rather than aborting; one interrupted aborts,
+// keeping them to resume.
+type CostlyWriter interface {
+	Writer
+	KeepingCosts()
+}
+
+// ErrUnavailable reports that no entry can be written any more (an object
+// store lost the bucket, or refuses the credentials): the run stops.
+var ErrUnavailable = errors.New("output unavailable")
+
+// ErrNoPrefix reports that the bytes a Writer kept cannot be read back (the
+// parts of an object store's upload in progress): a caller that needs them
+// (to hash them) starts the body over.
+var ErrNoPrefix = errors.New("the bytes kept cannot be read back")
 
 // ErrLocked reports that another process is writing the staging file.
 var ErrLocked = errors.New("staging file in use by another process")

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/haul/haul/download/downloadtest"
+	"github.com/haul/haul/internal/parquettest"
 )
 
 // haulOutput runs haul with args and returns its stdout, failing unless it
@@ -311,6 +312,9 @@ func TestCompletionWordsParse(t *testing.T) {
 	for name, words := range flagValues {
 		for _, w := range words {
 			args := []string{"--" + name, w, "-d", t.TempDir(), "-i", writeList(t)}
+			if name == "input-format" {
+				args[len(args)-1] = emptyList(t, w)
+			}
 			if name == "shard-by" {
 				args = append(args, "--shard", "0/2")
 			}
@@ -319,4 +323,20 @@ func TestCompletionWordsParse(t *testing.T) {
 			}
 		}
 	}
+}
+
+// emptyList writes a list of no entries in format: a header alone for a
+// table.
+func emptyList(t *testing.T, format string) string {
+	t.Helper()
+	switch format {
+	case "parquet":
+		type row struct {
+			URL string `parquet:"url"`
+		}
+		return parquettest.Write(t, "empty.parquet", []row{}, 1)
+	case "csv", "tsv":
+		return writeList(t, "url")
+	}
+	return writeList(t)
 }

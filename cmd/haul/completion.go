@@ -7,6 +7,8 @@ import (
 
 	"github.com/cpuguy83/go-md2man/v2/md2man"
 	"github.com/urfave/cli/v2"
+
+	"github.com/haul/haul/download/input"
 )
 
 // The subcommands. haul's positional arguments are URLs, and a URL always has
@@ -49,12 +51,13 @@ func commands(stdout io.Writer) []*cli.Command {
 
 // flagValues are the words a flag's value may be, offered by completion.
 var flagValues = map[string][]string{
-	"layout":      layoutValues,
-	"compress":    compressAlgs,
-	"progress":    progressModes,
-	"shard-by":    shardByValues,
-	"shard":       {"auto"},
-	"http-client": httpClients,
+	"layout":       layoutValues,
+	"compress":     compressAlgs,
+	"progress":     progressModes,
+	"shard-by":     shardByValues,
+	"shard":        {"auto"},
+	"http-client":  httpClients,
+	"input-format": input.FormatNames(),
 }
 
 // compFlag is one flag as the completion scripts see it.

@@ -58,6 +58,7 @@ type options struct {
 	shardBy        download.ShardBy
 	progress       string        // one of progressModes
 	progressEvery  time.Duration // plain and json: one report per interval
+	s3             s3Options     // -d s3://BUCKET/PREFIX
 	cacert         string
 	insecure       bool
 	http11         bool
@@ -70,6 +71,7 @@ type options struct {
 	dns            dnsOptions          // --dns-server, --dns-concurrency
 	proxies        *httpclient.Proxies // --proxy and the environment's
 	table          tableOptions        // --input-format, --col
+	tar            tarOptions          // --tar, --tar-size
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
@@ -139,7 +141,7 @@ func flags() []cli.Flag {
 		&cli.BoolFlag{Name: "insecure", Aliases: []string{"k"}, Usage: "do not verify TLS certificates"},
 		&cli.BoolFlag{Name: "http1.1", Usage: "use HTTP/1.1 over TLS too, even where the server offers HTTP/2"},
 		&cli.StringFlag{Name: "http-client", Value: "haul", Usage: "haul (its own HTTP/1.1 and HTTP/2 clients: least CPU per request) or net/http (Go's standard client, for comparisons); requests through an HTTP proxy always go through net/http"},
-	}, append(append(append(mirrorFlags(), networkFlags()...), politeFlags()...), tableFlags()...)...)
+	}, append(append(append(mirrorFlags(), networkFlags()...), politeFlags()...), append(append(tableFlags(), tarFlags()...), s3Flags()...)...)...)
 }
 
 func parseOptions(c *cli.Context) (*options, error) {
@@ -253,7 +255,13 @@ func parseOptions(c *cli.Context) (*options, error) {
 	if err := parsePolite(c, o); err != nil {
 		return nil, err
 	}
+	if err := parseTar(c, o); err != nil {
+		return nil, err
+	}
 	if err := parseTable(c, o); err != nil {
+		return nil, err
+	}
+	if err := parseS3(c, o, osGetenv); err != nil {
 		return nil, err
 	}
 	return o, nil

@@ -110,7 +110,11 @@ func walk(ctx context.Context, o *options, client download.HTTPClient, src downl
 	if !o.mirror.recursive {
 		return src, func() {}
 	}
-	w := index.Expand(ctx, client, src, index.Options{Header: o.header, Filter: o.mirror.filter, TempDir: o.dir})
+	tmp := o.dir
+	if o.s3.on {
+		tmp = "" // the system's temporary directory: a bucket is no place for it
+	}
+	w := index.Expand(ctx, client, src, index.Options{Header: o.header, Filter: o.mirror.filter, TempDir: tmp})
 	return w, func() { w.Close() }
 }
 
@@ -125,6 +129,15 @@ func loadChecksumsFor(ctx context.Context, o *options, client download.HTTPClien
 // planLine is --dry-run's line for a planned entry, on stdout: what a run
 // would do, to which file, and why.
 func planLine(w io.Writer, dir string, r *download.Result) {
+	if r.Sample != "" {
+		// --tar: a sample, named by its key and URL.
+		fmt.Fprintf(w, "%s sample %s %s: %s\n", r.Plan, r.Sample, r.Entry.URL, r.Reason)
+		return
+	}
+	if strings.HasPrefix(dir, "s3://") {
+		fmt.Fprintf(w, "%s %s/%s: %s\n", r.Plan, strings.TrimSuffix(dir, "/"), r.Name, r.Reason)
+		return
+	}
 	fmt.Fprintf(w, "%s %s: %s\n", r.Plan, filepath.Join(dir, filepath.FromSlash(r.Name)), r.Reason)
 }
 

@@ -132,17 +132,37 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 		return cli.Exit(err.Error(), exitFatal)
 	}
 	defer cleanup()
-	// --dry-run: no probe of unnamed staging (it opens a file) and no committer.
-	file, err := sink.NewFile(sinkDir, sink.FileOptions{NoSync: o.noSync || o.mirror.dryRun, RunTag: runTag, MaxOpen: sinkBudget(o.jobs, sinkFDs),
-		Named: o.namedStaging || o.mirror.dryRun, Checkpoint: o.checkpoint})
-	if err != nil {
-		return cli.Exit(fmt.Sprintf("output directory: %v", err), exitFatal)
-	}
-	defer file.Close()
-	var out sink.Sink = file
-	if o.compress != "" {
-		if out, err = sink.NewCompressed(file, o.compress, o.compressLevel); err != nil {
-			return cli.Exit(err.Error(), exitUsage)
+	var out sink.Sink
+	var tarSink *sink.Tar
+	if o.s3.on {
+		b, err := openBucket(ctx, o, runTag)
+		if err != nil {
+			return cli.Exit(err.Error(), exitFatal)
+		}
+		out = b
+	} else if o.tar.on {
+		if tarSink, err = openTar(o, sinkDir); err != nil {
+			return cli.Exit(fmt.Sprintf("output directory: %v", err), exitFatal)
+		}
+		defer func() {
+			if tarSink != nil {
+				tarSink.Close(false) // a return before the run: the tar stays unfinished
+			}
+		}()
+		out = tarSink
+	} else {
+		// --dry-run: no probe of unnamed staging (it opens a file) and no committer.
+		file, err := sink.NewFile(sinkDir, sink.FileOptions{NoSync: o.noSync || o.mirror.dryRun, RunTag: runTag, MaxOpen: sinkBudget(o.jobs, sinkFDs),
+			Named: o.namedStaging || o.mirror.dryRun, Checkpoint: o.checkpoint})
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("output directory: %v", err), exitFatal)
+		}
+		defer file.Close()
+		out = file
+		if o.compress != "" {
+			if out, err = sink.NewCompressed(file, o.compress, o.compressLevel); err != nil {
+				return cli.Exit(err.Error(), exitUsage)
+			}
 		}
 	}
 	// After the sink, which creates --dir: --manifest DIR/m.jsonl works with a
@@ -167,7 +187,7 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 		RunTag:  runTag,
 		HashAll: o.hashAll, ShardK: o.shardK, ShardN: o.shardN, ShardBy: o.shardBy, Decode: o.decode,
 		Update: o.mirror.update, DryRun: o.mirror.dryRun, HostFailLimit: o.hostFailLimit,
-		PerHostRate: o.polite.perHostRate, Robots: o.polite.robots,
+		PerHostRate: o.polite.perHostRate, Robots: o.polite.robots, Tar: o.tar.on,
 		OnResult: func(r *download.Result) {
 			if r.Status == download.StatusPlanned {
 				planLine(stdout, o.dir, r)
@@ -201,6 +221,15 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 	runErr := eng.Run(ctx, src)
 	if runErr == nil {
 		runErr = o.table.cutErr() // a list cut off midway: what was read before ran
+	}
+	if tarSink != nil {
+		// The list ended: its last tar is finished. Interrupted, it stays
+		// unfinished, and the next run appends to it.
+		err := tarSink.Close(runErr == nil)
+		tarSink = nil
+		if err != nil && runErr == nil {
+			runErr = &download.FatalError{Err: err}
+		}
 	}
 	rep.stop()
 	if err := man.close(); err != nil {

@@ -31,6 +31,9 @@ var formatNames = []string{FormatAuto: "auto", FormatLines: "lines", FormatCSV: 
 
 func (f Format) String() string { return formatNames[f] }
 
+// FormatNames are the names ParseFormat takes.
+func FormatNames() []string { return append([]string(nil), formatNames[FormatAuto+1:]...) }
+
 // ParseFormat parses a format's name: lines, csv, tsv or parquet.
 func ParseFormat(s string) (Format, error) {
 	for f, n := range formatNames {

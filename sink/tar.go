@@ -47,13 +47,14 @@ import (
 // .haul-tar/ (with the File sink: resumable, and fetched in pieces with
 // --split) and copied into the tar when committed.
 type Tar struct {
-	root     *os.Root
-	dir      string
-	prefix   string
-	size     int64
-	noSync   bool
-	readOnly bool
-	names    *regexp.Regexp // PREFIX(NNNNN).tar(.part)?
+	root       *os.Root
+	dir        string
+	prefix     string
+	size       int64
+	noSync     bool
+	readOnly   bool
+	names      *regexp.Regexp // PREFIX(NNNNN).tar(.part)?
+	checkpoint int64
 
 	memMax   int64 // the most one body may hold in memory
 	memLimit int64 // the most all bodies may hold together
@@ -126,6 +127,8 @@ type TarOptions struct {
 	// samples waiting to be appended (default 64 MiB); a body past an eighth
 	// of it, or 4 MiB, goes to a staging file.
 	Memory int64
+	// Checkpoint is the staging files' FileOptions.Checkpoint (--checkpoint).
+	Checkpoint int64
 }
 
 // DefaultTarSize is the size of a tar file unless TarOptions.Size says.
@@ -159,7 +162,7 @@ func NewTar(dir string, opts TarOptions) (*Tar, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Tar{root: root, dir: dir, prefix: opts.Prefix, size: opts.Size, noSync: opts.NoSync, readOnly: opts.ReadOnly,
+	s := &Tar{root: root, dir: dir, prefix: opts.Prefix, size: opts.Size, noSync: opts.NoSync, readOnly: opts.ReadOnly, checkpoint: opts.Checkpoint,
 		names:  regexp.MustCompile(`^` + regexp.QuoteMeta(opts.Prefix) + `([0-9]{5,9})\.tar(` + regexp.QuoteMeta(PartSuffix) + `)?$`),
 		memMax: min(opts.Memory/8, 4<<20), memLimit: opts.Memory,
 		index: make(map[uint64]int32), seed: maphash.MakeSeed(), spilled: make(map[string]bool),
@@ -214,6 +217,11 @@ func (s *Tar) open() error {
 	var tars []found
 	finished := map[int]bool{}
 	for _, e := range ents {
+		if anyTar.MatchString(e.Name()) && !e.Type().IsRegular() {
+			// haul never follows a link at a name it writes, nor reads one
+			// as a tar: it may point at any file, a finished tar included.
+			return fmt.Errorf("%s is not a regular file (a symbolic link?): haul does not follow it", path.Join(s.dir, e.Name()))
+		}
 		m := s.names.FindStringSubmatch(e.Name())
 		if m == nil {
 			if s.otherSplit(e.Name()) {
@@ -327,7 +335,7 @@ func (s *Tar) indexTar(name string, unfinished bool) error {
 }
 
 func (s *Tar) scan(name string, unfinished bool) (end int64, n int, err error) {
-	f, err := s.root.Open(name)
+	f, err := s.openRegular(name, os.O_RDONLY)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -360,7 +368,7 @@ func (s *Tar) adoptPart(name string) error {
 	if s.readOnly {
 		return nil
 	}
-	f, err := s.root.OpenFile(name, os.O_RDWR, 0)
+	f, err := s.openRegular(name, os.O_RDWR)
 	if err != nil {
 		return err
 	}
@@ -374,6 +382,24 @@ func (s *Tar) adoptPart(name string) error {
 	}
 	s.setPart(f, end)
 	return nil
+}
+
+// openRegular opens name, which must be a regular file, not a link to one
+// (os.Root follows a link that stays in the directory).
+func (s *Tar) openRegular(name string, flag int) (*os.File, error) {
+	fi, err := s.root.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.root.OpenFile(name, flag, 0)
+	if err != nil {
+		return nil, err
+	}
+	if ffi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || !os.SameFile(fi, ffi) {
+		f.Close()
+		return nil, fmt.Errorf("%s is not a regular file (a symbolic link?): haul does not follow it", path.Join(s.dir, name))
+	}
+	return f, nil
 }
 
 func (s *Tar) setPart(f *os.File, off int64) {
@@ -415,7 +441,7 @@ func (s *Tar) spillDir() string { return path.Join(TarSpillDir, s.prefix+"spill"
 // the first.
 func (s *Tar) spillSink() (*File, error) {
 	s.spillOnce.Do(func() {
-		s.spill, s.spillErr = NewFile(path.Join(s.dir, s.spillDir()), FileOptions{NoSync: s.noSync, Named: true, MaxOpen: 64})
+		s.spill, s.spillErr = NewFile(path.Join(s.dir, s.spillDir()), FileOptions{NoSync: s.noSync, Named: true, MaxOpen: 64, Checkpoint: s.checkpoint})
 	})
 	return s.spill, s.spillErr
 }
@@ -899,11 +925,82 @@ func (w *tarWriter) reserve(n int64) bool {
 }
 
 func (w *tarWriter) release() {
-	w.s.mem.Add(-w.reserved)
-	w.reserved, w.buf = 0, nil
+	w.dropBuf()
 	if w.fw != nil {
 		w.fw.Discard()
 		w.fw = nil
+	}
+}
+
+// grow gives buf room for n bytes, from the pool of bodies and within the
+// memory bound, and reports whether it could.
+func (w *tarWriter) grow(n int64) bool {
+	c := bodyClass(n)
+	if n > w.s.memMax {
+		return false
+	}
+	if c > w.s.memMax {
+		c = n
+	}
+	if !w.reserve(c - w.reserved) {
+		return false
+	}
+	nb := getBody(c)
+	nb = append(nb, w.buf...)
+	putBody(w.buf)
+	w.buf = nb
+	return true
+}
+
+// dropBuf gives buf back to the pool and its memory to the bound.
+func (w *tarWriter) dropBuf() {
+	putBody(w.buf)
+	w.s.mem.Add(-w.reserved)
+	w.reserved, w.buf = 0, nil
+}
+
+// Bodies held in memory come from pools of 4 KiB, 8 KiB, ... 4 MiB
+// buffers: a run of small files reuses them rather than leave the garbage
+// collector a heap of freed bodies to let grow (up to twice the bound).
+const (
+	minBodyClass = 4 << 10
+	bodyClasses  = 11 // up to 4 MiB
+)
+
+var bodyPools [bodyClasses]sync.Pool
+
+// bodyClass is the size of the pooled buffer that holds n bytes (n itself
+// past the biggest).
+func bodyClass(n int64) int64 {
+	c := int64(minBodyClass)
+	for i := 0; i < bodyClasses; i++ {
+		if c >= n {
+			return c
+		}
+		c <<= 1
+	}
+	return n
+}
+
+func getBody(c int64) []byte {
+	for i := 0; i < bodyClasses; i++ {
+		if minBodyClass<<i == c {
+			if b, ok := bodyPools[i].Get().(*[]byte); ok {
+				return (*b)[:0]
+			}
+			break
+		}
+	}
+	return make([]byte, 0, c)
+}
+
+func putBody(b []byte) {
+	for i := 0; i < bodyClasses; i++ {
+		if minBodyClass<<i == cap(b) {
+			b = b[:0]
+			bodyPools[i].Put(&b)
+			return
+		}
 	}
 }
 
@@ -932,8 +1029,7 @@ func (w *tarWriter) spillBody() error {
 		}
 	}
 	w.fw = fw
-	w.s.mem.Add(-w.reserved)
-	w.reserved, w.buf = 0, nil
+	w.dropBuf()
 	w.s.mu.Lock()
 	w.s.spilled[w.key] = true
 	w.s.mu.Unlock()
@@ -945,16 +1041,9 @@ func (w *tarWriter) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
-	if w.fw == nil && int64(len(w.buf)+len(p)) > w.reserved {
-		need := max(int64(len(w.buf)+len(p)), min(max(2*int64(cap(w.buf)), 32<<10), w.s.memMax))
-		if !w.reserve(need - w.reserved) {
-			if err := w.toFile(); err != nil {
-				return 0, err
-			}
-		} else {
-			nb := make([]byte, len(w.buf), need)
-			copy(nb, w.buf)
-			w.buf = nb
+	if w.fw == nil && len(w.buf)+len(p) > cap(w.buf) && !w.grow(max(int64(len(w.buf)+len(p)), 2*int64(cap(w.buf)))) {
+		if err := w.toFile(); err != nil {
+			return 0, err
 		}
 	}
 	if w.fw != nil {
@@ -981,16 +1070,10 @@ func (w *tarWriter) Prefix() io.Reader {
 // SetValidator implements Writer: a body known to be too big for memory
 // goes to a staging file from its start.
 func (w *tarWriter) SetValidator(validator string, total int64) {
-	if w.fw == nil && total > int64(len(w.buf)) {
+	if w.fw == nil && total > int64(cap(w.buf)) && !w.grow(total) {
 		// Its length is known: held in one buffer of that size, if memory
 		// has room for it, else in a staging file.
-		if total > w.reserved && !w.reserve(total-w.reserved) {
-			w.toFile()
-		} else if int64(cap(w.buf)) < total {
-			nb := make([]byte, len(w.buf), total)
-			copy(nb, w.buf)
-			w.buf = nb
-		}
+		w.toFile()
 	}
 	if w.fw != nil {
 		w.fw.SetValidator(validator, total)
@@ -1113,7 +1196,7 @@ func (w *tarWriter) sampleJSON() ([]byte, error) {
 		ContentType *string         `json:"content_type"`
 		Meta        json.RawMessage `json:"meta"`
 	}
-	m := sampleJSON{URL: w.origin, Key: w.key, Size: w.n, HTTPStatus: w.sample.HTTPStatus, Meta: json.RawMessage("null")}
+	m := sampleJSON{URL: publicURL(w.origin), Key: w.key, Size: w.n, HTTPStatus: w.sample.HTTPStatus, Meta: json.RawMessage("null")}
 	if w.sample.SHA256 != "" {
 		m.SHA256 = &w.sample.SHA256
 	}
@@ -1172,4 +1255,13 @@ var mediaExt = map[string]string{
 	"audio/mpeg": "mp3", "audio/wav": "wav", "audio/x-wav": "wav", "audio/ogg": "ogg",
 	"audio/flac": "flac", "video/mp4": "mp4", "video/webm": "webm", "video/ogg": "ogv",
 	"video/quicktime": "mov",
+}
+
+// publicURL is rawURL as a dataset may publish it: without a user name and
+// password, and without its #fragment (never sent).
+func publicURL(rawURL string) string {
+	if i := strings.IndexByte(rawURL, '#'); i >= 0 {
+		rawURL = rawURL[:i]
+	}
+	return urlid.StripUserinfo(rawURL)
 }

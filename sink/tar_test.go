@@ -738,3 +738,33 @@ func mustCloseTar(t *testing.T, s *Tar, finish bool) {
 		t.Fatal(err)
 	}
 }
+
+// A link at a tar's name is refused, never followed: it could point at any
+// file in the directory, a finished tar included.
+func TestTarRefusesALinkAtATarName(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"00000.tar" + PartSuffix, "00000.tar"} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "important.txt"), []byte("precious"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("important.txt", filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := NewTar(dir, TarOptions{}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("a link at %s: %v, want it refused", name, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "important.txt")); err != nil || string(b) != "precious" {
+			t.Errorf("the link's target changed: %q, %v", b, err)
+		}
+	}
+}
+
+func TestSampleJSONPublishesNoCredentials(t *testing.T) {
+	w := &tarWriter{key: "k", origin: "http://user:secret@example.com/a.jpg?x=1#frag"}
+	js, err := w.sampleJSON()
+	if err != nil || strings.Contains(string(js), "secret") || strings.Contains(string(js), "frag") ||
+		!strings.Contains(string(js), `"url":"http://example.com/a.jpg?x=1"`) {
+		t.Errorf("KEY.json %s (%v)", js, err)
+	}
+}

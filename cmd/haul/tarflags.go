@@ -65,5 +65,6 @@ func tarPrefix(o *options) string {
 
 // openTar opens the tar sink for --tar (read-only for --dry-run).
 func openTar(o *options, dir string) (*sink.Tar, error) {
-	return sink.NewTar(dir, sink.TarOptions{Prefix: tarPrefix(o), Size: o.tar.size, NoSync: o.noSync, ReadOnly: o.mirror.dryRun})
+	return sink.NewTar(dir, sink.TarOptions{Prefix: tarPrefix(o), Size: o.tar.size, NoSync: o.noSync, ReadOnly: o.mirror.dryRun,
+		Checkpoint: o.checkpoint})
 }

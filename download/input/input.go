@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/haul/haul/download/naming"
@@ -56,7 +57,9 @@ func CheckKey(k string) error {
 		return errors.New("empty key")
 	case strings.ContainsAny(k, "./"):
 		return fmt.Errorf("key %s holds a . or a / (a sample's members are named KEY.EXT)", quoteShort(k))
-	case hasControl(k):
+	case hasControl(k) || strings.ContainsFunc(k, func(r rune) bool { return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' }):
+		// C1 controls and line separators too: a member's name is a file
+		// name once extracted, and a line of a listing.
 		return fmt.Errorf("key %s contains a control character", quoteShort(k))
 	case !utf8.ValidString(k):
 		return fmt.Errorf("key %s is not valid UTF-8", quoteShort(k))

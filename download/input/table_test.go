@@ -404,7 +404,7 @@ func TestSampleKeys(t *testing.T) {
 	if err != nil || strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("with SampleKeys: %q, %v\nwant %q", got, err, want)
 	}
-	for _, k := range []string{"", ".", "a/b", "\xff"} {
+	for _, k := range []string{"", ".", "a/b", "\xff", "a\u0085b", "a\u2028b"} {
 		if CheckKey(k) == nil {
 			t.Errorf("CheckKey(%q) = nil", k)
 		}

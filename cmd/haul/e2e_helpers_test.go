@@ -111,6 +111,38 @@ func haulCmd(ctx context.Context, stdin io.Reader, args ...string) (*exec.Cmd, *
 
 // startPiped starts haul with args and its standard input on a pipe that stays
 // open until the caller closes w: a list still being written.
+// haulProc is a haul process spawnHaul started (startHaul, in interrupt_test.go,
+// gives only its process and a wait).
+type haulProc struct {
+	cmd            *exec.Cmd
+	stdout, stderr *bytes.Buffer
+	exited         chan struct{} // closed once it exited (cmd.ProcessState is set)
+}
+
+// spawnHaul starts haul with args under ctx (calling cancel if it cannot
+// start), and waits for its exit on a goroutine of its own.
+func spawnHaul(t *testing.T, ctx context.Context, cancel context.CancelFunc, args ...string) *haulProc {
+	t.Helper()
+	cmd, stdout, stderr := haulCmd(ctx, nil, args...)
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	h := &haulProc{cmd: cmd, stdout: stdout, stderr: stderr, exited: make(chan struct{})}
+	go func() { cmd.Wait(); close(h.exited) }()
+	return h
+}
+
+// ended reports, without waiting, whether the process exited.
+func (h *haulProc) ended() bool {
+	select {
+	case <-h.exited:
+		return true
+	default:
+		return false
+	}
+}
+
 func startPiped(t *testing.T, args ...string) (cmd *exec.Cmd, w io.WriteCloser, stderr *bytes.Buffer) {
 	t.Helper()
 	cmd, _, stderr = haulCmd(t.Context(), nil, args...)

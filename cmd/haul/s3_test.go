@@ -67,9 +67,7 @@ func TestS3FilesLandAsObjectsAndARerunSkipsThemWithOneHeadEach(t *testing.T) {
 	if keys := store.Keys(t, "data", ""); len(keys) != len(want) {
 		t.Errorf("%d objects in the bucket, want %d", len(keys), len(want))
 	}
-	if up := store.Uploads(t, "data"); len(up) != 0 {
-		t.Errorf("uploads left in progress: %q", up)
-	}
+	store.CheckDone(t, "data", "")
 	for _, m := range readManifest(t, man) {
 		if m.Status != "ok" || !strings.HasPrefix(str(m.Out), hostDir(src)+"/") {
 			t.Errorf("manifest line %+v: want ok, out NAME (not the bucket's key)", m)
@@ -287,12 +285,7 @@ func TestS3UploadKilledHalfwayIsResumedByTheRerunFromItsParts(t *testing.T) {
 	if ranges := src.RangeRequests("/big.iso"); len(ranges) == 0 {
 		t.Errorf("the re-run asked for no range")
 	}
-	if up := store.Uploads(t, "data"); len(up) != 0 {
-		t.Errorf("uploads left in progress: %q", up)
-	}
-	if keys := store.Keys(t, "data", "in/.haul-uploads/"); len(keys) != 0 {
-		t.Errorf("resume records left: %q", keys)
-	}
+	store.CheckDone(t, "data", "in/.haul-uploads/")
 }
 
 func TestS3SourceChangedBetweenRunsEndsAsTheNewContent(t *testing.T) {
@@ -313,12 +306,7 @@ func TestS3SourceChangedBetweenRunsEndsAsTheNewContent(t *testing.T) {
 	if got := store.Get(t, "data", key); !bytes.Equal(got, body) {
 		t.Fatalf("object: %d bytes, not the new body", len(got))
 	}
-	if up := store.Uploads(t, "data"); len(up) != 0 {
-		t.Errorf("uploads left in progress: %q", up)
-	}
-	if keys := store.Keys(t, "data", ".haul-uploads/"); len(keys) != 0 {
-		t.Errorf("resume records left: %q", keys)
-	}
+	store.CheckDone(t, "data", ".haul-uploads/")
 }
 
 func TestS3HashedFileKilledHalfwayStartsOverAndEndsWhole(t *testing.T) {
@@ -352,9 +340,7 @@ func TestS3HashedFileKilledHalfwayStartsOverAndEndsWhole(t *testing.T) {
 	if ms := readManifest(t, man); len(ms) != 1 || ms[0].Status != "ok" || str(ms[0].SHA256) != testutil.SHA256Hex(body) {
 		t.Errorf("manifest %+v: want ok with the body's sha256", ms)
 	}
-	if up := store.Uploads(t, "data"); len(up) != 0 {
-		t.Errorf("uploads left in progress: %q", up)
-	}
+	store.CheckDone(t, "data", "")
 }
 
 func TestS3DryRunUpdateAndChecksumsWorkOnTheBucket(t *testing.T) {
@@ -480,9 +466,7 @@ func TestS3InterruptedUploadIsKeptAndResumed(t *testing.T) {
 	if got := store.Get(t, "data", key); !bytes.Equal(got, body) {
 		t.Fatalf("object: %d bytes, not the body", len(got))
 	}
-	if up := store.Uploads(t, "data"); len(up) != 0 {
-		t.Errorf("uploads left in progress: %q", up)
-	}
+	store.CheckDone(t, "data", "")
 }
 
 func TestS3RecursiveWalkLandsInTheBucket(t *testing.T) {

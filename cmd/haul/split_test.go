@@ -156,26 +156,13 @@ func TestSplitKill9(t *testing.T) {
 		dir := t.TempDir()
 		before := len(s.requests())
 		ctx, cancel := haulContext(t)
-		cmd, _, _ := haulCmd(ctx, nil, args(dir)...)
-		if err := cmd.Start(); err != nil {
-			cancel()
-			t.Fatal(err)
-		}
+		h := spawnHaul(t, ctx, cancel, args(dir)...)
+		cmd, exited, done := h.cmd, h.exited, h.ended
 		// Killed mid-transfer by what the server saw, not after a random
 		// time (on a loaded machine haul may not have sent a request by
 		// then): once the round's first piece was asked for (the file is
 		// split) and then a random 384 KiB to 1.9 MiB more of the 3 MiB were
 		// sent.
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		done := func() bool {
-			select {
-			case <-exited:
-				return true
-			default:
-				return false
-			}
-		}
 		waitFor(t, func() bool { return done() || pieceAsked(s.requests()[before:]) })
 		from, extra := s.served.Load(), int64(384<<10+rng.IntN(7)*256<<10)
 		waitFor(t, func() bool { return done() || s.served.Load()-from >= extra })

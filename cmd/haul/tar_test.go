@@ -791,12 +791,8 @@ func TestE2ETarBigBodyGoesThroughStaging(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := haulContext(t)
 	defer cancel()
-	cmd, stdout, stderr := haulCmd(ctx, nil, "--tar", "-d", dir, "--split", "4", "--min-split-size", "1M", "--manifest", "-", u)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+	h := spawnHaul(t, ctx, cancel, "--tar", "-d", dir, "--split", "4", "--min-split-size", "1M", "--manifest", "-", u)
+	cmd, stdout, stderr, exited := h.cmd, h.stdout, h.stderr, h.exited
 	// While a response is held after its first MiB, the body is in a
 	// staging file, and the rest is asked for in pieces.
 	staged := waitFor(t, func() bool {
@@ -1112,12 +1108,8 @@ func TestE2ETarInterruptedRunAppendsToItsUnfinishedTar(t *testing.T) {
 	args := []string{"--tar", "--tar-size", "20K", "-j", "1", "-d", dir, "-i", list, "--manifest", "-"}
 	ctx, cancel := haulContext(t)
 	defer cancel()
-	cmd, _, stderr := haulCmd(ctx, nil, args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+	h := spawnHaul(t, ctx, cancel, args...)
+	cmd, stderr, exited := h.cmd, h.stderr, h.exited
 	select {
 	case <-started:
 	case <-exited:
@@ -1306,21 +1298,8 @@ func TestE2ETarKill9(t *testing.T) {
 	for round := 0; round < rounds; round++ {
 		ctx, cancel := haulContext(t)
 		man := filepath.Join(manDir, fmt.Sprintf("%d.jsonl", round))
-		cmd, _, stderr := haulCmd(ctx, nil, append(args, "--manifest", man)...)
-		if err := cmd.Start(); err != nil {
-			cancel()
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		ended := func() bool {
-			select {
-			case <-exited:
-				return true
-			default:
-				return false
-			}
-		}
+		h := spawnHaul(t, ctx, cancel, append(args, "--manifest", man)...)
+		cmd, stderr, exited, ended := h.cmd, h.stderr, h.exited, h.ended
 		// Once the round has stored k more samples (their manifest lines
 		// written) or asked for the last entry (nothing else is left).
 		heldBefore := s.Requests("/kill/last.bin")

@@ -211,6 +211,22 @@ func (s *Server) Uploads(t testing.TB, bucket string) []string {
 	return keys
 }
 
+// CheckDone fails t if bucket holds a multipart upload in progress, or, for
+// records not "", an object under that prefix (haul's resume records): what
+// a finished or given-up upload must not leave behind.
+func (s *Server) CheckDone(t testing.TB, bucket, records string) {
+	t.Helper()
+	if up := s.Uploads(t, bucket); len(up) != 0 {
+		t.Errorf("uploads left in progress: %q", up)
+	}
+	if records == "" {
+		return
+	}
+	if keys := s.Keys(t, bucket, records); len(keys) != 0 {
+		t.Errorf("resume records left: %q", keys)
+	}
+}
+
 // logBuf keeps what the server prints, for a failure's message.
 type logBuf struct {
 	mu sync.Mutex

@@ -174,12 +174,7 @@ func TestObjectsLandWholeWithTheirMetadata(t *testing.T) {
 	if _, err := s.Stat("h/none"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Stat of a missing object: %v, want fs.ErrNotExist", err)
 	}
-	if up := srv.Uploads(t, "data"); len(up) != 0 {
-		t.Errorf("uploads left in progress: %q", up)
-	}
-	if keys := srv.Keys(t, "data", "run/1/"+RecordDir); len(keys) != 0 {
-		t.Errorf("resume records left: %q", keys)
-	}
+	srv.CheckDone(t, "data", "run/1/"+RecordDir)
 }
 
 func TestAnObjectAppearsOnlyWhenWhole(t *testing.T) {
@@ -239,12 +234,7 @@ func TestAbortedUploadResumesInAnotherRun(t *testing.T) {
 	if got := srv.Get(t, "data", "p/x/big.bin"); !bytes.Equal(got, body) {
 		t.Errorf("resumed object: %d bytes, not the body", len(got))
 	}
-	if up := srv.Uploads(t, "data"); len(up) != 0 {
-		t.Errorf("uploads left in progress: %q", up)
-	}
-	if keys := srv.Keys(t, "data", "p/"+RecordDir); len(keys) != 0 {
-		t.Errorf("resume records left: %q", keys)
-	}
+	srv.CheckDone(t, "data", "p/"+RecordDir)
 }
 
 func TestRestartedUploadStartsOver(t *testing.T) {
@@ -273,9 +263,7 @@ func TestRestartedUploadStartsOver(t *testing.T) {
 	if got := srv.Get(t, "data", "c.bin"); !bytes.Equal(got, body) {
 		t.Errorf("object: %d bytes, not the new body", len(got))
 	}
-	if up := srv.Uploads(t, "data"); len(up) != 0 {
-		t.Errorf("uploads left in progress: %q", up)
-	}
+	srv.CheckDone(t, "data", "")
 }
 
 func TestUploadForAnotherURLIsAbortedNotResumed(t *testing.T) {

@@ -53,7 +53,6 @@ type Tar struct {
 	size       int64
 	noSync     bool
 	readOnly   bool
-	names      *regexp.Regexp // PREFIX(NNNNN).tar(.part)?
 	checkpoint int64
 
 	memMax   int64 // the most one body may hold in memory
@@ -163,7 +162,6 @@ func NewTar(dir string, opts TarOptions) (*Tar, error) {
 		return nil, err
 	}
 	s := &Tar{root: root, dir: dir, prefix: opts.Prefix, size: opts.Size, noSync: opts.NoSync, readOnly: opts.ReadOnly, checkpoint: opts.Checkpoint,
-		names:  regexp.MustCompile(`^` + regexp.QuoteMeta(opts.Prefix) + `([0-9]{5,9})\.tar(` + regexp.QuoteMeta(PartSuffix) + `)?$`),
 		memMax: min(opts.Memory/8, 4<<20), memLimit: opts.Memory,
 		index: make(map[uint64]int32), seed: maphash.MakeSeed(), spilled: make(map[string]bool),
 		queue: make(chan *tarWriter, 256), done: make(chan struct{}), copyBuf: make([]byte, 1<<20),
@@ -217,14 +215,17 @@ func (s *Tar) open() error {
 	var tars []found
 	finished := map[int]bool{}
 	for _, e := range ents {
-		if anyTar.MatchString(e.Name()) && !e.Type().IsRegular() {
+		m := anyTar.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		if !e.Type().IsRegular() {
 			// haul never follows a link at a name it writes, nor reads one
 			// as a tar: it may point at any file, a finished tar included.
 			return fmt.Errorf("%s is not a regular file (a symbolic link?): haul does not follow it", path.Join(s.dir, e.Name()))
 		}
-		m := s.names.FindStringSubmatch(e.Name())
-		if m == nil {
-			if s.otherSplit(e.Name()) {
+		if m[1] != s.prefix {
+			if s.otherSplit(m[2]) {
 				// Another split of the list (another N, or none): its
 				// samples may be this run's entries.
 				if _, _, err := s.scan(e.Name(), strings.HasSuffix(e.Name(), PartSuffix)); err != nil {
@@ -233,9 +234,9 @@ func (s *Tar) open() error {
 			}
 			continue
 		}
-		no, _ := strconv.Atoi(m[1])
-		tars = append(tars, found{no, e.Name(), m[2] != ""})
-		if m[2] == "" {
+		no, _ := strconv.Atoi(m[3])
+		tars = append(tars, found{no, e.Name(), m[4] != ""})
+		if m[4] == "" {
 			finished[no] = true
 		}
 	}
@@ -245,7 +246,7 @@ func (s *Tar) open() error {
 		t := &tars[i]
 		s.maxNo = max(s.maxNo, t.no)
 		if !t.part {
-			if err := s.indexTar(t.name, false); err != nil {
+			if _, _, err := s.scan(t.name, false); err != nil {
 				return err
 			}
 			continue
@@ -292,21 +293,18 @@ func (s *Tar) open() error {
 	return nil
 }
 
-// anyTar matches the name of any tar a Tar sink writes: its shard (K, N)
-// if any, its number, whether it is unfinished.
-var anyTar = regexp.MustCompile(`^(?:([0-9]+)-of-([0-9]+)-)?([0-9]{5,9})\.tar(` + regexp.QuoteMeta(PartSuffix) + `)?$`)
+// anyTar matches the name of any tar a Tar sink writes: its prefix
+// ("K-of-N-" or ""), N, its number, and whether it is unfinished.
+var anyTar = regexp.MustCompile(`^((?:[0-9]+-of-([0-9]+)-)?)([0-9]{5,9})\.tar(` + regexp.QuoteMeta(PartSuffix) + `)?$`)
 
-// otherSplit reports whether name is a tar of another prefix whose samples
-// may be entries of this sink's: written without --shard, or with another
-// N. The tars of the other shards of the same N hold other entries (a
-// shard is a hash of the URL modulo N): they are not read.
-func (s *Tar) otherSplit(name string) bool {
-	m := anyTar.FindStringSubmatch(name)
-	if m == nil {
-		return false
-	}
+// otherSplit reports whether the tars of another prefix, written under
+// --shard K/n (n "": without), may hold entries of this sink's: written
+// without --shard, or with another N. The tars of the other shards of the
+// same N hold other entries (a shard is a hash of the URL modulo N): they
+// are not read.
+func (s *Tar) otherSplit(n string) bool {
 	own := anyTar.FindStringSubmatch(s.prefix + "00000.tar")
-	return own == nil || own[2] == "" || m[2] != own[2]
+	return own == nil || own[2] == "" || n != own[2]
 }
 
 // dropStoredSpills removes the staging files of samples a tar already holds:
@@ -326,14 +324,9 @@ func (s *Tar) dropStoredSpills() {
 	}
 }
 
-// indexTar records the samples of the tar file name. A finished tar must be
-// whole; an unfinished one is read up to its last whole sample, and cut there
-// (unless read-only): end is that offset.
-func (s *Tar) indexTar(name string, unfinished bool) error {
-	_, _, err := s.scan(name, unfinished)
-	return err
-}
-
+// scan records the n samples of the tar file name. A finished tar must be
+// whole; an unfinished one is read up to its last whole sample: end is that
+// offset (where adoptPart cuts it).
 func (s *Tar) scan(name string, unfinished bool) (end int64, n int, err error) {
 	f, err := s.openRegular(name, os.O_RDONLY)
 	if err != nil {
@@ -686,19 +679,24 @@ func (s *Tar) settle(batch []*tarWriter) {
 			s.failed = fmt.Errorf("tar file %s: %w", s.tars[s.partIdx], err)
 		}
 	}
+	s.mu.Lock() // once for the batch: Stat takes it for every entry
 	for _, w := range batch {
 		if w.flushed != nil {
-			close(w.flushed)
 			continue
 		}
 		if w.err == nil && s.failed != nil {
 			w.err = s.failed
 		}
 		if w.err == nil {
-			s.mu.Lock()
 			s.record(w.key, w.stored, w.ext)
 			delete(s.spilled, w.key)
-			s.mu.Unlock()
+		}
+	}
+	s.mu.Unlock()
+	for _, w := range batch {
+		if w.flushed != nil {
+			close(w.flushed)
+			continue
 		}
 		w.release()
 		w.done(w.err)
@@ -1196,7 +1194,7 @@ func (w *tarWriter) sampleJSON() ([]byte, error) {
 		ContentType *string         `json:"content_type"`
 		Meta        json.RawMessage `json:"meta"`
 	}
-	m := sampleJSON{URL: publicURL(w.origin), Key: w.key, Size: w.n, HTTPStatus: w.sample.HTTPStatus, Meta: json.RawMessage("null")}
+	m := sampleJSON{URL: urlid.Public(w.origin), Key: w.key, Size: w.n, HTTPStatus: w.sample.HTTPStatus, Meta: json.RawMessage("null")}
 	if w.sample.SHA256 != "" {
 		m.SHA256 = &w.sample.SHA256
 	}
@@ -1255,13 +1253,4 @@ var mediaExt = map[string]string{
 	"audio/mpeg": "mp3", "audio/wav": "wav", "audio/x-wav": "wav", "audio/ogg": "ogg",
 	"audio/flac": "flac", "video/mp4": "mp4", "video/webm": "webm", "video/ogg": "ogv",
 	"video/quicktime": "mov",
-}
-
-// publicURL is rawURL as a dataset may publish it: without a user name and
-// password, and without its #fragment (never sent).
-func publicURL(rawURL string) string {
-	if i := strings.IndexByte(rawURL, '#'); i >= 0 {
-		rawURL = rawURL[:i]
-	}
-	return urlid.StripUserinfo(rawURL)
 }

@@ -17,14 +17,21 @@ const MaxOriginLen = 1024
 // only there are one resource), or, for a URL longer than MaxOriginLen, its
 // Short form. Two URLs with one Origin are one resource.
 func Origin(rawURL string) string {
-	if i := strings.IndexByte(rawURL, '#'); i >= 0 {
-		rawURL = rawURL[:i]
-	}
-	rawURL = StripUserinfo(rawURL)
+	rawURL = Public(rawURL)
 	if len(rawURL) <= MaxOriginLen {
 		return rawURL
 	}
 	return Short(rawURL)
+}
+
+// Public is rawURL as it may be shown to anyone (a dataset's KEY.json,
+// an extended attribute): without its user name and password, and without
+// its #fragment (never sent).
+func Public(rawURL string) string {
+	if i := strings.IndexByte(rawURL, '#'); i >= 0 {
+		rawURL = rawURL[:i]
+	}
+	return StripUserinfo(rawURL)
 }
 
 // Short is the short form of an origin value: "sha256:" and the hex SHA-256

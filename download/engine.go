@@ -303,13 +303,19 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 	e.cancel = cancel
 	defer e.cancel(nil)
 	g, gctx := errgroup.WithContext(ctx)
-	entries := make(chan *entry, e.opts.Jobs)
+	// The list's entries go through regroup, which holds those read ahead and
+	// hands them out to the workers host by host.
+	read := make(chan Entry, 64)
+	entries := make(chan *entry, min(e.opts.Jobs, 8))
+	rg := newRegroup(read, entries, e.opts.Jobs, func(ent Entry, host string) *entry {
+		return &entry{e: e, ent: ent, hostKey: host}
+	}, (*entry).interrupted)
 	// The list is read on a goroutine of its own, outside the group: a read from
 	// a pipe cannot be interrupted, and Ctrl-C must not wait for the next line.
 	// After a cancellation that goroutine ends at its next line (or at EOF).
 	fed := make(chan error, 1)
 	go func() {
-		err := e.feed(gctx, src, entries)
+		err := e.feed(gctx, src, read)
 		if err == nil {
 			e.stats.InputDone.Store(true) // read to the end, not stopped
 		}
@@ -324,16 +330,23 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 		}
 	})
 	g.Go(func() error {
+		rg.run(gctx)
+		return nil
+	})
+	g.Go(func() error {
 		pl := &pool{parking: e.parking, jobs: e.jobs, streams: e.streams, weight: e.weight, inline: e.inline,
-			workers: e.opts.Jobs, run: func(x *entry, g *grant) { x.run(ctx, g) }}
+			workers: e.opts.Jobs, run: func(x *entry, g *grant) {
+				x.run(ctx, g)
+				rg.end(x.hostKey)
+			}}
 		pl.work(gctx, entries)
 		return nil
 	})
 	err := g.Wait()
-	// Entries read from the list that no worker took (still in the channel,
+	// Entries read from the list that no worker took (still in a channel,
 	// or parked) are reported as interrupted: a list filtered to the failures
 	// then holds them. Those parked in their retry loop had their progress
-	// saved when they were parked.
+	// saved when they were parked. (regroup reported those it held.)
 	e.feedMu.Lock()
 	e.stopped = true
 	e.feedMu.Unlock()
@@ -345,6 +358,18 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 				break
 			}
 			x.interrupted()
+		default:
+			drained = true
+		}
+	}
+	for drained := false; !drained; {
+		select {
+		case ent, ok := <-read:
+			if !ok {
+				drained = true
+				break
+			}
+			e.newEntry(ent).interrupted()
 		default:
 			drained = true
 		}
@@ -364,10 +389,10 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 }
 
 // feed streams entries from src into ch, reporting bad lines and dropping those
-// of other shards. It never holds more than the channel's few entries. An
+// of other shards. It holds no more than the channel's few entries. An
 // entry read once Run has returned is dropped unreported: OnResult is never
 // called after Run returns.
-func (e *Engine) feed(ctx context.Context, src Source, ch chan<- *entry) error {
+func (e *Engine) feed(ctx context.Context, src Source, ch chan<- Entry) error {
 	defer func() {
 		e.feedMu.Lock()
 		defer e.feedMu.Unlock()
@@ -405,7 +430,7 @@ func (e *Engine) feed(ctx context.Context, src Source, ch chan<- *entry) error {
 		if !e.inShard(ent.URL) {
 			continue
 		}
-		if !e.send(ctx, ch, e.newEntry(ent)) {
+		if !e.send(ctx, ch, ent) {
 			return ctx.Err()
 		}
 	}
@@ -428,9 +453,9 @@ func (e *Engine) reportRead(r *Result) bool {
 	return true
 }
 
-// send hands x to the workers; once the run is stopping it reports x as
-// interrupted, and once Run has returned it drops it.
-func (e *Engine) send(ctx context.Context, ch chan<- *entry, x *entry) bool {
+// send hands ent to the workers (through regroup); once the run is stopping it
+// reports ent as interrupted, and once Run has returned it drops it.
+func (e *Engine) send(ctx context.Context, ch chan<- Entry, ent Entry) bool {
 	e.feedMu.Lock()
 	defer e.feedMu.Unlock()
 	if e.stopped {
@@ -443,13 +468,13 @@ func (e *Engine) send(ctx context.Context, ch chan<- *entry, x *entry) bool {
 	// see zero while an entry is in the channel or being received.
 	e.parking.add(1)
 	select {
-	case ch <- x:
+	case ch <- ent:
 		e.stats.Queued.Add(1)
 		return true
 	case <-ctx.Done():
 		e.parking.add(-1)
 		e.stats.Queued.Add(1)
-		x.interrupted()
+		e.newEntry(ent).interrupted()
 		return false
 	}
 }

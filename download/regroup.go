@@ -1,0 +1,250 @@
+package download
+
+import (
+	"context"
+	"hash/maphash"
+
+	"github.com/haul/haul/internal/urlid"
+)
+
+// regroup stands between the list's reader and the workers, and hands out
+// the entries so that a host's next entry follows its last one while the
+// connection that served it is still idle in the client's pool.
+//
+// A list that spreads each host's entries far apart (line i to host i mod
+// 10,000) otherwise costs a connection per entry: by the time a host's next
+// entry comes, thousands of other hosts have pushed its idle connection out
+// of the bounded pool (the client keeps a few hundred, least recently used
+// first, so descriptors do not grow with the hosts). Keeping a connection per
+// host open would cost a descriptor each; holding entries read ahead costs a
+// few hundred bytes each, so the entries wait rather than the connections.
+//
+// It reads up to lookBase entries ahead of the oldest not handed out, and up
+// to lookMax while hosts recur far apart: at least one entry in 8 of the last
+// recurEvery finds an entry of its host waiting, read more entries before
+// than the client keeps idle connections, or none waiting but its host among
+// those of the last 32,768 to 65,536 entries read (a Bloom filter of 128 KiB).
+// A list of distinct hosts, or of one host, holds only lookBase. When an entry's run returns (ended),
+// its host's next waiting entry goes out first; otherwise the oldest. One
+// host's entries keep the order of the list, and each is handed out once;
+// the entries of different hosts may go out of the list's order.
+type regroup struct {
+	in    <-chan Entry  // from the list's reader, closed at its end
+	out   chan<- *entry // to the workers, closed once in is and all went out
+	ended chan string   // hosts whose entry's run returned (hints: dropped when full)
+	mk    func(ent Entry, host string) *entry
+	drop  func(*entry) // reports an entry not handed out when the run ends
+
+	// The entries read and not handed out, in a ring by the order read:
+	// entry seq is at slots[seq&(len-1)]; [head, tail) are the read ones
+	// still in reach, some of them already handed out (live false).
+	slots      []slot
+	head, tail int64
+	limit      int64 // how far ahead of head it reads now
+	base       int64 // limit while hosts do not recur
+	far        int64 // a host recurs when its entries lie this far apart
+	waiting    int   // live slots
+	hosts      map[string]*hostQueue
+	hot        []*hostQueue // hot[hotAt:]: hosts to serve next, in the order their entries ended
+	hotAt      int
+
+	// Recurrence over the last recurEvery entries read.
+	read, recur int
+	// seen holds the hosts of the last seenSpan to 2*seenSpan entries read:
+	// a Bloom filter of two generations, the older dropped every seenSpan.
+	seen             [2][seenWords]uint64
+	seenGen, seenLen int
+	seed             maphash.Seed
+}
+
+type slot struct {
+	ent  Entry
+	host string
+	next int64 // the next waiting entry of the same host, -1: none
+	live bool
+}
+
+// hostQueue is one host's waiting entries, in the order read.
+type hostQueue struct {
+	host        string
+	first, last int64
+	hot         bool // in regroup.hot
+}
+
+const (
+	lookBase   = 1 << 13
+	lookMax    = 1 << 17
+	recurEvery = 1 << 10
+	seenSpan   = 1 << 15
+	seenWords  = 1 << 13 // 2^19 bits a generation: 2 probes, about 1.3% false hits when full
+)
+
+func newRegroup(in <-chan Entry, out chan<- *entry, jobs int, mk func(ent Entry, host string) *entry, drop func(*entry)) *regroup {
+	base := max(int64(lookBase), 4*int64(jobs))
+	return &regroup{in: in, out: out, ended: make(chan string, max(64, 4*jobs)), mk: mk, drop: drop,
+		slots: make([]slot, 1024), limit: base, base: base, far: 2*int64(jobs) + 64,
+		hosts: make(map[string]*hostQueue), seed: maphash.MakeSeed()}
+}
+
+// end hints that an entry of host ran and returned: its connection is idle.
+func (r *regroup) end(host string) {
+	select {
+	case r.ended <- host:
+	default:
+	}
+}
+
+// run hands out the entries until in is closed and all went out, or ctx
+// ends: those still waiting are then dropped (reported as interrupted).
+func (r *regroup) run(ctx context.Context) {
+	in := r.in
+	var next *entry // taken from the waiting, to go out
+	for {
+		if next == nil {
+			if s, ok := r.take(); ok {
+				next = r.mk(s.ent, s.host)
+			}
+		}
+		if next == nil && in == nil {
+			close(r.out)
+			return
+		}
+		var read <-chan Entry
+		if in != nil && r.tail-r.head < r.limit {
+			read = in
+		}
+		var out chan<- *entry
+		if next != nil {
+			out = r.out
+		}
+		select {
+		case ent, ok := <-read:
+			if !ok {
+				in = nil
+				continue
+			}
+			r.add(ent)
+		case out <- next:
+			next = nil
+		case h := <-r.ended:
+			if q := r.hosts[h]; q != nil && !q.hot {
+				q.hot = true
+				r.hot = append(r.hot, q)
+			}
+		case <-ctx.Done():
+			if next != nil {
+				r.drop(next)
+			}
+			for r.waiting > 0 {
+				s, _ := r.take()
+				r.drop(r.mk(s.ent, s.host))
+			}
+			return
+		}
+	}
+}
+
+// add makes ent wait, last of its host's.
+func (r *regroup) add(ent Entry) {
+	if r.tail-r.head == int64(len(r.slots)) {
+		r.grow()
+	}
+	seq := r.tail
+	r.tail++
+	host := urlid.HostKey(ent.URL)
+	r.slots[seq&int64(len(r.slots)-1)] = slot{ent: ent, host: host, next: -1, live: true}
+	r.waiting++
+	seen := r.sawHost(host)
+	if q := r.hosts[host]; q != nil {
+		if seq-q.last >= r.far {
+			r.recur++
+		}
+		r.slots[q.last&int64(len(r.slots)-1)].next = seq
+		q.last = seq
+	} else {
+		if seen {
+			r.recur++
+		}
+		r.hosts[host] = &hostQueue{host: host, first: seq, last: seq}
+	}
+	if r.read++; r.read == recurEvery {
+		switch {
+		case r.recur*8 >= recurEvery:
+			r.limit = lookMax
+		case r.recur*32 < recurEvery:
+			r.limit = r.base
+		}
+		r.read, r.recur = 0, 0
+	}
+}
+
+// sawHost reports whether host is among those of the last entries read (or
+// seems to be: a Bloom filter), and adds it.
+func (r *regroup) sawHost(host string) bool {
+	h := maphash.String(r.seed, host)
+	b1, b2 := uint32(h)%(seenWords*64), uint32(h>>32)%(seenWords*64)
+	has := func(g *[seenWords]uint64) bool {
+		return g[b1/64]&(1<<(b1%64)) != 0 && g[b2/64]&(1<<(b2%64)) != 0
+	}
+	cur := &r.seen[r.seenGen]
+	saw := has(cur) || has(&r.seen[1-r.seenGen])
+	cur[b1/64] |= 1 << (b1 % 64)
+	cur[b2/64] |= 1 << (b2 % 64)
+	if r.seenLen++; r.seenLen == seenSpan {
+		r.seenGen, r.seenLen = 1-r.seenGen, 0
+		r.seen[r.seenGen] = [seenWords]uint64{}
+	}
+	return saw
+}
+
+// grow doubles the ring, keeping each entry's sequence number.
+func (r *regroup) grow() {
+	slots := make([]slot, 2*len(r.slots))
+	for seq := r.head; seq < r.tail; seq++ {
+		slots[seq&int64(len(slots)-1)] = r.slots[seq&int64(len(r.slots)-1)]
+	}
+	r.slots = slots
+}
+
+// take removes the entry to hand out next: the first waiting one of the
+// first host whose entry ended with more waiting, else the oldest.
+func (r *regroup) take() (slot, bool) {
+	var q *hostQueue
+	for r.hotAt < len(r.hot) && q == nil {
+		h := r.hot[r.hotAt]
+		r.hot[r.hotAt] = nil
+		r.hotAt++
+		h.hot = false
+		if r.hosts[h.host] == h {
+			q = h
+		}
+	}
+	if r.hotAt == len(r.hot) {
+		r.hot, r.hotAt = r.hot[:0], 0
+	}
+	mask := int64(len(r.slots) - 1)
+	if q == nil {
+		for r.head < r.tail && !r.slots[r.head&mask].live {
+			r.slots[r.head&mask] = slot{}
+			r.head++
+		}
+		if r.head == r.tail {
+			return slot{}, false
+		}
+		q = r.hosts[r.slots[r.head&mask].host]
+	}
+	s := &r.slots[q.first&mask]
+	taken := *s
+	if s.next < 0 {
+		delete(r.hosts, q.host)
+	} else {
+		q.first = s.next
+	}
+	*s = slot{}
+	r.waiting--
+	for r.head < r.tail && !r.slots[r.head&mask].live {
+		r.head++
+	}
+	return taken, true
+}
+

@@ -1,0 +1,113 @@
+package download
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"testing/synctest"
+)
+
+func newTestRegroup(jobs int) (*regroup, chan Entry, chan *entry) {
+	in, out := make(chan Entry), make(chan *entry)
+	return newRegroup(in, out, jobs, func(ent Entry, host string) *entry {
+		return &entry{ent: ent, hostKey: host}
+	}, func(*entry) {}), in, out
+}
+
+// feedUntilHeld sends n entries (host of line i: host(i)) to a regroup whose
+// output nobody takes, and returns how many it read before it stopped reading.
+func feedUntilHeld(t *testing.T, n int, host func(i int) string) (read int, r *regroup) {
+	synctest.Test(t, func(t *testing.T) {
+		r2, in, _ := newTestRegroup(64)
+		r = r2
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			for i := range n {
+				select {
+				case in <- Entry{URL: fmt.Sprintf("http://%s/%d", host(i), i), Line: i + 1}:
+					read++
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		done := make(chan struct{})
+		go func() { r.run(ctx); close(done) }()
+		synctest.Wait()
+		n := read
+		cancel()
+		<-done
+		read = n
+	})
+	return read, r
+}
+
+// A list of distinct hosts, or of one host, is read only lookBase entries
+// ahead (memory); one whose hosts recur far apart within that reach, up to
+// lookMax (so that a host's entries meet while its connection lives).
+func TestRegroupReadsFurtherAheadWhileHostsRecur(t *testing.T) {
+	read, r := feedUntilHeld(t, 3*lookMax, func(i int) string { return fmt.Sprintf("h%d.test", i) })
+	// The first entry went to the out channel's sender; lookBase wait.
+	if want := lookBase + 1; read != want || r.limit != lookBase {
+		t.Errorf("distinct hosts: read %d entries ahead (limit %d), want %d", read, r.limit, want)
+	}
+	read, r = feedUntilHeld(t, 3*lookMax, func(int) string { return "one.test" })
+	if want := lookBase + 1; read != want || r.limit != lookBase {
+		t.Errorf("one host: read %d entries ahead (limit %d), want %d", read, r.limit, want)
+	}
+	read, r = feedUntilHeld(t, 3*lookMax, func(i int) string { return fmt.Sprintf("h%d.test", i%5000) })
+	if want := lookMax + 1; read != want || r.limit != lookMax {
+		t.Errorf("hosts recurring every 5,000 lines: read %d entries ahead (limit %d), want %d", read, r.limit, want)
+	}
+}
+
+// Entries go out once each, each host's in the list's order; after a host's
+// entry ended, that host's next goes out before older entries of other hosts
+// (one step late: the entry taken before the hint arrived goes first).
+func TestRegroupServesTheHostThatEndedFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, in, out := newTestRegroup(4)
+		go r.run(context.Background())
+		const hosts, rounds = 7, 40
+		go func() {
+			for i := range hosts * rounds {
+				in <- Entry{URL: fmt.Sprintf("http://h%d.test/%d", i%hosts, i/hosts), Line: i + 1}
+			}
+			close(in)
+		}()
+		synctest.Wait() // all read: 280 < lookBase
+		last := map[string]int{}
+		var got []string
+		for x := range out {
+			line := x.ent.Line
+			if l, ok := last[x.hostKey]; ok && line <= l {
+				t.Fatalf("%s: line %d after line %d", x.hostKey, line, l)
+			}
+			last[x.hostKey] = line
+			got = append(got, x.hostKey)
+			if x.hostKey == "h3.test:80" {
+				// h3's entries end at once: its next must come right after the one
+				// already taken.
+				r.end(x.hostKey)
+			}
+			synctest.Wait()
+		}
+		if len(got) != hosts*rounds {
+			t.Fatalf("%d entries out, want %d", len(got), hosts*rounds)
+		}
+		// From h3's first entry on, every other entry out is h3's until its
+		// entries run out.
+		first := -1
+		for i, h := range got {
+			if h == "h3.test:80" {
+				first = i
+				break
+			}
+		}
+		for k := 1; k < rounds; k++ {
+			if i := first + 2*k; got[i] != "h3.test:80" {
+				t.Fatalf("entry %d out is %s, want h3.test:80 (its %d-th): %v", i, got[i], k+1, got[:first+2*rounds])
+			}
+		}
+	})
+}

@@ -33,7 +33,7 @@ set -euo pipefail
 # shellcheck source=scripts/bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-S5CMD_VERSION=v2.3.0        # the newest s5cmd the module proxy serves; builds with Go 1.26
+S5CMD_VERSION=v2.3.0        # s5cmd's release of 2024-12; builds with Go 1.26
 VERSITYGW_VERSION=v1.8.0    # the one the tests use (internal/s3test)
 S3_PORT=${S3_PORT:-18900}
 S3_EP=http://$BENCH_HOST:$S3_PORT

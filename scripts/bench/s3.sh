@@ -104,7 +104,7 @@ WLS=()
 for a in "$@"; do
   case $a in
     small|big) WLS+=("$a") ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) die "unknown argument $a (s3.sh [small] [big], or s3.sh install)" ;;
   esac
 done
@@ -139,6 +139,22 @@ GW_BIN=$(versitygw_bin || true)
   die "versitygw not found (HAUL_VERSITYGW, PATH, \$BENCH_DIR/bin, \$(go env GOPATH)/bin): scripts/bench/s3.sh install"
 
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/haul-s3bench.XXXXXX")
+GW_PID=""
+cleanup() {
+  cleanup_run   # lib.sh: stops a run under way, removes CUR
+  if [[ -n $GW_PID ]]; then
+    kill "$GW_PID" 2> /dev/null || true
+    wait "$GW_PID" 2> /dev/null || true
+    rm -f "$GW_PID_FILE"
+    rm -rf "$STORE"
+  fi
+  rm -rf "$SCRATCH"
+}
+CUR=() TOOL_PID=""
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 if [[ -z ${HAUL:-} ]]; then
   GO=$(go_bin) || die "go not found (set HAUL to a haul binary, or install Go to build it)"
   log "building haul from $ROOT"
@@ -212,7 +228,6 @@ s3_uploads() {
   { grep -o '<Upload>' <<< "$page" || true; } | wc -l
 }
 
-GW_PID=""
 start_gw() {
   if pid_alive "$GW_PID_FILE" && grep -qa versitygw "/proc/$(cat "$GW_PID_FILE")/cmdline" 2> /dev/null; then
     log "stopping the versitygw a previous run left (pid $(cat "$GW_PID_FILE"))"
@@ -238,21 +253,6 @@ start_gw() {
   log "versitygw started (pid $GW_PID, $GW_BIN) on $S3_EP, its data in $STORE"
 }
 gw_ticks() { proc_ticks "$GW_PID"; }
-
-cleanup() {
-  cleanup_run   # lib.sh: stops a run under way, removes CUR
-  if [[ -n $GW_PID ]]; then
-    kill "$GW_PID" 2> /dev/null || true
-    wait "$GW_PID" 2> /dev/null || true
-    rm -f "$GW_PID_FILE"
-    rm -rf "$STORE"
-  fi
-  rm -rf "$SCRATCH"
-}
-CUR=() TOOL_PID=""
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- the workloads' files
 keystream() { # keystream NAME BYTES: BYTES deterministic, incompressible bytes named NAME

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # setup.sh [--no-install] [--regen] [--access-log]: everything the loopback workloads need, idempotent.
 #   1. the peers from Debian's packages (root; --no-install skips): nginx-light aria2 wget2 wget curl
-#      hyperfine wrk nghttp2-client (h2load) python3-aiohttp python3-requests rclone dnsmasq-base ...
+#      hyperfine wrk nghttp2-client (h2load) python3-aiohttp python3-requests rclone dnsmasq-base ...;
+#      with Go, s5cmd (pinned, go install) into $BENCH_DIR/bin, and versitygw when it is nowhere
+#      (s3.sh install; a failure there only leaves s3.sh without s5cmd)
 #   2. the dataset in $BENCH_DIR/www, the same bytes on every machine (AES-CTR keystreams of fixed
 #      keys): small 10,000 x 4 KiB in small/d00..d99, medium 200 x 1 MiB, large 4 x 256 MiB,
 #      huge 1 x 2 GiB (3.3 GiB); its MANIFEST ("sha256 size path") and SHA256SUMS
@@ -22,7 +24,7 @@ for a in "$@"; do
     --no-install) INSTALL=0 ;;
     --regen) REGEN=1 ;;
     --access-log) ACCESS_LOG=1 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) die "unknown argument $a (setup.sh [--no-install] [--regen] [--access-log])" ;;
   esac
 done
@@ -41,6 +43,14 @@ if ((INSTALL)); then
     apt-get -o DPkg::Lock::Timeout=600 update -qq
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
       "${missing[@]}" > /dev/null
+  fi
+fi
+# s3.sh's peer and store, built with Go (no Debian package): s5cmd and versitygw
+if ((INSTALL)); then
+  if go_bin > /dev/null; then
+    "$BENCH/s3.sh" install || log "s5cmd or versitygw not installed: s3.sh runs without what is missing"
+  else
+    log "go not found: s5cmd and versitygw (s3.sh) not installed"
   fi
 fi
 for b in nginx openssl curl sha256sum; do command -v "$b" > /dev/null || die "$b not found"; done

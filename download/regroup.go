@@ -247,4 +247,3 @@ func (r *regroup) take() (slot, bool) {
 	}
 	return taken, true
 }
-

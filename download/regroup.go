@@ -37,13 +37,13 @@ type regroup struct {
 
 	// The entries read and not handed out, in a ring by the order read:
 	// entry seq is at slots[seq&(len-1)]; [head, tail) are the read ones
-	// still in reach, some of them already handed out (live false).
+	// still in reach, some of them already handed out (their q nil).
 	slots      []slot
 	head, tail int64
 	limit      int64 // how far ahead of head it reads now
 	base       int64 // limit while hosts do not recur
 	far        int64 // a host recurs when its entries lie this far apart
-	waiting    int   // live slots
+	waiting    int   // slots waiting
 	hosts      map[string]*hostQueue
 	hot        []*hostQueue // hot[hotAt:]: hosts to serve next, in the order their entries ended
 	hotAt      int
@@ -57,11 +57,22 @@ type regroup struct {
 	seed             maphash.Seed
 }
 
+// slot is a waiting entry, small: most entries of a long list are a URL, a
+// line and a position (about 56 bytes here, besides the URL's; an Entry is
+// 112, its host key 40 more).
 type slot struct {
-	ent  Entry
-	host string
-	next int64 // the next waiting entry of the same host, -1: none
-	live bool
+	url         string
+	line, index int
+	more        *Entry     // the whole entry, where it has more than those
+	q           *hostQueue // its host's; nil: not waiting
+	next        int64      // the next waiting entry of the same host, -1: none
+}
+
+func (s *slot) entry() Entry {
+	if s.more != nil {
+		return *s.more
+	}
+	return Entry{URL: s.url, Line: s.line, Index: s.index, Size: -1}
 }
 
 // hostQueue is one host's waiting entries, in the order read.
@@ -102,7 +113,7 @@ func (r *regroup) run(ctx context.Context) {
 	for {
 		if next == nil {
 			if s, ok := r.take(); ok {
-				next = r.mk(s.ent, s.host)
+				next = r.mk(s.entry(), s.q.host)
 			}
 		}
 		if next == nil && in == nil {
@@ -137,7 +148,7 @@ func (r *regroup) run(ctx context.Context) {
 			}
 			for r.waiting > 0 {
 				s, _ := r.take()
-				r.drop(r.mk(s.ent, s.host))
+				r.drop(r.mk(s.entry(), s.q.host))
 			}
 			return
 		}
@@ -152,10 +163,9 @@ func (r *regroup) add(ent Entry) {
 	seq := r.tail
 	r.tail++
 	host := urlid.HostKey(ent.URL)
-	r.slots[seq&int64(len(r.slots)-1)] = slot{ent: ent, host: host, next: -1, live: true}
-	r.waiting++
 	seen := r.sawHost(host)
-	if q := r.hosts[host]; q != nil {
+	q := r.hosts[host]
+	if q != nil {
 		if seq-q.last >= r.far {
 			r.recur++
 		}
@@ -165,8 +175,15 @@ func (r *regroup) add(ent Entry) {
 		if seen {
 			r.recur++
 		}
-		r.hosts[host] = &hostQueue{host: host, first: seq, last: seq}
+		q = &hostQueue{host: host, first: seq, last: seq}
+		r.hosts[host] = q
 	}
+	s := slot{url: ent.URL, line: ent.Line, index: ent.Index, q: q, next: -1}
+	if ent.Out != "" || ent.SHA256 != "" || ent.Size != -1 || ent.Row != 0 || ent.Key != "" || ent.Meta != "" {
+		s.more = &ent
+	}
+	r.slots[seq&int64(len(r.slots)-1)] = s
+	r.waiting++
 	if r.read++; r.read == recurEvery {
 		switch {
 		case r.recur*8 >= recurEvery:
@@ -215,7 +232,7 @@ func (r *regroup) take() (slot, bool) {
 		r.hot[r.hotAt] = nil
 		r.hotAt++
 		h.hot = false
-		if r.hosts[h.host] == h {
+		if r.hosts[h.host] == h { // it still has entries waiting
 			q = h
 		}
 	}
@@ -224,14 +241,13 @@ func (r *regroup) take() (slot, bool) {
 	}
 	mask := int64(len(r.slots) - 1)
 	if q == nil {
-		for r.head < r.tail && !r.slots[r.head&mask].live {
-			r.slots[r.head&mask] = slot{}
+		for r.head < r.tail && r.slots[r.head&mask].q == nil {
 			r.head++
 		}
 		if r.head == r.tail {
 			return slot{}, false
 		}
-		q = r.hosts[r.slots[r.head&mask].host]
+		q = r.slots[r.head&mask].q
 	}
 	s := &r.slots[q.first&mask]
 	taken := *s
@@ -242,7 +258,7 @@ func (r *regroup) take() (slot, bool) {
 	}
 	*s = slot{}
 	r.waiting--
-	for r.head < r.tail && !r.slots[r.head&mask].live {
+	for r.head < r.tail && r.slots[r.head&mask].q == nil {
 		r.head++
 	}
 	return taken, true

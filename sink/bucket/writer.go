@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/minio/minio-go/v7"
 
@@ -38,6 +40,15 @@ type writer struct {
 	parts            []minio.CompletePart
 	inflight         chan sent // the part being uploaded, nil if none
 	err              error     // the first failed part upload
+
+	// Between SetRanges and EndRanges the body comes in pieces (see
+	// ranged.go's comment on WriteAt): rmu guards parts and what follows.
+	ranged  bool
+	rmu     sync.Mutex
+	filling map[int]*partBuf // parts being filled, by number
+	uploads sync.WaitGroup   // parts of the pieces being uploaded
+	rerr    error            // the first failure of a piece's part
+	bmu     sync.Mutex       // one begin at a time
 }
 
 // sent is how a part upload ended; its buffer comes back for the next part.
@@ -52,7 +63,7 @@ type sent struct {
 func (w *writer) resume(r *record, parts []minio.CompletePart) {
 	w.uploadID, w.recorded, w.parts = r.UploadID, true, parts
 	w.validator, w.total = r.Validator, r.Total
-	w.next = len(parts) + 1
+	w.next = inOrder(parts) + 1
 	w.partial = partialOf(r, parts)
 	w.size = w.partial.Offset
 }
@@ -152,14 +163,14 @@ func (w *writer) newBuf(size int) error {
 		return nil
 	}
 	w.dropSpare()
-	if w.inflight != nil && !w.s.mem.TryAcquire(res) {
+	if w.inflight != nil && !w.s.tryAcquire(res) {
 		if err := w.wait(); err != nil {
 			return err
 		}
 		return w.newBuf(size)
 	}
 	if w.inflight == nil {
-		if err := w.s.mem.Acquire(context.Background(), res); err != nil {
+		if err := w.s.acquire(context.Background(), res); err != nil {
 			return err
 		}
 	}
@@ -174,7 +185,7 @@ func (w *writer) newBuf(size int) error {
 // dropSpare gives the spare buffer's share back.
 func (w *writer) dropSpare() {
 	if w.spareRes > 0 {
-		w.s.mem.Release(w.spareRes)
+		w.s.release(w.spareRes)
 	}
 	w.spare, w.spareRes = nil, 0
 }
@@ -183,9 +194,10 @@ func (w *writer) dropSpare() {
 // share of the budget back.
 func (w *writer) release() {
 	w.wait()
+	w.dropPieces()
 	w.dropSpare()
 	if w.bufRes > 0 {
-		w.s.mem.Release(w.bufRes)
+		w.s.release(w.bufRes)
 	}
 	w.buf, w.bufRes = nil, 0
 }
@@ -233,7 +245,7 @@ func (w *writer) wait() error {
 			w.err = fmt.Errorf("s3://%s/%s: part %d: %w", w.s.bucket, w.key, r.part.PartNumber, r.err)
 		}
 		if r.err == nil {
-			w.parts = append(w.parts, r.part)
+			w.addPart(r.part)
 		}
 	}
 	return w.err
@@ -290,6 +302,12 @@ func (w *writer) Commit(done func(error)) {
 
 func (w *writer) commit() error {
 	ctx := context.Background()
+	if w.ranged {
+		if err := w.EndRanges(w.total); err != nil {
+			w.abortUpload()
+			return err
+		}
+	}
 	if w.uploadID == "" {
 		body := w.buf
 		sum := sha256Hex(body)
@@ -312,6 +330,7 @@ func (w *writer) commit() error {
 		w.abortUpload()
 		return err
 	}
+	slices.SortFunc(w.parts, func(a, b minio.CompletePart) int { return a.PartNumber - b.PartNumber })
 	_, err := w.s.core.CompleteMultipartUpload(ctx, w.s.bucket, w.key, w.uploadID, w.parts, minio.PutObjectOptions{})
 	if err != nil && !notFound(err) {
 		w.abortUpload()
@@ -341,7 +360,7 @@ func (w *writer) Abort() error {
 	if w.uploadID == "" {
 		return nil
 	}
-	if w.recorded && w.err == nil {
+	if w.recorded && w.err == nil && w.rerr == nil {
 		w.s.mu.Lock()
 		w.s.pending[w.key] = true
 		w.s.mu.Unlock()
@@ -359,8 +378,9 @@ func (w *writer) Discard() error {
 // Restart aborts the upload: the next Write starts the body over.
 func (w *writer) Restart() error {
 	w.wait()
+	w.dropPieces()
 	err := w.abortUpload()
-	w.buf, w.next, w.parts, w.err, w.size = w.buf[:0], 1, nil, nil, 0
+	w.buf, w.next, w.parts, w.err, w.rerr, w.size = w.buf[:0], 1, nil, nil, nil, 0
 	w.partial = sink.Partial{}
 	return err
 }

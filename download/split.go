@@ -524,16 +524,14 @@ func (s *split) take() *piece {
 		}
 		mid := big.next + (big.end-big.next)/2
 		if s.align > 0 {
-			// At a part boundary, so that the part is filled by one
-			// connection; else only inside the part being filled (whose
-			// buffer is taken): never the start of a part's buffer held
-			// while waiting for another's.
+			// At the part boundary nearest the middle, if the piece has
+			// one left: each part is then filled by one connection. Else
+			// the piece ends inside the part it is filling, and the
+			// stealer writes into that part's buffer.
 			if a := mid / s.align * s.align; a > big.next {
 				mid = a
 			} else if a := (mid + s.align - 1) / s.align * s.align; a < big.end {
 				mid = a
-			} else if mid/s.align != big.next/s.align {
-				return nil
 			}
 		}
 		p = &piece{start: mid, next: mid, done: mid, end: big.end}

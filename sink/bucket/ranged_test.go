@@ -242,4 +242,3 @@ func TestAPieceWaitingForMemoryStopsWithItsContext(t *testing.T) {
 		t.Errorf("the writer did not give all of the memory budget back")
 	}
 }
-

@@ -124,6 +124,10 @@ type Sink struct {
 	memSize int64
 	// held is the part of the budget taken, peak the most it was.
 	held, peak atomic.Int64
+	// free holds part buffers for reuse, freeBytes their size (buffers.go).
+	freeMu    sync.Mutex
+	free      [][]byte
+	freeBytes int64
 
 	mu sync.Mutex
 	// pending holds the keys with an upload in progress, as listed when the

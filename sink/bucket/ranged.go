@@ -127,7 +127,7 @@ func (w *writer) SetRanges(done []sink.Range) {
 		r := w.partRange(w.next)
 		buf := w.buf
 		if int64(cap(buf)) < r.End-r.Start {
-			buf = make([]byte, r.End-r.Start)
+			buf = w.s.takeBuf(r.End - r.Start)
 			copy(buf, w.buf)
 		}
 		pb := &partBuf{buf: buf[:r.End-r.Start], res: w.bufRes, ready: make(chan struct{}),
@@ -208,7 +208,7 @@ func (w *writer) partBuf(ctx context.Context, num int) (*partBuf, error) {
 			close(pb.ready)
 			return nil, err
 		}
-		pb.buf = make([]byte, r.End-r.Start)
+		pb.buf = w.s.takeBuf(r.End - r.Start)
 		close(pb.ready)
 		return pb, nil
 	}
@@ -258,6 +258,9 @@ func (w *writer) sendPiecePart(num int, pb *partBuf) {
 			if err != nil {
 				err = fmt.Errorf("s3://%s/%s: part %d: %w", w.s.bucket, w.key, num, w.s.classify(err))
 			}
+		}
+		if err == nil {
+			w.s.giveBuf(pb.buf)
 		}
 		pb.buf = nil
 		w.s.release(pb.res)
@@ -345,6 +348,7 @@ func (w *writer) dropFilling() {
 	for num, pb := range w.filling {
 		if pb.buf != nil {
 			w.s.release(pb.res)
+			w.s.giveBuf(pb.buf)
 		}
 		delete(w.filling, num)
 	}

@@ -242,3 +242,22 @@ func TestAPieceWaitingForMemoryStopsWithItsContext(t *testing.T) {
 		t.Errorf("the writer did not give all of the memory budget back")
 	}
 }
+
+func TestPartBuffersAreUsedAgainWithinTheBudget(t *testing.T) {
+	s := &Sink{memSize: 16 << 20}
+	a := s.takeBuf(8 << 20)
+	s.giveBuf(a)
+	if b := s.takeBuf(8<<20 - 5); &b[0] != &a[0] || len(b) != 8<<20-5 {
+		t.Errorf("a buffer given back was not used again for a part that fits it")
+	}
+	s.giveBuf(a)
+	s.giveBuf(make([]byte, 8<<20))
+	s.giveBuf(make([]byte, 8<<20)) // past the budget: dropped
+	s.giveBuf(make([]byte, 1<<20)) // smaller than a part: dropped
+	if len(s.free) != 2 || s.freeBytes != 16<<20 {
+		t.Errorf("free list of %d buffers, %d bytes; want 2 of 8 MiB (the budget)", len(s.free), s.freeBytes)
+	}
+	if b := s.takeBuf(9 << 20); len(b) != 9<<20 || len(s.free) != 2 {
+		t.Errorf("a part bigger than every free buffer: got %d bytes, %d left free", len(b), len(s.free))
+	}
+}

@@ -49,6 +49,7 @@ type writer struct {
 	uploads sync.WaitGroup   // parts of the pieces being uploaded
 	rerr    error            // the first failure of a piece's part
 	bmu     sync.Mutex       // one begin at a time
+	failed  bool             // Commit failed: its buffer is not used again
 }
 
 // sent is how a part upload ended; its buffer comes back for the next part.
@@ -133,7 +134,7 @@ func (w *writer) Write(p []byte) (int, error) {
 			copy(grown, w.buf)
 			w.buf = grown
 		}
-		k := min(cap(w.buf)-len(w.buf), len(p))
+		k := min(cap(w.buf)-len(w.buf), size-len(w.buf), len(p))
 		w.buf = append(w.buf, p[:k]...)
 		p = p[k:]
 		written += k
@@ -177,7 +178,7 @@ func (w *writer) newBuf(size int) error {
 	w.bufRes = res
 	w.buf = make([]byte, 0, min(res, 64<<10))
 	if w.total >= 0 {
-		w.buf = make([]byte, 0, res)
+		w.buf = w.s.takeBuf(res)[:0]
 	}
 	return nil
 }
@@ -186,6 +187,9 @@ func (w *writer) newBuf(size int) error {
 func (w *writer) dropSpare() {
 	if w.spareRes > 0 {
 		w.s.release(w.spareRes)
+	}
+	if w.reusable() {
+		w.s.giveBuf(w.spare)
 	}
 	w.spare, w.spareRes = nil, 0
 }
@@ -199,8 +203,15 @@ func (w *writer) release() {
 	if w.bufRes > 0 {
 		w.s.release(w.bufRes)
 	}
+	if w.reusable() {
+		w.s.giveBuf(w.buf)
+	}
 	w.buf, w.bufRes = nil, 0
 }
+
+// reusable reports whether the writer's buffers may be used again: no
+// request that failed may still read them.
+func (w *writer) reusable() bool { return w.err == nil && w.rerr == nil && !w.failed }
 
 // stored is the number of body bytes in parts sent (or being sent).
 func (w *writer) stored() int64 {
@@ -296,6 +307,7 @@ func (w *writer) begin() error {
 // CompleteMultipartUpload. done is called before Commit returns.
 func (w *writer) Commit(done func(error)) {
 	err := w.commit()
+	w.failed = err != nil
 	w.release()
 	done(err)
 }

@@ -13,9 +13,10 @@ package bucket
 const reuseMin = minPart
 
 // takeBuf returns a buffer of n bytes: one given back of at least that
-// capacity, else a new one. The caller holds its share of the budget.
+// capacity (for n of a MiB or more: a body's last part, a body of a few
+// MiB), else a new one. The caller holds its share of the budget.
 func (s *Sink) takeBuf(n int64) []byte {
-	if n >= reuseMin {
+	if n >= 1<<20 {
 		s.freeMu.Lock()
 		best := -1
 		for i, b := range s.free {

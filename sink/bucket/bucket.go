@@ -61,7 +61,9 @@ type Options struct {
 	// Memory bounds the bytes of bodies held by all writers together, read
 	// and not yet stored (0: DefaultMemory). A writer waits for its share
 	// before it reads a part; it holds two parts (one read while one
-	// uploads) only where the budget has room.
+	// uploads) only where the budget has room. A body in pieces holds a
+	// part for each piece filling one, and one for each part uploading,
+	// each waiting for its share the same way.
 	Memory int64
 }
 

@@ -20,12 +20,17 @@ import (
 // memory budget, and a piece that needs one waits for its share, so memory
 // stays bounded whatever the number of pieces.
 //
-// A piece that starts where a part starts fills it alone; the split cuts its
-// pieces there (PartSize). One that starts inside a part writes into the
-// buffer of that part taken by the piece before it, or takes it. Pieces
-// straddling parts on a budget of a single part could wait for each other: a
-// piece waits only for a part whose start it writes, or whose buffer nobody
-// took yet.
+// Why the split cuts its pieces at part boundaries (PartSize): a piece that
+// waits for a part's buffer then holds none that only it can fill (the part
+// it left is whole, and uploads), so the buffers held always fill and come
+// back, and the waiting ends. A piece that starts inside a part (the first
+// response's, after bytes written in order; a steal with no boundary left;
+// the rest of a piece that gave up) writes into the buffer of that part,
+// which the piece before it took. Pieces that began inside parts whose
+// buffers nobody took yet could each hold half a part while waiting for the
+// other's: on a budget of a few parts, such pieces could wait for good, and
+// the split does not make them. WriteAtContext stops waiting when the split
+// ends (Ctrl-C, a piece's error): the buffers held then never fill.
 //
 // What is durable is the parts stored: a re-run lists them (keptParts) and
 // fetches the rest. The bytes of a part not yet whole are lost when the run

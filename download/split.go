@@ -524,10 +524,11 @@ func (s *split) take() *piece {
 		}
 		mid := big.next + (big.end-big.next)/2
 		if s.align > 0 {
-			// At the part boundary nearest the middle, if the piece has
-			// one left: each part is then filled by one connection. Else
-			// the piece ends inside the part it is filling, and the
-			// stealer writes into that part's buffer.
+			// At a part boundary next to the middle (the one below it,
+			// else the one above), if the piece has one left: each part
+			// is then filled by one connection. Else the piece ends
+			// inside the part it is filling, and the stealer writes into
+			// that part's buffer.
 			if a := mid / s.align * s.align; a > big.next {
 				mid = a
 			} else if a := (mid + s.align - 1) / s.align * s.align; a < big.end {

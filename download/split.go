@@ -40,7 +40,15 @@ package download
 // The writer records the ranges written (sink.RangeWriter.SetRanges), which
 // its checkpoints make durable then store; with a hash wanted, a goroutine
 // hashes the file's contiguous prefix as it grows, reading it back from the
-// file (the page cache), so the hash stays off the pieces' copy path.
+// file (the page cache), so the hash stays off the pieces' copy path. A
+// writer that cannot read its bytes back (ReadAt fails with
+// sink.ErrNoPrefix: an object store's upload) gets a body to hash in order,
+// over one connection.
+//
+// A writer that stores the body in parts (partWriter: an object store's
+// multipart upload) has its pieces cut at multiples of its part size, and a
+// steal too where the piece stolen from has a part boundary to cut at: each
+// part is then filled by one connection, and uploaded while the others go on.
 
 import (
 	"context"
@@ -70,6 +78,18 @@ const defaultSplitBelow = 64 << 20
 // errSplice: a piece's response does not belong to the file the others hold.
 var errSplice = errors.New("a piece's response does not match the file")
 
+// partWriter is a sink.RangeWriter that stores the body in parts of one size
+// (an object store's multipart upload, sink/bucket): a part is stored once
+// whole, whichever pieces wrote it.
+type partWriter interface {
+	// PartSize is the size of the parts (0: none): a piece that starts at
+	// a multiple of it fills its parts alone.
+	PartSize() int64
+	// WriteAtContext is WriteAt that gives up waiting for the memory to
+	// hold a part when ctx ends.
+	WriteAtContext(ctx context.Context, p []byte, off int64) (int, error)
+}
+
 // piece is the range one connection fetches: [start, end), next is the next
 // byte it reads (reserved), done the end of what it wrote.
 type piece struct {
@@ -86,6 +106,9 @@ type split struct {
 	// file).
 	fetch    func(ctx context.Context, start, end int64) (*pacedBody, error)
 	minSplit int64 // no piece is cut smaller (--min-split-size)
+	// align, if not 0, is the writer's part size: pieces are cut at its
+	// multiples (see partWriter).
+	align int64
 	// A piece that gets no byte is asked again retries times, backoff apart.
 	retries int
 	backoff retry.Backoff
@@ -123,8 +146,16 @@ func (t *transfer) splitConns(resp *http.Response) int {
 	if t.noSplit || d.decode || t.total <= 0 || t.validator == "" || encoded(resp.Header) {
 		return 0
 	}
-	if _, ok := t.w.(sink.RangeWriter); !ok {
+	rw, ok := t.w.(sink.RangeWriter)
+	if !ok {
 		return 0
+	}
+	if t.hash != nil {
+		// The hash reads the bytes back as the prefix grows; a writer
+		// that cannot gets them in order.
+		if _, err := rw.ReadAt(nil, 0); errors.Is(err, sink.ErrNoPrefix) {
+			return 0
+		}
 	}
 	if resp.StatusCode != http.StatusPartialContent && !acceptsRanges(resp.Header) {
 		return 0
@@ -181,6 +212,9 @@ func (t *transfer) runSplit(ctx context.Context, first *pacedBody, resp *http.Re
 	s := &split{rw: rw, fetch: t.fetchPiece(pieceURL(t.ent.URL, resp)), minSplit: t.d.minSplit,
 		retries: t.d.retries, backoff: t.d.backoff, slot: t.slot, bufs: t.d.bufs,
 		hash: t.hash, hashed: t.written}
+	if pw, ok := rw.(partWriter); ok {
+		s.align = pw.PartSize()
+	}
 	if t.buf != nil {
 		// Unless the transfer hashes: then its buffers are the hash's ring,
 		// fed by the split's hashPrefix.
@@ -310,7 +344,7 @@ func (s *split) run(ctx context.Context, first *pacedBody, have, gaps []sink.Ran
 		}
 		slots = append(slots, release)
 	}
-	plan := planPieces(gaps, 1+len(slots), s.minSplit)
+	plan := planPieces(gaps, 1+len(slots), s.minSplit, s.align)
 	p0 := &piece{start: plan[0].Start, next: plan[0].Start, done: plan[0].Start, end: plan[0].End}
 	s.active = []*piece{p0}
 	s.todo = plan[1:]
@@ -378,8 +412,10 @@ func (s *split) takeSlot() (release func(), ok bool) {
 
 // planPieces cuts the missing ranges into the first pieces: about equal, one
 // per connection (the missing bytes over conns), none smaller than minSplit
-// unless its range is. Sorted: the first starts where the first response does.
-func planPieces(gaps []sink.Range, conns int, minSplit int64) []sink.Range {
+// unless its range is; with align, each cut is moved to the nearest multiple
+// of align inside its range (fewer pieces where two cuts meet). Sorted: the
+// first starts where the first response does.
+func planPieces(gaps []sink.Range, conns int, minSplit, align int64) []sink.Range {
 	missing := int64(0)
 	for _, g := range gaps {
 		missing += g.End - g.Start
@@ -392,12 +428,19 @@ func planPieces(gaps []sink.Range, conns int, minSplit int64) []sink.Range {
 	for _, g := range gaps {
 		n := max(1, (g.End-g.Start)/target)
 		size := (g.End - g.Start) / n
-		for i := range n {
-			r := sink.Range{Start: g.Start + i*size, End: g.Start + (i+1)*size}
-			if i == n-1 {
-				r.End = g.End
+		start := g.Start
+		for i := int64(1); i <= n; i++ {
+			cut := g.Start + i*size
+			if i == n {
+				cut = g.End
+			} else if align > 0 {
+				cut = (cut + align/2) / align * align
 			}
-			plan = append(plan, r)
+			if cut <= start || cut >= g.End && i < n {
+				continue
+			}
+			plan = append(plan, sink.Range{Start: start, End: cut})
+			start = cut
 		}
 	}
 	return plan
@@ -480,6 +523,18 @@ func (s *split) take() *piece {
 			return nil
 		}
 		mid := big.next + (big.end-big.next)/2
+		if s.align > 0 {
+			// At a part boundary next to the middle (the one below it,
+			// else the one above), if the piece has one left: each part
+			// is then filled by one connection. Else the piece ends
+			// inside the part it is filling, and the stealer writes into
+			// that part's buffer.
+			if a := mid / s.align * s.align; a > big.next {
+				mid = a
+			} else if a := (mid + s.align - 1) / s.align * s.align; a < big.end {
+				mid = a
+			}
+		}
 		p = &piece{start: mid, next: mid, done: mid, end: big.end}
 		big.end = mid
 	}
@@ -606,6 +661,14 @@ func (s *split) work(p *piece, body *pacedBody) error {
 	}
 }
 
+// writeAt writes p at off; waiting for a part's memory ends with the split.
+func (s *split) writeAt(p []byte, off int64) (int, error) {
+	if pw, ok := s.rw.(partWriter); ok {
+		return pw.WriteAtContext(s.ctx, p, off)
+	}
+	return s.rw.WriteAt(p, off)
+}
+
 func (s *split) giveUp(p *piece) {
 	s.mu.Lock()
 	s.end(p)
@@ -630,7 +693,10 @@ func (s *split) copy(p *piece, body *pacedBody, buf []byte) error {
 			p.next += int64(n)
 			s.mu.Unlock()
 			if n > 0 {
-				if _, err := s.rw.WriteAt(buf[:n], off); err != nil {
+				if _, err := s.writeAt(buf[:n], off); err != nil {
+					if s.ctx.Err() != nil && errors.Is(err, s.ctx.Err()) {
+						return err // the split ended while this piece waited for memory
+					}
 					return &localError{err}
 				}
 				body.stored(n)

@@ -43,7 +43,7 @@ func TestSplitPlanPieces(t *testing.T) {
 		{gaps: []sink.Range{rg(10, 20), rg(100, 300)}, conns: 4, min: 50,
 			want: []sink.Range{rg(10, 20), rg(100, 166), rg(166, 232), rg(232, 300)}},
 	} {
-		got := planPieces(tc.gaps, tc.conns, tc.min)
+		got := planPieces(tc.gaps, tc.conns, tc.min, 0)
 		if tc.want != nil && !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("planPieces(%v, %d, %d) = %v, want %v", tc.gaps, tc.conns, tc.min, got, tc.want)
 		}

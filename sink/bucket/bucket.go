@@ -29,6 +29,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -60,7 +61,9 @@ type Options struct {
 	// Memory bounds the bytes of bodies held by all writers together, read
 	// and not yet stored (0: DefaultMemory). A writer waits for its share
 	// before it reads a part; it holds two parts (one read while one
-	// uploads) only where the budget has room.
+	// uploads) only where the budget has room. A body in pieces holds a
+	// part for each piece filling one, and one for each part uploading,
+	// each waiting for its share the same way.
 	Memory int64
 }
 
@@ -121,6 +124,12 @@ type Sink struct {
 
 	mem     *semaphore.Weighted // Options.Memory
 	memSize int64
+	// held is the part of the budget taken, peak the most it was.
+	held, peak atomic.Int64
+	// free holds part buffers for reuse, freeBytes their size (buffers.go).
+	freeMu    sync.Mutex
+	free      [][]byte
+	freeBytes int64
 
 	mu sync.Mutex
 	// pending holds the keys with an upload in progress, as listed when the
@@ -208,6 +217,37 @@ func Open(ctx context.Context, o Options) (*Sink, error) {
 		return nil, s.classify(err)
 	}
 	return s, nil
+}
+
+// acquire takes n bytes of the memory budget, waiting for them as long as
+// ctx lasts.
+func (s *Sink) acquire(ctx context.Context, n int64) error {
+	if err := s.mem.Acquire(ctx, n); err != nil {
+		return err
+	}
+	s.took(n)
+	return nil
+}
+
+// tryAcquire takes n bytes of the memory budget if they are free.
+func (s *Sink) tryAcquire(n int64) bool {
+	if !s.mem.TryAcquire(n) {
+		return false
+	}
+	s.took(n)
+	return true
+}
+
+func (s *Sink) took(n int64) {
+	h := s.held.Add(n)
+	for p := s.peak.Load(); h > p && !s.peak.CompareAndSwap(p, h); p = s.peak.Load() {
+	}
+}
+
+// release gives n bytes back to the memory budget.
+func (s *Sink) release(n int64) {
+	s.held.Add(-n)
+	s.mem.Release(n)
 }
 
 // classify names the errors that stop a run: the bucket is not there, or the

@@ -126,9 +126,11 @@ func (s *Sink) resumable(ctx context.Context, key, origin string, fix bool) (*re
 	return nil, nil, nil
 }
 
-// keptParts lists the parts of r's upload and keeps those from the first
-// that have the size they were sent with (a gap, or a part of another size,
-// ends them: the rest is sent again).
+// keptParts lists the parts of r's upload that have the size they were sent
+// with. Where the length is unknown (parts that grow), those from the first,
+// in order: a gap, or a part of another size, ends them (the rest is sent
+// again). Where it is known, any part whole (a body fetched in pieces
+// stores its parts out of order): the gaps are fetched again.
 func (s *Sink) keptParts(ctx context.Context, r *record) ([]minio.CompletePart, error) {
 	var kept []minio.CompletePart
 	marker := 0
@@ -138,6 +140,12 @@ func (s *Sink) keptParts(ctx context.Context, r *record) ([]minio.CompletePart, 
 			return nil, err
 		}
 		for _, p := range res.ObjectParts {
+			if r.Total >= 0 {
+				if p.PartNumber >= 1 && p.PartNumber <= numParts(r.Total) && p.Size == partLen(r.Total, p.PartNumber) {
+					kept = append(kept, minio.CompletePart{PartNumber: p.PartNumber, ETag: p.ETag})
+				}
+				continue
+			}
 			n := len(kept) + 1
 			if p.PartNumber != n || p.Size != partSize(r.Total, n) {
 				return kept, nil
@@ -149,6 +157,20 @@ func (s *Sink) keptParts(ctx context.Context, r *record) ([]minio.CompletePart, 
 		}
 		marker = res.NextPartNumberMarker
 	}
+}
+
+// numParts is the number of parts of a body of total bytes (known; at
+// least one).
+func numParts(total int64) int {
+	size := partSize(total, 1)
+	return int(max((total+size-1)/size, 1))
+}
+
+// partLen is the length of part n of a body of total bytes (known): the last
+// one holds what is left.
+func partLen(total int64, n int) int64 {
+	size := partSize(total, 1)
+	return min(size, total-int64(n-1)*size)
 }
 
 // abortAll aborts every upload in progress for key, and its record.
@@ -179,14 +201,30 @@ func (s *Sink) abortAll(ctx context.Context, key string) error {
 	return nil
 }
 
-// partialOf is what a resumed upload keeps: the parts' bytes.
+// partialOf is what a resumed upload keeps: the parts' bytes, those from
+// the first in order as the offset, the others (a body fetched in pieces) as
+// ranges done past it.
 func partialOf(r *record, parts []minio.CompletePart) sink.Partial {
+	n := inOrder(parts)
 	var off int64
-	for i := range parts {
-		off += partSize(r.Total, i+1)
+	for i := 1; i <= n; i++ {
+		off += partSize(r.Total, i)
 	}
-	if off == 0 {
+	var done []sink.Range
+	if r.Total >= 0 {
+		size := partSize(r.Total, 1)
+		for _, p := range parts {
+			if p.PartNumber > n+1 {
+				start := int64(p.PartNumber-1) * size
+				done, _ = addRange(done, sink.Range{Start: start, End: start + partLen(r.Total, p.PartNumber)})
+			}
+		}
+	}
+	if r.Total >= 0 {
+		off = min(off, r.Total)
+	}
+	if off == 0 && done == nil {
 		return sink.Partial{}
 	}
-	return sink.Partial{Offset: off, Validator: r.Validator, Total: r.Total}
+	return sink.Partial{Offset: off, Validator: r.Validator, Total: r.Total, Done: done}
 }

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/minio/minio-go/v7"
 
@@ -38,6 +40,16 @@ type writer struct {
 	parts            []minio.CompletePart
 	inflight         chan sent // the part being uploaded, nil if none
 	err              error     // the first failed part upload
+
+	// Between SetRanges and EndRanges the body comes in pieces (see
+	// ranged.go's comment on WriteAt): rmu guards parts and what follows.
+	ranged  bool
+	rmu     sync.Mutex
+	filling map[int]*partBuf // parts being filled, by number
+	uploads sync.WaitGroup   // parts of the pieces being uploaded
+	rerr    error            // the first failure of a piece's part
+	bmu     sync.Mutex       // one begin at a time
+	failed  bool             // Commit failed: its buffer is not used again
 }
 
 // sent is how a part upload ended; its buffer comes back for the next part.
@@ -52,7 +64,7 @@ type sent struct {
 func (w *writer) resume(r *record, parts []minio.CompletePart) {
 	w.uploadID, w.recorded, w.parts = r.UploadID, true, parts
 	w.validator, w.total = r.Validator, r.Total
-	w.next = len(parts) + 1
+	w.next = inOrder(parts) + 1
 	w.partial = partialOf(r, parts)
 	w.size = w.partial.Offset
 }
@@ -122,7 +134,7 @@ func (w *writer) Write(p []byte) (int, error) {
 			copy(grown, w.buf)
 			w.buf = grown
 		}
-		k := min(cap(w.buf)-len(w.buf), len(p))
+		k := min(cap(w.buf)-len(w.buf), size-len(w.buf), len(p))
 		w.buf = append(w.buf, p[:k]...)
 		p = p[k:]
 		written += k
@@ -152,21 +164,21 @@ func (w *writer) newBuf(size int) error {
 		return nil
 	}
 	w.dropSpare()
-	if w.inflight != nil && !w.s.mem.TryAcquire(res) {
+	if w.inflight != nil && !w.s.tryAcquire(res) {
 		if err := w.wait(); err != nil {
 			return err
 		}
 		return w.newBuf(size)
 	}
 	if w.inflight == nil {
-		if err := w.s.mem.Acquire(context.Background(), res); err != nil {
+		if err := w.s.acquire(context.Background(), res); err != nil {
 			return err
 		}
 	}
 	w.bufRes = res
 	w.buf = make([]byte, 0, min(res, 64<<10))
 	if w.total >= 0 {
-		w.buf = make([]byte, 0, res)
+		w.buf = w.s.takeBuf(res)[:0]
 	}
 	return nil
 }
@@ -174,7 +186,10 @@ func (w *writer) newBuf(size int) error {
 // dropSpare gives the spare buffer's share back.
 func (w *writer) dropSpare() {
 	if w.spareRes > 0 {
-		w.s.mem.Release(w.spareRes)
+		w.s.release(w.spareRes)
+	}
+	if w.reusable() {
+		w.s.giveBuf(w.spare)
 	}
 	w.spare, w.spareRes = nil, 0
 }
@@ -183,12 +198,20 @@ func (w *writer) dropSpare() {
 // share of the budget back.
 func (w *writer) release() {
 	w.wait()
+	w.dropPieces()
 	w.dropSpare()
 	if w.bufRes > 0 {
-		w.s.mem.Release(w.bufRes)
+		w.s.release(w.bufRes)
+	}
+	if w.reusable() {
+		w.s.giveBuf(w.buf)
 	}
 	w.buf, w.bufRes = nil, 0
 }
+
+// reusable reports whether the writer's buffers may be used again: no
+// request that failed may still read them.
+func (w *writer) reusable() bool { return w.err == nil && w.rerr == nil && !w.failed }
 
 // stored is the number of body bytes in parts sent (or being sent).
 func (w *writer) stored() int64 {
@@ -233,7 +256,7 @@ func (w *writer) wait() error {
 			w.err = fmt.Errorf("s3://%s/%s: part %d: %w", w.s.bucket, w.key, r.part.PartNumber, r.err)
 		}
 		if r.err == nil {
-			w.parts = append(w.parts, r.part)
+			w.addPart(r.part)
 		}
 	}
 	return w.err
@@ -284,12 +307,19 @@ func (w *writer) begin() error {
 // CompleteMultipartUpload. done is called before Commit returns.
 func (w *writer) Commit(done func(error)) {
 	err := w.commit()
+	w.failed = err != nil
 	w.release()
 	done(err)
 }
 
 func (w *writer) commit() error {
 	ctx := context.Background()
+	if w.ranged {
+		if err := w.EndRanges(w.total); err != nil {
+			w.abortUpload()
+			return err
+		}
+	}
 	if w.uploadID == "" {
 		body := w.buf
 		sum := sha256Hex(body)
@@ -312,6 +342,7 @@ func (w *writer) commit() error {
 		w.abortUpload()
 		return err
 	}
+	slices.SortFunc(w.parts, func(a, b minio.CompletePart) int { return a.PartNumber - b.PartNumber })
 	_, err := w.s.core.CompleteMultipartUpload(ctx, w.s.bucket, w.key, w.uploadID, w.parts, minio.PutObjectOptions{})
 	if err != nil && !notFound(err) {
 		w.abortUpload()
@@ -341,7 +372,7 @@ func (w *writer) Abort() error {
 	if w.uploadID == "" {
 		return nil
 	}
-	if w.recorded && w.err == nil {
+	if w.recorded && w.err == nil && w.rerr == nil {
 		w.s.mu.Lock()
 		w.s.pending[w.key] = true
 		w.s.mu.Unlock()
@@ -359,8 +390,9 @@ func (w *writer) Discard() error {
 // Restart aborts the upload: the next Write starts the body over.
 func (w *writer) Restart() error {
 	w.wait()
+	w.dropPieces()
 	err := w.abortUpload()
-	w.buf, w.next, w.parts, w.err, w.size = w.buf[:0], 1, nil, nil, 0
+	w.buf, w.next, w.parts, w.err, w.rerr, w.size = w.buf[:0], 1, nil, nil, nil, 0
 	w.partial = sink.Partial{}
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"sort"
+	"strings"
 
 	"github.com/minio/minio-go/v7"
 
@@ -117,7 +118,7 @@ func (t tarStore) NewUpload(key string) (string, error) {
 func (t tarStore) PutPart(key, id string, n int, body []byte) (string, error) {
 	p, err := t.s.core.PutObjectPart(context.Background(), t.s.bucket, t.s.Key(key), id, n,
 		bytes.NewReader(body), int64(len(body)), minio.PutObjectPartOptions{Sha256Hex: sha256Hex(body), DisableContentSha256: true})
-	return p.ETag, t.wrap(key, err)
+	return strings.Trim(p.ETag, `"`), t.wrap(key, err)
 }
 
 func (t tarStore) Parts(key, id string) ([]sink.StoredPart, error) {
@@ -129,7 +130,7 @@ func (t tarStore) Parts(key, id string) ([]sink.StoredPart, error) {
 			return nil, t.wrap(key, err)
 		}
 		for _, p := range res.ObjectParts {
-			out = append(out, sink.StoredPart{Number: p.PartNumber, ETag: p.ETag, Size: p.Size})
+			out = append(out, sink.StoredPart{Number: p.PartNumber, ETag: strings.Trim(p.ETag, `"`), Size: p.Size})
 		}
 		if !res.IsTruncated || res.NextPartNumberMarker <= marker {
 			sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })

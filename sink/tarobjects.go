@@ -719,15 +719,15 @@ func (m midPartWriter) Write(p []byte) (int, error) {
 	o := m.s.obj
 	n := len(p)
 	for len(p) > 0 {
-		k := min(len(p), int(2*o.partSize)-len(o.buf))
-		o.buf = append(o.buf, p[:k]...)
-		p = p[k:]
 		if int64(len(o.buf)) >= 2*o.partSize {
 			o.midSample = true
 			if err := m.s.sendPart(false); err != nil {
 				return 0, err
 			}
 		}
+		k := min(len(p), int(2*o.partSize)-len(o.buf))
+		o.buf = append(o.buf, p[:k]...)
+		p = p[k:]
 	}
 	return n, nil
 }

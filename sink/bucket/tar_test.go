@@ -30,7 +30,11 @@ const (
 )
 
 func tarBody(i int) []byte {
-	b := make([]byte, tarSample+i) // not all of one length
+	n := tarSample + i // not all of one length
+	if i%100 == 99 {
+		n = 2*tarPart + 2<<20 + i // spans parts: held in a local staging file
+	}
+	b := make([]byte, n)
 	for j := range b {
 		b[j] = byte(i*31 + j*7 + j/251)
 	}
@@ -42,8 +46,13 @@ func tarURL(i int) string { return fmt.Sprintf("http://example.com/img/%d.png", 
 
 func openTar(t *testing.T, srv *s3test.Server, prefix string, tailEvery time.Duration) *sink.Tar {
 	t.Helper()
+	return openTarSize(t, srv, prefix, tailEvery, tarSize)
+}
+
+func openTarSize(t *testing.T, srv *s3test.Server, prefix string, tailEvery time.Duration, size int64) *sink.Tar {
+	t.Helper()
 	b := reopen(t, srv, prefix)
-	s, err := sink.NewTarObjects(b.TarStore(), sink.TarOptions{Size: tarSize, PartSize: tarPart, TailEvery: tailEvery})
+	s, err := sink.NewTarObjects(b.TarStore(), sink.TarOptions{Size: size, PartSize: tarPart, TailEvery: tailEvery})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,5 +270,39 @@ func TestTarObjectsSampleNotStoredIsWrittenAgain(t *testing.T) {
 		t.Errorf("00000.tar holds %v: want it continued, not a new tar", byTar)
 	}
 	// The abandoned sink's upload was the one continued: none left.
+	srv.CheckDone(t, "data", "")
+}
+
+// A body bigger than two parts is stored across parts that end within it;
+// a run that ends after it stores the bytes past the last part (the rest of
+// that body and the sample after it) as a tail, which the next run
+// continues from.
+func TestTarObjectsBodySpanningPartsThenTail(t *testing.T) {
+	srv, _ := open(t, "")
+	s := openTarSize(t, srv, "", time.Hour, 64<<20)
+	putSamples(t, s, 98, 101) // 99 holds 12 MiB: a part of 10 ends within it
+	if err := s.Close(false); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(srv.Keys(t, "data", sink.TarMetaDir+"00000.tar.tail")); n != 1 {
+		t.Fatalf("%d tail objects, want 1", n)
+	}
+	if n := len(srv.Keys(t, "data", sink.TarMetaDir+"00000.tar.part")); n != 1 {
+		t.Fatalf("%d part records, want 1", n)
+	}
+	s = openTarSize(t, srv, "", time.Hour, 64<<20)
+	for i := 98; i < 101; i++ {
+		if info, err := s.Stat(tarKey(i)); err != nil || info.Size != int64(len(tarBody(i))) {
+			t.Fatalf("sample %d: %+v %v", i, info, err)
+		}
+	}
+	putSamples(t, s, 101, 103)
+	if err := s.Close(true); err != nil {
+		t.Fatal(err)
+	}
+	byTar, _ := tarObjects(t, srv, "")
+	if !slices.Equal(byTar["00000.tar"], []int{98, 99, 100, 101, 102}) {
+		t.Errorf("tars %v, want 98-102 in 00000.tar", byTar)
+	}
 	srv.CheckDone(t, "data", "")
 }

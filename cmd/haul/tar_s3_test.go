@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -107,9 +108,26 @@ func TestE2ETarIntoBucketKilledHalfwayContinuesFromItsLastPart(t *testing.T) {
 	if len(etags) != 1 || len(before) < 100 {
 		t.Fatalf("after the kill: %d samples in tars %v, want 00000.tar complete", len(before), etags)
 	}
-	close(open)
+	// --dry-run reads what the bucket holds and changes nothing: the
+	// unfinished tar is neither continued nor given up.
+	px := store.Proxy(t)
 	reqs := src.TotalRequests()
-	r := runHaulEnv(t, s3Env(store, store.Endpoint), nil, args...)
+	r := runHaulEnv(t, s3Env(store, px.Endpoint), nil, append(slices.Clone(args), "--dry-run")...)
+	wantCode(t, r, exitFailed)
+	if n := px.Count(http.MethodPut, nil) + px.Count(http.MethodPost, nil) + px.Count(http.MethodDelete, nil); n != 0 {
+		t.Errorf("--dry-run: %d PUT, POST or DELETE requests to the store, want none", n)
+	}
+	if n := src.TotalRequests() - reqs; n != 0 {
+		t.Errorf("--dry-run: %d requests to the origin, want none", n)
+	}
+	planned := strings.Count(r.stdout, "\n")
+	if planned > 200-len(before)-45 {
+		t.Errorf("--dry-run plans %d entries; %d are in 00000.tar, about 50 in 00001.tar's first part", planned, len(before))
+	}
+
+	close(open)
+	reqs = src.TotalRequests()
+	r = runHaulEnv(t, s3Env(store, store.Endpoint), nil, args...)
 	wantCode(t, r, exitOK)
 	after, etags2, files := bucketTars(t, store, "ds/")
 	for key, body := range bodies {
@@ -128,8 +146,8 @@ func TestE2ETarIntoBucketKilledHalfwayContinuesFromItsLastPart(t *testing.T) {
 	}
 	// What 00000.tar and the stored part of 00001.tar hold is not fetched
 	// again: at least the part's 5 MiB, about 50 samples.
-	if n := src.TotalRequests() - reqs; n > 200-len(before)-45 {
-		t.Errorf("the re-run made %d requests; %d samples were in 00000.tar, and about 50 in 00001.tar's first part", n, len(before))
+	if n := src.TotalRequests() - reqs; n != planned {
+		t.Errorf("the re-run made %d requests, want one for each of the %d entries --dry-run planned", n, planned)
 	}
 	if in := after["000000005"]; len(in) == 1 && in[0].tar != "00000.tar" {
 		t.Errorf("sample 5 in %s, want 00000.tar", in[0].tar)

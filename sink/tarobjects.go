@@ -101,6 +101,9 @@ type tarObj struct {
 	spillDir  string // a local temporary directory, removed at Close
 
 	finished map[string]bool // the tar objects there are
+	// sums holds the SHA-256 recorded of the samples in unfinished tars,
+	// by key (under Tar.mu): their bytes cannot be read back.
+	sums map[string]string
 
 	// The unfinished tar, used by the appending goroutine alone.
 	key        string       // "": none
@@ -136,6 +139,7 @@ type objSample struct {
 	Off    int64  `json:"off"`
 	Size   int64  `json:"size"`
 	Origin string `json:"origin"` // hex of originSum
+	SHA256 string `json:"sha256,omitempty"` // of the body, where the engine computed it
 }
 
 // tarIndex is the index object of a finished tar.
@@ -155,7 +159,7 @@ type tarIndex struct {
 // cannot be locked). The caller must Close it.
 func NewTarObjects(store ObjectStore, opts TarOptions) (*Tar, error) {
 	s := newTarSink(store.Name(""), opts)
-	o := &tarObj{store: store, partSize: opts.PartSize, tailEvery: opts.TailEvery, finished: map[string]bool{}}
+	o := &tarObj{store: store, partSize: opts.PartSize, tailEvery: opts.TailEvery, finished: map[string]bool{}, sums: map[string]string{}}
 	if o.partSize <= 0 {
 		o.partSize = DefaultTarPartSize
 	}
@@ -480,6 +484,11 @@ func (s *Tar) adoptObject(name string, records int, tail bool, uploads []string,
 	if err := s.recordObjSamples(samples, idx); err != nil {
 		return false, err
 	}
+	for _, sm := range samples {
+		if sm.SHA256 != "" {
+			o.sums[sm.Key] = sm.SHA256
+		}
+	}
 	found = len(samples) > 0
 	if !take {
 		return found, nil
@@ -698,7 +707,8 @@ func (s *Tar) appendObject(w *tarWriter) error {
 		return err
 	}
 	s.samples++
-	sm := objSample{Key: w.key, Ext: w.ext, Off: w.stored.off, Size: w.stored.size, Origin: hex.EncodeToString(w.stored.origin[:])}
+	sm := objSample{Key: w.key, Ext: w.ext, Off: w.stored.off, Size: w.stored.size, Origin: hex.EncodeToString(w.stored.origin[:]),
+		SHA256: w.sample.SHA256}
 	o.bufSamples = append(o.bufSamples, sm)
 	o.samples = append(o.samples, sm)
 	return nil
@@ -823,6 +833,9 @@ func (s *Tar) settleObjects(err error) {
 		for _, w := range o.pending {
 			s.record(w.key, w.stored, w.ext)
 			delete(s.spilled, w.key)
+			if w.sample.SHA256 != "" && o.key != "" {
+				o.sums[w.key] = w.sample.SHA256
+			}
 		}
 		s.mu.Unlock()
 	}
@@ -863,11 +876,14 @@ func (s *Tar) finishObject() error {
 		return fmt.Errorf("tar file %s: %w", o.store.Name(name), err)
 	}
 	s.dropMeta(name, o.records, o.tail)
+	s.settleObjects(nil)
 	s.mu.Lock()
 	s.tars[s.partIdx] = name
+	for _, sm := range o.samples {
+		delete(o.sums, sm.Key) // read back from the object now
+	}
 	s.mu.Unlock()
 	o.finished[name] = true
-	s.settleObjects(nil)
 	o.key = ""
 	s.partNo = max(s.partNo, s.maxNo) + 1
 	return nil
@@ -899,6 +915,20 @@ func (s *Tar) closeObjects(finish bool) error {
 		err = s.failed
 	}
 	return err
+}
+
+// UnreadableSHA256 reports the SHA-256 recorded of the sample name when
+// its bytes cannot be read back (Open): it is in a tar object not complete
+// yet, whose parts S3 does not give back. ok is false for a sample Open
+// reads, or one stored with no SHA-256 known (its check then fails).
+func (s *Tar) UnreadableSHA256(name string) (sum string, ok bool) {
+	if s.obj == nil {
+		return "", false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sum, ok = s.obj.sums[name]
+	return sum, ok
 }
 
 // openObject reads the body of a sample of a finished tar object.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"context"
 	"fmt"
 	"net/http"
@@ -51,7 +52,7 @@ func bucketTars(t *testing.T, store *s3test.Server, prefix string) (samples map[
 	return samples, etags, files
 }
 
-// A list of 200 bodies of 100 KiB goes into tar objects of 12 MiB, each
+// A list of 200 bodies of 100 KiB, with their sha256=, goes into tar objects of 12 MiB, each
 // uploaded in parts of 5 MiB. A run killed (SIGKILL) once the first tar is
 // complete and the second has a part stored is continued by the re-run:
 // every entry lands once across the tars, the complete tar is not
@@ -67,12 +68,16 @@ func TestE2ETarIntoBucketKilledHalfwayContinuesFromItsLastPart(t *testing.T) {
 	for i := range 200 {
 		body := testutil.Payload(uint64(9000+i), 100<<10+i)
 		path := fmt.Sprintf("/img/%d.png", i)
+		var u string
 		if i < 180 {
-			lines = append(lines, src.Add(path, body))
+			u = src.Add(path, body)
 		} else {
 			// Held until the re-run: the killed run cannot end the list.
-			lines = append(lines, src.Handle(path, gatedBody(body, fmt.Sprintf(`"g-%d"`, i), 0, open)))
+			u = src.Handle(path, gatedBody(body, fmt.Sprintf(`"g-%d"`, i), 0, open))
 		}
+		// Checked by the re-run: in the unfinished tar, against the
+		// SHA-256 recorded as it was stored.
+		lines = append(lines, fmt.Sprintf("%s sha256=%x", u, sha256.Sum256(body)))
 		bodies[fmt.Sprintf("%09d", i)] = body
 	}
 	list := writeList(t, lines...)

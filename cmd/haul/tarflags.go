@@ -22,7 +22,7 @@ type tarOptions struct {
 func tarFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "tar",
-			Usage: "store the bodies as WebDataset samples (KEY.EXT and KEY.json) in tar files 00000.tar, 00001.tar, ... in --dir (K-of-N-00000.tar, ... with --shard K/N) instead of a file each"},
+			Usage: "store the bodies as WebDataset samples (KEY.EXT and KEY.json) in tar files 00000.tar, 00001.tar, ... in --dir (K-of-N-00000.tar, ... with --shard K/N) instead of a file each; with -d s3://..., as objects"},
 		&cli.StringFlag{Name: "tar-size", Value: "1G",
 			Usage: "finish a tar file once it holds `SIZE` bytes (K, M, G: powers of 1024; its last sample may carry it past); with --tar"},
 		&cli.StringFlag{Name: "tar-part-size", Value: "8M",

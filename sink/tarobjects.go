@@ -138,7 +138,7 @@ type objSample struct {
 	Ext    string `json:"ext"`
 	Off    int64  `json:"off"`
 	Size   int64  `json:"size"`
-	Origin string `json:"origin"` // hex of originSum
+	Origin string `json:"origin"`           // hex of originSum
 	SHA256 string `json:"sha256,omitempty"` // of the body, where the engine computed it
 }
 

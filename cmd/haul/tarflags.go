@@ -44,12 +44,12 @@ func parseTar(c *cli.Context, o *options) error {
 			return errors.New("--tar-size needs --tar")
 		}
 		if c.IsSet("tar-part-size") {
-			return errors.New("--tar-part-size needs --tar and -d s3://...")
+			return errors.New("--tar-part-size needs --tar and -d s3://BUCKET/PREFIX")
 		}
 		return nil
 	}
 	if c.IsSet("tar-part-size") && !strings.HasPrefix(o.dir, "s3://") {
-		return errors.New("--tar-part-size needs -d s3://...: tar files in a directory are not uploaded in parts")
+		return errors.New("--tar-part-size needs -d s3://BUCKET/PREFIX: tar files in a directory are not uploaded in parts")
 	}
 	// A finished tar file is never rewritten, and each sample is stored
 	// once: nothing can replace a sample, and the bodies are stored as

@@ -306,3 +306,61 @@ func TestTarObjectsBodySpanningPartsThenTail(t *testing.T) {
 	}
 	srv.CheckDone(t, "data", "")
 }
+
+// failRecord is a store whose PUT of the record of part n fails: a run
+// stopped between a part and its record.
+type failRecord struct {
+	sink.ObjectStore
+	n int
+}
+
+func (f failRecord) Put(key string, body []byte) error {
+	if strings.HasSuffix(key, fmt.Sprintf(".part%05d.json", f.n)) {
+		return errors.New("stopped before the record")
+	}
+	return f.ObjectStore.Put(key, body)
+}
+
+// A part stored without its record is not counted: its samples are
+// written again by the next run, into a part of the same number, once.
+func TestTarObjectsPartWithoutRecordIsWrittenAgain(t *testing.T) {
+	srv, _ := open(t, "")
+	b := reopen(t, srv, "")
+	s, err := sink.NewTarObjects(failRecord{b.TarStore(), 2}, sink.TarOptions{Size: 64 << 20, PartSize: tarPart, TailEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 12)
+	for i := 0; i < 12; i++ {
+		commitSample(t, s, i, func(err error) { errs <- err })
+	}
+	failed := 0
+	for i := 0; i < 12; i++ {
+		if err := <-errs; err != nil {
+			failed++
+		}
+	}
+	s.Close(false)
+	if failed == 0 || failed == 12 {
+		t.Fatalf("%d of 12 samples failed, want those of part 2 on", failed)
+	}
+	s = openTarSize(t, srv, "", time.Hour, 64<<20)
+	var again []int
+	for i := 0; i < 12; i++ {
+		if _, err := s.Stat(tarKey(i)); err != nil {
+			again = append(again, i)
+		}
+	}
+	if len(again) != failed {
+		t.Errorf("missing after the stop: %v, want the %d that failed", again, failed)
+	}
+	for _, i := range again {
+		putSamples(t, s, i, i+1)
+	}
+	if err := s.Close(true); err != nil {
+		t.Fatal(err)
+	}
+	byTar, _ := tarObjects(t, srv, "")
+	everyOnce(t, byTar, 12)
+	srv.CheckDone(t, "data", "")
+}

@@ -169,6 +169,7 @@ func NewTarObjects(store ObjectStore, opts TarOptions) (*Tar, error) {
 		o.tailEvery = DefaultTarTailEvery
 	}
 	s.obj = o
+	s.noSync = true // only the staging files of big bodies are local, and not resumed
 	if !opts.ReadOnly {
 		d, err := os.MkdirTemp("", "haul-tar-spill-")
 		if err != nil {

@@ -114,6 +114,8 @@ type tarObj struct {
 	bufSamples []objSample  // the samples ending in buf
 	samples    []objSample  // all its samples: its index once finished
 	pending    []*tarWriter // samples appended, not yet durable
+	inflight   *partSent    // the part being uploaded, if any
+	spare      []byte       // the buffer of the part uploaded last, for the next
 	midSample  bool         // a part was sent within the sample being appended
 	tail       bool         // a tail object may be there
 	records    int          // the highest part record there may be
@@ -575,13 +577,28 @@ func (s *Tar) dropMeta(name string, records int, tail bool) {
 	}
 }
 
-// newBuf is an empty buffer for the bytes past the last part: they reach
-// twice the part size at most, with a body written in one piece.
+// partSent is a part being uploaded, by a goroutine of its own, while the
+// next is filled.
+type partSent struct {
+	boundary bool
+	pending  []*tarWriter // durable once it is stored, if boundary
+	buf      []byte
+	etag     string
+	done     chan error
+}
+
+// midLimit is where the bytes past the last part are sent as a part
+// within a sample: past a part and the biggest body held in memory (so
+// that only a body in a staging file spans parts).
+func (o *tarObj) midLimit() int { return int(o.partSize) + 4<<20 + 64<<10 }
+
+// newBuf is an empty buffer for the bytes past the last part (two of them:
+// one filled while the other uploads).
 func (o *tarObj) newBuf() []byte {
 	if cap(o.buf) > 0 {
 		return o.buf[:0]
 	}
-	return make([]byte, 0, 2*o.partSize+(4<<20)+4*tarBlock)
+	return make([]byte, 0, o.midLimit())
 }
 
 // setObjectPart makes the tar writer append at off.
@@ -622,7 +639,13 @@ func (s *Tar) appenderObj() {
 	defer tick.Stop()
 	var batch []*tarWriter
 	for {
+		var uploaded chan error // the part uploading, settled as soon as it is stored
+		if o.inflight != nil {
+			uploaded = o.inflight.done
+		}
 		select {
+		case err := <-uploaded:
+			s.partDone(err)
 		case w, ok := <-s.queue:
 			if !ok {
 				return
@@ -681,10 +704,20 @@ func (s *Tar) appendObjects(batch []*tarWriter) {
 
 // fail stops the appends: the samples not yet durable fail with err.
 func (s *Tar) fail(err error) {
+	o := s.obj
 	if s.failed == nil {
 		s.failed = err
 	}
-	s.settleObjects(s.failed)
+	if ps := o.inflight; ps != nil {
+		o.inflight = nil
+		if e := <-ps.done; e == nil && ps.boundary {
+			s.settleObjects(ps.pending, nil)
+		} else {
+			o.pending = append(ps.pending, o.pending...)
+		}
+	}
+	s.settleObjects(o.pending, s.failed)
+	o.pending = o.pending[:0]
 }
 
 // appendObject writes the two members of w's sample into the tar's bytes.
@@ -716,7 +749,7 @@ func (s *Tar) appendObject(w *tarWriter) error {
 }
 
 // writeMembersObj is writeMembers, a part sent whenever a big body brings
-// the bytes past the last part to twice the part size.
+// the bytes past the last part to midLimit.
 func (s *Tar) writeMembersObj(w *tarWriter) error {
 	o := s.obj
 	s.cw.w = midPartWriter{s}
@@ -730,68 +763,102 @@ func (m midPartWriter) Write(p []byte) (int, error) {
 	o := m.s.obj
 	n := len(p)
 	for len(p) > 0 {
-		if int64(len(o.buf)) >= 2*o.partSize {
+		if len(o.buf) >= o.midLimit() {
 			o.midSample = true
 			if err := m.s.sendPart(false); err != nil {
 				return 0, err
 			}
 		}
-		k := min(len(p), int(2*o.partSize)-len(o.buf))
+		k := min(len(p), o.midLimit()-len(o.buf))
 		o.buf = append(o.buf, p[:k]...)
 		p = p[k:]
 	}
 	return n, nil
 }
 
-// sendPart stores the tar's bytes past its last part as the next part, and
-// its record. A part that ends where a sample does makes the samples
-// appended durable.
+// sendPart starts the upload of the tar's bytes past its last part as the
+// next part, then its record, once the part before it is stored. A part
+// that ends where a sample does makes the samples appended durable once it
+// is stored.
 func (s *Tar) sendPart(boundary bool) error {
 	o := s.obj
-	err := s.putPart(boundary, true)
-	if err != nil {
-		s.fail(err)
+	if err := s.waitPart(); err != nil {
 		return err
 	}
-	if boundary {
-		if o.tail {
-			o.store.Delete(TarMetaDir + o.key + ".tail")
-			o.tail = false
-		}
-		s.settleObjects(nil)
-	}
-	return nil
-}
-
-func (s *Tar) putPart(boundary, record bool) error {
-	o := s.obj
 	if o.uploadID == "" {
 		id, err := o.store.NewUpload(o.key)
 		if err != nil {
-			return fmt.Errorf("tar file %s: %w", o.store.Name(o.key), err)
+			err = fmt.Errorf("tar file %s: %w", o.store.Name(o.key), err)
+			s.fail(err)
+			return err
 		}
 		o.uploadID = id
 	}
 	n := len(o.parts) + 1
-	etag, err := o.store.PutPart(o.key, o.uploadID, n, o.buf)
-	if err != nil {
-		return fmt.Errorf("tar file %s: part %d: %w", o.store.Name(o.key), n, err)
+	key, id := o.key, o.uploadID
+	r := partRecord{UploadID: id, Part: n, Prev: o.lastETag(), Start: o.base,
+		End: o.base + int64(len(o.buf)), Boundary: boundary, Samples: o.bufSamples}
+	ps := &partSent{boundary: boundary, buf: o.buf, done: make(chan error, 1)}
+	if boundary {
+		ps.pending, o.pending = o.pending, nil
 	}
-	if record {
-		r := partRecord{UploadID: o.uploadID, Part: n, ETag: etag, Prev: o.lastETag(), Start: o.base,
-			End: o.base + int64(len(o.buf)), Boundary: boundary, Samples: o.bufSamples}
-		b, err := json.Marshal(r)
+	o.parts = append(o.parts, StoredPart{Number: n, Size: int64(len(o.buf))})
+	o.records = max(o.records, n)
+	o.base += int64(len(o.buf))
+	o.buf, o.spare, o.bufSamples = o.spare, nil, nil
+	if o.buf == nil {
+		o.buf = make([]byte, 0, o.midLimit())
+	}
+	o.inflight = ps
+	go func() {
+		etag, err := o.store.PutPart(key, id, n, ps.buf)
 		if err == nil {
-			err = o.store.Put(o.recordKey(o.key, n), b)
+			r.ETag = etag
+			var b []byte
+			if b, err = json.Marshal(r); err == nil {
+				err = o.store.Put(o.recordKey(key, n), b)
+			}
 		}
 		if err != nil {
-			return fmt.Errorf("tar file %s: part %d: %w", o.store.Name(o.key), n, err)
+			err = fmt.Errorf("tar file %s: part %d: %w", o.store.Name(key), n, err)
 		}
-		o.records = max(o.records, n)
+		ps.etag = etag
+		ps.done <- err
+	}()
+	return nil
+}
+
+// waitPart waits for the part being uploaded, if any, and settles the
+// samples it made durable.
+func (s *Tar) waitPart() error {
+	o := s.obj
+	ps := o.inflight
+	if ps == nil {
+		return s.failed
 	}
-	o.parts = append(o.parts, StoredPart{Number: n, ETag: etag, Size: int64(len(o.buf))})
-	o.base += int64(len(o.buf))
-	o.buf, o.bufSamples = o.buf[:0], nil
+	return s.partDone(<-ps.done)
+}
+
+// partDone settles the part uploaded, which ended with err.
+func (s *Tar) partDone(err error) error {
+	o := s.obj
+	ps := o.inflight
+	o.inflight = nil
+	o.spare = ps.buf[:0]
+	if err != nil {
+		o.pending = append(ps.pending, o.pending...)
+		s.fail(err)
+		return err
+	}
+	o.parts[len(o.parts)-1].ETag = ps.etag
+	if ps.boundary {
+		if o.tail {
+			// Behind the part: a later run continues after the part.
+			o.store.Delete(TarMetaDir + o.key + ".tail")
+			o.tail = false
+		}
+		s.settleObjects(ps.pending, nil)
+	}
 	return nil
 }
 
@@ -806,7 +873,7 @@ func (o *tarObj) lastETag() string {
 // tail object, if samples wait there: they are durable then.
 func (s *Tar) storeTail() {
 	o := s.obj
-	if len(o.pending) == 0 || s.failed != nil || o.key == "" {
+	if o.key == "" || s.waitPart() != nil || len(o.pending) == 0 {
 		return
 	}
 	r := partRecord{UploadID: o.uploadID, Part: len(o.parts) + 1, Prev: o.lastETag(), Start: o.base,
@@ -822,28 +889,28 @@ func (s *Tar) storeTail() {
 		return
 	}
 	o.tail = true
-	s.settleObjects(nil)
+	s.settleObjects(o.pending, nil)
+	o.pending = o.pending[:0]
 }
 
-// settleObjects records the samples appended (err nil: they are durable)
-// and calls their done.
-func (s *Tar) settleObjects(err error) {
+// settleObjects records the samples of ws (err nil: they are durable) and calls
+// their done.
+func (s *Tar) settleObjects(ws []*tarWriter, err error) {
 	o := s.obj
 	if err == nil {
 		s.mu.Lock()
-		for _, w := range o.pending {
+		for _, w := range ws {
 			s.record(w.key, w.stored, w.ext)
 			delete(s.spilled, w.key)
-			if w.sample.SHA256 != "" && o.key != "" {
+			if w.sample.SHA256 != "" {
 				o.sums[w.key] = w.sample.SHA256
 			}
 		}
 		s.mu.Unlock()
 	}
-	for _, w := range o.pending {
+	for _, w := range ws {
 		w.done(err)
 	}
-	o.pending = o.pending[:0]
 }
 
 // finishObject writes the end-of-archive blocks of the unfinished tar, its
@@ -853,6 +920,9 @@ func (s *Tar) finishObject() error {
 	o := s.obj
 	name := o.key
 	err := s.tw.Close()
+	if err == nil {
+		err = s.waitPart()
+	}
 	size := o.base + int64(len(o.buf))
 	if err == nil {
 		var b []byte
@@ -868,7 +938,10 @@ func (s *Tar) finishObject() error {
 		} else {
 			// The last part has no record: a run stopped before the
 			// completion continues after the part before it.
-			if err = s.putPart(true, false); err == nil {
+			n := len(o.parts) + 1
+			var etag string
+			if etag, err = o.store.PutPart(name, o.uploadID, n, o.buf); err == nil {
+				o.parts = append(o.parts, StoredPart{Number: n, ETag: etag, Size: int64(len(o.buf))})
 				err = o.store.Complete(name, o.uploadID, o.parts)
 			}
 		}
@@ -877,7 +950,8 @@ func (s *Tar) finishObject() error {
 		return fmt.Errorf("tar file %s: %w", o.store.Name(name), err)
 	}
 	s.dropMeta(name, o.records, o.tail)
-	s.settleObjects(nil)
+	s.settleObjects(o.pending, nil)
+	o.pending = o.pending[:0]
 	s.mu.Lock()
 	s.tars[s.partIdx] = name
 	for _, sm := range o.samples {
@@ -885,7 +959,7 @@ func (s *Tar) finishObject() error {
 	}
 	s.mu.Unlock()
 	o.finished[name] = true
-	o.key = ""
+	o.key, o.buf = "", o.buf[:0]
 	s.partNo = max(s.partNo, s.maxNo) + 1
 	return nil
 }
@@ -905,7 +979,11 @@ func (s *Tar) closeObjects(finish bool) error {
 			s.storeTail()
 		}
 	}
-	s.settleObjects(s.failed)
+	if s.failed != nil {
+		s.fail(s.failed)
+	} else {
+		s.waitPart()
+	}
 	if s.spill != nil {
 		s.spill.Close()
 	}

@@ -264,7 +264,7 @@ func (s *Tar) openObjects() error {
 		if err := s.readFinished(name, sizes[name], mm != nil && mm.index); err != nil {
 			return err
 		}
-		if s.readOnly {
+		if s.readOnly || m[1] != s.prefix {
 			continue
 		}
 		// Completed, then a stop before its records went.

@@ -364,3 +364,55 @@ func TestTarObjectsPartWithoutRecordIsWrittenAgain(t *testing.T) {
 	everyOnce(t, byTar, 12)
 	srv.CheckDone(t, "data", "")
 }
+
+// Two shards write their tars side by side under one prefix, at once, with
+// names of their own; a run without --shard finds the samples of both,
+// those in their unfinished tars too.
+func TestTarObjectsShardsShareAPrefix(t *testing.T) {
+	srv, _ := open(t, "ds")
+	b := reopen(t, srv, "ds")
+	var shards [2]*sink.Tar
+	for k := range shards {
+		s, err := sink.NewTarObjects(b.TarStore(), sink.TarOptions{Prefix: fmt.Sprintf("%d-of-2-", k), Size: tarSize, PartSize: tarPart, TailEvery: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		shards[k] = s
+	}
+	done := make(chan struct{})
+	for k, s := range shards {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			errs := make(chan error, 20)
+			for i := k; i < 30; i += 2 {
+				commitSample(t, s, i, func(err error) { errs <- err })
+			}
+			s.Flush()
+			for i := k; i < 30; i += 2 {
+				if err := <-errs; err != nil {
+					t.Error(err)
+				}
+			}
+			if err := s.Close(false); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	<-done
+	<-done
+	byTar, _ := tarObjects(t, srv, "ds/")
+	if len(byTar["0-of-2-00000.tar"]) == 0 || len(byTar["1-of-2-00000.tar"]) == 0 {
+		t.Errorf("tars %v, want 0-of-2-00000.tar and 1-of-2-00000.tar", byTar)
+	}
+	all := openTar(t, srv, "ds", time.Hour)
+	defer all.Close(false)
+	for i := 0; i < 30; i++ {
+		info, err := all.Stat(tarKey(i))
+		if err != nil {
+			t.Fatalf("sample %d: %v", i, err)
+		}
+		if want := fmt.Sprintf("%d-of-2-", i%2); !strings.HasPrefix(info.Tar, want) {
+			t.Errorf("sample %d in %s, want a tar of %s", i, info.Tar, want)
+		}
+	}
+}

@@ -134,8 +134,9 @@ type TarOptions struct {
 	// upload (default DefaultTarPartSize, at least MinTarPartSize, more
 	// where a tar of Size would take more than 9,000).
 	PartSize int64
-	// TailEvery is, for NewTarObjects, how long samples appended may wait
-	// in memory before a tail object stores them (DefaultTarTailEvery).
+	// TailEvery is, for NewTarObjects, how long samples appended wait in
+	// memory, once no more come, before a tail object stores them (six
+	// times as long at most while they come; DefaultTarTailEvery).
 	TailEvery time.Duration
 }
 

@@ -85,9 +85,9 @@ const (
 	DefaultTarPartSize = 8 << 20
 )
 
-// DefaultTarTailEvery is how long samples appended wait, at most, in a
-// tar's last bytes before a tail object makes them durable (when no part
-// does sooner).
+// DefaultTarTailEvery is how long samples appended wait in a tar's last
+// bytes, once no more come, before a tail object makes them durable (when
+// no part does sooner); while they come, six times as long at most.
 const DefaultTarTailEvery = 5 * time.Second
 
 // tarMeta matches the objects of TarMetaDir: the tar's name, and which.
@@ -117,8 +117,11 @@ type tarObj struct {
 	inflight   *partSent    // the part being uploaded, if any
 	spare      []byte       // the buffer of the part uploaded last, for the next
 	midSample  bool         // a part was sent within the sample being appended
-	tail       bool         // a tail object may be there
-	records    int          // the highest part record there may be
+	// pendingSince: when the oldest of pending was appended (about);
+	// lastAppend: the newest.
+	pendingSince, lastAppend time.Time
+	tail                     bool // a tail object may be there
+	records                  int  // the highest part record there may be
 }
 
 // partRecord is TarMetaDir's record of a part (or of a tail: Part is then
@@ -665,7 +668,12 @@ func (s *Tar) appenderObj() {
 			}
 			s.appendObjects(batch)
 		case <-tick.C:
-			s.storeTail()
+			// A tail rewrites the bytes past the last part: stored once
+			// the samples stop coming, or at most every 6 TailEvery while
+			// they come too slowly to fill parts.
+			if len(o.pending) > 0 && (time.Since(o.lastAppend) >= o.tailEvery || time.Since(o.pendingSince) >= 6*o.tailEvery) {
+				s.storeTail()
+			}
 		}
 	}
 }
@@ -690,7 +698,11 @@ func (s *Tar) appendObjects(batch []*tarWriter) {
 			w.done(err)
 			continue
 		}
+		if len(o.pending) == 0 {
+			o.pendingSince = time.Now()
+		}
 		o.pending = append(o.pending, w)
+		o.lastAppend = time.Now()
 		switch {
 		case s.cw.n+2*tarBlock >= s.size:
 			if err := s.finishObject(); err != nil {

@@ -416,3 +416,31 @@ func TestTarObjectsShardsShareAPrefix(t *testing.T) {
 		}
 	}
 }
+
+// Samples that wait for a part with no more coming are stored in a tail
+// object without a Flush: a run killed afterwards keeps them.
+func TestTarObjectsWaitingSamplesGoToATail(t *testing.T) {
+	srv, _ := open(t, "")
+	s := openTar(t, srv, "", 50*time.Millisecond)
+	errs := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		commitSample(t, s, i, func(err error) { errs <- err })
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// No Close: what a killed run leaves.
+	s2 := openTar(t, srv, "", time.Hour)
+	for i := 0; i < 2; i++ {
+		if _, err := s2.Stat(tarKey(i)); err != nil {
+			t.Errorf("sample %d: %v", i, err)
+		}
+	}
+	if err := s2.Close(true); err != nil {
+		t.Fatal(err)
+	}
+	byTar, _ := tarObjects(t, srv, "")
+	everyOnce(t, byTar, 2)
+}

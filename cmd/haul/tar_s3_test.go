@@ -101,8 +101,9 @@ func TestE2ETarIntoBucketKilledHalfwayContinuesFromItsLastPart(t *testing.T) {
 		if !slices.Contains(store.Keys(t, "data", "ds/"), "ds/00000.tar") {
 			return fmt.Errorf("ds/00000.tar not complete yet")
 		}
-		if n := storedParts(t, store, "data", "ds/00001.tar"); n < 5<<20 {
-			return fmt.Errorf("ds/00001.tar: %d bytes in parts", n)
+		// The record comes after its part: both stored.
+		if len(store.Keys(t, "data", "ds/"+sink.TarMetaDir+"00001.tar.part00001.json")) == 0 {
+			return fmt.Errorf("ds/00001.tar: part 1 not recorded yet")
 		}
 		return nil
 	})
@@ -112,6 +113,9 @@ func TestE2ETarIntoBucketKilledHalfwayContinuesFromItsLastPart(t *testing.T) {
 	before, etags, _ := bucketTars(t, store, "ds/")
 	if len(etags) != 1 || len(before) < 100 {
 		t.Fatalf("after the kill: %d samples in tars %v, want 00000.tar complete", len(before), etags)
+	}
+	if n := storedParts(t, store, "data", "ds/00001.tar"); n < 5<<20 {
+		t.Fatalf("after the kill: ds/00001.tar has %d bytes in parts, want a part of 5 MiB", n)
 	}
 	// --dry-run reads what the bucket holds and changes nothing: the
 	// unfinished tar is neither continued nor given up.

@@ -52,19 +52,12 @@ func bucketTars(t *testing.T, store *s3test.Server, prefix string) (samples map[
 	return samples, etags, files
 }
 
-// A list of 200 bodies of 100 KiB, with their sha256=, goes into tar objects of 12 MiB, each
-// uploaded in parts of 5 MiB. A run killed (SIGKILL) once the first tar is
-// complete and the second has a part stored is continued by the re-run:
-// every entry lands once across the tars, the complete tar is not
-// rewritten, the entries it holds are not fetched again, and no upload is
-// left in progress once the list ends.
-func TestE2ETarIntoBucketKilledHalfwayContinuesFromItsLastPart(t *testing.T) {
-	store := s3test.Start(t)
-	store.Bucket(t, "data")
-	src := downloadtest.New(t)
-	open := make(chan struct{})
+// gatedTarList serves 200 bodies of 100 KiB and lists them with their
+// sha256=; the last 20 are held until open is closed (a run cannot end the
+// list before).
+func gatedTarList(t *testing.T, src *downloadtest.Server, open <-chan struct{}) (list string, bodies map[string][]byte) {
 	var lines []string
-	bodies := map[string][]byte{}
+	bodies = map[string][]byte{}
 	for i := range 200 {
 		body := testutil.Payload(uint64(9000+i), 100<<10+i)
 		path := fmt.Sprintf("/img/%d.png", i)
@@ -80,7 +73,21 @@ func TestE2ETarIntoBucketKilledHalfwayContinuesFromItsLastPart(t *testing.T) {
 		lines = append(lines, fmt.Sprintf("%s sha256=%x", u, sha256.Sum256(body)))
 		bodies[fmt.Sprintf("%09d", i)] = body
 	}
-	list := writeList(t, lines...)
+	return writeList(t, lines...), bodies
+}
+
+// A list of 200 bodies of 100 KiB, with their sha256=, goes into tar objects of 12 MiB, each
+// uploaded in parts of 5 MiB. A run killed (SIGKILL) once the first tar is
+// complete and the second has a part stored is continued by the re-run:
+// every entry lands once across the tars, the complete tar is not
+// rewritten, the entries it holds are not fetched again, and no upload is
+// left in progress once the list ends.
+func TestE2ETarIntoBucketKilledHalfwayContinuesFromItsLastPart(t *testing.T) {
+	store := s3test.Start(t)
+	store.Bucket(t, "data")
+	src := downloadtest.New(t)
+	open := make(chan struct{})
+	list, bodies := gatedTarList(t, src, open)
 	args := []string{"-q", "--tar", "--tar-size", "12M", "--tar-part-size", "5M", "-i", list, "-d", "s3://data/ds"}
 
 	ctx, cancel := haulContext(t)
@@ -187,4 +194,71 @@ func TestE2ETarIntoBucketUsageErrors(t *testing.T) {
 			t.Errorf("haul %q: exit %d, stderr %q; want %d and %q", args, r.code, r.stderr, exitUsage, c.want)
 		}
 	}
+}
+
+// Ctrl-C stores the bytes past the unfinished tar's last part as its tail:
+// the re-run fetches only the entries the first run did not report stored,
+// and continues the tar from there.
+func TestE2ETarIntoBucketInterruptedContinuesFromItsTail(t *testing.T) {
+	store := s3test.Start(t)
+	store.Bucket(t, "data")
+	src := downloadtest.New(t)
+	open := make(chan struct{})
+	list, bodies := gatedTarList(t, src, open)
+	man := filepath.Join(t.TempDir(), "m.jsonl")
+	args := []string{"-q", "--tar", "--tar-size", "12M", "--tar-part-size", "5M", "-i", list, "-d", "s3://data/ds"}
+
+	ctx, cancel := haulContext(t)
+	defer cancel()
+	cmd, _, stderr := haulCmd(ctx, nil, append(slices.Clone(args), "--manifest", man)...)
+	cmd.Env = append(os.Environ(), s3Env(store, store.Endpoint)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	testutil.Until(t, func() error {
+		select {
+		case err := <-exited:
+			t.Fatalf("haul ended (%v) before it was interrupted:\n%s", err, stderr)
+		default:
+		}
+		if !slices.Contains(store.Keys(t, "data", "ds/"), "ds/00000.tar") {
+			return fmt.Errorf("ds/00000.tar not complete yet")
+		}
+		return nil
+	})
+	cmd.Process.Signal(syscall.SIGINT)
+	<-exited
+	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
+		t.Fatalf("exit %d after Ctrl-C, want %d:\n%s", code, exitInterrupted, stderr)
+	}
+	if len(store.Keys(t, "data", "ds/"+sink.TarMetaDir+"00001.tar.tail")) != 1 {
+		t.Fatalf("no tail object for ds/00001.tar: %q", store.Keys(t, "data", "ds/"))
+	}
+	data, err := os.ReadFile(man)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, _ := tarManifest(t, string(data))
+	ok := 0
+	for _, m := range lines {
+		if m.str("status") == "ok" {
+			ok++
+		}
+	}
+	close(open)
+	reqs := src.TotalRequests()
+	r := runHaulEnv(t, s3Env(store, store.Endpoint), nil, args...)
+	wantCode(t, r, exitOK)
+	if n := src.TotalRequests() - reqs; n != 200-ok {
+		t.Errorf("the re-run made %d requests; the first run stored %d of 200", n, ok)
+	}
+	after, _, _ := bucketTars(t, store, "ds/")
+	for key, body := range bodies {
+		if ss := after[key]; len(ss) != 1 || !bytes.Equal(ss[0].body, body) {
+			t.Errorf("sample %s: %d copies in the tars, want one with its body", key, len(ss))
+		}
+	}
+	store.CheckDone(t, "data", "")
 }

@@ -46,6 +46,10 @@ import (
 // TarOptions.Memory); a bigger one is written to a staging file in
 // .haul-tar/ (with the File sink: resumable, and fetched in pieces with
 // --split) and copied into the tar when committed.
+//
+// NewTarObjects keeps the tars as objects of an ObjectStore instead (a
+// bucket): the same samples, index and names, written as multipart uploads
+// (see tarobjects.go).
 type Tar struct {
 	root       *os.Root
 	dir        string

@@ -444,3 +444,34 @@ func TestTarObjectsWaitingSamplesGoToATail(t *testing.T) {
 	byTar, _ := tarObjects(t, srv, "")
 	everyOnce(t, byTar, 2)
 }
+
+// A tar object without its index (put there by other means) is read whole,
+// once, to find its samples.
+func TestTarObjectsFinishedTarWithoutIndexIsReadWhole(t *testing.T) {
+	srv, _ := open(t, "")
+	s := openTar(t, srv, "", time.Hour)
+	putSamples(t, s, 0, 3)
+	if err := s.Close(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Client.RemoveObject(context.Background(), "data", sink.TarMetaDir+"00000.tar.index.json", minio.RemoveObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s = openTar(t, srv, "", time.Hour)
+	defer s.Close(false)
+	for i := 0; i < 3; i++ {
+		info, err := s.Stat(tarKey(i))
+		if err != nil || info.Tar != "00000.tar" || info.Size != int64(len(tarBody(i))) {
+			t.Fatalf("sample %d: %+v %v", i, info, err)
+		}
+		r, err := s.Open(tarKey(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(r)
+		r.Close()
+		if !bytes.Equal(b, tarBody(i)) {
+			t.Errorf("sample %d read back: %d bytes, want its body", i, len(b))
+		}
+	}
+}

@@ -46,6 +46,10 @@ import (
 // TarOptions.Memory); a bigger one is written to a staging file in
 // .haul-tar/ (with the File sink: resumable, and fetched in pieces with
 // --split) and copied into the tar when committed.
+//
+// NewTarObjects keeps the tars as objects of an ObjectStore instead (a
+// bucket): the same samples, index and names, written as multipart uploads
+// (see tarobjects.go).
 type Tar struct {
 	root       *os.Root
 	dir        string
@@ -72,6 +76,8 @@ type Tar struct {
 	spilled map[string]bool
 	failed  error // a flush failed: nothing more is appended
 	maxNo   int   // the highest tar number in the directory
+
+	obj *tarObj // the tars are objects of a store (NewTarObjects); nil: files in dir
 
 	lock      *os.File // the prefix's lock, held while the sink is open
 	spillOnce sync.Once
@@ -128,6 +134,14 @@ type TarOptions struct {
 	Memory int64
 	// Checkpoint is the staging files' FileOptions.Checkpoint (--checkpoint).
 	Checkpoint int64
+	// PartSize is, for NewTarObjects, the size of the parts of a tar's
+	// upload (default DefaultTarPartSize, at least MinTarPartSize, more
+	// where a tar of Size would take more than 9,000).
+	PartSize int64
+	// TailEvery is, for NewTarObjects, how long samples appended wait in
+	// memory, once no more come, before a tail object stores them (six
+	// times as long at most while they come; DefaultTarTailEvery).
+	TailEvery time.Duration
 }
 
 // DefaultTarSize is the size of a tar file unless TarOptions.Size says.
@@ -146,12 +160,6 @@ var _ Sink = (*Tar)(nil)
 // every tar of the prefix, and cuts the unfinished one back to its last whole
 // sample. The caller must Close it.
 func NewTar(dir string, opts TarOptions) (*Tar, error) {
-	if opts.Size <= 0 {
-		opts.Size = DefaultTarSize
-	}
-	if opts.Memory <= 0 {
-		opts.Memory = 64 << 20
-	}
 	if !opts.ReadOnly {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
@@ -161,11 +169,8 @@ func NewTar(dir string, opts TarOptions) (*Tar, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Tar{root: root, dir: dir, prefix: opts.Prefix, size: opts.Size, noSync: opts.NoSync, readOnly: opts.ReadOnly, checkpoint: opts.Checkpoint,
-		memMax: min(opts.Memory/8, 4<<20), memLimit: opts.Memory,
-		index: make(map[uint64]int32), seed: maphash.MakeSeed(), spilled: make(map[string]bool),
-		queue: make(chan *tarWriter, 256), done: make(chan struct{}), copyBuf: make([]byte, 1<<20),
-		exts: make(map[string]uint16), extOver: make(map[uint64]string), maxNo: -1}
+	s := newTarSink(dir, opts)
+	s.root = root
 	if err := s.open(); err != nil {
 		if s.lock != nil {
 			s.lock.Close()
@@ -178,6 +183,21 @@ func NewTar(dir string, opts TarOptions) (*Tar, error) {
 	}
 	go s.appender()
 	return s, nil
+}
+
+// newTarSink is a Tar sink of opts (its Size and Memory set), not yet open.
+func newTarSink(dir string, opts TarOptions) *Tar {
+	if opts.Size <= 0 {
+		opts.Size = DefaultTarSize
+	}
+	if opts.Memory <= 0 {
+		opts.Memory = 64 << 20
+	}
+	return &Tar{dir: dir, prefix: opts.Prefix, size: opts.Size, noSync: opts.NoSync, readOnly: opts.ReadOnly, checkpoint: opts.Checkpoint,
+		memMax: min(opts.Memory/8, 4<<20), memLimit: opts.Memory,
+		index: make(map[uint64]int32), seed: maphash.MakeSeed(), spilled: make(map[string]bool),
+		queue: make(chan *tarWriter, 256), done: make(chan struct{}), copyBuf: make([]byte, 1<<20),
+		exts: make(map[string]uint16), extOver: make(map[uint64]string), maxNo: -1}
 }
 
 // open takes the prefix's lock and reads the directory's tars.
@@ -434,7 +454,11 @@ func (s *Tar) spillDir() string { return path.Join(TarSpillDir, s.prefix+"spill"
 // the first.
 func (s *Tar) spillSink() (*File, error) {
 	s.spillOnce.Do(func() {
-		s.spill, s.spillErr = NewFile(path.Join(s.dir, s.spillDir()), FileOptions{NoSync: s.noSync, Named: true, MaxOpen: 64, Checkpoint: s.checkpoint})
+		dir := path.Join(s.dir, s.spillDir())
+		if s.obj != nil {
+			dir = s.obj.spillDir // fetched again by a later run
+		}
+		s.spill, s.spillErr = NewFile(dir, FileOptions{NoSync: s.noSync, Named: true, MaxOpen: 64, Checkpoint: s.checkpoint})
 	})
 	return s.spill, s.spillErr
 }
@@ -507,6 +531,9 @@ func (s *Tar) Stat(name string) (Info, error) {
 
 // Open implements Sink: the body of the sample name.
 func (s *Tar) Open(name string) (io.ReadCloser, error) {
+	if s.obj != nil {
+		return s.openObject(name)
+	}
 	st, tarName, _, ok := s.lookup(name)
 	if !ok {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
@@ -567,6 +594,9 @@ func (s *Tar) Flush() {
 
 // Writable reports why this process may not write in the directory, or nil.
 func (s *Tar) Writable() error {
+	if s.obj != nil {
+		return nil // told by the store's answers
+	}
 	return unix.Faccessat(unix.AT_FDCWD, s.dir, unix.W_OK|unix.X_OK, unix.AT_EACCESS)
 }
 
@@ -577,6 +607,9 @@ func (s *Tar) Writable() error {
 func (s *Tar) Close(finish bool) error {
 	close(s.queue)
 	<-s.done
+	if s.obj != nil {
+		return s.closeObjects(finish)
+	}
 	var err error
 	if s.part != nil {
 		if finish && s.samples > 0 && s.failed == nil {

@@ -38,8 +38,30 @@ var errNotSample = errors.New("not a sample haul writes")
 // skipped.
 func ScanTar(r io.ReaderAt, size int64, fn func(StoredSample)) (end int64, err error) {
 	sr := io.NewSectionReader(r, 0, size)
-	tr := tar.NewReader(sr)
-	pos := func() int64 { p, _ := sr.Seek(0, io.SeekCurrent); return p }
+	return scanTar(tar.NewReader(sr), func() int64 { p, _ := sr.Seek(0, io.SeekCurrent); return p }, size, fn)
+}
+
+// ScanTarStream is ScanTar reading the tar of size bytes from r in one
+// pass (an object read with one GET): the bodies are read and dropped.
+func ScanTarStream(r io.Reader, size int64, fn func(StoredSample)) (end int64, err error) {
+	cr := &countReader{r: r}
+	return scanTar(tar.NewReader(cr), func() int64 { return cr.n }, size, fn)
+}
+
+// countReader counts the bytes read through it: where a tar.Reader that
+// cannot seek is in the tar.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func scanTar(tr *tar.Reader, pos func() int64, size int64, fn func(StoredSample)) (end int64, err error) {
 	for {
 		body, err := tr.Next()
 		if err == io.EOF {

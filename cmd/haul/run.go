@@ -140,16 +140,15 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 			return cli.Exit(err.Error(), exitFatal)
 		}
 		out = b
+		if o.tar.on {
+			if tarSink, err = openTarBucket(o, b); err != nil {
+				return cli.Exit(err.Error(), exitFatal)
+			}
+		}
 	} else if o.tar.on {
 		if tarSink, err = openTar(o, sinkDir); err != nil {
 			return cli.Exit(fmt.Sprintf("output directory: %v", err), exitFatal)
 		}
-		defer func() {
-			if tarSink != nil {
-				tarSink.Close(false) // a return before the run: the tar stays unfinished
-			}
-		}()
-		out = tarSink
 	} else {
 		// --dry-run: no probe of unnamed staging (it opens a file) and no committer.
 		file, err := sink.NewFile(sinkDir, sink.FileOptions{NoSync: o.noSync || o.mirror.dryRun, RunTag: runTag, MaxOpen: sinkBudget(o.jobs, sinkFDs),
@@ -164,6 +163,14 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 				return cli.Exit(err.Error(), exitUsage)
 			}
 		}
+	}
+	if tarSink != nil {
+		defer func() {
+			if tarSink != nil {
+				tarSink.Close(false) // a return before the run: the tar stays unfinished
+			}
+		}()
+		out = tarSink
 	}
 	// After the sink, which creates --dir: --manifest DIR/m.jsonl works with a
 	// DIR that does not exist yet.

@@ -164,7 +164,6 @@ func TestS3FlagUsageErrors(t *testing.T) {
 		{[]string{"AWS_ENDPOINT_URL_S3=", "AWS_ENDPOINT_URL=127.0.0.1:9"}, []string{"-d", "s3://data"}, "AWS_ENDPOINT_URL \"127.0.0.1:9\""},
 		{nil, []string{"-d", "s3://Data/x"}, "--dir \"s3://Data/x\": bucket name"},
 		{nil, []string{"-d", "s3://data/a/../b"}, "--dir"},
-		{nil, []string{"--tar", "-d", "s3://data"}, "--tar cannot go with -d s3://"},
 		{nil, []string{"--compress", "zstd", "-d", "s3://data"}, "--compress cannot go with -d s3://"},
 	}
 	for _, c := range cases {

@@ -76,10 +76,7 @@ func parseS3(c *cli.Context, o *options, getenv func(string) string) error {
 	if s.region == "" {
 		s.region = getenv("AWS_DEFAULT_REGION")
 	}
-	switch {
-	case o.tar.on:
-		return errors.New("--tar cannot go with -d s3://...: tar files are written to a directory")
-	case o.compress != "":
+	if o.compress != "" {
 		return errors.New("--compress cannot go with -d s3://...: objects are stored as published")
 	}
 	return nil

@@ -15,7 +15,7 @@ _haul() {
         -d|--dir)
             COMPREPLY=($(compgen -d -- "$cur")); compopt -o filenames 2>/dev/null
             return ;;
-        -j|--jobs|--streams|--per-host|--retries|--timeout|--connect-timeout|--limit-rate|--split|--min-split-size|-H|--header|--user-agent|--progress-interval|--checkpoint|--compress-level|--checksums|-A|--accept|-R|--reject|--host-fail-limit|--dns-server|--dns-concurrency|--proxy|--per-host-rate|--col|--tar-size|--s3-endpoint)
+        -j|--jobs|--streams|--per-host|--retries|--timeout|--connect-timeout|--limit-rate|--split|--min-split-size|-H|--header|--user-agent|--progress-interval|--checkpoint|--compress-level|--checksums|-A|--accept|-R|--reject|--host-fail-limit|--dns-server|--dns-concurrency|--proxy|--per-host-rate|--col|--tar-size|--tar-part-size|--s3-endpoint)
             COMPREPLY=()
             return ;;
         --layout)
@@ -41,7 +41,7 @@ _haul() {
             return ;;
     esac
     if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W "-i --input -d --dir -j --jobs --streams --per-host --layout --retries --timeout --connect-timeout --limit-rate --split --min-split-size -H --header --user-agent --manifest -q --quiet --progress --progress-interval --force --sha256 --no-sync --checkpoint --named-staging --compress --compress-level --compressed --shard --shard-by --cacert -k --insecure --http1.1 --http-client -N --update --dry-run --checksums -r --recursive -A --accept -R --reject --host-fail-limit --netrc --netrc-file --cookies --dns-server --dns-concurrency --proxy --per-host-rate --robots --input-format --col --tar --tar-size --s3-endpoint --s3-path-style -h --help -v --version" -- "$cur"))
+        COMPREPLY=($(compgen -W "-i --input -d --dir -j --jobs --streams --per-host --layout --retries --timeout --connect-timeout --limit-rate --split --min-split-size -H --header --user-agent --manifest -q --quiet --progress --progress-interval --force --sha256 --no-sync --checkpoint --named-staging --compress --compress-level --compressed --shard --shard-by --cacert -k --insecure --http1.1 --http-client -N --update --dry-run --checksums -r --recursive -A --accept -R --reject --host-fail-limit --netrc --netrc-file --cookies --dns-server --dns-concurrency --proxy --per-host-rate --robots --input-format --col --tar --tar-size --tar-part-size --s3-endpoint --s3-path-style -h --help -v --version" -- "$cur"))
     elif [[ $COMP_CWORD -eq 1 ]]; then
         COMPREPLY=($(compgen -W "completion man" -- "$cur"))
     elif [[ $COMP_CWORD -eq 2 && ${COMP_WORDS[1]} == completion ]]; then

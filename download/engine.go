@@ -336,8 +336,13 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 	g.Go(func() error {
 		pl := &pool{parking: e.parking, jobs: e.jobs, streams: e.streams, weight: e.weight, inline: e.inline,
 			workers: e.opts.Jobs, run: func(x *entry, g *grant) {
+				x.aside.Store(false)
 				x.run(ctx, g)
-				rg.end(x.hostKey)
+				// An entry set aside (its host paused, or not yet its turn under
+				// --per-host-rate) is no sign to send the host its next one.
+				if !x.aside.Load() {
+					rg.end(x.hostKey)
+				}
 			}}
 		pl.work(gctx, entries)
 		return nil

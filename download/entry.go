@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,6 +69,9 @@ type entry struct {
 	// turn: it was set aside until its turn under its host's rate
 	// (rateAside), and goes without asking for another.
 	turn bool
+	// aside: its last run set it aside (parked) rather than ending it: its
+	// host's connection is not what it left idle (see regroup).
+	aside atomic.Bool
 
 	// Held between claim/openStaging and end or setAside.
 	claimed *claim

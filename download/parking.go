@@ -62,6 +62,7 @@ func (p *parking) reserve() bool {
 
 // put parks x for d in a place taken by reserve.
 func (p *parking) put(x *entry, d time.Duration) {
+	x.aside.Store(true)
 	p.add(1)
 	p.mu.Lock()
 	// Under mu, so that unparked finds it even if the timer fires at once.

@@ -21,6 +21,11 @@ type claims struct {
 	m      map[string]*claim
 	failed map[string]error // by failKey
 	order  []string         // failed's keys, oldest first
+	// flush, if set, makes the samples handed to the sink durable now
+	// (Sink.Flush): an entry waiting for the same URL's claim calls it once
+	// that claim's body is committed, rather than wait for the sink to make
+	// it durable on its own (a tar in a bucket waits seconds for more).
+	flush func()
 }
 
 // maxFailed bounds the failures remembered for duplicates.
@@ -31,6 +36,15 @@ type claim struct {
 	ent  Entry
 	done chan struct{}
 	err  error // how the claimant's entry failed, set before done closes
+	// committed is closed once the claimant's body went to the sink's
+	// commit: it ends (done) when the sink made it durable.
+	committed     chan struct{}
+	committedOnce sync.Once
+}
+
+// committing notes that cl's entry handed its body to the sink's commit.
+func (cl *claim) committing() {
+	cl.committedOnce.Do(func() { close(cl.committed) })
 }
 
 func newClaims() *claims {
@@ -60,7 +74,7 @@ func (c *claims) acquire(ctx context.Context, name string, ent Entry) (*claim, e
 		}
 		cl := c.m[name]
 		if cl == nil {
-			cl = &claim{name: name, ent: ent, done: make(chan struct{})}
+			cl = &claim{name: name, ent: ent, done: make(chan struct{}), committed: make(chan struct{})}
 			c.m[name] = cl
 			c.mu.Unlock()
 			return cl, nil
@@ -69,10 +83,21 @@ func (c *claims) acquire(ctx context.Context, name string, ent Entry) (*claim, e
 		if urlid.Origin(cl.ent.URL) != urlid.Origin(ent.URL) { // the same resource (see urlid.Origin)
 			return nil, fmt.Errorf("%w: %s is being written from %s", ErrCollision, name, urlid.Redact(cl.ent.URL))
 		}
-		select {
-		case <-cl.done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		committed := cl.committed
+		if c.flush == nil {
+			committed = nil
+		}
+	wait:
+		for {
+			select {
+			case <-cl.done:
+				break wait
+			case <-committed:
+				committed = nil
+				c.flush()
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
 		}
 	}
 }

@@ -246,6 +246,9 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	}
 	e := &Engine{opts: o, client: client, sink: s, hosts: newHosts(o.PerHost, o.HostFailLimit, o.Streams), claims: newClaims(),
 		parking: newParking(max(64, 4*o.Jobs))}
+	if o.Tar {
+		e.claims.flush = s.Flush
+	}
 	e.hosts.setPolite(o.PerHostRate, o.Jobs)
 	e.agent = productToken(o.Header.Get("User-Agent"))
 	if o.LimitRate > 0 {

@@ -592,6 +592,9 @@ func (x *entry) commit(ctx context.Context) {
 	}
 	x.closeTransfer()
 	x.releaseHost() // the network part is over
+	if x.claimed != nil {
+		x.claimed.committing() // a wait for the same URL may now flush
+	}
 	w.Commit(func(err error) {
 		if sample && err == nil {
 			x.r.Tar, x.r.Member = sw.Stored()

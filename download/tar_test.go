@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/haul/haul/download"
@@ -112,3 +113,91 @@ func TestEngineTarChecksumsByTreePath(t *testing.T) {
 type mapChecksums map[string]string
 
 func (m mapChecksums) Lookup(p string) (string, error) { return m[p], nil }
+
+// heldTar is a Tar sink whose commits end only at a Flush, as those of a
+// sink that makes samples durable in batches of its own timing do (a tar
+// in a bucket stores its last samples seconds after they stop coming).
+type heldTar struct {
+	*sink.Tar
+	mu   sync.Mutex
+	held []func()
+}
+
+type sampleWriter interface {
+	sink.Writer
+	sink.SampleWriter
+}
+
+type heldWriter struct {
+	sampleWriter
+	h *heldTar
+}
+
+func (h *heldTar) Create(name, origin string) (sink.Writer, error) {
+	w, err := h.Tar.Create(name, origin)
+	if err != nil {
+		return nil, err
+	}
+	return &heldWriter{w.(sampleWriter), h}, nil
+}
+
+func (w *heldWriter) Commit(done func(error)) {
+	w.sampleWriter.Commit(func(err error) {
+		w.h.mu.Lock()
+		defer w.h.mu.Unlock()
+		w.h.held = append(w.h.held, func() { done(err) })
+	})
+}
+
+func (h *heldTar) Flush() {
+	h.Tar.Flush()
+	h.mu.Lock()
+	held := h.held
+	h.held = nil
+	h.mu.Unlock()
+	for _, f := range held {
+		f()
+	}
+}
+
+// The same URL listed twice under one key waits for the first line's
+// sample to be durable, and has the sink make it durable then, rather than
+// wait for the sink to do so on its own: the run ends, the first line
+// stored, the second skipped.
+func TestEngineTarDuplicateLineFlushesTheSampleItWaitsFor(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	h := newHarness(t)
+	ts, err := sink.NewTar(t.TempDir(), sink.TarOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := &heldTar{Tar: ts}
+	u := s.Add("/a.jpg", payload(1, 3000))
+	var mu sync.Mutex
+	var results []*download.Result
+	o := fastOptions(download.Options{Jobs: 2})
+	o.Tar = true
+	o.OnResult = func(r *download.Result) {
+		mu.Lock()
+		results = append(results, r)
+		mu.Unlock()
+	}
+	eng := download.New(h.client, held, o)
+	if err := eng.Run(context.Background(), input.NewScanner(strings.NewReader(u+" key=a\n"+u+" key=a"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Close(true); err != nil {
+		t.Fatal(err)
+	}
+	statuses := map[download.Status]int{}
+	for _, r := range results {
+		statuses[r.Status]++
+	}
+	if len(results) != 2 || statuses[download.StatusOK] != 1 || statuses[download.StatusSkipped] != 1 {
+		t.Errorf("results %v, want one ok and one skipped", statuses)
+	}
+	if n := s.Requests("/a.jpg"); n != 1 {
+		t.Errorf("%d requests, want 1", n)
+	}
+}

@@ -3,6 +3,7 @@ package download
 import (
 	"context"
 	"hash/maphash"
+	"unsafe"
 
 	"github.com/haul/haul/internal/urlid"
 )
@@ -24,7 +25,9 @@ import (
 // recurEvery finds an entry of its host waiting, read more entries before
 // than the client keeps idle connections, or none waiting but its host among
 // those of the last 32,768 to 65,536 entries read (a Bloom filter of 128 KiB).
-// A list of distinct hosts, or of one host, holds only lookBase. When an entry's run returns (ended),
+// A list of distinct hosts, or of one host, holds only lookBase. Whatever
+// the number, the entries waiting hold at most about lookBytes (16 MiB): a
+// table's rows carry their other columns. When an entry's run returns (ended),
 // its host's next waiting entry goes out first; otherwise the oldest. One
 // host's entries keep the order of the list, and each is handed out once;
 // the entries of different hosts may go out of the list's order.
@@ -44,6 +47,7 @@ type regroup struct {
 	base       int64 // limit while hosts do not recur
 	far        int64 // a host recurs when its entries lie this far apart
 	waiting    int   // slots waiting
+	bytes      int64 // what the waiting entries hold, about (slotBytes)
 	hosts      map[string]*hostQueue
 	hot        []*hostQueue // hot[hotAt:]: hosts to serve next, in the order their entries ended
 	hotAt      int
@@ -68,6 +72,15 @@ type slot struct {
 	next        int64      // the next waiting entry of the same host, -1: none
 }
 
+// size is about what s holds: itself and its strings.
+func (s *slot) size() int64 {
+	n := int64(unsafe.Sizeof(*s)) + int64(len(s.url))
+	if m := s.more; m != nil {
+		n += int64(unsafe.Sizeof(*m)) + int64(len(m.Out)+len(m.SHA256)+len(m.Key)+len(m.Meta))
+	}
+	return n
+}
+
 func (s *slot) entry() Entry {
 	if s.more != nil {
 		return *s.more
@@ -86,8 +99,11 @@ const (
 	lookBase   = 1 << 13
 	lookMax    = 1 << 17
 	recurEvery = 1 << 10
-	seenSpan   = 1 << 15
-	seenWords  = 1 << 13 // 2^19 bits a generation: 2 probes, about 1.3% false hits when full
+	// lookBytes bounds what the waiting entries hold, whatever their
+	// number: rows of a table carry their other columns (Entry.Meta).
+	lookBytes = 16 << 20
+	seenSpan  = 1 << 15
+	seenWords = 1 << 13 // 2^19 bits a generation: 2 probes, about 1.3% false hits when full
 )
 
 func newRegroup(in <-chan Entry, out chan<- *entry, jobs int, mk func(ent Entry, host string) *entry, drop func(*entry)) *regroup {
@@ -121,7 +137,7 @@ func (r *regroup) run(ctx context.Context) {
 			return
 		}
 		var read <-chan Entry
-		if in != nil && r.tail-r.head < r.limit {
+		if in != nil && r.tail-r.head < r.limit && r.bytes < lookBytes {
 			read = in
 		}
 		var out chan<- *entry
@@ -184,6 +200,7 @@ func (r *regroup) add(ent Entry) {
 	}
 	r.slots[seq&int64(len(r.slots)-1)] = s
 	r.waiting++
+	r.bytes += s.size()
 	if r.read++; r.read == recurEvery {
 		switch {
 		case r.recur*8 >= recurEvery:
@@ -258,6 +275,7 @@ func (r *regroup) take() (slot, bool) {
 	}
 	*s = slot{}
 	r.waiting--
+	r.bytes -= taken.size()
 	for r.head < r.tail && r.slots[r.head&mask].q == nil {
 		r.head++
 	}

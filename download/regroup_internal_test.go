@@ -3,6 +3,7 @@ package download
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"testing/synctest"
 )
@@ -17,6 +18,16 @@ func newTestRegroup(jobs int) (*regroup, chan Entry, chan *entry) {
 // feedUntilHeld sends n entries (host of line i: host(i)) to a regroup whose
 // output nobody takes, and returns how many it read before it stopped reading.
 func feedUntilHeld(t *testing.T, n int, host func(i int) string) (read int, r *regroup) {
+	read, _, r = feedEntriesUntilHeld(t, n, func(i int) Entry {
+		return Entry{URL: fmt.Sprintf("http://%s/%d", host(i), i), Line: i + 1, Size: -1}
+	})
+	return read, r
+}
+
+// feedEntriesUntilHeld is feedUntilHeld of the entries ent gives; it also
+// returns the bytes held when it stopped reading. (The regroup it returns
+// has dropped them since: its run ended.)
+func feedEntriesUntilHeld(t *testing.T, n int, ent func(i int) Entry) (read int, held int64, r *regroup) {
 	synctest.Test(t, func(t *testing.T) {
 		r2, in, _ := newTestRegroup(64)
 		r = r2
@@ -24,7 +35,7 @@ func feedUntilHeld(t *testing.T, n int, host func(i int) string) (read int, r *r
 		go func() {
 			for i := range n {
 				select {
-				case in <- Entry{URL: fmt.Sprintf("http://%s/%d", host(i), i), Line: i + 1}:
+				case in <- ent(i):
 					read++
 				case <-ctx.Done():
 					return
@@ -35,11 +46,12 @@ func feedUntilHeld(t *testing.T, n int, host func(i int) string) (read int, r *r
 		go func() { r.run(ctx); close(done) }()
 		synctest.Wait()
 		n := read
+		held = r.bytes
 		cancel()
 		<-done
 		read = n
 	})
-	return read, r
+	return read, held, r
 }
 
 // A list of distinct hosts, or of one host, is read only lookBase entries
@@ -110,4 +122,23 @@ func TestRegroupServesTheHostThatEndedFirst(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Entries that carry much (a table's other columns) are read ahead up to
+// about lookBytes, not lookBase of them.
+func TestRegroupBoundsTheBytesReadAhead(t *testing.T) {
+	meta := `{"caption":"` + strings.Repeat("x", 8<<10) + `"}`
+	read, held, r := feedEntriesUntilHeld(t, lookBase, func(i int) Entry {
+		return Entry{URL: fmt.Sprintf("http://h%d.test/%d", i, i), Row: i + 1, Size: -1, Meta: meta}
+	})
+	if held < lookBytes || held > lookBytes+16<<10 {
+		t.Errorf("%d entries of %d bytes read ahead hold %d bytes, want about %d", read, len(meta), held, lookBytes)
+	}
+	if read >= lookBase {
+		t.Errorf("read %d entries ahead: the byte bound did not hold", read)
+	}
+	// Dropped at the run's end, they gave their bytes back.
+	if r.waiting != 0 || r.bytes != 0 {
+		t.Errorf("%d bytes counted with %d entries waiting after the run", r.bytes, r.waiting)
+	}
 }

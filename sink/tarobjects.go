@@ -98,7 +98,8 @@ type tarObj struct {
 	store     ObjectStore
 	partSize  int64
 	tailEvery time.Duration
-	spillDir  string // a local temporary directory, removed at Close
+	spillDir  string   // a local temporary directory, removed at Close
+	spillLock *os.File // held while the sink is open (see newSpillDir)
 
 	finished map[string]bool // the tar objects there are
 	// sums holds the SHA-256 recorded of the samples in unfinished tars,
@@ -176,20 +177,26 @@ func NewTarObjects(store ObjectStore, opts TarOptions) (*Tar, error) {
 	s.obj = o
 	s.noSync = true // only the staging files of big bodies are local, and not resumed
 	if !opts.ReadOnly {
-		d, err := os.MkdirTemp("", "haul-tar-spill-")
+		d, lock, err := newSpillDir()
 		if err != nil {
 			return nil, err
 		}
-		o.spillDir = d
+		o.spillDir, o.spillLock = d, lock
 	}
 	if err := s.openObjects(); err != nil {
-		if o.spillDir != "" {
-			os.RemoveAll(o.spillDir)
-		}
+		o.removeSpill()
 		return nil, err
 	}
 	go s.appenderObj()
 	return s, nil
+}
+
+// removeSpill removes the spill directory, then lets its lock go.
+func (o *tarObj) removeSpill() {
+	if o.spillDir != "" {
+		os.RemoveAll(o.spillDir)
+		o.spillLock.Close()
+	}
 }
 
 // openObjects reads the samples of the prefix's tars, and adopts the
@@ -999,9 +1006,7 @@ func (s *Tar) closeObjects(finish bool) error {
 	if s.spill != nil {
 		s.spill.Close()
 	}
-	if o.spillDir != "" {
-		os.RemoveAll(o.spillDir)
-	}
+	o.removeSpill()
 	if err == nil {
 		err = s.failed
 	}

@@ -100,6 +100,9 @@ type tarObj struct {
 	tailEvery time.Duration
 	spillDir  string   // a local temporary directory, removed at Close
 	spillLock *os.File // held while the sink is open (see newSpillDir)
+	// foreign are the unfinished tars of other splits (no --shard, or
+	// another N) whose samples count as stored (ForeignUnfinished).
+	foreign []string
 
 	finished map[string]bool // the tar objects there are
 	// sums holds the SHA-256 recorded of the samples in unfinished tars,
@@ -189,6 +192,22 @@ func NewTarObjects(store ObjectStore, opts TarOptions) (*Tar, error) {
 	}
 	go s.appenderObj()
 	return s, nil
+}
+
+// ForeignUnfinished names the unfinished tar objects of other splits (written
+// without --shard, or under another number of shards) that hold samples: they
+// count as stored, so this run fetches them no more, but only a run of that
+// split completes such a tar (two splits may run at once): until then its
+// samples are in no object a reader can get.
+func (s *Tar) ForeignUnfinished() []string {
+	if s.obj == nil {
+		return nil
+	}
+	names := make([]string, len(s.obj.foreign))
+	for i, n := range s.obj.foreign {
+		names[i] = s.obj.store.Name(n)
+	}
+	return names
 }
 
 // removeSpill removes the spill directory, then lets its lock go.
@@ -311,8 +330,12 @@ func (s *Tar) openObjects() error {
 		}
 		if s.otherSplit(m[2]) {
 			mm := mt(name)
-			if _, err := s.adoptObject(name, mm.records, mm.tail, uploadsOf[name], false); err != nil {
+			found, err := s.adoptObject(name, mm.records, mm.tail, uploadsOf[name], false)
+			if err != nil {
 				return err
+			}
+			if found {
+				o.foreign = append(o.foreign, name)
 			}
 		}
 	}

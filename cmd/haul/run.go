@@ -144,6 +144,9 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 			if tarSink, err = openTarBucket(o, b); err != nil {
 				return cli.Exit(err.Error(), exitFatal)
 			}
+			for _, name := range tarSink.ForeignUnfinished() {
+				rep.printf(levelWarning, "warning: %s is unfinished, written without --shard or under another number of shards: its samples count as stored, but only a run like the one that wrote it completes the object", name)
+			}
 		}
 	} else if o.tar.on {
 		if tarSink, err = openTar(o, sinkDir); err != nil {

@@ -475,3 +475,33 @@ func TestTarObjectsFinishedTarWithoutIndexIsReadWhole(t *testing.T) {
 		}
 	}
 }
+
+// A run under --shard counts the samples of an unfinished tar written
+// without it as stored, and names that tar (only a run without --shard
+// completes it).
+func TestTarObjectsOtherSplitsUnfinishedTarNamed(t *testing.T) {
+	srv, _ := open(t, "fu")
+	whole := openTar(t, srv, "fu", time.Hour)
+	putSamples(t, whole, 0, 5)
+	if err := whole.Close(false); err != nil {
+		t.Fatal(err)
+	}
+	b := reopen(t, srv, "fu")
+	shard, err := sink.NewTarObjects(b.TarStore(), sink.TarOptions{Prefix: "0-of-2-", Size: tarSize, PartSize: tarPart, TailEvery: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shard.Close(false)
+	if _, err := shard.Stat(tarKey(3)); err != nil {
+		t.Errorf("sample 3 of the unfinished tar: %v", err)
+	}
+	got := shard.ForeignUnfinished()
+	if len(got) != 1 || !strings.HasSuffix(got[0], "fu/00000.tar") {
+		t.Errorf("ForeignUnfinished() = %q, want the unfinished fu/00000.tar", got)
+	}
+	mine := openTar(t, srv, "fu", time.Hour)
+	defer mine.Close(false)
+	if got := mine.ForeignUnfinished(); len(got) != 0 {
+		t.Errorf("the run that wrote it: ForeignUnfinished() = %q, want none", got)
+	}
+}

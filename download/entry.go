@@ -592,9 +592,16 @@ func (x *entry) commit(ctx context.Context) {
 	}
 	x.closeTransfer()
 	x.releaseHost() // the network part is over
-	if x.claimed != nil {
-		x.claimed.committing() // a wait for the same URL may now flush
-	}
+	// Once Commit returns, the body is in the sink's queue: a line waiting
+	// for the same URL may have the sink flush it (see claims.flush). Not
+	// before, or that flush could come ahead of the body and miss it. (The
+	// claim is taken now: done may release it on another goroutine.)
+	cl := x.claimed
+	defer func() {
+		if cl != nil {
+			cl.committing()
+		}
+	}()
 	w.Commit(func(err error) {
 		if sample && err == nil {
 			x.r.Tar, x.r.Member = sw.Stored()

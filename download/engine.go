@@ -358,30 +358,8 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 	e.feedMu.Lock()
 	e.stopped = true
 	e.feedMu.Unlock()
-	for drained := false; !drained; {
-		select {
-		case x, ok := <-entries:
-			if !ok {
-				drained = true
-				break
-			}
-			x.interrupted()
-		default:
-			drained = true
-		}
-	}
-	for drained := false; !drained; {
-		select {
-		case ent, ok := <-read:
-			if !ok {
-				drained = true
-				break
-			}
-			e.newEntry(ent).interrupted()
-		default:
-			drained = true
-		}
-	}
+	drain(entries, (*entry).interrupted)
+	drain(read, func(ent Entry) { e.newEntry(ent).interrupted() })
 	for _, x := range e.parking.stranded() {
 		x.interrupted()
 	}
@@ -394,6 +372,21 @@ func (e *Engine) Run(parent context.Context, src Source) error {
 		return parent.Err() // the list was read, but not every entry finished
 	}
 	return err
+}
+
+// drain gives fn what ch holds now, without waiting for more.
+func drain[T any](ch <-chan T, fn func(T)) {
+	for {
+		select {
+		case v, ok := <-ch:
+			if !ok {
+				return
+			}
+			fn(v)
+		default:
+			return
+		}
+	}
 }
 
 // feed streams entries from src into ch, reporting bad lines and dropping those

@@ -211,7 +211,7 @@ func (s *Tar) open() error {
 			return err
 		}
 		s.lock = f
-		if err := control(f, func(fd int) error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) }); err != nil {
+		if err := lock(f); err != nil {
 			return fmt.Errorf("%s: tar files %s*.tar: %w", s.dir, s.prefix, ErrTarInUse)
 		}
 	}

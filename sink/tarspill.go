@@ -4,8 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // spillPattern names the local directories where a tar in a bucket stages
@@ -21,24 +19,23 @@ const spillLockName = "lock"
 
 // newSpillDir makes this process's spill directory, locked, after removing
 // those that dead processes left.
-func newSpillDir() (dir string, lock *os.File, err error) {
+func newSpillDir() (dir string, held *os.File, err error) {
 	sweepSpillDirs(os.TempDir(), time.Now())
 	dir, err = os.MkdirTemp("", spillPattern)
 	if err != nil {
 		return "", nil, err
 	}
-	lock, err = os.OpenFile(filepath.Join(dir, spillLockName), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	held, err = os.OpenFile(filepath.Join(dir, spillLockName), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err == nil {
-		err = control(lock, func(fd int) error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) })
-		if err != nil {
-			lock.Close()
+		if err = lock(held); err != nil {
+			held.Close()
 		}
 	}
 	if err != nil {
 		os.RemoveAll(dir)
 		return "", nil, err
 	}
-	return dir, lock, nil
+	return dir, held, nil
 }
 
 // sweepSpillDirs removes the spill directories in tmp whose process is gone:
@@ -59,7 +56,7 @@ func sweepSpillDirs(tmp string, now time.Time) {
 		if err != nil {
 			continue
 		}
-		if control(f, func(fd int) error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) }) == nil {
+		if lock(f) == nil {
 			os.RemoveAll(d) // its process is gone
 		}
 		f.Close()

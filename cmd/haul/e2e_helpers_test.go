@@ -123,7 +123,16 @@ type haulProc struct {
 // start), and waits for its exit on a goroutine of its own.
 func spawnHaul(t *testing.T, ctx context.Context, cancel context.CancelFunc, args ...string) *haulProc {
 	t.Helper()
+	return spawnHaulEnv(t, ctx, cancel, nil, args...)
+}
+
+// spawnHaulEnv is spawnHaul with env added to haul's environment.
+func spawnHaulEnv(t *testing.T, ctx context.Context, cancel context.CancelFunc, env []string, args ...string) *haulProc {
+	t.Helper()
 	cmd, stdout, stderr := haulCmd(ctx, nil, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if err := cmd.Start(); err != nil {
 		cancel()
 		t.Fatal(err)
@@ -131,6 +140,25 @@ func spawnHaul(t *testing.T, ctx context.Context, cancel context.CancelFunc, arg
 	h := &haulProc{cmd: cmd, stdout: stdout, stderr: stderr, exited: make(chan struct{})}
 	go func() { cmd.Wait(); close(h.exited) }()
 	return h
+}
+
+// until waits for cond while the process runs: its exit first fails the test.
+func (h *haulProc) until(t *testing.T, cond func() error) {
+	t.Helper()
+	testutil.Until(t, func() error {
+		if h.ended() {
+			t.Fatalf("haul ended (%v) before it was stopped:\n%s", h.cmd.ProcessState, h.stderr)
+		}
+		return cond()
+	})
+}
+
+// stop sends sig and waits for the exit; it returns the exit code (-1 for a
+// signal that killed it).
+func (h *haulProc) stop(sig os.Signal) int {
+	h.cmd.Process.Signal(sig)
+	<-h.exited
+	return h.cmd.ProcessState.ExitCode()
 }
 
 // ended reports, without waiting, whether the process exited.

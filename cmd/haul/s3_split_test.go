@@ -94,27 +94,15 @@ func TestS3SplitPiecesUploadAsPartsAndAKilledRunFetchesOnlyTheMissingPart(t *tes
 
 	ctx, cancel := haulContext(t)
 	defer cancel()
-	cmd, _, stderr := haulCmd(ctx, nil, args...)
-	cmd.Env = append(os.Environ(), s3Env(store, store.Endpoint)...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	h := spawnHaulEnv(t, ctx, cancel, s3Env(store, store.Endpoint), args...)
 	want := []int{1, 3, 4, 5, 6}
-	testutil.Until(t, func() error {
-		select {
-		case err := <-exited:
-			t.Fatalf("haul ended (%v) before it was killed:\n%s", err, stderr)
-		default:
-		}
+	h.until(t, func() error {
 		if got := partNumbers(t, store, "data", key); !slices.Equal(got, want) {
 			return fmt.Errorf("parts stored %v, waiting for %v", got, want)
 		}
 		return nil
 	})
-	cmd.Process.Signal(syscall.SIGKILL)
-	<-exited
+	h.stop(syscall.SIGKILL)
 	if keys := store.Keys(t, "data", key); len(keys) != 0 {
 		t.Fatalf("object there before its upload completed: %q", keys)
 	}

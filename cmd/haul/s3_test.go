@@ -232,27 +232,16 @@ func killHalfway(t *testing.T, store *s3test.Server, list, dest, key string, lea
 // (-1 for a signal that killed it).
 func stopHalfway(t *testing.T, store *s3test.Server, list, dest, key string, least int64, sig syscall.Signal) int {
 	t.Helper()
-	cmd, _, stderr := haulCmd(t.Context(), nil, "-q", "-i", list, "-d", dest)
-	cmd.Env = append(os.Environ(), s3Env(store, store.Endpoint)...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	testutil.Until(t, func() error {
-		select {
-		case err := <-exited:
-			t.Fatalf("haul ended (%v) before it was killed:\n%s", err, stderr)
-		default:
-		}
+	ctx, cancel := haulContext(t)
+	defer cancel()
+	h := spawnHaulEnv(t, ctx, cancel, s3Env(store, store.Endpoint), "-q", "-i", list, "-d", dest)
+	h.until(t, func() error {
 		if n := storedParts(t, store, "data", key); n < least {
 			return fmt.Errorf("upload of %s: %d bytes stored, waiting for %d", key, n, least)
 		}
 		return nil
 	})
-	cmd.Process.Signal(sig)
-	<-exited
-	return cmd.ProcessState.ExitCode()
+	return h.stop(sig)
 }
 
 func TestS3UploadKilledHalfwayIsResumedByTheRerunFromItsParts(t *testing.T) {

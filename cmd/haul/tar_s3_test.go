@@ -92,19 +92,8 @@ func TestE2ETarIntoBucketKilledHalfwayContinuesFromItsLastPart(t *testing.T) {
 
 	ctx, cancel := haulContext(t)
 	defer cancel()
-	cmd, _, stderr := haulCmd(ctx, nil, args...)
-	cmd.Env = append(os.Environ(), s3Env(store, store.Endpoint)...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	testutil.Until(t, func() error {
-		select {
-		case err := <-exited:
-			t.Fatalf("haul ended (%v) before it was killed:\n%s", err, stderr)
-		default:
-		}
+	h := spawnHaulEnv(t, ctx, cancel, s3Env(store, store.Endpoint), args...)
+	h.until(t, func() error {
 		if !slices.Contains(store.Keys(t, "data", "ds/"), "ds/00000.tar") {
 			return fmt.Errorf("ds/00000.tar not complete yet")
 		}
@@ -114,8 +103,7 @@ func TestE2ETarIntoBucketKilledHalfwayContinuesFromItsLastPart(t *testing.T) {
 		}
 		return nil
 	})
-	cmd.Process.Signal(syscall.SIGKILL)
-	<-exited
+	h.stop(syscall.SIGKILL)
 
 	before, etags, _ := bucketTars(t, store, "ds/")
 	if len(etags) != 1 || len(before) < 100 {
@@ -210,28 +198,15 @@ func TestE2ETarIntoBucketInterruptedContinuesFromItsTail(t *testing.T) {
 
 	ctx, cancel := haulContext(t)
 	defer cancel()
-	cmd, _, stderr := haulCmd(ctx, nil, append(slices.Clone(args), "--manifest", man)...)
-	cmd.Env = append(os.Environ(), s3Env(store, store.Endpoint)...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	testutil.Until(t, func() error {
-		select {
-		case err := <-exited:
-			t.Fatalf("haul ended (%v) before it was interrupted:\n%s", err, stderr)
-		default:
-		}
+	h := spawnHaulEnv(t, ctx, cancel, s3Env(store, store.Endpoint), append(slices.Clone(args), "--manifest", man)...)
+	h.until(t, func() error {
 		if !slices.Contains(store.Keys(t, "data", "ds/"), "ds/00000.tar") {
 			return fmt.Errorf("ds/00000.tar not complete yet")
 		}
 		return nil
 	})
-	cmd.Process.Signal(syscall.SIGINT)
-	<-exited
-	if code := cmd.ProcessState.ExitCode(); code != exitInterrupted {
-		t.Fatalf("exit %d after Ctrl-C, want %d:\n%s", code, exitInterrupted, stderr)
+	if code := h.stop(syscall.SIGINT); code != exitInterrupted {
+		t.Fatalf("exit %d after Ctrl-C, want %d:\n%s", code, exitInterrupted, h.stderr)
 	}
 	if len(store.Keys(t, "data", "ds/"+sink.TarMetaDir+"00001.tar.tail")) != 1 {
 		t.Fatalf("no tail object for ds/00001.tar: %q", store.Keys(t, "data", "ds/"))

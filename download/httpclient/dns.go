@@ -88,6 +88,11 @@ func (r *resolver) addrs(ctx context.Context, host string, limit time.Duration) 
 		return a.addrs, a.err
 	}
 	ch := r.flights.DoChan(host, func() (any, error) {
+		// A flight that ended between the look into the cache above and
+		// this one's start has stored its answer: take it, not ask again.
+		if a, ok := r.cache.Get(host); ok && r.now().Before(a.until) {
+			return a.addrs, a.err
+		}
 		// Not the caller's context: one caller giving up must not fail the
 		// others sharing the query; limit (--connect-timeout) bounds it.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit)

@@ -115,7 +115,11 @@ func New(o Options) (Client, error) {
 	// Host names are looked up once per run (bounded, failures kept briefly):
 	// every client dials through the same cache, to the origin or to a proxy.
 	res := newResolver(o)
-	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	// TCP keep-alive probes after 30 s idle, their interval and count the
+	// system's: two socket options a connection, not four (a list over a
+	// million hosts dials a million times).
+	dialer := &net.Dialer{Timeout: o.ConnectTimeout,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: -1, Count: -1}}
 	dial := res.dialer(dialer)
 	proxy := o.proxy
 	if proxy == nil {

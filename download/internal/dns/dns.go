@@ -72,6 +72,7 @@ type Resolver struct {
 	network string
 	hosts   *Hosts
 	sem     *semaphore.Weighted
+	udp     udpMuxes // the UDP sockets queries share, a server's at a time
 	system  func(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
@@ -91,7 +92,10 @@ func New(o Options) *Resolver {
 	}
 	r.sem = semaphore.NewWeighted(int64(n))
 	if r.system == nil {
-		r.system = net.DefaultResolver.LookupNetIP
+		// Go's resolver where the system's configuration lets it answer
+		// (it gives way to the C library's otherwise, which Dial does not
+		// change), its UDP queries sharing sockets as those to Servers do.
+		r.system = (&net.Resolver{Dial: r.udp.dial}).LookupNetIP
 	}
 	return r
 }

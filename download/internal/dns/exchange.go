@@ -88,7 +88,7 @@ func (r *Resolver) exchange(ctx context.Context, host string, q dnsmessage.Quest
 			wait = time.Until(dl) / time.Duration(tries-i)
 		}
 		tctx, cancel := context.WithTimeout(ctx, wait)
-		rep, err := ask(tctx, server, q)
+		rep, err := r.ask(tctx, server, q)
 		cancel()
 		if err == nil {
 			switch {
@@ -135,15 +135,14 @@ func rcodeName(c dnsmessage.RCode) string {
 }
 
 // ask puts q to server over UDP, and over TCP when the answer comes
-// truncated, with a new random ID (and, over UDP, a new socket: a new random
-// source port).
-func ask(ctx context.Context, server netip.AddrPort, q dnsmessage.Question) (reply, error) {
+// truncated, with a new random ID.
+func (r *Resolver) ask(ctx context.Context, server netip.AddrPort, q dnsmessage.Question) (reply, error) {
 	id := uint16(rand.Uint32())
 	msg, err := newQuery(id, q)
 	if err != nil {
 		return reply{}, err
 	}
-	rep, truncated, err := askUDP(ctx, server, id, q, msg)
+	rep, truncated, err := r.askUDP(ctx, server, id, q, msg)
 	if err != nil || !truncated {
 		return rep, err
 	}
@@ -181,11 +180,32 @@ func deadlines(ctx context.Context, c net.Conn) (stop func() bool) {
 	return context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 }
 
-// askUDP sends msg to server from a socket of its own (connected: the kernel
-// drops datagrams from anyone else, and a server that is not there is a
-// refusal at once, not a timeout) and waits for its answer, ignoring any
+// askUDP sends msg to server over the socket its queries in flight share
+// (udpMux), or over one of its own where the same ID and question are
+// already in flight there, and waits for its answer.
+func (r *Resolver) askUDP(ctx context.Context, server netip.AddrPort, id uint16, q dnsmessage.Question, msg []byte) (reply, bool, error) {
+	k := qkey{id: id, qtype: q.Type, class: q.Class, name: lowerName(q.Name)}
+	in, err := r.udp.get(server).exchange(ctx, k, msg)
+	if errors.Is(err, errBusy) {
+		return askUDPAlone(ctx, server, id, q, msg)
+	}
+	if err != nil {
+		return reply{}, false, err
+	}
+	rep, truncated, err := parseReply(in, id, q)
+	if errors.Is(err, errMismatch) {
+		// The mux matched its ID and question: what is left to differ
+		// (its class) makes it no answer.
+		return reply{}, false, errors.New("answer does not match the query")
+	}
+	return rep, truncated, err
+}
+
+// askUDPAlone sends msg to server from a socket of its own (connected: the
+// kernel drops datagrams from anyone else, and a server that is not there is
+// a refusal at once, not a timeout) and waits for its answer, ignoring any
 // datagram that is not (errMismatch).
-func askUDP(ctx context.Context, server netip.AddrPort, id uint16, q dnsmessage.Question, msg []byte) (reply, bool, error) {
+func askUDPAlone(ctx context.Context, server netip.AddrPort, id uint16, q dnsmessage.Question, msg []byte) (reply, bool, error) {
 	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(server))
 	if err != nil {
 		return reply{}, false, err

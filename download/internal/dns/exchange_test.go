@@ -101,7 +101,17 @@ func FuzzParseReply(f *testing.F) {
 		f.Add(seed.aaaa, seed.msg)
 	}
 	f.Fuzz(func(t *testing.T, aaaa bool, msg []byte) {
-		rep, tc, err := parseReply(msg, fuzzID, question(aaaa))
+		q := question(aaaa)
+		rep, tc, err := parseReply(msg, fuzzID, q)
+		if err == nil {
+			// What parseReply takes for the answer, the shared socket
+			// hands to the query (and to no other).
+			k, ok := keyOf(msg, true)
+			want := qkey{id: fuzzID, qtype: q.Type, class: q.Class, name: lowerName(q.Name)}
+			if !ok || k != want {
+				t.Fatalf("keyOf = %+v, %v; want %+v", k, ok, want)
+			}
+		}
 		if err != nil || tc {
 			if tc && (err != nil || len(rep.addrs) > 0) {
 				t.Fatalf("truncated with %+v, %v", rep, err)

@@ -22,6 +22,7 @@ type Query struct {
 	Name string // lower case, with its trailing dot
 	Type dnsmessage.Type
 	TCP  bool
+	From netip.AddrPort // the address it came from
 }
 
 // Reply is how the server answers a query.
@@ -124,7 +125,7 @@ func (s *Server) serveUDP() {
 			return
 		}
 		go func() {
-			out := s.answer(buf[:n], false)
+			out := s.answer(buf[:n], false, from)
 			for _, m := range out {
 				s.udp.WriteToUDPAddrPort(m, from)
 			}
@@ -138,6 +139,7 @@ func (s *Server) serveTCP() {
 		if err != nil {
 			return
 		}
+		from := c.RemoteAddr().(*net.TCPAddr).AddrPort()
 		go func() {
 			defer c.Close()
 			for {
@@ -149,7 +151,7 @@ func (s *Server) serveTCP() {
 				if _, err := io.ReadFull(c, msg); err != nil {
 					return
 				}
-				for _, m := range s.answer(msg, true) {
+				for _, m := range s.answer(msg, true, from) {
 					out := binary.BigEndian.AppendUint16(nil, uint16(len(m)))
 					if _, err := c.Write(append(out, m...)); err != nil {
 						return
@@ -161,13 +163,13 @@ func (s *Server) serveTCP() {
 }
 
 // answer returns the messages to send for the query msg, in order.
-func (s *Server) answer(msg []byte, tcp bool) [][]byte {
+func (s *Server) answer(msg []byte, tcp bool, from netip.AddrPort) [][]byte {
 	var m dnsmessage.Message
 	if err := m.Unpack(msg); err != nil || len(m.Questions) != 1 {
 		return nil
 	}
 	q := m.Questions[0]
-	query := Query{Name: strings.ToLower(q.Name.String()), Type: q.Type, TCP: tcp}
+	query := Query{Name: strings.ToLower(q.Name.String()), Type: q.Type, TCP: tcp, From: from}
 	s.mu.Lock()
 	s.queries = append(s.queries, query)
 	s.mu.Unlock()

@@ -9,10 +9,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -427,12 +429,18 @@ func TestE2EMemoryBound(t *testing.T) {
 	s := downloadtest.New(t)
 	small, big := testutil.Payload(1980, 1<<20), testutil.Payload(1981, 48<<20)
 	us := s.Add("/small.bin", small)
+	// The run the others are held against is looked at late, whatever the
+	// machine's load: its body's end waits for a look (a run that ended
+	// between two looks had its peak read at its start, or not at all).
+	baseEnd := newHeldEnd(small)
+	base := s.Handle("/base.bin", baseEnd)
 	// The stall near the end gives the sampler a look at the process late in the run.
 	ub := s.Add("/big.bin", big, downloadtest.Stall(int64(len(big)-1000), 200*time.Millisecond, 1))
 	// peak runs haul and returns its peak RSS in KiB, sampled from /proc
 	// (rusage's Maxrss would count the test process's pages the child had
-	// before exec).
-	peak := func(stdin string, args ...string) int64 {
+	// before exec), and at least once while held (if not nil) holds its
+	// body's end.
+	peak := func(held *heldEnd, stdin string, args ...string) int64 {
 		dir := filepath.Join(t.TempDir(), "out")
 		cmd, _, stderr := haulCmd(t.Context(), strings.NewReader(stdin), append([]string{"-d", dir, "--no-sync"}, args...)...)
 		if err := cmd.Start(); err != nil {
@@ -448,9 +456,13 @@ func TestE2EMemoryBound(t *testing.T) {
 				if err != nil {
 					t.Fatalf("haul %q: %v\n%s", args, err, stderr)
 				}
+				if held != nil && !held.wasLooked() {
+					t.Fatalf("haul %q ended without a look at it while its body's end was held", args)
+				}
 				return hwm
 			case <-time.After(2 * time.Millisecond):
 			}
+			holding := held != nil && held.holding()
 			b, _ := os.ReadFile(status)
 			// Before exec, the child is still the test binary: wait for haul.
 			if !bytes.Contains(b, []byte("Name:\thaul")) {
@@ -460,18 +472,80 @@ func TestE2EMemoryBound(t *testing.T) {
 				var kb int64
 				fmt.Sscan(string(v), &kb)
 				hwm = max(hwm, kb)
+				if holding {
+					held.looked()
+				}
 			}
 		}
 	}
-	rs := peak("", "--sha256", us)
-	rb := peak("", "--sha256", ub)
-	many := peak(strings.Repeat(us+"\n", 100000))
+	rs := peak(baseEnd, "", "--sha256", base)
+	rb := peak(nil, "", "--sha256", ub)
+	many := peak(nil, strings.Repeat(us+"\n", 100000))
 	t.Logf("peak RSS: %d KiB for 1 MiB, %d KiB for 48 MiB, %d KiB for a 100,000-line list", rs, rb, many)
 	if rb > rs+16<<10 {
 		t.Errorf("peak RSS grew from %d KiB to %d KiB with the file size", rs, rb)
 	}
 	if many > rs+16<<10 {
 		t.Errorf("peak RSS grew from %d KiB to %d KiB with the list length", rs, many)
+	}
+}
+
+// heldEnd serves body, holding its last 1000 bytes until looked is called
+// (or the client goes away).
+type heldEnd struct {
+	body    []byte
+	reach   sync.Once
+	reached chan struct{} // closed once a response holds its end
+	see     sync.Once
+	seen    chan struct{} // closed by looked
+}
+
+func newHeldEnd(body []byte) *heldEnd {
+	return &heldEnd{body: body, reached: make(chan struct{}), seen: make(chan struct{})}
+}
+
+func (h *heldEnd) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Length", strconv.Itoa(len(h.body)))
+	cut := len(h.body) - 1000
+	if _, err := w.Write(h.body[:cut]); err != nil {
+		return
+	}
+	if err := http.NewResponseController(w).Flush(); err != nil {
+		return
+	}
+	h.reach.Do(func() { close(h.reached) })
+	select {
+	case <-h.seen:
+	case <-r.Context().Done():
+		return
+	}
+	w.Write(h.body[cut:])
+}
+
+// holding reports whether a response holds its end now.
+func (h *heldEnd) holding() bool {
+	select {
+	case <-h.reached:
+		select {
+		case <-h.seen:
+			return false
+		default:
+			return true
+		}
+	default:
+		return false
+	}
+}
+
+// looked lets the held end go: the process was looked at meanwhile.
+func (h *heldEnd) looked() { h.see.Do(func() { close(h.seen) }) }
+
+func (h *heldEnd) wasLooked() bool {
+	select {
+	case <-h.seen:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -836,7 +836,7 @@ func TestWalkCloseAndCancel(t *testing.T) {
 	syn := &synth{dirs: 3, files: 100000}
 	s := httptest.NewServer(syn)
 	defer s.Close()
-	before := runtime.NumGoroutine()
+	alive := testutil.TrackGoroutines(t)
 	w := NewSource(context.Background(), s.Client(), []string{s.URL + "/"}, fast(Options{}))
 	for range 10 {
 		if _, err := w.Next(); err != nil {
@@ -861,19 +861,14 @@ func TestWalkCloseAndCancel(t *testing.T) {
 	s.CloseClientConnections()
 	// The walks' requests and connections end as their goroutines notice:
 	// wait for that, for as long as the test may run (a leak fails it there,
-	// with the stacks), never for a fixed time. No test of this package runs
-	// beside this one (it is not parallel), so the count is the walks' own.
-	deadline, ok := t.Deadline()
-	if ok {
-		deadline = deadline.Add(-5 * time.Second)
-	}
-	for runtime.NumGoroutine() > before+2 {
-		if ok && time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+	// with the stacks), never for a fixed time. Only the goroutines this test
+	// started count, not those of another test or of the server.
+	testutil.Until(t, func() error {
+		if left := alive(); len(left) > 0 {
+			return fmt.Errorf("%d goroutines of the walks left:\n%s", len(left), strings.Join(left, "\n\n"))
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // Close may come while another goroutine is in Next (the engine's feed

@@ -366,9 +366,10 @@ func TestEngineHostPauseParksProgress(t *testing.T) {
 func TestEngineStall(t *testing.T) {
 	t.Parallel()
 	body := testutil.Payload(5, 300_000)
-	// A second: far above any gap of a transfer on a loaded machine, far
-	// below the stalls, which last an hour.
-	const timeout = time.Second
+	// Three seconds: far above any gap of a transfer on a loaded machine
+	// (a hop of the redirect chain below takes 150 ms), far below the
+	// stalls, which last an hour.
+	const timeout = 3 * time.Second
 	t.Run("stall fails with ErrStalled", func(t *testing.T) {
 		// The server sends headers, then nothing: every attempt stalls.
 		t.Parallel()

@@ -770,7 +770,7 @@ func TestSplitStalls(t *testing.T) {
 			h := newHarness(t)
 			o := splitOpts(2)
 			o.MinSplitSize = 300 << 10  // two pieces, no steals
-			o.Timeout = 2 * time.Second // a stall, not a loaded machine
+			o.Timeout = 5 * time.Second // a stall, not a loaded machine
 			oc := h.run(o, s.url())
 			r := oc.get(s.url())
 			if r.Err != nil {

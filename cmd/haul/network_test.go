@@ -122,9 +122,9 @@ func TestE2EStall(t *testing.T) {
 		b := testutil.Payload(82, 64<<10)
 		u := s.Add("/slow.bin", b, downloadtest.Stall(1000, time.Hour, 1))
 		dir := filepath.Join(t.TempDir(), "out")
-		// 2 s: the first bytes come at once, and a loaded machine must not
+		// 5 s: the first bytes come at once, and a loaded machine must not
 		// look stalled before them (with --retries 0 that would fail the run).
-		r := runHaul(t, nil, "-d", dir, "--timeout", "2s", "--retries", "0", u)
+		r := runHaul(t, nil, "-d", dir, "--timeout", "5s", "--retries", "0", u)
 		wantCode(t, r, 0)
 		if rr := s.RangeRequests("/slow.bin"); len(rr) != 1 || rr[0] != "bytes=1000-" {
 			t.Errorf("ranges %q, want one resuming at 1000", rr)

@@ -672,7 +672,7 @@ func TestWalkStall(t *testing.T) {
 	defer s.Close()
 	// Pages that stall are given up after the timeout and asked again (a
 	// walk that waited on them would never end).
-	es, des := walkAll(t, NewSource(context.Background(), s.Client(), []string{s.URL + "/"}, fast(Options{Timeout: 100 * time.Millisecond})))
+	es, des := walkAll(t, NewSource(context.Background(), s.Client(), []string{s.URL + "/"}, fast(Options{Timeout: time.Second})))
 	if got, want := urls(es), []string{s.URL + "/a/fa", s.URL + "/b/fb", s.URL + "/c/fc"}; !slices.Equal(got, want) || len(des) > 0 {
 		t.Errorf("got %q %v, want %q", got, des, want)
 	}

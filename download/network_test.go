@@ -124,7 +124,7 @@ func TestEngineStatus(t *testing.T) {
 }
 
 func TestEngineHostPause(t *testing.T) {
-	// A 429 with Retry-After: 2 backs off the whole host: another entry of
+	// A 429 with Retry-After: 5 backs off the whole host: another entry of
 	// that host, and its retry, wait too, while an entry on another host
 	// keeps going. One worker: /b and /x are taken only once /a's 429 was
 	// handled (and /a set aside), whatever the machine's load.
@@ -132,7 +132,7 @@ func TestEngineHostPause(t *testing.T) {
 	busy := downloadtest.New(t)
 	other := downloadtest.New(t)
 	h := newHarness(t)
-	a := busy.Add("/a", testutil.Payload(2, 1000), downloadtest.Status(429, 1), downloadtest.RetryAfter("2"))
+	a := busy.Add("/a", testutil.Payload(2, 1000), downloadtest.Status(429, 1), downloadtest.RetryAfter("5"))
 	b := busy.Add("/b", testutil.Payload(3, 1000), downloadtest.Status(500, 1))
 	x := other.Add("/x", testutil.Payload(4, 1000), downloadtest.Status(500, 1))
 	oc := h.run(download.Options{Jobs: 1, Retries: 2}, a, b, x)
@@ -143,8 +143,8 @@ func TestEngineHostPause(t *testing.T) {
 	}
 	t429 := busy.Log("/a")[0].Time
 	for _, req := range append(busy.Log("/a")[1:], busy.Log("/b")...) {
-		if d := req.Time.Sub(t429); d < 1950*time.Millisecond {
-			t.Errorf("%s asked %v after the 429, want >= 2s (Retry-After)", req.Path, d)
+		if d := req.Time.Sub(t429); d < 4950*time.Millisecond {
+			t.Errorf("%s asked %v after the 429, want >= 5s (Retry-After)", req.Path, d)
 		}
 	}
 	// x and its retry came while busy was paused: before the busy host's
@@ -167,7 +167,7 @@ func TestEngineHostPauseParks(t *testing.T) {
 		bs = append(bs, other.Add(fmt.Sprintf("/b%d", i), testutil.Payload(uint64(45+i), 1000), downloadtest.Delay(50*time.Millisecond)))
 	}
 	// b0 keeps the second worker busy until the 429 has paused busy.
-	lines := []string{busy.Add("/first", testutil.Payload(40, 1000), downloadtest.Status(429, 1), downloadtest.RetryAfter("2")), bs[0]}
+	lines := []string{busy.Add("/first", testutil.Payload(40, 1000), downloadtest.Status(429, 1), downloadtest.RetryAfter("5")), bs[0]}
 	for i := range 3 {
 		lines = append(lines, busy.Add(fmt.Sprintf("/a%d", i), testutil.Payload(uint64(41+i), 1000)))
 	}
@@ -186,8 +186,8 @@ func TestEngineHostPauseParks(t *testing.T) {
 		}
 	}
 	for i := range 3 { // (one sent before the 429 arrived may go at once)
-		if d := busy.Log(fmt.Sprintf("/a%d", i))[0].Time.Sub(t429); d > 0 && d < 1900*time.Millisecond {
-			t.Errorf("/a%d requested %v after the 429, inside its 2s pause", i, d)
+		if d := busy.Log(fmt.Sprintf("/a%d", i))[0].Time.Sub(t429); d > 0 && d < 4900*time.Millisecond {
+			t.Errorf("/a%d requested %v after the 429, inside its 5s pause", i, d)
 		}
 	}
 }

@@ -25,9 +25,12 @@ import (
 // recurEvery finds an entry of its host waiting, read more entries before
 // than the client keeps idle connections, or none waiting but its host among
 // those of the last 32,768 to 65,536 entries read (a Bloom filter of 128 KiB).
-// A list of distinct hosts, or of one host, holds only lookBase. Whatever
-// the number, the entries waiting hold at most about lookBytes (16 MiB): a
-// table's rows carry their other columns. When an entry's run returns (ended),
+// A list of distinct hosts, or of one host, holds only lookBase: reading
+// further ahead would group nothing, and on a list of millions of hosts it
+// would only hold memory. Once hosts stop recurring, the ring that held
+// lookMax shrinks back as it empties. Whatever the number, the entries
+// waiting hold at most about lookBytes (16 MiB): a table's rows carry their
+// other columns. When an entry's run returns (ended),
 // its host's next waiting entry goes out first; otherwise the oldest. One
 // host's entries keep the order of the list, and each is handed out once;
 // the entries of different hosts may go out of the list's order.
@@ -96,7 +99,7 @@ type hostQueue struct {
 }
 
 const (
-	lookBase   = 1 << 13
+	lookBase   = 1 << 10
 	lookMax    = 1 << 17
 	recurEvery = 1 << 10
 	// lookBytes bounds what the waiting entries hold, whatever their
@@ -173,8 +176,19 @@ func (r *regroup) run(ctx context.Context) {
 
 // add makes ent wait, last of its host's.
 func (r *regroup) add(ent Entry) {
-	if r.tail-r.head == int64(len(r.slots)) {
-		r.grow()
+	switch n, size := r.tail-r.head, int64(len(r.slots)); {
+	case n == size:
+		r.resize(2 * len(r.slots))
+	case size > lookBase && n < size/4 && r.limit <= size/4:
+		// Hosts stopped recurring, and few entries wait: give back
+		// the ring that held lookMax, and the map that held its hosts
+		// (a map keeps the room it grew to).
+		r.resize(len(r.slots) / 2)
+		hosts := make(map[string]*hostQueue, len(r.hosts))
+		for h, q := range r.hosts {
+			hosts[h] = q
+		}
+		r.hosts = hosts
 	}
 	seq := r.tail
 	r.tail++
@@ -231,9 +245,10 @@ func (r *regroup) sawHost(host string) bool {
 	return saw
 }
 
-// grow doubles the ring, keeping each entry's sequence number.
-func (r *regroup) grow() {
-	slots := make([]slot, 2*len(r.slots))
+// resize moves the waiting entries to a ring of n slots (a power of two,
+// more than tail-head), keeping each entry's sequence number.
+func (r *regroup) resize(n int) {
+	slots := make([]slot, n)
 	for seq := r.head; seq < r.tail; seq++ {
 		slots[seq&int64(len(slots)-1)] = r.slots[seq&int64(len(r.slots)-1)]
 	}

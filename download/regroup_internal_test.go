@@ -56,20 +56,25 @@ func feedEntriesUntilHeld(t *testing.T, n int, ent func(i int) Entry) (read int,
 
 // A list of distinct hosts, or of one host, is read only lookBase entries
 // ahead (memory); one whose hosts recur far apart within that reach, up to
-// lookMax (so that a host's entries meet while its connection lives).
+// lookMax (so that a host's entries meet while its connection lives). Hosts
+// that recur beyond that reach are seen as the entries go out (see
+// TestRegroupShrinksBackWhenHostsStopRecurring).
 func TestRegroupReadsFurtherAheadWhileHostsRecur(t *testing.T) {
 	read, r := feedUntilHeld(t, 3*lookMax, func(i int) string { return fmt.Sprintf("h%d.test", i) })
 	// The first entry went to the out channel's sender; lookBase wait.
 	if want := lookBase + 1; read != want || r.limit != lookBase {
 		t.Errorf("distinct hosts: read %d entries ahead (limit %d), want %d", read, r.limit, want)
 	}
+	if len(r.slots) > lookBase {
+		t.Errorf("distinct hosts: the ring grew to %d slots, want at most %d", len(r.slots), lookBase)
+	}
 	read, r = feedUntilHeld(t, 3*lookMax, func(int) string { return "one.test" })
 	if want := lookBase + 1; read != want || r.limit != lookBase {
 		t.Errorf("one host: read %d entries ahead (limit %d), want %d", read, r.limit, want)
 	}
-	read, r = feedUntilHeld(t, 3*lookMax, func(i int) string { return fmt.Sprintf("h%d.test", i%5000) })
+	read, r = feedUntilHeld(t, 3*lookMax, func(i int) string { return fmt.Sprintf("h%d.test", i%500) })
 	if want := lookMax + 1; read != want || r.limit != lookMax {
-		t.Errorf("hosts recurring every 5,000 lines: read %d entries ahead (limit %d), want %d", read, r.limit, want)
+		t.Errorf("hosts recurring every 500 lines: read %d entries ahead (limit %d), want %d", read, r.limit, want)
 	}
 }
 
@@ -127,7 +132,7 @@ func TestRegroupServesTheHostThatEndedFirst(t *testing.T) {
 // Entries that carry much (a table's other columns) are read ahead up to
 // about lookBytes, not lookBase of them.
 func TestRegroupBoundsTheBytesReadAhead(t *testing.T) {
-	meta := `{"caption":"` + strings.Repeat("x", 8<<10) + `"}`
+	meta := `{"caption":"` + strings.Repeat("x", 2*lookBytes/lookBase) + `"}`
 	read, held, r := feedEntriesUntilHeld(t, lookBase, func(i int) Entry {
 		return Entry{URL: fmt.Sprintf("http://h%d.test/%d", i, i), Row: i + 1, Size: -1, Meta: meta}
 	})
@@ -141,4 +146,50 @@ func TestRegroupBoundsTheBytesReadAhead(t *testing.T) {
 	if r.waiting != 0 || r.bytes != 0 {
 		t.Errorf("%d bytes counted with %d entries waiting after the run", r.bytes, r.waiting)
 	}
+}
+
+// A list whose hosts recur far apart (every 5,000 lines: further than
+// lookBase), then stop recurring, reads lookMax entries ahead and then gives that ring back as it empties: the entries of
+// millions of distinct hosts that follow hold no more than lookBase would.
+// Every entry still goes out once, each host's in the list's order.
+func TestRegroupShrinksBackWhenHostsStopRecurring(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, in, out := newTestRegroup(64)
+		const recurring, distinct = 2 * lookMax, 4 * lookMax
+		go func() {
+			for i := range recurring + distinct {
+				host := fmt.Sprintf("h%d.test", i%5000)
+				if i >= recurring {
+					host = fmt.Sprintf("d%d.test", i)
+				}
+				in <- Entry{URL: fmt.Sprintf("http://%s/%d", host, i), Line: i + 1, Size: -1}
+			}
+			close(in)
+		}()
+		done := make(chan struct{})
+		go func() { r.run(context.Background()); close(done) }()
+		last := map[string]int{}
+		n, grew := 0, 0
+		for x := range out {
+			n++
+			if l, ok := last[x.hostKey]; ok && x.ent.Line <= l {
+				t.Fatalf("%s: line %d after line %d", x.hostKey, x.ent.Line, l)
+			}
+			last[x.hostKey] = x.ent.Line
+			if n == recurring/2 {
+				synctest.Wait() // the run reads what it may, then waits for us
+				grew = len(r.slots)
+			}
+		}
+		<-done
+		if n != recurring+distinct {
+			t.Fatalf("%d entries out, want %d", n, recurring+distinct)
+		}
+		if grew < lookMax {
+			t.Errorf("the ring held %d slots amid recurring hosts, want at least %d", grew, lookMax)
+		}
+		if len(r.slots) > 2*lookBase {
+			t.Errorf("after %d entries of distinct hosts the ring holds %d slots, want at most %d", distinct, len(r.slots), 2*lookBase)
+		}
+	})
 }

@@ -25,9 +25,14 @@ import (
 // recurEvery finds an entry of its host waiting, read more entries before
 // than the client keeps idle connections, or none waiting but its host among
 // those of the last 32,768 to 65,536 entries read (a Bloom filter of 128 KiB).
-// A list of distinct hosts, or of one host, holds only lookBase: reading
-// further ahead would group nothing, and on a list of millions of hosts it
-// would only hold memory. Once hosts stop recurring, the ring that held
+// A list of distinct hosts, or of one host, holds only lookBase, and only
+// lookQuiet once quietAfter entries (the filter's reach) had no host recur,
+// fewer than one in 32 of them (the filter's false hits are about one in
+// 40): hosts further apart are not seen anyway, so reading further ahead
+// would group nothing, and over millions of hosts it would only hold
+// memory. (lookBase until then: the first round of a round-robin list looks
+// like distinct hosts, and its entries still waiting when its hosts come
+// back join their next ones.) Once hosts stop recurring, the ring that held
 // lookMax shrinks back as it empties. Whatever the number, the entries
 // waiting hold at most about lookBytes (16 MiB): a table's rows carry their
 // other columns. When an entry's run returns (ended),
@@ -48,6 +53,8 @@ type regroup struct {
 	head, tail int64
 	limit      int64 // how far ahead of head it reads now
 	base       int64 // limit while hosts do not recur
+	low        int64 // limit once they did not for quietAfter entries
+	quiet      int64 // entries read in blocks of hosts not recurring since they last did
 	far        int64 // a host recurs when its entries lie this far apart
 	waiting    int   // slots waiting
 	bytes      int64 // what the waiting entries hold, about (slotBytes)
@@ -99,7 +106,9 @@ type hostQueue struct {
 }
 
 const (
-	lookBase   = 1 << 10
+	lookBase   = 1 << 13
+	lookQuiet  = 1 << 10
+	quietAfter = 2 * seenSpan
 	lookMax    = 1 << 17
 	recurEvery = 1 << 10
 	// lookBytes bounds what the waiting entries hold, whatever their
@@ -110,9 +119,9 @@ const (
 )
 
 func newRegroup(in <-chan Entry, out chan<- *entry, jobs int, mk func(ent Entry, host string) *entry, drop func(*entry)) *regroup {
-	base := max(int64(lookBase), 4*int64(jobs))
+	base, low := max(int64(lookBase), 4*int64(jobs)), max(int64(lookQuiet), 4*int64(jobs))
 	return &regroup{in: in, out: out, ended: make(chan string, max(64, 4*jobs)), mk: mk, drop: drop,
-		slots: make([]slot, 1024), limit: base, base: base, far: 2*int64(jobs) + 64,
+		slots: make([]slot, lookQuiet), limit: base, base: base, low: low, far: 2*int64(jobs) + 64,
 		hosts: make(map[string]*hostQueue), seed: maphash.MakeSeed()}
 }
 
@@ -179,7 +188,7 @@ func (r *regroup) add(ent Entry) {
 	switch n, size := r.tail-r.head, int64(len(r.slots)); {
 	case n == size:
 		r.resize(2 * len(r.slots))
-	case size > lookBase && n < size/4 && r.limit <= size/4:
+	case size > lookQuiet && n < size/4 && r.limit <= size/4:
 		// Hosts stopped recurring, and few entries wait: give back
 		// the ring that held lookMax, and the map that held its hosts
 		// (a map keeps the room it grew to).
@@ -218,9 +227,12 @@ func (r *regroup) add(ent Entry) {
 	if r.read++; r.read == recurEvery {
 		switch {
 		case r.recur*8 >= recurEvery:
-			r.limit = lookMax
+			r.limit, r.quiet = lookMax, 0
 		case r.recur*32 < recurEvery:
 			r.limit = r.base
+			if r.quiet += recurEvery; r.quiet >= quietAfter {
+				r.limit = r.low
+			}
 		}
 		r.read, r.recur = 0, 0
 	}

@@ -56,9 +56,7 @@ func feedEntriesUntilHeld(t *testing.T, n int, ent func(i int) Entry) (read int,
 
 // A list of distinct hosts, or of one host, is read only lookBase entries
 // ahead (memory); one whose hosts recur far apart within that reach, up to
-// lookMax (so that a host's entries meet while its connection lives). Hosts
-// that recur beyond that reach are seen as the entries go out (see
-// TestRegroupShrinksBackWhenHostsStopRecurring).
+// lookMax (so that a host's entries meet while its connection lives).
 func TestRegroupReadsFurtherAheadWhileHostsRecur(t *testing.T) {
 	read, r := feedUntilHeld(t, 3*lookMax, func(i int) string { return fmt.Sprintf("h%d.test", i) })
 	// The first entry went to the out channel's sender; lookBase wait.
@@ -72,9 +70,9 @@ func TestRegroupReadsFurtherAheadWhileHostsRecur(t *testing.T) {
 	if want := lookBase + 1; read != want || r.limit != lookBase {
 		t.Errorf("one host: read %d entries ahead (limit %d), want %d", read, r.limit, want)
 	}
-	read, r = feedUntilHeld(t, 3*lookMax, func(i int) string { return fmt.Sprintf("h%d.test", i%500) })
+	read, r = feedUntilHeld(t, 3*lookMax, func(i int) string { return fmt.Sprintf("h%d.test", i%5000) })
 	if want := lookMax + 1; read != want || r.limit != lookMax {
-		t.Errorf("hosts recurring every 500 lines: read %d entries ahead (limit %d), want %d", read, r.limit, want)
+		t.Errorf("hosts recurring every 5,000 lines: read %d entries ahead (limit %d), want %d", read, r.limit, want)
 	}
 }
 
@@ -148,9 +146,10 @@ func TestRegroupBoundsTheBytesReadAhead(t *testing.T) {
 	}
 }
 
-// A list whose hosts recur far apart (every 5,000 lines: further than
-// lookBase), then stop recurring, reads lookMax entries ahead and then gives that ring back as it empties: the entries of
-// millions of distinct hosts that follow hold no more than lookBase would.
+// A list whose hosts recur far apart, then stop recurring, reads lookMax
+// entries ahead and then gives that ring back as it empties: the entries of
+// millions of distinct hosts that follow hold no more than lookQuiet would
+// once quietAfter of them showed no host recur.
 // Every entry still goes out once, each host's in the list's order.
 func TestRegroupShrinksBackWhenHostsStopRecurring(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -188,8 +187,52 @@ func TestRegroupShrinksBackWhenHostsStopRecurring(t *testing.T) {
 		if grew < lookMax {
 			t.Errorf("the ring held %d slots amid recurring hosts, want at least %d", grew, lookMax)
 		}
-		if len(r.slots) > 2*lookBase {
-			t.Errorf("after %d entries of distinct hosts the ring holds %d slots, want at most %d", distinct, len(r.slots), 2*lookBase)
+		if r.limit != lookQuiet || len(r.slots) > 2*lookQuiet {
+			t.Errorf("after %d entries of distinct hosts the ring holds %d slots (limit %d), want at most %d (limit %d)",
+				distinct, len(r.slots), r.limit, 2*lookQuiet, lookQuiet)
+		}
+	})
+}
+
+// A list of distinct hosts reads lookBase entries ahead while it could still
+// be the first round of a round-robin list, and lookQuiet once quietAfter
+// entries showed no host recur.
+func TestRegroupReadsLessAheadOnceHostsShowNoRecurrence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, in, out := newTestRegroup(64)
+		const n = 2 * quietAfter
+		go func() {
+			for i := range n {
+				in <- Entry{URL: fmt.Sprintf("http://d%d.test/%d", i, i), Line: i + 1, Size: -1}
+			}
+			close(in)
+		}()
+		done := make(chan struct{})
+		go func() { r.run(context.Background()); close(done) }()
+		got := 0
+		for range out {
+			got++
+			var early bool
+			switch got {
+			case quietAfter / 2:
+				early = true
+			case quietAfter + 2*lookBase, n - 2*lookBase:
+			default:
+				continue
+			}
+			synctest.Wait() // the run reads what it may, then waits for us
+			ahead := r.tail - r.head
+			if early && (r.limit != lookBase || ahead != lookBase) {
+				t.Errorf("after %d entries out: %d read ahead (limit %d), want %d", got, ahead, r.limit, lookBase)
+			}
+			if !early && (r.limit != lookQuiet || ahead != lookQuiet || len(r.slots) > 2*lookQuiet) {
+				t.Errorf("after %d entries out: %d read ahead (limit %d) in a ring of %d, want %d in at most %d",
+					got, ahead, r.limit, len(r.slots), lookQuiet, 2*lookQuiet)
+			}
+		}
+		<-done
+		if got != n {
+			t.Fatalf("%d entries out, want %d", got, n)
 		}
 	})
 }

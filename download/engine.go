@@ -258,7 +258,7 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	// One buffer per worker, plus the hash rings of those that hash.
 	e.bufs = newBuffers(bufSize, (1+hashRing)*o.Jobs)
 	e.xfer = transferDeps{client: client, header: o.Header, timeout: o.Timeout, decode: o.Decode,
-		hashAll: o.HashAll, limiter: e.limiter, bufs: e.bufs, big: newBuffers(bigBufSize, bigBufs), bytes: &e.stats.Bytes,
+		hashAll: o.HashAll, limiter: e.limiter, bufs: e.bufs, big: newBuffers(bigBufSize, bigBufs), fit: newBuffers(smallBufSize, o.Jobs), bytes: &e.stats.Bytes,
 		split: o.Split, minSplit: o.MinSplitSize, splitBelow: o.SplitBelow, retries: o.Retries,
 		backoff: retry.Backoff{Base: o.RetryBase, Max: o.RetryMax, Jitter: 0.5}}
 	e.jobs = semaphore.NewWeighted(int64(o.Jobs) * int64(o.Streams))
@@ -271,6 +271,7 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 		e.xferSmall = e.xfer
 		e.xferSmall.bufs = e.small
 		e.xferSmall.big = nil // a stream's reads return a DATA frame at most
+		e.xferSmall.fit = nil // its buffers are small already
 	}
 	return e
 }

@@ -25,9 +25,17 @@ import (
 // recurEvery finds an entry of its host waiting, read more entries before
 // than the client keeps idle connections, or none waiting but its host among
 // those of the last 32,768 to 65,536 entries read (a Bloom filter of 128 KiB).
-// A list of distinct hosts, or of one host, holds only lookBase. Whatever
-// the number, the entries waiting hold at most about lookBytes (16 MiB): a
-// table's rows carry their other columns. When an entry's run returns (ended),
+// A list of distinct hosts, or of one host, holds only lookBase, and only
+// lookQuiet once quietAfter entries (the filter's reach) had no host recur,
+// fewer than one in 32 of them (the filter's false hits are about one in
+// 40): hosts further apart are not seen anyway, so reading further ahead
+// would group nothing, and over millions of hosts it would only hold
+// memory. (lookBase until then: the first round of a round-robin list looks
+// like distinct hosts, and its entries still waiting when its hosts come
+// back join their next ones.) Once hosts stop recurring, the ring that held
+// lookMax shrinks back as it empties. Whatever the number, the entries
+// waiting hold at most about lookBytes (16 MiB): a table's rows carry their
+// other columns. When an entry's run returns (ended),
 // its host's next waiting entry goes out first; otherwise the oldest. One
 // host's entries keep the order of the list, and each is handed out once;
 // the entries of different hosts may go out of the list's order.
@@ -45,6 +53,8 @@ type regroup struct {
 	head, tail int64
 	limit      int64 // how far ahead of head it reads now
 	base       int64 // limit while hosts do not recur
+	low        int64 // limit once they did not for quietAfter entries
+	quiet      int64 // entries read in blocks of hosts not recurring since they last did
 	far        int64 // a host recurs when its entries lie this far apart
 	waiting    int   // slots waiting
 	bytes      int64 // what the waiting entries hold, about (slotBytes)
@@ -97,6 +107,8 @@ type hostQueue struct {
 
 const (
 	lookBase   = 1 << 13
+	lookQuiet  = 1 << 10
+	quietAfter = 2 * seenSpan
 	lookMax    = 1 << 17
 	recurEvery = 1 << 10
 	// lookBytes bounds what the waiting entries hold, whatever their
@@ -107,9 +119,9 @@ const (
 )
 
 func newRegroup(in <-chan Entry, out chan<- *entry, jobs int, mk func(ent Entry, host string) *entry, drop func(*entry)) *regroup {
-	base := max(int64(lookBase), 4*int64(jobs))
+	base, low := max(int64(lookBase), 4*int64(jobs)), max(int64(lookQuiet), 4*int64(jobs))
 	return &regroup{in: in, out: out, ended: make(chan string, max(64, 4*jobs)), mk: mk, drop: drop,
-		slots: make([]slot, 1024), limit: base, base: base, far: 2*int64(jobs) + 64,
+		slots: make([]slot, lookQuiet), limit: base, base: base, low: low, far: 2*int64(jobs) + 64,
 		hosts: make(map[string]*hostQueue), seed: maphash.MakeSeed()}
 }
 
@@ -173,8 +185,19 @@ func (r *regroup) run(ctx context.Context) {
 
 // add makes ent wait, last of its host's.
 func (r *regroup) add(ent Entry) {
-	if r.tail-r.head == int64(len(r.slots)) {
-		r.grow()
+	switch n, size := r.tail-r.head, int64(len(r.slots)); {
+	case n == size:
+		r.resize(2 * len(r.slots))
+	case size > lookQuiet && n < size/4 && r.limit <= size/4:
+		// Hosts stopped recurring, and few entries wait: give back
+		// the ring that held lookMax, and the map that held its hosts
+		// (a map keeps the room it grew to).
+		r.resize(len(r.slots) / 2)
+		hosts := make(map[string]*hostQueue, len(r.hosts))
+		for h, q := range r.hosts {
+			hosts[h] = q
+		}
+		r.hosts = hosts
 	}
 	seq := r.tail
 	r.tail++
@@ -204,9 +227,12 @@ func (r *regroup) add(ent Entry) {
 	if r.read++; r.read == recurEvery {
 		switch {
 		case r.recur*8 >= recurEvery:
-			r.limit = lookMax
+			r.limit, r.quiet = lookMax, 0
 		case r.recur*32 < recurEvery:
 			r.limit = r.base
+			if r.quiet += recurEvery; r.quiet >= quietAfter {
+				r.limit = r.low
+			}
 		}
 		r.read, r.recur = 0, 0
 	}
@@ -231,9 +257,10 @@ func (r *regroup) sawHost(host string) bool {
 	return saw
 }
 
-// grow doubles the ring, keeping each entry's sequence number.
-func (r *regroup) grow() {
-	slots := make([]slot, 2*len(r.slots))
+// resize moves the waiting entries to a ring of n slots (a power of two,
+// more than tail-head), keeping each entry's sequence number.
+func (r *regroup) resize(n int) {
+	slots := make([]slot, n)
 	for seq := r.head; seq < r.tail; seq++ {
 		slots[seq&int64(len(slots)-1)] = r.slots[seq&int64(len(r.slots)-1)]
 	}

@@ -63,6 +63,9 @@ func TestRegroupReadsFurtherAheadWhileHostsRecur(t *testing.T) {
 	if want := lookBase + 1; read != want || r.limit != lookBase {
 		t.Errorf("distinct hosts: read %d entries ahead (limit %d), want %d", read, r.limit, want)
 	}
+	if len(r.slots) > lookBase {
+		t.Errorf("distinct hosts: the ring grew to %d slots, want at most %d", len(r.slots), lookBase)
+	}
 	read, r = feedUntilHeld(t, 3*lookMax, func(int) string { return "one.test" })
 	if want := lookBase + 1; read != want || r.limit != lookBase {
 		t.Errorf("one host: read %d entries ahead (limit %d), want %d", read, r.limit, want)
@@ -127,7 +130,7 @@ func TestRegroupServesTheHostThatEndedFirst(t *testing.T) {
 // Entries that carry much (a table's other columns) are read ahead up to
 // about lookBytes, not lookBase of them.
 func TestRegroupBoundsTheBytesReadAhead(t *testing.T) {
-	meta := `{"caption":"` + strings.Repeat("x", 8<<10) + `"}`
+	meta := `{"caption":"` + strings.Repeat("x", 2*lookBytes/lookBase) + `"}`
 	read, held, r := feedEntriesUntilHeld(t, lookBase, func(i int) Entry {
 		return Entry{URL: fmt.Sprintf("http://h%d.test/%d", i, i), Row: i + 1, Size: -1, Meta: meta}
 	})
@@ -141,4 +144,95 @@ func TestRegroupBoundsTheBytesReadAhead(t *testing.T) {
 	if r.waiting != 0 || r.bytes != 0 {
 		t.Errorf("%d bytes counted with %d entries waiting after the run", r.bytes, r.waiting)
 	}
+}
+
+// A list whose hosts recur far apart, then stop recurring, reads lookMax
+// entries ahead and then gives that ring back as it empties: the entries of
+// millions of distinct hosts that follow hold no more than lookQuiet would
+// once quietAfter of them showed no host recur.
+// Every entry still goes out once, each host's in the list's order.
+func TestRegroupShrinksBackWhenHostsStopRecurring(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, in, out := newTestRegroup(64)
+		const recurring, distinct = 2 * lookMax, 4 * lookMax
+		go func() {
+			for i := range recurring + distinct {
+				host := fmt.Sprintf("h%d.test", i%5000)
+				if i >= recurring {
+					host = fmt.Sprintf("d%d.test", i)
+				}
+				in <- Entry{URL: fmt.Sprintf("http://%s/%d", host, i), Line: i + 1, Size: -1}
+			}
+			close(in)
+		}()
+		done := make(chan struct{})
+		go func() { r.run(context.Background()); close(done) }()
+		last := map[string]int{}
+		n, grew := 0, 0
+		for x := range out {
+			n++
+			if l, ok := last[x.hostKey]; ok && x.ent.Line <= l {
+				t.Fatalf("%s: line %d after line %d", x.hostKey, x.ent.Line, l)
+			}
+			last[x.hostKey] = x.ent.Line
+			if n == recurring/2 {
+				synctest.Wait() // the run reads what it may, then waits for us
+				grew = len(r.slots)
+			}
+		}
+		<-done
+		if n != recurring+distinct {
+			t.Fatalf("%d entries out, want %d", n, recurring+distinct)
+		}
+		if grew < lookMax {
+			t.Errorf("the ring held %d slots amid recurring hosts, want at least %d", grew, lookMax)
+		}
+		if r.limit != lookQuiet || len(r.slots) > 2*lookQuiet {
+			t.Errorf("after %d entries of distinct hosts the ring holds %d slots (limit %d), want at most %d (limit %d)",
+				distinct, len(r.slots), r.limit, 2*lookQuiet, lookQuiet)
+		}
+	})
+}
+
+// A list of distinct hosts reads lookBase entries ahead while it could still
+// be the first round of a round-robin list, and lookQuiet once quietAfter
+// entries showed no host recur.
+func TestRegroupReadsLessAheadOnceHostsShowNoRecurrence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, in, out := newTestRegroup(64)
+		const n = 2 * quietAfter
+		go func() {
+			for i := range n {
+				in <- Entry{URL: fmt.Sprintf("http://d%d.test/%d", i, i), Line: i + 1, Size: -1}
+			}
+			close(in)
+		}()
+		done := make(chan struct{})
+		go func() { r.run(context.Background()); close(done) }()
+		got := 0
+		for range out {
+			got++
+			var early bool
+			switch got {
+			case quietAfter / 2:
+				early = true
+			case quietAfter + 2*lookBase, n - 2*lookBase:
+			default:
+				continue
+			}
+			synctest.Wait() // the run reads what it may, then waits for us
+			ahead := r.tail - r.head
+			if early && (r.limit != lookBase || ahead != lookBase) {
+				t.Errorf("after %d entries out: %d read ahead (limit %d), want %d", got, ahead, r.limit, lookBase)
+			}
+			if !early && (r.limit != lookQuiet || ahead != lookQuiet || len(r.slots) > 2*lookQuiet) {
+				t.Errorf("after %d entries out: %d read ahead (limit %d) in a ring of %d, want %d in at most %d",
+					got, ahead, r.limit, len(r.slots), lookQuiet, 2*lookQuiet)
+			}
+		}
+		<-done
+		if got != n {
+			t.Fatalf("%d entries out, want %d", got, n)
+		}
+	})
 }

@@ -34,6 +34,7 @@ type transferDeps struct {
 	limiter *rate.Limiter // --limit-rate, nil: none
 	bufs    *buffers
 	big     *buffers      // bigBufSize buffers, taken with TryGet; nil: none
+	fit     *buffers      // smallBufSize buffers, for a body known to fit one; nil: none
 	bytes   *atomic.Int64 // Stats.Bytes
 	// split and minSplit are --split and --min-split-size (split.go); a
 	// piece that gets no byte is tried retries+1 times, backoff apart.
@@ -59,6 +60,7 @@ type transfer struct {
 	hash      *asyncHash
 	buf       *[]byte
 	big       bool     // buf is from d.big
+	fitted    bool     // buf is from d.fit
 	raw       *rawBody // the encoded body under the decoder (--compressed), nil if none
 	// responded: the last attempt got a response head (any status), so its
 	// host is up.
@@ -194,8 +196,11 @@ func (t *transfer) close() {
 
 // pool is where t.buf came from.
 func (t *transfer) pool() *buffers {
-	if t.big {
+	switch {
+	case t.big:
 		return t.d.big
+	case t.fitted:
+		return t.d.fit
 	}
 	return t.d.bufs
 }
@@ -207,8 +212,8 @@ func (t *transfer) grow() {
 		return
 	}
 	if bp := t.d.big.TryGet(); bp != nil {
-		t.d.bufs.Put(t.buf)
-		t.buf, t.big = bp, true
+		t.pool().Put(t.buf)
+		t.buf, t.big, t.fitted = bp, true, false
 	}
 }
 
@@ -552,10 +557,22 @@ func (t *transfer) buffer() []byte {
 	if t.hash != nil {
 		return t.hash.buffer()
 	}
+	// What is left of the body, when its length is known, fits a small
+	// buffer: one of bufSize for each of --jobs small files would hold
+	// megabytes that the reads never fill.
+	fits := t.d.fit != nil && t.total >= 0 && t.total-t.written <= smallBufSize
+	if t.fitted && !fits { // this attempt's body is longer than the last's
+		t.d.fit.Put(t.buf)
+		t.buf, t.fitted = nil, false
+	}
 	if t.buf == nil {
 		// Not before: over HTTP/2 most entries in flight wait for their
 		// response head, and need no buffer meanwhile.
-		t.buf = t.d.bufs.Get()
+		if fits {
+			t.buf, t.fitted = t.d.fit.Get(), true
+		} else {
+			t.buf = t.d.bufs.Get()
+		}
 	}
 	return *t.buf
 }

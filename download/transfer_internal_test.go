@@ -89,3 +89,37 @@ func TestTransferGrowsBuffer(t *testing.T) {
 		t.Errorf("%d big buffers idle, want 0", got)
 	}
 }
+
+// A body known to fit a small buffer is read into one; an attempt whose body
+// is longer (or of unknown length) takes a full-size buffer instead, and
+// every buffer goes back to its own pool.
+func TestTransferSmallBodyTakesSmallBuffer(t *testing.T) {
+	d := &transferDeps{bufs: newBuffers(bufSize, 4), fit: newBuffers(smallBufSize, 4)}
+	x := &transfer{d: d, total: 4 << 10}
+	if got := len(x.buffer()); got != smallBufSize {
+		t.Fatalf("a 4 KiB body got a %d-byte buffer, want %d", got, smallBufSize)
+	}
+	x.total, x.written = 1<<20, 1<<20-smallBufSize
+	if got := len(x.buffer()); got != smallBufSize {
+		t.Fatalf("the last %d bytes of a body got a %d-byte buffer, want %d", smallBufSize, got, smallBufSize)
+	}
+	x.written = 0
+	if got := len(x.buffer()); got != bufSize {
+		t.Fatalf("a 1 MiB body got a %d-byte buffer, want %d", got, bufSize)
+	}
+	if got := len(d.fit.free); got != 1 {
+		t.Errorf("%d small buffers given back on the swap, want 1", got)
+	}
+	x.close()
+	if got := len(d.bufs.free); got != 1 {
+		t.Errorf("%d full-size buffers given back, want 1", got)
+	}
+	unknown := &transfer{d: d, total: -1}
+	if got := len(unknown.buffer()); got != bufSize {
+		t.Errorf("a body of unknown length got a %d-byte buffer, want %d", got, bufSize)
+	}
+	unknown.close()
+	if got := len(d.fit.free); got != 1 {
+		t.Errorf("%d small buffers idle, want 1", got)
+	}
+}

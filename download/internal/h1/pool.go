@@ -17,7 +17,7 @@ import (
 )
 
 const (
-	readBufSize  = 64 << 10 // reads of a body at least this big bypass the buffer
+	readBufSize  = 16 << 10 // a small file's head and body in one read; reads of a body at least this big bypass the buffer
 	writeBufSize = 4 << 10
 	idleTimeout  = 90 * time.Second // an idle connection older than this is closed, not used
 )
@@ -61,7 +61,7 @@ type conn struct {
 // nothing buffered: one with bytes left over is closed, not kept), so that
 // idle connections cost no memory beyond the socket, and a list over many
 // hosts, a connection each, reuses the same few buffers rather than
-// allocating and zeroing 68 KiB per host.
+// allocating and zeroing 20 KiB per host.
 var (
 	readBufs  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
 	writeBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufSize) }}

@@ -170,10 +170,10 @@ type Engine struct {
 	bufs        *buffers
 	parking     *parking
 	xfer        transferDeps // what each transfer uses of the engine
-	// small and xferSmall are the same for entries that take a stream of an
-	// HTTP/2 connection (weight 1): Streams times as many of them are in
-	// flight, with smaller buffers (an HTTP/2 DATA frame is 16 KiB).
-	small     *buffers
+	// xferSmall is the same for entries that take a stream of an HTTP/2
+	// connection (weight 1): Streams times as many of them are in flight,
+	// with smaller buffers (an HTTP/2 DATA frame is 16 KiB). Its bufs are
+	// nil where Streams is 1.
 	xferSmall transferDeps
 	// jobs is Jobs*Streams: what the entries in flight weigh at most
 	// (weight).
@@ -257,8 +257,12 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	}
 	// One buffer per worker, plus the hash rings of those that hash.
 	e.bufs = newBuffers(bufSize, (1+hashRing)*o.Jobs)
+	// The small buffers: for a body known to fit one, and for every entry
+	// on a stream of an HTTP/2 connection (idle ones kept: as many as the
+	// streams of -j connections use).
+	small := newBuffers(smallBufSize, (1+hashRing)*o.Jobs*max(o.Streams, 1))
 	e.xfer = transferDeps{client: client, header: o.Header, timeout: o.Timeout, decode: o.Decode,
-		hashAll: o.HashAll, limiter: e.limiter, bufs: e.bufs, big: newBuffers(bigBufSize, bigBufs), fit: newBuffers(smallBufSize, o.Jobs), bytes: &e.stats.Bytes,
+		hashAll: o.HashAll, limiter: e.limiter, bufs: e.bufs, big: newBuffers(bigBufSize, bigBufs), fit: small, bytes: &e.stats.Bytes,
 		split: o.Split, minSplit: o.MinSplitSize, splitBelow: o.SplitBelow, retries: o.Retries,
 		backoff: retry.Backoff{Base: o.RetryBase, Max: o.RetryMax, Jitter: 0.5}}
 	e.jobs = semaphore.NewWeighted(int64(o.Jobs) * int64(o.Streams))
@@ -266,10 +270,8 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 		e.streams = semaphore.NewWeighted(int64(o.MaxStreams))
 	}
 	if o.Streams > 1 {
-		// Idle buffers kept: as many as the streams of -j connections use.
-		e.small = newBuffers(smallBufSize, (1+hashRing)*o.Jobs*o.Streams)
 		e.xferSmall = e.xfer
-		e.xferSmall.bufs = e.small
+		e.xferSmall.bufs = small
 		e.xferSmall.big = nil // a stream's reads return a DATA frame at most
 		e.xferSmall.fit = nil // its buffers are small already
 	}

@@ -649,7 +649,7 @@ func (x *entry) closeTransfer() {
 // deps is what its transfer uses of the engine: with the small buffers for
 // an entry on a stream of an HTTP/2 connection.
 func (x *entry) deps() *transferDeps {
-	if x.small && x.e.small != nil {
+	if x.small && x.e.xferSmall.bufs != nil {
 		return &x.e.xferSmall
 	}
 	return &x.e.xfer

@@ -59,8 +59,7 @@ type transfer struct {
 	validator string // strong ETag or Last-Modified of what is written, "" if none
 	hash      *asyncHash
 	buf       *[]byte
-	big       bool     // buf is from d.big
-	fitted    bool     // buf is from d.fit
+	from      *buffers // the pool buf came from: d.bufs, d.big or d.fit
 	raw       *rawBody // the encoded body under the decoder (--compressed), nil if none
 	// responded: the last attempt got a response head (any status), so its
 	// host is up.
@@ -190,30 +189,19 @@ func (t *transfer) close() {
 		t.hash.close()
 	}
 	if t.buf != nil {
-		t.pool().Put(t.buf)
+		t.from.Put(t.buf)
 	}
-}
-
-// pool is where t.buf came from.
-func (t *transfer) pool() *buffers {
-	switch {
-	case t.big:
-		return t.d.big
-	case t.fitted:
-		return t.d.fit
-	}
-	return t.d.bufs
 }
 
 // grow swaps the copy buffer for a big one (see bigBufSize) once a body past
 // growAt still fills every read, if one is free.
 func (t *transfer) grow() {
-	if t.big || t.d.big == nil || t.hash != nil || t.written < growAt {
+	if t.d.big == nil || t.from == t.d.big || t.hash != nil || t.written < growAt {
 		return
 	}
 	if bp := t.d.big.TryGet(); bp != nil {
-		t.pool().Put(t.buf)
-		t.buf, t.big, t.fitted = bp, true, false
+		t.from.Put(t.buf)
+		t.buf, t.from = bp, t.d.big
 	}
 }
 
@@ -561,18 +549,18 @@ func (t *transfer) buffer() []byte {
 	// buffer: one of bufSize for each of --jobs small files would hold
 	// megabytes that the reads never fill.
 	fits := t.d.fit != nil && t.total >= 0 && t.total-t.written <= smallBufSize
-	if t.fitted && !fits { // this attempt's body is longer than the last's
-		t.d.fit.Put(t.buf)
-		t.buf, t.fitted = nil, false
+	if t.buf != nil && t.from == t.d.fit && !fits { // this attempt's body is longer than the last's
+		t.from.Put(t.buf)
+		t.buf = nil
 	}
 	if t.buf == nil {
 		// Not before: over HTTP/2 most entries in flight wait for their
 		// response head, and need no buffer meanwhile.
+		pool := t.d.bufs
 		if fits {
-			t.buf, t.fitted = t.d.fit.Get(), true
-		} else {
-			t.buf = t.d.bufs.Get()
+			pool = t.d.fit
 		}
+		t.buf, t.from = pool.Get(), pool
 	}
 	return *t.buf
 }

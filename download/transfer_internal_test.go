@@ -64,22 +64,22 @@ func TestTransferGrowsBuffer(t *testing.T) {
 	}
 	early := xfer(growAt - 1)
 	early.grow()
-	if early.big || len(early.buffer()) != 8 {
+	if early.from == d.big || len(early.buffer()) != 8 {
 		t.Fatalf("grew before growAt: %d bytes", len(early.buffer()))
 	}
 	a, b, c := xfer(growAt), xfer(growAt), xfer(growAt)
 	for _, x := range []*transfer{a, b, c} {
 		x.grow()
 	}
-	if !a.big || !b.big || len(a.buffer()) != 64 || len(b.buffer()) != 64 {
-		t.Fatalf("the first two did not grow: %v %v", a.big, b.big)
+	if a.from != d.big || b.from != d.big || len(a.buffer()) != 64 || len(b.buffer()) != 64 {
+		t.Fatalf("the first two did not grow: %v %v", a.from == d.big, b.from == d.big)
 	}
-	if c.big || len(c.buffer()) != 8 {
+	if c.from == d.big || len(c.buffer()) != 8 {
 		t.Fatal("a third big buffer was made past the cap")
 	}
 	a.close()
 	c.grow()
-	if !c.big || len(c.buffer()) != 64 {
+	if c.from != d.big || len(c.buffer()) != 64 {
 		t.Fatal("a big buffer given back was not taken again")
 	}
 	if got := len(d.bufs.free); got != 3 {

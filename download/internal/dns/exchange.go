@@ -184,7 +184,7 @@ func deadlines(ctx context.Context, c net.Conn) (stop func() bool) {
 // (udpMux), or over one of its own where the same ID and question are
 // already in flight there, and waits for its answer.
 func (r *Resolver) askUDP(ctx context.Context, server netip.AddrPort, id uint16, q dnsmessage.Question, msg []byte) (reply, bool, error) {
-	k := qkey{id: id, qtype: q.Type, class: q.Class, name: lowerName(q.Name)}
+	k := keyFor(id, q)
 	in, err := r.udp.get(server).exchange(ctx, k, msg)
 	if errors.Is(err, errBusy) {
 		return askUDPAlone(ctx, server, id, q, msg)

@@ -876,13 +876,27 @@ func TestWalkCloseAndCancel(t *testing.T) {
 func TestWalkCloseDuringNext(t *testing.T) {
 	pr, pw := io.Pipe()
 	defer pw.Close()
-	w := Expand(context.Background(), http.DefaultClient, input.NewScanner(pr), Options{})
+	reading := make(chan struct{})
+	src := &signalReader{r: pr, first: reading}
+	w := Expand(context.Background(), http.DefaultClient, input.NewScanner(src), Options{})
 	done := make(chan error, 1)
 	go func() { _, err := w.Next(); done <- err }()
-	time.Sleep(10 * time.Millisecond)
-	w.Close() // Next is blocked in the source: Close must not wait for it
+	<-reading // Next is in the source's Read, which blocks until the pipe has bytes
+	w.Close() // Close must not wait for it
 	pw.Close()
 	if err := <-done; err != io.EOF && !errors.Is(err, errClosed) {
 		t.Errorf("Next: %v", err)
 	}
+}
+
+// signalReader closes first when its first Read begins.
+type signalReader struct {
+	r     io.Reader
+	first chan struct{}
+	once  sync.Once
+}
+
+func (s *signalReader) Read(p []byte) (int, error) {
+	s.once.Do(func() { close(s.first) })
+	return s.r.Read(p)
 }

@@ -673,12 +673,19 @@ func (x *entry) releaseHost() {
 // multiply the memory bound set by --jobs. Abort saves the progress; the next
 // openStaging finds it and the next attempt resumes it with Range + If-Range.
 func (x *entry) setAside(d time.Duration) {
+	e, h, key := x.e, x.host, x.hostKey
 	x.closeStaging(nil)
 	x.releaseHost()
-	x.e.claims.release(x.claimed, nil)
+	e.claims.release(x.claimed, nil)
 	x.claimed = nil
 	x.resumed = true
-	x.e.parking.put(x, d)
+	e.parking.put(x, d) // from here on x may be another worker's
+	// Another entry's miss may have taken the host down since this entry's
+	// attempt, and woken the host's parked entries before this one was
+	// among them: it would wait out its backoff before failing.
+	if h != nil && e.hosts.isDown(h) != nil {
+		e.parking.wake(key)
+	}
 }
 
 // end records the outcome of a started entry and lets its name go. It is

@@ -15,6 +15,7 @@ import (
 	"github.com/haul/haul/download"
 	"github.com/haul/haul/download/downloadtest"
 	"github.com/haul/haul/internal/testutil"
+	"github.com/haul/haul/sink"
 )
 
 // inode returns the final file's inode and modification time.
@@ -99,14 +100,16 @@ func TestUpdateLastModified(t *testing.T) {
 			{"newer than the server's", mod.Add(time.Hour), download.StatusUnchanged},
 			{"older than the server's", mod.Add(-time.Hour), download.StatusOK},
 		} {
-			h := newHarness(t)
-			p := filepath.Join(h.dir, "theirs")
+			// There before the run, as another tool's file is.
+			dir := t.TempDir()
+			p := filepath.Join(dir, "theirs")
 			if err := os.WriteFile(p, []byte("another tool's bytes"), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			if err := os.Chtimes(p, tc.mtime, tc.mtime); err != nil {
 				t.Fatal(err)
 			}
+			h := newHarnessDir(t, dir, sink.FileOptions{NoSync: true})
 			r := h.run(download.Options{Update: true}, u+" out=theirs").get(u)
 			if r.Status != tc.status {
 				t.Errorf("%s: %s %v, want %s", tc.name, r.Status, r.Err, tc.status)

@@ -54,6 +54,9 @@ type dirCache struct {
 	// by maxMissing: the Create that follows the Stat of a file in a new
 	// directory makes it without looking for it again.
 	missing map[string]struct{}
+
+	known    *known // the names this process made (nil: not kept, see known)
+	topFresh bool   // the top held only names in known when the sink opened
 }
 
 // prune removes dir, and its parents, where this process created them and
@@ -143,6 +146,7 @@ type dirRef struct {
 	refs    int
 	evicted bool // out of the cache: the last release closes it
 	path    string
+	fresh   bool // every entry in it was made by this process (as far as known is trusted)
 }
 
 func newDirCache(root *os.Root, max int) *dirCache {
@@ -204,6 +208,7 @@ func (c *dirCache) acquire(dir string, create bool) (*dirRef, error) {
 			c.top.refs++
 			return c.top, nil
 		}
+		d.fresh = c.topFresh
 		c.top = d
 		return d, nil
 	}
@@ -257,7 +262,7 @@ func (c *dirCache) openAt(dir string, create bool) (*dirRef, error) {
 	for attempt := 0; ; attempt++ {
 		var fd int
 		var err error
-		if attempt == 0 && create && c.wasMissing(dir) {
+		if attempt == 0 && (create && c.wasMissing(dir) || c.absent(p, name)) {
 			err = unix.ENOENT // make it first: mkdirat says if it is there after all
 		} else {
 			err = ignoringEINTR(func() (err error) {
@@ -275,7 +280,7 @@ func (c *dirCache) openAt(dir string, create bool) (*dirRef, error) {
 				}
 				dev = uint64(st.Dev) // it may be a mount point
 			}
-			return &dirRef{fd: fd, dev: dev, refs: 1, path: dir}, nil
+			return &dirRef{fd: fd, dev: dev, refs: 1, path: dir, fresh: made}, nil
 		}
 		if err == unix.ELOOP || err == unix.ENOTDIR {
 			return nil, nil
@@ -288,9 +293,15 @@ func (c *dirCache) openAt(dir string, create bool) (*dirRef, error) {
 		if err != unix.ENOENT || !create || attempt > 1 {
 			return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
 		}
-		if _, err := p.lstat(name + PartSuffix); err == nil || c.isStagingUnnamed(dir) {
+		if c.isStagingUnnamed(dir) {
 			return nil, &fs.PathError{Op: "mkdir", Path: dir, Err: ErrFileInWay}
 		}
+		if !c.absent(p, name+PartSuffix) {
+			if _, err := p.lstat(name + PartSuffix); err == nil {
+				return nil, &fs.PathError{Op: "mkdir", Path: dir, Err: ErrFileInWay}
+			}
+		}
+		c.creating(parent, name)
 		err = ignoringEINTR(func() error { return unix.Mkdirat(p.fd, name, 0o755) })
 		if err == nil {
 			c.mu.Lock()
@@ -304,6 +315,34 @@ func (c *dirCache) openAt(dir string, create bool) (*dirRef, error) {
 		}
 		made = err == nil
 	}
+}
+
+// absent reports whether name certainly does not exist in d: d holds only
+// entries this process made, and name is not one of them (see known).
+func (c *dirCache) absent(d *dirRef, name string) bool {
+	return d.fresh && c.known != nil && c.known.trust.Load() && c.known.absent(joinPath(d.path, name))
+}
+
+// creating records, before the system call, that name is made in dir.
+func (c *dirCache) creating(dir, name string) {
+	if c.known != nil {
+		c.known.add(joinPath(dir, name))
+	}
+}
+
+// distrust stops answering from known: another process may write here.
+func (c *dirCache) distrust() {
+	if c.known != nil {
+		c.known.trust.Store(false)
+	}
+}
+
+// joinPath is the path in the sink of name in the directory dir.
+func joinPath(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
 }
 
 // doneWithLocked ends one use of the directory dir (see inUse).
@@ -363,6 +402,11 @@ func (c *dirCache) mkdirs(dir string) error {
 			return &fs.PathError{Op: "mkdir", Path: p, Err: ErrFileInWay}
 		}
 		// p is the first missing one: create it and the rest.
+		for j := i; j <= len(dir); j++ {
+			if j == len(dir) || dir[j] == '/' {
+				c.creating("", dir[:j])
+			}
+		}
 		if err := c.root.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -83,15 +84,44 @@ func NewFile(dir string, opts FileOptions) (*File, error) {
 	}
 	if top, err := root.Open("."); err == nil {
 		s.presence = &presence{dir: top}
-		s.presence.alone() // takes the shared lock
+		alone := s.presence.alone() // takes the shared lock
 		s.unnamedOK = !opts.Named && tmpfileWorks(top)
+		if s.unnamedOK && alone {
+			s.knowTop(top)
+		}
 	}
 	return s, nil
 }
 
+// knownTopMax is the most entries the sink's directory may hold at the start
+// for known to be kept: each is added to it.
+const knownTopMax = 4096
+
+// knowTop starts known (see known.go) when the sink's directory holds few
+// entries: they are recorded, and the directory counts as fresh.
+func (s *File) knowTop(top *os.File) {
+	names, err := top.Readdirnames(knownTopMax + 1)
+	if err != nil && err != io.EOF || len(names) > knownTopMax {
+		return
+	}
+	k := newKnown()
+	for _, n := range names {
+		k.add(n)
+	}
+	k.trust.Store(true)
+	s.dirs.known, s.dirs.topFresh = k, true
+}
+
 // unnamed reports whether a new file may be staged unnamed (see tmpfile.go).
 func (s *File) unnamed() bool {
-	return s.unnamedOK && !s.noUnnamed.Load() && s.presence.alone()
+	if !s.unnamedOK || s.noUnnamed.Load() {
+		return false
+	}
+	if !s.presence.alone() {
+		s.dirs.distrust()
+		return false
+	}
+	return true
 }
 
 // alone reports whether no other haul process uses the sink's directory: only
@@ -144,6 +174,9 @@ func (s *File) stat(name string, plainSize bool) (Info, error) {
 		return Info{}, err
 	}
 	defer s.dirs.release(d)
+	if s.dirs.absent(d, base) {
+		return Info{}, &fs.PathError{Op: "lstat", Path: base, Err: syscall.ENOENT}
+	}
 	st, err := d.lstat(base)
 	if err != nil {
 		return Info{}, err

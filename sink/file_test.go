@@ -92,14 +92,36 @@ func TestFileAbortAndRestart(t *testing.T) {
 // A symbolic link planted in the output directory must never lead a write
 // outside it, nor onto another file inside it.
 func TestFileSymlinks(t *testing.T) {
-	s, dir := newSink(t, FileOptions{NoSync: true})
-	outside := t.TempDir()
+	dir, outside := t.TempDir(), t.TempDir()
 	victim := filepath.Join(outside, "victim")
 	os.WriteFile(victim, []byte("keep"), 0o644)
 	os.Symlink(outside, filepath.Join(dir, "escape"))
 	os.WriteFile(filepath.Join(dir, "inside"), []byte("keep too"), 0o644)
 	os.Symlink("inside", filepath.Join(dir, "y.part"))
 	os.Symlink(victim, filepath.Join(dir, "z"))
+	// A hard link at a staging name, to a file outside, with a resume state
+	// for this very origin.
+	hard := filepath.Join(outside, "hard")
+	if err := os.WriteFile(hard, []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hardSkip := ""
+	if err := os.Link(hard, filepath.Join(dir, "h.part")); err != nil {
+		hardSkip = fmt.Sprintf("no hard links here: %v", err)
+	} else {
+		for k, v := range map[string]string{OriginAttr: "u", resumeAttr: `v1 4 4 8 "e"`} {
+			if err := setXattrPath(filepath.Join(dir, "h.part"), k, v); err != nil {
+				hardSkip = fmt.Sprintf("no user xattrs here: %v", err)
+			}
+		}
+	}
+	// Planted before the sink opens, as a user's or an earlier run's files
+	// are; one planted while it runs is below.
+	s, err := NewFile(dir, FileOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
 
 	t.Run("DirectoryLinkOutside", func(t *testing.T) {
 		if _, err := s.Create("escape/victim", "u"); err == nil {
@@ -148,19 +170,9 @@ func TestFileSymlinks(t *testing.T) {
 		}
 	})
 	t.Run("StagingNameIsHardLink", func(t *testing.T) {
-		// A hard link planted at the staging name, to a file outside, with a
-		// resume state for this very origin: the outside file is not touched.
-		hard := filepath.Join(outside, "hard")
-		if err := os.WriteFile(hard, []byte("precious"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Link(hard, filepath.Join(dir, "h.part")); err != nil {
-			t.Skipf("no hard links here: %v", err)
-		}
-		for k, v := range map[string]string{OriginAttr: "u", resumeAttr: `v1 4 4 8 "e"`} {
-			if err := setXattrPath(filepath.Join(dir, "h.part"), k, v); err != nil {
-				t.Skipf("no user xattrs here: %v", err)
-			}
+		// The outside file is not touched.
+		if hardSkip != "" {
+			t.Skip(hardSkip)
 		}
 		w, err := s.Create("h", "u")
 		if err != nil {
@@ -183,6 +195,25 @@ func TestFileSymlinks(t *testing.T) {
 	t.Run("DotDot", func(t *testing.T) {
 		if _, err := s.Create("../outside", "u"); err == nil {
 			t.Fatal("Create ../outside succeeded")
+		}
+	})
+	t.Run("LinkPlantedWhileRunning", func(t *testing.T) {
+		// The sink takes the names it did not make for absent (see known):
+		// the commit still finds the link, and neither follows nor replaces it.
+		os.Symlink(victim, filepath.Join(dir, "late"))
+		w, err := s.Create("late", "u")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, "new")
+		if err := commit(t, w); !errors.Is(err, ErrTaken) {
+			t.Fatalf("commit over a link planted meanwhile = %v, want ErrTaken", err)
+		}
+		if got, _ := os.ReadFile(victim); string(got) != "keep" {
+			t.Fatalf("the commit wrote through the link: victim = %q", got)
+		}
+		if target, err := os.Readlink(filepath.Join(dir, "late")); err != nil || target != victim {
+			t.Fatalf("the link was not kept: %q %v", target, err)
 		}
 	})
 }

@@ -109,13 +109,16 @@ func (w *fileWriter) open(origin string) error {
 // resumed (or locked by another process): ok false then, and the caller goes
 // the named way.
 func (w *fileWriter) openUnnamed() (ok bool, err error) {
-	if _, err := w.d.lstat(w.part); !errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+	if !w.s.dirs.absent(w.d, w.part) {
+		if _, err := w.d.lstat(w.part); !errors.Is(err, fs.ErrNotExist) {
+			return false, nil
+		}
 	}
 	f, err := w.d.openUnnamed(w.final) // messages name the file, not a NAME.part there is not
 	if f == nil || err != nil {
 		if err == nil {
 			w.s.noUnnamed.Store(true)
+			w.s.dirs.distrust() // no look for company before each file now
 		}
 		return false, err
 	}
@@ -159,6 +162,7 @@ func (w *fileWriter) name() error {
 	if err := lock(w.f); err != nil {
 		return err
 	}
+	w.s.dirs.creating(w.dir, w.part)
 	if err := w.d.link(w.f, w.part); err != nil {
 		return err
 	}
@@ -178,6 +182,7 @@ func (w *fileWriter) openLocked() (fresh bool, err error) {
 	d := w.d
 	// O_EXCL never follows a symbolic link, so a link planted at the staging name
 	// cannot redirect the write, even to another file inside the directory.
+	w.s.dirs.creating(w.dir, w.part)
 	f, err := d.openFile(w.part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
 	fresh = err == nil
 	if errors.Is(err, fs.ErrExist) {
@@ -562,6 +567,7 @@ func (w *fileWriter) rename(err error) error {
 // and the rename are one atomic step (RENAME_NOREPLACE), so a file another
 // process put there after the engine looked is never lost.
 func (w *fileWriter) place() error {
+	w.s.dirs.creating(w.dir, w.final)
 	if !w.replace {
 		var err error
 		if w.tmp {

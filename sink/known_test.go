@@ -1,0 +1,107 @@
+package sink
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+)
+
+// Every name added stays "maybe"; names never added are nearly all absent.
+func TestKnownFilter(t *testing.T) {
+	k := newKnown()
+	const n = 100_000
+	for i := range n {
+		k.add("h-" + strconv.Itoa(i) + "/f.part")
+	}
+	for i := range n {
+		if k.absent("h-" + strconv.Itoa(i) + "/f.part") {
+			t.Fatalf("name %d added, reported absent", i)
+		}
+	}
+	maybe := 0
+	for i := range n {
+		if !k.absent("other-" + strconv.Itoa(i)) {
+			maybe++
+		}
+	}
+	// 4 probes in 2^23 bits with 10^5 names: about 1 in 200,000 expected;
+	// the bound leaves room for any seed.
+	if maybe > n/1000 {
+		t.Errorf("%d of %d names never added reported maybe", maybe, n)
+	}
+}
+
+// In a directory the sink made (and in its own directory, which started
+// empty), a name it did not make is answered absent without asking the file
+// system; in a directory that was there before, the file system is asked.
+func TestKnownFreshDirectories(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "old"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewFile(dir, FileOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.dirs.known == nil {
+		t.Skip("no O_TMPFILE here: names are always looked up")
+	}
+	for _, name := range []string{"new/a", "old/a"} {
+		w, err := s.Create(name, "http://h/"+name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, "x")
+		if err := commit(t, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Files another writer puts there meanwhile (haul's contract is that no
+	// one does, or that it is another haul process, which presence sees).
+	for _, name := range []string{"new/planted", "old/planted", "top-planted"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("p"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, seen := range map[string]bool{"new/a": true, "old/a": true, "old/planted": true, "new/planted": false, "top-planted": false} {
+		_, err := s.Stat(name)
+		if got := err == nil; got != seen {
+			t.Errorf("Stat(%s) = %v: seen %v, want %v", name, err, got, seen)
+		}
+		if !seen && !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("Stat(%s) = %v, want not exist", name, err)
+		}
+	}
+}
+
+// Once another haul process shares the directory, every name is looked up.
+func TestKnownDistrustedWithCompany(t *testing.T) {
+	s, dir := newSink(t, FileOptions{NoSync: true})
+	if s.dirs.known == nil {
+		t.Skip("no O_TMPFILE here: names are always looked up")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "p"), []byte("p"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat("p"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Stat(p) alone = %v, want it answered absent", err)
+	}
+	other, err := NewFile(dir, FileOptions{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	w, err := s.Create("q", "http://h/q") // looks for company
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Discard()
+	if _, err := s.Stat("p"); err != nil {
+		t.Errorf("Stat(p) with company = %v, want the file found", err)
+	}
+}

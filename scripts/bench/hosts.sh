@@ -29,6 +29,9 @@
 #      counts; doubles dnsmasq's CPU a query), HOSTS_ADDRS ("198.51.100.1/32": an IPv4 address on
 #      lo, so that getaddrinfo's AI_ADDRCONFIG sees an IPv4 host; "198.51.100.1/32 2001:db8::1/128"
 #      makes it dual-stack; set but empty: none, and aria2c then resolves nothing).
+# Every run's files are kept until the script ends (if the inodes allow): on an ext4 without a
+# journal, files made within minutes after many were deleted cost several times the CPU (lib.sh,
+# KEEP_RUNS), so let a few minutes pass between two invocations.
 # Caveats: one nginx serves every host, so its descriptor limit (the hard `ulimit -n`) bounds the
 # idle keep-alive connections of all hosts together (past it nginx closes the oldest and says so
 # under the table); a TCP handshake on lo costs no round trip (wan.sh adds latency).
@@ -295,6 +298,11 @@ echo "   private netns: lo $(ip -br addr show lo | awk '{$1 = $2 = ""; print}' |
 echo "   names h-127-16-0-0.hosts.test .. $(sed -n "${H}p" "$LISTS/$L.txt" | cut -d/ -f3) via dnsmasq $DNS (synthesised, no cache);" \
      "nginx 1 worker, worker_connections $((NOFILE - 64)) (descriptor limit $NOFILE)"
 show_cmds
+# Each run's files stay until the end (KEEP_RUNS, lib.sh) when the file system has the inodes for
+# all of them twice over: a run then never starts right after a delete of its size.
+need=$(((N + H + 1) * ${#TOOLS[@]} * R)) free=$(df --output=iavail "$BENCH_DIR" | tail -n 1)
+if ((need * 2 <= free)); then KEEP_RUNS=1
+else echo "   note: $need inodes for all runs, $free free: each run is removed after it (slower runs after a delete)"; fi
 run_all
 if grep -q 'worker_connections are not enough' "$NG_ERR" 2> /dev/null; then
   echo "   note: nginx ran out of worker_connections and closed idle keep-alive connections early ($NG_ERR)"

@@ -24,6 +24,11 @@ const PartSuffix = ".part"
 
 // File is the plain-file sink: each entry is written to NAME.part beside its final
 // name, made durable, then renamed to NAME.
+//
+// A File takes its directory as its own while it is open: it sees what was
+// there when it opened and what other haul processes write, but a name another
+// program makes meanwhile may be reported absent (see known.go) and found only
+// when a commit meets it, which never replaces it.
 type File struct {
 	root       *os.Root
 	dirs       *dirCache

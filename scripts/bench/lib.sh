@@ -293,7 +293,7 @@ cleanup_run() {
     wait "$TOOL_PID" 2>/dev/null || true
   fi
   if ((${#CUR[@]})); then rm -rf "${CUR[@]}"; fi
-  if ((${#KEPT[@]})); then rm -rf "${KEPT[@]}"; KEPT=(); fi
+  if ((${#KEPT[@]})); then rm -rf "${KEPT[@]}"; KEPT=(); sync; fi   # clean buffers: 60 s, not 360
 }
 
 # table N BYTES [COLUMN...]: the medians of $TSV per tool, in TOOLS' order. Every table has ok

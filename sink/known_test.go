@@ -105,3 +105,53 @@ func TestKnownDistrustedWithCompany(t *testing.T) {
 		t.Errorf("Stat(p) with company = %v, want the file found", err)
 	}
 }
+
+// A symbolic link in the sink's directory may lead to the directory itself or
+// to one the sink makes later: a file written through the link is found under
+// its other path too.
+func TestKnownThroughLinkedDirectory(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		link, target string   // the link, there before the sink opens
+		first        string   // written before, under the target ("": none)
+		through      string   // written through the link
+		want         []string // then found
+	}{
+		{"ToTheTop", "here", ".", "", "here/x", []string{"x"}},
+		{"ToADirectoryMadeLater", "later", "made", "made/a", "later/b", []string{"made/b"}},
+		{"MadeThroughIt", "later", "made", "made/a", "later/new/c", []string{"made/new/c"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.Symlink(tc.target, filepath.Join(dir, tc.link)); err != nil {
+				t.Fatal(err)
+			}
+			s, err := NewFile(dir, FileOptions{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for _, name := range []string{tc.first, tc.through} {
+				if name == "" {
+					continue
+				}
+				w, err := s.Create(name, "http://h/"+name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.WriteString(w, "x")
+				if err := commit(t, w); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, name := range tc.want {
+				if _, err := os.Lstat(filepath.Join(dir, name)); err != nil {
+					t.Fatalf("the file is not at %s: %v", name, err)
+				}
+				if _, err := s.Stat(name); err != nil {
+					t.Errorf("Stat(%s) = %v, want the file written through %s", name, err, tc.link)
+				}
+			}
+		})
+	}
+}

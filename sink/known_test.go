@@ -285,3 +285,29 @@ func TestKnownConcurrentCreate(t *testing.T) {
 	}
 	<-done
 }
+
+// A file where a directory is looked for is not a link: the names made stay
+// trusted.
+func TestKnownFileOnThePath(t *testing.T) {
+	s, _ := newSink(t, FileOptions{NoSync: true})
+	if s.dirs.known == nil {
+		t.Skip("no O_TMPFILE here: names are always looked up")
+	}
+	w, err := s.Create("f", "http://h/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "x")
+	if err := commit(t, w); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat("f/x"); err == nil {
+		t.Fatal("Stat(f/x) found a file under a file")
+	}
+	if _, err := s.Create("f/x", "http://h/f/x"); err == nil {
+		t.Fatal("Create(f/x) made a directory over the file f")
+	}
+	if !s.dirs.known.trust.Load() {
+		t.Error("a file on the path stopped the answers from the names made")
+	}
+}

@@ -255,6 +255,7 @@ func (c *dirCache) openAt(dir string, create bool) (*dirRef, error) {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, &fs.PathError{Op: "open", Path: dir, Err: syscall.ENOENT}
 		}
+		c.distrust() // the Root's walk may go through a symbolic link (see linked)
 		return nil, nil
 	}
 	defer c.release(p)
@@ -283,6 +284,7 @@ func (c *dirCache) openAt(dir string, create bool) (*dirRef, error) {
 			return &dirRef{fd: fd, dev: dev, refs: 1, path: dir, fresh: made}, nil
 		}
 		if err == unix.ELOOP || err == unix.ENOTDIR {
+			c.linked(p, name)
 			return nil, nil
 		}
 		// Another worker's prune may remove it between mkdirat and openat:
@@ -327,6 +329,19 @@ func (c *dirCache) absent(d *dirRef, name string) bool {
 func (c *dirCache) creating(dir, name string) {
 	if c.known != nil {
 		c.known.add(joinPath(dir, name))
+	}
+}
+
+// linked stops answering from known if name in d is a symbolic link: the
+// entries made through it are recorded under the link's path, not under the
+// directory it leads to (the sink's own, or one made later, which counts as
+// fresh), and a lookup there would not find them.
+func (c *dirCache) linked(d *dirRef, name string) {
+	if c.known == nil || !c.known.trust.Load() {
+		return
+	}
+	if st, err := d.lstat(name); err != nil || st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		c.distrust()
 	}
 }
 

@@ -25,7 +25,9 @@ import (
 // trusted from the start only if this process is alone there, stages new files
 // unnamed (so that it looks for company before each one, see presence), and
 // stops being trusted for the rest of the run at the first sign of another
-// process. A process that comes and goes between two of those looks can leave
+// process, or at the first symbolic link met on the way to a directory (the
+// names made through it are recorded under the link's path, not the one it
+// leads to: see dirCache.linked). A process that comes and goes between two of those looks can leave
 // a name unseen: the file there is then found at the commit (a link or rename
 // never replaces a file another URL owns), not before the download.
 type known struct {

@@ -33,3 +33,25 @@ func TestUnnamedUnsupported(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+// Once a directory without O_TMPFILE is met, the sink no longer looks for
+// company before each file: every name is looked up from then on.
+func TestUnnamedUnsupportedLooksNamesUp(t *testing.T) {
+	s, dir := newSink(t, FileOptions{NoSync: true})
+	if !s.unnamedOK {
+		t.Skip("no O_TMPFILE here")
+	}
+	defer func(f int) { unnamedFlags = f }(unnamedFlags)
+	unnamedFlags = unix.O_RDONLY | unix.O_TMPFILE // EINVAL: O_TMPFILE needs write access
+	w, err := s.Create("f", "http://h/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Discard()
+	if err := os.WriteFile(filepath.Join(dir, "planted"), []byte("p"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat("planted"); err != nil {
+		t.Errorf("Stat(planted) = %v, want the file found", err)
+	}
+}

@@ -281,7 +281,10 @@ func (c *dirCache) openAt(dir string, create bool) (*dirRef, error) {
 				}
 				dev = uint64(st.Dev) // it may be a mount point
 			}
-			return &dirRef{fd: fd, dev: dev, refs: 1, path: dir, fresh: made}, nil
+			// A directory made in one that folds case folds case too; in a
+			// fresh one it cannot (see knowTop).
+			fresh := made && (p.fresh || c.known == nil || !foldsCase(fd))
+			return &dirRef{fd: fd, dev: dev, refs: 1, path: dir, fresh: fresh}, nil
 		}
 		if err == unix.ELOOP || err == unix.ENOTDIR {
 			c.linked(p, name)

@@ -26,9 +26,10 @@ const PartSuffix = ".part"
 // name, made durable, then renamed to NAME.
 //
 // A File takes its directory as its own while it is open: it sees what was
-// there when it opened and what other haul processes write, but a name another
-// program makes meanwhile may be reported absent (see known.go) and found only
-// when a commit meets it, which never replaces it.
+// there when it opened and what other haul processes write with the same
+// directory as theirs, but a name another program (or a haul process given a
+// directory above or below it) makes meanwhile may be reported absent (see
+// known.go) and found only when a commit meets it, which never replaces it.
 type File struct {
 	root       *os.Root
 	dirs       *dirCache
@@ -105,6 +106,9 @@ const knownTopMax = 4096
 // knowTop starts known (see known.go) when the sink's directory holds few
 // entries: they are recorded, and the directory counts as fresh.
 func (s *File) knowTop(top *os.File) {
+	if foldsCase(int(top.Fd())) {
+		return
+	}
 	names, err := top.Readdirnames(knownTopMax + 1)
 	if err != nil && err != io.EOF || len(names) > knownTopMax {
 		return
@@ -115,6 +119,16 @@ func (s *File) knowTop(top *os.File) {
 	}
 	k.trust.Store(true)
 	s.dirs.known, s.dirs.topFresh = k, true
+}
+
+// Made records that this process made name (a slash-separated path in the
+// sink's directory) by other means than the sink, such as a manifest written
+// there: Stat then looks it up rather than answer from the names the sink made
+// (see known.go). Call it before making the file.
+func (s *File) Made(name string) {
+	if filepath.IsLocal(name) {
+		s.dirs.creating("", path.Clean(filepath.ToSlash(name)))
+	}
 }
 
 // unnamed reports whether a new file may be staged unnamed (see tmpfile.go).

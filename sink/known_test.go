@@ -311,3 +311,19 @@ func TestKnownFileOnThePath(t *testing.T) {
 		t.Error("a file on the path stopped the answers from the names made")
 	}
 }
+
+// A file the process makes in the sink's directory by other means (a
+// manifest) is looked up once Made names it.
+func TestKnownMadeElsewhere(t *testing.T) {
+	s, dir := newSink(t, FileOptions{NoSync: true})
+	if s.dirs.known == nil {
+		t.Skip("no O_TMPFILE here: names are always looked up")
+	}
+	s.Made("m.jsonl")
+	if err := os.WriteFile(filepath.Join(dir, "m.jsonl"), []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat("m.jsonl"); err != nil {
+		t.Errorf("Stat of a file named by Made = %v, want it found", err)
+	}
+}

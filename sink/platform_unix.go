@@ -24,6 +24,8 @@ func startWriteback(*os.File, int64, int64) {}
 
 func tmpfileWorks(*os.File) bool { return false }
 
+func foldsCase(int) bool { return false } // known is not kept here (no unnamed staging)
+
 func (d *dirRef) openUnnamed(string) (*os.File, error) { return nil, nil }
 
 func (d *dirRef) link(f *os.File, name string) error {

@@ -60,3 +60,16 @@ func (d *dirRef) link(f *os.File, name string) error {
 	}
 	return nil
 }
+
+// fsCasefoldFL is FS_CASEFOLD_FL (linux/fs.h): a directory whose names are
+// looked up without regard to case (ext4, f2fs; inherited by the directories
+// made in it).
+const fsCasefoldFL = 0x40000000
+
+// foldsCase reports whether the directory fd looks names up without regard to
+// case: there "A" and "a" are one entry, which known (exact names) cannot tell.
+// (A variable: this kernel may have no case folding, and a test stands in.)
+var foldsCase = func(fd int) bool {
+	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	return err == nil && flags&fsCasefoldFL != 0
+}

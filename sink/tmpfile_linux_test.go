@@ -55,3 +55,16 @@ func TestUnnamedUnsupportedLooksNamesUp(t *testing.T) {
 		t.Errorf("Stat(planted) = %v, want the file found", err)
 	}
 }
+
+// Where the directories fold case ("A" and "a" one entry), names are always
+// looked up: the record of exact names made cannot tell. (This kernel may
+// have no case folding: foldsCase stands in for its ioctl.)
+func TestKnownNotKeptWhereCaseFolds(t *testing.T) {
+	real := foldsCase
+	t.Cleanup(func() { foldsCase = real })
+	foldsCase = func(int) bool { return true }
+	s, _ := newSink(t, FileOptions{NoSync: true})
+	if s.dirs.known != nil {
+		t.Error("names made are recorded in a directory that folds case")
+	}
+}

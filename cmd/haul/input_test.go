@@ -653,3 +653,22 @@ func TestE2ELongURL(t *testing.T) {
 		t.Errorf("re-run made %d requests", n)
 	}
 }
+
+// A manifest written inside the output directory is a file haul did not
+// write: a URL whose name is the manifest's is skipped, as with any such
+// file, not downloaded and then refused at its commit.
+func TestE2EManifestInsideOutput(t *testing.T) {
+	t.Parallel()
+	s := downloadtest.New(t)
+	u := s.Add("/m.jsonl", testutil.Payload(9, 100))
+	dir := t.TempDir()
+	r := runHaul(t, nil, "-d", dir, "--layout", "flat", "--manifest", filepath.Join(dir, "m.jsonl"), u)
+	wantCode(t, r, 0)
+	if n := s.Requests("/m.jsonl"); n != 0 {
+		t.Errorf("the URL named as the manifest was requested %d times", n)
+	}
+	ms := readManifest(t, filepath.Join(dir, "m.jsonl"))
+	if len(ms) != 1 || ms[0].Status != "skipped" {
+		t.Errorf("manifest %+v, want the URL skipped", ms)
+	}
+}

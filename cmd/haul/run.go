@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/mattn/go-isatty"
@@ -134,6 +135,7 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 	defer cleanup()
 	var out sink.Sink
 	var tarSink *sink.Tar
+	var file *sink.File // the plain files' sink, when it is one
 	if o.s3.on {
 		b, err := openBucket(ctx, o, runTag)
 		if err != nil {
@@ -154,7 +156,7 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 		}
 	} else {
 		// --dry-run: no probe of unnamed staging (it opens a file) and no committer.
-		file, err := sink.NewFile(sinkDir, sink.FileOptions{NoSync: o.noSync || o.mirror.dryRun, RunTag: runTag, MaxOpen: sinkBudget(o.jobs, sinkFDs),
+		file, err = sink.NewFile(sinkDir, sink.FileOptions{NoSync: o.noSync || o.mirror.dryRun, RunTag: runTag, MaxOpen: sinkBudget(o.jobs, sinkFDs),
 			Named: o.namedStaging || o.mirror.dryRun, Checkpoint: o.checkpoint})
 		if err != nil {
 			return cli.Exit(fmt.Sprintf("output directory: %v", err), exitFatal)
@@ -176,7 +178,13 @@ func runWith(ctx context.Context, o *options, rep *reporter, stdin io.Reader, st
 		out = tarSink
 	}
 	// After the sink, which creates --dir: --manifest DIR/m.jsonl works with a
-	// DIR that does not exist yet.
+	// DIR that does not exist yet. The sink is told of it: a file it did not
+	// make.
+	if file != nil && o.manifest != "" && o.manifest != "-" {
+		if rel, ok := inside(sinkDir, o.manifest); ok {
+			file.Made(rel)
+		}
+	}
 	man, err := openManifest(o.manifest, stdout)
 	if err != nil {
 		return cli.Exit(err.Error(), exitUsage)
@@ -334,4 +342,18 @@ func sameFile(a, b string) bool {
 func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
+}
+
+// inside returns name's path relative to dir, if name is under dir.
+func inside(dir, name string) (string, bool) {
+	d, err := filepath.Abs(dir)
+	if err != nil {
+		return "", false
+	}
+	n, err := filepath.Abs(name)
+	if err != nil {
+		return "", false
+	}
+	rel, err := filepath.Rel(d, n)
+	return rel, err == nil && filepath.IsLocal(rel)
 }

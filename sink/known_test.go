@@ -55,14 +55,7 @@ func TestKnownFreshDirectories(t *testing.T) {
 		t.Skip("no O_TMPFILE here: names are always looked up")
 	}
 	for _, name := range []string{"new/a", "old/a"} {
-		w, err := s.Create(name, "http://h/"+name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.WriteString(w, "x")
-		if err := commit(t, w); err != nil {
-			t.Fatal(err)
-		}
+		put(t, s, name)
 	}
 	// Files another writer puts there meanwhile (haul's contract is that no
 	// one does, or that it is another haul process, which presence sees).
@@ -138,14 +131,7 @@ func TestKnownThroughLinkedDirectory(t *testing.T) {
 				if name == "" {
 					continue
 				}
-				w, err := s.Create(name, "http://h/"+name)
-				if err != nil {
-					t.Fatal(err)
-				}
-				io.WriteString(w, "x")
-				if err := commit(t, w); err != nil {
-					t.Fatal(err)
-				}
+				put(t, s, name)
 			}
 			for _, name := range tc.want {
 				if _, err := os.Lstat(filepath.Join(dir, name)); err != nil {
@@ -325,5 +311,18 @@ func TestKnownMadeElsewhere(t *testing.T) {
 	}
 	if _, err := s.Stat("m.jsonl"); err != nil {
 		t.Errorf("Stat of a file named by Made = %v, want it found", err)
+	}
+}
+
+// put writes the file name through s and commits it.
+func put(t *testing.T, s *File, name string) {
+	t.Helper()
+	w, err := s.Create(name, "http://h/"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "x")
+	if err := commit(t, w); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -12,12 +12,7 @@ import (
 // Where a directory's filesystem has no O_TMPFILE (the open fails with EINVAL
 // or EOPNOTSUPP), files are staged as NAME.part from then on.
 func TestUnnamedUnsupported(t *testing.T) {
-	s, dir := newSink(t, FileOptions{})
-	if !s.unnamedOK {
-		t.Skip("no O_TMPFILE here")
-	}
-	defer func(f int) { unnamedFlags = f }(unnamedFlags)
-	unnamedFlags = unix.O_RDONLY | unix.O_TMPFILE // EINVAL: O_TMPFILE needs write access
+	s, dir := sinkWithoutTmpfile(t, FileOptions{})
 	w, err := s.Create("f", "http://h/f")
 	if err != nil {
 		t.Fatal(err)
@@ -37,12 +32,7 @@ func TestUnnamedUnsupported(t *testing.T) {
 // Once a directory without O_TMPFILE is met, the sink no longer looks for
 // company before each file: every name is looked up from then on.
 func TestUnnamedUnsupportedLooksNamesUp(t *testing.T) {
-	s, dir := newSink(t, FileOptions{NoSync: true})
-	if !s.unnamedOK {
-		t.Skip("no O_TMPFILE here")
-	}
-	defer func(f int) { unnamedFlags = f }(unnamedFlags)
-	unnamedFlags = unix.O_RDONLY | unix.O_TMPFILE // EINVAL: O_TMPFILE needs write access
+	s, dir := sinkWithoutTmpfile(t, FileOptions{NoSync: true})
 	w, err := s.Create("f", "http://h/f")
 	if err != nil {
 		t.Fatal(err)
@@ -67,4 +57,18 @@ func TestKnownNotKeptWhereCaseFolds(t *testing.T) {
 	if s.dirs.known != nil {
 		t.Error("names made are recorded in a directory that folds case")
 	}
+}
+
+// sinkWithoutTmpfile is a new sink whose O_TMPFILE opens fail from now on,
+// as on a filesystem without it (EINVAL: O_TMPFILE needs write access).
+func sinkWithoutTmpfile(t *testing.T, opts FileOptions) (*File, string) {
+	t.Helper()
+	s, dir := newSink(t, opts)
+	if !s.unnamedOK {
+		t.Skip("no O_TMPFILE here")
+	}
+	real := unnamedFlags
+	t.Cleanup(func() { unnamedFlags = real })
+	unnamedFlags = unix.O_RDONLY | unix.O_TMPFILE
+	return s, dir
 }

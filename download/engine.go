@@ -246,6 +246,7 @@ func New(client HTTPClient, s sink.Sink, o Options) *Engine {
 	}
 	e := &Engine{opts: o, client: client, sink: s, hosts: newHosts(o.PerHost, o.HostFailLimit, o.Streams), claims: newClaims(),
 		parking: newParking(max(64, 4*o.Jobs))}
+	e.parking.down = e.hosts.downNamed
 	if o.Tar {
 		e.claims.flush = s.Flush
 	}

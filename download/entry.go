@@ -673,19 +673,12 @@ func (x *entry) releaseHost() {
 // multiply the memory bound set by --jobs. Abort saves the progress; the next
 // openStaging finds it and the next attempt resumes it with Range + If-Range.
 func (x *entry) setAside(d time.Duration) {
-	e, h, key := x.e, x.host, x.hostKey
 	x.closeStaging(nil)
 	x.releaseHost()
-	e.claims.release(x.claimed, nil)
+	x.e.claims.release(x.claimed, nil)
 	x.claimed = nil
 	x.resumed = true
-	e.parking.put(x, d) // from here on x may be another worker's
-	// Another entry's miss may have taken the host down since this entry's
-	// attempt, and woken the host's parked entries before this one was
-	// among them: it would wait out its backoff before failing.
-	if h != nil && e.hosts.isDown(h) != nil {
-		e.parking.wake(key)
-	}
+	x.e.parking.put(x, d)
 }
 
 // end records the outcome of a started entry and lets its name go. It is

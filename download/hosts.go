@@ -441,6 +441,15 @@ func (hs *hosts) isDown(h *host) error {
 	return h.down
 }
 
+// downNamed reports whether the named host is down (one forgotten since
+// counts as not).
+func (hs *hosts) downNamed(name string) bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h := hs.m[name]
+	return h != nil && h.down != nil
+}
+
 // pause backs the host off until d from now (never shortening a longer pause).
 func (hs *hosts) pause(h *host, d time.Duration) {
 	until := time.Now().Add(d)

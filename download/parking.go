@@ -17,8 +17,10 @@ import (
 // It also tells the workers when they may stop: the list is read to the end and
 // no entry is in process or parked.
 type parking struct {
-	back  chan *entry // parked entries whose pause is over
-	max   int64
+	back chan *entry // parked entries whose pause is over
+	max  int64
+	// down reports whether the named host is down (nil: never): see put.
+	down  func(hostKey string) bool
 	count atomic.Int64 // parked or reserved (timers pending or in back)
 
 	// The counters are atomics, not a mutex: add runs twice per entry. Each
@@ -62,12 +64,20 @@ func (p *parking) reserve() bool {
 
 // put parks x for d in a place taken by reserve.
 func (p *parking) put(x *entry, d time.Duration) {
+	key := x.hostKey // once parked, x may be another worker's
 	x.aside.Store(true)
 	p.add(1)
 	p.mu.Lock()
 	// Under mu, so that unparked finds it even if the timer fires at once.
 	p.out[x] = time.AfterFunc(d, func() { p.back <- x }) // never blocks: count <= cap(back)
 	p.mu.Unlock()
+	// The host may have gone down since x last looked (another entry's
+	// miss), and woken its parked entries before x was among them: x would
+	// wait out its pause or backoff before failing. Either that wake sees x
+	// here, or this sees the host down.
+	if p.down != nil && p.down(key) {
+		p.wake(key)
+	}
 }
 
 // putForSlot parks x, waiting for a slot of its host, for at most d.

@@ -146,7 +146,7 @@ type dirRef struct {
 	refs    int
 	evicted bool // out of the cache: the last release closes it
 	path    string
-	fresh   bool // every entry in it was made by this process (as far as known is trusted)
+	fresh   bool // every entry in it was made by this process, and recorded in known (which is kept)
 }
 
 func newDirCache(root *os.Root, max int) *dirCache {
@@ -283,7 +283,7 @@ func (c *dirCache) openAt(dir string, create bool) (*dirRef, error) {
 			}
 			// A directory made in one that folds case folds case too; in a
 			// fresh one it cannot (see knowTop).
-			fresh := made && (p.fresh || c.known == nil || !foldsCase(fd))
+			fresh := made && c.known != nil && (p.fresh || !foldsCase(fd))
 			return &dirRef{fd: fd, dev: dev, refs: 1, path: dir, fresh: fresh}, nil
 		}
 		if err == unix.ELOOP || err == unix.ENOTDIR {
@@ -325,13 +325,13 @@ func (c *dirCache) openAt(dir string, create bool) (*dirRef, error) {
 // absent reports whether name certainly does not exist in d: d holds only
 // entries this process made, and name is not one of them (see known).
 func (c *dirCache) absent(d *dirRef, name string) bool {
-	return d.fresh && c.known != nil && c.known.trust.Load() && c.known.absent(joinPath(d.path, name))
+	return d.fresh && c.known.trust.Load() && c.known.absent(d.path, name) // fresh: known is kept
 }
 
 // creating records, before the system call, that name is made in dir.
 func (c *dirCache) creating(dir, name string) {
 	if c.known != nil {
-		c.known.add(joinPath(dir, name))
+		c.known.add(dir, name)
 	}
 }
 
@@ -353,14 +353,6 @@ func (c *dirCache) distrust() {
 	if c.known != nil {
 		c.known.trust.Store(false)
 	}
-}
-
-// joinPath is the path in the sink of name in the directory dir.
-func joinPath(dir, name string) string {
-	if dir == "" {
-		return name
-	}
-	return dir + "/" + name
 }
 
 // doneWithLocked ends one use of the directory dir (see inUse).
@@ -420,11 +412,14 @@ func (c *dirCache) mkdirs(dir string) error {
 			return &fs.PathError{Op: "mkdir", Path: p, Err: ErrFileInWay}
 		}
 		// p is the first missing one: create it and the rest.
-		for j := i; j <= len(dir); j++ {
-			if j == len(dir) || dir[j] == '/' {
-				c.creating("", dir[:j])
+		made := func(f func(string)) { // p and each directory below it, down to dir
+			for j := i; j <= len(dir); j++ {
+				if j == len(dir) || dir[j] == '/' {
+					f(dir[:j])
+				}
 			}
 		}
+		made(func(d string) { c.creating("", d) })
 		if err := c.root.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
@@ -432,11 +427,7 @@ func (c *dirCache) mkdirs(dir string) error {
 		if c.made == nil {
 			c.made = make(map[string]bool)
 		}
-		for j := i; j <= len(dir); j++ {
-			if j == len(dir) || dir[j] == '/' {
-				c.made[dir[:j]] = true
-			}
-		}
+		made(func(d string) { c.made[d] = true })
 		c.mu.Unlock()
 		return nil
 	}

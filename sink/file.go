@@ -115,7 +115,7 @@ func (s *File) knowTop(top *os.File) {
 	}
 	k := newKnown()
 	for _, n := range names {
-		k.add(n)
+		k.add("", n)
 	}
 	k.trust.Store(true)
 	s.dirs.known, s.dirs.topFresh = k, true

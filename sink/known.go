@@ -46,9 +46,18 @@ func newKnown() *known {
 	return &known{seed: maphash.MakeSeed(), bits: make([]atomic.Uint64, knownBits/64)}
 }
 
-// probes calls f with the bit positions of name (double hashing).
-func (k *known) probes(name string, f func(word, bit uint64) bool) bool {
-	h := maphash.String(k.seed, name)
+// probes calls f with the bit positions of the path dir/name (name alone
+// where dir is ""), hashed as the bytes of that path, without making it: a
+// name made as ("", "a/b") is found as ("a", "b").
+func (k *known) probes(dir, name string, f func(word, bit uint64) bool) bool {
+	var mh maphash.Hash
+	mh.SetSeed(k.seed)
+	if dir != "" {
+		mh.WriteString(dir)
+		mh.WriteByte('/')
+	}
+	mh.WriteString(name)
+	h := mh.Sum64()
 	a, b := h, h>>32|h<<32|1
 	for i := 0; i < knownProbes; i++ {
 		pos := a % knownBits
@@ -60,9 +69,10 @@ func (k *known) probes(name string, f func(word, bit uint64) bool) bool {
 	return true
 }
 
-// add records name (a path in the sink) as maybe present.
-func (k *known) add(name string) {
-	k.probes(name, func(w, bit uint64) bool {
+// add records name in dir (a path in the sink, "" for its top) as maybe
+// present.
+func (k *known) add(dir, name string) {
+	k.probes(dir, name, func(w, bit uint64) bool {
 		if k.bits[w].Load()&bit == 0 {
 			k.bits[w].Or(bit)
 		}
@@ -70,8 +80,8 @@ func (k *known) add(name string) {
 	})
 }
 
-// absent reports whether name was never added: true means it is certainly
-// not an entry this process made.
-func (k *known) absent(name string) bool {
-	return !k.probes(name, func(w, bit uint64) bool { return k.bits[w].Load()&bit != 0 })
+// absent reports whether name in dir was never added: true means it is
+// certainly not an entry this process made.
+func (k *known) absent(dir, name string) bool {
+	return !k.probes(dir, name, func(w, bit uint64) bool { return k.bits[w].Load()&bit != 0 })
 }

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -41,6 +42,12 @@ type dnsmasq struct {
 // where it fails.
 func startDnsmasq(t *testing.T) *dnsmasq {
 	t.Helper()
+	return startDnsmasqAt(t, func(int) (string, int) { return "127.0.0.1", testutil.FreePort(t) })
+}
+
+// startDnsmasqAt is startDnsmasq listening where addr says for each try.
+func startDnsmasqAt(t *testing.T, addr func(try int) (ip string, port int)) *dnsmasq {
+	t.Helper()
 	bin, err := exec.LookPath("dnsmasq")
 	if err != nil {
 		bin = "/usr/sbin/dnsmasq"
@@ -53,12 +60,12 @@ func startDnsmasq(t *testing.T) *dnsmasq {
 	}
 	dir := t.TempDir()
 	for try := 1; ; try++ {
-		port := testutil.FreePort(t)
-		d := &dnsmasq{addr: "127.0.0.1:" + strconv.Itoa(port), log: filepath.Join(dir, fmt.Sprintf("queries-%d.log", try)),
+		ip, port := addr(try)
+		d := &dnsmasq{addr: net.JoinHostPort(ip, strconv.Itoa(port)), log: filepath.Join(dir, fmt.Sprintf("queries-%d.log", try)),
 			exited: make(chan struct{})}
 		args := []string{"--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
 			"--address=/dns.test/127.0.0.1", "--local=/dns.test/", "--local-ttl=3600", "-q", "--log-facility=" + d.log,
-			"--listen-address=127.0.0.1", "--bind-interfaces", "--port=" + strconv.Itoa(port), "--pid-file="}
+			"--listen-address=" + ip, "--bind-interfaces", "--port=" + strconv.Itoa(port), "--pid-file="}
 		if os.Geteuid() == 0 {
 			args = append(args, "--user=root") // else it drops to nobody, who cannot write its log here
 		}
@@ -77,9 +84,9 @@ func startDnsmasq(t *testing.T) *dnsmasq {
 		}
 		d.stop()
 		if try == 5 {
-			t.Fatalf("dnsmasq on port %d: %v\n%s", port, err, out.String())
+			t.Fatalf("dnsmasq on %s: %v\n%s", d.addr, err, out.String())
 		}
-		t.Logf("dnsmasq on port %d: %v; starting it on another port", port, err)
+		t.Logf("dnsmasq on %s: %v; starting it on another port", d.addr, err)
 	}
 }
 
@@ -201,48 +208,112 @@ func TestE2EDNSServer(t *testing.T) {
 	checkQueries(t, dm.queries(t), names)
 }
 
+// withFiles returns a command maker that runs its args in a mount namespace
+// of their own where each file of binds (the machine's path: the test's) is
+// the test's; it skips t where that cannot be (not root, no unshare).
+func withFiles(t *testing.T, binds map[string]string) func(ctx context.Context, args ...string) *exec.Cmd {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("not root: cannot bind other files over /etc in a mount namespace of haul's own; skipped")
+	}
+	script := ""
+	var files []string
+	for dst, src := range binds {
+		files = append(files, src, dst)
+		script += fmt.Sprintf(`mount --bind "$%d" "$%d" && `, len(files)-1, len(files))
+	}
+	script += fmt.Sprintf(`shift %d && exec "$@"`, len(files))
+	cmd := func(ctx context.Context, args ...string) *exec.Cmd {
+		return exec.CommandContext(ctx, "unshare", append(append([]string{"--mount", "--propagation", "private", "sh", "-c",
+			script, "sh"}, files...), args...)...)
+	}
+	for dst, src := range binds {
+		want, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := cmd(t.Context(), "cat", dst).CombinedOutput(); err != nil || !bytes.Equal(out, want) {
+			t.Skipf("no mount namespace with another %s here (%v): %s; skipped", dst, err, out)
+		}
+	}
+	return cmd
+}
+
+// runIn runs haul with args through cmd (withFiles').
+func runIn(t *testing.T, cmd func(ctx context.Context, args ...string) *exec.Cmd, args ...string) result {
+	t.Helper()
+	ctx, cancel := haulContext(t)
+	defer cancel()
+	c := cmd(ctx, append([]string{haulBin}, args...)...)
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	return runCmd(t, ctx, c, &stdout, &stderr, args)
+}
+
+// testFile writes content to a file of t's own and returns its path.
+func testFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // With the system's resolver pointing nowhere (haul in a mount namespace of
 // its own where /etc/resolv.conf names a server that is not there), names
 // resolve through --dns-server, and those of /etc/hosts from it without a
 // query. Only root can make the namespace.
 func TestE2EDNSServerWithoutSystemResolver(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		t.Skip("not root: cannot bind another /etc/resolv.conf in a mount namespace of haul's own; skipped")
-	}
-	work := t.TempDir()
-	resolv, hosts := filepath.Join(work, "resolv.conf"), filepath.Join(work, "hosts")
-	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.9\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(hosts, []byte("127.0.0.1 localhost\n127.0.0.1 etc-hosts.dns.test\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// isolated runs args with those two files in place of the machine's.
-	isolated := func(ctx context.Context, args ...string) *exec.Cmd {
-		return exec.CommandContext(ctx, "unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c",
-			`mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && shift 2 && exec "$@"`,
-			"sh", resolv, hosts}, args...)...)
-	}
-	if out, err := isolated(t.Context(), "cat", "/etc/resolv.conf").CombinedOutput(); err != nil || string(out) != "nameserver 127.0.0.9\n" {
-		t.Skipf("no mount namespace with another /etc/resolv.conf here (%v): %s; skipped", err, out)
-	}
+	isolated := withFiles(t, map[string]string{
+		"/etc/resolv.conf": testFile(t, "resolv.conf", "nameserver 127.0.0.9\n"),
+		"/etc/hosts":       testFile(t, "hosts", "127.0.0.1 localhost\n127.0.0.1 etc-hosts.dns.test\n"),
+	})
 	dm := startDnsmasq(t)
 	s := downloadtest.New(t)
 	names := []string{"ns-a.dns.test", "ns-b.dns.test"}
 	urls, want := dnsFiles(s, 600, append(names, "etc-hosts.dns.test")...)
 	dir := filepath.Join(t.TempDir(), "out")
-	ctx, cancel := haulContext(t)
-	defer cancel()
-	args := append([]string{"-d", dir, "-j", "4", "--dns-server", dm.addr}, urls...)
-	cmd := isolated(ctx, append([]string{haulBin}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	r := runCmd(t, ctx, cmd, &stdout, &stderr, args)
+	r := runIn(t, isolated, append([]string{"-d", dir, "-j", "4", "--dns-server", dm.addr}, urls...)...)
 	wantCode(t, r, 0)
 	checkFiles(t, dir, want)
 	got := dm.queries(t)
 	checkQueries(t, got, names)
+	if q := got["etc-hosts.dns.test"]; len(q) != 0 {
+		t.Errorf("a name of /etc/hosts asked of the server: %v", q)
+	}
+}
+
+// Without --dns-server, names resolve through /etc/resolv.conf's name server
+// (a real dnsmasq on port 53 of a loopback address), each asked once, those
+// of /etc/hosts without a query, and a single-label name through the search
+// domain.
+func TestE2ESystemResolver(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("not root: cannot bind another /etc/resolv.conf in a mount namespace of haul's own; skipped")
+	}
+	// Port 53 of an address of 127.53.0.0/16 no one else uses.
+	base := rand.Uint32N(1 << 16)
+	dm := startDnsmasqAt(t, func(try int) (string, int) {
+		n := (base + uint32(try)) % (1 << 16)
+		return fmt.Sprintf("127.53.%d.%d", n>>8, n&0xff), 53
+	})
+	host, _, _ := net.SplitHostPort(dm.addr)
+	isolated := withFiles(t, map[string]string{
+		"/etc/resolv.conf":   testFile(t, "resolv.conf", "search dns.test\nnameserver "+host+"\noptions edns0\n"),
+		"/etc/nsswitch.conf": testFile(t, "nsswitch.conf", "passwd: files\nhosts: files dns\n"),
+		"/etc/hosts":         testFile(t, "hosts", "127.0.0.1 localhost\n127.0.0.1 etc-hosts.dns.test\n"),
+	})
+	s := downloadtest.New(t)
+	urls, want := dnsFiles(s, 700, "sys-a.dns.test", "sys-b.dns.test", "etc-hosts.dns.test", "short")
+	dir := filepath.Join(t.TempDir(), "out")
+	r := runIn(t, isolated, append([]string{"-d", dir, "-j", "4"}, urls...)...)
+	wantCode(t, r, 0)
+	checkFiles(t, dir, want)
+	got := dm.queries(t)
+	checkQueries(t, got, []string{"sys-a.dns.test", "sys-b.dns.test", "short.dns.test"})
 	if q := got["etc-hosts.dns.test"]; len(q) != 0 {
 		t.Errorf("a name of /etc/hosts asked of the server: %v", q)
 	}

@@ -60,6 +60,15 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// Everything the tests and their haul processes put in the temporary
+	// directory (t.TempDir, the spill directories of a killed run) goes
+	// under dir, and so away with it.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o700); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	os.Setenv("TMPDIR", tmp)
 	haulBin = filepath.Join(dir, "haul")
 	// go test puts its own GOROOT/bin first in PATH, so "go" is this toolchain.
 	build := exec.Command("go", "build", "-o", haulBin, "github.com/haul/haul/cmd/haul")

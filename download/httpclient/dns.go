@@ -51,7 +51,8 @@ type answer struct {
 }
 
 // newResolver is the resolver of o: the lookups of package dns, with
-// o.DNSServers (and the hosts file, read once) or with Go's resolver, at most
+// o.DNSServers (and the hosts file, read once) or with the system's
+// configuration (its servers where it is plain, else Go's resolver), at most
 // o.DNSConcurrency in flight, for A records only where the machine has no
 // global IPv6 address; o.lookup instead where a test gives one.
 func newResolver(o Options) *resolver {

@@ -1,6 +1,8 @@
 // Package dns looks host names up for the run's dialer: in the hosts file
 // first, then with the name servers given (--dns-server), in order, over UDP
-// and over TCP when an answer is truncated, or else with Go's resolver. On a
+// and over TCP when an answer is truncated, or else with those of
+// /etc/resolv.conf where the system's configuration is plain (system.go) and
+// with Go's resolver for the rest. On a
 // machine without a global IPv6 address it asks for A records only, as
 // getaddrinfo's AI_ADDRCONFIG does, so that a host name costs one query, not
 // two; where there is one, A and AAAA at once. At most Options.Concurrency
@@ -37,7 +39,7 @@ const DefaultConcurrency = 64
 type Options struct {
 	// Servers are the name servers asked, in order: the next one when one
 	// does not answer in its share of the lookup's time, or answers
-	// SERVFAIL or REFUSED. None: Go's resolver (the system's configuration).
+	// SERVFAIL or REFUSED. None: the system's configuration (system.go).
 	Servers []netip.AddrPort
 	// Concurrency caps the lookups in flight: one per host name, its A and
 	// AAAA queries and the names its CNAMEs lead to included. 0 or less:
@@ -51,9 +53,12 @@ type Options struct {
 	// none.
 	Hosts *Hosts
 
-	// system is the lookup without Servers; nil is net.DefaultResolver's.
-	// Tests replace it.
+	// system is Go's resolver, the lookup without Servers; tests replace
+	// it (and then no system configuration is read).
 	system func(ctx context.Context, network, host string) ([]netip.Addr, error)
+	// files is where the system's configuration is read; nil is the
+	// machine's (defaultSystemFiles).
+	files *systemFiles
 }
 
 // Answer is the addresses of a host name and how long they may be kept.
@@ -74,6 +79,9 @@ type Resolver struct {
 	sem     *semaphore.Weighted
 	udp     udpMuxes // the UDP sockets queries share, a server's at a time
 	system  func(ctx context.Context, network, host string) ([]netip.Addr, error)
+	// sys is the system's configuration, without Servers: where it is
+	// plain, names are asked of its servers by this client (system.go).
+	sys *system
 }
 
 // New returns a Resolver; it reads the machine's interfaces when o.Network
@@ -91,6 +99,13 @@ func New(o Options) *Resolver {
 		n = DefaultConcurrency
 	}
 	r.sem = semaphore.NewWeighted(int64(n))
+	if len(r.servers) == 0 && (r.system == nil || o.files != nil) {
+		f := defaultSystemFiles
+		if o.files != nil {
+			f = *o.files
+		}
+		r.sys = newSystem(f, time.Now)
+	}
 	if r.system == nil {
 		// Go's resolver where the system's configuration lets it answer
 		// (it gives way to the C library's otherwise, which Dial does not
@@ -108,7 +123,13 @@ func (r *Resolver) Lookup(ctx context.Context, host string) (Answer, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		return Answer{Addrs: []netip.Addr{a}, TTL: -1}, nil
 	}
-	if addrs := r.hosts.Lookup(host, r.network); len(addrs) > 0 {
+	hosts := r.hosts
+	var sys *systemConf
+	if r.sys != nil {
+		sys = r.sys.current()
+		hosts = sys.hosts
+	}
+	if addrs := hosts.Lookup(host, r.network); len(addrs) > 0 {
 		return Answer{Addrs: addrs, TTL: -1}, nil
 	}
 	if err := r.sem.Acquire(ctx, 1); err != nil {
@@ -117,6 +138,14 @@ func (r *Resolver) Lookup(ctx context.Context, host string) (Answer, error) {
 	}
 	defer r.sem.Release(1)
 	if len(r.servers) == 0 {
+		if sys != nil && sys.direct(host) {
+			a, err := r.lookupAt(ctx, sys.servers, host)
+			if err == nil || !sys.search {
+				return a, err
+			}
+			// The search domains may still find it: Go's resolver
+			// tries them (after the name as it is, again).
+		}
 		addrs, err := r.system(ctx, r.network, host)
 		return Answer{Addrs: addrs, TTL: -1}, err
 	}
@@ -124,17 +153,22 @@ func (r *Resolver) Lookup(ctx context.Context, host string) (Answer, error) {
 		// As Go's resolver: a name no server can hold does not exist.
 		return Answer{}, notFound(host, "")
 	}
+	return r.lookupAt(ctx, r.servers, host)
+}
+
+// lookupAt asks servers for host's addresses of r.network.
+func (r *Resolver) lookupAt(ctx context.Context, servers []netip.AddrPort, host string) (Answer, error) {
 	if r.network == "ip4" {
-		return r.query(ctx, host, dnsmessage.TypeA)
+		return r.query(ctx, servers, host, dnsmessage.TypeA)
 	}
 	var v6 Answer
 	var err6 error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		v6, err6 = r.query(ctx, host, dnsmessage.TypeAAAA)
+		v6, err6 = r.query(ctx, servers, host, dnsmessage.TypeAAAA)
 	}()
-	v4, err4 := r.query(ctx, host, dnsmessage.TypeA)
+	v4, err4 := r.query(ctx, servers, host, dnsmessage.TypeA)
 	<-done
 	return merge(v4, err4, v6, err6)
 }

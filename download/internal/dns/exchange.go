@@ -42,10 +42,10 @@ var bufs = sync.Pool{New: func() any { b := make([]byte, ednsSize); return &b }}
 // an earlier query, or a forgery. It is ignored and the wait goes on.
 var errMismatch = errors.New("not the answer to the query")
 
-// query looks up host's records of type qtype with r.servers, following
+// query looks up host's records of type qtype with servers, following
 // CNAMEs, each name on the way asked of the servers where the answer leaves
 // the chain unfinished.
-func (r *Resolver) query(ctx context.Context, host string, qtype dnsmessage.Type) (Answer, error) {
+func (r *Resolver) query(ctx context.Context, servers []netip.AddrPort, host string, qtype dnsmessage.Type) (Answer, error) {
 	name := fqdn(host)
 	ttl := uint32(math.MaxUint32)
 	for range maxHops {
@@ -53,7 +53,7 @@ func (r *Resolver) query(ctx context.Context, host string, qtype dnsmessage.Type
 		if err != nil {
 			return Answer{}, notFound(host, "")
 		}
-		rep, server, err := r.exchange(ctx, host, dnsmessage.Question{Name: n, Type: qtype, Class: dnsmessage.ClassINET})
+		rep, server, err := r.exchange(ctx, servers, host, dnsmessage.Question{Name: n, Type: qtype, Class: dnsmessage.ClassINET})
 		if err != nil {
 			return Answer{}, err
 		}
@@ -77,12 +77,12 @@ func (r *Resolver) query(ctx context.Context, host string, qtype dnsmessage.Type
 // answer within its share of the time left, that answers SERVFAIL, REFUSED or
 // another error, or that is not recursive (a referral), gives its turn to the
 // next. It returns the answer and who gave it.
-func (r *Resolver) exchange(ctx context.Context, host string, q dnsmessage.Question) (reply, string, error) {
-	tries := rounds * len(r.servers)
+func (r *Resolver) exchange(ctx context.Context, servers []netip.AddrPort, host string, q dnsmessage.Question) (reply, string, error) {
+	tries := rounds * len(servers)
 	var last error
 	timeouts := 0
 	for i := range tries {
-		server := r.servers[i%len(r.servers)]
+		server := servers[i%len(servers)]
 		wait := noDeadline
 		if dl, ok := ctx.Deadline(); ok {
 			wait = time.Until(dl) / time.Duration(tries-i)

@@ -89,7 +89,7 @@ func NewFile(dir string, opts FileOptions) (*File, error) {
 		s.committer = newCommitter(pending)
 	}
 	if top, err := root.Open("."); err == nil {
-		s.presence = &presence{dir: top}
+		s.presence = newPresence(top)
 		alone := s.presence.alone() // takes the shared lock
 		s.unnamedOK = !opts.Named && tmpfileWorks(top)
 		if s.unnamedOK && alone {
@@ -136,7 +136,7 @@ func (s *File) unnamed() bool {
 	if !s.unnamedOK || s.noUnnamed.Load() {
 		return false
 	}
-	if !s.presence.alone() {
+	if !s.presence.lately() {
 		s.dirs.distrust()
 		return false
 	}

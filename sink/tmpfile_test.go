@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -268,4 +270,41 @@ func TestPruneNeverUnderAWorker(t *testing.T) {
 	if exists(t, filepath.Join(dir, "p")) {
 		t.Error("p/q and p, created here and empty, were not pruned once unused")
 	}
+}
+
+// A check that found the process alone stands for aloneFor: another process
+// that starts on the directory is seen once that time has passed, or at once
+// by a check of its own.
+func TestPresenceAloneStandsBriefly(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *presence {
+		f, err := os.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return newPresence(f)
+	}
+	synctest.Test(t, func(t *testing.T) {
+		p := open()
+		defer p.close()
+		if !p.lately() {
+			t.Fatal("not alone on a directory of its own")
+		}
+		q := open()
+		defer q.close()
+		if q.alone() { // takes its shared lock: company for p
+			t.Fatal("the second one alone")
+		}
+		if !p.lately() {
+			t.Error("company seen before aloneFor passed: want the last check to stand")
+		}
+		time.Sleep(aloneFor)
+		if p.lately() {
+			t.Error("company not seen once aloneFor passed")
+		}
+		p.aloneUntil.Store(int64(time.Since(p.start) + time.Hour))
+		if p.alone() || p.lately() {
+			t.Error("alone, or lately, after a check that saw company")
+		}
+	})
 }

@@ -147,7 +147,8 @@ func (r *resolver) dialer(d *net.Dialer) func(ctx context.Context, network, addr
 		var first error
 		for i, ip := range ips {
 			actx := ctx
-			if dl, ok := ctx.Deadline(); ok {
+			if dl, ok := ctx.Deadline(); ok && i < len(ips)-1 {
+				// The last address has what is left, ctx's own.
 				left := time.Until(dl) / time.Duration(len(ips)-i)
 				var cancel context.CancelFunc
 				actx, cancel = context.WithTimeout(ctx, max(left, 2*time.Second))

@@ -69,6 +69,8 @@ type Options struct {
 	lookup func(ctx context.Context, host string) (dns.Answer, error)
 	// hostsFile is the hosts file read with DNSServers; "" is /etc/hosts.
 	hostsFile string
+	// now is the DNS cache's clock; nil is time.Now.
+	now func() time.Time
 }
 
 // New returns the one HTTP client a run shares: keep-alive connections pooled

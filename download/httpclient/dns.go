@@ -71,7 +71,11 @@ func newResolver(o Options) *resolver {
 	if err != nil {
 		panic(err) // only for a size <= 0
 	}
-	return &resolver{lookup: lookup, cache: cache, now: time.Now}
+	r := &resolver{lookup: lookup, cache: cache, now: o.now}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	return r
 }
 
 // keep is how long an answer with ttl is kept (ttl < 0: it tells none).

@@ -100,9 +100,16 @@ func parseResolvConf(r io.Reader, port uint16) (servers []netip.AddrPort, ndots 
 			if a, err := netip.ParseAddr(f[1]); err == nil {
 				servers = append(servers, netip.AddrPortFrom(a.Unmap(), port))
 			}
-		case "domain", "search":
-			// The last of them wins (resolv.conf(5)).
-			search = len(f) > 1
+		case "domain":
+			// The last of search and domain wins (resolv.conf(5)); a
+			// domain line without a domain is ignored, as glibc and Go's
+			// resolver ignore it.
+			if len(f) > 1 {
+				search = true
+			}
+		case "search":
+			// The root is no search domain (Go's resolver drops it).
+			search = slices.ContainsFunc(f[1:], func(d string) bool { return d != "." })
 		case "sortlist":
 			plain = false
 		case "options":

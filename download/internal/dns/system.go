@@ -256,10 +256,13 @@ func (s *system) stamps() [3]fileStamp {
 }
 
 // current is the configuration, read again first if rereadEvery has passed
-// and a file changed since it was read.
+// (or the clock was set back since the last look) and a file changed since it
+// was read.
 func (s *system) current() *systemConf {
 	now := s.now()
-	if next := s.next.Load(); now.UnixNano() >= next && s.mu.TryLock() {
+	next := s.next.Load()
+	due := now.UnixNano() >= next || now.UnixNano() < next-int64(rereadEvery)
+	if due && s.mu.TryLock() {
 		if s.next.Load() == next {
 			if st := s.stamps(); st != s.stamp {
 				s.stamp = st

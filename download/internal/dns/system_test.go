@@ -246,6 +246,24 @@ func TestSystemReadAgainWhenChanged(t *testing.T) {
 	}
 }
 
+// A clock set back (the wall clock stepped by NTP or by hand) does not put
+// off the next look at the files until it has caught up again.
+func TestSystemReadAgainAfterClockSetBack(t *testing.T) {
+	s := dnstest.Start(t, answers(nil))
+	ss := newSystemSetup(t, s, "nameserver 127.0.0.1\n", plainNSSwitch, "")
+	now := time.Unix(1000, 0)
+	sys := newSystem(ss.files, func() time.Time { return now })
+	write(t, ss.files.resolvConf, "nameserver 127.0.0.2\nnameserver ::1\n")
+	now = now.Add(-time.Hour)
+	var got []string
+	for _, a := range sys.current().servers {
+		got = append(got, a.Addr().String())
+	}
+	if !slices.Equal(got, []string{"127.0.0.2", "::1"}) {
+		t.Errorf("servers %v after the clock was set back, want [127.0.0.2 ::1]", got)
+	}
+}
+
 func TestParseResolvConf(t *testing.T) {
 	for _, c := range []struct {
 		in      string

@@ -78,8 +78,10 @@ const maxNameservers = 3
 
 // parseResolvConf reads resolv.conf(5): the name servers (port 53), ndots,
 // and whether a search list is given. plain is false where it sets what the
-// client would not follow: queries over TCP only (use-vc), a sort list, the
-// obsolete inet6, or an option it does not know.
+// client would not follow: queries over TCP only (use-vc), A and AAAA asked
+// one after the other (single-request, single-request-reopen: a network
+// that drops one of two queries sent at once from the same socket), a sort
+// list, the obsolete inet6, or an option it does not know.
 func parseResolvConf(r io.Reader, port uint16) (servers []netip.AddrPort, ndots int, search, plain bool, err error) {
 	ndots, plain = 1, true
 	sc := bufio.NewScanner(r)
@@ -120,8 +122,8 @@ func parseResolvConf(r io.Reader, port uint16) (servers []netip.AddrPort, ndots 
 					if n, err := strconv.Atoi(val); err == nil && n >= 0 {
 						ndots = min(n, 15)
 					}
-				case "timeout", "attempts", "rotate", "edns0", "trust-ad", "single-request",
-					"single-request-reopen", "no-reload", "no-check-names", "no-tld-query", "debug":
+				case "timeout", "attempts", "rotate", "edns0", "trust-ad", "no-reload",
+					"no-check-names", "no-tld-query", "debug":
 					// Timing, transport details and what a name with a
 					// dot never meets: the client's own do.
 				default:

@@ -283,6 +283,8 @@ func TestParseResolvConf(t *testing.T) {
 		{in: "options ndots:-1 ndots:x\n", ndots: 1, plain: true},
 		{in: "options inet6\n", ndots: 1, plain: false},
 		{in: "options no-aaaa\n", ndots: 1, plain: false},
+		{in: "options single-request\n", ndots: 1, plain: false},
+		{in: "options edns0\noptions single-request-reopen\n", ndots: 1, plain: false},
 		{in: "search a.test\ndomain\n", ndots: 1, search: true, plain: true},
 		{in: "domain a.test\nsearch\n", ndots: 1, search: false, plain: true},
 		{in: "search . .\n", ndots: 1, search: false, plain: true},

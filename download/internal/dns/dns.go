@@ -26,6 +26,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -140,11 +141,12 @@ func (r *Resolver) Lookup(ctx context.Context, host string) (Answer, error) {
 	if len(r.servers) == 0 {
 		if sys != nil && sys.direct(host) {
 			a, err := r.lookupAt(ctx, sys.servers, host)
-			if err == nil || !sys.search {
+			if err == nil || !sys.search || strings.HasSuffix(host, ".") {
 				return a, err
 			}
-			// The search domains may still find it: Go's resolver
-			// tries them (after the name as it is, again).
+			// The search domains may still find it (not an absolute
+			// name's): Go's resolver tries them (after the name as it
+			// is, again).
 		}
 		addrs, err := r.system(ctx, r.network, host)
 		return Answer{Addrs: addrs, TTL: -1}, err

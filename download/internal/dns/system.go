@@ -78,8 +78,10 @@ const maxNameservers = 3
 
 // parseResolvConf reads resolv.conf(5): the name servers (port 53), ndots,
 // and whether a search list is given. plain is false where it sets what the
-// client would not follow: queries over TCP only (use-vc), a sort list, the
-// obsolete inet6, or an option it does not know.
+// client would not follow: queries over TCP only (use-vc), A and AAAA asked
+// one after the other (single-request, single-request-reopen: a network
+// that drops one of two queries sent at once from the same socket), a sort
+// list, the obsolete inet6, or an option it does not know.
 func parseResolvConf(r io.Reader, port uint16) (servers []netip.AddrPort, ndots int, search, plain bool, err error) {
 	ndots, plain = 1, true
 	sc := bufio.NewScanner(r)
@@ -100,9 +102,16 @@ func parseResolvConf(r io.Reader, port uint16) (servers []netip.AddrPort, ndots 
 			if a, err := netip.ParseAddr(f[1]); err == nil {
 				servers = append(servers, netip.AddrPortFrom(a.Unmap(), port))
 			}
-		case "domain", "search":
-			// The last of them wins (resolv.conf(5)).
-			search = len(f) > 1
+		case "domain":
+			// The last of search and domain wins (resolv.conf(5)); a
+			// domain line without a domain is ignored, as glibc and Go's
+			// resolver ignore it.
+			if len(f) > 1 {
+				search = true
+			}
+		case "search":
+			// The root is no search domain (Go's resolver drops it).
+			search = slices.ContainsFunc(f[1:], func(d string) bool { return d != "." })
 		case "sortlist":
 			plain = false
 		case "options":
@@ -113,8 +122,8 @@ func parseResolvConf(r io.Reader, port uint16) (servers []netip.AddrPort, ndots 
 					if n, err := strconv.Atoi(val); err == nil && n >= 0 {
 						ndots = min(n, 15)
 					}
-				case "timeout", "attempts", "rotate", "edns0", "trust-ad", "single-request",
-					"single-request-reopen", "no-reload", "no-check-names", "no-tld-query", "debug":
+				case "timeout", "attempts", "rotate", "edns0", "trust-ad", "no-reload",
+					"no-check-names", "no-tld-query", "debug":
 					// Timing, transport details and what a name with a
 					// dot never meets: the client's own do.
 				default:
@@ -249,10 +258,13 @@ func (s *system) stamps() [3]fileStamp {
 }
 
 // current is the configuration, read again first if rereadEvery has passed
-// and a file changed since it was read.
+// (or the clock was set back since the last look) and a file changed since it
+// was read.
 func (s *system) current() *systemConf {
 	now := s.now()
-	if next := s.next.Load(); now.UnixNano() >= next && s.mu.TryLock() {
+	next := s.next.Load()
+	due := now.UnixNano() >= next || now.UnixNano() < next-int64(rereadEvery)
+	if due && s.mu.TryLock() {
 		if s.next.Load() == next {
 			if st := s.stamps(); st != s.stamp {
 				s.stamp = st

@@ -167,8 +167,11 @@ func TestSystemNotFoundAndSearchList(t *testing.T) {
 		{name: "no search list", resolv: "nameserver 127.0.0.1\n", hostname: "box", goAsks: 0},
 		{name: "search", resolv: "nameserver 127.0.0.1\nsearch corp.test\n", hostname: "box", goAsks: 1},
 		{name: "domain", resolv: "domain corp.test\nnameserver 127.0.0.1\n", hostname: "box", goAsks: 1},
-		{name: "the last of search and domain wins", resolv: "search corp.test\ndomain\nnameserver 127.0.0.1\n",
+		{name: "the last of search and domain wins", resolv: "domain corp.test\nsearch\nnameserver 127.0.0.1\n",
 			hostname: "box", goAsks: 0},
+		{name: "a domain line without a domain is ignored", resolv: "search corp.test\ndomain\nnameserver 127.0.0.1\n",
+			hostname: "box", goAsks: 1},
+		{name: "the root is no search domain", resolv: "search .\nnameserver 127.0.0.1\n", hostname: "box", goAsks: 0},
 		{name: "the host name's domain", resolv: "nameserver 127.0.0.1\n", hostname: "box.corp.test", goAsks: 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -191,6 +194,22 @@ func TestSystemNotFoundAndSearchList(t *testing.T) {
 				t.Fatalf("lookup: %v, want a not-found *net.DNSError", err)
 			}
 		})
+	}
+}
+
+// An absolute name is only ever asked as it is (the search domains are not
+// tried for it): one that does not exist is not asked again of Go's
+// resolver, even with a search list.
+func TestSystemAbsoluteNameNotFoundWithSearchList(t *testing.T) {
+	s := dnstest.Start(t, answers(nil))
+	ss := newSystemSetup(t, s, "nameserver 127.0.0.1\nsearch corp.test\n", plainNSSwitch, "")
+	_, err := lookupIn(t, ss.resolver(), "gone.example.test.")
+	var de *net.DNSError
+	if !errors.As(err, &de) || !de.IsNotFound {
+		t.Fatalf("lookup: %v, want a not-found *net.DNSError", err)
+	}
+	if n := ss.goAsks.Load(); n != 0 {
+		t.Errorf("Go's resolver asked %d times, want 0", n)
 	}
 }
 
@@ -227,6 +246,24 @@ func TestSystemReadAgainWhenChanged(t *testing.T) {
 	}
 }
 
+// A clock set back (the wall clock stepped by NTP or by hand) does not put
+// off the next look at the files until it has caught up again.
+func TestSystemReadAgainAfterClockSetBack(t *testing.T) {
+	s := dnstest.Start(t, answers(nil))
+	ss := newSystemSetup(t, s, "nameserver 127.0.0.1\n", plainNSSwitch, "")
+	now := time.Unix(1000, 0)
+	sys := newSystem(ss.files, func() time.Time { return now })
+	write(t, ss.files.resolvConf, "nameserver 127.0.0.2\nnameserver ::1\n")
+	now = now.Add(-time.Hour)
+	var got []string
+	for _, a := range sys.current().servers {
+		got = append(got, a.Addr().String())
+	}
+	if !slices.Equal(got, []string{"127.0.0.2", "::1"}) {
+		t.Errorf("servers %v after the clock was set back, want [127.0.0.2 ::1]", got)
+	}
+}
+
 func TestParseResolvConf(t *testing.T) {
 	for _, c := range []struct {
 		in      string
@@ -246,7 +283,12 @@ func TestParseResolvConf(t *testing.T) {
 		{in: "options ndots:-1 ndots:x\n", ndots: 1, plain: true},
 		{in: "options inet6\n", ndots: 1, plain: false},
 		{in: "options no-aaaa\n", ndots: 1, plain: false},
-		{in: "search a.test\ndomain\n", ndots: 1, search: false, plain: true},
+		{in: "options single-request\n", ndots: 1, plain: false},
+		{in: "options edns0\noptions single-request-reopen\n", ndots: 1, plain: false},
+		{in: "search a.test\ndomain\n", ndots: 1, search: true, plain: true},
+		{in: "domain a.test\nsearch\n", ndots: 1, search: false, plain: true},
+		{in: "search . .\n", ndots: 1, search: false, plain: true},
+		{in: "search . a.test\n", ndots: 1, search: true, plain: true},
 	} {
 		servers, ndots, search, plain, err := parseResolvConf(strings.NewReader(c.in), 53)
 		if err != nil {

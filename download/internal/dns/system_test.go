@@ -220,13 +220,7 @@ func TestSystemReadAgainWhenChanged(t *testing.T) {
 	ss := newSystemSetup(t, s, "nameserver 127.0.0.1\n", plainNSSwitch, "")
 	now := time.Unix(1000, 0)
 	sys := newSystem(ss.files, func() time.Time { return now })
-	servers := func() []string {
-		var out []string
-		for _, a := range sys.current().servers {
-			out = append(out, a.Addr().String())
-		}
-		return out
-	}
+	servers := func() []string { return serverAddrs(sys.current()) }
 	if got := servers(); !slices.Equal(got, []string{"127.0.0.1"}) {
 		t.Fatalf("servers %v, want [127.0.0.1]", got)
 	}
@@ -255,13 +249,18 @@ func TestSystemReadAgainAfterClockSetBack(t *testing.T) {
 	sys := newSystem(ss.files, func() time.Time { return now })
 	write(t, ss.files.resolvConf, "nameserver 127.0.0.2\nnameserver ::1\n")
 	now = now.Add(-time.Hour)
-	var got []string
-	for _, a := range sys.current().servers {
-		got = append(got, a.Addr().String())
-	}
-	if !slices.Equal(got, []string{"127.0.0.2", "::1"}) {
+	if got := serverAddrs(sys.current()); !slices.Equal(got, []string{"127.0.0.2", "::1"}) {
 		t.Errorf("servers %v after the clock was set back, want [127.0.0.2 ::1]", got)
 	}
+}
+
+// serverAddrs is the addresses of c's servers.
+func serverAddrs(c *systemConf) []string {
+	var out []string
+	for _, a := range c.servers {
+		out = append(out, a.Addr().String())
+	}
+	return out
 }
 
 func TestParseResolvConf(t *testing.T) {

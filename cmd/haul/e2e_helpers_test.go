@@ -63,8 +63,9 @@ func testMain(m *testing.M) int {
 	// Everything the tests and their haul processes put in the temporary
 	// directory (t.TempDir, the spill directories of a killed run) goes
 	// under dir, and so away with it.
+	// Open to all as /tmp is (a test runs haul as another user).
 	tmp := filepath.Join(dir, "tmp")
-	if err := os.Mkdir(tmp, 0o700); err != nil {
+	if err := errors.Join(os.Mkdir(tmp, 0o700), os.Chmod(tmp, 0o1777), os.Chmod(dir, 0o755)); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}

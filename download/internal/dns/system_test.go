@@ -216,25 +216,22 @@ func TestSystemAbsoluteNameNotFoundWithSearchList(t *testing.T) {
 // The configuration is read again when a file changes, at most every
 // rereadEvery.
 func TestSystemReadAgainWhenChanged(t *testing.T) {
-	s := dnstest.Start(t, answers(nil))
-	ss := newSystemSetup(t, s, "nameserver 127.0.0.1\n", plainNSSwitch, "")
-	now := time.Unix(1000, 0)
-	sys := newSystem(ss.files, func() time.Time { return now })
+	ss, sys, now := clockedSystem(t)
 	servers := func() []string { return serverAddrs(sys.current()) }
 	if got := servers(); !slices.Equal(got, []string{"127.0.0.1"}) {
 		t.Fatalf("servers %v, want [127.0.0.1]", got)
 	}
 	write(t, ss.files.resolvConf, "nameserver 127.0.0.2\nnameserver ::1\n")
-	now = now.Add(rereadEvery - time.Millisecond)
+	*now = now.Add(rereadEvery - time.Millisecond)
 	if got := servers(); !slices.Equal(got, []string{"127.0.0.1"}) {
 		t.Errorf("servers %v before rereadEvery passed, want [127.0.0.1]", got)
 	}
-	now = now.Add(time.Millisecond)
+	*now = now.Add(time.Millisecond)
 	if got := servers(); !slices.Equal(got, []string{"127.0.0.2", "::1"}) {
 		t.Errorf("servers %v after the change, want [127.0.0.2 ::1]", got)
 	}
 	write(t, ss.files.nsswitchConf, "hosts: files myhostname dns\n")
-	now = now.Add(rereadEvery)
+	*now = now.Add(rereadEvery)
 	if got := servers(); len(got) != 0 {
 		t.Errorf("servers %v with nsswitch not plain, want none", got)
 	}
@@ -243,15 +240,21 @@ func TestSystemReadAgainWhenChanged(t *testing.T) {
 // A clock set back (the wall clock stepped by NTP or by hand) does not put
 // off the next look at the files until it has caught up again.
 func TestSystemReadAgainAfterClockSetBack(t *testing.T) {
-	s := dnstest.Start(t, answers(nil))
-	ss := newSystemSetup(t, s, "nameserver 127.0.0.1\n", plainNSSwitch, "")
-	now := time.Unix(1000, 0)
-	sys := newSystem(ss.files, func() time.Time { return now })
+	ss, sys, now := clockedSystem(t)
 	write(t, ss.files.resolvConf, "nameserver 127.0.0.2\nnameserver ::1\n")
-	now = now.Add(-time.Hour)
+	*now = now.Add(-time.Hour)
 	if got := serverAddrs(sys.current()); !slices.Equal(got, []string{"127.0.0.2", "::1"}) {
 		t.Errorf("servers %v after the clock was set back, want [127.0.0.2 ::1]", got)
 	}
+}
+
+// clockedSystem is a plain configuration naming 127.0.0.1, read on a clock
+// the test moves through now.
+func clockedSystem(t *testing.T) (*systemSetup, *system, *time.Time) {
+	t.Helper()
+	ss := newSystemSetup(t, dnstest.Start(t, answers(nil)), "nameserver 127.0.0.1\n", plainNSSwitch, "")
+	now := time.Unix(1000, 0)
+	return ss, newSystem(ss.files, func() time.Time { return now }), &now
 }
 
 // serverAddrs is the addresses of c's servers.

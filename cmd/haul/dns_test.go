@@ -250,16 +250,6 @@ func runIn(t *testing.T, cmd func(ctx context.Context, args ...string) *exec.Cmd
 	return runCmd(t, ctx, c, &stdout, &stderr, args)
 }
 
-// testFile writes content to a file of t's own and returns its path.
-func testFile(t *testing.T, name, content string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // With the system's resolver pointing nowhere (haul in a mount namespace of
 // its own where /etc/resolv.conf names a server that is not there), names
 // resolve through --dns-server, and those of /etc/hosts from it without a
@@ -267,8 +257,8 @@ func testFile(t *testing.T, name, content string) string {
 func TestE2EDNSServerWithoutSystemResolver(t *testing.T) {
 	t.Parallel()
 	isolated := withFiles(t, map[string]string{
-		"/etc/resolv.conf": testFile(t, "resolv.conf", "nameserver 127.0.0.9\n"),
-		"/etc/hosts":       testFile(t, "hosts", "127.0.0.1 localhost\n127.0.0.1 etc-hosts.dns.test\n"),
+		"/etc/resolv.conf": writeFile(t, "resolv.conf", []byte("nameserver 127.0.0.9\n")),
+		"/etc/hosts":       writeFile(t, "hosts", []byte("127.0.0.1 localhost\n127.0.0.1 etc-hosts.dns.test\n")),
 	})
 	dm := startDnsmasq(t)
 	s := downloadtest.New(t)
@@ -302,9 +292,9 @@ func TestE2ESystemResolver(t *testing.T) {
 	})
 	host, _, _ := net.SplitHostPort(dm.addr)
 	isolated := withFiles(t, map[string]string{
-		"/etc/resolv.conf":   testFile(t, "resolv.conf", "search dns.test\nnameserver "+host+"\noptions edns0\n"),
-		"/etc/nsswitch.conf": testFile(t, "nsswitch.conf", "passwd: files\nhosts: files dns\n"),
-		"/etc/hosts":         testFile(t, "hosts", "127.0.0.1 localhost\n127.0.0.1 etc-hosts.dns.test\n"),
+		"/etc/resolv.conf":   writeFile(t, "resolv.conf", []byte("search dns.test\nnameserver "+host+"\noptions edns0\n")),
+		"/etc/nsswitch.conf": writeFile(t, "nsswitch.conf", []byte("passwd: files\nhosts: files dns\n")),
+		"/etc/hosts":         writeFile(t, "hosts", []byte("127.0.0.1 localhost\n127.0.0.1 etc-hosts.dns.test\n")),
 	})
 	s := downloadtest.New(t)
 	urls, want := dnsFiles(s, 700, "sys-a.dns.test", "sys-b.dns.test", "etc-hosts.dns.test", "short")

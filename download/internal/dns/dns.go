@@ -26,7 +26,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"strings"
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
@@ -141,7 +140,7 @@ func (r *Resolver) Lookup(ctx context.Context, host string) (Answer, error) {
 	if len(r.servers) == 0 {
 		if sys != nil && sys.direct(host) {
 			a, err := r.lookupAt(ctx, sys.servers, host)
-			if err == nil || !sys.search || strings.HasSuffix(host, ".") {
+			if err == nil || !sys.search || absolute(host) {
 				return a, err
 			}
 			// The search domains may still find it (not an absolute

@@ -59,15 +59,25 @@ func ParseHosts(r io.Reader) (*Hosts, error) {
 // ReadHostsFile parses the hosts file at path; one that does not exist is an
 // empty table.
 func ReadHostsFile(path string) (*Hosts, error) {
-	f, err := os.Open(path)
+	h, err := parseFile(path, ParseHosts)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &Hosts{}, nil
 	}
+	if h == nil {
+		h = &Hosts{}
+	}
+	return h, err
+}
+
+// parseFile is parse of the file at path.
+func parseFile[T any](path string, parse func(io.Reader) (T, error)) (T, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return &Hosts{}, err
+		var zero T
+		return zero, err
 	}
 	defer f.Close()
-	return ParseHosts(f)
+	return parse(f)
 }
 
 // Lookup returns the addresses the table gives host: for network "ip4" its

@@ -24,7 +24,7 @@ import (
 // ask a name with at least ndots dots first; only a name with fewer, or one
 // that finds no address where search domains could still find one, is left
 // to Go's resolver, which tries the search domains. Go's resolver, for all
-// its behaviour, costs about two thirds more CPU a name and tells no TTL.
+// its behaviour, costs about 70% more CPU a name and tells no TTL.
 
 // systemFiles are where the system's configuration is read from.
 type systemFiles struct {
@@ -61,29 +61,43 @@ func (c *systemConf) direct(host string) bool {
 	if len(c.servers) == 0 || !validName(host) {
 		return false
 	}
-	name := strings.TrimSuffix(host, ".")
-	dots := strings.Count(name, ".")
-	if dots == 0 || hostKey(name) == "onion" || strings.HasSuffix(hostKey(name), ".onion") {
+	key := hostKey(host)
+	dots := strings.Count(key, ".")
+	if dots == 0 || key == "onion" || strings.HasSuffix(key, ".onion") {
 		// A single label: the search domains come first, or it is
 		// not a DNS name at all; .onion is never asked (RFC 7686), as
 		// Go's resolver does not.
 		return false
 	}
-	return len(name) < len(host) || dots >= c.ndots
+	return absolute(host) || dots >= c.ndots
 }
+
+// absolute reports whether host ends in a dot: it is asked as it is, and
+// never with a search domain.
+func absolute(host string) bool { return strings.HasSuffix(host, ".") }
 
 // maxNameservers is how many resolv.conf name servers are asked, as glibc's
 // MAXNS.
 const maxNameservers = 3
 
-// parseResolvConf reads resolv.conf(5): the name servers (port 53), ndots,
-// and whether a search list is given. plain is false where it sets what the
+// resolvConf is what the client takes from resolv.conf(5).
+type resolvConf struct {
+	servers []netip.AddrPort
+	ndots   int
+	search  bool // a search list is given
+	// plain is false where the file sets what the client would not follow
+	// (see parseResolvConf).
+	plain bool
+}
+
+// parseResolvConf reads resolv.conf(5): the name servers (on port), ndots,
+// and whether a search list is given. It is not plain where it sets what the
 // client would not follow: queries over TCP only (use-vc), A and AAAA asked
 // one after the other (single-request, single-request-reopen: a network
 // that drops one of two queries sent at once from the same socket), a sort
 // list, the obsolete inet6, or an option it does not know.
-func parseResolvConf(r io.Reader, port uint16) (servers []netip.AddrPort, ndots int, search, plain bool, err error) {
-	ndots, plain = 1, true
+func parseResolvConf(r io.Reader, port uint16) (resolvConf, error) {
+	c := resolvConf{ndots: 1, plain: true}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Text()
@@ -96,43 +110,43 @@ func parseResolvConf(r io.Reader, port uint16) (servers []netip.AddrPort, ndots 
 		}
 		switch f[0] {
 		case "nameserver":
-			if len(f) < 2 || len(servers) == maxNameservers {
+			if len(f) < 2 || len(c.servers) == maxNameservers {
 				continue
 			}
 			if a, err := netip.ParseAddr(f[1]); err == nil {
-				servers = append(servers, netip.AddrPortFrom(a.Unmap(), port))
+				c.servers = append(c.servers, netip.AddrPortFrom(a.Unmap(), port))
 			}
 		case "domain":
 			// The last of search and domain wins (resolv.conf(5)); a
 			// domain line without a domain is ignored, as glibc and Go's
 			// resolver ignore it.
 			if len(f) > 1 {
-				search = true
+				c.search = true
 			}
 		case "search":
 			// The root is no search domain (Go's resolver drops it).
-			search = slices.ContainsFunc(f[1:], func(d string) bool { return d != "." })
+			c.search = slices.ContainsFunc(f[1:], func(d string) bool { return d != "." })
 		case "sortlist":
-			plain = false
+			c.plain = false
 		case "options":
 			for _, o := range f[1:] {
 				name, val, _ := strings.Cut(o, ":")
 				switch name {
 				case "ndots":
 					if n, err := strconv.Atoi(val); err == nil && n >= 0 {
-						ndots = min(n, 15)
+						c.ndots = min(n, 15)
 					}
 				case "timeout", "attempts", "rotate", "edns0", "trust-ad", "no-reload",
 					"no-check-names", "no-tld-query", "debug":
 					// Timing, transport details and what a name with a
 					// dot never meets: the client's own do.
 				default:
-					plain = false
+					c.plain = false
 				}
 			}
 		}
 	}
-	return servers, ndots, search, plain, sc.Err()
+	return c, sc.Err()
 }
 
 // nsswitchPlain reports whether nsswitch.conf(5) gives hosts from the
@@ -170,20 +184,15 @@ func readSystemConf(f systemFiles) *systemConf {
 	if strings.Contains(f.getenv("GODEBUG"), "netdns=") {
 		return c // the user chose a resolver of Go's
 	}
-	plain, err := readWith(f.nsswitchConf, nsswitchPlain)
+	plain, err := parseFile(f.nsswitchConf, nsswitchPlain)
 	if err != nil || !plain {
 		return c
 	}
-	var servers []netip.AddrPort
-	var search bool
-	_, err = readWith(f.resolvConf, func(r io.Reader) (bool, error) {
-		var err error
-		servers, c.ndots, search, plain, err = parseResolvConf(r, f.port)
-		return plain, err
-	})
-	if err != nil || !plain || len(servers) == 0 {
+	rc, err := parseFile(f.resolvConf, func(r io.Reader) (resolvConf, error) { return parseResolvConf(r, f.port) })
+	if err != nil || !rc.plain || len(rc.servers) == 0 {
 		return c
 	}
+	search := rc.search
 	if !search {
 		// Without search or domain, the local domain is the host name's
 		// part after its first dot, as for glibc and Go's resolver.
@@ -196,17 +205,7 @@ func readSystemConf(f systemFiles) *systemConf {
 	if err != nil {
 		return c
 	}
-	c.servers, c.search, c.hosts = servers, search, hosts
-	return c
-}
-
-func readWith(path string, parse func(io.Reader) (bool, error)) (bool, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return false, err
-	}
-	defer fh.Close()
-	return parse(fh)
+	return &systemConf{servers: rc.servers, ndots: rc.ndots, search: search, hosts: hosts}
 }
 
 // rereadEvery is how often the files are looked at again for a change (Go's

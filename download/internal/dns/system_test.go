@@ -292,17 +292,17 @@ func TestParseResolvConf(t *testing.T) {
 		{in: "search . .\n", ndots: 1, search: false, plain: true},
 		{in: "search . a.test\n", ndots: 1, search: true, plain: true},
 	} {
-		servers, ndots, search, plain, err := parseResolvConf(strings.NewReader(c.in), 53)
+		rc, err := parseResolvConf(strings.NewReader(c.in), 53)
 		if err != nil {
 			t.Fatalf("%q: %v", c.in, err)
 		}
 		var got []string
-		for _, s := range servers {
+		for _, s := range rc.servers {
 			got = append(got, s.String())
 		}
-		if !slices.Equal(got, c.servers) || ndots != c.ndots || search != c.search || plain != c.plain {
-			t.Errorf("%q: servers %v ndots %d search %v plain %v, want %v %d %v %v", c.in, got, ndots, search, plain,
-				c.servers, c.ndots, c.search, c.plain)
+		if !slices.Equal(got, c.servers) || rc.ndots != c.ndots || rc.search != c.search || rc.plain != c.plain {
+			t.Errorf("%q: servers %v ndots %d search %v plain %v, want %v %d %v %v", c.in, got, rc.ndots, rc.search,
+				rc.plain, c.servers, c.ndots, c.search, c.plain)
 		}
 	}
 }
@@ -330,14 +330,14 @@ func FuzzParseResolvConf(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		servers, ndots, _, _, err := parseResolvConf(strings.NewReader(in), 53)
+		rc, err := parseResolvConf(strings.NewReader(in), 53)
 		if err != nil {
 			return
 		}
-		if len(servers) > maxNameservers || ndots < 0 || ndots > 15 {
-			t.Fatalf("%q: %d servers, ndots %d", in, len(servers), ndots)
+		if len(rc.servers) > maxNameservers || rc.ndots < 0 || rc.ndots > 15 {
+			t.Fatalf("%q: %d servers, ndots %d", in, len(rc.servers), rc.ndots)
 		}
-		for _, s := range servers {
+		for _, s := range rc.servers {
 			if !s.Addr().IsValid() || s.Port() != 53 || s.Addr().Is4In6() {
 				t.Fatalf("%q: server %v", in, s)
 			}

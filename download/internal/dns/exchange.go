@@ -53,7 +53,7 @@ func (r *Resolver) query(ctx context.Context, servers []netip.AddrPort, host str
 		if err != nil {
 			return Answer{}, notFound(host, "")
 		}
-		rep, server, err := r.exchange(ctx, servers, host, dnsmessage.Question{Name: n, Type: qtype, Class: dnsmessage.ClassINET})
+		rep, server, err := r.exchange(ctx, servers, host, &dnsmessage.Question{Name: n, Type: qtype, Class: dnsmessage.ClassINET})
 		if err != nil {
 			return Answer{}, err
 		}
@@ -77,7 +77,7 @@ func (r *Resolver) query(ctx context.Context, servers []netip.AddrPort, host str
 // answer within its share of the time left, that answers SERVFAIL, REFUSED or
 // another error, or that is not recursive (a referral), gives its turn to the
 // next. It returns the answer and who gave it.
-func (r *Resolver) exchange(ctx context.Context, servers []netip.AddrPort, host string, q dnsmessage.Question) (reply, string, error) {
+func (r *Resolver) exchange(ctx context.Context, servers []netip.AddrPort, host string, q *dnsmessage.Question) (reply, string, error) {
 	tries := rounds * len(servers)
 	var last error
 	timeouts := 0
@@ -136,7 +136,7 @@ func rcodeName(c dnsmessage.RCode) string {
 
 // ask puts q to server over UDP, and over TCP when the answer comes
 // truncated, with a new random ID.
-func (r *Resolver) ask(ctx context.Context, server netip.AddrPort, q dnsmessage.Question) (reply, error) {
+func (r *Resolver) ask(ctx context.Context, server netip.AddrPort, q *dnsmessage.Question) (reply, error) {
 	id := uint16(rand.Uint32())
 	msg, err := newQuery(id, q)
 	if err != nil {
@@ -150,12 +150,12 @@ func (r *Resolver) ask(ctx context.Context, server netip.AddrPort, q dnsmessage.
 }
 
 // newQuery is the message asking q, recursion desired, offering ednsSize.
-func newQuery(id uint16, q dnsmessage.Question) ([]byte, error) {
+func newQuery(id uint16, q *dnsmessage.Question) ([]byte, error) {
 	b := dnsmessage.NewBuilder(make([]byte, 0, 64), dnsmessage.Header{ID: id, RecursionDesired: true})
 	if err := b.StartQuestions(); err != nil {
 		return nil, err
 	}
-	if err := b.Question(q); err != nil {
+	if err := b.Question(*q); err != nil {
 		return nil, err
 	}
 	if err := b.StartAdditionals(); err != nil {
@@ -183,7 +183,7 @@ func deadlines(ctx context.Context, c net.Conn) (stop func() bool) {
 // askUDP sends msg to server over the socket its queries in flight share
 // (udpMux), or over one of its own where the same ID and question are
 // already in flight there, and waits for its answer.
-func (r *Resolver) askUDP(ctx context.Context, server netip.AddrPort, id uint16, q dnsmessage.Question, msg []byte) (reply, bool, error) {
+func (r *Resolver) askUDP(ctx context.Context, server netip.AddrPort, id uint16, q *dnsmessage.Question, msg []byte) (reply, bool, error) {
 	k := keyFor(id, q)
 	in, err := r.udp.get(server).exchange(ctx, k, msg)
 	if errors.Is(err, errBusy) {
@@ -205,7 +205,7 @@ func (r *Resolver) askUDP(ctx context.Context, server netip.AddrPort, id uint16,
 // kernel drops datagrams from anyone else, and a server that is not there is
 // a refusal at once, not a timeout) and waits for its answer, ignoring any
 // datagram that is not (errMismatch).
-func askUDPAlone(ctx context.Context, server netip.AddrPort, id uint16, q dnsmessage.Question, msg []byte) (reply, bool, error) {
+func askUDPAlone(ctx context.Context, server netip.AddrPort, id uint16, q *dnsmessage.Question, msg []byte) (reply, bool, error) {
 	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(server))
 	if err != nil {
 		return reply{}, false, err
@@ -236,7 +236,7 @@ func askUDPAlone(ctx context.Context, server netip.AddrPort, id uint16, q dnsmes
 // askTCP sends msg to server over a TCP connection of its own (RFC 1035,
 // section 4.2.2: each message after its length in two bytes) and reads the
 // answer.
-func askTCP(ctx context.Context, server netip.AddrPort, id uint16, q dnsmessage.Question, msg []byte) (reply, error) {
+func askTCP(ctx context.Context, server netip.AddrPort, id uint16, q *dnsmessage.Question, msg []byte) (reply, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", server.String())
 	if err != nil {
@@ -295,7 +295,7 @@ type record struct {
 // errMismatch for a message that is not that answer (no response, another ID
 // or question), truncated for one that has the TC bit (to be asked over TCP),
 // and another error for an answer it cannot read.
-func parseReply(msg []byte, id uint16, q dnsmessage.Question) (rep reply, truncated bool, err error) {
+func parseReply(msg []byte, id uint16, q *dnsmessage.Question) (rep reply, truncated bool, err error) {
 	var p dnsmessage.Parser
 	h, err := p.Start(msg)
 	if err != nil || !h.Response || h.ID != id || h.OpCode != 0 {
@@ -305,7 +305,7 @@ func parseReply(msg []byte, id uint16, q dnsmessage.Question) (rep reply, trunca
 	if err != nil || got.Type != q.Type || got.Class != q.Class || !equalName(got.Name, q.Name) {
 		return reply{}, false, errMismatch
 	}
-	if _, err := p.Question(); !errors.Is(err, dnsmessage.ErrSectionDone) {
+	if err := p.SkipQuestion(); !errors.Is(err, dnsmessage.ErrSectionDone) {
 		return reply{}, false, errMismatch // one question asked, one echoed
 	}
 	if h.Truncated {

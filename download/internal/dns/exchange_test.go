@@ -14,8 +14,8 @@ import (
 const fuzzID = 0x1234
 
 // question is the question of the fuzzed replies.
-func question(aaaa bool) dnsmessage.Question {
-	q := dnsmessage.Question{Name: dnsmessage.MustNewName("a.test."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}
+func question(aaaa bool) *dnsmessage.Question {
+	q := &dnsmessage.Question{Name: dnsmessage.MustNewName("a.test."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}
 	if aaaa {
 		q.Type = dnsmessage.TypeAAAA
 	}
@@ -26,7 +26,7 @@ func question(aaaa bool) dnsmessage.Question {
 // Response set), the answers and the authorities given.
 func replyTo(t testing.TB, aaaa bool, h dnsmessage.Header, answers, authorities []dnsmessage.Resource) []byte {
 	h.ID, h.Response = fuzzID, true
-	m := dnsmessage.Message{Header: h, Questions: []dnsmessage.Question{question(aaaa)}, Answers: answers, Authorities: authorities}
+	m := dnsmessage.Message{Header: h, Questions: []dnsmessage.Question{*question(aaaa)}, Answers: answers, Authorities: authorities}
 	b, err := m.Pack()
 	if err != nil {
 		t.Fatal(err)

@@ -169,11 +169,11 @@ func keyOf(msg []byte, response bool) (k qkey, ok bool) {
 	if err != nil {
 		return qkey{}, false
 	}
-	return keyFor(h.ID, q), true
+	return keyFor(h.ID, &q), true
 }
 
 // keyFor is the key of the query of id and q, and of its answer.
-func keyFor(id uint16, q dnsmessage.Question) qkey {
+func keyFor(id uint16, q *dnsmessage.Question) qkey {
 	return qkey{id: id, qtype: q.Type, class: q.Class, name: lowerName(q.Name)}
 }
 

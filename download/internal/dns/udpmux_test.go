@@ -116,7 +116,7 @@ func TestQueriesInFlightShareSockets(t *testing.T) {
 func TestSameQueryInFlightTwiceGoesAlone(t *testing.T) {
 	s := dnstest.Start(t, heldUntil(2))
 	var ms udpMuxes
-	q := dnsmessage.Question{Name: dnsmessage.MustNewName("n7.test."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}
+	q := &dnsmessage.Question{Name: dnsmessage.MustNewName("n7.test."), Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}
 	msg, err := newQuery(4242, q)
 	if err != nil {
 		t.Fatal(err)

@@ -43,17 +43,15 @@ var defaultSystemFiles = systemFiles{
 	port: 53, hostname: os.Hostname, getenv: os.Getenv,
 }
 
-// systemConf is what the system's configuration says of a lookup.
+// systemConf is what the system's configuration says of a lookup: the
+// resolv.conf read, no servers in it where the configuration is not plain
+// (then every name goes to Go's resolver), and search set where the host's
+// name gives a search list too (a name asked as it is that finds no address
+// is then asked again of Go's resolver, which goes on with the search
+// domains).
 type systemConf struct {
-	// servers are resolv.conf's name servers; none where the configuration
-	// is not plain (then every name goes to Go's resolver).
-	servers []netip.AddrPort
-	ndots   int
-	// search tells whether resolv.conf, or the host's name, gives a search
-	// list: then a name asked as it is that finds no address is asked
-	// again of Go's resolver, which goes on with the search domains.
-	search bool
-	hosts  *Hosts
+	resolvConf
+	hosts *Hosts
 }
 
 // direct reports whether host is asked as it is of c.servers.
@@ -192,20 +190,19 @@ func readSystemConf(f systemFiles) *systemConf {
 	if err != nil || !rc.plain || len(rc.servers) == 0 {
 		return c
 	}
-	search := rc.search
-	if !search {
+	if !rc.search {
 		// Without search or domain, the local domain is the host name's
 		// part after its first dot, as for glibc and Go's resolver.
 		if h, err := f.hostname(); err == nil {
 			_, dom, _ := strings.Cut(h, ".")
-			search = dom != ""
+			rc.search = dom != ""
 		}
 	}
 	hosts, err := ReadHostsFile(f.hosts)
 	if err != nil {
 		return c
 	}
-	return &systemConf{servers: rc.servers, ndots: rc.ndots, search: search, hosts: hosts}
+	return &systemConf{resolvConf: rc, hosts: hosts}
 }
 
 // rereadEvery is how often the files are looked at again for a change (Go's
